@@ -1,0 +1,5 @@
+"""wa-ray: WhatsApp Web sessions as Ray actors behind Ray Serve."""
+
+NAMESPACE = "wa-ray"
+SUPERVISOR_NAME = "session-supervisor"
+DISPATCHER_NAME = "webhook-dispatcher"

@@ -1,0 +1,147 @@
+"""BrowserHost: the one Playwright driver and one Chromium of a node.
+
+Every session on the node gets a context here (measured ~57-79 MB each,
+against ~313 MB for a browser of its own). The host also runs each session's
+data plane (sender loop, inbound and acks) against Redis, so messages never
+cross Ray RPC; lifecycle signals go to the session's own SessionActor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+from playwright.async_api import Browser, Playwright, async_playwright
+
+from actors.inbound import InboundRecorder
+from actors.outbound import SessionSender
+from sessions.page import PageSession
+from storage.redis_client import connect
+from wa_ray.config import RuntimeConfig
+
+log = logging.getLogger(__name__)
+
+LIFECYCLE_SIGNALS = frozenset({"boot", "state", "qr", "ready", "logout", "crash", "page_closed", "error"})
+
+
+@dataclass
+class HostedSession:
+    ws: str
+    sid: str
+    owner: Any  # ActorHandle of the SessionActor that owns this session's state
+    page: PageSession
+    sender: SessionSender
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+
+@ray.remote(num_cpus=0, max_concurrency=10_000)
+class BrowserHost:
+    def __init__(self, config: RuntimeConfig) -> None:
+        self._config = config
+        self._redis = connect(config.redis_url)
+        self._inbound = InboundRecorder(self._redis)
+        self._playwright: Playwright | None = None
+        self._browser: Browser | None = None
+        self._launch_lock = asyncio.Lock()
+        self._sessions: dict[tuple[str, str], HostedSession] = {}
+
+    async def _ensure_browser(self) -> Browser:
+        async with self._launch_lock:
+            if self._browser is None or not self._browser.is_connected():
+                if self._playwright is None:
+                    self._playwright = await async_playwright().start()
+                self._browser = await self._playwright.chromium.launch(
+                    executable_path=self._config.chromium, args=list(self._config.chromium_flags), headless=True
+                )
+                self._browser.on("disconnected", lambda _b: self._on_browser_gone())
+            return self._browser
+
+    async def warm(self) -> dict[str, Any]:
+        """Launch the browser before the first session asks, so the first QR is fast."""
+        await self._ensure_browser()
+        return await self.ping()
+
+    async def open_session(self, ws: str, sid: str, owner: Any, storage_state: bytes | None) -> None:
+        await self.close_session(ws, sid)
+        browser = await self._ensure_browser()
+        key = (ws, sid)
+
+        async def on_signal(kind: str, payload: dict[str, Any]) -> None:
+            await self._route(key, kind, payload)
+
+        page = PageSession(browser, self._config.web_url, on_signal)
+        hosted = HostedSession(ws, sid, owner, page, SessionSender(self._redis, ws, sid, page))
+        self._sessions[key] = hosted
+        hosted.tasks.append(asyncio.get_running_loop().create_task(hosted.sender.run()))
+        try:
+            await page.open(storage_state)
+        except Exception:
+            await self.close_session(ws, sid)
+            raise
+
+    async def attach(self, ws: str, sid: str, owner: Any) -> dict[str, Any] | None:
+        """A restarted SessionActor takes over a page that outlived its predecessor."""
+        hosted = self._sessions.get((ws, sid))
+        if hosted is None:
+            return None
+        hosted.owner = owner
+        return await hosted.page.state()
+
+    async def storage_state(self, ws: str, sid: str) -> bytes:
+        return await self._sessions[(ws, sid)].page.storage_state()
+
+    async def close_session(self, ws: str, sid: str) -> bool:
+        hosted = self._sessions.pop((ws, sid), None)
+        if hosted is None:
+            return False
+        for task in hosted.tasks:
+            task.cancel()
+        await hosted.page.close()
+        return True
+
+    async def ping(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "browser": bool(self._browser and self._browser.is_connected()),
+            "sessions": len(self._sessions),
+            "node_id": ray.get_runtime_context().get_node_id(),
+        }
+
+    async def shutdown(self) -> None:
+        for ws, sid in list(self._sessions):
+            await self.close_session(ws, sid)
+        if self._browser is not None:
+            await self._browser.close()
+        if self._playwright is not None:
+            await self._playwright.stop()
+        self._browser = self._playwright = None
+
+    async def _route(self, key: tuple[str, str], kind: str, payload: dict[str, Any]) -> None:
+        hosted = self._sessions.get(key)
+        if hosted is None:
+            return
+        ws, sid = key
+        if kind == "message":
+            await self._inbound.message(ws, sid, payload)
+        elif kind == "ack":
+            await self._inbound.ack(ws, sid, payload["id"], int(payload["ack"]))
+        elif kind in LIFECYCLE_SIGNALS:
+            self._track_sendable(hosted, kind, payload)
+            hosted.owner.on_page_signal.remote(kind, payload)
+
+    @staticmethod
+    def _track_sendable(hosted: HostedSession, kind: str, payload: dict[str, Any]) -> None:
+        if kind == "ready" or (kind == "state" and payload.get("state") == "CONNECTED" and hosted.sender.connected.is_set()):
+            hosted.sender.connected.set()
+        elif kind in ("logout", "crash", "page_closed") or (kind == "state" and payload.get("state") != "CONNECTED"):
+            hosted.sender.connected.clear()
+
+    def _on_browser_gone(self) -> None:
+        self._browser = None
+        for hosted in self._sessions.values():
+            hosted.sender.connected.clear()
+            hosted.owner.on_page_signal.remote("crash", {"reason": "browser disconnected"})

@@ -1,0 +1,79 @@
+"""One WhatsApp Web page in its own browser context, with the bridge installed. No Ray here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
+
+import orjson
+from playwright.async_api import Browser, BrowserContext, Page
+
+log = logging.getLogger(__name__)
+
+Signal = Callable[[str, dict[str, Any]], Awaitable[None]]
+BRIDGE_JS = resources.files("sessions").joinpath("bridge.js").read_text()
+
+
+class PageSession:
+    def __init__(self, browser: Browser, web_url: str, on_signal: Signal) -> None:
+        self._browser = browser
+        self._web_url = web_url
+        self._on_signal = on_signal
+        self.context: BrowserContext | None = None
+        self.page: Page | None = None
+
+    async def open(self, storage_state: bytes | None) -> None:
+        state = orjson.loads(storage_state) if storage_state else None
+        self.context = await self._browser.new_context(
+            storage_state=state, viewport={"width": 800, "height": 600}, service_workers="block"
+        )
+        await self.context.expose_binding("__warayEmit", self._binding)
+        await self.context.add_init_script(BRIDGE_JS)
+        self.page = await self.context.new_page()
+        self.page.on("crash", lambda _p: self._fire("crash", {}))
+        self.page.on("close", lambda _p: self._fire("page_closed", {}))
+        await self.page.goto(self._web_url, wait_until="domcontentloaded")
+
+    async def _binding(self, _source: Any, kind: str, payload: dict[str, Any]) -> None:
+        await self._on_signal(kind, payload)
+
+    def _fire(self, kind: str, payload: dict[str, Any]) -> None:
+        asyncio.get_running_loop().create_task(self._on_signal(kind, payload))
+
+    async def new_key(self) -> str:
+        return await self._page().evaluate("window.__waray.newKey()")
+
+    async def already_sent(self, serialized: str) -> bool:
+        return await self._page().evaluate("(id) => window.__waray.alreadySent(id)", serialized)
+
+    async def send(self, to: str, body: str, key_id: str) -> dict[str, Any]:
+        return await self._page().evaluate(
+            "(m) => window.__waray.send(m)", {"to": to, "body": body, "keyId": key_id}
+        )
+
+    async def state(self) -> dict[str, Any] | None:
+        return await self._page().evaluate("window.__waray ? window.__waray.state() : null")
+
+    async def storage_state(self) -> bytes:
+        assert self.context is not None
+        state = await self.context.storage_state(indexed_db=True)
+        return orjson.dumps(state)
+
+    async def reload(self) -> None:
+        await self._page().goto(self._web_url, wait_until="domcontentloaded")
+
+    async def close(self) -> None:
+        if self.context is not None:
+            context, self.context, self.page = self.context, None, None
+            try:
+                await context.close()
+            except Exception:  # browser already gone: nothing left to free
+                log.debug("context close failed", exc_info=True)
+
+    def _page(self) -> Page:
+        if self.page is None:
+            raise RuntimeError("page is not open")
+        return self.page

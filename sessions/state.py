@@ -1,0 +1,38 @@
+"""Session states and the page signals that move between them."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class SessionState(StrEnum):
+    INITIALIZING = "initializing"
+    QR_REQUIRED = "qr_required"
+    AUTHENTICATING = "authenticating"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    DISCONNECTED = "disconnected"
+    LOGGED_OUT = "logged_out"
+    BLOCKED = "blocked"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+# Socket.state values of WhatsApp Web (see WWEBJS_SURFACE.md) -> our state.
+SOCKET_STATES: dict[str, SessionState] = {
+    "OPENING": SessionState.INITIALIZING,
+    "PAIRING": SessionState.AUTHENTICATING,
+    "UNPAIRED": SessionState.QR_REQUIRED,
+    "UNPAIRED_IDLE": SessionState.QR_REQUIRED,
+    "CONNECTED": SessionState.CONNECTED,
+    "TIMEOUT": SessionState.RECONNECTING,
+    "CONFLICT": SessionState.DISCONNECTED,
+    "UNLAUNCHED": SessionState.DISCONNECTED,
+    "DEPRECATED_VERSION": SessionState.FAILED,
+    "PROXYBLOCK": SessionState.BLOCKED,
+    "SMB_TOS_BLOCK": SessionState.BLOCKED,
+    "TOS_BLOCK": SessionState.BLOCKED,
+}
+
+# Sessions in these states have a page that can send.
+SENDABLE = frozenset({SessionState.CONNECTED})

@@ -1,0 +1,61 @@
+"""The per-workspace event stream: SSE reads it, webhooks deliver from it.
+
+Stream ids double as event ids, so SSE resume (`Last-Event-ID`) and webhook
+dedupe (`X-Event-Id`) share one key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from storage import keys
+from wa_ray.events import Event
+
+MAX_EVENTS_PER_WORKSPACE = 100_000
+
+
+class EventLog:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+
+    async def publish(self, event: Event) -> str:
+        event_id = await self._redis.xadd(
+            keys.events(event.workspace_id),
+            {"e": orjson.dumps(_without_id(event)).decode()},
+            maxlen=MAX_EVENTS_PER_WORKSPACE,
+            approximate=True,
+        )
+        event.id = event_id
+        return event_id
+
+    def publish_in(self, pipe: Any, event: Event) -> None:
+        """Queue the XADD on a pipeline/transaction that the caller executes."""
+        pipe.xadd(
+            keys.events(event.workspace_id),
+            {"e": orjson.dumps(_without_id(event)).decode()},
+            maxlen=MAX_EVENTS_PER_WORKSPACE,
+            approximate=True,
+        )
+
+    async def read_after(self, ws: str, last_id: str, block_ms: int, count: int = 200) -> list[dict[str, Any]]:
+        reply = await self._redis.xread({keys.events(ws): last_id}, count=count, block=block_ms)
+        return [decode(entry_id, fields) for _, entries in reply for entry_id, fields in entries]
+
+    async def last_id(self, ws: str) -> str:
+        info = await self._redis.xrevrange(keys.events(ws), count=1)
+        return info[0][0] if info else "0-0"
+
+
+def decode(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
+    envelope = orjson.loads(fields["e"])
+    envelope["id"] = entry_id
+    return envelope
+
+
+def _without_id(event: Event) -> dict[str, Any]:
+    body = event.to_dict()
+    body.pop("id", None)
+    return body

@@ -1,0 +1,58 @@
+"""The sessions registry: where each session lives and what state it is in."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from storage import keys
+
+
+class SessionRegistry:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+
+    async def register(self, ws: str, sid: str, node_id: str) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(keys.workspaces(), ws)
+            pipe.sadd(keys.session_index(ws), sid)
+            pipe.sadd(keys.all_sessions(), f"{ws}/{sid}")
+            pipe.hsetnx(keys.session(ws, sid), "created_at", time.time())
+            pipe.hset(keys.session(ws, sid), mapping={"workspace_id": ws, "session_id": sid, "node_id": node_id})
+            pipe.hsetnx(keys.session(ws, sid), "restarts", 0)
+            await pipe.execute()
+
+    async def set_state(self, ws: str, sid: str, state: str, **fields: Any) -> None:
+        mapping = {"state": state, "since": time.time(), **{k: "" if v is None else str(v) for k, v in fields.items()}}
+        await self._redis.hset(keys.session(ws, sid), mapping=mapping)
+
+    async def update(self, ws: str, sid: str, **fields: Any) -> None:
+        await self._redis.hset(keys.session(ws, sid), mapping={k: "" if v is None else str(v) for k, v in fields.items()})
+
+    async def get(self, ws: str, sid: str) -> dict[str, str] | None:
+        record = await self._redis.hgetall(keys.session(ws, sid))
+        return record or None
+
+    async def list(self, ws: str) -> list[dict[str, str]]:
+        sids = sorted(await self._redis.smembers(keys.session_index(ws)))
+        out = []
+        for sid in sids:
+            rec = await self.get(ws, sid)
+            if rec:
+                out.append(rec)
+        return out
+
+    async def all(self) -> list[tuple[str, str]]:
+        return [tuple(x.split("/", 1)) for x in await self._redis.smembers(keys.all_sessions())]  # type: ignore[misc]
+
+    async def remove(self, ws: str, sid: str) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.srem(keys.session_index(ws), sid)
+            pipe.srem(keys.all_sessions(), f"{ws}/{sid}")
+            pipe.delete(keys.session(ws, sid))
+            await pipe.execute()
+
+    async def incr_restarts(self, ws: str, sid: str) -> int:
+        return int(await self._redis.hincrby(keys.session(ws, sid), "restarts", 1))

@@ -1,0 +1,57 @@
+"""Shared fixtures: the simulator, the whole service (real Redis, Ray, Serve, Chromium), a signed client."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from storage.embedded import free_port
+from wa_ray.config import Settings
+from wa_ray.service import Service
+from wa_ray.signing import HmacAuth
+
+ADMIN_KEY_ID = "test-admin"
+
+
+@pytest.fixture(scope="session")
+def web_sim() -> Iterator[object]:
+    from simulator.wa_web.testing import running_web_simulator
+
+    with running_web_simulator() as sim:
+        yield sim
+
+
+@pytest.fixture(scope="session")
+def admin_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+@pytest.fixture(scope="session")
+def service(web_sim, admin_secret: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    data_dir: Path = tmp_path_factory.mktemp("wa-ray-data")
+    settings = Settings(
+        data_dir=data_dir, http_port=free_port(), web_url=web_sim.url + "/", redis_url=None,
+        api_key_id=ADMIN_KEY_ID, api_key_secret=admin_secret, webhook_base_delay_s=0.2,
+    )
+    svc = Service(settings).start()
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+@pytest.fixture
+async def api(service: Service, admin_secret: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=service.base_url, auth=HmacAuth(ADMIN_KEY_ID, admin_secret),
+                                 timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+async def phone_api(web_sim) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=web_sim.url, timeout=10) as client:
+        yield client

@@ -1,0 +1,72 @@
+"""Service configuration from the environment (pydantic-settings).
+
+`Settings` is read once at the edge (CLI, test fixtures); the parts inside
+receive a plain `RuntimeConfig` so Ray actors never depend on the environment
+of whichever process happened to start them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CHROMIUM_FLAGS: tuple[str, ...] = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+)
+
+
+def default_chromium() -> str | None:
+    """Debian's wrapper script is fine for Playwright; prefer the binary itself to skip its shell warning."""
+    for candidate in ("/usr/lib/chromium/chromium", "/usr/bin/chromium"):
+        if os.path.exists(candidate):
+            return candidate
+    return None  # Playwright's own browser, if installed
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WA_", extra="ignore")
+
+    data_dir: Path = Path(".wa-ray")
+    redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "WA_REDIS_URL"))
+    redis_port: int = 0  # embedded server; 0 picks a free port
+    web_url: str = "https://web.whatsapp.com"
+    chromium: str | None = Field(default_factory=default_chromium)
+    master_key: str | None = None  # base64 of 32 bytes; generated into data_dir when absent
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    ray_address: str | None = Field(default=None, validation_alias=AliasChoices("RAY_ADDRESS", "WA_RAY_ADDRESS"))
+    sessions_per_node: int = 50
+    qr_max_refs: int = 6
+    pacing: bool = True
+    webhook_max_attempts: int = 8
+    webhook_base_delay_s: float = 1.0
+    api_key_id: str | None = None  # bootstrap admin key (created at start when both are set)
+    api_key_secret: str | None = None
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """What every actor and deployment needs to know, passed explicitly."""
+
+    redis_url: str
+    web_url: str
+    data_dir: str
+    master_key_b64: str
+    chromium: str | None = None
+    sessions_per_node: int = 50
+    qr_max_refs: int = 6
+    pacing: bool = True
+    webhook_max_attempts: int = 8
+    webhook_base_delay_s: float = 1.0
+    chromium_flags: tuple[str, ...] = field(default=CHROMIUM_FLAGS)

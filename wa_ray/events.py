@@ -1,0 +1,48 @@
+"""The event envelope shared by SSE and webhooks."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SESSION_STATUS = "session.status"
+SESSION_QR = "session.qr"
+SESSION_READY = "session.ready"
+SESSION_DISCONNECTED = "session.disconnected"
+MESSAGE_RECEIVED = "message.received"
+MESSAGE_QUEUED = "message.queued"
+MESSAGE_SENT = "message.sent"
+MESSAGE_ACK = "message.ack"
+MESSAGE_FAILED = "message.failed"
+PROVIDER_CHANGED = "provider.changed"
+
+EVENT_TYPES = frozenset(
+    {
+        SESSION_STATUS,
+        SESSION_QR,
+        SESSION_READY,
+        SESSION_DISCONNECTED,
+        MESSAGE_RECEIVED,
+        MESSAGE_QUEUED,
+        MESSAGE_SENT,
+        MESSAGE_ACK,
+        MESSAGE_FAILED,
+        PROVIDER_CHANGED,
+    }
+)
+
+
+@dataclass
+class Event:
+    """`id` is the Redis stream id, known only once the event is stored."""
+
+    type: str
+    workspace_id: str
+    session_id: str | None
+    data: dict[str, Any]
+    ts: float = field(default_factory=time.time)
+    id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
