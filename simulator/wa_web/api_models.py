@@ -1,0 +1,61 @@
+"""Pydantic bodies of the phone-side control API (validation lives at the edge)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ScanBody(_Body):
+    qr: str = Field(min_length=1)
+    pushname: str | None = None
+
+
+class UnlinkBody(_Body):
+    device_id: str | None = None
+
+
+class SendBody(_Body):
+    to: str
+    body: str
+    group_id: str | None = None
+    type: str = "chat"
+
+
+class PhoneConfigBody(_Body):
+    """Partial update: only the fields present are changed. null = never for delays."""
+
+    delivered_ms: int | None = Field(default=None, ge=0)
+    read_ms: int | None = Field(default=None, ge=0)
+    fail_rate: float | None = Field(default=None, ge=0.0, le=1.0)
+    latency_ms: int | None = Field(default=None, ge=0)
+    pushname: str | None = None
+    platform: str | None = None
+
+
+class SimConfigBody(_Body):
+    qr_first_ttl_s: float | None = Field(default=None, gt=0)
+    qr_next_ttl_s: float | None = Field(default=None, gt=0)
+    qr_max_refs: int | None = Field(default=None, ge=0)
+    max_devices: int | None = Field(default=None, ge=1)
+    logout_reload_ms: int | None = Field(default=None, ge=0)
+    sync_delay_ms: int | None = Field(default=None, ge=0)
+    sync_fallback_ms: int | None = Field(default=None, ge=0)
+    reconnect_ms: int | None = Field(default=None, ge=0)
+    default_delivered_ms: int | None = Field(default=None, ge=0)
+    default_read_ms: int | None = Field(default=None, ge=0)
+
+
+class DropBody(_Body):
+    seconds: float = Field(default=5.0, ge=0, le=3600)
+
+
+class BanBody(_Body):
+    banned: bool = True
+
+
+class PairingCodeBody(_Body):
+    code: str = Field(min_length=8, max_length=9)

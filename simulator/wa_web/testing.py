@@ -1,0 +1,191 @@
+"""Helpers for tests and benches: run the simulator in-process, drive the phone side.
+
+    with running_web_simulator() as sim:
+        page.goto(sim.url)
+        PhoneClient(sim.url, "15550001").scan(qr)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+
+from simulator.wa_web.config import SimConfig
+from simulator.wa_web.server import create_app
+
+
+@dataclass
+class RunningSimulator:
+    url: str
+    app: Starlette
+    port: int
+
+    @property
+    def state(self) -> Any:
+        """The live SimState (only touch it from the server loop, or read-only)."""
+        return self.app.state.sim
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_web_simulator(config: SimConfig | None = None, startup_timeout_s: float = 10.0) -> Iterator[RunningSimulator]:
+    """Serve the simulator with uvicorn on a free loopback port in a daemon thread."""
+    app = create_app(config)
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=2, ws_ping_interval=None)
+    )
+    # uvicorn installs signal handlers only on the main thread; this one is not.
+    thread = threading.Thread(target=server.run, name=f"wa-web-sim:{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_timeout_s
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("web simulator failed to start")
+        if time.monotonic() > deadline:
+            server.should_exit = True
+            raise TimeoutError("web simulator did not start in time")
+        time.sleep(0.02)
+    try:
+        yield RunningSimulator(url=f"http://127.0.0.1:{port}", app=app, port=port)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+class PhoneError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: dict[str, Any]):
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.details = details
+
+
+def _check(resp: httpx.Response) -> Any:
+    if resp.status_code >= 400:
+        try:
+            err = resp.json()["error"]
+        except Exception:  # noqa: BLE001 - non-envelope errors still need reporting
+            err = {"code": "http_error", "message": resp.text, "details": {}}
+        raise PhoneError(resp.status_code, err.get("code", ""), err.get("message", ""), err.get("details", {}))
+    return resp.json()
+
+
+class PhoneClient:
+    """Synchronous phone-side control API for one phone number."""
+
+    def __init__(self, base_url: str, number: str, timeout: float = 10.0) -> None:
+        self.number = number
+        self._http = httpx.Client(base_url=f"{base_url.rstrip('/')}/_phone/{number}", timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> PhoneClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def scan(self, qr: str, pushname: str | None = None) -> str:
+        body: dict[str, Any] = {"qr": qr}
+        if pushname is not None:
+            body["pushname"] = pushname
+        return str(_check(self._http.post("/scan", json=body))["device_id"])
+
+    def link_with_code(self, code: str) -> str:
+        return str(_check(self._http.post("/pairing-code", json={"code": code}))["device_id"])
+
+    def unlink(self, device_id: str | None = None) -> list[str]:
+        return list(_check(self._http.post("/unlink", json={"device_id": device_id} if device_id else {}))["unlinked"])
+
+    def send(self, to: str, body: str, group_id: str | None = None) -> str:
+        payload: dict[str, Any] = {"to": to, "body": body}
+        if group_id:
+            payload["group_id"] = group_id
+        return str(_check(self._http.post("/messages", json=payload))["id"])
+
+    def set_config(self, **fields: Any) -> dict[str, Any]:
+        return dict(_check(self._http.put("/config", json=fields)))
+
+    def inbox(self) -> list[dict[str, Any]]:
+        return list(_check(self._http.get("/inbox"))["messages"])
+
+    def devices(self) -> list[dict[str, Any]]:
+        return list(_check(self._http.get("/devices"))["devices"])
+
+    def drop(self, seconds: float) -> int:
+        return int(_check(self._http.post("/drop", json={"seconds": seconds}))["closed"])
+
+    def ban(self, banned: bool = True) -> None:
+        _check(self._http.post("/ban", json={"banned": banned}))
+
+    def conflict(self) -> int:
+        return int(_check(self._http.post("/conflict", json={}))["pages"])
+
+
+class AsyncPhoneClient:
+    """Same API as PhoneClient, for async tests."""
+
+    def __init__(self, base_url: str, number: str, timeout: float = 10.0) -> None:
+        self.number = number
+        self._http = httpx.AsyncClient(base_url=f"{base_url.rstrip('/')}/_phone/{number}", timeout=timeout)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncPhoneClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def scan(self, qr: str, pushname: str | None = None) -> str:
+        body: dict[str, Any] = {"qr": qr}
+        if pushname is not None:
+            body["pushname"] = pushname
+        return str(_check(await self._http.post("/scan", json=body))["device_id"])
+
+    async def link_with_code(self, code: str) -> str:
+        return str(_check(await self._http.post("/pairing-code", json={"code": code}))["device_id"])
+
+    async def unlink(self, device_id: str | None = None) -> list[str]:
+        return list(_check(await self._http.post("/unlink", json={"device_id": device_id} if device_id else {}))["unlinked"])
+
+    async def send(self, to: str, body: str, group_id: str | None = None) -> str:
+        payload: dict[str, Any] = {"to": to, "body": body}
+        if group_id:
+            payload["group_id"] = group_id
+        return str(_check(await self._http.post("/messages", json=payload))["id"])
+
+    async def set_config(self, **fields: Any) -> dict[str, Any]:
+        return dict(_check(await self._http.put("/config", json=fields)))
+
+    async def inbox(self) -> list[dict[str, Any]]:
+        return list(_check(await self._http.get("/inbox"))["messages"])
+
+    async def devices(self) -> list[dict[str, Any]]:
+        return list(_check(await self._http.get("/devices"))["devices"])
+
+    async def drop(self, seconds: float) -> int:
+        return int(_check(await self._http.post("/drop", json={"seconds": seconds}))["closed"])
+
+    async def ban(self, banned: bool = True) -> None:
+        _check(await self._http.post("/ban", json={"banned": banned}))
+
+    async def conflict(self) -> int:
+        return int(_check(await self._http.post("/conflict", json={}))["pages"])

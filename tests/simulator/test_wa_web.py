@@ -1,0 +1,267 @@
+"""WhatsApp Web simulator, driven through real Chromium exactly the way whatsapp-web.js reads the page."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+
+from simulator.wa_web.config import SimConfig
+from simulator.wa_web.testing import AsyncPhoneClient, PhoneError, RunningSimulator, running_web_simulator
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+# The QR string as whatsapp-web.js 1.34.x assembles it from the page modules.
+BUILD_QR_JS = """async () => {
+  const reg = await window.require('WAWebSignalStoreApi').waSignalStore.getRegistrationInfo();
+  const noise = await window.require('WAWebUserPrefsInfoStore').waNoiseInfo.get();
+  const b64 = window.require('WABase64');
+  const adv = await window.require('WAWebUserPrefsMultiDevice').getADVSecretKey();
+  const platform = window.require('WAWebCompanionRegClientUtils').DEVICE_PLATFORM;
+  return window.require('WAWebConnModel').Conn.ref + ',' + b64.encodeB64(noise.staticKeyPair.pubKey) + ','
+    + b64.encodeB64(reg.identityKeyPair.pubKey) + ',' + adv + ',' + platform;
+}"""
+
+STATE_JS = "window.require('WAWebSocketModel').Socket.state"
+
+# whatsapp-web.js's sendMessage, reduced to the text path it takes.
+SEND_JS = """async ({to, body}) => {
+  const WidFactory = window.require('WAWebWidFactory');
+  const chatWid = WidFactory.createWid(to);
+  const chat = window.require('WAWebCollections').Chat.get(chatWid)
+    || (await window.require('WAWebFindChatAction').findOrCreateLatestChat(chatWid))?.chat;
+  window.require('WAWebStreamModel').Stream.markAvailable();
+  await window.require('WAWebUpdateUnreadChatAction').sendSeen({chat, threadId: undefined});
+  window.require('WAWebStreamModel').Stream.markUnavailable();
+  const { getIsNewsletter, getIsBroadcast } = window.require('WAWebChatGetters');
+  if (getIsNewsletter(chat) || getIsBroadcast(chat)) throw new Error('wrong chat kind');
+  const { getMaybeMeLidUser, getMaybeMePnUser } = window.require('WAWebUserPrefsMeUser');
+  const from = chat.id.isLid() ? getMaybeMeLidUser() : getMaybeMePnUser();
+  const MsgKey = window.require('WAWebMsgKey');
+  const newId = await MsgKey.newId();
+  const key = new MsgKey({from, to: chat.id, id: newId, participant: undefined, selfDir: 'out'});
+  const message = {
+    id: key, ack: 0, body, from, to: chat.id, local: true, self: 'out',
+    t: parseInt(new Date().getTime() / 1000), isNewMsg: true, type: 'chat',
+    ...window.require('WAWebGetEphemeralFieldsMsgActionsUtils').getEphemeralFields(chat),
+  };
+  window.__acks = [];
+  const Msg = window.require('WAWebCollections').Msg;
+  Msg.on('change:ack', (msg, ack) => { if (msg.id._serialized === key._serialized) window.__acks.push(ack); });
+  const [msgPromise, sendResult] = window.require('WAWebSendMsgChatAction').addAndSendMsgToChat(chat, message);
+  const inMsgAtOnce = !!Msg.get(key._serialized);
+  const msg = await msgPromise;
+  const result = await sendResult;
+  return { id: newId, serialized: key._serialized, inMsgAtOnce, result, model: msg.serialize(),
+           links: window.require('WALinkify').findLinks(msg.body).length };
+}"""
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[RunningSimulator]:
+    with running_web_simulator() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def short_sim() -> Iterator[RunningSimulator]:
+    with running_web_simulator(SimConfig(qr_first_ttl_s=0.6, qr_next_ttl_s=0.4, qr_max_refs=2)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest.fixture
+async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
+    ctx = await browser.new_context()
+    try:
+        yield ctx
+    finally:
+        await ctx.close()
+
+
+async def wait_state(page: Page, state: str, timeout: float = 10_000) -> None:
+    await page.wait_for_function(f"{STATE_JS} === {state!r}", timeout=timeout)
+
+
+async def open_qr_page(ctx: BrowserContext, url: str) -> tuple[Page, str]:
+    page = await ctx.new_page()
+    await page.goto(url)
+    await wait_state(page, "UNPAIRED")
+    return page, await page.evaluate(BUILD_QR_JS)
+
+
+async def link(ctx: BrowserContext, sim: RunningSimulator, number: str) -> Page:
+    page, qr = await open_qr_page(ctx, sim.url)
+    async with AsyncPhoneClient(sim.url, number) as phone:
+        await phone.scan(qr)
+    await wait_state(page, "CONNECTED")
+    return page
+
+
+async def test_qr_scan_restore_and_unlink(sim: RunningSimulator, browser: Browser, context: BrowserContext) -> None:
+    page, qr = await open_qr_page(context, sim.url)
+    parts = qr.split(",")
+    assert len(parts) == 5 and all(parts)
+    # Humans (and old whatsapp-web.js) see the same string on the page.
+    assert await page.get_attribute("div[data-ref]", "data-ref") == qr
+    assert await page.locator("div[data-ref] canvas").count() == 1
+    assert isinstance(await page.evaluate("window.Debug.VERSION"), str)
+    assert await page.evaluate("window.require('WAWebCallCollection') === undefined")
+
+    # Listener attached before the scan, as whatsapp-web.js does during inject.
+    await page.evaluate("window.require('WAWebSocketModel').Socket.on('change:hasSynced', () => { window.__synced = true; })")
+    async with AsyncPhoneClient(sim.url, "15550001") as phone:
+        device_id = await phone.scan(qr)
+        await wait_state(page, "CONNECTED")
+        await page.wait_for_function("window.__synced === true")
+        info = await page.evaluate("({...window.require('WAWebConnModel').Conn.serialize(), wid: window.require('WAWebUserPrefsMeUser').getMaybeMePnUser()})")
+        assert info["wid"]["_serialized"] == "15550001@c.us" and info["pushname"] and info["platform"]
+        assert [d["device_id"] for d in await phone.devices()] == [device_id]
+
+        saved = await context.storage_state(indexed_db=True)
+        refs_before = sim.state.counters.refs_issued
+
+        restored = await browser.new_context(storage_state=saved)
+        try:
+            page2 = await restored.new_page()
+            await page2.goto(sim.url)
+            await wait_state(page2, "CONNECTED")
+            assert sim.state.counters.refs_issued == refs_before  # no QR offered
+            # A late listener still gets its change:hasSynced (whatsapp-web.js `ready`).
+            await page2.evaluate("window.require('WAWebSocketModel').Socket.on('change:hasSynced', (s) => { window.__synced = s.hasSynced; })")
+            await page2.wait_for_function("window.__synced === true")
+            await page2.evaluate("window.require('WAWebCmd').Cmd.on('logout', () => { window.__logout = true; })")
+
+            assert await phone.unlink() == [device_id]
+            await page2.wait_for_function("window.__logout === true")
+            await page2.wait_for_url("**/?post_logout=1")
+            await wait_state(page2, "UNPAIRED")
+        finally:
+            await restored.close()
+
+    # The same saved state now lands on the QR screen.
+    stale = await browser.new_context(storage_state=saved)
+    try:
+        page3 = await stale.new_page()
+        await page3.goto(sim.url)
+        await wait_state(page3, "UNPAIRED")
+        assert len((await page3.evaluate(BUILD_QR_JS)).split(",")) == 5
+    finally:
+        await stale.close()
+
+
+async def test_expired_and_foreign_refs(short_sim: RunningSimulator, context: BrowserContext) -> None:
+    page, first_qr = await open_qr_page(context, short_sim.url)
+    await page.evaluate("window.__refs = []; window.require('WAWebConnModel').Conn.on('change:ref', (_, ref) => window.__refs.push(ref))")
+    await page.wait_for_function("window.__refs.length >= 1", timeout=5000)
+    async with AsyncPhoneClient(short_sim.url, "15550002") as phone:
+        with pytest.raises(PhoneError) as expired:
+            await phone.scan(first_qr)
+        assert (expired.value.status, expired.value.code) == (410, "qr_expired")
+        parts = first_qr.split(",")
+        with pytest.raises(PhoneError) as unknown:
+            await phone.scan(",".join(["2@nope", *parts[1:]]))
+        assert (unknown.value.status, unknown.value.code) == (404, "qr_unknown")
+        # After qr_max_refs the page stops offering codes...
+        await wait_state(page, "UNPAIRED_IDLE", timeout=5000)
+        # ...until it is asked again (the real page's reload button / Cmd.refreshQR()).
+        await page.evaluate("window.require('WAWebCmd').Cmd.refreshQR()")
+        await wait_state(page, "UNPAIRED")
+        await phone.scan(await page.evaluate(BUILD_QR_JS))
+        await wait_state(page, "CONNECTED")
+
+
+async def test_send_lands_once_and_acks(sim: RunningSimulator, context: BrowserContext) -> None:
+    page = await link(context, sim, "15550003")
+    async with AsyncPhoneClient(sim.url, "15550004") as recipient:
+        await recipient.set_config(delivered_ms=40, read_ms=80)
+        out = await page.evaluate(SEND_JS, {"to": "15550004@c.us", "body": "hello https://example.com"})
+        assert out["inMsgAtOnce"] and out["result"]["messageSendResult"] == "OK"
+        assert out["model"]["id"]["fromMe"] is True and out["links"] == 1
+        await page.wait_for_function("window.__acks.length >= 3", timeout=5000)
+        assert await page.evaluate("window.__acks") == [1, 2, 3]
+        inbox = await recipient.inbox()
+        assert [(m["id"], m["from"], m["to"], m["body"]) for m in inbox] == [(out["id"], "15550003", "15550004", "hello https://example.com")]
+
+
+async def test_inbound_message_fires_add(sim: RunningSimulator, context: BrowserContext) -> None:
+    page = await link(context, sim, "15550005")
+    await page.evaluate("""() => {
+      window.__added = [];
+      window.require('WAWebCollections').Msg.on('add', (msg) => {
+        if (msg.isNewMsg && msg.type !== 'ciphertext') window.__added.push(msg.serialize());
+      });
+    }""")
+    async with AsyncPhoneClient(sim.url, "15550006") as phone:
+        msg_id = await phone.send("15550005", "ping")
+        await page.wait_for_function("window.__added.length === 1", timeout=5000)
+        group_msg = await phone.send("15550005", "in a group", group_id="120363000000000001")
+        await page.wait_for_function("window.__added.length === 2", timeout=5000)
+    direct, grouped = await page.evaluate("window.__added")
+    assert direct["id"]["id"] == msg_id and direct["id"]["fromMe"] is False
+    assert direct["id"]["_serialized"] == f"false_15550006@c.us_{msg_id}"
+    assert direct["body"] == "ping" and direct["type"] == "chat" and direct["isNewMsg"] is True
+    assert direct["from"]["_serialized"] == "15550006@c.us" and direct["to"]["_serialized"] == "15550005@c.us"
+    assert isinstance(direct["t"], int) and "ack" in direct
+    assert grouped["id"]["id"] == group_msg and grouped["from"]["_serialized"] == "120363000000000001@g.us"
+    assert grouped["author"]["_serialized"] == "15550006@c.us"
+
+
+async def test_phone_api_validation(sim: RunningSimulator) -> None:
+    async with httpx.AsyncClient(base_url=sim.url) as http:
+        bad = await http.post("/_phone/+1555/messages", json={"to": "15550001", "body": "x"})
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_number"
+        assert set(bad.json()["error"]) == {"code", "message", "details"}
+        bad_to = await http.post("/_phone/15550007/messages", json={"to": "abc", "body": "x"})
+        assert bad_to.status_code == 400
+        foreign = await http.post("/_phone/15550007/scan", json={"qr": "a,b,c,d,e"})
+        assert foreign.status_code == 404 and foreign.json()["error"]["code"] == "qr_unknown"
+        cfg = await http.put("/_sim/config", json={"qr_max_refs": 6})
+        assert cfg.status_code == 200 and cfg.json()["qr_max_refs"] == 6
+        stats = (await http.get("/_sim/stats")).json()
+        assert {"pages", "devices", "messages"} <= set(stats)
+
+
+async def test_drop_and_pairing_code(sim: RunningSimulator, browser: Browser, context: BrowserContext) -> None:
+    page = await link(context, sim, "15550008")
+    states: list[Any] = []
+    await page.expose_function("reportState", lambda st: states.append(st))
+    await page.evaluate("window.require('WAWebSocketModel').Socket.on('change:state', (_s, st) => window.reportState(st))")
+    async with AsyncPhoneClient(sim.url, "15550008") as phone:
+        assert await phone.drop(0.5) == 1
+        await page.wait_for_function(f"{STATE_JS} === 'TIMEOUT'", timeout=5000)
+        await wait_state(page, "CONNECTED")
+        assert states[0] == "TIMEOUT" and states[-1] == "CONNECTED"
+
+    other = await browser.new_context()
+    try:
+        page2 = await other.new_page()
+        await page2.goto(sim.url)
+        await wait_state(page2, "UNPAIRED")
+        code = await page2.evaluate("""async () => {
+          const api = window.require('WAWebAltDeviceLinkingApi');
+          api.setPairingType('ALT_DEVICE_LINKING');
+          await api.initializeAltDeviceLinking();
+          return api.startAltLinkingFlow('15550009', true);
+        }""")
+        assert len(code) == 8
+        async with AsyncPhoneClient(sim.url, "15550010") as wrong:
+            with pytest.raises(PhoneError):
+                await wrong.link_with_code(code)
+        async with AsyncPhoneClient(sim.url, "15550009") as phone:
+            await phone.link_with_code(code)
+        await wait_state(page2, "CONNECTED")
+    finally:
+        await other.close()
