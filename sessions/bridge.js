@@ -34,10 +34,14 @@
     fromMe: !!m.id.fromMe, author: m.author ? (m.author._serialized || String(m.author)) : null,
   });
 
+  let lastQr = null;  // state and ref changes both announce a code: report each code once
   const reportQr = async () => {
     const Conn = req('WAWebConnModel').Conn;
     if (!Conn.ref) return;
-    try { emit('qr', { qr: await buildQr() }); } catch (e) { emit('error', { where: 'qr', message: String(e) }); }
+    try {
+      const qr = await buildQr();
+      if (qr !== lastQr) { lastQr = qr; emit('qr', { qr }); }
+    } catch (e) { emit('error', { where: 'qr', message: String(e) }); }
   };
 
   const hook = () => {

@@ -64,8 +64,10 @@ class Service:
             if s.ray_address:
                 ray.init(address=s.ray_address, namespace=NAMESPACE)
             else:
+                # Worker logs stay in Ray's log files (/tmp/ray/session_latest/logs), not on the console.
                 ray.init(namespace=NAMESPACE, resources={SLOT: s.sessions_per_node}, include_dashboard=False,
-                         logging_level=logging.WARNING, configure_logging=True)
+                         logging_level=logging.WARNING, log_to_driver=False)
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)
         supervisor = SessionSupervisor.options(
             name=SUPERVISOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
         ).remote(self.config)
