@@ -21,7 +21,13 @@ from storage.events import EventLog
 from storage.redis_client import connect
 from storage.registry import SessionRegistry
 from wa_ray.config import RuntimeConfig
-from wa_ray.events import SESSION_DISCONNECTED, SESSION_QR, SESSION_READY, SESSION_STATUS, Event
+from wa_ray.events import (
+    SESSION_DISCONNECTED,
+    SESSION_QR,
+    SESSION_READY,
+    SESSION_STATUS,
+    Event,
+)
 
 log = logging.getLogger(__name__)
 

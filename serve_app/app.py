@@ -13,13 +13,18 @@ from ray import serve
 from sse_starlette import EventSourceResponse
 
 from serve_app import errors
-from serve_app.auth import Principal
 from serve_app.context import AppContext
+from serve_app.deps import (
+    check_id,
+    ctx,
+    session_record,
+    workspace,
+    writable_workspace,
+)
 from serve_app.errors import ApiError
-from serve_app.models import (CreateSession, MessageAccepted, MessageOut, SendMessage, SessionOut, StreamToken,
-                              WebhookConfig)
+from serve_app.messages_api import router as messages_router
+from serve_app.models import CreateSession, SessionOut, StreamToken, WebhookConfig
 from serve_app.sse import event_stream
-from storage.messages import OutboundMessage
 from storage.webhooks import WebhookTarget
 from wa_ray.config import RuntimeConfig
 from wa_ray.ids import ID_PATTERN, new_id
@@ -35,41 +40,8 @@ def build_app(context: AppContext) -> FastAPI:
     errors.install(api)
     api.state.ctx = context
     api.include_router(router)
+    api.include_router(messages_router)
     return api
-
-
-def ctx(request: Request) -> AppContext:
-    return request.app.state.ctx
-
-
-def check_id(value: str, what: str) -> str:
-    if not _ID_RE.fullmatch(value):
-        raise ApiError(404, "not_found", f"{what} not found")  # never echo or use a malformed id
-    return value
-
-
-async def caller(request: Request, c: AppContext = Depends(ctx)) -> Principal:
-    return await c.auth.verify(request)
-
-
-async def workspace(ws: str, who: Principal = Depends(caller)) -> str:
-    check_id(ws, "workspace")
-    if not who.may_access(ws):
-        raise ApiError(404, "not_found", "workspace not found")  # 404, not 403: ids do not leak
-    return ws
-
-
-async def writable_workspace(ws: str = Depends(workspace), who: Principal = Depends(caller)) -> str:
-    if not who.may_write:
-        raise ApiError(403, "forbidden", "this key is read-only")
-    return ws
-
-
-async def _session_record(c: AppContext, ws: str, sid: str) -> dict[str, str]:
-    record = await c.registry.get(ws, check_id(sid, "session"))
-    if record is None:
-        raise ApiError(404, "not_found", "session not found")
-    return record
 
 
 @router.get("/healthz", include_in_schema=False)
@@ -107,34 +79,34 @@ async def list_sessions(ws: str = Depends(workspace), c: AppContext = Depends(ct
 
 @router.get("/v1/workspaces/{ws}/sessions/{sid}", response_model=SessionOut)
 async def get_session(sid: str, ws: str = Depends(workspace), c: AppContext = Depends(ctx)) -> SessionOut:
-    return SessionOut.from_record(await _session_record(c, ws, sid))
+    return SessionOut.from_record(await session_record(c, ws, sid))
 
 
 @router.delete("/v1/workspaces/{ws}/sessions/{sid}", status_code=204)
 async def delete_session(sid: str, ws: str = Depends(writable_workspace), c: AppContext = Depends(ctx)) -> Response:
-    await _session_record(c, ws, sid)
+    await session_record(c, ws, sid)
     await c.supervisor().delete_session.remote(ws, sid)
     return Response(status_code=204)
 
 
 @router.post("/v1/workspaces/{ws}/sessions/{sid}/restart", response_model=SessionOut)
 async def restart_session(sid: str, ws: str = Depends(writable_workspace), c: AppContext = Depends(ctx)) -> SessionOut:
-    await _session_record(c, ws, sid)
+    await session_record(c, ws, sid)
     await c.supervisor().restart_session.remote(ws, sid)
-    return SessionOut.from_record(await _session_record(c, ws, sid))
+    return SessionOut.from_record(await session_record(c, ws, sid))
 
 
 @router.post("/v1/workspaces/{ws}/sessions/{sid}/logout", response_model=SessionOut)
 async def logout_session(sid: str, ws: str = Depends(writable_workspace), c: AppContext = Depends(ctx)) -> SessionOut:
-    await _session_record(c, ws, sid)
+    await session_record(c, ws, sid)
     await c.supervisor().logout_session.remote(ws, sid)
-    return SessionOut.from_record(await _session_record(c, ws, sid))
+    return SessionOut.from_record(await session_record(c, ws, sid))
 
 
 @router.get("/v1/workspaces/{ws}/sessions/{sid}/qr", response_model=None)
 async def session_qr(sid: str, format: str = Query("raw", pattern="^(raw|png)$"), ws: str = Depends(workspace),
                      c: AppContext = Depends(ctx)) -> Any:
-    record = await _session_record(c, ws, sid)
+    record = await session_record(c, ws, sid)
     if record.get("state") != "qr_required" or not record.get("qr"):
         raise ApiError(409, "no_qr", "session is not waiting for a QR scan", {"state": record.get("state")})
     if format == "png":
@@ -146,36 +118,6 @@ def _png(data: str) -> bytes:
     buf = io.BytesIO()
     segno.make(data, error="l").save(buf, kind="png", scale=6, border=2)
     return buf.getvalue()
-
-
-@router.post("/v1/workspaces/{ws}/messages", status_code=202, response_model=MessageAccepted)
-async def send_message(body: SendMessage, ws: str = Depends(writable_workspace), c: AppContext = Depends(ctx),
-                       idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> MessageAccepted:
-    sid = body.session_id or await _default_session(c, ws)
-    await _session_record(c, ws, sid)
-    msg = OutboundMessage(new_id("msg"), ws, sid, body.to, body.text, body.priority)
-    message_id, _created = await c.messages.accept(msg, idempotency_key)
-    return MessageAccepted(message_id=message_id, status="queued")
-
-
-async def _default_session(c: AppContext, ws: str) -> str:
-    sessions = await c.registry.list(ws)
-    connected = [s for s in sessions if s.get("state") == "connected"]
-    if not connected:
-        raise ApiError(409, "no_session", "no connected session in this workspace; pass session_id")
-    return connected[0]["session_id"]
-
-
-@router.get("/v1/workspaces/{ws}/messages/{mid}", response_model=MessageOut)
-async def get_message(mid: str, ws: str = Depends(workspace), c: AppContext = Depends(ctx)) -> MessageOut:
-    record = await c.messages.get(check_id(mid, "message"))
-    if record is None or record["workspace_id"] != ws:
-        raise ApiError(404, "not_found", "message not found")
-    return MessageOut(
-        message_id=record["message_id"], workspace_id=ws, session_id=record["session_id"], to=record["to"],
-        status=record["status"], provider=record["provider"], priority=record["priority"],
-        created_at=float(record["created_at"]), wa_message_id=record.get("wa_message_id"), history=record["history"],
-    )
 
 
 @router.put("/v1/workspaces/{ws}/webhook", status_code=204)

@@ -77,7 +77,9 @@ class Service:
         ray.get([supervisor.warm.remote(), dispatcher.start.remote()])
         self.handles = {"supervisor": supervisor, "dispatcher": dispatcher}
         serve.start(http_options={"host": s.http_host, "port": s.http_port}, detached=False)
-        from serve_app.app import Ingress  # imported late: it pulls in FastAPI only where needed
+        from serve_app.app import (
+            Ingress,  # imported late: it pulls in FastAPI only where needed
+        )
 
         serve.run(Ingress.bind(self.config), name="wa-ray", route_prefix="/", blocking=False)
         ray.get(supervisor.boot.remote())
