@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
+import simulator.wa_web
 from simulator.wa_web.config import SimConfig
 from simulator.wa_web.testing import AsyncPhoneClient, PhoneError, RunningSimulator, running_web_simulator
 
@@ -265,3 +271,44 @@ async def test_drop_and_pairing_code(sim: RunningSimulator, browser: Browser, co
         await wait_state(page2, "CONNECTED")
     finally:
         await other.close()
+
+
+WWEBJS_VERSION = "1.34.7"
+
+
+def _wwebjs_dir() -> Path | None:
+    """whatsapp-web.js installed once per machine (PUPPETEER_SKIP_DOWNLOAD: we bring Chromium)."""
+    if not (shutil.which("node") and shutil.which("npm")):
+        return None
+    root = Path(os.environ.get("WA_RAY_WWEBJS_DIR", Path.home() / ".cache" / "wa-ray" / f"wwebjs-{WWEBJS_VERSION}"))
+    if (root / "node_modules" / "whatsapp-web.js" / "package.json").exists():
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PUPPETEER_SKIP_DOWNLOAD": "1"}
+    try:
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", str(root), f"whatsapp-web.js@{WWEBJS_VERSION}"], env=env, check=True, capture_output=True, timeout=300)
+    except (subprocess.SubprocessError, OSError):
+        return None
+    return root
+
+
+@pytest.mark.npm
+def test_real_whatsapp_web_js_client(tmp_path: Path) -> None:
+    """The unmodified library is the reference client: if it works, the surface is right."""
+    root = _wwebjs_dir()
+    if root is None:
+        pytest.skip("node/npm or the whatsapp-web.js package is not available")
+    script = Path(simulator.wa_web.__file__).parent / "wwebjs_e2e.js"
+    with running_web_simulator() as running:
+        env = {**os.environ, "SIM": running.url, "AUTH_DIR": str(tmp_path / "auth"), "NODE_PATH": str(root / "node_modules")}
+        proc = subprocess.run(["node", str(script)], env=env, capture_output=True, text=True, timeout=90)
+        inbox = running.state.phones["15550901"].inbox
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    names = [e["ev"] for e in events]
+    assert proc.returncode == 0, (names, proc.stdout[-3000:], proc.stderr[-3000:])
+    assert names[:3] == ["qr", "scan", "authenticated"] and events[0]["parts"] == 5
+    assert [e["ack"] for e in events if e["ev"] == "ack"] == [1, 2, 3]
+    assert any(e["ev"] == "message" and e["body"] == "hello back" for e in events)
+    assert "ready_restored" in names and "unexpected_qr" not in names
+    assert events[-1] == {"ev": "disconnected", "reason": "UNPAIRED"}
+    assert [m.body for m in inbox] == ["hello from whatsapp-web.js"]
