@@ -38,7 +38,9 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 def error_response(exc: SimError) -> JSONResponse:
-    return JSONResponse({"error": {"code": exc.code, "message": exc.message, "details": exc.details}}, status_code=exc.status)
+    return JSONResponse(
+        {"error": {"code": exc.code, "message": exc.message, "details": exc.details}}, status_code=exc.status
+    )
 
 
 def api(fn: Handler) -> Handler:
@@ -62,7 +64,9 @@ async def parse(request: Request, model: type[B]) -> B:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise SimError(422, "invalid_body", "request body failed validation", {"errors": json.loads(exc.json())}) from exc
+        raise SimError(
+            422, "invalid_body", "request body failed validation", {"errors": json.loads(exc.json())}
+        ) from exc
 
 
 def sim(request: Request) -> SimState:
@@ -158,7 +162,16 @@ async def phone_config(request: Request) -> Response:
         body = await parse(request, PhoneConfigBody)
         apply_partial(phone.config, body, {"delivered_ms", "read_ms", "pushname"})
     c = phone.config
-    return JSONResponse({"delivered_ms": c.delivered_ms, "read_ms": c.read_ms, "fail_rate": c.fail_rate, "latency_ms": c.latency_ms, "pushname": c.pushname, "platform": c.platform})
+    return JSONResponse(
+        {
+            "delivered_ms": c.delivered_ms,
+            "read_ms": c.read_ms,
+            "fail_rate": c.fail_rate,
+            "latency_ms": c.latency_ms,
+            "pushname": c.pushname,
+            "platform": c.platform,
+        }
+    )
 
 
 @api

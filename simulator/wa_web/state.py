@@ -51,16 +51,18 @@ class SimError(Exception):
 
 def validate_number(number: str, what: str = "number") -> str:
     """Digits only, E.164 without '+'. A trailing '@c.us' is tolerated for convenience."""
-    raw = number[:-5] if number.endswith("@c.us") else number
+    raw = number.removesuffix("@c.us")
     if not NUMBER_RE.match(raw):
         raise SimError(400, "invalid_number", f"{what} must be 5-15 digits (E.164 without '+')", {what: number})
     return raw
 
 
 def group_wid(group_id: str) -> str:
-    raw = group_id[:-5] if group_id.endswith("@g.us") else group_id
+    raw = group_id.removesuffix("@g.us")
     if not GROUP_RE.match(raw):
-        raise SimError(400, "invalid_group", "group_id must look like 1203630xxxx or 1555-1700000000", {"group_id": group_id})
+        raise SimError(
+            400, "invalid_group", "group_id must look like 1203630xxxx or 1555-1700000000", {"group_id": group_id}
+        )
     return f"{raw}@g.us"
 
 
@@ -146,7 +148,15 @@ class InboxEntry:
     via: str = "phone"  # "phone" or the sending device id
 
     def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "from": self.from_, "to": self.to, "body": self.body, "ts": self.ts, "type": self.type, "via": self.via}
+        out: dict[str, Any] = {
+            "id": self.id,
+            "from": self.from_,
+            "to": self.to,
+            "body": self.body,
+            "ts": self.ts,
+            "type": self.type,
+            "via": self.via,
+        }
         if self.group_id:
             out["group_id"] = self.group_id
         return out
@@ -202,7 +212,7 @@ class SimState:
                 return await coro
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("simulator task failed")
 
         task = asyncio.get_running_loop().create_task(guarded())
@@ -226,8 +236,8 @@ class SimState:
     async def _safe_send(self, page: PageConn, payload: dict[str, Any]) -> None:
         try:
             await page.send(payload)
-        except Exception:  # noqa: BLE001 - a page that vanished mid-send is not an error
-            pass
+        except Exception as exc:  # noqa: BLE001 - a page that vanished mid-send is not an error
+            log.debug("send to page %s failed: %s", page.page_id, exc)
 
     async def send_to_device(self, device_id: str, payload: dict[str, Any]) -> int:
         pages = self.device_pages(device_id)
@@ -242,7 +252,12 @@ class SimState:
 
     def page_config(self) -> dict[str, Any]:
         c = self.config
-        return {"sync_delay_ms": c.sync_delay_ms, "sync_fallback_ms": c.sync_fallback_ms, "logout_reload_ms": c.logout_reload_ms, "reconnect_ms": c.reconnect_ms}
+        return {
+            "sync_delay_ms": c.sync_delay_ms,
+            "sync_fallback_ms": c.sync_fallback_ms,
+            "logout_reload_ms": c.logout_reload_ms,
+            "reconnect_ms": c.reconnect_ms,
+        }
 
     async def page_disconnected(self, page: PageConn) -> None:
         self.pages.pop(page.page_id, None)
@@ -322,7 +337,14 @@ class SimState:
             await self._safe_send(page, {"type": "msg", "msg": msg, "offline": True})
 
     def identity(self, device: Device) -> dict[str, Any]:
-        return {"number": device.number, "wid": f"{device.number}@c.us", "lid": device.lid, "pushname": device.pushname, "platform": device.platform, "device_id": device.device_id}
+        return {
+            "number": device.number,
+            "wid": f"{device.number}@c.us",
+            "lid": device.lid,
+            "pushname": device.pushname,
+            "platform": device.platform,
+            "device_id": device.device_id,
+        }
 
     async def _takeover(self, page: PageConn) -> None:
         if not page.device_id or page.device_id not in self.devices:
@@ -342,7 +364,13 @@ class SimState:
                 ttl = self.config.qr_first_ttl_s if i == 0 else self.config.qr_next_ttl_s
                 now = time.monotonic()
                 assert page.keys is not None
-                current = RefRecord(ref="2@" + secrets.token_urlsafe(36), page_id=page.page_id, keys=page.keys, issued_at=now, expires_at=now + ttl)
+                current = RefRecord(
+                    ref="2@" + secrets.token_urlsafe(36),
+                    page_id=page.page_id,
+                    keys=page.keys,
+                    issued_at=now,
+                    expires_at=now + ttl,
+                )
                 self._remember_ref(current)
                 self.counters.refs_issued += 1
                 await page.send({"type": "ref", "ref": current.ref, "ttl_ms": int(ttl * 1000), "n": i + 1})
@@ -383,7 +411,12 @@ class SimState:
         if phone.banned:
             raise SimError(403, "banned", "this phone number is banned", {"number": phone.number})
         if len(self.phone_devices(phone.number)) >= self.config.max_devices:
-            raise SimError(409, "too_many_devices", f"a phone links at most {self.config.max_devices} devices", {"max_devices": self.config.max_devices})
+            raise SimError(
+                409,
+                "too_many_devices",
+                f"a phone links at most {self.config.max_devices} devices",
+                {"max_devices": self.config.max_devices},
+            )
         device_id = f"{phone.number}:{phone.next_device}"
         phone.next_device += 1
         device = Device(
@@ -411,7 +444,9 @@ class SimState:
             page.ref_task.cancel()
             page.ref_task = None
         code = "".join(secrets.choice(PAIRING_ALPHABET) for _ in range(8))
-        self.pairings[code] = PairingRecord(code=code, number=number, page_id=page.page_id, expires_at=time.monotonic() + PAIRING_TTL_S)
+        self.pairings[code] = PairingRecord(
+            code=code, number=number, page_id=page.page_id, expires_at=time.monotonic() + PAIRING_TTL_S
+        )
         await self._safe_send(page, {"type": "pairing_code", "req": req, "code": code})
 
     async def link_with_code(self, number: str, code: str) -> Device:
@@ -470,7 +505,13 @@ class SimState:
     async def _route_page_send(self, device: Device, msg: dict[str, Any]) -> None:
         key = str(msg.get("key", ""))
         to = str(msg.get("to", ""))
-        entry_kw = dict(id=str(msg.get("id", "")), body=str(msg.get("body") or ""), ts=time.time(), type=str(msg.get("type") or "chat"), via=device.device_id)
+        entry_kw: dict[str, Any] = {
+            "id": str(msg.get("id", "")),
+            "body": str(msg.get("body") or ""),
+            "ts": time.time(),
+            "type": str(msg.get("type") or "chat"),
+            "via": device.device_id,
+        }
         if to.endswith("@g.us"):
             # Groups have no recipient phone: keep a log and ack with sim defaults.
             self.groups.setdefault(to, []).append(InboxEntry(from_=device.number, to=to, group_id=to, **entry_kw))
@@ -494,7 +535,16 @@ class SimState:
         self._schedule_acks(device.device_id, key, recipient.config.delivered_ms, recipient.config.read_ms)
         if rnum != device.number:
             # The recipient may itself be a simulated Web session: deliver there too.
-            inbound = {"id": entry_kw["id"], "from": f"{device.number}@c.us", "to": f"{rnum}@c.us", "author": None, "body": entry_kw["body"], "t": int(time.time()), "type": "chat", "notifyName": device.pushname}
+            inbound = {
+                "id": entry_kw["id"],
+                "from": f"{device.number}@c.us",
+                "to": f"{rnum}@c.us",
+                "author": None,
+                "body": entry_kw["body"],
+                "t": int(time.time()),
+                "type": "chat",
+                "notifyName": device.pushname,
+            }
             self._later(recipient.config.latency_ms, self._deliver_inbound(rnum, inbound))
 
     def _schedule_acks(self, device_id: str, key: str, delivered_ms: int | None, read_ms: int | None) -> None:
@@ -522,9 +572,13 @@ class SimState:
         msg_id = new_msg_id()
         gwid = group_wid(group_id) if group_id else None
         now = time.time()
-        recipient.inbox.append(InboxEntry(id=msg_id, from_=sender.number, to=rnum, body=body, ts=now, type=msg_type, group_id=gwid))
+        recipient.inbox.append(
+            InboxEntry(id=msg_id, from_=sender.number, to=rnum, body=body, ts=now, type=msg_type, group_id=gwid)
+        )
         if gwid:
-            self.groups.setdefault(gwid, []).append(InboxEntry(id=msg_id, from_=sender.number, to=gwid, body=body, ts=now, type=msg_type, group_id=gwid))
+            self.groups.setdefault(gwid, []).append(
+                InboxEntry(id=msg_id, from_=sender.number, to=gwid, body=body, ts=now, type=msg_type, group_id=gwid)
+            )
         inbound = {
             "id": msg_id,
             "from": gwid or f"{sender.number}@c.us",
@@ -548,8 +602,8 @@ class SimState:
                 closed += 1
                 try:
                     await page.close(CLOSE_DROPPED)
-                except Exception:  # noqa: BLE001
-                    pass
+                except Exception as exc:  # noqa: BLE001 - already gone is as good as dropped
+                    log.debug("closing page %s failed: %s", page.page_id, exc)
         return closed
 
     async def ban(self, number: str, banned: bool) -> None:
@@ -594,6 +648,11 @@ class SimState:
             "phones": len(self.phones),
             "refs_issued": c.refs_issued,
             "scans": c.scans,
-            "messages": {"from_pages": c.from_pages, "to_pages": c.to_pages, "acks": c.acks, "failed": c.failed, "seen": c.seen},
+            "messages": {
+                "from_pages": c.from_pages,
+                "to_pages": c.to_pages,
+                "acks": c.acks,
+                "failed": c.failed,
+                "seen": c.seen,
+            },
         }
-

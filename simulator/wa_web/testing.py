@@ -1,8 +1,8 @@
 """Helpers for tests and benches: run the simulator in-process, drive the phone side.
 
-    with running_web_simulator() as sim:
-        page.goto(sim.url)
-        PhoneClient(sim.url, "15550001").scan(qr)
+with running_web_simulator() as sim:
+    page.goto(sim.url)
+    PhoneClient(sim.url, "15550001").scan(qr)
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import uvicorn
@@ -42,12 +42,22 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_web_simulator(config: SimConfig | None = None, startup_timeout_s: float = 10.0) -> Iterator[RunningSimulator]:
+def running_web_simulator(
+    config: SimConfig | None = None, startup_timeout_s: float = 10.0
+) -> Iterator[RunningSimulator]:
     """Serve the simulator with uvicorn on a free loopback port in a daemon thread."""
     app = create_app(config)
     port = _free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=2, ws_ping_interval=None)
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=2,
+            ws_ping_interval=None,
+        )
     )
     # uvicorn installs signal handlers only on the main thread; this one is not.
     thread = threading.Thread(target=server.run, name=f"wa-web-sim:{port}", daemon=True)
@@ -95,7 +105,7 @@ class PhoneClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> PhoneClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -148,7 +158,7 @@ class AsyncPhoneClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def __aenter__(self) -> AsyncPhoneClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -164,7 +174,9 @@ class AsyncPhoneClient:
         return str(_check(await self._http.post("/pairing-code", json={"code": code}))["device_id"])
 
     async def unlink(self, device_id: str | None = None) -> list[str]:
-        return list(_check(await self._http.post("/unlink", json={"device_id": device_id} if device_id else {}))["unlinked"])
+        return list(
+            _check(await self._http.post("/unlink", json={"device_id": device_id} if device_id else {}))["unlinked"]
+        )
 
     async def send(self, to: str, body: str, group_id: str | None = None) -> str:
         payload: dict[str, Any] = {"to": to, "body": body}

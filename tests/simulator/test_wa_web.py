@@ -18,7 +18,15 @@ import simulator.wa_web
 from simulator.wa_web.config import SimConfig
 from simulator.wa_web.testing import AsyncPhoneClient, PhoneError, RunningSimulator, running_web_simulator
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 # The QR string as whatsapp-web.js 1.34.x assembles it from the page modules.
 BUILD_QR_JS = """async () => {
@@ -127,12 +135,16 @@ async def test_qr_scan_restore_and_unlink(sim: RunningSimulator, browser: Browse
     assert await page.evaluate("window.require('WAWebCallCollection') === undefined")
 
     # Listener attached before the scan, as whatsapp-web.js does during inject.
-    await page.evaluate("window.require('WAWebSocketModel').Socket.on('change:hasSynced', () => { window.__synced = true; })")
+    await page.evaluate(
+        "window.require('WAWebSocketModel').Socket.on('change:hasSynced', () => { window.__synced = true; })"
+    )
     async with AsyncPhoneClient(sim.url, "15550001") as phone:
         device_id = await phone.scan(qr)
         await wait_state(page, "CONNECTED")
         await page.wait_for_function("window.__synced === true")
-        info = await page.evaluate("({...window.require('WAWebConnModel').Conn.serialize(), wid: window.require('WAWebUserPrefsMeUser').getMaybeMePnUser()})")
+        info = await page.evaluate(
+            "({...window.require('WAWebConnModel').Conn.serialize(), wid: window.require('WAWebUserPrefsMeUser').getMaybeMePnUser()})"
+        )
         assert info["wid"]["_serialized"] == "15550001@c.us" and info["pushname"] and info["platform"]
         assert [d["device_id"] for d in await phone.devices()] == [device_id]
 
@@ -146,7 +158,9 @@ async def test_qr_scan_restore_and_unlink(sim: RunningSimulator, browser: Browse
             await wait_state(page2, "CONNECTED")
             assert sim.state.counters.refs_issued == refs_before  # no QR offered
             # A late listener still gets its change:hasSynced (whatsapp-web.js `ready`).
-            await page2.evaluate("window.require('WAWebSocketModel').Socket.on('change:hasSynced', (s) => { window.__synced = s.hasSynced; })")
+            await page2.evaluate(
+                "window.require('WAWebSocketModel').Socket.on('change:hasSynced', (s) => { window.__synced = s.hasSynced; })"
+            )
             await page2.wait_for_function("window.__synced === true")
             await page2.evaluate("window.require('WAWebCmd').Cmd.on('logout', () => { window.__logout = true; })")
 
@@ -170,7 +184,9 @@ async def test_qr_scan_restore_and_unlink(sim: RunningSimulator, browser: Browse
 
 async def test_expired_and_foreign_refs(short_sim: RunningSimulator, context: BrowserContext) -> None:
     page, first_qr = await open_qr_page(context, short_sim.url)
-    await page.evaluate("window.__refs = []; window.require('WAWebConnModel').Conn.on('change:ref', (_, ref) => window.__refs.push(ref))")
+    await page.evaluate(
+        "window.__refs = []; window.require('WAWebConnModel').Conn.on('change:ref', (_, ref) => window.__refs.push(ref))"
+    )
     await page.wait_for_function("window.__refs.length >= 1", timeout=5000)
     async with AsyncPhoneClient(short_sim.url, "15550002") as phone:
         with pytest.raises(PhoneError) as expired:
@@ -199,7 +215,9 @@ async def test_send_lands_once_and_acks(sim: RunningSimulator, context: BrowserC
         await page.wait_for_function("window.__acks.length >= 3", timeout=5000)
         assert await page.evaluate("window.__acks") == [1, 2, 3]
         inbox = await recipient.inbox()
-        assert [(m["id"], m["from"], m["to"], m["body"]) for m in inbox] == [(out["id"], "15550003", "15550004", "hello https://example.com")]
+        assert [(m["id"], m["from"], m["to"], m["body"]) for m in inbox] == [
+            (out["id"], "15550003", "15550004", "hello https://example.com")
+        ]
 
 
 async def test_inbound_message_fires_add(sim: RunningSimulator, context: BrowserContext) -> None:
@@ -244,7 +262,9 @@ async def test_drop_and_pairing_code(sim: RunningSimulator, browser: Browser, co
     page = await link(context, sim, "15550008")
     states: list[Any] = []
     await page.expose_function("reportState", lambda st: states.append(st))
-    await page.evaluate("window.require('WAWebSocketModel').Socket.on('change:state', (_s, st) => window.reportState(st))")
+    await page.evaluate(
+        "window.require('WAWebSocketModel').Socket.on('change:state', (_s, st) => window.reportState(st))"
+    )
     async with AsyncPhoneClient(sim.url, "15550008") as phone:
         assert await phone.drop(0.5) == 1
         await page.wait_for_function(f"{STATE_JS} === 'TIMEOUT'", timeout=5000)
@@ -286,7 +306,13 @@ def _wwebjs_dir() -> Path | None:
     root.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PUPPETEER_SKIP_DOWNLOAD": "1"}
     try:
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", str(root), f"whatsapp-web.js@{WWEBJS_VERSION}"], env=env, check=True, capture_output=True, timeout=300)
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(root), f"whatsapp-web.js@{WWEBJS_VERSION}"],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
     except (subprocess.SubprocessError, OSError):
         return None
     return root
@@ -300,8 +326,13 @@ def test_real_whatsapp_web_js_client(tmp_path: Path) -> None:
         pytest.skip("node/npm or the whatsapp-web.js package is not available")
     script = Path(simulator.wa_web.__file__).parent / "wwebjs_e2e.js"
     with running_web_simulator() as running:
-        env = {**os.environ, "SIM": running.url, "AUTH_DIR": str(tmp_path / "auth"), "NODE_PATH": str(root / "node_modules")}
-        proc = subprocess.run(["node", str(script)], env=env, capture_output=True, text=True, timeout=90)
+        env = {
+            **os.environ,
+            "SIM": running.url,
+            "AUTH_DIR": str(tmp_path / "auth"),
+            "NODE_PATH": str(root / "node_modules"),
+        }
+        proc = subprocess.run(["node", str(script)], check=False, env=env, capture_output=True, text=True, timeout=90)
         inbox = running.state.phones["15550901"].inbox
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     names = [e["ev"] for e in events]
