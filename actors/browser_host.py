@@ -135,7 +135,9 @@ class BrowserHost:
 
     @staticmethod
     def _track_sendable(hosted: HostedSession, kind: str, payload: dict[str, Any]) -> None:
-        if kind == "ready" or (kind == "state" and payload.get("state") == "CONNECTED" and hosted.sender.connected.is_set()):
+        """The sender loop runs only while the page is linked and online."""
+        linked_again = kind == "state" and payload.get("state") == "CONNECTED" and payload.get("hasSynced")
+        if kind == "ready" or linked_again:
             hosted.sender.connected.set()
         elif kind in ("logout", "crash", "page_closed") or (kind == "state" and payload.get("state") != "CONNECTED"):
             hosted.sender.connected.clear()

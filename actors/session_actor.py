@@ -14,9 +14,8 @@ from typing import Any
 
 import ray
 
-from sessions.crypto import MasterKey
 from sessions.state import SOCKET_STATES, SessionState
-from storage.auth_store import FileAuthStore
+from storage.auth_store import open_auth_store
 from storage.events import EventLog
 from storage.redis_client import connect
 from storage.registry import SessionRegistry
@@ -47,7 +46,7 @@ class SessionActor:
         self._redis = connect(config.redis_url)
         self._events = EventLog(self._redis)
         self._registry = SessionRegistry(self._redis)
-        self._auth = FileAuthStore(config.data_dir, MasterKey.from_b64(config.master_key_b64))
+        self._auth = open_auth_store(config, self._redis)
         self._state = SessionState.STOPPED
         self._qr_count = 0
         self._me: dict[str, Any] | None = None
@@ -89,17 +88,22 @@ class SessionActor:
             await self._publish(SESSION_READY, {"me": self._me, "pushname": payload.get("pushname")})
             await self._save_auth()
         elif kind == "state":
-            await self._on_socket_state(payload.get("state", ""))
+            await self._on_socket_state(payload.get("state", ""), bool(payload.get("hasSynced")))
         elif kind == "logout":
             await self._auth.delete(self._ws, self._sid)
+            self._qr_count = 0  # the page offers fresh codes to relink
             await self._transition(SessionState.LOGGED_OUT, "unlinked from the phone")
         elif kind in ("crash", "page_closed"):
             if self._state not in (SessionState.STOPPED, SessionState.FAILED):
                 await self._transition(SessionState.RECONNECTING, payload.get("reason", kind))
                 asyncio.get_running_loop().create_task(self._reconnect())
 
-    async def _on_socket_state(self, socket_state: str) -> None:
+    async def _on_socket_state(self, socket_state: str, synced: bool) -> None:
         mapped = SOCKET_STATES.get(socket_state)
+        if mapped is SessionState.CONNECTED and synced and self._state is not SessionState.CONNECTED:
+            self._reconnects = 0
+            await self._transition(SessionState.CONNECTED, "connection restored", me=(self._me or {}).get("number"))
+            return
         if mapped is None or mapped in (SessionState.CONNECTED, SessionState.QR_REQUIRED):
             return  # `ready` and `qr` carry those transitions with their data
         if mapped is SessionState.INITIALIZING and self._state is not SessionState.INITIALIZING:

@@ -53,7 +53,7 @@
     emit('boot', { version: window.Debug.VERSION });
 
     Socket.on('change:state', (_m, state) => {
-      emit('state', { state });
+      emit('state', { state, hasSynced: !!Socket.hasSynced });
       if (state === 'UNPAIRED' || state === 'UNPAIRED_IDLE') reportQr();
     });
     Conn.on('change:ref', () => { if (!Socket.hasSynced) reportQr(); });
@@ -66,7 +66,7 @@
     Msg.on('change:ack', (m, ack) => { if (m.id.fromMe) emit('ack', { id: m.id._serialized, ack }); });
 
     // A restored session may have synced before we attached: report where we are now.
-    emit('state', { state: Socket.state });
+    emit('state', { state: Socket.state, hasSynced: !!Socket.hasSynced });
     if (Socket.hasSynced) emit('ready', { me: me(), pushname: Conn.pushname || null });
     else if (Socket.state === 'UNPAIRED' || Socket.state === 'UNPAIRED_IDLE') reportQr();
   };

@@ -8,18 +8,34 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Protocol
 
 import redis.asyncio as aioredis
 
 from sessions.crypto import MasterKey, decrypt, encrypt
 from storage import keys
+from wa_ray.config import RuntimeConfig
 from wa_ray.ids import require_id
 
 
+class AuthStore(Protocol):
+    async def save(self, ws: str, sid: str, state: bytes) -> None: ...
+    async def load(self, ws: str, sid: str) -> bytes | None: ...
+    async def delete(self, ws: str, sid: str) -> None: ...
+
+
+def open_auth_store(config: RuntimeConfig, redis: aioredis.Redis) -> AuthStore:
+    """Files on the node by default; Redis when sessions must be able to move between machines."""
+    keys_ = [MasterKey.from_b64(config.master_key_b64), *(MasterKey.from_b64(k) for k in config.previous_keys_b64)]
+    if config.auth_store == "redis":
+        return RedisAuthStore(redis, keys_)
+    return FileAuthStore(config.data_dir, keys_)
+
+
 class FileAuthStore:
-    def __init__(self, data_dir: str | Path, key: MasterKey) -> None:
+    def __init__(self, data_dir: str | Path, keys_: list[MasterKey]) -> None:
         self._root = Path(data_dir) / "sessions"
-        self._key = key
+        self._keys = keys_  # the first encrypts; all decrypt (rotation)
 
     def _dir(self, ws: str, sid: str) -> Path:
         return self._root / require_id(ws, "workspace id") / require_id(sid, "session id")
@@ -32,7 +48,7 @@ class FileAuthStore:
         tmp = directory / "auth.bin.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(encrypt(self._key, state))
+            fh.write(encrypt(self._keys[0], state))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, directory / "auth.bin")  # atomic: a crash never leaves half a state
@@ -41,7 +57,7 @@ class FileAuthStore:
         path = self._dir(ws, sid) / "auth.bin"
         if not path.exists():
             return None
-        return decrypt([self._key], path.read_bytes())
+        return decrypt(self._keys, path.read_bytes())
 
     async def delete(self, ws: str, sid: str) -> None:
         directory = self._dir(ws, sid)
@@ -50,18 +66,21 @@ class FileAuthStore:
                 child.unlink()
             directory.rmdir()
 
+    def blobs(self) -> list[Path]:
+        return sorted(self._root.glob("*/*/auth.bin"))
+
 
 class RedisAuthStore:
-    def __init__(self, redis: aioredis.Redis, key: MasterKey) -> None:
+    def __init__(self, redis: aioredis.Redis, keys_: list[MasterKey]) -> None:
         self._redis = redis
-        self._key = key
+        self._keys = keys_
 
     async def save(self, ws: str, sid: str, state: bytes) -> None:
-        await self._redis.set(keys.auth_state(ws, sid), encrypt(self._key, state).hex())
+        await self._redis.set(keys.auth_state(ws, sid), encrypt(self._keys[0], state).hex())
 
     async def load(self, ws: str, sid: str) -> bytes | None:
         blob = await self._redis.get(keys.auth_state(ws, sid))
-        return decrypt([self._key], bytes.fromhex(blob)) if blob else None
+        return decrypt(self._keys, bytes.fromhex(blob)) if blob else None
 
     async def delete(self, ws: str, sid: str) -> None:
         await self._redis.delete(keys.auth_state(ws, sid))

@@ -1,9 +1,11 @@
-"""SessionSupervisor: placement, per-node limit, restart, restore-at-boot.
+"""SessionSupervisor: placement, per-node limit, restart, restore-at-boot, drain.
 
-A named detached actor, the only one that creates SessionActors, so placement
+A named detached actor and the only creator of SessionActors, so placement
 decisions come from one place. Nodes advertise `wa_session_slot` (the per-node
-limit); the supervisor picks the node with most free slots itself, because
-soft node affinity waits on a full node instead of moving on.
+limit) and each SessionActor holds one, so Ray enforces the limit exactly; the
+supervisor still picks the node itself from free slots, because soft node
+affinity waits on a full node instead of moving on. If the supervisor itself
+dies, Ray restarts it and it adopts the (detached) session actors it finds.
 """
 
 from __future__ import annotations
@@ -20,67 +22,61 @@ from actors.session_actor import SessionActor
 from sessions.state import SessionState
 from storage.redis_client import connect
 from storage.registry import SessionRegistry
+from supervisors.placement import SLOT, PlacementError, QuotaExceeded, least_loaded, nodes_from_ray
 from wa_ray import NAMESPACE
 from wa_ray.config import RuntimeConfig
 
 log = logging.getLogger(__name__)
 
-SLOT = "wa_session_slot"
 MONITOR_INTERVAL_S = 1.0
+PING_TIMEOUT_S = 5.0
 MAX_RESTARTS = 5
-RESTORE_STAGGER_S = 0.2
-RESTORABLE = {SessionState.CONNECTED.value, SessionState.RECONNECTING.value, SessionState.INITIALIZING.value}
+RESTORE_STAGGER_S = 0.1
+RESTORE_CONCURRENCY = 4
+RESTORABLE = {SessionState.CONNECTED.value, SessionState.RECONNECTING.value}
 
-
-class PlacementError(RuntimeError):
-    pass
+__all__ = ["SessionSupervisor", "PlacementError", "QuotaExceeded", "SLOT", "actor_name"]
 
 
 def actor_name(ws: str, sid: str) -> str:
     return f"session:{ws}:{sid}"
 
 
-@ray.remote(num_cpus=0, max_concurrency=1000)
+@ray.remote(num_cpus=0, max_concurrency=1000, max_restarts=-1)
 class SessionSupervisor:
-    def __init__(self, config: RuntimeConfig) -> None:
+    async def __init__(self, config: RuntimeConfig) -> None:
         self._config = config
         self._redis = connect(config.redis_url)
         self._registry = SessionRegistry(self._redis)
         self._hosts: dict[str, Any] = {}
         self._placed: dict[tuple[str, str], str] = {}  # (ws, sid) -> node id
         self._actors: dict[tuple[str, str], Any] = {}
-        self._monitor: asyncio.Task[None] | None = None
+        self._draining: set[str] = set()
         self._lock = asyncio.Lock()
+        self._restored = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._adopt_and_restore()), loop.create_task(self._watch())]
 
-    async def boot(self, restore: bool = True) -> int:
-        """Start monitoring and bring back sessions that were live before the service stopped."""
-        restored = 0
-        if restore:
-            for ws, sid in sorted(await self._registry.all()):
-                record = await self._registry.get(ws, sid) or {}
-                if record.get("state") in RESTORABLE:
-                    await self._ensure(ws, sid)
-                    restored += 1
-                    await asyncio.sleep(RESTORE_STAGGER_S)  # no Chromium stampede
-        if self._monitor is None:
-            self._monitor = asyncio.get_running_loop().create_task(self._watch())
-        return restored
+    async def ping(self) -> dict[str, Any]:
+        return {"sessions": len(self._actors), "restored": self._restored.is_set()}
+
+    async def wait_restored(self) -> int:
+        await self._restored.wait()
+        return len(self._actors)
 
     async def warm(self) -> None:
-        """Launch each node's browser ahead of the first session (first QR in well under a second)."""
-        await asyncio.gather(*(self._host(n).warm.remote() for n in self._nodes()))
+        """Launch each node's browser ahead of the first session, so the first QR is quick."""
+        await asyncio.gather(*(self._host(n.node_id).warm.remote() for n in self._nodes()))
 
     async def create_session(self, ws: str, sid: str) -> dict[str, Any]:
-        await self._ensure(ws, sid)
+        await self._ensure(ws, sid, new=True)
         return await self._registry.get(ws, sid) or {}
 
     async def restart_session(self, ws: str, sid: str) -> str:
-        actor = self._actors.get((ws, sid)) or await self._ensure(ws, sid)
-        return await actor.restart.remote()
+        return await (await self._ensure(ws, sid)).restart.remote()
 
     async def logout_session(self, ws: str, sid: str) -> str:
-        actor = self._actors.get((ws, sid)) or await self._ensure(ws, sid)
-        return await actor.logout.remote()
+        return await (await self._ensure(ws, sid)).logout.remote()
 
     async def delete_session(self, ws: str, sid: str) -> bool:
         async with self._lock:
@@ -97,38 +93,90 @@ class SessionSupervisor:
     async def placements(self) -> dict[str, str]:
         return {f"{ws}/{sid}": node for (ws, sid), node in self._placed.items()}
 
-    async def _ensure(self, ws: str, sid: str) -> Any:
+    async def drain_node(self, node_id: str) -> int:
+        """Move every session off a node (sessions reopen elsewhere from saved auth state, no QR)."""
+        self._draining.add(node_id)
+        moved = [key for key, node in self._placed.items() if node == node_id]
+        for ws, sid in moved:
+            async with self._lock:
+                actor = self._actors.pop((ws, sid), None)
+                self._placed.pop((ws, sid), None)
+            if actor is not None:
+                await actor.stop.remote(purge=False)
+                ray.kill(actor, no_restart=True)
+            await self._ensure(ws, sid)
+        return len(moved)
+
+    async def undrain_node(self, node_id: str) -> None:
+        self._draining.discard(node_id)
+
+    async def _ensure(self, ws: str, sid: str, new: bool = False) -> Any:
         async with self._lock:
             actor = self._actors.get((ws, sid)) or self._named(ws, sid)
             if actor is not None:
                 self._actors[(ws, sid)] = actor
                 return actor
-            node = self._pick_node()
-            host = self._host(node)
+            if new:
+                await self._check_quota(ws, sid)
+            node = least_loaded(self._nodes(), self._placed.values(), frozenset(self._draining))
             actor = SessionActor.options(
                 name=actor_name(ws, sid), namespace=NAMESPACE, lifetime="detached",
-                resources={SLOT: 1} if self._has_slots(node) else {},
+                resources={SLOT: 1} if self._advertises_slots(node) else {},
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
-            ).remote(self._config, ws, sid, host)
+            ).remote(self._config, ws, sid, self._host(node))
             self._actors[(ws, sid)] = actor
             self._placed[(ws, sid)] = node
             await self._registry.register(ws, sid, node)
         await actor.start.remote()
         return actor
 
+    async def _check_quota(self, ws: str, sid: str) -> None:
+        existing = {s["session_id"] for s in await self._registry.list(ws)}
+        if sid not in existing and len(existing) >= self._config.sessions_per_workspace:
+            raise QuotaExceeded(f"workspace {ws} has its {self._config.sessions_per_workspace} sessions")
+
+    async def _adopt_and_restore(self) -> None:
+        """After a supervisor restart: adopt live session actors; after a service restart: bring back
+        sessions that were connected, a few at a time so Chromium is not stampeded."""
+        slots = asyncio.Semaphore(RESTORE_CONCURRENCY)
+
+        async def restore(ws: str, sid: str) -> None:
+            async with slots:
+                try:
+                    await self._ensure(ws, sid)
+                except Exception:
+                    log.exception("restore of %s/%s failed", ws, sid)
+                await asyncio.sleep(RESTORE_STAGGER_S)
+
+        jobs = []
+        for ws, sid in sorted(await self._registry.all()):
+            record = await self._registry.get(ws, sid) or {}
+            actor = self._named(ws, sid)
+            if actor is not None:
+                self._actors[(ws, sid)] = actor
+                if record.get("node_id"):
+                    self._placed[(ws, sid)] = record["node_id"]
+            elif record.get("state") in RESTORABLE:
+                jobs.append(restore(ws, sid))
+        await asyncio.gather(*jobs)
+        self._restored.set()
+
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(MONITOR_INTERVAL_S)
-            for key, actor in list(self._actors.items()):
+            checks = {key: actor.status.remote() for key, actor in list(self._actors.items())}
+            for key, ref in checks.items():
                 try:
-                    await asyncio.wait_for(actor.status.remote(), timeout=5)
+                    await asyncio.wait_for(ref, timeout=PING_TIMEOUT_S)
                 except (ray.exceptions.RayActorError, asyncio.TimeoutError) as exc:
-                    await self._revive(key, exc)
+                    if self._actors.get(key) is not None:
+                        await self._revive(key, exc)
 
     async def _revive(self, key: tuple[str, str], cause: Exception) -> None:
         ws, sid = key
         async with self._lock:
             self._actors.pop(key, None)
+            self._placed.pop(key, None)
         restarts = await self._registry.incr_restarts(ws, sid)
         if restarts > MAX_RESTARTS:
             await self._registry.set_state(ws, sid, SessionState.FAILED.value, reason=f"actor died {restarts} times")
@@ -145,24 +193,11 @@ class SessionSupervisor:
         except ValueError:
             return None
 
-    def _nodes(self) -> list[str]:
-        return [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+    def _nodes(self) -> list:
+        return nodes_from_ray(ray.nodes(), self._config.sessions_per_node)
 
-    def _has_slots(self, node_id: str) -> bool:
+    def _advertises_slots(self, node_id: str) -> bool:
         return any(n["NodeID"] == node_id and n["Resources"].get(SLOT) for n in ray.nodes())
-
-    def _pick_node(self) -> str:
-        capacity = {n["NodeID"]: int(n["Resources"].get(SLOT, self._config.sessions_per_node))
-                    for n in ray.nodes() if n["Alive"]}
-        used = {node: 0 for node in capacity}
-        for node in self._placed.values():
-            if node in used:
-                used[node] += 1
-        free = {node: capacity[node] - used[node] for node in capacity}
-        best = max(free, key=lambda n: free[n], default=None)
-        if best is None or free[best] <= 0:
-            raise PlacementError("every node is at its session limit")
-        return best
 
     def _host(self, node_id: str) -> Any:
         if node_id not in self._hosts:

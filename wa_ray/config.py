@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,8 +48,10 @@ class Settings(BaseSettings):
     http_port: int = 8000
     ray_address: str | None = Field(default=None, validation_alias=AliasChoices("RAY_ADDRESS", "WA_RAY_ADDRESS"))
     sessions_per_node: int = 50
+    sessions_per_workspace: int = 100
+    auth_store: Literal["file", "redis"] = "file"
+    master_key_previous: str | None = None  # still accepted for decryption while rotating
     qr_max_refs: int = 6
-    pacing: bool = True
     webhook_max_attempts: int = 8
     webhook_base_delay_s: float = 1.0
     api_key_id: str | None = None  # bootstrap admin key (created at start when both are set)
@@ -65,8 +68,10 @@ class RuntimeConfig:
     master_key_b64: str
     chromium: str | None = None
     sessions_per_node: int = 50
+    sessions_per_workspace: int = 100
+    auth_store: str = "file"
+    previous_keys_b64: tuple[str, ...] = ()
     qr_max_refs: int = 6
-    pacing: bool = True
     webhook_max_attempts: int = 8
     webhook_base_delay_s: float = 1.0
     chromium_flags: tuple[str, ...] = field(default=CHROMIUM_FLAGS)

@@ -57,6 +57,8 @@ class Service:
         self.config = RuntimeConfig(
             redis_url=redis_url, web_url=s.web_url, data_dir=str(s.data_dir.resolve()),
             master_key_b64=load_master_key(s), chromium=s.chromium, sessions_per_node=s.sessions_per_node,
+            sessions_per_workspace=s.sessions_per_workspace, auth_store=s.auth_store,
+            previous_keys_b64=(s.master_key_previous,) if s.master_key_previous else (),
             qr_max_refs=s.qr_max_refs, webhook_max_attempts=s.webhook_max_attempts,
             webhook_base_delay_s=s.webhook_base_delay_s,
         )
@@ -82,7 +84,7 @@ class Service:
         )
 
         serve.run(Ingress.bind(self.config), name="wa-ray", route_prefix="/", blocking=False)
-        ray.get(supervisor.boot.remote())
+        ray.get(supervisor.wait_restored.remote())
         if s.api_key_id and s.api_key_secret:
             ray.get(_bootstrap_key.remote(self.config, s.api_key_id, s.api_key_secret))
         return self
