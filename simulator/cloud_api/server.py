@@ -1,0 +1,60 @@
+"""The Cloud API simulator as a Starlette app, and `wa-sim cloud`.
+
+    POST /{version}/{phone_number_id}/messages   Meta's send endpoint (graph_api)
+    *    /_control/...                           the simulator's control API (control)
+
+Anything else answers a Graph-style 400 "Unknown path components", as Graph does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from simulator.cloud_api import control, errors
+from simulator.cloud_api.config import CloudSimConfig
+from simulator.cloud_api.graph_api import graph_error, messages_endpoint
+from simulator.cloud_api.state import SimState
+
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+async def unknown_path(request: Request) -> Response:
+    return graph_error(errors.unknown_path(request.url.path))
+
+
+def create_app(config: CloudSimConfig | None = None) -> Starlette:
+    state = SimState(config)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state.loop = asyncio.get_running_loop()
+        try:
+            yield
+        finally:
+            state.lifecycle.cancel_all()
+            await state.dispatcher.aclose()
+            state.loop = None
+
+    app = Starlette(
+        routes=[
+            *control.routes,
+            Route("/{version}/{phone_number_id}/messages", messages_endpoint, methods=["POST"]),
+            Route("/{path:path}", unknown_path, methods=ALL_METHODS),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.sim = state
+    return app
+
+
+def run(host: str, port: int) -> None:
+    """`wa-sim cloud`: serve the simulator with default config until interrupted."""
+    uvicorn.run(create_app(), host=host, port=port, log_level="info", timeout_graceful_shutdown=2)
