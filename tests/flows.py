@@ -1,0 +1,36 @@
+"""Steps several tests share: link a session through the real path."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+
+from tests.events import EventCollector
+
+
+async def link_session(api: httpx.AsyncClient, phone_api: httpx.AsyncClient, events: EventCollector,
+                       ws: str, sid: str, phone: str) -> dict:
+    created = await api.post(f"/v1/workspaces/{ws}/sessions", json={"session_id": sid})
+    assert created.status_code == 201, created.text
+    qr = await events.wait_for(lambda e: e["type"] == "session.qr" and e["session_id"] == sid)
+    scan = await phone_api.post(f"/_phone/{phone}/scan", json={"qr": qr["data"]["qr"]})
+    assert scan.status_code == 200, scan.text
+    return await events.wait_for(lambda e: e["type"] == "session.ready" and e["session_id"] == sid)
+
+
+async def wait_state(api: httpx.AsyncClient, ws: str, sid: str, state: str, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    last: dict = {}
+    while time.monotonic() < deadline:
+        last = (await api.get(f"/v1/workspaces/{ws}/sessions/{sid}")).json()
+        if last.get("state") == state:
+            return last
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"{ws}/{sid} never reached {state}; last: {last}")
+
+
+async def stream_url(api: httpx.AsyncClient, base_url: str, ws: str) -> str:
+    token = (await api.post(f"/v1/workspaces/{ws}/stream-tokens")).json()["token"]
+    return f"{base_url}/v1/workspaces/{ws}/events?token={token}"

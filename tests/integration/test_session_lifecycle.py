@@ -1,0 +1,120 @@
+"""Issue 4 on the real stack: a linked session stays linked through actor death, browser crash and
+restart; the phone's unlink, ban and conflict land in the right states; nothing leaks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import ray
+
+from supervisors.session_supervisor import actor_name
+from tests.events import collect_events
+from tests.flows import link_session, stream_url, wait_state
+from tests.procs import chromium_under
+from wa_ray import NAMESPACE
+
+WS = "life"
+
+
+def _host() -> ray.actor.ActorHandle:
+    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+             if a["namespace"] == NAMESPACE and a["name"].startswith("browser-host:")]
+    return ray.get_actor(names[0], namespace=NAMESPACE)
+
+
+async def test_killed_actor_comes_back_connected_without_qr(api, phone_api, service) -> None:
+    async with collect_events(await stream_url(api, service.base_url, WS)) as events:
+        await link_session(api, phone_api, events, WS, "kill", "15551001")
+        qr_before = len([e for e in events.of_type("session.qr") if e["session_id"] == "kill"])
+        ray.kill(ray.get_actor(actor_name(WS, "kill"), namespace=NAMESPACE), no_restart=True)
+        killed = time.monotonic()
+        # the replacement actor announces itself: it took over the live page, already linked
+        await events.wait_for(lambda e: e["type"] == "session.status" and e["session_id"] == "kill"
+                              and e["data"]["reason"] == "resumed live page", timeout=10)
+        print(f"actor killed -> connected again in {time.monotonic() - killed:.2f} s")
+        session = await _wait_restarted(api, "kill", 1)
+        assert session["state"] == "connected"
+        assert len([e for e in events.of_type("session.qr") if e["session_id"] == "kill"]) == qr_before
+        # and it still sends
+        sent = await api.post(f"/v1/workspaces/{WS}/messages", json={"session_id": "kill", "to": "15551999",
+                                                                       "text": "after the actor died"})
+        await events.wait_for(lambda e: e["type"] == "message.sent" and e["data"]["message_id"] == sent.json()["message_id"])
+
+
+async def _wait_restarted(api, sid: str, restarts: int, timeout: float = 20.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = (await api.get(f"/v1/workspaces/{WS}/sessions/{sid}")).json()
+        if s["restarts"] >= restarts and s["state"] == "connected":
+            return s
+        await asyncio.sleep(0.05)
+    raise TimeoutError(s)
+
+
+async def test_browser_crash_reconnects_from_saved_state_without_qr(api, phone_api, service) -> None:
+    async with collect_events(await stream_url(api, service.base_url, WS)) as events:
+        await link_session(api, phone_api, events, WS, "crash", "15551002")
+        await asyncio.sleep(0.5)  # auth state is saved right after ready
+        host_pid = (await _host().ping.remote())["pid"]
+        browser = chromium_under(host_pid, "")
+        assert len(browser) == 1, "one Chromium per node"
+        mark = len(events.events)
+        os.kill(browser[0], signal.SIGKILL)
+        crashed = time.monotonic()
+        await events.wait_for(lambda e: e["type"] == "session.status" and e["session_id"] == "crash"
+                              and e["data"]["state"] == "reconnecting")
+        await events.wait_for(lambda e: e["type"] == "session.status" and e["session_id"] == "crash"
+                              and e["data"]["state"] == "connected" and events.events.index(e) > mark, timeout=30)
+        print(f"browser killed -> connected again in {time.monotonic() - crashed:.2f} s")
+        assert not [e for e in events.events[mark:] if e["type"] == "session.qr" and e["session_id"] == "crash"]
+        assert len(chromium_under(host_pid, "")) == 1
+
+
+async def test_phone_unlink_ban_and_conflict_states(api, phone_api, service) -> None:
+    async with collect_events(await stream_url(api, service.base_url, WS)) as events:
+        await link_session(api, phone_api, events, WS, "unlink", "15551003")
+        await link_session(api, phone_api, events, WS, "ban", "15551004")
+        await link_session(api, phone_api, events, WS, "clash", "15551005")
+        await phone_api.post("/_phone/15551003/unlink", json={})
+        await events.wait_for(lambda e: e["type"] == "session.status" and e["session_id"] == "unlink"
+                              and e["data"]["state"] == "logged_out")
+        await events.wait_for(lambda e: e["type"] == "session.disconnected" and e["session_id"] == "unlink")
+        # a logged-out session offers a fresh QR to relink
+        await events.wait_for(lambda e: e["type"] == "session.qr" and e["session_id"] == "unlink"
+                              and e["data"]["seq"] == 1 and events.events.index(e) > 0)
+        await phone_api.post("/_phone/15551004/ban", json={"banned": True})
+        await wait_state(api, WS, "ban", "blocked")
+        await phone_api.post("/_phone/15551005/conflict", json={})
+        await wait_state(api, WS, "clash", "disconnected")
+
+
+async def _settled_renderers(host_pid: int) -> int:
+    """Chromium spawns and reaps renderers lazily; read the count once it holds still."""
+    samples: list[int] = []
+    while len(samples) < 3 or len(set(samples[-3:])) > 1:
+        samples.append(len(chromium_under(host_pid, "renderer")))
+        await asyncio.sleep(0.3)
+    return samples[-1]
+
+
+async def test_restart_logout_and_delete_leave_no_chromium_behind(api, phone_api, service) -> None:
+    host_pid = (await _host().ping.remote())["pid"]
+    for other in (await api.get(f"/v1/workspaces/{WS}/sessions")).json():
+        await api.delete(f"/v1/workspaces/{WS}/sessions/{other['session_id']}")
+    async with collect_events(await stream_url(api, service.base_url, WS)) as events:
+        before = await _settled_renderers(host_pid)
+        await link_session(api, phone_api, events, WS, "tidy", "15551006")
+        linked = await _settled_renderers(host_pid)
+        assert linked > before
+        assert (await api.post(f"/v1/workspaces/{WS}/sessions/tidy/restart")).status_code == 200
+        await wait_state(api, WS, "tidy", "connected")  # restart reopens from saved state: no QR
+        assert await _settled_renderers(host_pid) == linked, "restart replaced the page, it did not add one"
+        assert (await api.delete(f"/v1/workspaces/{WS}/sessions/tidy")).status_code == 204
+        assert await _settled_renderers(host_pid) <= before, "delete freed the session's renderer"
+        assert (await api.get(f"/v1/workspaces/{WS}/sessions/tidy")).status_code == 404
+        data_dir = service.settings.data_dir
+        assert not (data_dir / "sessions" / WS / "tidy").exists(), "delete purges the auth state"
+    assert len(chromium_under(host_pid, "")) == 1, "still one browser for the node"
