@@ -55,6 +55,6 @@ def create_app(config: CloudSimConfig | None = None) -> Starlette:
     return app
 
 
-def run(host: str, port: int) -> None:
+def run(host: str, port: int, log_level: str = "info") -> None:
     """`wa-sim cloud`: serve the simulator with default config until interrupted."""
-    uvicorn.run(create_app(), host=host, port=port, log_level="info", timeout_graceful_shutdown=2)
+    uvicorn.run(create_app(), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=2)

@@ -259,7 +259,7 @@ def create_app(config: SimConfig | None = None) -> Starlette:
     return app
 
 
-def run(host: str, port: int) -> None:
+def run(host: str, port: int, log_level: str = "info") -> None:
     import uvicorn
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=2)

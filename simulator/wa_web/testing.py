@@ -1,4 +1,5 @@
-"""Helpers for tests and benches: run the simulator in-process, drive the phone side.
+"""Helpers for tests and benches: run the simulator (in-process or as `wa-sim web`),
+drive the phone side, and read the page the way whatsapp-web.js does.
 
 with running_web_simulator() as sim:
     page.goto(sim.url)
@@ -8,12 +9,16 @@ with running_web_simulator() as sim:
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 import uvicorn
@@ -21,6 +26,54 @@ from starlette.applications import Starlette
 
 from simulator.wa_web.config import SimConfig
 from simulator.wa_web.server import create_app
+
+if TYPE_CHECKING:
+    from playwright.async_api import BrowserContext, Page
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+# The QR string as whatsapp-web.js 1.34.x assembles it from the page modules.
+BUILD_QR_JS = """async () => {
+  const reg = await window.require('WAWebSignalStoreApi').waSignalStore.getRegistrationInfo();
+  const noise = await window.require('WAWebUserPrefsInfoStore').waNoiseInfo.get();
+  const b64 = window.require('WABase64');
+  const adv = await window.require('WAWebUserPrefsMultiDevice').getADVSecretKey();
+  const platform = window.require('WAWebCompanionRegClientUtils').DEVICE_PLATFORM;
+  return window.require('WAWebConnModel').Conn.ref + ',' + b64.encodeB64(noise.staticKeyPair.pubKey) + ','
+    + b64.encodeB64(reg.identityKeyPair.pubKey) + ',' + adv + ',' + platform;
+}"""
+
+STATE_JS = "window.require('WAWebSocketModel').Socket.state"
+
+
+async def wait_state(page: Page, state: str, timeout: float = 10_000) -> None:
+    await page.wait_for_function(f"{STATE_JS} === {state!r}", timeout=timeout)
+
+
+async def open_qr_page(ctx: BrowserContext, url: str, timeout: float = 10_000) -> tuple[Page, str]:
+    """A new page in `ctx` showing a QR code; returns it with the QR string."""
+    page = await ctx.new_page()
+    await page.goto(url)
+    await wait_state(page, "UNPAIRED", timeout=timeout)
+    return page, await page.evaluate(BUILD_QR_JS)
+
+
+async def link_page(ctx: BrowserContext, url: str, number: str, timeout: float = 10_000) -> Page:
+    """Open the page in `ctx`, scan its QR with phone `number`, wait for CONNECTED."""
+    page, qr = await open_qr_page(ctx, url, timeout=timeout)
+    async with AsyncPhoneClient(url, number) as phone:
+        await phone.scan(qr)
+    await wait_state(page, "CONNECTED", timeout=timeout)
+    return page
 
 
 @dataclass
@@ -75,6 +128,57 @@ def running_web_simulator(
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@dataclass
+class SimulatorProcess:
+    """`wa-sim web` running as its own process (what capacity runs measure)."""
+
+    url: str
+    port: int
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+@contextlib.contextmanager
+def web_simulator_process(
+    port: int | None = None, startup_timeout_s: float = 20.0, log_level: str = "warning"
+) -> Iterator[SimulatorProcess]:
+    """Start `python -m simulator.cli web` on loopback and wait until it answers; stop it afterwards."""
+    port = port or _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "simulator.cli", "web", "--host", "127.0.0.1", "--port", str(port),
+         "--log-level", log_level],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + startup_timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"wa-sim web exited with {proc.returncode}")
+            try:
+                if httpx.get(f"{url}/_sim/stats", timeout=0.5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("wa-sim web did not start in time")
+            time.sleep(0.05)
+        yield SimulatorProcess(url=url, port=port, proc=proc)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
 
 
 class PhoneError(Exception):

@@ -6,40 +6,27 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page
 
 import simulator.wa_web
 from simulator.wa_web.config import SimConfig
-from simulator.wa_web.testing import AsyncPhoneClient, PhoneError, RunningSimulator, running_web_simulator
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-
-# The QR string as whatsapp-web.js 1.34.x assembles it from the page modules.
-BUILD_QR_JS = """async () => {
-  const reg = await window.require('WAWebSignalStoreApi').waSignalStore.getRegistrationInfo();
-  const noise = await window.require('WAWebUserPrefsInfoStore').waNoiseInfo.get();
-  const b64 = window.require('WABase64');
-  const adv = await window.require('WAWebUserPrefsMultiDevice').getADVSecretKey();
-  const platform = window.require('WAWebCompanionRegClientUtils').DEVICE_PLATFORM;
-  return window.require('WAWebConnModel').Conn.ref + ',' + b64.encodeB64(noise.staticKeyPair.pubKey) + ','
-    + b64.encodeB64(reg.identityKeyPair.pubKey) + ',' + adv + ',' + platform;
-}"""
-
-STATE_JS = "window.require('WAWebSocketModel').Socket.state"
+from simulator.wa_web.testing import (
+    BUILD_QR_JS,
+    STATE_JS,
+    AsyncPhoneClient,
+    PhoneError,
+    RunningSimulator,
+    link_page,
+    open_qr_page,
+    running_web_simulator,
+    wait_state,
+)
 
 # whatsapp-web.js's sendMessage, reduced to the text path it takes.
 SEND_JS = """async ({to, body}) => {
@@ -86,42 +73,8 @@ def short_sim() -> Iterator[RunningSimulator]:
         yield running
 
 
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
-
-
-@pytest.fixture
-async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
-    ctx = await browser.new_context()
-    try:
-        yield ctx
-    finally:
-        await ctx.close()
-
-
-async def wait_state(page: Page, state: str, timeout: float = 10_000) -> None:
-    await page.wait_for_function(f"{STATE_JS} === {state!r}", timeout=timeout)
-
-
-async def open_qr_page(ctx: BrowserContext, url: str) -> tuple[Page, str]:
-    page = await ctx.new_page()
-    await page.goto(url)
-    await wait_state(page, "UNPAIRED")
-    return page, await page.evaluate(BUILD_QR_JS)
-
-
 async def link(ctx: BrowserContext, sim: RunningSimulator, number: str) -> Page:
-    page, qr = await open_qr_page(ctx, sim.url)
-    async with AsyncPhoneClient(sim.url, number) as phone:
-        await phone.scan(qr)
-    await wait_state(page, "CONNECTED")
-    return page
+    return await link_page(ctx, sim.url, number)
 
 
 async def test_qr_scan_restore_and_unlink(sim: RunningSimulator, browser: Browser, context: BrowserContext) -> None:
