@@ -323,14 +323,22 @@ class SimState:
             page.ref_task.cancel()
             page.ref_task = None
         device.last_seen = time.time()
-        payload: dict[str, Any] = {"type": "paired" if fresh else "connected", "me": self.identity(device)}
+        phone = self.phones[device.number]
+        # A banned account comes up blocked: never CONNECTED, nothing flushed either way.
+        payload: dict[str, Any] = {
+            "type": "paired" if fresh else "connected",
+            "me": self.identity(device),
+            "state": "TOS_BLOCK" if phone.banned else "CONNECTED",
+        }
         if fresh:
             payload["creds"] = {"device_id": device.device_id, "token": device.token}
         await self._safe_send(page, payload)
-        phone = self.phones[device.number]
         if phone.banned:
-            await self._safe_send(page, {"type": "state", "state": "TOS_BLOCK"})
             return
+        await self._flush_pending(page, device)
+
+    async def _flush_pending(self, page: PageConn, device: Device) -> None:
+        """Hand the messages that waited for an active page to this one (offline delivery)."""
         pending, device.pending = device.pending, []
         for msg in pending:
             self.counters.to_pages += 1
@@ -354,7 +362,12 @@ class SimState:
                 other.active = False
                 await self._safe_send(other, {"type": "state", "state": "CONFLICT"})
         page.active = True
-        await self._safe_send(page, {"type": "state", "state": "CONNECTED"})
+        device = self.devices[page.device_id]
+        banned = self.phones[device.number].banned
+        await self._safe_send(page, {"type": "state", "state": "TOS_BLOCK" if banned else "CONNECTED"})
+        if not banned:
+            # What arrived while no page held the session (CONFLICT everywhere) comes now.
+            await self._flush_pending(page, device)
 
     # ---------------------------------------------------------------- QR refs
     async def _ref_cycle(self, page: PageConn) -> None:
@@ -495,11 +508,13 @@ class SimState:
     async def _page_send(self, page: PageConn, msg: dict[str, Any]) -> None:
         key = str(msg.get("key", ""))
         device = self.devices.get(page.device_id or "")
-        if device is None or not page.active:
+        sender = self.phones[device.number] if device else None
+        if device is None or sender is None or not page.active or sender.banned:
+            # Not linked, taken over elsewhere, or a banned account: the server refuses it.
+            self.counters.failed += 1
             await self._safe_send(page, {"type": "ack", "key": key, "ack": -1})
             return
         self.counters.from_pages += 1
-        sender = self.phones[device.number]
         self._later(sender.config.latency_ms, self._route_page_send(device, msg))
 
     async def _route_page_send(self, device: Device, msg: dict[str, Any]) -> None:

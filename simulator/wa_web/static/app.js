@@ -638,21 +638,17 @@
       // Silent: an old-style change:ref listener would report a bogus QR.
       Conn.set({ ref: null }, { silent: true });
       applyIdentity(d.me);
-      setState('CONNECTED');
-      syncGate.arm();
-      transport.flush();
+      enterState(d.state || 'CONNECTED');
     },
     connected(d) {
       creds = { ...creds, me: d.me };
       applyIdentity(d.me);
-      setState('CONNECTED');
-      syncGate.arm();
-      transport.flush();
+      enterState(d.state || 'CONNECTED');
     },
     async logged_out() { await onLoggedOut({ local: false }); },
     msg(d) { receiveMsg(d.msg); },
     ack(d) { applyAck(d.key, d.ack); },
-    state(d) { setState(d.state); if (d.state === 'CONNECTED') transport.flush(); },
+    state(d) { enterState(d.state); },
     pairing_code(d) {
       const p = pairingRequests.get(d.req);
       if (!p) return;
@@ -660,6 +656,15 @@
       if (d.error) p.reject(new Error(d.error)); else p.resolve(d.code);
       render(d.code);
     },
+  };
+  // CONNECTED (after a link, a restore, an unban or a takeover) starts the sync
+  // gate and sends what was queued; TOS_BLOCK / CONFLICT keep the queue.
+  const enterState = (state) => {
+    setState(state);
+    if (state === 'CONNECTED' && creds) {
+      syncGate.arm();
+      transport.flush();
+    }
   };
   const handle = (d) => (handlers[d.type] ? handlers[d.type](d) : undefined);
 
