@@ -492,3 +492,25 @@ async def test_wa_sim_web_runs_standalone(context: BrowserContext) -> None:
             stats: dict[str, Any] = (await http.get("/_sim/stats")).json()
             assert (stats["linked_pages"], stats["devices"], stats["scans"]) == (1, 1, 1)
             await page.close()
+
+
+# ----------------------------------------------------------- many devices
+async def test_ten_devices_from_one_simulator_process() -> None:
+    """The 100-device figure comes from `python -m simulator.wa_web.capacity --devices 100`;
+    this keeps the script honest at 10 devices."""
+    from simulator.wa_web.capacity import format_report, run_capacity
+
+    result = await run_capacity(devices=10, messages=20, concurrency=5, idle_s=1.0)
+    print(format_report(result))
+    phases = {p["name"]: p for p in result["phases"]}
+    assert list(phases) == ["link", "idle", "browser", "ws"]
+    assert phases["link"]["extra"]["devices"] == 10 and len(result["link_times_s"]) == 10
+    browser = phases["browser"]
+    assert browser["messages"] == 200 and browser["msgs_per_s"] > 0
+    assert browser["extra"]["failed"] == 0
+    assert (browser["extra"]["inboxes_checked"], browser["extra"]["inboxes_wrong"]) == (10, 0)
+    assert phases["ws"]["extra"]["all_read"] and phases["ws"]["messages"] == 2000
+    assert result["sim_stats"]["scans"] == 20 and result["sim_stats"]["messages"]["failed"] == 0
+    # Linking is Chromium's work, not the simulator's.
+    assert phases["link"]["cpu_pct"]["simulator"] < phases["link"]["cpu_pct"]["chromium"]
+    assert 0 < result["simulator_peak_rss_mb"] < 1024
