@@ -51,13 +51,57 @@ def cmd_demo(settings: Settings, phone: str) -> None:
             service.stop()
 
 
+def cmd_rotate_key(settings: Settings, new_key: str | None) -> None:
+    """Re-encrypt every blob under a new master key (service stopped). A key kept in the data dir is
+    replaced there; a key from WA_MASTER_KEY needs --new-key, and the operator updates the variable."""
+    import asyncio
+
+    from sessions.crypto import MasterKey
+    from storage.embedded import EmbeddedRedis
+    from storage.redis_client import connect
+    from wa_ray.rotation import rotate
+    from wa_ray.service import load_master_key
+
+    key_file = settings.data_dir / "master.key"
+    if settings.master_key and not new_key:
+        raise SystemExit("WA_MASTER_KEY is set: pass --new-key, then set WA_MASTER_KEY to it")
+    old = [MasterKey.from_b64(load_master_key(settings))]
+    if settings.master_key_previous:
+        old.append(MasterKey.from_b64(settings.master_key_previous))
+    new_b64 = new_key or MasterKey.generate_b64()
+    new = MasterKey.from_b64(new_b64)
+    embedded = None if settings.redis_url else EmbeddedRedis(settings.data_dir / "redis")
+    url = settings.redis_url or embedded.start()  # type: ignore[union-attr]
+
+    async def go() -> object:
+        redis = connect(url)
+        try:
+            return await rotate(settings.data_dir, redis, old, new)
+        finally:
+            await redis.aclose()
+
+    try:
+        report = asyncio.run(go())
+    finally:
+        if embedded:
+            embedded.stop()
+    if not settings.master_key:
+        tmp = key_file.with_suffix(".tmp")
+        tmp.write_text(new_b64)
+        tmp.chmod(0o600)
+        tmp.replace(key_file)
+    console.print(f"re-encrypted: {report}; new key id {new.key_id.decode()}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="wa-ray")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="run the service (embedded Redis and local Ray unless configured)")
     demo = sub.add_parser("demo", help="run the service against the WhatsApp Web simulator and link a session")
     demo.add_argument("--phone", default="15550001", help="the simulated phone that scans the QR")
-    for p in (up, demo):
+    rotate_p = sub.add_parser("rotate-key", help="re-encrypt all stored secrets under a new master key")
+    rotate_p.add_argument("--new-key", help="base64 of 32 bytes (default: generate one into the data dir)")
+    for p in (up, demo, rotate_p):
         p.add_argument("--port", type=int, help="HTTP port (default 8000, or WA_HTTP_PORT)")
         p.add_argument("--data-dir", help="data directory (default .wa-ray, or WA_DATA_DIR)")
     args = parser.parse_args(argv)
@@ -65,6 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings(**overrides)
     if args.command == "up":
         cmd_up(settings)
+    elif args.command == "rotate-key":
+        cmd_rotate_key(settings, args.new_key)
     else:
         cmd_demo(settings, args.phone)
 

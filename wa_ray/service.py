@@ -48,6 +48,13 @@ class Service:
         return f"http://{self.settings.http_host}:{self.settings.http_port}"
 
     def start(self) -> Service:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # a half-started service must not leave Redis, Ray or Chromium behind
+            raise
+
+    def _start(self) -> Service:
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         redis_url = s.redis_url

@@ -1,0 +1,35 @@
+"""Scenarios that need a Ray cluster of their own run in a subprocess (one driver, one cluster)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import orjson
+import pytest
+
+
+def run_scenario(module: str, *args: str, timeout: float = 400) -> dict:
+    proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        pytest.fail(f"{module} failed (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return orjson.loads(lines[-1][len("RESULT "):])
+
+
+def test_whole_service_restart_reconnects_every_session_without_qr() -> None:
+    result = run_scenario("tests.scenarios.service_restart", "--sessions", "3")
+    print(result)
+    assert result["qr_after_restart"] == 0
+    assert result["sessions"] == 3 and result["restart_to_all_connected_s"] > 0
+
+
+def test_two_nodes_spread_limit_and_node_loss() -> None:
+    result = run_scenario("tests.scenarios.multinode")
+    print(result)
+    assert result["nodes_used"] == result["slot_nodes"], "sessions spread over both slot nodes"
+    assert result["per_node_after_4"] == [2, 2], "the per-node limit of 2 holds"
+    assert result["fifth_status"] == 503, "no node has a free slot: refused, not queued forever"
+    assert result["victims"] and result["victims_now_on_c"], "the lost node's sessions moved to the node with room"
+    assert result["qr_after_removal"] == 0, "and reconnected from saved state, without QR"
