@@ -43,7 +43,7 @@ class BrowserHost:
     def __init__(self, config: RuntimeConfig) -> None:
         self._config = config
         self._redis = connect(config.redis_url)
-        self._inbound = InboundRecorder(self._redis)
+        self._inbound = InboundRecorder(self._redis, config)
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
         self._launch_lock = asyncio.Lock()
@@ -74,7 +74,7 @@ class BrowserHost:
             await self._route(key, kind, payload)
 
         page = PageSession(browser, self._config.web_url, on_signal)
-        hosted = HostedSession(ws, sid, owner, page, SessionSender(self._redis, ws, sid, page))
+        hosted = HostedSession(ws, sid, owner, page, SessionSender(self._redis, ws, sid, page, self._config))
         self._sessions[key] = hosted
         hosted.tasks.append(asyncio.get_running_loop().create_task(hosted.sender.run()))
         try:

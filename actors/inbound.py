@@ -1,6 +1,16 @@
-"""Page -> Redis: inbound messages and delivery acks, straight to the event stream.
+"""Inbound messages and delivery statuses, from both providers, straight to the event stream.
 
-Kept off Ray RPC on purpose: acks and inbound messages are the hot path.
+WhatsApp Web: the BrowserHost hands over the page's `message` and `ack`
+signals. Cloud API: the Meta webhook receiver hands over each verified
+payload. Kept off Ray RPC on purpose: acks and inbound messages are the hot path.
+
+* `message.received` once per WhatsApp message id (a reconnecting page and
+  Meta both redeliver);
+* `message.ack` (`delivered`/`read`) only when the status moves forward, so a
+  duplicate or out-of-order status (Meta promises neither order nor once) is
+  a no-op;
+* a send WhatsApp rejected after the fact (Web ack -1, a Cloud API `failed`
+  status) is failed, or retried once on the other provider.
 """
 
 from __future__ import annotations
@@ -10,25 +20,34 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from actors.routing import FailoverRouter
+from sessions.crypto import MasterKey
 from storage import keys
 from storage.events import EventLog
-from storage.messages import MessageStore
-from wa_ray.events import MESSAGE_ACK, MESSAGE_RECEIVED, Event
+from storage.messages import META, WEBJS, MessageStore
+from storage.providers import ProviderStore
+from wa_ray.config import RuntimeConfig
+from wa_ray.events import MESSAGE_ACK, MESSAGE_RECEIVED, MESSAGE_SENT, Event
 
 ACK_STATUS = {2: "delivered", 3: "read", 4: "read"}  # 4 = played (voice): read for text purposes
+ACK_ERROR = -1
 SEEN_TTL_S = 7 * 24 * 3600
 
 
 class InboundRecorder:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, config: RuntimeConfig) -> None:
         self._redis = redis
         self._events = EventLog(redis)
         self._messages = MessageStore(redis)
+        self._router = FailoverRouter(redis, ProviderStore(redis, MasterKey.from_b64(config.master_key_b64)),
+                                      self._messages)
 
+    async def _first_time(self, ws: str, wa_id: str) -> bool:
+        return bool(await self._redis.set(keys.seen(ws, wa_id), 1, nx=True, ex=SEEN_TTL_S))
+
+    # ----------------------------------------------------------- WhatsApp Web
     async def message(self, ws: str, sid: str, msg: dict[str, Any]) -> None:
-        # WhatsApp may redeliver on reconnect: one event per WhatsApp message id.
-        first = await self._redis.set(f"{keys.PREFIX}:seen:{ws}:{msg['id']}", 1, nx=True, ex=SEEN_TTL_S)
-        if not first:
+        if not await self._first_time(ws, msg["id"]):
             return
         data = {
             "wa_message_id": msg["id"],
@@ -39,22 +58,95 @@ class InboundRecorder:
             "text": msg.get("body"),
             "type": msg.get("type"),
             "timestamp": msg.get("t"),
-            "provider": "webjs",
+            "provider": WEBJS,
         }
         await self._events.publish(Event(MESSAGE_RECEIVED, ws, sid, data))
 
     async def ack(self, ws: str, sid: str, wa_id: str, ack: int) -> None:
-        status = ACK_STATUS.get(ack)
-        if status is None:
-            return
         message_id = await self._messages.by_wa_id(wa_id)
         if message_id is None:
             return
-        await self._after_sent(message_id)
-        if not await self._messages.advance(message_id, status):
+        if ack == ACK_ERROR:
+            await self._after_sent(message_id)
+            record = await self._messages.record(message_id)
+            if record and record.get("provider") == WEBJS:
+                await self._router.fail_or_failover(record, "webjs: WhatsApp refused the message (ack -1)",
+                                                    allowed=("sending", "sent"))
             return
-        data = {"message_id": message_id, "wa_message_id": wa_id, "status": status, "provider": "webjs"}
-        await self._events.publish(Event(MESSAGE_ACK, ws, sid, data))
+        status = ACK_STATUS.get(ack)
+        if status is not None:
+            await self._acked(ws, sid, message_id, wa_id, status, WEBJS)
+
+    # -------------------------------------------------------------- Cloud API
+    async def cloud_payload(self, ws: str, payload: dict[str, Any]) -> None:
+        """A verified `whatsapp_business_account` webhook: inbound messages and statuses."""
+        for entry in payload.get("entry") or []:
+            for change in entry.get("changes") or []:
+                value = change.get("value") or {}
+                names = {c.get("wa_id"): (c.get("profile") or {}).get("name") for c in value.get("contacts") or []}
+                business = (value.get("metadata") or {}).get("display_phone_number")
+                for msg in value.get("messages") or []:
+                    await self._cloud_message(ws, msg, names.get(msg.get("from")), business)
+                for status in value.get("statuses") or []:
+                    await self._cloud_status(ws, status)
+
+    async def _cloud_message(self, ws: str, msg: dict[str, Any], name: str | None, business: str | None) -> None:
+        if not msg.get("id") or not await self._first_time(ws, msg["id"]):
+            return
+        data = {
+            "wa_message_id": msg["id"],
+            "from": msg.get("from"),
+            "chat_id": f"{msg.get('from')}@c.us",
+            "author": None,
+            "to": business,
+            "text": (msg.get("text") or {}).get("body"),
+            "type": "chat" if msg.get("type") == "text" else msg.get("type"),
+            "timestamp": int(msg["timestamp"]) if str(msg.get("timestamp", "")).isdigit() else None,
+            "name": name,
+            "provider": META,
+        }
+        await self._events.publish(Event(MESSAGE_RECEIVED, ws, None, data))
+
+    async def _cloud_status(self, ws: str, status: dict[str, Any]) -> None:
+        wamid = status.get("id")
+        if not wamid:
+            return
+        message_id = await self._message_of(ws, wamid, status.get("biz_opaque_callback_data"))
+        if message_id is None:
+            return
+        kind = status.get("status")
+        if kind == "sent":
+            # normally the send's own answer got there first; this covers an answer lost in a crash or timeout
+            await self._messages.transition(
+                message_id, ws, "sent", provider=META, fields={"wa_message_id": wamid}, note={"provider": META},
+                event=Event(MESSAGE_SENT, ws, None, {"message_id": message_id, "wa_message_id": wamid,
+                                                     "provider": META, "via": "status_webhook"}))
+        elif kind in ("delivered", "read"):
+            await self._acked(ws, None, message_id, wamid, kind, META)
+        elif kind == "failed":
+            error = (status.get("errors") or [{}])[0]
+            code = error.get("code")
+            details = (error.get("error_data") or {}).get("details") or error.get("message") or error.get("title")
+            record = await self._messages.record(message_id)
+            if record and record.get("provider") == META:
+                await self._router.fail_or_failover(record, f"cloud_api (#{code}): {details}",
+                                                    code=code if isinstance(code, int) else None,
+                                                    allowed=("sending", "sent"))
+
+    async def _message_of(self, ws: str, wamid: str, opaque: str | None) -> str | None:
+        message_id = await self._messages.by_wa_id(wamid)
+        # our own id rides along in every status: enough to match one whose send answer was lost
+        if message_id is None and opaque and await self._redis.hget(keys.message(opaque), "workspace_id") == ws:
+            message_id = opaque
+            await self._messages.bind_wa_id(message_id, wamid)
+        return message_id
+
+    # ----------------------------------------------------------------- common
+    async def _acked(self, ws: str, sid: str | None, message_id: str, wa_id: str, status: str, provider: str) -> None:
+        await self._after_sent(message_id)
+        data = {"message_id": message_id, "wa_message_id": wa_id, "status": status, "provider": provider}
+        await self._messages.transition(message_id, ws, status, note={"provider": provider},
+                                        event=Event(MESSAGE_ACK, ws, sid, data))
 
     async def _after_sent(self, message_id: str, timeout_s: float = 2.0) -> None:
         """An ack can overtake the sender recording `sent`; keep the history in order."""

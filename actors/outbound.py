@@ -1,94 +1,332 @@
 """Redis -> page: one sender loop per session, pulling its priority queues.
 
-The loop reads the four priority streams of its session with XREADGROUP and
-sends in priority order. Before each send it records the WhatsApp message key
-it is about to use; after a crash the same message is first looked up by that
-key, so a message reclaimed from the pending list is not sent twice.
+Runs inside the node's BrowserHost next to the page, so a message costs Redis
+round trips and one `page.evaluate`, never a Ray call.
+
+Exactly once towards WhatsApp. Each sender incarnation has its own consumer
+name in the group `senders`; a new one first XAUTOCLAIMs what earlier ones
+read and never acknowledged. Before a page send the sender records its intent
+in one atomic step (status `sending`, the WhatsApp message key it mints, the
+page document that will send it, itself as owner). After any crash, a
+reclaimed `sending` message is resolved like this:
+
+* its owner is still alive (heartbeat key): leave it, that sender is on it;
+* the live page knows the key (`Msg.get`): it went out, record `sent`;
+* the page document is the one the intent names and does not know the key:
+  the send never reached `addAndSendMsgToChat`, so send it now with the same
+  key (the bridge itself refuses a key it has already sent);
+* the document is a different one (the browser or page died, or navigated,
+  mid-send): whether WhatsApp got it is unknowable from here, and the design
+  says at most once, so it is failed as `unconfirmed`, never sent again.
+
+Pacing (storage/pacing.py) happens before the intent, so a crash while waiting
+leaves the message simply queued.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
+from typing import Any
 
 import redis.asyncio as aioredis
+from playwright.async_api import Error as PlaywrightError
 
+from actors.routing import FailoverRouter
+from sessions.crypto import MasterKey
 from sessions.page import PageSession
 from storage import keys
 from storage.events import EventLog
-from storage.messages import MessageStore
-from wa_ray.events import MESSAGE_FAILED, MESSAGE_SENT, Event
+from storage.messages import WEBJS, MessageStore
+from storage.pacing import PacingPolicy, PacingStore, decide
+from storage.providers import ProviderStore
+from wa_ray.config import RuntimeConfig
+from wa_ray.events import MESSAGE_SENT, SESSION_PAUSED, SESSION_RESUMED, Event
 
 log = logging.getLogger(__name__)
 
-BATCH = 20
+BATCH_UNPACED = 50
 BLOCK_MS = 1000
+SEND_TIMEOUT_S = 30.0
+HEARTBEAT_S, HEARTBEAT_TTL_S = 3.0, 10
+RECLAIM_EVERY_S, RECLAIM_IDLE_MS = 10.0, 10_000
+RETRY_LATER_S = 0.5
+PAUSE_RECHECK_S = 5.0
+UNCONFIRMED = ("unconfirmed: the page sending it went away mid-send; whether WhatsApp got it cannot be known, "
+               "and it is not sent again so WhatsApp never gets it twice")
+
+# One evaluate per send for the key and the document id: a navigation or a crash gives a new document.
+_KEY_AND_DOC = """async () => {
+  const doc = window.__warayDoc || (window.__warayDoc = Math.random().toString(36).slice(2) + Date.now().toString(36));
+  return [await window.__waray.newKey(), doc];
+}"""
+_KNOWN_AND_DOC = """(id) => [window.__waray ? window.__waray.alreadySent(id) : false, window.__warayDoc || null]"""
+
+DONE, LATER = "done", "later"
+
+
+class PageGone(Exception):
+    """The page (or its document) is not there to answer: the outcome of a send in flight is open."""
+
+
+def default_policy(config: RuntimeConfig) -> PacingPolicy:
+    return PacingPolicy(enabled=config.pacing, per_minute=config.pacing_per_minute,
+                        per_hour=config.pacing_per_hour, typing=config.typing_delay)
 
 
 class SessionSender:
-    def __init__(self, redis: aioredis.Redis, ws: str, sid: str, page: PageSession) -> None:
+    def __init__(self, redis: aioredis.Redis, ws: str, sid: str, page: PageSession, config: RuntimeConfig) -> None:
         self._redis = redis
         self._ws, self._sid = ws, sid
         self._page = page
         self._messages = MessageStore(redis)
         self._events = EventLog(redis)
-        self._consumer = f"{ws}/{sid}"
+        self._pacing = PacingStore(redis, default_policy(config))
+        self._router = FailoverRouter(redis, ProviderStore(redis, MasterKey.from_b64(config.master_key_b64)),
+                                      self._messages)
+        self.epoch = secrets.token_hex(6)
+        self._consumer = f"{sid}@{self.epoch}"
         self._streams = [keys.queue(ws, sid, p) for p in keys.PRIORITIES]
+        self._paused = False
         self.connected = asyncio.Event()
 
+    # ------------------------------------------------------------------ loop
     async def run(self) -> None:
-        await self._messages.ensure_queues(self._ws, self._sid)
-        backlog = True  # our own pending entries first: they were read but never acked
+        beat = asyncio.get_running_loop().create_task(self._heartbeat())
+        try:
+            while True:
+                try:
+                    await self._loop()
+                except Exception:  # noqa: BLE001 - Redis trouble or a bug: log it, never stop sending for good
+                    log.exception("sender %s/%s failed; restarting its loop", self._ws, self._sid)
+                    await asyncio.sleep(1)
+        finally:
+            beat.cancel()
+            try:
+                await self._redis.delete(keys.sender_alive(self.epoch))
+            except BaseException:  # noqa: BLE001 - cancelled again or Redis gone: the heartbeat's TTL ends it anyway
+                log.debug("sender %s left its heartbeat to expire", self.epoch)
+
+    async def _loop(self) -> None:
+        await self._messages.ensure_group(self._streams)
+        await self._reclaim(0)  # whatever an earlier incarnation read and never finished
+        next_reclaim = time.monotonic() + RECLAIM_EVERY_S
         while True:
             await self.connected.wait()
-            start = "0" if backlog else ">"
-            reply = await self._redis.xreadgroup(
-                keys.QUEUE_GROUP, self._consumer, {s: start for s in self._streams},
-                count=BATCH, block=None if backlog else BLOCK_MS,
-            )
-            entries = [(stream, eid, fields) for stream, items in reply for eid, fields in items if fields]
-            if backlog and not entries:
-                backlog = False
-                continue
-            entries.sort(key=lambda e: self._streams.index(e[0]))
-            for stream, entry_id, fields in entries:
+            policy = await self._pacing.policy(self._ws)
+            count = 1 if policy.enabled else BATCH_UNPACED
+            batch = await self._own_pending(count) or await self._next(count)
+            for stream, entry_id, message_id in batch:
                 if not self.connected.is_set():
-                    backlog = True  # left unacked: picked up again from the pending list
+                    break  # left in our pending list: picked up again once connected
+                if await self._deliver(stream, entry_id, message_id) == LATER:
+                    await asyncio.sleep(RETRY_LATER_S)
                     break
-                await self._deliver(fields["m"])
-                await self._redis.xack(stream, keys.QUEUE_GROUP, entry_id)
+            if time.monotonic() > next_reclaim:
+                await self._reclaim(RECLAIM_IDLE_MS)
+                next_reclaim = time.monotonic() + RECLAIM_EVERY_S
 
-    async def _deliver(self, message_id: str) -> None:
-        record = await self._redis.hgetall(keys.message(message_id))
-        if not record or record.get("status") not in ("queued", "sending"):
-            return  # already sent, or unknown: never send twice
+    async def _heartbeat(self) -> None:
+        while True:
+            await self._redis.set(keys.sender_alive(self.epoch), self._consumer, ex=HEARTBEAT_TTL_S)
+            await asyncio.sleep(HEARTBEAT_S)
+
+    async def _reclaim(self, min_idle_ms: int) -> None:
+        """XAUTOCLAIM entries other consumers of this session read but never acknowledged."""
+        for stream in self._streams:
+            start = "0-0"
+            while True:
+                start, claimed = (await self._redis.xautoclaim(stream, keys.QUEUE_GROUP, self._consumer,
+                                                               min_idle_ms, start_id=start, count=100))[:2]
+                if start == "0-0" or not claimed:
+                    break
+            for consumer in await self._redis.xinfo_consumers(stream, keys.QUEUE_GROUP):
+                if consumer["name"] != self._consumer and int(consumer["pending"]) == 0:
+                    await self._redis.xgroup_delconsumer(stream, keys.QUEUE_GROUP, consumer["name"])
+
+    async def _own_pending(self, count: int) -> list[tuple[str, str, str]]:
+        """Entries this consumer holds but has not acknowledged, highest priority first."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for stream in self._streams:
+                pipe.xreadgroup(keys.QUEUE_GROUP, self._consumer, {stream: "0"}, count=count)
+            replies = await pipe.execute()
+        for reply in replies:
+            entries = await self._usable(reply)
+            if entries:
+                return entries
+        return []
+
+    async def _next(self, count: int) -> list[tuple[str, str, str]]:
+        """New entries, one priority at a time so an urgent message never waits behind a bulk batch."""
+        for stream in self._streams:
+            reply = await self._redis.xreadgroup(keys.QUEUE_GROUP, self._consumer, {stream: ">"}, count=count)
+            entries = await self._usable(reply)
+            if entries:
+                return entries
+        reply = await self._redis.xreadgroup(keys.QUEUE_GROUP, self._consumer, {s: ">" for s in self._streams},
+                                             count=1, block=BLOCK_MS)
+        entries = await self._usable(reply)
+        entries.sort(key=lambda e: self._streams.index(e[0]))
+        return entries
+
+    async def _usable(self, reply: Any) -> list[tuple[str, str, str]]:
+        out = []
+        for stream, items in reply or []:
+            for entry_id, fields in items:
+                if fields and "m" in fields:
+                    out.append((stream, entry_id, fields["m"]))
+                else:  # trimmed or deleted under us: nothing to send
+                    await self._done(stream, entry_id)
+        return out
+
+    async def _done(self, stream: str, entry_id: str) -> None:
+        # acked entries are deleted too: a queue stream holds only what is still to be sent
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xack(stream, keys.QUEUE_GROUP, entry_id)
+            pipe.xdel(stream, entry_id)
+            await pipe.execute()
+
+    # ------------------------------------------------------------- one send
+    async def _deliver(self, stream: str, entry_id: str, message_id: str) -> str:
+        outcome = await self._resolve(stream, entry_id, message_id)
+        if outcome == DONE:
+            await self._done(stream, entry_id)
+        return outcome
+
+    async def _resolve(self, stream: str, entry_id: str, message_id: str) -> str:
+        record = await self._messages.record(message_id)
+        if (not record or record.get("provider") != WEBJS or record.get("session_id") != self._sid
+                or record.get("status") not in ("queued", "sending")):
+            return DONE  # sent, failed, or handed to the other provider: never send twice
         to = f"{record['to']}@c.us"
+        key, doc = record.get("wa_key") or "", record.get("doc") or ""
+        if record["status"] == "sending":
+            owner = record.get("owner") or ""
+            if owner != self.epoch and owner and await self._redis.exists(keys.sender_alive(owner)):
+                return LATER  # its sender is alive and on it
+            try:
+                known, current_doc = await self._known(f"true_{to}_{key}")
+            except PageGone:
+                return LATER
+            if known:
+                await self._mark_sent(record, f"true_{to}_{key}")
+                return DONE
+            if not key or doc != current_doc:
+                await self._router.fail_or_failover(record, UNCONFIRMED, failover=False, allowed=("sending",))
+                return DONE
+            # same document, key unknown to it: the send never started; resend under the same key
+        else:
+            if not await self._pace(len(record["text"])):
+                return LATER
+            try:
+                key, doc = await self._evaluate(_KEY_AND_DOC)
+            except PageGone:
+                return LATER
+            intent = {"wa_key": key, "doc": doc, "owner": self.epoch, "intent_at": repr(time.time())}
+            if not await self._messages.transition(message_id, self._ws, "sending", expect=("queued",),
+                                                   provider=WEBJS, fields=intent, note={"provider": WEBJS}):
+                return DONE  # rerouted or failed meanwhile
+        serialized = f"true_{to}_{key}"
+        # bound before the send: an ack can overtake the send's own reply
+        await self._messages.bind_wa_id(message_id, serialized)
+        started = time.monotonic()
         try:
-            key = record.get("wa_key")
-            if key:
-                serialized = f"true_{to}_{key}"
-                if await self._page.already_sent(serialized):
-                    await self._mark_sent(message_id, serialized, record)
-                    return
-            else:
-                key = await self._page.new_key()
-                await self._messages.advance(message_id, "sending", wa_key=key)
-            # bound before the send: an ack can overtake the send's own reply
-            await self._messages.bind_wa_id(message_id, f"true_{to}_{key}")
-            started = time.time()
-            result = await self._page.send(to, record["text"], key)
-            await self._mark_sent(message_id, result["id"], record, send_ms=(time.time() - started) * 1000)
-        except Exception as exc:  # page errors are per message; the loop keeps going
-            log.warning("send %s failed: %s", message_id, exc)
-            if await self._messages.advance(message_id, "failed", reason=str(exc)[:500]):
-                await self._events.publish(
-                    Event(MESSAGE_FAILED, self._ws, self._sid, {"message_id": message_id, "reason": str(exc)[:500]})
-                )
+            result = await asyncio.wait_for(self._page.send(to, record["text"], key), SEND_TIMEOUT_S)
+        except (TimeoutError, PageGone):
+            return LATER
+        except Exception as exc:
+            if _page_gone(exc):
+                return LATER
+            return await self._after_page_error(record, serialized, exc)
+        await self._mark_sent(record, result["id"], send_ms=(time.monotonic() - started) * 1000)
+        if (await self._pacing.policy(self._ws)).enabled:
+            await self._pacing.record(self._ws, self._sid, message_id)
+        return DONE
 
-    async def _mark_sent(self, message_id: str, wa_id: str, record: dict[str, str], send_ms: float = 0.0) -> None:
+    async def _after_page_error(self, record: dict[str, str], serialized: str, exc: Exception) -> str:
+        """The page is alive and threw: it either holds the message (sent) or never took it (fail over)."""
+        try:
+            known, _ = await self._known(serialized)
+        except PageGone:
+            return LATER
+        if known:
+            await self._mark_sent(record, serialized)
+            return DONE
+        log.warning("send %s failed on the page: %s", record["message_id"], exc)
+        record = {**record, "status": "sending"}
+        await self._router.fail_or_failover(record, f"webjs: {str(exc)[:400]}", allowed=("sending",))
+        return DONE
+
+    async def _mark_sent(self, record: dict[str, str], wa_id: str, send_ms: float = 0.0) -> None:
+        message_id = record["message_id"]
         await self._messages.bind_wa_id(message_id, wa_id)
-        if await self._messages.advance(message_id, "sent", wa_message_id=wa_id):
-            data = {"message_id": message_id, "wa_message_id": wa_id, "to": record["to"], "provider": "webjs",
-                    "send_ms": round(send_ms, 2)}
-            await self._events.publish(Event(MESSAGE_SENT, self._ws, self._sid, data))
+        data = {"message_id": message_id, "wa_message_id": wa_id, "to": record["to"], "provider": WEBJS,
+                "send_ms": round(send_ms, 2), "failover": record.get("failover") == "1"}
+        await self._messages.transition(message_id, self._ws, "sent", provider=WEBJS,
+                                        fields={"wa_message_id": wa_id}, note={"provider": WEBJS},
+                                        event=Event(MESSAGE_SENT, self._ws, self._sid, data))
+
+    # --------------------------------------------------------------- pacing
+    async def _pace(self, length: int) -> bool:
+        """Wait as the policy says; False when the session dropped meanwhile (the message stays queued)."""
+        while True:
+            policy = await self._pacing.policy(self._ws)
+            if not policy.enabled:
+                await self._set_paused(False, None)
+                return self.connected.is_set()
+            decision = decide(policy, await self._pacing.window(self._ws, self._sid))
+            if decision.paused_until is None:
+                break
+            await self._set_paused(True, decision.paused_until)
+            await asyncio.sleep(max(0.05, min(PAUSE_RECHECK_S, decision.paused_until - time.time())))
+            if not self.connected.is_set():
+                return False
+        await self._set_paused(False, None)
+        wait = decision.wait_s + policy.typing_s(length)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return self.connected.is_set()
+
+    async def _set_paused(self, paused: bool, until: float | None) -> None:
+        if paused == self._paused:
+            return
+        self._paused = paused
+        key = keys.session_paused(self._ws, self._sid)
+        if paused and until is not None:
+            await self._redis.set(key, repr(until), ex=max(1, int(until - time.time()) + 1))
+            data = {"reason": "hourly_cap", "resume_at": until}
+            await self._events.publish(Event(SESSION_PAUSED, self._ws, self._sid, data))
+        else:
+            await self._redis.delete(key)
+            await self._events.publish(Event(SESSION_RESUMED, self._ws, self._sid, {"reason": "hourly_cap"}))
+
+    # ----------------------------------------------------------------- page
+    async def _evaluate(self, script: str, arg: Any = None) -> Any:
+        page = self._page.page
+        if page is None:
+            raise PageGone("page is not open")
+        try:
+            return await page.evaluate(script, arg)
+        except Exception as exc:
+            if _page_gone(exc):
+                raise PageGone(str(exc)) from exc
+            raise
+
+    async def _known(self, serialized: str) -> tuple[bool, str | None]:
+        known, doc = await self._evaluate(_KNOWN_AND_DOC, serialized)
+        return bool(known), doc
+
+
+def _page_gone(exc: BaseException) -> bool:
+    """Closed page/context/browser, a navigation under the call, or no page: the document is gone."""
+    if isinstance(exc, PageGone):
+        return True
+    if isinstance(exc, RuntimeError) and "page is not open" in str(exc):
+        return True
+    if isinstance(exc, PlaywrightError):
+        text = str(exc)
+        return any(s in text for s in ("has been closed", "Target closed", "Execution context was destroyed",
+                                       "navigation", "Target crashed", "crashed"))
+    return False

@@ -1,114 +1,174 @@
 """WebhookDispatcher: delivers the event stream to each workspace's webhook.
 
-The outbox is the event stream itself read through a consumer group: an event
-is acknowledged only after a 2xx (or after it is dead-lettered), so a crash of
-this actor leaves it pending and the next incarnation delivers it (at least
-once; receivers dedupe by `X-Event-Id`, which is the stream id).
+The outbox is the event stream itself read through the consumer group
+`webhooks` (plus the small replay stream of dead letters put back): an event
+is acknowledged only after a 2xx or after it is dead-lettered, so a crash
+leaves it pending and the next incarnation (Ray restarts this actor; its loop
+starts in the constructor) delivers it. At least once: receivers dedupe by
+`X-Event-Id`, the stream id, which a retry or a replay never changes.
+
+Each POST is signed (`X-Signature` = HMAC-SHA256 of `"{ts}.{raw_body}"`, the
+timestamp inside the signature so a captured delivery cannot be replayed
+later under a fresh timestamp). Retries back off exponentially with jitter
+(tenacity); a 4xx is final except 408 and 429; after the workspace's
+`max_attempts` the event goes to the dead-letter list. Each workspace has its
+own in-flight limit, so one dead endpoint never holds up another workspace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from typing import Any
 
 import httpx
 import orjson
 import ray
+from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt, wait_exponential_jitter
 
 from actors.webhook_signing import sign
 from sessions.crypto import MasterKey
 from storage import keys
 from storage.events import decode
+from storage.outbox import Outbox, RetryPolicy
 from storage.redis_client import connect
 from storage.webhooks import WebhookConfigStore, WebhookTarget
 from wa_ray.config import RuntimeConfig
 
 log = logging.getLogger(__name__)
 
-CONCURRENCY = 64
+PER_WORKSPACE = 32  # deliveries in flight per workspace
+CONNECTIONS = 128
 NO_RETRY_4XX_EXCEPT = frozenset({408, 429})
+CONSUMER = "dispatcher"
+OK, RETRY, PERMANENT = "ok", "retry", "permanent"
 
 
-@ray.remote(num_cpus=0, max_concurrency=100)
+def outcome_of(status: int) -> str:
+    if 200 <= status < 300:
+        return OK
+    if 400 <= status < 500 and status not in NO_RETRY_4XX_EXCEPT:
+        return PERMANENT
+    return RETRY
+
+
+@ray.remote(num_cpus=0, max_concurrency=100, max_restarts=-1)
 class WebhookDispatcher:
-    def __init__(self, config: RuntimeConfig) -> None:
+    async def __init__(self, config: RuntimeConfig) -> None:
         self._config = config
         self._redis = connect(config.redis_url)
         self._targets = WebhookConfigStore(self._redis, MasterKey.from_b64(config.master_key_b64))
-        self._client = httpx.AsyncClient(timeout=10.0, limits=httpx.Limits(max_connections=CONCURRENCY))
-        self._slots = asyncio.Semaphore(CONCURRENCY)
-        self._inflight: set[str] = set()
-        self._task: asyncio.Task[None] | None = None
+        self._outbox = Outbox(self._redis, RetryPolicy(config.webhook_max_attempts, config.webhook_base_delay_s,
+                                                       config.webhook_max_delay_s))
+        self._client = httpx.AsyncClient(timeout=config.webhook_timeout_s,
+                                         limits=httpx.Limits(max_connections=CONNECTIONS))
+        self._inflight: dict[str, set[str]] = {}
+        self._adopted: set[str] = set()
+        self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        """Kept for callers: the loop starts with the actor (and with every restart of it)."""
 
     async def ping(self) -> int:
-        return len(self._inflight)
+        return sum(len(v) for v in self._inflight.values())
 
     async def _run(self) -> None:
-        pending_done: set[str] = set()
         while True:
             try:
                 workspaces = await self._targets.workspaces()
-                if not workspaces:
-                    await asyncio.sleep(0.5)
+                for ws in sorted(workspaces - self._adopted):
+                    await self._adopt(ws)
+                streams: dict[str, str] = {}
+                for ws in sorted(workspaces):
+                    if len(self._inflight.get(ws, ())) < PER_WORKSPACE:  # a saturated workspace waits its turn
+                        streams[keys.events(ws)] = ">"
+                        streams[keys.webhook_replay(ws)] = ">"
+                if not streams:
+                    await asyncio.sleep(0.2 if workspaces else 0.5)
                     continue
-                streams = {keys.events(ws): ("0" if ws not in pending_done else ">") for ws in workspaces}
-                backlog = any(v == "0" for v in streams.values())
-                reply = await self._redis.xreadgroup(
-                    keys.WEBHOOK_GROUP, "dispatcher", streams, count=200, block=None if backlog else 1000
-                )
-                got_pending = {stream for stream, items in reply if items}
-                for ws in workspaces:
-                    if keys.events(ws) not in got_pending:
-                        pending_done.add(ws)
-                for stream, items in reply:
-                    ws = stream.rsplit(":", 1)[1]
+                reply = await self._redis.xreadgroup(keys.WEBHOOK_GROUP, CONSUMER, streams,
+                                                     count=PER_WORKSPACE, block=1000)
+                for stream, items in reply or []:
                     for entry_id, fields in items:
-                        if fields and entry_id not in self._inflight:
-                            await self._slots.acquire()
-                            self._inflight.add(entry_id)
-                            asyncio.get_running_loop().create_task(self._deliver(ws, entry_id, fields))
-                if backlog:
-                    await asyncio.sleep(0.2)  # pending entries are being retried; do not spin on them
+                        self._spawn(stream, entry_id, fields)
             except Exception:
                 log.exception("webhook loop error; retrying")
                 await asyncio.sleep(1)
 
-    async def _deliver(self, ws: str, entry_id: str, fields: dict[str, str]) -> None:
-        try:
-            target = await self._targets.get(ws)
-            event = decode(entry_id, fields)
-            body = orjson.dumps(event)
-            attempts_key = keys.webhook_attempts(ws)
-            attempt = int(await self._redis.hget(attempts_key, entry_id) or 0)
-            while target is not None:
-                attempt = await self._redis.hincrby(attempts_key, entry_id, 1)
-                outcome = await self._post(target, event, body)
-                if outcome is None:
+    async def _adopt(self, ws: str) -> None:
+        """First sight of a workspace (or a restart): deliver what an earlier incarnation left pending."""
+        await self._outbox.ensure_replay_group(ws)
+        for stream in (keys.events(ws), keys.webhook_replay(ws)):
+            last = "0"
+            while True:
+                reply = await self._redis.xreadgroup(keys.WEBHOOK_GROUP, CONSUMER, {stream: last}, count=500)
+                items = [item for _, entries in reply or [] for item in entries]
+                if not items:
                     break
-                if outcome == "permanent" or attempt >= self._config.webhook_max_attempts:
-                    await self._dead_letter(ws, event, outcome, attempt)
-                    break
-                delay = self._config.webhook_base_delay_s * 2 ** (attempt - 1)
-                await asyncio.sleep(min(delay, 300) * random.uniform(0.5, 1.5))
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.xack(keys.events(ws), keys.WEBHOOK_GROUP, entry_id)
-                pipe.hdel(attempts_key, entry_id)
-                await pipe.execute()
-        except Exception:
-            log.exception("delivery of %s crashed; left pending for retry", entry_id)
-        finally:
-            self._inflight.discard(entry_id)
-            self._slots.release()
+                for entry_id, fields in items:
+                    self._spawn(stream, entry_id, fields)
+                last = items[-1][0]
+        self._adopted.add(ws)
 
-    async def _post(self, target: WebhookTarget, event: dict[str, Any], body: bytes) -> str | None:
-        """None on success, else "retry" or "permanent" with why kept for the dead letter."""
+    def _spawn(self, stream: str, entry_id: str, fields: dict[str, str] | None) -> None:
+        ws = stream.rsplit(":", 1)[1]
+        inflight = self._inflight.setdefault(ws, set())
+        if entry_id in inflight:
+            return
+        inflight.add(entry_id)
+        asyncio.get_running_loop().create_task(self._deliver(ws, stream, entry_id, fields))
+
+    async def _deliver(self, ws: str, stream: str, entry_id: str, fields: dict[str, str] | None) -> None:
+        try:
+            event = _event_of(stream, entry_id, fields)
+            if event is None:  # trimmed away before delivery: nothing left to send
+                await self._outbox.finish(ws, stream, entry_id, "dropped")
+                return
+            await self._deliver_event(ws, stream, entry_id, event)
+        except Exception:
+            log.exception("delivery of %s crashed; retrying later", entry_id)
+            await asyncio.sleep(5)
+            self._inflight.get(ws, set()).discard(entry_id)
+            self._spawn(stream, entry_id, fields)
+            return
+        self._inflight.get(ws, set()).discard(entry_id)
+
+    async def _deliver_event(self, ws: str, stream: str, entry_id: str, event: dict[str, Any]) -> None:
+        policy = await self._outbox.policy(ws)
+        body = orjson.dumps(event)
+        counter = f"{stream}|{entry_id}"
+        done = int(await self._redis.hget(keys.webhook_attempts(ws), counter) or 0)
+        last: dict[str, Any] = {"attempts": done, "status": None, "why": "no webhook configured"}
+
+        async def attempt() -> str:
+            last["attempts"] = await self._outbox.attempt(ws, counter)
+            target = await self._targets.get(ws)  # per attempt: a corrected URL applies to retries
+            if target is None:
+                last.update(status=None, why="no webhook configured")
+                return PERMANENT
+            outcome, last["status"], last["why"] = await self._post(target, event, body)
+            return outcome
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(max(1, policy.max_attempts - done)),
+            wait=wait_exponential_jitter(initial=policy.base_delay_s, max=policy.max_delay_s,
+                                         jitter=policy.base_delay_s),
+            retry=retry_if_result(lambda outcome: outcome == RETRY),
+            retry_error_callback=lambda state: state.outcome.result(),
+        )
+        outcome = await retrying(attempt)
+        retries = max(0, int(last["attempts"]) - done - 1)
+        if retries:
+            await self._redis.hincrby(keys.webhook_stats(), "retried", retries)
+        if outcome == OK:
+            await self._outbox.finish(ws, stream, entry_id, "delivered")
+            return
+        why = "permanent" if outcome == PERMANENT else "max_attempts"
+        await self._outbox.dead_letter(ws, event, f"{why}: {last['why']}", int(last["attempts"]), last["status"])
+        await self._outbox.finish(ws, stream, entry_id, "failed")
+
+    async def _post(self, target: WebhookTarget, event: dict[str, Any], body: bytes) -> tuple[str, int | None, str]:
         ts = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",
@@ -122,13 +182,13 @@ class WebhookDispatcher:
             response = await self._client.post(target.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             log.info("webhook %s to workspace %s: %s", event["id"], event["workspace_id"], type(exc).__name__)
-            return "retry"
-        if 200 <= response.status_code < 300:
-            return None
-        if 400 <= response.status_code < 500 and response.status_code not in NO_RETRY_4XX_EXCEPT:
-            return "permanent"
-        return "retry"
+            return RETRY, None, type(exc).__name__
+        return outcome_of(response.status_code), response.status_code, f"HTTP {response.status_code}"
 
-    async def _dead_letter(self, ws: str, event: dict[str, Any], why: str, attempts: int) -> None:
-        record = {"event": event, "reason": why, "attempts": attempts, "ts": time.time()}
-        await self._redis.rpush(keys.dead_letters(ws), orjson.dumps(record).decode())
+
+def _event_of(stream: str, entry_id: str, fields: dict[str, str] | None) -> dict[str, Any] | None:
+    if not fields:
+        return None
+    if "d" in fields:  # a replayed dead letter: the original event, original id
+        return orjson.loads(fields["d"])["event"]
+    return decode(entry_id, fields)

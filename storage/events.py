@@ -23,10 +23,7 @@ class EventLog:
 
     async def publish(self, event: Event) -> str:
         event_id = await self._redis.xadd(
-            keys.events(event.workspace_id),
-            {"e": orjson.dumps(_without_id(event)).decode()},
-            maxlen=MAX_EVENTS_PER_WORKSPACE,
-            approximate=True,
+            keys.events(event.workspace_id), {"e": encode(event)}, maxlen=MAX_EVENTS_PER_WORKSPACE, approximate=True
         )
         event.id = event_id
         return event_id
@@ -34,10 +31,7 @@ class EventLog:
     def publish_in(self, pipe: Any, event: Event) -> None:
         """Queue the XADD on a pipeline/transaction that the caller executes."""
         pipe.xadd(
-            keys.events(event.workspace_id),
-            {"e": orjson.dumps(_without_id(event)).decode()},
-            maxlen=MAX_EVENTS_PER_WORKSPACE,
-            approximate=True,
+            keys.events(event.workspace_id), {"e": encode(event)}, maxlen=MAX_EVENTS_PER_WORKSPACE, approximate=True
         )
 
     async def read_after(self, ws: str, last_id: str, block_ms: int, count: int = 200) -> list[dict[str, Any]]:
@@ -47,6 +41,11 @@ class EventLog:
     async def last_id(self, ws: str) -> str:
         info = await self._redis.xrevrange(keys.events(ws), count=1)
         return info[0][0] if info else "0-0"
+
+
+def encode(event: Event) -> str:
+    """The stored form of an event (its id is the stream id, so it is not stored); Lua scripts XADD this."""
+    return orjson.dumps(_without_id(event)).decode()
 
 
 def decode(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:

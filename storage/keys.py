@@ -76,3 +76,89 @@ def auth_state(ws: str, sid: str) -> str:
 
 QUEUE_GROUP = "senders"
 WEBHOOK_GROUP = "webhooks"
+
+
+# --- API edge: keys, tokens, rate limits, audit, metrics (owned by serve_app) ---
+
+
+def webhook_stats() -> str:
+    """Hash of webhook delivery counters (delivered, failed, retried), written by the dispatcher."""
+    return f"{PREFIX}:stats:webhooks"
+
+
+# --- message pipeline: providers, pacing, sender liveness, webhook outbox (owned by messages) ---
+
+
+def cloud_queue(ws: str, priority: str) -> str:
+    """Messages routed to the Cloud API, one stream per priority (same group as the session queues)."""
+    return f"{PREFIX}:cq:{ws}:{priority}"
+
+
+def provider(ws: str) -> str:
+    """Hash: the workspace's provider config (priority, override, Cloud API credentials encrypted)."""
+    return f"{PREFIX}:provider:{ws}"
+
+
+def provider_workspaces() -> str:
+    """Set of workspaces with a provider config: the selector watches these."""
+    return f"{PREFIX}:provider-workspaces"
+
+
+def cloud_workspaces() -> str:
+    """Set of workspaces with Cloud API credentials: the cloud sender reads their queues."""
+    return f"{PREFIX}:cloud-workspaces"
+
+
+def provider_current(ws: str) -> str:
+    """The provider the selector last announced (provider.changed fires when this flips)."""
+    return f"{PREFIX}:provider-current:{ws}"
+
+
+def breaker(ws: str) -> str:
+    """Hash: the Cloud API circuit breaker of a workspace (state, failures, opened_at)."""
+    return f"{PREFIX}:breaker:{ws}"
+
+
+def meta_number(phone_number_id: str) -> str:
+    """phone_number_id -> workspace, so a Meta webhook finds its workspace (and app secret)."""
+    return f"{PREFIX}:meta-number:{phone_number_id}"
+
+
+def meta_verify(token_digest: str) -> str:
+    """sha256(verify token) -> workspace, for the GET subscription handshake."""
+    return f"{PREFIX}:meta-verify:{token_digest}"
+
+
+def pacing(ws: str) -> str:
+    """JSON of a workspace's pacing overrides."""
+    return f"{PREFIX}:pacing:{ws}"
+
+
+def pace_log(ws: str, sid: str) -> str:
+    """Sorted set of a session's send times over the last hour (the pacing windows)."""
+    return f"{PREFIX}:pace:{ws}:{sid}"
+
+
+def session_paused(ws: str, sid: str) -> str:
+    """Present (with the resume time) while a session is paused by its hourly cap."""
+    return f"{PREFIX}:paused:{ws}:{sid}"
+
+
+def sender_alive(epoch: str) -> str:
+    """Heartbeat of one sender incarnation; its absence means an intent it left is orphaned."""
+    return f"{PREFIX}:sender:{epoch}"
+
+
+def seen(ws: str, wa_id: str) -> str:
+    """Inbound dedupe by WhatsApp message id (web and Cloud API)."""
+    return f"{PREFIX}:seen:{ws}:{wa_id}"
+
+
+def webhook_replay(ws: str) -> str:
+    """Dead letters put back for delivery; read by the dispatcher like the event stream."""
+    return f"{PREFIX}:webhook-replay:{ws}"
+
+
+def webhook_policy(ws: str) -> str:
+    """Hash: a workspace's webhook retry policy overrides (max_attempts, base_delay_s, max_delay_s)."""
+    return f"{PREFIX}:webhook-policy:{ws}"

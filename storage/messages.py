@@ -1,11 +1,25 @@
-"""Durable message log and per-session priority queues (Redis Streams).
+"""Durable message log and the per-provider priority queues (Redis Streams).
 
-`accept` writes the message, its first history entry, the queue entry and the
-`message.queued` event in one MULTI/EXEC, so a 202 always means all four exist.
+Every state change is one Lua script, so the record, its history entry, the
+queue entry and the event are written together or not at all:
+
+* `accept` checks the Idempotency-Key, writes the message, its first history
+  entry, the queue entry and `message.queued`; a 202 means all of them exist,
+  and a crash can never leave a key pointing at a message that was not queued.
+* `transition` moves a status forward only (a late `delivered` never rewinds
+  `read`), optionally guarded by the statuses and provider it expects, and
+  publishes its event in the same step.
+* `reroute` is the one move back to `queued`: the failover to the other
+  provider, at most once per message, acking the old queue entry atomically.
+
+Queues: a WhatsApp Web message waits in `wa:q:{ws}:{sid}:{priority}` (read by
+that session's sender); a Cloud API message in `wa:cq:{ws}:{priority}` (read by
+the cloud sender). Both use the consumer group `senders`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -14,15 +28,72 @@ import orjson
 import redis.asyncio as aioredis
 
 from storage import keys
-from storage.events import EventLog
+from storage.events import MAX_EVENTS_PER_WORKSPACE, encode
 from wa_ray.events import MESSAGE_QUEUED, Event
 
 IDEMPOTENCY_TTL_S = 24 * 3600
 WA_ID_TTL_S = 7 * 24 * 3600
+MESSAGE_TTL_S = 30 * 24 * 3600
 
+WEBJS, META = "webjs", "meta"
+PROVIDERS = (WEBJS, META)
 TERMINAL = frozenset({"read", "failed"})
 # A late `delivered` ack must not overwrite `read`: statuses only move forward.
 _RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4, "failed": 5}
+
+_ACCEPT = """
+if ARGV[8] == '1' then
+  local existing = redis.call('GET', KEYS[1])
+  if existing then return {0, existing} end
+end
+local f = cjson.decode(ARGV[2])
+local flat = {}
+for k, v in pairs(f) do flat[#flat + 1] = k; flat[#flat + 1] = v end
+redis.call('HSET', KEYS[2], unpack(flat))
+redis.call('RPUSH', KEYS[3], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[9])
+redis.call('EXPIRE', KEYS[3], ARGV[9])
+redis.call('XADD', KEYS[4], '*', 'm', ARGV[1])
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[6], '*', 'e', ARGV[4])
+if ARGV[8] == '1' then redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[7], 'EX', ARGV[5]) end
+return {1, ARGV[1]}
+"""
+
+_TRANSITION = """
+local RANK = {queued=0, sending=1, sent=2, delivered=3, read=4, failed=5}
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return 0 end
+if ARGV[2] ~= '' then
+  local ok = false
+  for s in string.gmatch(ARGV[2], '[^,]+') do if s == cur then ok = true end end
+  if not ok then return 0 end
+elseif cur == 'read' or cur == 'failed' or RANK[cur] >= RANK[ARGV[1]] then
+  return 0
+end
+if ARGV[3] ~= '' and redis.call('HGET', KEYS[1], 'provider') ~= ARGV[3] then return 0 end
+local f = cjson.decode(ARGV[4])
+local flat = {'status', ARGV[1]}
+for k, v in pairs(f) do flat[#flat + 1] = k; flat[#flat + 1] = v end
+redis.call('HSET', KEYS[1], unpack(flat))
+redis.call('RPUSH', KEYS[2], ARGV[5])
+if ARGV[6] ~= '' then redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 'e', ARGV[6]) end
+return 1
+"""
+
+_REROUTE = """
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return 0 end
+local ok = false
+for s in string.gmatch(ARGV[3], '[^,]+') do if s == cur then ok = true end end
+if not ok then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], 'failover') or '0') >= 1 then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'queued', 'provider', ARGV[1], 'session_id', ARGV[2], 'failover', '1',
+           'wa_key', '', 'owner', '', 'failover_reason', ARGV[5])
+redis.call('RPUSH', KEYS[2], ARGV[4])
+redis.call('XADD', KEYS[3], '*', 'm', ARGV[6])
+if ARGV[7] ~= '' then redis.call('XACK', KEYS[4], ARGV[8], ARGV[7]) end
+return 1
+"""
 
 
 @dataclass(frozen=True)
@@ -33,81 +104,113 @@ class OutboundMessage:
     to: str
     text: str
     priority: str
-    stream: str = ""
-    entry_id: str = ""
+    provider: str = WEBJS
+
+
+def fingerprint(*parts: str | None) -> str:
+    """What an Idempotency-Key promises: the same key with another request is a client bug."""
+    return hashlib.sha256(orjson.dumps(parts)).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Accepted:
+    message_id: str
+    created: bool
+    same_request: bool = True  # False: the key was used before for a different message
+
+
+def queue_of(ws: str, provider: str, session_id: str, priority: str) -> str:
+    return keys.queue(ws, session_id, priority) if provider == WEBJS else keys.cloud_queue(ws, priority)
+
+
+def history_entry(status: str, now: float, **extra: Any) -> str:
+    return orjson.dumps({"status": status, "ts": now, **{k: v for k, v in extra.items() if v is not None}}).decode()
 
 
 class MessageStore:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, message_ttl_s: int = MESSAGE_TTL_S) -> None:
         self._redis = redis
-        self._events = EventLog(redis)
+        self._ttl = message_ttl_s
+        self._accept = redis.register_script(_ACCEPT)
+        self._transition = redis.register_script(_TRANSITION)
+        self._reroute = redis.register_script(_REROUTE)
 
-    async def accept(self, msg: OutboundMessage, idempotency_key: str | None) -> tuple[str, bool]:
-        """Returns (message_id, created). An idempotent repeat returns the first id."""
-        if idempotency_key:
-            claimed = await self._redis.set(
-                keys.idempotency(msg.workspace_id, idempotency_key), msg.message_id, nx=True, ex=IDEMPOTENCY_TTL_S
-            )
-            if not claimed:
-                existing = await self._redis.get(keys.idempotency(msg.workspace_id, idempotency_key))
-                if existing:
-                    return existing, False
+    async def accept(self, msg: OutboundMessage, idempotency_key: str | None,
+                     request_fingerprint: str | None = None) -> Accepted:
+        """Returns the message id; an idempotent repeat returns the first id and queues nothing.
+
+        `request_fingerprint` identifies the request as the client sent it (before routing picked a
+        provider or session), so a repeat of the same request matches however it was routed.
+        """
         now = time.time()
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                keys.message(msg.message_id),
-                mapping={
-                    "message_id": msg.message_id,
-                    "workspace_id": msg.workspace_id,
-                    "session_id": msg.session_id,
-                    "to": msg.to,
-                    "text": msg.text,
-                    "priority": msg.priority,
-                    "status": "queued",
-                    "provider": "webjs",
-                    "created_at": now,
-                },
-            )
-            pipe.rpush(keys.message_history(msg.message_id), orjson.dumps({"status": "queued", "ts": now}).decode())
-            pipe.xadd(keys.queue(msg.workspace_id, msg.session_id, msg.priority), {"m": msg.message_id})
-            self._events.publish_in(
-                pipe,
-                Event(
-                    type=MESSAGE_QUEUED,
-                    workspace_id=msg.workspace_id,
-                    session_id=msg.session_id,
-                    data={"message_id": msg.message_id, "to": msg.to, "priority": msg.priority},
-                    ts=now,
-                ),
-            )
-            await pipe.execute()
-        return msg.message_id, True
+        record = {
+            "message_id": msg.message_id, "workspace_id": msg.workspace_id, "session_id": msg.session_id,
+            "to": msg.to, "text": msg.text, "priority": msg.priority, "status": "queued",
+            "provider": msg.provider, "created_at": repr(now), "failover": "0",
+        }
+        event = Event(MESSAGE_QUEUED, msg.workspace_id, msg.session_id or None,
+                      {"message_id": msg.message_id, "to": msg.to, "priority": msg.priority,
+                       "provider": msg.provider}, ts=now)
+        fp = request_fingerprint or fingerprint(msg.to, msg.text, msg.priority, msg.session_id)
+        idem_key = keys.idempotency(msg.workspace_id, idempotency_key or "-")
+        created, value = await self._accept(
+            keys=[idem_key, keys.message(msg.message_id), keys.message_history(msg.message_id),
+                  queue_of(msg.workspace_id, msg.provider, msg.session_id, msg.priority), keys.events(msg.workspace_id)],
+            args=[msg.message_id, orjson.dumps(record).decode(),
+                  history_entry("queued", now, provider=msg.provider), encode(event),
+                  IDEMPOTENCY_TTL_S, MAX_EVENTS_PER_WORKSPACE, fp, "1" if idempotency_key else "0", self._ttl],
+        )
+        if int(created):
+            return Accepted(msg.message_id, True)
+        first_id, _, first_fp = value.partition("|")
+        return Accepted(first_id, False, same_request=first_fp == fp)
 
     async def get(self, message_id: str) -> dict[str, Any] | None:
-        record = await self._redis.hgetall(keys.message(message_id))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.message(message_id))
+            pipe.lrange(keys.message_history(message_id), 0, -1)
+            record, history = await pipe.execute()
         if not record:
             return None
-        history = await self._redis.lrange(keys.message_history(message_id), 0, -1)
         record["history"] = [orjson.loads(h) for h in history]
         return record
 
-    async def load(self, message_id: str) -> OutboundMessage | None:
-        r = await self._redis.hgetall(keys.message(message_id))
-        if not r:
-            return None
-        return OutboundMessage(r["message_id"], r["workspace_id"], r["session_id"], r["to"], r["text"], r["priority"])
+    async def record(self, message_id: str) -> dict[str, str]:
+        return await self._redis.hgetall(keys.message(message_id))
 
-    async def advance(self, message_id: str, status: str, **extra: Any) -> bool:
-        """Move a message forward; returns False when it is already at or past `status`."""
-        current = await self._redis.hget(keys.message(message_id), "status")
-        if current is None or _RANK.get(current, -1) >= _RANK[status]:
-            return False
+    async def transition(self, message_id: str, ws: str, status: str, *, expect: tuple[str, ...] = (),
+                         provider: str = "", fields: dict[str, Any] | None = None,
+                         note: dict[str, Any] | None = None, event: Event | None = None) -> bool:
+        """Move a message to `status`; False when it is already at or past it (or not as expected).
+
+        `fields` go into the record, `note` only into this history entry; `event` is published
+        only when the move happens, so a duplicate ack or a racing sender never doubles an event.
+        """
         now = time.time()
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.message(message_id), mapping={"status": status, **{k: str(v) for k, v in extra.items()}})
-            pipe.rpush(keys.message_history(message_id), orjson.dumps({"status": status, "ts": now, **extra}).decode())
-            await pipe.execute()
-        return True
+        if event is not None:
+            event.ts = now
+        return bool(await self._transition(
+            keys=[keys.message(message_id), keys.message_history(message_id), keys.events(ws)],
+            args=[status, ",".join(expect), provider,
+                  orjson.dumps({k: str(v) for k, v in (fields or {}).items()}).decode(),
+                  history_entry(status, now, **(note or {})), encode(event) if event else "",
+                  MAX_EVENTS_PER_WORKSPACE],
+        ))
+
+    async def reroute(self, message_id: str, record: dict[str, str], to_provider: str, session_id: str,
+                      reason: str, allowed: tuple[str, ...] = ("queued", "sending"),
+                      from_stream: str = "", entry_id: str = "") -> bool:
+        """Hand a message to the other provider's queue, once per message (the failover)."""
+        ws = record["workspace_id"]
+        now = time.time()
+        note = history_entry("queued", now, provider=to_provider, rerouted_from=record.get("provider"),
+                             reason=reason[:300])
+        return bool(await self._reroute(
+            keys=[keys.message(message_id), keys.message_history(message_id),
+                  queue_of(ws, to_provider, session_id, record["priority"]), from_stream or keys.message(message_id)],
+            args=[to_provider, session_id, ",".join(allowed), note, reason[:300], message_id, entry_id,
+                  keys.QUEUE_GROUP],
+        ))
 
     async def bind_wa_id(self, message_id: str, wa_id: str) -> None:
         await self._redis.set(keys.wa_message(wa_id), message_id, ex=WA_ID_TTL_S)
@@ -115,12 +218,15 @@ class MessageStore:
     async def by_wa_id(self, wa_id: str) -> str | None:
         return await self._redis.get(keys.wa_message(wa_id))
 
-    async def ensure_queues(self, ws: str, sid: str) -> list[str]:
-        streams = [keys.queue(ws, sid, p) for p in keys.PRIORITIES]
+    async def ensure_group(self, streams: list[str]) -> None:
         for stream in streams:
             try:
                 await self._redis.xgroup_create(stream, keys.QUEUE_GROUP, id="0", mkstream=True)
             except aioredis.ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
+
+    async def ensure_queues(self, ws: str, sid: str) -> list[str]:
+        streams = [keys.queue(ws, sid, p) for p in keys.PRIORITIES]
+        await self.ensure_group(streams)
         return streams

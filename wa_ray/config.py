@@ -54,6 +54,15 @@ class Settings(BaseSettings):
     qr_max_refs: int = 6
     webhook_max_attempts: int = 8
     webhook_base_delay_s: float = 1.0
+    webhook_max_delay_s: float = 300.0
+    webhook_timeout_s: float = 10.0
+    # message pipeline: the design's pacing seed rule is on unless WA_PACING=false (load tests);
+    # workspaces override it through PUT /v1/workspaces/{ws}/pacing
+    pacing: bool = True
+    pacing_per_minute: int = 30
+    pacing_per_hour: int = 1000
+    typing_delay: bool = True
+    provider_cache_ttl_s: float = 1.0  # how long an ingress replica reuses a workspace's provider decision
     api_key_id: str | None = None  # bootstrap admin key (created at start when both are set)
     api_key_secret: str | None = None
 
@@ -74,4 +83,11 @@ class RuntimeConfig:
     qr_max_refs: int = 6
     webhook_max_attempts: int = 8
     webhook_base_delay_s: float = 1.0
+    webhook_max_delay_s: float = 300.0
+    webhook_timeout_s: float = 10.0
+    pacing: bool = True
+    pacing_per_minute: int = 30
+    pacing_per_hour: int = 1000
+    typing_delay: bool = True
+    provider_cache_ttl_s: float = 1.0
     chromium_flags: tuple[str, ...] = field(default=CHROMIUM_FLAGS)

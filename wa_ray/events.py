@@ -16,6 +16,8 @@ MESSAGE_SENT = "message.sent"
 MESSAGE_ACK = "message.ack"
 MESSAGE_FAILED = "message.failed"
 PROVIDER_CHANGED = "provider.changed"
+SESSION_PAUSED = "session.paused"  # the session hit its hourly send cap: no sends until `resume_at`
+SESSION_RESUMED = "session.resumed"
 
 EVENT_TYPES = frozenset(
     {
@@ -29,6 +31,8 @@ EVENT_TYPES = frozenset(
         MESSAGE_ACK,
         MESSAGE_FAILED,
         PROVIDER_CHANGED,
+        SESSION_PAUSED,
+        SESSION_RESUMED,
     }
 )
 

@@ -10,6 +10,7 @@ from typing import Any
 import ray
 from ray import serve
 
+from actors.cloud_sender import CLOUD_SENDER_NAME, CloudSender
 from actors.webhook_dispatcher import WebhookDispatcher
 from sessions.crypto import MasterKey
 from storage.embedded import EmbeddedRedis
@@ -67,7 +68,10 @@ class Service:
             sessions_per_workspace=s.sessions_per_workspace, auth_store=s.auth_store,
             previous_keys_b64=(s.master_key_previous,) if s.master_key_previous else (),
             qr_max_refs=s.qr_max_refs, webhook_max_attempts=s.webhook_max_attempts,
-            webhook_base_delay_s=s.webhook_base_delay_s,
+            webhook_base_delay_s=s.webhook_base_delay_s, webhook_max_delay_s=s.webhook_max_delay_s,
+            webhook_timeout_s=s.webhook_timeout_s, pacing=s.pacing, pacing_per_minute=s.pacing_per_minute,
+            pacing_per_hour=s.pacing_per_hour, typing_delay=s.typing_delay,
+            provider_cache_ttl_s=s.provider_cache_ttl_s,
         )
         if not ray.is_initialized():
             if s.ray_address:
@@ -83,12 +87,19 @@ class Service:
         dispatcher = WebhookDispatcher.options(
             name=DISPATCHER_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
         ).remote(self.config)
-        ray.get([supervisor.warm.remote(), dispatcher.start.remote()])
-        self.handles = {"supervisor": supervisor, "dispatcher": dispatcher}
+        cloud_sender = CloudSender.options(
+            name=CLOUD_SENDER_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+        ).remote(self.config)
+        ray.get([supervisor.warm.remote(), dispatcher.start.remote(), cloud_sender.ping.remote()])
+        self.handles = {"supervisor": supervisor, "dispatcher": dispatcher, "cloud_sender": cloud_sender}
         serve.start(http_options={"host": s.http_host, "port": s.http_port}, detached=False)
         from serve_app.app import (
             Ingress,  # imported late: it pulls in FastAPI only where needed
         )
+        from serve_app.provider_selector import SELECTOR_APP, ProviderSelector
+
+        # its own Serve app, deployed before the ingress that asks it (through a cached handle)
+        serve.run(ProviderSelector.bind(self.config), name=SELECTOR_APP, route_prefix=None, blocking=False)
 
         serve.run(Ingress.bind(self.config), name="wa-ray", route_prefix="/", blocking=False)
         ray.get(supervisor.wait_restored.remote())

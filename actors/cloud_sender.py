@@ -1,0 +1,294 @@
+"""CloudSender: sends the messages routed to the WhatsApp Cloud API.
+
+One named actor per cluster reads every Cloud API workspace's priority queues
+(`wa:cq:{ws}:{priority}`, group `senders`) and sends through one pooled httpx
+client, many requests in flight. It paces itself to Meta's limits (80 msg/s
+per business number, the per-recipient pair rate), backs off and retries on
+130429/131056, and keeps each workspace's circuit breaker: consecutive
+provider failures open it (the ProviderSelector then routes new messages to
+WhatsApp Web and announces `provider.changed`), and once the cooldown is over
+a probe that sends nothing decides whether it closes again.
+
+A message is sent at most once here too: the intent (`sending`, this sender as
+owner, when) is recorded before the request. A request whose answer is lost
+(a timeout, or this actor crashing) is left `sending`; the status webhooks
+carry our message id (`biz_opaque_callback_data`), so if Meta did accept it a
+`sent`/`delivered` status settles it, and only after `confirm_s` without one is
+it treated as not accepted and failed over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+import time
+from typing import Any
+
+import ray
+from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt
+
+from actors.cloud_api import CloudApiClient, Failure, SendResult
+from actors.routing import FailoverRouter
+from sessions.crypto import MasterKey
+from storage import keys
+from storage.messages import META, MessageStore
+from storage.pacing import SlidingWindow, TokenBucket
+from storage.providers import CloudCredentials, ProviderConfig, ProviderStore
+from storage.redis_client import connect
+from wa_ray.config import RuntimeConfig
+from wa_ray.events import MESSAGE_SENT, Event
+
+log = logging.getLogger(__name__)
+
+CLOUD_SENDER_NAME = "cloud-sender"
+CONCURRENCY = 64
+READ_COUNT = 200
+BLOCK_MS = 1000
+CONFIG_TTL_S = 2.0
+PROBE_EVERY_S = 1.0
+HEARTBEAT_S, HEARTBEAT_TTL_S = 3.0, 10
+RETRY_LATER_S = 0.5
+THROTTLE_BASE_S, THROTTLE_MAX_S = 0.5, 8.0
+DONE, LATER = "done", "later"
+
+
+@ray.remote(num_cpus=0, max_concurrency=100, max_restarts=-1)
+class CloudSender:
+    async def __init__(self, config: RuntimeConfig) -> None:
+        self._redis = connect(config.redis_url)
+        self._providers = ProviderStore(self._redis, MasterKey.from_b64(config.master_key_b64))
+        self._messages = MessageStore(self._redis)
+        self._router = FailoverRouter(self._redis, self._providers, self._messages)
+        self._client = CloudApiClient(max_connections=CONCURRENCY)
+        self.epoch = secrets.token_hex(6)
+        self._consumer = f"cloud@{self.epoch}"
+        self._configs: dict[str, tuple[float, ProviderConfig]] = {}
+        self._throughput: dict[str, SlidingWindow] = {}
+        self._pairs: dict[tuple[str, str], TokenBucket] = {}
+        self._slots = asyncio.Semaphore(CONCURRENCY)
+        self._inflight: set[str] = set()
+        self._ready: set[str] = set()  # workspaces whose groups exist and whose orphans were reclaimed
+        loop = asyncio.get_running_loop()
+        # started here, not by a call: after a crash Ray restarts the actor and the loops come back with it
+        self._tasks = [loop.create_task(self._run()), loop.create_task(self._heartbeat()),
+                       loop.create_task(self._probe_loop())]
+
+    async def ping(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "inflight": len(self._inflight), "workspaces": sorted(self._ready)}
+
+    # ------------------------------------------------------------------ loops
+    async def _heartbeat(self) -> None:
+        while True:
+            try:
+                await self._redis.set(keys.sender_alive(self.epoch), self._consumer, ex=HEARTBEAT_TTL_S)
+            except Exception:
+                log.exception("cloud sender heartbeat")
+            await asyncio.sleep(HEARTBEAT_S)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                workspaces = await self._providers.cloud_workspaces()
+                for ws in workspaces - self._ready:
+                    await self._adopt(ws)
+                if not workspaces:
+                    await asyncio.sleep(0.5)
+                    continue
+                streams = {keys.cloud_queue(ws, p): ">" for ws in sorted(workspaces) for p in keys.PRIORITIES}
+                reply = await self._redis.xreadgroup(keys.QUEUE_GROUP, self._consumer, streams,
+                                                     count=READ_COUNT, block=BLOCK_MS)
+                entries = [(stream, eid, fields.get("m")) for stream, items in reply or [] for eid, fields in items]
+                entries.sort(key=lambda e: keys.PRIORITIES.index(e[0].rsplit(":", 1)[1]))
+                for stream, entry_id, message_id in entries:
+                    await self._spawn(stream, entry_id, message_id)
+            except Exception:
+                log.exception("cloud sender loop; retrying")
+                await asyncio.sleep(1)
+
+    async def _adopt(self, ws: str) -> None:
+        """First sight of a workspace: its groups, then whatever a dead incarnation left unfinished."""
+        streams = [keys.cloud_queue(ws, p) for p in keys.PRIORITIES]
+        await self._messages.ensure_group(streams)
+        for stream in streams:
+            start = "0-0"
+            while True:
+                start, claimed = (await self._redis.xautoclaim(stream, keys.QUEUE_GROUP, self._consumer, 0,
+                                                               start_id=start, count=100))[:2]
+                for entry_id, fields in claimed:
+                    await self._spawn(stream, entry_id, (fields or {}).get("m"))
+                if start == "0-0" or not claimed:
+                    break
+            for consumer in await self._redis.xinfo_consumers(stream, keys.QUEUE_GROUP):
+                if consumer["name"] != self._consumer and int(consumer["pending"]) == 0:
+                    await self._redis.xgroup_delconsumer(stream, keys.QUEUE_GROUP, consumer["name"])
+        self._ready.add(ws)
+
+    async def _spawn(self, stream: str, entry_id: str, message_id: str | None) -> None:
+        if not message_id:
+            await self._done(stream, entry_id)
+            return
+        if message_id in self._inflight:
+            return
+        await self._slots.acquire()
+        self._inflight.add(message_id)
+        asyncio.get_running_loop().create_task(self._process(stream, entry_id, message_id))
+
+    async def _process(self, stream: str, entry_id: str, message_id: str) -> None:
+        try:
+            while await self._attempt(message_id) == LATER:
+                await asyncio.sleep(RETRY_LATER_S)
+            await self._done(stream, entry_id)
+        except Exception:
+            log.exception("cloud send of %s crashed; left pending", message_id)
+        finally:
+            self._inflight.discard(message_id)
+            self._slots.release()
+
+    async def _done(self, stream: str, entry_id: str) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xack(stream, keys.QUEUE_GROUP, entry_id)
+            pipe.xdel(stream, entry_id)
+            await pipe.execute()
+
+    # --------------------------------------------------------------- one send
+    async def _attempt(self, message_id: str) -> str:
+        record = await self._messages.record(message_id)
+        if not record or record.get("provider") != META or record.get("status") not in ("queued", "sending"):
+            return DONE
+        ws = record["workspace_id"]
+        cfg = await self._config(ws)
+        if cfg.cloud is None:
+            await self._router.fail_or_failover(record, "cloud_api: this workspace has no Cloud API credentials")
+            return DONE
+        creds = cfg.cloud
+        if record["status"] == "sending":
+            owner = record.get("owner") or ""
+            if owner != self.epoch and owner and await self._redis.exists(keys.sender_alive(owner)):
+                return LATER
+            # an earlier request's answer was lost: a status webhook may still show Meta accepted it
+            if await self._confirmed(message_id, float(record.get("intent_at") or 0), creds.options.confirm_s):
+                return DONE
+        breaker = await self._providers.breaker(ws)
+        if breaker.get("state") == "open":
+            await self._router.fail_or_failover(
+                record, f"cloud_api: circuit open after repeated failures ({breaker.get('last_error', '')})",
+                allowed=("queued", "sending"))
+            return DONE
+        intent = {"owner": self.epoch, "intent_at": repr(time.time())}
+        if not await self._messages.transition(message_id, ws, "sending", expect=("queued", "sending"),
+                                               provider=META, fields=intent, note={"provider": META}):
+            return DONE
+        result = await self._send_with_backoff(creds, record)
+        if result.ok:
+            await self._sent(record, result.wamid or "")
+            if breaker.get("state", "closed") != "closed" or int(breaker.get("failures") or 0):
+                await self._providers.breaker_success(ws)
+            return DONE
+        record = {**record, "status": "sending"}
+        if result.failure in (Failure.PROVIDER_DOWN, Failure.UNKNOWN) and await self._providers.breaker_failure(
+                ws, creds.options.breaker_failures, result.reason()):
+            log.warning("cloud api circuit opened for %s: %s", ws, result.reason())
+        if result.failure is Failure.UNKNOWN and await self._confirmed(
+                message_id, float(intent["intent_at"]), creds.options.confirm_s):
+            return DONE
+        await self._router.fail_or_failover(record, result.reason(), code=result.code, allowed=("sending",))
+        return DONE
+
+    async def _send_with_backoff(self, creds: CloudCredentials, record: dict[str, str]) -> SendResult:
+        """Meta's throttling answers (130429, 131056) are retried here, on the same number, with backoff."""
+        opts = creds.options
+
+        def wait(state: Any) -> float:
+            result: SendResult = state.outcome.result()
+            if result.failure is Failure.PAIR_LIMITED:
+                self._pair(creds, record["to"]).drain()
+                return opts.pair_refill_s
+            return min(THROTTLE_MAX_S, THROTTLE_BASE_S * 2 ** (state.attempt_number - 1)) * random.uniform(0.5, 1.5)
+
+        retrying = AsyncRetrying(stop=stop_after_attempt(opts.max_throttle_retries + 1), wait=wait,
+                                 retry=retry_if_result(lambda r: r.retryable),
+                                 retry_error_callback=lambda state: state.outcome.result())
+        async for attempt in retrying:
+            with attempt:
+                await self._rate(creds, record["to"])
+                result = await self._client.send_text(creds, record["to"], record["text"], record["message_id"])
+            if not attempt.retry_state.outcome.failed:
+                attempt.retry_state.set_result(result)
+        return result
+
+    async def _confirmed(self, message_id: str, since: float, confirm_s: float) -> bool:
+        """Wait out the confirm window for a status webhook; True when one moved the message on."""
+        while True:
+            status = await self._redis.hget(keys.message(message_id), "status")
+            if status != "sending":
+                return True
+            if time.time() >= since + confirm_s:
+                return False
+            await asyncio.sleep(min(0.5, since + confirm_s - time.time()))
+
+    async def _sent(self, record: dict[str, str], wamid: str) -> None:
+        message_id, ws = record["message_id"], record["workspace_id"]
+        await self._messages.bind_wa_id(message_id, wamid)
+        data = {"message_id": message_id, "wa_message_id": wamid, "to": record["to"], "provider": META,
+                "failover": record.get("failover") == "1"}
+        await self._messages.transition(message_id, ws, "sent", provider=META, fields={"wa_message_id": wamid},
+                                        note={"provider": META},
+                                        event=Event(MESSAGE_SENT, ws, record.get("session_id") or None, data))
+
+    # ----------------------------------------------------------------- pacing
+    async def _rate(self, creds: CloudCredentials, to: str) -> None:
+        opts = creds.options
+        wait = 0.0
+        if opts.throughput_per_second:
+            window = self._throughput.setdefault(creds.phone_number_id, SlidingWindow(opts.throughput_per_second))
+            window.limit = opts.throughput_per_second
+            wait = window.take()
+        if opts.pair_burst:
+            wait = max(wait, self._pair(creds, to).take())
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    def _pair(self, creds: CloudCredentials, to: str) -> TokenBucket:
+        opts = creds.options
+        key = (creds.phone_number_id, to)
+        bucket = self._pairs.get(key)
+        if bucket is None or bucket.burst != opts.pair_burst or bucket.refill_s != opts.pair_refill_s:
+            if len(self._pairs) > 100_000:  # idle pairs are full buckets: forgetting them changes nothing
+                horizon = time.monotonic() - (opts.pair_burst or 1) * opts.pair_refill_s
+                self._pairs = {k: b for k, b in self._pairs.items() if b.stamp > horizon}
+            bucket = self._pairs[key] = TokenBucket(float(opts.pair_burst or 1), opts.pair_refill_s)
+        return bucket
+
+    async def _config(self, ws: str) -> ProviderConfig:
+        hit = self._configs.get(ws)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        cfg = await self._providers.get(ws)
+        self._configs[ws] = (time.monotonic() + CONFIG_TTL_S, cfg)
+        return cfg
+
+    # ------------------------------------------------------------------ probe
+    async def _probe_loop(self) -> None:
+        """An open breaker is probed after its cooldown with a request that sends nothing."""
+        while True:
+            await asyncio.sleep(PROBE_EVERY_S)
+            try:
+                for ws in await self._providers.cloud_workspaces():
+                    breaker = await self._providers.breaker(ws)
+                    if breaker.get("state") != "open":
+                        continue
+                    cfg = await self._config(ws)
+                    if cfg.cloud is None:
+                        continue
+                    if time.time() < float(breaker.get("opened_at") or 0) + cfg.cloud.options.breaker_cooldown_s:
+                        continue
+                    probe = await self._client.probe(cfg.cloud)
+                    if probe.ok:
+                        await self._providers.breaker_success(ws)
+                        log.info("cloud api circuit closed again for %s", ws)
+                    else:
+                        await self._providers.breaker_retry_later(ws, probe.reason())
+            except Exception:
+                log.exception("cloud api probe loop")

@@ -1,0 +1,140 @@
+"""Request and response models of the message pipeline's routes (messages, provider, pacing, webhooks)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+
+from wa_ray.ids import ID_PATTERN, PHONE_PATTERN
+
+Priority = Literal["urgent", "high", "normal", "bulk"]
+Provider = Literal["webjs", "meta"]
+
+
+class SendMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    to: str = Field(pattern=PHONE_PATTERN, description="recipient, E.164 digits without '+'")
+    text: str = Field(min_length=1, max_length=4096)
+    session_id: str | None = Field(default=None, pattern=ID_PATTERN,
+                                   description="WhatsApp Web session to send from; default: a connected one")
+    priority: Priority = "normal"
+
+
+class MessageAccepted(BaseModel):
+    message_id: str
+    status: str
+    provider: Provider
+
+
+class MessageOut(BaseModel):
+    message_id: str
+    workspace_id: str
+    session_id: str | None
+    to: str
+    status: str
+    provider: Provider
+    priority: str
+    created_at: float
+    wa_message_id: str | None = None
+    reason: str | None = Field(default=None, description="why it failed")
+    error_code: int | None = None
+    failover: bool = Field(default=False, description="it was retried on the other provider")
+    history: list[dict[str, Any]]
+
+    @classmethod
+    def from_record(cls, r: dict[str, Any]) -> MessageOut:
+        code = r.get("error_code")
+        return cls(
+            message_id=r["message_id"], workspace_id=r["workspace_id"], session_id=r.get("session_id") or None,
+            to=r["to"], status=r["status"], provider=r.get("provider") or "webjs", priority=r["priority"],
+            created_at=float(r["created_at"]), wa_message_id=r.get("wa_message_id") or None,
+            reason=r.get("reason") or None, error_code=int(code) if code and str(code).lstrip("-").isdigit() else None,
+            failover=r.get("failover") == "1", history=r["history"],
+        )
+
+
+class CloudApiIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    phone_number_id: str = Field(pattern=r"^[0-9]{1,32}$")
+    access_token: str = Field(min_length=1, max_length=1024, description="stored encrypted")
+    app_secret: str = Field(min_length=1, max_length=256, description="checks X-Hub-Signature-256; stored encrypted")
+    verify_token: str | None = Field(default=None, min_length=1, max_length=256,
+                                     description="answered in the GET /webhooks/meta handshake; stored as a digest")
+    graph_base_url: HttpUrl = Field(default=HttpUrl("https://graph.facebook.com"),
+                                    description="tests point this at the Cloud API simulator")
+    graph_version: str = Field(default="v21.0", pattern=r"^v[0-9]{1,3}\.[0-9]{1,3}$")
+    throughput_per_second: int | None = Field(default=80, ge=1, le=10_000, description="null: no limit")
+    pair_burst: int | None = Field(default=45, ge=1, le=10_000, description="null: no pair-rate pacing")
+    pair_refill_s: float = Field(default=6.0, gt=0, le=3600)
+    max_throttle_retries: int = Field(default=8, ge=0, le=100)
+    breaker_failures: int = Field(default=5, ge=1, le=1000)
+    breaker_cooldown_s: float = Field(default=30.0, gt=0, le=3600)
+    confirm_s: float = Field(default=20.0, ge=0, le=3600)
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+
+class ProviderIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    priority: Provider = "webjs"
+    override: Provider | None = Field(default=None, description="force one provider whatever its health")
+    failover_grace_s: float = Field(default=15.0, ge=0, le=86_400,
+                                    description="how long a reconnecting session keeps its queue before it "
+                                                "moves to the Cloud API (a logged-out one hands it over at once)")
+    cloud: CloudApiIn | None = None
+
+
+class ProviderOut(BaseModel):
+    priority: Provider
+    override: Provider | None
+    failover_grace_s: float
+    cloud: dict[str, Any] | None
+    current: str | None = Field(description="what new messages take now")
+    sessions: dict[str, bool]
+    cloud_api_healthy: bool
+    breaker: dict[str, Any]
+
+
+class PacingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool | None = None
+    steps: list[tuple[int, float]] | None = Field(
+        default=None, description="[[up to N sends/min, gap s], ...]; above the last step `above_s`")
+    above_s: float | None = Field(default=None, ge=0, le=600)
+    per_minute: int | None = Field(default=None, ge=1, le=10_000)
+    per_hour: int | None = Field(default=None, ge=1, le=1_000_000)
+    typing: bool | None = None
+    typing_per_char_s: float | None = Field(default=None, ge=0, le=5)
+    typing_min_s: float | None = Field(default=None, ge=0, le=60)
+    typing_max_s: float | None = Field(default=None, ge=0, le=60)
+    typing_jitter: float | None = Field(default=None, ge=0, le=1)
+
+
+class WebhookPolicyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_attempts: int | None = Field(default=None, ge=1, le=100)
+    base_delay_s: float | None = Field(default=None, gt=0, le=3600)
+    max_delay_s: float | None = Field(default=None, gt=0, le=86_400)
+
+
+class ReplayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    event_ids: list[str] | None = Field(default=None, max_length=10_000,
+                                        description="replay only these; all dead letters when absent")
+
+
+class ReplayOut(BaseModel):
+    replayed: int
+
+
+class DeadLetter(BaseModel):
+    event: dict[str, Any]
+    reason: str
+    attempts: int
+    status_code: int | None = None
+    ts: float
+
+
+class DeadLetters(BaseModel):
+    total: int
+    items: list[DeadLetter]

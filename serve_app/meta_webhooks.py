@@ -1,0 +1,89 @@
+"""The Meta (Cloud API) webhook receiver: `GET|POST /webhooks/meta`.
+
+GET is the subscription handshake: `hub.mode=subscribe` with a
+`hub.verify_token` some workspace configured answers the bare `hub.challenge`
+(200, text/plain), anything else 403.
+
+POST carries statuses and inbound messages. The workspace comes from the
+payload's `metadata.phone_number_id`, and `X-Hub-Signature-256` must be the
+HMAC-SHA256 of the raw body under that workspace's app secret: Meta escapes
+non-ASCII and `/` in its JSON, so re-serialised JSON would not match; the
+check runs on the bytes as received. An unsigned, badly signed or unknown
+payload is 403 and nothing of it is used. Meta retries anything that is not
+200 and may deliver twice: handling is idempotent (see actors/inbound.py).
+
+Not HMAC-authenticated like /v1: Meta cannot sign our way; the app secret is
+the authentication.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import PlainTextResponse, Response
+
+from actors.inbound import InboundRecorder
+from serve_app.context import AppContext
+from serve_app.deps import ctx
+from serve_app.errors import ApiError
+from sessions.crypto import MasterKey
+from storage.providers import ProviderStore
+
+router = APIRouter()
+
+_recorders: dict[int, InboundRecorder] = {}
+
+
+def _recorder(c: AppContext) -> InboundRecorder:
+    rec = _recorders.get(id(c))
+    if rec is None:
+        rec = _recorders[id(c)] = InboundRecorder(c.redis, c.config)
+    return rec
+
+
+def _store(c: AppContext) -> ProviderStore:
+    return ProviderStore(c.redis, MasterKey.from_b64(c.config.master_key_b64))
+
+
+def signature_ok(app_secret: str, body: bytes, header: str | None) -> bool:
+    if not header or not header.startswith("sha256="):
+        return False
+    expected = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, header[len("sha256="):])
+
+
+@router.get("/webhooks/meta", include_in_schema=True, response_class=PlainTextResponse)
+async def verify(request: Request, c: AppContext = Depends(ctx)) -> PlainTextResponse:
+    q = request.query_params
+    token, challenge = q.get("hub.verify_token"), q.get("hub.challenge")
+    if q.get("hub.mode") != "subscribe" or not token or challenge is None:
+        raise ApiError(403, "verification_failed", "not a subscription handshake")
+    if await _store(c).workspace_of_verify_token(token) is None:
+        raise ApiError(403, "verification_failed", "verify token does not match")
+    return PlainTextResponse(challenge)
+
+
+@router.post("/webhooks/meta")
+async def receive(request: Request, c: AppContext = Depends(ctx)) -> Response:
+    body = await request.body()
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ApiError(403, "bad_signature", "payload is not signed JSON") from None
+    numbers = {((change.get("value") or {}).get("metadata") or {}).get("phone_number_id")
+               for entry in (payload.get("entry") or [] if isinstance(payload, dict) else [])
+               for change in entry.get("changes") or []}
+    numbers.discard(None)
+    store = _store(c)
+    workspaces = {await store.workspace_of_number(str(n)) for n in numbers}
+    if len(numbers) == 0 or None in workspaces or len(workspaces) != 1:
+        raise ApiError(403, "bad_signature", "payload names no phone number configured here")
+    ws = workspaces.pop()
+    cfg = await store.get(ws)
+    if cfg.cloud is None or not signature_ok(cfg.cloud.app_secret, body, request.headers.get("x-hub-signature-256")):
+        raise ApiError(403, "bad_signature", "X-Hub-Signature-256 does not match the raw body")
+    await _recorder(c).cloud_payload(ws, payload)
+    return Response(status_code=200)

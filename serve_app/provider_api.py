@@ -1,0 +1,73 @@
+"""How a workspace's messages go out: provider choice and Cloud API credentials, and pacing.
+
+`PUT /v1/workspaces/{ws}/provider` replaces the workspace's provider config
+(the access token and app secret are stored encrypted, the verify token as a
+digest); `GET` shows it without secrets, with what new messages take now.
+`PUT /v1/workspaces/{ws}/pacing` overrides the pacing policy field by field
+(`{"enabled": false}` for load tests); `GET` shows the policy in force.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from serve_app.context import AppContext
+from serve_app.deps import ctx, workspace, writable_workspace
+from serve_app.message_models import PacingIn, ProviderIn, ProviderOut
+from serve_app.provider_selector import choose, selector, snapshot
+from sessions.crypto import MasterKey
+from storage.pacing import PacingPolicy, PacingStore
+from storage.providers import CloudCredentials, CloudOptions, ProviderConfig, ProviderStore
+
+router = APIRouter()
+
+
+def _store(c: AppContext) -> ProviderStore:
+    return ProviderStore(c.redis, MasterKey.from_b64(c.config.master_key_b64))
+
+
+def _pacing(c: AppContext) -> PacingStore:
+    cfg = c.config
+    return PacingStore(c.redis, PacingPolicy(enabled=cfg.pacing, per_minute=cfg.pacing_per_minute,
+                                             per_hour=cfg.pacing_per_hour, typing=cfg.typing_delay), cache_ttl_s=0)
+
+
+@router.put("/v1/workspaces/{ws}/provider", response_model=ProviderOut)
+async def put_provider(body: ProviderIn, ws: str = Depends(writable_workspace),
+                       c: AppContext = Depends(ctx)) -> ProviderOut:
+    cloud = None
+    if body.cloud is not None:
+        b = body.cloud
+        options = CloudOptions(throughput_per_second=b.throughput_per_second, pair_burst=b.pair_burst,
+                               pair_refill_s=b.pair_refill_s, max_throttle_retries=b.max_throttle_retries,
+                               breaker_failures=b.breaker_failures, breaker_cooldown_s=b.breaker_cooldown_s,
+                               confirm_s=b.confirm_s, timeout_s=b.timeout_s)
+        cloud = CloudCredentials(b.phone_number_id, b.access_token, b.app_secret, str(b.graph_base_url),
+                                 b.graph_version, options)
+    config = ProviderConfig(body.priority, body.override, body.failover_grace_s, cloud)
+    await _store(c).set(ws, config, body.cloud.verify_token if body.cloud else None)
+    selector(c).invalidate(ws)
+    return await _describe(c, ws)
+
+
+@router.get("/v1/workspaces/{ws}/provider", response_model=ProviderOut)
+async def get_provider(ws: str = Depends(workspace), c: AppContext = Depends(ctx)) -> ProviderOut:
+    return await _describe(c, ws)
+
+
+async def _describe(c: AppContext, ws: str) -> ProviderOut:
+    store = _store(c)
+    snap, _, _ = await snapshot(store, ws)
+    return ProviderOut(**await store.describe(ws), current=choose(snap.priority, snap.override, snap.webjs(), snap.meta),
+                       sessions=snap.sessions, cloud_api_healthy=snap.meta, breaker=await store.breaker(ws))
+
+
+@router.put("/v1/workspaces/{ws}/pacing")
+async def put_pacing(body: PacingIn, ws: str = Depends(writable_workspace), c: AppContext = Depends(ctx)) -> dict:
+    policy = await _pacing(c).set_overrides(ws, body.model_dump(exclude_none=True))
+    return policy.to_dict()
+
+
+@router.get("/v1/workspaces/{ws}/pacing")
+async def get_pacing(ws: str = Depends(workspace), c: AppContext = Depends(ctx)) -> dict:
+    return (await _pacing(c).policy(ws)).to_dict()

@@ -1,0 +1,220 @@
+"""ProviderSelector: which provider (WhatsApp Web or the Cloud API) a workspace's messages take.
+
+The rule (`choose`, pure): a manual override wins; otherwise the workspace's
+priority provider when it is healthy, else the other one when that is
+healthy. Health: a Web session is healthy when `connected` and not paused by
+its hourly cap; the Cloud API when it has credentials and its circuit breaker
+(kept by the cloud sender) is closed.
+
+The deployment does two things:
+
+* `decide(ws)` answers the ingress with a `Snapshot` of the inputs (priority,
+  override, per-session health, Cloud API health). The ingress keeps it per
+  workspace for `provider_cache_ttl_s` (1 s by default) in `SelectorClient`
+  and applies `choose` itself, so POST /messages makes at most one Ray call
+  per workspace per second, not one per message (the design measured a Ray
+  call per message capping the pipeline well under the 167 msg/s target). A
+  stale snapshot costs little: a message routed to a provider that has just
+  gone down is retried once on the other by the sender that fails it.
+* A watcher, once a second per workspace with a provider config, publishes
+  `provider.changed` whenever the workspace-level choice flips (a Redis GETSET
+  makes one announcement per flip however many replicas run), and moves
+  messages stranded in the queue of a Web session that is gone (logged out,
+  banned, failed) or down for longer than `failover_grace_s` to the Cloud API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from ray import serve
+
+from serve_app.context import AppContext
+from sessions.crypto import MasterKey
+from storage import keys
+from storage.events import EventLog
+from storage.messages import META, WEBJS, MessageStore
+from storage.providers import Health, ProviderConfig, ProviderStore
+from storage.redis_client import connect
+from wa_ray.config import RuntimeConfig
+from wa_ray.events import PROVIDER_CHANGED, Event
+
+log = logging.getLogger(__name__)
+
+SELECTOR_APP = "wa-ray-providers"
+SELECTOR_DEPLOYMENT = "ProviderSelector"
+WATCH_EVERY_S = 1.0
+REROUTER = "rerouter"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    ws: str
+    priority: str
+    override: str | None
+    sessions: dict[str, bool]
+    meta: bool
+    meta_configured: bool
+    at: float
+
+    def webjs(self, session_id: str | None = None) -> bool:
+        return self.sessions.get(session_id, False) if session_id else any(self.sessions.values())
+
+    def default_session(self) -> str | None:
+        ready = sorted(s for s, ok in self.sessions.items() if ok)
+        return ready[0] if ready else min(self.sessions, default=None)
+
+
+def choose(priority: str, override: str | None, webjs_ok: bool, meta_ok: bool) -> str | None:
+    """Pure: the provider to use now; None when neither can send."""
+    if override in (WEBJS, META):
+        return override
+    first = META if priority == META else WEBJS
+    other = WEBJS if first == META else META
+    ok = {WEBJS: webjs_ok, META: meta_ok}
+    if ok[first]:
+        return first
+    if ok[other]:
+        return other
+    return None
+
+
+def why(snapshot: Snapshot, current: str | None) -> str:
+    if snapshot.override:
+        return "manual override"
+    if current == snapshot.priority:
+        return "priority provider is healthy"
+    if current is None:
+        return "no provider can send"
+    down = "no connected session" if snapshot.priority == WEBJS else "cloud api circuit open or not configured"
+    return f"failover: {down}"
+
+
+async def snapshot(store: ProviderStore, ws: str) -> tuple[Snapshot, ProviderConfig, Health]:
+    cfg = await store.get(ws)
+    health = await store.health(ws, cfg)
+    snap = Snapshot(ws, cfg.priority, cfg.override, health.sessions, health.meta, health.meta_configured, time.time())
+    return snap, cfg, health
+
+
+@serve.deployment(name=SELECTOR_DEPLOYMENT, num_replicas=1, ray_actor_options={"num_cpus": 0},
+                  logging_config={"enable_access_log": False})
+class ProviderSelector:
+    async def __init__(self, config: RuntimeConfig) -> None:
+        self._redis = connect(config.redis_url)
+        self._store = ProviderStore(self._redis, MasterKey.from_b64(config.master_key_b64))
+        self._messages = MessageStore(self._redis)
+        self._events = EventLog(self._redis)
+        self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    async def decide(self, ws: str) -> dict[str, Any]:
+        snap, _, _ = await snapshot(self._store, ws)
+        return asdict(snap)
+
+    async def check_health(self) -> None:
+        if self._task.done():
+            raise RuntimeError("provider watcher stopped")
+
+    async def _watch(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                for ws in sorted(await self._store.workspaces()):
+                    await self.evaluate(ws)
+            except Exception:
+                log.exception("provider watcher; retrying")
+            await asyncio.sleep(max(0.1, WATCH_EVERY_S - (time.monotonic() - started)))
+
+    async def evaluate(self, ws: str) -> str | None:
+        snap, cfg, health = await snapshot(self._store, ws)
+        current = choose(snap.priority, snap.override, snap.webjs(), snap.meta)
+        await self._announce(ws, current, snap)
+        if current == META:
+            await self._rescue_stranded(ws, cfg, health)
+        return current
+
+    async def _announce(self, ws: str, current: str | None, snap: Snapshot) -> None:
+        value = current or "none"
+        previous = await self._redis.getset(keys.provider_current(ws), value)
+        if previous is not None and previous != value:
+            data = {"from": previous, "to": value, "reason": why(snap, current), "priority": snap.priority,
+                    "override": snap.override, "sessions": snap.sessions, "cloud_api": snap.meta}
+            await self._events.publish(Event(PROVIDER_CHANGED, ws, None, data))
+
+    async def _rescue_stranded(self, ws: str, cfg: ProviderConfig, health: Health) -> None:
+        """Queued messages of a session that is gone (or down past the grace) go to the Cloud API."""
+        now = time.time()
+        for sid, since in health.sessions_gone_since.items():
+            if since and now - since < cfg.failover_grace_s:
+                continue
+            for priority in keys.PRIORITIES:
+                await self._move_queue(ws, sid, keys.queue(ws, sid, priority))
+
+    async def _move_queue(self, ws: str, sid: str, stream: str) -> None:
+        try:
+            reply = await self._redis.xreadgroup(keys.QUEUE_GROUP, REROUTER, {stream: ">"}, count=200)
+        except aioredis.ResponseError:
+            return  # no such queue or group yet: nothing stranded
+        entries = [(eid, fields.get("m")) for _, items in reply or [] for eid, fields in items]
+        # plus what the idle sender had read and not started (still `queued`); `sending` stays with its owner
+        for pending in await self._redis.xpending_range(stream, keys.QUEUE_GROUP, "-", "+", 200):
+            if pending["consumer"] == REROUTER:
+                continue
+            claimed = await self._redis.xclaim(stream, keys.QUEUE_GROUP, REROUTER, 0, [pending["message_id"]])
+            entries += [(eid, (fields or {}).get("m")) for eid, fields in claimed]
+        for entry_id, message_id in entries:
+            record = await self._messages.record(message_id) if message_id else {}
+            if not record or record.get("status") != "queued" or record.get("provider") != WEBJS:
+                if not record or record.get("status") not in ("queued", "sending"):
+                    await self._redis.xack(stream, keys.QUEUE_GROUP, entry_id)
+                continue
+            moved = await self._messages.reroute(message_id, record, META, "", f"session {sid} is down",
+                                                 allowed=("queued",), from_stream=stream, entry_id=entry_id)
+            if moved:
+                await self._redis.xdel(stream, entry_id)
+
+
+class SelectorClient:
+    """The ingress side: a per-workspace snapshot cache in front of the deployment (and a fallback)."""
+
+    def __init__(self, store: ProviderStore, ttl_s: float) -> None:
+        self._store = store
+        self._ttl = ttl_s
+        self._cache: dict[str, tuple[float, Snapshot]] = {}
+        self._handle: Any = None
+
+    async def snapshot(self, ws: str) -> Snapshot:
+        hit = self._cache.get(ws)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        try:
+            if self._handle is None:
+                self._handle = serve.get_deployment_handle(SELECTOR_DEPLOYMENT, app_name=SELECTOR_APP)
+            snap = Snapshot(**await self._handle.decide.remote(ws))
+        except Exception as exc:
+            # the selector is down or not deployed: decide from the same Redis state, never fail the send
+            log.warning("provider selector unavailable (%s); deciding locally", type(exc).__name__)
+            self._handle = None
+            snap, _, _ = await snapshot(self._store, ws)
+        self._cache[ws] = (time.monotonic() + self._ttl, snap)
+        return snap
+
+    def invalidate(self, ws: str) -> None:
+        self._cache.pop(ws, None)
+
+
+_clients: dict[int, SelectorClient] = {}
+
+
+def selector(c: AppContext) -> SelectorClient:
+    """The replica's snapshot cache (one per ingress context)."""
+    client = _clients.get(id(c))
+    if client is None:
+        store = ProviderStore(c.redis, MasterKey.from_b64(c.config.master_key_b64))
+        client = _clients[id(c)] = SelectorClient(store, c.config.provider_cache_ttl_s)
+    return client

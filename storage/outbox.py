@@ -1,0 +1,114 @@
+"""The webhook outbox around the event stream: attempts, dead letters, replay, per-workspace policy.
+
+The outbox itself is the workspace's event stream read through the consumer
+group `webhooks` (storage/events.py): nothing is copied on the hot path. An
+event is acked once a 2xx came back or once it is dead-lettered. Dead letters
+are a list per workspace (oldest first); a replay moves them, atomically,
+into a small replay stream the dispatcher reads like the event stream (each
+entry is the dead-letter record as stored, the original event with its id
+inside), so the receiver sees the same `X-Event-Id` and body and can drop a repeat.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from storage import keys
+
+# Move dead letters (all, or those whose event id is listed) into the replay stream, in order.
+_REPLAY = """
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+local wanted = nil
+if ARGV[1] ~= '' then
+  wanted = {}
+  for id in string.gmatch(ARGV[1], '[^,]+') do wanted[id] = true end
+end
+local keep, moved = {}, 0
+for _, raw in ipairs(items) do
+  local record = cjson.decode(raw)
+  if wanted == nil or wanted[record['event']['id']] then
+    redis.call('XADD', KEYS[2], '*', 'd', raw)
+    moved = moved + 1
+  else
+    keep[#keep + 1] = raw
+  end
+end
+redis.call('DEL', KEYS[1])
+if #keep > 0 then redis.call('RPUSH', KEYS[1], unpack(keep)) end
+return moved
+"""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 8
+    base_delay_s: float = 1.0
+    max_delay_s: float = 300.0
+
+
+class Outbox:
+    def __init__(self, redis: aioredis.Redis, default: RetryPolicy) -> None:
+        self._redis = redis
+        self._default = default
+        self._replay = redis.register_script(_REPLAY)
+
+    async def policy(self, ws: str) -> RetryPolicy:
+        raw = await self._redis.hgetall(keys.webhook_policy(ws))
+        d = self._default
+        return RetryPolicy(int(raw.get("max_attempts") or d.max_attempts),
+                           float(raw.get("base_delay_s") or d.base_delay_s),
+                           float(raw.get("max_delay_s") or d.max_delay_s))
+
+    async def set_policy(self, ws: str, overrides: dict[str, Any]) -> RetryPolicy:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.webhook_policy(ws))
+            if overrides:
+                pipe.hset(keys.webhook_policy(ws), mapping={k: str(v) for k, v in overrides.items()})
+            await pipe.execute()
+        return await self.policy(ws)
+
+    async def ensure_replay_group(self, ws: str) -> None:
+        try:
+            await self._redis.xgroup_create(keys.webhook_replay(ws), keys.WEBHOOK_GROUP, id="0", mkstream=True)
+        except aioredis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def attempt(self, ws: str, stream_entry: str) -> int:
+        """Count one more delivery attempt (kept in Redis: a restarted dispatcher carries on counting)."""
+        return int(await self._redis.hincrby(keys.webhook_attempts(ws), stream_entry, 1))
+
+    async def finish(self, ws: str, stream: str, entry_id: str, outcome: str) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xack(stream, keys.WEBHOOK_GROUP, entry_id)
+            pipe.hdel(keys.webhook_attempts(ws), f"{stream}|{entry_id}")
+            if stream == keys.webhook_replay(ws):
+                pipe.xdel(stream, entry_id)
+            pipe.hincrby(keys.webhook_stats(), outcome, 1)
+            await pipe.execute()
+
+    async def dead_letter(self, ws: str, event: dict[str, Any], reason: str, attempts: int,
+                          status_code: int | None) -> None:
+        record = {"event": event, "reason": reason, "attempts": attempts, "status_code": status_code,
+                  "ts": time.time()}
+        await self._redis.rpush(keys.dead_letters(ws), orjson.dumps(record).decode())
+
+    async def dead_letters(self, ws: str, offset: int = 0, limit: int = 100) -> tuple[int, list[dict[str, Any]]]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.llen(keys.dead_letters(ws))
+            pipe.lrange(keys.dead_letters(ws), offset, offset + limit - 1)
+            total, items = await pipe.execute()
+        return int(total), [orjson.loads(i) for i in items]
+
+    async def replay(self, ws: str, event_ids: list[str] | None = None) -> int:
+        await self.ensure_replay_group(ws)
+        return int(await self._replay(keys=[keys.dead_letters(ws), keys.webhook_replay(ws)],
+                                      args=[",".join(event_ids or [])]))
+
+    async def count_retry(self) -> None:
+        await self._redis.hincrby(keys.webhook_stats(), "retried", 1)
