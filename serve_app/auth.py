@@ -1,88 +1,179 @@
-"""Caller authentication: HMAC-signed requests for services, stream tokens for browsers."""
+"""Caller authentication: HMAC-signed requests for services, signed tokens for browsers.
+
+Service callers sign every request (see `wa_ray.signing`): missing headers or
+a malformed/expired timestamp -> 401; an unknown or revoked key or a wrong
+signature -> 403 (the same answer, so key ids cannot be probed); a nonce seen
+in the last 600 s -> 401. Browsers hold only short-lived tokens (`tokens.py`):
+a stream token for `EventSource`, or a console token exchanged for an HttpOnly
+cookie by the console page. Every authenticated caller is rate limited per key
+(per token for browsers) with a GCRA bucket in Redis: 429 with Retry-After.
+"""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
+import re
 import time
 from dataclasses import dataclass
 
-import orjson
 import redis.asyncio as aioredis
 from fastapi import Request
 
 from serve_app.errors import ApiError
+from serve_app.tokens import CLI_ISSUER, Claims, Kind, TokenError, TokenSigner
 from sessions.crypto import MasterKey
 from storage import keys
 from storage.apikeys import ApiKey, ApiKeyStore
+from storage.ratelimit import RateLimiter, Verdict, verdict
 from wa_ray.signing import signature
 
 WINDOW_S = 300
 NONCE_TTL_S = 600
 STREAM_TOKEN_TTL_S = 300
+TOKEN_RATE: tuple[float, int] = (20.0, 40)  # per browser token: a page polls little and streams the rest
+CONSOLE_COOKIE = "wa_console"
+CONSOLE_HEADER = "x-wa-console"  # required on the console's unsafe calls: a cross-site form cannot set it
+_NONCE = re.compile(r"^[\x21-\x7e]{8,128}$")
+_SIG = re.compile(r"^[0-9a-f]{64}$")
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_DUMMY_SECRET = "wa-ray-no-such-key"
 
 
 @dataclass(frozen=True)
 class Principal:
-    key_id: str
+    key_id: str  # the API key; for a token, the key that issued it ("-" for the CLI)
     role: str
-    workspace_id: str | None
+    workspace_id: str | None  # None: every workspace (admin, or a read key without a workspace)
+    via: str = "hmac"  # hmac | console | stream
+    token_id: str | None = None
+    session_id: str | None = None  # a stream token pinned to one session
+    expires_at: int | None = None  # tokens only
 
     def may_access(self, ws: str) -> bool:
-        if self.role == "admin":
+        if self.role == "admin" and self.workspace_id is None:
             return True
         return self.workspace_id == ws or (self.role == "read" and self.workspace_id is None)
 
     @property
     def may_write(self) -> bool:
-        return self.role in ("admin", "workspace")
+        return self.role in ("admin", "workspace") and self.via != "stream"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin" and self.workspace_id is None and self.via == "hmac"
+
+    @property
+    def who(self) -> str:
+        return f"key:{self.key_id}" if self.via == "hmac" else f"{self.via}:{self.key_id}/{self.token_id}"
+
+
+def signed_target(request: Request) -> str:
+    """The path and query exactly as the client sent them (raw, not percent-decoded)."""
+    raw = request.scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else request.url.path
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    return f"{path}?{query}" if query else path
 
 
 class Authenticator:
     def __init__(self, redis: aioredis.Redis, master: MasterKey) -> None:
         self._redis = redis
         self._keys = ApiKeyStore(redis, master)
-        self._token_key = master.derive("stream-tokens")
+        self._limiter = RateLimiter(redis)
+        self.tokens = TokenSigner(master)
+
+    @property
+    def keys(self) -> ApiKeyStore:
+        return self._keys
+
+    async def authenticate(self, request: Request, *, stream_token: str | None = None) -> Principal:
+        """HMAC headers win; else the console cookie; else (events only) a stream token."""
+        h = request.headers
+        if any(n in h for n in ("x-key-id", "x-signature", "x-timestamp", "x-nonce")):
+            return await self.verify(request)
+        cookie = request.cookies.get(CONSOLE_COOKIE)
+        if cookie:
+            if request.method in _UNSAFE and h.get(CONSOLE_HEADER) != "1":
+                raise ApiError(403, "csrf", f"console calls must carry the {CONSOLE_HEADER} header")
+            return await self.from_token(cookie, "console")
+        if stream_token:
+            return await self.from_token(stream_token, "stream")
+        raise ApiError(401, "unauthenticated", "X-Key-Id, X-Timestamp, X-Nonce and X-Signature are required")
 
     async def verify(self, request: Request) -> Principal:
         h = request.headers
         key_id, ts, nonce, sig = h.get("x-key-id"), h.get("x-timestamp"), h.get("x-nonce"), h.get("x-signature")
         if not (key_id and ts and nonce and sig):
             raise ApiError(401, "unauthenticated", "X-Key-Id, X-Timestamp, X-Nonce and X-Signature are required")
-        try:
-            skew = abs(time.time() - int(ts))
-        except ValueError:
-            raise ApiError(401, "bad_timestamp", "X-Timestamp must be unix seconds") from None
-        if skew > WINDOW_S:
+        if not ts.isascii() or not ts.isdigit() or len(ts) > 12:
+            raise ApiError(401, "bad_timestamp", "X-Timestamp must be unix seconds")
+        if abs(time.time() - int(ts)) > WINDOW_S:
             raise ApiError(401, "stale_timestamp", f"timestamp outside the +-{WINDOW_S} s window")
-        key = await self._keys.get(key_id)
+        if not _NONCE.fullmatch(nonce):
+            raise ApiError(401, "bad_nonce", "X-Nonce must be 8-128 printable ASCII characters")
+        key = await self._keys.get(key_id) if len(key_id) <= 64 else None
         body = await request.body()
-        path_query = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        expected = signature(key.secret if key else "", ts, nonce, request.method, path_query, body)
-        if key is None or not hmac.compare_digest(expected, sig):
+        # Computed even for an unknown key, so the answer time does not tell which key ids exist.
+        expected = signature(key.secret if key else _DUMMY_SECRET, ts, nonce, request.method,
+                             signed_target(request), body)
+        good = hmac.compare_digest(expected.encode(), sig.encode("latin-1")) and bool(_SIG.fullmatch(sig))
+        if key is None or not good:
             raise ApiError(403, "bad_signature", "signature does not match")
-        if len(nonce) > 128 or not await self._redis.set(keys.nonce(key_id, nonce), 1, nx=True, ex=NONCE_TTL_S):
+        # Nonce and rate limit in one round trip; the nonce is only burnt by a correctly signed request.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(keys.nonce(key_id, nonce), 1, nx=True, ex=NONCE_TTL_S)
+            limited = await self._limiter.check_in(pipe, f"key:{key_id}", key.rate_per_s, key.burst)
+            replies = await pipe.execute()
+        if not replies[0]:
             raise ApiError(401, "replayed_nonce", "nonce already used")
+        if limited:
+            _enforce(verdict(replies[1]))
         return _principal(key)
 
-    def issue_stream_token(self, ws: str, ttl_s: int = STREAM_TOKEN_TTL_S) -> tuple[str, int]:
-        exp = int(time.time()) + ttl_s
-        payload = base64.urlsafe_b64encode(orjson.dumps({"ws": ws, "exp": exp})).rstrip(b"=")
-        mac = hmac.new(self._token_key, payload, hashlib.sha256).hexdigest()
-        return f"{payload.decode()}.{mac}", exp
+    async def from_token(self, token: str, kind: Kind) -> Principal:
+        try:
+            claims = self.tokens.verify(token, kind)
+        except TokenError as exc:
+            raise ApiError(401 if exc.code == "token_expired" else 403, exc.code, str(exc)) from None
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.exists(keys.revoked_token(claims.jti))
+            if claims.kid != CLI_ISSUER:
+                pipe.exists(keys.api_key(claims.kid))
+            await self._limiter.check_in(pipe, f"token:{claims.jti}", *TOKEN_RATE)
+            replies = await pipe.execute()
+        revoked = bool(replies[0]) or (claims.kid != CLI_ISSUER and not replies[1])
+        if revoked:
+            raise ApiError(403, "bad_token", "token was revoked")
+        _enforce(verdict(replies[-1]))
+        return Principal(claims.kid, claims.role, claims.ws, via=kind, token_id=claims.jti, session_id=claims.sid,
+                         expires_at=claims.exp)
 
-    def verify_stream_token(self, token: str, ws: str) -> Principal:
-        payload, _, mac = token.partition(".")
-        good = hmac.new(self._token_key, payload.encode(), hashlib.sha256).hexdigest()
-        if not mac or not hmac.compare_digest(good, mac):
-            raise ApiError(403, "bad_token", "stream token is not valid")
-        claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        if claims["exp"] < time.time():
-            raise ApiError(401, "token_expired", "stream token expired")
-        if claims["ws"] != ws:
+    def mint(self, kind: Kind, issuer: Principal, ws: str | None, ttl_s: int,
+             sid: str | None = None) -> tuple[str, Claims]:
+        """A token never grants more than its issuer: same role, same or narrower workspace, and
+        only a signed request can mint one (a token cannot extend its own life)."""
+        if issuer.via != "hmac":
+            raise ApiError(403, "forbidden", "tokens are issued to API keys only")
+        if ws is None and issuer.workspace_id is not None:
+            ws = issuer.workspace_id
+        if ws is not None and not issuer.may_access(ws):
             raise ApiError(404, "not_found", "workspace not found")
-        return Principal("stream-token", "read", ws)
+        return self.tokens.mint(kind, ws=ws, role=issuer.role, kid=issuer.key_id, ttl_s=ttl_s, sid=sid)
+
+    async def revoke_token(self, principal: Principal) -> None:
+        if principal.token_id:
+            await self._redis.set(keys.revoked_token(principal.token_id), 1, ex=12 * 3600 + 60)
+
+    # Kept for callers of the walking skeleton's API.
+    def issue_stream_token(self, ws: str, ttl_s: int = STREAM_TOKEN_TTL_S) -> tuple[str, int]:
+        token, claims = self.tokens.mint("stream", ws=ws, role="read", kid=CLI_ISSUER, ttl_s=ttl_s)
+        return token, claims.exp
+
+
+def _enforce(v: Verdict) -> None:
+    if not v.allowed:
+        raise ApiError(429, "rate_limited", "too many requests for this key",
+                       {"retry_after_s": round(v.retry_after_s, 3)}, headers={"Retry-After": v.retry_after_header})
 
 
 def _principal(key: ApiKey) -> Principal:

@@ -1,4 +1,4 @@
-"""What a replica holds: its Redis connection, the stores, the supervisor handle."""
+"""What a replica holds: its Redis connection, the stores, the SSE hub, the supervisor handle."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ import ray
 import redis.asyncio as aioredis
 
 from serve_app.auth import Authenticator
+from serve_app.sse import EventHub
 from sessions.crypto import MasterKey
+from storage.audit import AuditLog
 from storage.events import EventLog
 from storage.messages import MessageStore
+from storage.metrics import MetricsStore
 from storage.redis_client import connect
 from storage.registry import SessionRegistry
 from storage.webhooks import WebhookConfigStore
@@ -28,13 +31,24 @@ class AppContext:
     messages: MessageStore
     events: EventLog
     webhooks: WebhookConfigStore
+    audit: AuditLog
+    metrics: MetricsStore
+    hub: EventHub
 
     @classmethod
     def build(cls, config: RuntimeConfig) -> AppContext:
         redis = connect(config.redis_url)
         master = MasterKey.from_b64(config.master_key_b64)
+        events = EventLog(redis)
         return cls(config, redis, Authenticator(redis, master), SessionRegistry(redis), MessageStore(redis),
-                   EventLog(redis), WebhookConfigStore(redis, master))
+                   events, WebhookConfigStore(redis, master), AuditLog(redis), MetricsStore(redis),
+                   EventHub(redis, events))
 
     def supervisor(self) -> Any:
+        """The supervisor's handle; ValueError when it (or Ray) is not there.
+
+        Checked first because `ray.get_actor` in a process without Ray would start a
+        whole local Ray cluster rather than fail."""
+        if not ray.is_initialized():
+            raise ValueError("not connected to Ray")
         return ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE)

@@ -1,9 +1,19 @@
-"""Request dependencies shared by the routers: context, caller, workspace scope, id checks."""
+"""Request dependencies shared by the routers: context, caller, workspace scope, id checks, supervisor calls.
+
+Every route that depends on `caller` (directly or through `workspace`,
+`writable_workspace` or `admin`) is authenticated (HMAC, or the console
+cookie) and rate limited per key, and its principal is what the audit
+middleware records. Routers owned elsewhere (messages_api.py) get all of that
+by depending on these.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import re
+from typing import Any
 
+import ray
 from fastapi import Depends, Request
 
 from serve_app.auth import Principal
@@ -12,6 +22,7 @@ from serve_app.errors import ApiError
 from wa_ray.ids import ID_PATTERN
 
 _ID_RE = re.compile(ID_PATTERN)
+SUPERVISOR_TIMEOUT_S = 60.0
 
 
 def ctx(request: Request) -> AppContext:
@@ -25,7 +36,9 @@ def check_id(value: str, what: str) -> str:
 
 
 async def caller(request: Request, c: AppContext = Depends(ctx)) -> Principal:
-    return await c.auth.verify(request)
+    who = await c.auth.authenticate(request)
+    request.state.principal = who  # for the audit entry
+    return who
 
 
 async def workspace(ws: str, who: Principal = Depends(caller)) -> str:
@@ -41,8 +54,33 @@ async def writable_workspace(ws: str = Depends(workspace), who: Principal = Depe
     return ws
 
 
+async def admin(who: Principal = Depends(caller)) -> Principal:
+    if not who.is_admin:
+        raise ApiError(403, "forbidden", "admin key required")
+    return who
+
+
 async def session_record(c: AppContext, ws: str, sid: str) -> dict[str, str]:
     record = await c.registry.get(ws, check_id(sid, "session"))
     if record is None:
         raise ApiError(404, "not_found", "session not found")
     return record
+
+
+async def supervisor_call(c: AppContext, method: str, *args: Any) -> Any:
+    """A control-plane call; the supervisor being down or full is 503, never a 500."""
+    try:
+        handle = await asyncio.to_thread(c.supervisor)
+    except Exception:
+        raise ApiError(503, "supervisor_unavailable", "the session supervisor is not running",
+                       headers={"Retry-After": "5"}) from None
+    try:
+        return await asyncio.wait_for(getattr(handle, method).remote(*args), SUPERVISOR_TIMEOUT_S)
+    except ray.exceptions.RayTaskError as exc:
+        if "PlacementError" in str(exc):
+            raise ApiError(503, "no_capacity", "every node is at its session limit",
+                           headers={"Retry-After": "30"}) from None
+        raise
+    except (TimeoutError, ray.exceptions.RayActorError):
+        raise ApiError(503, "supervisor_unavailable", "the session supervisor did not answer",
+                       headers={"Retry-After": "5"}) from None

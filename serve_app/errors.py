@@ -1,13 +1,22 @@
-"""One error shape for every failure: {"error": {"code", "message", "details"}}."""
+"""One error shape for every failure: {"error": {"code", "message", "details"}}.
+
+Bad input is never a 500: malformed JSON is 400 `malformed_json`, a body that
+does not fit the model is 422 `validation_error`, an unknown route 404. An
+unexpected exception is still answered in the same shape (500 `internal`,
+with the request id so the log line can be found) and never echoes internals.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -23,17 +32,34 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
+def error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(code, message, details), status, headers=headers)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_r: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, exc.message, exc.details), exc.status, headers=exc.headers)
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_r: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()]
-        return JSONResponse(error_body("validation_error", "request is not valid", {"errors": errors}), 422)
+        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg")), "type": str(e.get("type"))}
+                  for e in exc.errors()]
+        if any(e["type"] == "json_invalid" for e in errors):
+            return error_response(400, "malformed_json", "request body is not valid JSON",
+                                  {"errors": [e for e in errors if e["type"] == "json_invalid"]})
+        return error_response(422, "validation_error", "request is not valid", {"errors": errors})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI's "error parsing the body": bytes that are not UTF-8 JSON
+            return error_response(400, "malformed_json", "request body is not valid JSON")
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code)
+        return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        request_id = request.scope.get("state", {}).get("request_id", "")
+        log.exception("unhandled error in %s %s (request %s)", request.method, request.url.path, request_id)
+        return error_response(500, "internal", "internal error", {"request_id": request_id})

@@ -1,4 +1,4 @@
-"""Request and response models of the HTTP API."""
+"""Request and response models of the HTTP API (pydantic at the edge; the OpenAPI spec comes from these)."""
 
 from __future__ import annotations
 
@@ -9,21 +9,41 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 from wa_ray.ids import ID_PATTERN, PHONE_PATTERN
 
 Priority = Literal["urgent", "high", "normal", "bulk"]
+Role = Literal["admin", "workspace", "read"]
+SessionStateName = Literal["initializing", "qr_required", "authenticating", "connected", "reconnecting",
+                           "disconnected", "logged_out", "blocked", "failed", "stopped"]
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable machine-readable code, e.g. not_found, bad_signature, rate_limited")
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+# --- sessions ---------------------------------------------------------------------------------
 
 
 class CreateSession(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    session_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    session_id: str | None = Field(default=None, pattern=ID_PATTERN, description="omit for a generated id")
 
 
 class SessionOut(BaseModel):
     workspace_id: str
     session_id: str
-    state: str
+    state: str = Field(description="one of initializing, qr_required, authenticating, connected, reconnecting, "
+                                   "disconnected, logged_out, blocked, failed, stopped")
     node_id: str | None = None
     since: float | None = None
     reason: str | None = None
-    me: str | None = None
+    me: str | None = Field(default=None, description="the linked phone number once connected")
     restarts: int = 0
 
     @classmethod
@@ -35,6 +55,14 @@ class SessionOut(BaseModel):
             reason=record.get("reason") or None, me=record.get("me") or None,
             restarts=int(record.get("restarts") or 0),
         )
+
+
+class QrOut(BaseModel):
+    qr: str = Field(description="the raw string to encode as a QR code")
+    since: float
+
+
+# --- messages (routes in messages_api.py) -------------------------------------------------------
 
 
 class SendMessage(BaseModel):
@@ -63,12 +91,100 @@ class MessageOut(BaseModel):
     history: list[dict[str, Any]]
 
 
+# --- workspace configuration -------------------------------------------------------------------
+
+
 class WebhookConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    url: HttpUrl
-    secret: str = Field(min_length=16, max_length=256)
+    url: HttpUrl = Field(description="http(s) URL that receives signed event POSTs")
+    secret: str = Field(min_length=16, max_length=256, description="HMAC key for X-Signature; stored encrypted")
+
+
+class WorkspaceList(BaseModel):
+    workspaces: list[str]
+
+
+# --- browser tokens ---------------------------------------------------------------------------
+
+
+class StreamTokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ttl_s: int = Field(default=300, ge=30, le=3600, description="lifetime in seconds")
+    session_id: str | None = Field(default=None, pattern=ID_PATTERN,
+                                   description="pin the stream to one session's events")
 
 
 class StreamToken(BaseModel):
     token: str
     expires_at: int
+    workspace_id: str
+    session_id: str | None = None
+
+
+class ConsoleTokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    workspace_id: str | None = Field(default=None, pattern=ID_PATTERN,
+                                     description="bind the console to one workspace; admins may omit it")
+    ttl_s: int = Field(default=900, ge=60, le=43_200, description="lifetime in seconds (max 12 h)")
+
+
+class ConsoleToken(BaseModel):
+    token: str
+    expires_at: int
+    workspace_id: str | None
+    url: str = Field(description="open this in a browser; the token travels in the fragment, never to logs")
+
+
+class ConsoleLogin(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: str = Field(min_length=10, max_length=2048)
+
+
+class ConsoleWhoAmI(BaseModel):
+    role: Role
+    workspace_id: str | None
+    workspaces: list[str]
+    expires_at: int | None = None
+
+
+# --- audit ------------------------------------------------------------------------------------
+
+
+class AuditRecord(BaseModel):
+    id: str
+    ts: float
+    who: str
+    role: str | None = None
+    method: str
+    route: str
+    path: str
+    workspace_id: str | None = None
+    status: int
+    outcome: Literal["ok", "denied", "rate_limited", "rejected", "error"]
+    request_id: str
+    client: str | None = None
+    claimed_key: str | None = None
+    params: dict[str, str] | None = None
+
+
+class AuditPage(BaseModel):
+    entries: list[AuditRecord]
+    next_before: str | None = Field(description="pass as `before` for the next (older) page")
+
+
+# --- operations -------------------------------------------------------------------------------
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Check(BaseModel):
+    ok: bool
+    detail: str = ""
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, Check]
+    reasons: list[str]

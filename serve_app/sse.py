@@ -1,34 +1,185 @@
-"""The SSE event stream: Redis stream ids are the SSE ids, so Last-Event-ID resumes exactly."""
+"""Server-Sent Events from the workspace's Redis stream.
+
+SSE ids are the Redis stream ids, so `Last-Event-ID` resumes exactly: the
+missed events are replayed from the stream (XRANGE after that id), then live
+events follow, and an id is never sent twice on one connection.
+
+Each replica runs one reader per workspace (`EventHub`), however many
+browsers watch it: a blocking XREAD on one Redis connection, fanned out to
+per-client queues. A client that disconnects leaves its queue, and a reader
+with no clients left stops after `linger_s`, so connect/disconnect churn
+leaves no tasks or Redis connections behind. A client too slow to keep up
+(its queue full) is ended; its browser reconnects with Last-Event-ID and
+catches up from Redis.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 from sse_starlette import ServerSentEvent
 
-from storage.events import EventLog
+from storage import keys
+from storage.events import EventLog, decode
+
+log = logging.getLogger(__name__)
 
 BLOCK_MS = 10_000
+READ_COUNT = 500
 RETRY_S = 0.5
+QUEUE_MAX = 5_000
+RECONNECT_MS = 2_000  # what EventSource waits before reconnecting
 
 
-async def event_stream(events: EventLog, ws: str, last_id: str | None, types: set[str] | None,
-                       session_id: str | None) -> AsyncIterator[ServerSentEvent]:
-    cursor = last_id or await events.last_id(ws)
-    while True:
+def stream_id(value: str) -> tuple[int, int]:
+    ms, _, seq = value.partition("-")
+    return int(ms), int(seq or 0)
+
+
+@dataclass(eq=False)
+class Subscriber:
+    queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_MAX))
+    overflowed: bool = False
+
+    def offer(self, event: dict[str, Any]) -> None:
+        if self.overflowed:
+            return
         try:
-            batch = await events.read_after(ws, cursor, block_ms=BLOCK_MS)
-        except (RedisConnectionError, RedisTimeoutError):
-            await asyncio.sleep(RETRY_S)  # Redis restarting: keep the client, resume from the cursor
-            continue
-        for event in batch:
-            cursor = event["id"]
-            if types and event["type"] not in types:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(None)  # ends this client's stream; it resumes with Last-Event-ID
+
+
+@dataclass(eq=False)
+class _Feed:
+    ws: str
+    subscribers: set[Subscriber] = field(default_factory=set)
+    cursor: str | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    stop_handle: asyncio.TimerHandle | None = None
+
+
+class EventHub:
+    def __init__(self, redis: aioredis.Redis, events: EventLog, *, linger_s: float = 5.0) -> None:
+        self._redis = redis
+        self._events = events
+        self._linger_s = linger_s
+        self._feeds: dict[str, _Feed] = {}
+
+    def stats(self) -> dict[str, int]:
+        return {"feeds": len(self._feeds), "clients": sum(len(f.subscribers) for f in self._feeds.values())}
+
+    @asynccontextmanager
+    async def subscribe(self, ws: str) -> AsyncIterator[tuple[Subscriber, str]]:
+        """Yields (subscriber, start): every event after `start` will arrive on the subscriber's queue."""
+        feed = self._feeds.get(ws)
+        if feed is None:
+            feed = self._feeds[ws] = _Feed(ws)
+            feed.task = asyncio.get_running_loop().create_task(self._run(feed), name=f"sse-feed:{ws}")
+        if feed.stop_handle is not None:
+            feed.stop_handle.cancel()
+            feed.stop_handle = None
+        sub = Subscriber()
+        feed.subscribers.add(sub)  # before reading the cursor: nothing after it can be missed
+        try:
+            await feed.ready.wait()
+            yield sub, feed.cursor or "0-0"
+        finally:
+            feed.subscribers.discard(sub)
+            if not feed.subscribers and self._feeds.get(ws) is feed:
+                feed.stop_handle = asyncio.get_running_loop().call_later(self._linger_s, self._stop_if_idle, feed)
+
+    async def replay(self, ws: str, after: str) -> AsyncIterator[dict[str, Any]]:
+        """Events with ids after `after`, oldest first, up to the newest at the time of reading."""
+        cursor = after
+        while True:
+            batch = await self._redis.xrange(keys.events(ws), min=f"({cursor}", max="+", count=READ_COUNT)
+            for entry_id, fields in batch:
+                cursor = entry_id
+                yield decode(entry_id, fields)
+            if len(batch) < READ_COUNT:
+                return
+
+    def _stop_if_idle(self, feed: _Feed) -> None:
+        feed.stop_handle = None
+        if feed.subscribers or self._feeds.get(feed.ws) is not feed:
+            return
+        del self._feeds[feed.ws]
+        if feed.task is not None:
+            feed.task.cancel()  # the blocked XREAD is cancelled; redis-py drops that connection
+
+    async def close(self) -> None:
+        for feed in list(self._feeds.values()):
+            if feed.task is not None:
+                feed.task.cancel()
+        self._feeds.clear()
+
+    async def _run(self, feed: _Feed) -> None:
+        while True:
+            try:
+                if feed.cursor is None:
+                    feed.cursor = await self._events.last_id(feed.ws)
+                    feed.ready.set()
+                batch = await self._events.read_after(feed.ws, feed.cursor, block_ms=BLOCK_MS, count=READ_COUNT)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:  # Redis restarting: keep the clients, resume from the cursor
+                log.info("sse feed %s: %s; retrying", feed.ws, type(exc).__name__)
+                await asyncio.sleep(RETRY_S)
                 continue
-            if session_id and event.get("session_id") != session_id:
+            except Exception:  # a bug must not silently strand every client of this workspace
+                log.exception("sse feed %s failed; retrying", feed.ws)
+                await asyncio.sleep(RETRY_S)
                 continue
-            yield ServerSentEvent(data=orjson.dumps(event).decode(), event=event["type"], id=event["id"])
+            # No await from here to the cursor update: a subscriber joins either before this
+            # batch (and gets all of it) or after (and starts from the new cursor).
+            for event in batch:
+                for sub in list(feed.subscribers):
+                    sub.offer(event)
+            if batch:
+                feed.cursor = batch[-1]["id"]
+
+
+def _wanted(event: dict[str, Any], types: frozenset[str] | None, session_id: str | None) -> bool:
+    if types and event.get("type") not in types:
+        return False
+    return not session_id or event.get("session_id") == session_id
+
+
+def _sse(event: dict[str, Any]) -> ServerSentEvent:
+    return ServerSentEvent(data=orjson.dumps(event).decode(), event=event.get("type"), id=event["id"])
+
+
+async def event_stream(hub: EventHub, ws: str, last_id: str | None, types: frozenset[str] | None,
+                       session_id: str | None) -> AsyncIterator[ServerSentEvent]:
+    async with hub.subscribe(ws) as (sub, start):
+        # First bytes at once, so proxies and clients see the stream open before any event exists;
+        # sent once subscribed, so a client that saw it misses nothing published afterwards.
+        yield ServerSentEvent(comment="connected", retry=RECONNECT_MS)
+        sent = last_id or start
+        if last_id:
+            async for event in hub.replay(ws, last_id):
+                sent = event["id"]
+                if _wanted(event, types, session_id):
+                    yield _sse(event)
+        while True:
+            event = await sub.queue.get()
+            if event is None:
+                return
+            if stream_id(event["id"]) <= stream_id(sent):
+                continue  # already replayed
+            sent = event["id"]
+            if _wanted(event, types, session_id):
+                yield _sse(event)

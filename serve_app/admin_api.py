@@ -1,0 +1,26 @@
+"""Admin-only routes: the audit trail."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query
+
+from serve_app.auth import Principal
+from serve_app.context import AppContext
+from serve_app.deps import admin, ctx
+from serve_app.models import AuditPage, AuditRecord
+from serve_app.openapi import errors
+from wa_ray.ids import ID_PATTERN
+
+router = APIRouter(tags=["admin"])
+
+
+@router.get("/v1/audit", response_model=AuditPage, responses=errors(422),
+            summary="Audit entries of mutating calls, newest first (admin keys only)")
+async def audit(limit: int = Query(100, ge=1, le=500),
+                before: str | None = Query(None, pattern=r"^\d{1,20}-\d{1,20}$",
+                                           description="stream id: entries older than this"),
+                workspace_id: str | None = Query(None, pattern=ID_PATTERN),
+                who: str | None = Query(None, max_length=200, description="e.g. key:my-key"),
+                _admin: Principal = Depends(admin), c: AppContext = Depends(ctx)) -> AuditPage:
+    entries, cursor = await c.audit.page(before=before, limit=limit, workspace_id=workspace_id, who=who)
+    return AuditPage(entries=[AuditRecord(**e) for e in entries], next_before=cursor)

@@ -1,0 +1,53 @@
+"""GET /v1/workspaces/{ws}/events: the SSE stream (auth by HMAC, console cookie or stream token)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from sse_starlette import EventSourceResponse
+
+from serve_app.context import AppContext
+from serve_app.deps import check_id, ctx
+from serve_app.errors import ApiError
+from serve_app.openapi import errors
+from serve_app.sse import event_stream
+from wa_ray.events import EVENT_TYPES
+from wa_ray.ids import ID_PATTERN
+
+router = APIRouter(tags=["events"])
+
+STREAM_ID = r"^\d{1,20}-\d{1,20}$"
+
+
+@router.get("/v1/workspaces/{ws}/events", response_model=None, responses={
+    **errors(400, 422), 200: {"description": "text/event-stream; `id:` is the Redis stream id",
+                              "content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+    summary="Live events (SSE); resumable with Last-Event-ID")
+async def events(ws: str, request: Request, c: AppContext = Depends(ctx),
+                 token: Annotated[str | None, Query(max_length=2048, description="stream token (browsers)")] = None,
+                 types: Annotated[str | None, Query(max_length=500, description="comma-separated event types",
+                                                    examples=["session.qr,session.status"])] = None,
+                 session_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+                 last_event_id: Annotated[str | None, Header(pattern=STREAM_ID)] = None,
+                 after: Annotated[str | None, Query(pattern=STREAM_ID,
+                                                    description="resume after this id (for clients that cannot "
+                                                                "set Last-Event-ID); the header wins")] = None,
+                 heartbeat: Annotated[int, Query(ge=1, le=60, description="seconds between ':' comments")] = 15,
+                 ) -> EventSourceResponse:
+    check_id(ws, "workspace")
+    who = await c.auth.authenticate(request, stream_token=token)
+    request.state.principal = who
+    if not who.may_access(ws):
+        raise ApiError(404, "not_found", "workspace not found")
+    if who.session_id:  # a token pinned to one session cannot be widened by the query
+        if session_id and session_id != who.session_id:
+            raise ApiError(404, "not_found", "session not found")
+        session_id = who.session_id
+    wanted = frozenset(t for t in (types or "").split(",") if t) or None
+    if wanted and not wanted <= EVENT_TYPES:
+        raise ApiError(422, "validation_error", "unknown event type",
+                       {"unknown": sorted(wanted - EVENT_TYPES), "known": sorted(EVENT_TYPES)})
+    stream = event_stream(c.hub, ws, last_event_id or after, wanted, session_id)
+    return EventSourceResponse(stream, ping=heartbeat, headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"},
+                               send_timeout=30)

@@ -1,0 +1,97 @@
+"""Operations routes: liveness, readiness, Prometheus metrics. Unauthenticated, like any scrape target.
+
+/metrics reports what Redis holds (see storage/metrics.py), so any replica
+answers for the whole service; the `wa_ingress_*` gauges are the answering
+replica's own (label `replica` = its pid).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import ray
+from fastapi import APIRouter, Depends, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from serve_app.context import AppContext
+from serve_app.deps import ctx
+from serve_app.models import Check, Health, Readiness
+from serve_app.prometheus import render
+from wa_ray import NAMESPACE
+
+router = APIRouter(tags=["operations"])
+
+CHECK_TIMEOUT_S = 3.0
+BROWSER_HOST_PREFIX = "browser-host:"
+
+
+@router.get("/healthz", response_model=Health, summary="The process is up (no dependency is checked)")
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}},
+            summary="Redis, Ray, the supervisor and a browser host are reachable (503 with reasons otherwise)")
+async def readyz(c: AppContext = Depends(ctx)) -> JSONResponse:
+    checks = dict(zip(("redis", "ray", "supervisor", "browser_host"),
+                      await asyncio.gather(_redis(c), _ray(), _supervisor(c), _browser_hosts()), strict=True))
+    reasons = [f"{name}: {check.detail}" for name, check in checks.items() if not check.ok]
+    body = Readiness(status="not_ready" if reasons else "ready", checks=checks, reasons=reasons)
+    return JSONResponse(body.model_dump(), 503 if reasons else 200)
+
+
+@router.get("/metrics", response_class=Response, summary="Prometheus text format",
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}})
+async def metrics(c: AppContext = Depends(ctx)) -> Response:
+    snapshot = await c.metrics.snapshot()
+    local = {**c.hub.stats(), "asyncio_tasks": len(asyncio.all_tasks())}
+    return Response(render(snapshot, local, replica=str(os.getpid())), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _redis(c: AppContext) -> Check:
+    try:
+        await asyncio.wait_for(c.redis.ping(), CHECK_TIMEOUT_S)
+        return Check(ok=True)
+    except Exception as exc:
+        return Check(ok=False, detail=type(exc).__name__)
+
+
+async def _ray() -> Check:
+    return Check(ok=True) if ray.is_initialized() else Check(ok=False, detail="not connected")
+
+
+async def _supervisor(c: AppContext) -> Check:
+    try:
+        handle = await asyncio.to_thread(c.supervisor)
+        placed = await asyncio.wait_for(handle.placements.remote(), CHECK_TIMEOUT_S)
+        return Check(ok=True, detail=f"{len(placed)} sessions placed")
+    except ValueError:
+        return Check(ok=False, detail="not running")
+    except Exception as exc:
+        return Check(ok=False, detail=type(exc).__name__)
+
+
+async def _browser_hosts() -> Check:
+    """Ready when at least one node's browser host answers; each host's browser flag is reported."""
+    if not ray.is_initialized():  # ray.util calls would start a local cluster rather than fail
+        return Check(ok=False, detail="not connected to Ray")
+
+    def find() -> list[object]:  # GCS lookups block: run them off the event loop
+        named = ray.util.list_named_actors(all_namespaces=True)
+        return [ray.get_actor(a["name"], namespace=NAMESPACE) for a in named
+                if a["namespace"] == NAMESPACE and a["name"].startswith(BROWSER_HOST_PREFIX)]
+
+    try:
+        handles = await asyncio.to_thread(find)
+        if not handles:
+            return Check(ok=False, detail="no browser host running")
+        replies = await asyncio.gather(*(asyncio.wait_for(h.ping.remote(), CHECK_TIMEOUT_S)  # type: ignore[attr-defined]
+                                         for h in handles),
+                                       return_exceptions=True)
+    except Exception as exc:
+        return Check(ok=False, detail=type(exc).__name__)
+    alive = [r for r in replies if isinstance(r, dict)]
+    detail = f"{len(alive)}/{len(handles)} reachable; browsers up: {sum(1 for r in alive if r.get('browser'))}"
+    return Check(ok=bool(alive), detail=detail)

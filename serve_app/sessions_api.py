@@ -1,0 +1,81 @@
+"""Session lifecycle routes: create, list, inspect, delete, restart, logout, QR."""
+
+from __future__ import annotations
+
+import io
+from typing import Literal
+
+import segno
+from fastapi import APIRouter, Depends, Query, Response
+
+from serve_app.context import AppContext
+from serve_app.deps import ctx, session_record, supervisor_call, workspace, writable_workspace
+from serve_app.errors import ApiError
+from serve_app.models import CreateSession, QrOut, SessionOut
+from serve_app.openapi import errors
+from wa_ray.ids import new_id
+
+router = APIRouter(prefix="/v1/workspaces/{ws}/sessions", tags=["sessions"])
+
+
+@router.post("", status_code=201, response_model=SessionOut, responses=errors(400, 413, 422, 503),
+             summary="Start a session (idempotent per session id)")
+async def create_session(body: CreateSession, ws: str = Depends(writable_workspace),
+                         c: AppContext = Depends(ctx)) -> SessionOut:
+    sid = body.session_id or new_id("s")
+    record = await supervisor_call(c, "create_session", ws, sid)
+    return SessionOut.from_record(record or await session_record(c, ws, sid))
+
+
+@router.get("", response_model=list[SessionOut], responses=errors(), summary="List the workspace's sessions")
+async def list_sessions(ws: str = Depends(workspace), c: AppContext = Depends(ctx)) -> list[SessionOut]:
+    return [SessionOut.from_record(r) for r in await c.registry.list(ws)]
+
+
+@router.get("/{sid}", response_model=SessionOut, responses=errors(), summary="One session's registry record")
+async def get_session(sid: str, ws: str = Depends(workspace), c: AppContext = Depends(ctx)) -> SessionOut:
+    return SessionOut.from_record(await session_record(c, ws, sid))
+
+
+@router.delete("/{sid}", status_code=204, response_class=Response, responses=errors(503),
+               summary="Stop the session and forget it (its saved auth state is deleted)")
+async def delete_session(sid: str, ws: str = Depends(writable_workspace), c: AppContext = Depends(ctx)) -> Response:
+    await session_record(c, ws, sid)
+    await supervisor_call(c, "delete_session", ws, sid)
+    return Response(status_code=204)
+
+
+@router.post("/{sid}/restart", response_model=SessionOut, responses=errors(503),
+             summary="Reopen the session's page (keeps the link; no QR when linked)")
+async def restart_session(sid: str, ws: str = Depends(writable_workspace), c: AppContext = Depends(ctx)) -> SessionOut:
+    await session_record(c, ws, sid)
+    await supervisor_call(c, "restart_session", ws, sid)
+    return SessionOut.from_record(await session_record(c, ws, sid))
+
+
+@router.post("/{sid}/logout", response_model=SessionOut, responses=errors(503),
+             summary="Unlink the device; a new QR is needed to use the session again")
+async def logout_session(sid: str, ws: str = Depends(writable_workspace), c: AppContext = Depends(ctx)) -> SessionOut:
+    await session_record(c, ws, sid)
+    await supervisor_call(c, "logout_session", ws, sid)
+    return SessionOut.from_record(await session_record(c, ws, sid))
+
+
+@router.get("/{sid}/qr", response_model=QrOut, responses={
+    **errors(409), 200: {"content": {"application/json": {}, "image/png": {"schema": {"type": "string",
+                                                                                      "format": "binary"}}}}},
+    summary="The QR to scan now: raw string or PNG (409 when not waiting for a scan)")
+async def session_qr(sid: str, format: Literal["raw", "png"] = Query("raw"), ws: str = Depends(workspace),
+                     c: AppContext = Depends(ctx)) -> QrOut | Response:
+    record = await session_record(c, ws, sid)
+    if record.get("state") != "qr_required" or not record.get("qr"):
+        raise ApiError(409, "no_qr", "session is not waiting for a QR scan", {"state": record.get("state")})
+    if format == "png":
+        return Response(_png(record["qr"]), media_type="image/png", headers={"Cache-Control": "no-store"})
+    return QrOut(qr=record["qr"], since=float(record.get("qr_at") or 0))
+
+
+def _png(data: str) -> bytes:
+    buf = io.BytesIO()
+    segno.make(data, error="l").save(buf, kind="png", scale=6, border=2)
+    return buf.getvalue()

@@ -1,0 +1,86 @@
+"""The audit stream: one entry per mutating call (who, what, when, outcome).
+
+A Redis stream, so entries are ordered, ids are timestamps, and any replica
+can append. Bodies are never recorded (they carry webhook secrets and message
+text); the route, its path parameters and the outcome are.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from storage import keys
+
+MAX_ENTRIES = 200_000  # approximate cap; older entries fall off
+_STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    ts: float
+    who: str  # "key:{id}", "console:{issuer}", or "anonymous" (with the claimed key id in `claimed_key`)
+    role: str | None
+    method: str
+    route: str  # the route template, e.g. /v1/workspaces/{ws}/sessions
+    path: str
+    workspace_id: str | None
+    status: int
+    outcome: str  # ok | denied | rate_limited | rejected | error
+    request_id: str
+    client: str | None = None
+    claimed_key: str | None = None
+    params: dict[str, str] | None = None
+
+
+def outcome_of(status: int) -> str:
+    if status < 400:
+        return "ok"
+    if status in (401, 403):
+        return "denied"
+    if status == 429:
+        return "rate_limited"
+    if status < 500:
+        return "rejected"
+    return "error"
+
+
+class AuditLog:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+
+    async def record(self, entry: AuditEntry) -> str:
+        return await self._redis.xadd(keys.audit(), {"e": orjson.dumps(asdict(entry)).decode()},
+                                      maxlen=MAX_ENTRIES, approximate=True)
+
+    async def page(self, *, before: str | None = None, limit: int = 100, workspace_id: str | None = None,
+                   who: str | None = None, scan_limit: int = 5000) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first. Returns (entries, cursor for the next older page or None).
+
+        Filters are applied over at most `scan_limit` entries per call so a filter that matches
+        nothing cannot turn one request into a full scan of the stream.
+        """
+        end = f"({before}" if before and _STREAM_ID.fullmatch(before) else "+"
+        out: list[dict[str, Any]] = []
+        scanned, cursor = 0, None
+        while len(out) < limit and scanned < scan_limit:
+            batch = await self._redis.xrevrange(keys.audit(), max=end, min="-", count=min(500, scan_limit - scanned))
+            if not batch:
+                return out, None
+            for entry_id, fields in batch:
+                scanned += 1
+                cursor = entry_id
+                record = orjson.loads(fields["e"])
+                if workspace_id and record.get("workspace_id") != workspace_id:
+                    continue
+                if who and record.get("who") != who:
+                    continue
+                out.append({"id": entry_id, **record})
+                if len(out) >= limit:
+                    break
+            end = f"({cursor}"
+        return out, cursor

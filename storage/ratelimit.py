@@ -1,0 +1,66 @@
+"""Per-subject rate limiting in Redis (GCRA), shared by every replica.
+
+GCRA keeps one timestamp per subject (the "theoretical arrival time") instead
+of a window of counters, so a check is one small script call and the limit is
+smooth: `rate` requests per second with bursts up to `burst`. The clock is
+Redis's own (`TIME`), so replicas on different hosts agree.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from storage import keys
+
+_GCRA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local new_tat = tat + interval
+local over = new_tat - now - burst * interval
+if over > 0 then
+  return {0, over}
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
+return {1, 0}
+"""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    retry_after_s: float = 0.0
+
+    @property
+    def retry_after_header(self) -> str:
+        return str(max(1, math.ceil(self.retry_after_s)))
+
+
+class RateLimiter:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._script = redis.register_script(_GCRA)
+
+    async def check_in(self, pipe: Any, subject: str, rate_per_s: float, burst: int) -> bool:
+        """Queue the check on a pipeline; read its reply with `verdict()`. False (nothing queued) when unlimited."""
+        if rate_per_s <= 0:
+            return False
+        await self._script(keys=[keys.rate_limit(subject)], args=[int(1_000_000 / rate_per_s), burst], client=pipe)
+        return True
+
+    async def check(self, subject: str, rate_per_s: float, burst: int) -> Verdict:
+        if rate_per_s <= 0:
+            return Verdict(True)
+        reply = await self._script(keys=[keys.rate_limit(subject)], args=[int(1_000_000 / rate_per_s), burst])
+        return verdict(reply)
+
+
+def verdict(reply: list[Any]) -> Verdict:
+    allowed, over_us = int(reply[0]), int(reply[1])
+    return Verdict(bool(allowed), over_us / 1_000_000)
