@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from sessions.crypto import MasterKey, decrypt, encrypt
 from storage import keys
-from wa_ray.config import RuntimeConfig
+from wa_ray.runtime import RuntimeConfig
 from wa_ray.ids import require_id
 
 

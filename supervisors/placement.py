@@ -24,12 +24,15 @@ class NodeSlots:
 
 
 def nodes_from_ray(ray_nodes: Iterable[dict], default_capacity: int) -> list[NodeSlots]:
-    """Alive nodes and their session capacity (the `wa_session_slot` they advertise)."""
-    out = []
-    for node in ray_nodes:
-        if node.get("Alive"):
-            out.append(NodeSlots(node["NodeID"], int(node["Resources"].get(SLOT, default_capacity))))
-    return out
+    """Alive nodes and their session capacity (the `wa_session_slot` they advertise).
+
+    Where some nodes advertise slots, only those host sessions (a head node without slots keeps the
+    control plane to itself); a cluster where none does gets `default_capacity` on every node."""
+    alive = [n for n in ray_nodes if n.get("Alive")]
+    with_slots = [n for n in alive if n["Resources"].get(SLOT)]
+    if with_slots:
+        return [NodeSlots(n["NodeID"], int(n["Resources"][SLOT])) for n in with_slots]
+    return [NodeSlots(n["NodeID"], default_capacity) for n in alive]
 
 
 def least_loaded(nodes: list[NodeSlots], placed: Iterable[str], exclude: frozenset[str] = frozenset()) -> str:

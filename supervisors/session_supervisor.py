@@ -24,7 +24,7 @@ from storage.redis_client import connect
 from storage.registry import SessionRegistry
 from supervisors.placement import SLOT, PlacementError, QuotaExceeded, least_loaded, nodes_from_ray
 from wa_ray import NAMESPACE
-from wa_ray.config import RuntimeConfig
+from wa_ray.runtime import RuntimeConfig
 
 log = logging.getLogger(__name__)
 

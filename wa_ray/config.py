@@ -1,39 +1,21 @@
 """Service configuration from the environment (pydantic-settings).
 
 `Settings` is read once at the edge (CLI, test fixtures); the parts inside
-receive a plain `RuntimeConfig` so Ray actors never depend on the environment
+receive a plain `RuntimeConfig` (wa_ray/runtime.py) so Ray actors never depend on the environment
 of whichever process happened to start them.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-CHROMIUM_FLAGS: tuple[str, ...] = (
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-    "--disable-dev-shm-usage",
-)
+from wa_ray.runtime import CHROMIUM_FLAGS, RuntimeConfig, default_chromium
 
-
-def default_chromium() -> str | None:
-    """Debian's wrapper script is fine for Playwright; prefer the binary itself to skip its shell warning."""
-    for candidate in ("/usr/lib/chromium/chromium", "/usr/bin/chromium"):
-        if os.path.exists(candidate):
-            return candidate
-    return None  # Playwright's own browser, if installed
-
+__all__ = ["CHROMIUM_FLAGS", "RuntimeConfig", "Settings", "default_chromium"]
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WA_", extra="ignore")
@@ -65,29 +47,3 @@ class Settings(BaseSettings):
     provider_cache_ttl_s: float = 1.0  # how long an ingress replica reuses a workspace's provider decision
     api_key_id: str | None = None  # bootstrap admin key (created at start when both are set)
     api_key_secret: str | None = None
-
-
-@dataclass(frozen=True)
-class RuntimeConfig:
-    """What every actor and deployment needs to know, passed explicitly."""
-
-    redis_url: str
-    web_url: str
-    data_dir: str
-    master_key_b64: str
-    chromium: str | None = None
-    sessions_per_node: int = 50
-    sessions_per_workspace: int = 100
-    auth_store: str = "file"
-    previous_keys_b64: tuple[str, ...] = ()
-    qr_max_refs: int = 6
-    webhook_max_attempts: int = 8
-    webhook_base_delay_s: float = 1.0
-    webhook_max_delay_s: float = 300.0
-    webhook_timeout_s: float = 10.0
-    pacing: bool = True
-    pacing_per_minute: int = 30
-    pacing_per_hour: int = 1000
-    typing_delay: bool = True
-    provider_cache_ttl_s: float = 1.0
-    chromium_flags: tuple[str, ...] = field(default=CHROMIUM_FLAGS)

@@ -33,7 +33,8 @@ def run() -> dict:
     result: dict = {}
     try:
         with running_web_simulator() as sim, tempfile.TemporaryDirectory() as tmp:
-            settings = scenario_settings(Path(tmp), sim.url + "/", ray_address=cluster.address)
+            # a cluster keeps auth state in Redis so any node can restore any session
+            settings = scenario_settings(Path(tmp), sim.url + "/", ray_address=cluster.address, auth_store="redis")
             service = Service(settings).start()
             try:
                 result = asyncio.run(_scenario(settings, sim.url, cluster, node_a, node_b))
