@@ -78,7 +78,9 @@ class Service:
                 ray.init(address=s.ray_address, namespace=NAMESPACE)
             else:
                 # Worker logs stay in Ray's log files (/tmp/ray/session_latest/logs), not on the console.
-                ray.init(namespace=NAMESPACE, resources={SLOT: s.sessions_per_node}, include_dashboard=False,
+                # address="local": never attach to whatever cluster /tmp/ray/ray_current_cluster names
+                ray.init(address="local", namespace=NAMESPACE, resources={SLOT: s.sessions_per_node},
+                         include_dashboard=False,
                          logging_level=logging.WARNING, log_to_driver=False)
         logging.getLogger("ray.serve").setLevel(logging.WARNING)
         supervisor = SessionSupervisor.options(
