@@ -21,7 +21,7 @@ from actors.inbound import InboundRecorder
 from actors.outbound import SessionSender
 from sessions.page import PageSession
 from storage.redis_client import connect
-from wa_ray.config import RuntimeConfig
+from wa_ray.runtime import RuntimeConfig
 
 log = logging.getLogger(__name__)
 
