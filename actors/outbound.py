@@ -3,21 +3,27 @@
 Runs inside the node's BrowserHost next to the page, so a message costs Redis
 round trips and one `page.evaluate`, never a Ray call.
 
-Exactly once towards WhatsApp. Each sender incarnation has its own consumer
-name in the group `senders`; a new one first XAUTOCLAIMs what earlier ones
-read and never acknowledged. Before a page send the sender records its intent
-in one atomic step (status `sending`, the WhatsApp message key it mints, the
-page document that will send it, itself as owner). After any crash, a
-reclaimed `sending` message is resolved like this:
+Exactly once towards WhatsApp. `sent` means WhatsApp's server took the
+message (ack 1), not that the page was handed it: the page send waits for that
+answer (whatsapp-web.js's `waitUntilMsgSent`), one message at a time per
+session, so at most one message per session is ever between intent and answer.
+Each sender incarnation has its own consumer name in the group `senders`; a
+new one first XAUTOCLAIMs what earlier ones read and never acknowledged.
+Before a page send the sender records its intent in one atomic step (status
+`sending`, the WhatsApp message key it mints, the page document that will send
+it, itself as owner). A reclaimed `sending` message is resolved like this:
 
 * its owner is still alive (heartbeat key): leave it, that sender is on it;
-* the live page knows the key (`Msg.get`): it went out, record `sent`;
-* the page document is the one the intent names and does not know the key:
+* the live page holds the key: acked by the server -> `sent`; refused (ack -1)
+  -> failed over; still waiting for the server -> wait (the page delivers it
+  when its socket is back, or dies, which the next rule covers);
+* the page document is the one the intent names and does not hold the key:
   the send never reached `addAndSendMsgToChat`, so send it now with the same
   key (the bridge itself refuses a key it has already sent);
 * the document is a different one (the browser or page died, or navigated,
-  mid-send): whether WhatsApp got it is unknowable from here, and the design
-  says at most once, so it is failed as `unconfirmed`, never sent again.
+  between intent and the server's answer): whether WhatsApp got it is
+  unknowable from here, and the design says at most once, so it is failed as
+  `unconfirmed`, never sent again.
 
 Pacing (storage/pacing.py) happens before the intent, so a crash while waiting
 leaves the message simply queued.
@@ -49,9 +55,9 @@ log = logging.getLogger(__name__)
 
 BATCH_UNPACED = 50
 BLOCK_MS = 1000
-SEND_TIMEOUT_S = 30.0
+SEND_TIMEOUT_S = 20.0  # the server's answer; a socket that is down holds it back (the page sends on reconnect)
 HEARTBEAT_S, HEARTBEAT_TTL_S = 3.0, 10
-RECLAIM_EVERY_S, RECLAIM_IDLE_MS = 10.0, 10_000
+RECLAIM_EVERY_S, RECLAIM_IDLE_MS = 5.0, 5_000
 RETRY_LATER_S = 0.5
 PAUSE_RECHECK_S = 5.0
 UNCONFIRMED = ("unconfirmed: the page sending it went away mid-send; whether WhatsApp got it cannot be known, "
@@ -62,7 +68,13 @@ _KEY_AND_DOC = """async () => {
   const doc = window.__warayDoc || (window.__warayDoc = Math.random().toString(36).slice(2) + Date.now().toString(36));
   return [await window.__waray.newKey(), doc];
 }"""
-_KNOWN_AND_DOC = """(id) => [window.__waray ? window.__waray.alreadySent(id) : false, window.__warayDoc || null]"""
+# The page's own record of a key: null (never took it) or its ack (0 waiting for the server, 1+ taken, -1 refused).
+_ACK_AND_DOC = """(id) => {
+  const store = typeof window.require === 'function' && window.require('WAWebCollections');
+  const m = store && store.Msg.get(id);
+  return [m ? (m.ack || 0) : null, window.__warayDoc || null];
+}"""
+_SEND = "(m) => window.__waray.send(m)"
 
 DONE, LATER = "done", "later"
 
@@ -99,14 +111,14 @@ class SessionSender:
             while True:
                 try:
                     await self._loop()
-                except Exception:  # noqa: BLE001 - Redis trouble or a bug: log it, never stop sending for good
+                except Exception:
                     log.exception("sender %s/%s failed; restarting its loop", self._ws, self._sid)
                     await asyncio.sleep(1)
         finally:
             beat.cancel()
             try:
                 await self._redis.delete(keys.sender_alive(self.epoch))
-            except BaseException:  # noqa: BLE001 - cancelled again or Redis gone: the heartbeat's TTL ends it anyway
+            except BaseException:  # cancelled again or Redis gone: the heartbeat's TTL ends it anyway
                 log.debug("sender %s left its heartbeat to expire", self.epoch)
 
     async def _loop(self) -> None:
@@ -207,12 +219,11 @@ class SessionSender:
             if owner != self.epoch and owner and await self._redis.exists(keys.sender_alive(owner)):
                 return LATER  # its sender is alive and on it
             try:
-                known, current_doc = await self._known(f"true_{to}_{key}")
+                ack, current_doc = await self._page_state(f"true_{to}_{key}")
             except PageGone:
                 return LATER
-            if known:
-                await self._mark_sent(record, f"true_{to}_{key}")
-                return DONE
+            if ack is not None:
+                return await self._settle(record, f"true_{to}_{key}", ack)
             if not key or doc != current_doc:
                 await self._router.fail_or_failover(record, UNCONFIRMED, failover=False, allowed=("sending",))
                 return DONE
@@ -233,27 +244,44 @@ class SessionSender:
         await self._messages.bind_wa_id(message_id, serialized)
         started = time.monotonic()
         try:
-            result = await asyncio.wait_for(self._page.send(to, record["text"], key), SEND_TIMEOUT_S)
-        except (TimeoutError, PageGone):
-            return LATER
+            result = await asyncio.wait_for(
+                self._evaluate(_SEND, {"to": to, "body": record["text"], "keyId": key, "waitUntilMsgSent": True}),
+                SEND_TIMEOUT_S)
+        except (PageGone, TimeoutError):
+            return LATER  # resolved against the page on the next pass
         except Exception as exc:
-            if _page_gone(exc):
-                return LATER
             return await self._after_page_error(record, serialized, exc)
+        if result.get("result") == "ERROR":
+            await self._refused(record)
+            return DONE
         await self._mark_sent(record, result["id"], send_ms=(time.monotonic() - started) * 1000)
         if (await self._pacing.policy(self._ws)).enabled:
             await self._pacing.record(self._ws, self._sid, message_id)
         return DONE
 
-    async def _after_page_error(self, record: dict[str, str], serialized: str, exc: Exception) -> str:
-        """The page is alive and threw: it either holds the message (sent) or never took it (fail over)."""
-        try:
-            known, _ = await self._known(serialized)
-        except PageGone:
-            return LATER
-        if known:
+    async def _settle(self, record: dict[str, str], serialized: str, ack: int) -> str:
+        """The live page holds the key: its ack says what became of the message."""
+        if ack >= 1:
             await self._mark_sent(record, serialized)
             return DONE
+        if ack < 0:
+            await self._refused(record)
+            return DONE
+        return LATER  # on this page, waiting for the server
+
+    async def _refused(self, record: dict[str, str]) -> None:
+        record = {**record, "status": "sending"}
+        await self._router.fail_or_failover(record, "webjs: WhatsApp refused the message (ack -1)",
+                                            allowed=("sending",))
+
+    async def _after_page_error(self, record: dict[str, str], serialized: str, exc: Exception) -> str:
+        """The page is alive and threw: it either holds the message or never took it (then fail over)."""
+        try:
+            ack, _ = await self._page_state(serialized)
+        except PageGone:
+            return LATER
+        if ack is not None:
+            return await self._settle(record, serialized, ack)
         log.warning("send %s failed on the page: %s", record["message_id"], exc)
         record = {**record, "status": "sending"}
         await self._router.fail_or_failover(record, f"webjs: {str(exc)[:400]}", allowed=("sending",))
@@ -314,9 +342,9 @@ class SessionSender:
                 raise PageGone(str(exc)) from exc
             raise
 
-    async def _known(self, serialized: str) -> tuple[bool, str | None]:
-        known, doc = await self._evaluate(_KNOWN_AND_DOC, serialized)
-        return bool(known), doc
+    async def _page_state(self, serialized: str) -> tuple[int | None, str | None]:
+        ack, doc = await self._evaluate(_ACK_AND_DOC, serialized)
+        return ack, doc
 
 
 def _page_gone(exc: BaseException) -> bool:

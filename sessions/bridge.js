@@ -75,7 +75,7 @@
   // the caller can record it before the send and check it after a crash.
   api.newKey = async () => req('WAWebMsgKey').newId();
   api.alreadySent = (serialized) => !!req('WAWebCollections').Msg.get(serialized);
-  api.send = async ({ to, body, keyId }) => {
+  api.send = async ({ to, body, keyId, waitUntilMsgSent }) => {
     const WidFactory = req('WAWebWidFactory');
     const { Chat, Msg } = req('WAWebCollections');
     const MsgKey = req('WAWebMsgKey');
@@ -88,8 +88,10 @@
     const eph = req('WAWebGetEphemeralFieldsMsgActionsUtils').getEphemeralFields(chat);
     const message = { id: key, ack: 0, body, from: meUser, to: chat.id, local: true, self: 'out',
       t: Math.floor(Date.now() / 1000), isNewMsg: true, type: 'chat', ...eph };
-    const [msgPromise] = req('WAWebSendMsgChatAction').addAndSendMsgToChat(chat, message);
+    const [msgPromise, sendResult] = req('WAWebSendMsgChatAction').addAndSendMsgToChat(chat, message);
     await msgPromise;
+    // As whatsapp-web.js's sendMessage({waitUntilMsgSent}): resolve once the server took it (ack 1) or refused it.
+    if (waitUntilMsgSent) return { id: key._serialized, duplicate: false, result: (await sendResult).messageSendResult };
     return { id: key._serialized, duplicate: false };
   };
   api.state = () => {
