@@ -1,0 +1,80 @@
+"""Steps the message-pipeline tests share: watch a workspace, send, wait for a status, read the phone."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from typing import Any
+
+import httpx
+
+APP_SECRET = "meta-app-secret-for-tests"
+VERIFY_TOKEN = "meta-verify-token-for-tests"
+FINAL = frozenset({"sent", "delivered", "read", "failed"})
+
+
+async def send(api: httpx.AsyncClient, ws: str, to: str, text: str, **extra: Any) -> dict[str, Any]:
+    headers = {"Idempotency-Key": extra.pop("idempotency_key")} if "idempotency_key" in extra else None
+    response = await api.post(f"/v1/workspaces/{ws}/messages", json={"to": to, "text": text, **extra},
+                              headers=headers)
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+async def message(api: httpx.AsyncClient, ws: str, mid: str) -> dict[str, Any]:
+    response = await api.get(f"/v1/workspaces/{ws}/messages/{mid}")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def wait_status(api: httpx.AsyncClient, ws: str, mid: str, statuses: set[str] | frozenset[str],
+                      timeout: float = 30.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        last = await message(api, ws, mid)
+        if last["status"] in statuses:
+            return last
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"{mid} never reached {sorted(statuses)}; last: {last}")
+
+
+async def inbox(phone_api: httpx.AsyncClient, number: str) -> list[dict[str, Any]]:
+    return (await phone_api.get(f"/_phone/{number}/inbox")).json()["messages"]
+
+
+def duplicates(values: list[str]) -> dict[str, int]:
+    return {v: n for v, n in Counter(values).items() if n > 1}
+
+
+def cloud_config(sim: Any, pnid: str, token: str, **options: Any) -> dict[str, Any]:
+    """A Cloud API block for PUT /provider pointing at the simulator; Meta's limits off unless asked."""
+    body = {"phone_number_id": pnid, "access_token": token, "app_secret": APP_SECRET,
+            "verify_token": VERIFY_TOKEN, "graph_base_url": sim.url, "throughput_per_second": None,
+            "pair_burst": None}
+    body.update(options)
+    return body
+
+
+async def put_provider(api: httpx.AsyncClient, ws: str, **body: Any) -> dict[str, Any]:
+    response = await api.put(f"/v1/workspaces/{ws}/provider", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def put_pacing(api: httpx.AsyncClient, ws: str, **body: Any) -> dict[str, Any]:
+    response = await api.put(f"/v1/workspaces/{ws}/pacing", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def eventually(check, timeout: float = 20.0, every: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition never held; last: {value!r}")
+        await asyncio.sleep(every)
