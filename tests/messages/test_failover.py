@@ -14,7 +14,9 @@ from tests.flows import link_session, stream_url
 from tests.messages.helpers import (
     FINAL,
     cloud_config,
+    eventually,
     inbox,
+    message,
     put_pacing,
     put_provider,
     send,
@@ -107,7 +109,7 @@ async def test_cloud_outage_fails_over_to_web_session_and_back(api, phone_api, s
     sim.control.register_phone_number(pnid, token)
     sim.control.inbound(to, pnid, "hello")  # the 24 h window
     await put_pacing(api, ws, enabled=False)
-    cloud = cloud_config(sim, pnid, token, breaker_failures=2, breaker_cooldown_s=1.0)
+    cloud = cloud_config(sim, pnid, token, breaker_failures=2, breaker_cooldown_s=1.0, timeout_s=0.5, confirm_s=1.0)
     await put_provider(api, ws, priority="meta", cloud=cloud)
     try:
         async with collect_events(await stream_url(api, service.base_url, ws)) as events:
@@ -141,11 +143,36 @@ async def test_cloud_outage_fails_over_to_web_session_and_back(api, phone_api, s
             after = await send(api, ws, to, "cloud after")
             assert after["provider"] == "meta"
             await wait_status(api, ws, after["message_id"], DONE)
+
+            # Meta accepts, then reports the failure in a status webhook (131026): retried once on the web
+            sim.control.set_failure_delivery("webhook")
+            sim.control.set_undeliverable([to])
+            late = await send(api, ws, to, "undeliverable on cloud")
+            got = await eventually(lambda: _on(api, ws, late["message_id"], "webjs"))
+            assert [h.get("reason", "") for h in got["history"] if h.get("rerouted_from")][0].startswith(
+                "cloud_api (#131026)")
+            sim.control.set_failure_delivery("response")
+            sim.control.set_undeliverable([])
+
+            # no answer at all (the request hangs): Meta may have taken it, so the sender waits `confirm_s`
+            # for a status webhook naming it; none comes, so it was not taken and the web session sends it
+            sim.control.set_outage("hang", hang_seconds=5)
+            hung = await send(api, ws, to, "no answer from cloud")
+            got = await eventually(lambda: _on(api, ws, hung["message_id"], "webjs"), timeout=30)
+            assert "ReadTimeout" in [h for h in got["history"] if h.get("rerouted_from")][0]["reason"]
     finally:
         sim.control.set_outage("off")
+        sim.control.set_failure_delivery("response")
+        sim.control.set_undeliverable([])
     web_bodies = sorted(m["body"] for m in await inbox(phone_api, to))
-    assert web_bodies == ["breaker open", "outage 0", "outage 1"]
-    assert sorted(m["text"] for m in sim.control.sent(to=to)) == ["cloud after", "cloud before"]
+    assert web_bodies == ["breaker open", "no answer from cloud", "outage 0", "outage 1", "undeliverable on cloud"]
+    assert sorted(m["text"] for m in sim.control.sent(to=to)) == ["cloud after", "cloud before",
+                                                                  "undeliverable on cloud"]
+
+
+async def _on(api, ws: str, mid: str, provider: str) -> dict | None:
+    got = await message(api, ws, mid)
+    return got if got["provider"] == provider and got["status"] in DONE else None
 
 
 async def test_without_an_alternative_the_original_error_stands(api, service, meta_app) -> None:
