@@ -1,0 +1,112 @@
+"""`python -m bench throughput ...` and `python -m bench throughput-peak ...`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from bench.throughput import DEFAULT_PEAK_RATES, PEAK_THRESHOLD_MS, BenchConfig, run_peak, run_throughput, summary_table
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+
+
+def _on_off(value: str) -> bool:
+    if value not in ("on", "off"):
+        raise argparse.ArgumentTypeError("expected on or off")
+    return value == "on"
+
+
+def _rates(value: str) -> list[float]:
+    try:
+        rates = [float(v) for v in value.split(",") if v.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    if not rates or any(r <= 0 for r in rates):
+        raise argparse.ArgumentTypeError("rates must be positive numbers, comma separated")
+    return rates
+
+
+def _positive(kind: Callable[[str], float]) -> Callable[[str], Any]:
+    def parse(value: str) -> Any:
+        x = kind(value)
+        if x <= 0:
+            raise argparse.ArgumentTypeError("must be > 0")
+        return x
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="wa-ray load harness")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser, pacing_default: str) -> None:
+        p.add_argument("--sessions", type=_positive(int), default=5, help="linked sessions (s00, s01, ...)")
+        p.add_argument("--pacing", type=_on_off, default=None, metavar="on|off",
+                       help=f"per-session pacing policy (default {pacing_default})")
+        p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
+        p.add_argument("--drain-timeout", type=_positive(float), default=60.0,
+                       help="seconds to wait for outstanding acks/webhooks after sending stops")
+        p.add_argument("--link-concurrency", type=_positive(int), default=4, help="sessions linked at once")
+        p.add_argument("--raw", action="store_true", help="keep per-message records in the timestamped JSON")
+        p.add_argument("--warmup", type=float, default=5.0,
+                       help="seconds of unrecorded traffic after linking (0: none)")
+        p.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                       help="py-spy the proxy, replica, dispatcher, BrowserHost and bench during each step into DIR")
+        p.add_argument("-v", "--verbose", action="store_true")
+
+    tp = sub.add_parser("throughput", help="fixed rate for a duration")
+    common(tp, "on; off with --find-peak")
+    tp.add_argument("--rate", type=_positive(float), default=100.0, help="total msg/min over all sessions")
+    tp.add_argument("--duration", type=_positive(float), default=60.0, help="seconds of sending")
+    tp.add_argument("--find-peak", action="store_true", help="step the rate up instead (same as throughput-peak)")
+    tp.add_argument("--rates", type=_rates, default=list(DEFAULT_PEAK_RATES), help="with --find-peak")
+    tp.add_argument("--step", type=_positive(float), default=20.0, help="with --find-peak: seconds per step")
+    tp.add_argument("--threshold-ms", type=_positive(float), default=PEAK_THRESHOLD_MS)
+    tp.add_argument("--keep-going", action="store_true", help="with --find-peak: run every step even after a fail")
+
+    pk = sub.add_parser("throughput-peak", help="step the rate up; report the highest with p99 accept->ack < 2 s")
+    common(pk, "off")
+    pk.add_argument("--rates", type=_rates, default=list(DEFAULT_PEAK_RATES), help="msg/min steps, comma separated")
+    pk.add_argument("--step", type=_positive(float), default=20.0, help="seconds of sending per step")
+    pk.add_argument("--threshold-ms", type=_positive(float), default=PEAK_THRESHOLD_MS)
+    pk.add_argument("--keep-going", action="store_true", help="run every step even after one fails")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    console = Console(stderr=True)
+    out = Console()
+    peak = args.command == "throughput-peak" or args.find_peak
+    # A peak search with the pacing policy on would measure the policy, not the service: off unless asked.
+    pacing = args.pacing if args.pacing is not None else not peak
+    cfg = BenchConfig(sessions=args.sessions, pacing=pacing, out_dir=args.out,
+                      link_concurrency=args.link_concurrency, raw=args.raw, warmup_s=max(0.0, args.warmup),
+                      profile_dir=str(args.profile) if args.profile else None)
+    if peak:
+        report, paths = run_peak(cfg, args.rates, args.step, args.drain_timeout, args.threshold_ms,
+                                 args.keep_going, console)
+        found = report.peak or {}
+        out.print(summary_table(report))
+        out.print(f"peak: [bold]{found.get('peak_rate_per_min')} msg/min[/] with p99 accept->ack < "
+                  f"{found.get('threshold_ms'):g} ms ({cfg.sessions} sessions)")
+    else:
+        report, paths = run_throughput(cfg, args.rate, args.duration, args.drain_timeout, console)
+        out.print(summary_table(report))
+    if report.cleanup and report.cleanup.get("leftovers_killed"):
+        out.print(f"[yellow]ended leftover processes: {report.cleanup['leftovers_killed']}[/]")
+    for kind, path in paths.items():
+        out.print(f"{kind}: {path}")
+    return 0 if all(s.ok for s in report.steps[:1]) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
