@@ -36,7 +36,7 @@ async def get_policy(ws: str = Depends(workspace), c: AppContext = Depends(ctx))
 
 @router.get("/v1/workspaces/{ws}/webhook/dead-letters", response_model=DeadLetters)
 async def dead_letters(ws: str = Depends(workspace), c: AppContext = Depends(ctx),
-                       offset: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000)) -> DeadLetters:
+                       offset: int = Query(0, ge=0, le=10**12), limit: int = Query(100, ge=1, le=1000)) -> DeadLetters:
     total, items = await _outbox(c).dead_letters(ws, offset, limit)
     return DeadLetters(total=total, items=[DeadLetter(**i) for i in items])
 
