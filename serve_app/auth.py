@@ -159,7 +159,9 @@ class Authenticator:
             ws = issuer.workspace_id
         if ws is not None and not issuer.may_access(ws):
             raise ApiError(404, "not_found", "workspace not found")
-        return self.tokens.mint(kind, ws=ws, role=issuer.role, kid=issuer.key_id, ttl_s=ttl_s, sid=sid)
+        # an admin's token for one workspace is a workspace token: it says what it can do
+        role = "workspace" if issuer.role == "admin" and ws is not None else issuer.role
+        return self.tokens.mint(kind, ws=ws, role=role, kid=issuer.key_id, ttl_s=ttl_s, sid=sid)
 
     async def revoke_token(self, principal: Principal) -> None:
         if principal.token_id:

@@ -48,11 +48,14 @@ async def page() -> HTMLResponse:
     return HTMLResponse(_asset("index"), headers=_HEADERS)
 
 
-@router.get("/console/{name}", include_in_schema=False)
-async def asset(name: str) -> Response:
-    if name not in _FILES:
-        raise ApiError(404, "not_found", "not found")
-    return Response(_asset(name), media_type=_FILES[name], headers=_HEADERS)
+@router.get("/console/app.js", include_in_schema=False)
+async def script() -> Response:
+    return Response(_asset("app.js"), media_type=_FILES["app.js"], headers=_HEADERS)
+
+
+@router.get("/console/app.css", include_in_schema=False)
+async def style() -> Response:
+    return Response(_asset("app.css"), media_type=_FILES["app.css"], headers=_HEADERS)
 
 
 async def _whoami(c: AppContext, who: Principal) -> ConsoleWhoAmI:

@@ -99,6 +99,7 @@
     if (!ws || !sid) { showError("Pick a workspace and a session id."); return; }
     closeStream();
     current = { ws, sid };
+    delete $("qr-img").dataset.seq;
     $("connect").disabled = true;
     try {
       openStream(); // before creating: the first QR must not be missed
@@ -125,8 +126,8 @@
 
   function renderSession(s) {
     setState(s.state, s.reason || "");
-    if (s.me) $("phone").textContent = s.me;
-    if (s.state === "qr_required") showQr(null);
+    if (s.me && s.state === "connected") $("phone").textContent = s.me; // a stale number is not shown
+    if (s.state === "qr_required" && !$("qr-img").dataset.seq) showQr(null); // the QR event may have come first
   }
 
   function setState(state, reason) {

@@ -36,6 +36,9 @@ async def events(ws: str, request: Request, c: AppContext = Depends(ctx),
                  heartbeat: Annotated[int, Query(ge=1, le=60, description="seconds between ':' comments")] = 15,
                  ) -> EventSourceResponse:
     check_id(ws, "workspace")
+    resume = last_event_id or after
+    if resume and any(int(part) >= 2**64 - 1 for part in resume.split("-")):
+        raise ApiError(422, "validation_error", "not a stream id", {"max": "18446744073709551614-18446744073709551614"})
     who = await c.auth.authenticate(request, stream_token=token)
     request.state.principal = who
     if not who.may_access(ws):
@@ -48,6 +51,6 @@ async def events(ws: str, request: Request, c: AppContext = Depends(ctx),
     if wanted and not wanted <= EVENT_TYPES:
         raise ApiError(422, "validation_error", "unknown event type",
                        {"unknown": sorted(wanted - EVENT_TYPES), "known": sorted(EVENT_TYPES)})
-    stream = event_stream(c.hub, ws, last_event_id or after, wanted, session_id)
+    stream = event_stream(c.hub, ws, resume, wanted, session_id)
     return EventSourceResponse(stream, ping=heartbeat, headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"},
                                send_timeout=30)

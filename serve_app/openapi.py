@@ -21,6 +21,15 @@ _DESCRIPTIONS = {
     503: "A dependency (supervisor, capacity) is unavailable; see Retry-After",
 }
 _ALWAYS = (401, 403, 404, 429)
+# Statuses of routes whose routers do not declare them (the message pipeline's); ideally each
+# route lists its own with `responses=`, and then these entries are no-ops.
+_EXTRA: dict[tuple[str, str], dict[int, str]] = {
+    ("post", "/v1/workspaces/{ws}/messages"): {
+        409: "No session can take the message, or the Idempotency-Key was used for a different message"},
+    ("get", "/webhooks/meta"): {403: "Not a subscription handshake, or the verify token does not match"},
+    ("post", "/webhooks/meta"): {403: "X-Hub-Signature-256 missing or not matching the raw body",
+                                 413: "Request body over the limit"},
+}
 
 DESCRIPTION = """\
 WhatsApp Web sessions as Ray actors behind Ray Serve.
@@ -54,6 +63,9 @@ def install(app: FastAPI) -> None:
         hmac_auth = {"KeyId": [], "Timestamp": [], "Nonce": [], "Signature": []}
         error_ref = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
         for path, item in schema.get("paths", {}).items():
+            for method, op in item.items():
+                for status, description in _EXTRA.get((method, path), {}).items():
+                    op.setdefault("responses", {}).setdefault(str(status), {"description": description, **error_ref})
             if not path.startswith("/v1/"):
                 continue
             for method, op in item.items():

@@ -18,6 +18,7 @@ from storage import keys
 
 MAX_ENTRIES = 200_000  # approximate cap; older entries fall off
 _STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+_MAX = 2**64
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,9 @@ class AuditLog:
         Filters are applied over at most `scan_limit` entries per call so a filter that matches
         nothing cannot turn one request into a full scan of the stream.
         """
-        end = f"({before}" if before and _STREAM_ID.fullmatch(before) else "+"
+        end = _before(before) if before else "+"
+        if end is None:
+            return [], None  # nothing is older than the first possible id
         out: list[dict[str, Any]] = []
         scanned, cursor = 0, None
         while len(out) < limit and scanned < scan_limit:
@@ -82,5 +85,22 @@ class AuditLog:
                 out.append({"id": entry_id, **record})
                 if len(out) >= limit:
                     break
-            end = f"({cursor}"
+            end = _before(cursor) or "-"
+            if end == "-":
+                return out, None
         return out, cursor
+
+
+def _before(entry_id: str) -> str | None:
+    """The id just before `entry_id` (an inclusive XREVRANGE end), None when there is none.
+
+    Computed rather than written as "(id": Redis refuses "(0-0", and ids past 2^64 are refused
+    before they reach Redis."""
+    if not _STREAM_ID.fullmatch(entry_id):
+        return None
+    ms, seq = (int(p) for p in entry_id.split("-"))
+    if ms >= _MAX or seq >= _MAX:
+        return f"{_MAX - 1}-{_MAX - 1}" if ms >= _MAX else f"{ms}-{_MAX - 1}"
+    if seq:
+        return f"{ms}-{seq - 1}"
+    return f"{ms - 1}-{_MAX - 1}" if ms else None

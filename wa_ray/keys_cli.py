@@ -110,7 +110,8 @@ async def _list(store: ApiKeyStore, args: argparse.Namespace) -> int:
         return 0
     print(f"{'key id':<24} {'role':<10} {'workspace':<20} {'rate/s':>8} {'burst':>6}  label")
     for k in keys:
-        print(f"{k.key_id:<24} {k.role:<10} {k.workspace_id or '*':<20} {k.rate_per_s or 0:>8g} {k.burst:>6}  {k.label}")
+        ws = k.workspace_id or "*"
+        print(f"{k.key_id:<24} {k.role:<10} {ws:<20} {k.rate_per_s or 0:>8g} {k.burst:>6}  {k.label}")
     return 0
 
 

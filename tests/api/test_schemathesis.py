@@ -1,0 +1,175 @@
+"""Schemathesis over the live service's OpenAPI spec: positive and negative cases for every operation, signed.
+
+Every operation is fuzzed with data that fits the schema and data that does not, half of the
+cases inside the key's own workspace (so the happy paths run) and half with generated path
+parameters. The assertion that matters: zero 5xx. Schemathesis's default response checks
+(status codes, content types, response schemas, negative data rejected, ...) run too.
+
+Safety: operations that configure where the service sends things (webhook URL, Cloud API
+credentials, webhook policy and replays) run with a key bound to a workspace that never has a
+session or a message, so no fuzzed URL is ever contacted. Session creation is capped (each one
+opens a real Chromium context) and everything created is deleted afterwards. The SSE stream is
+not fuzzed here (it never ends; tests/api/test_sse.py covers it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections import Counter, defaultdict
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.core.failures import FailureGroup
+
+from sessions.crypto import MasterKey
+from storage import keys
+from storage.apikeys import ApiKeyStore
+from storage.redis_client import connect
+from wa_ray.signing import signed_headers
+
+WS, ISOLATED = "fuzz", "fuzz-iso"
+EXAMPLES = 30
+SESSION_EXAMPLES = 5
+# They set outbound targets: run in a workspace where nothing is ever sent.
+OUTBOUND_CONFIG = ("/webhook", "/provider", "/webhook/policy", "/dead-letters")
+
+
+class SignedAuth(requests.auth.AuthBase):
+    def __init__(self, key_id: str, secret: str) -> None:
+        self.key_id, self.secret = key_id, secret
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        body = r.body or b""
+        body = body.encode() if isinstance(body, str) else body
+        r.headers.update(signed_headers(self.key_id, self.secret, r.method or "GET", r.path_url, body))
+        return r
+
+
+def _in_thread(coro):  # the session's event loop belongs to pytest-asyncio; this test is synchronous
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+@pytest.fixture
+def fuzz_keys(service) -> dict[str, SignedAuth]:
+    async def make() -> dict[str, SignedAuth]:
+        redis = connect(service.config.redis_url)
+        store = ApiKeyStore(redis, MasterKey.from_b64(service.config.master_key_b64))
+        made = {}
+        for name, role, ws in (("admin", "admin", None), ("ws", "workspace", WS), ("iso", "workspace", ISOLATED)):
+            key = await store.create(role, ws, f"fuzz-{name}", rate_per_s=0)
+            made[name] = SignedAuth(key.key_id, key.secret)
+        await redis.aclose()
+        return made
+
+    return _in_thread(make())
+
+
+def _key_for(path: str) -> tuple[str, str | None]:
+    if "{ws}" not in path:
+        return "admin", None
+    if any(path.endswith(suffix) or f"{suffix}/" in path for suffix in OUTBOUND_CONFIG):
+        return "iso", ISOLATED
+    return "ws", WS
+
+
+def test_schemathesis_finds_no_server_errors(service, fuzz_keys) -> None:
+    schema = schemathesis.openapi.from_url(f"{service.base_url}/openapi.json")
+    session = requests.Session()
+    counts: Counter[str] = Counter()
+    statuses: dict[str, Counter[int]] = defaultdict(Counter)
+    failures: dict[str, set[str]] = defaultdict(set)
+    server_errors: list[str] = []
+
+    for result in schema.get_all_operations():
+        op = result.ok()
+        if op.path.endswith("/events"):
+            continue
+        label = f"{op.method.upper()} {op.path}"
+        who, ws = _key_for(op.path)
+        auth = fuzz_keys[who]
+        fixed = {"ws": ws} if ws else None
+        strategy = st.one_of(*[op.as_strategy(mode, path_parameters=params)
+                               for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+                               for params in ([fixed, None] if fixed else [None])])
+        creates_sessions = op.method.upper() == "POST" and op.path.endswith("/sessions")
+
+        @settings(max_examples=SESSION_EXAMPLES if creates_sessions else EXAMPLES, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck), derandomize=True)
+        @given(case=strategy)
+        def run(case) -> None:
+            try:
+                response = case.call(session=session, auth=auth, timeout=60)
+            except requests.RequestException as exc:
+                server_errors.append(f"{label}: {type(exc).__name__}")
+                return
+            counts[label] += 1
+            statuses[label][response.status_code] += 1
+            if response.status_code >= 500:
+                server_errors.append(f"{label} -> {response.status_code}: {response.text[:200]}")
+            try:
+                case.validate_response(response, transport_kwargs={"session": session, "auth": auth, "timeout": 60})
+            except FailureGroup as group:
+                for failure in group.exceptions:
+                    failures[label].add(f"{type(failure).__name__}: {failure.title} ({response.status_code})")
+
+        run()
+
+    _cleanup(service)
+    total = sum(counts.values())
+    print(f"\nschemathesis: {total} cases over {len(counts)} operations")
+    for label in sorted(counts):
+        print(f"  {counts[label]:4d}  {label:60s} {dict(sorted(statuses[label].items()))}")
+    for label, found in sorted(failures.items()):
+        print(f"  check failures on {label}: {sorted(found)}")
+    assert total >= len(counts) * 5
+    assert not server_errors, server_errors
+    assert not failures, dict(failures)
+
+
+def _cleanup(service) -> None:
+    """Delete what the fuzz created; check nothing configured an outbound target outside the isolated workspace."""
+
+    async def go() -> None:
+        import httpx
+
+        from wa_ray.signing import HmacAuth
+
+        redis = connect(service.config.redis_url)
+        admin = await ApiKeyStore(redis, MasterKey.from_b64(service.config.master_key_b64)).get("fuzz-admin")
+        async with httpx.AsyncClient(base_url=service.base_url, auth=HmacAuth(admin.key_id, admin.secret),
+                                     timeout=60) as api:
+            for ws in (WS, ISOLATED):
+                for s in (await api.get(f"/v1/workspaces/{ws}/sessions")).json():
+                    await api.delete(f"/v1/workspaces/{ws}/sessions/{s['session_id']}")
+        assert WS not in await redis.smembers(keys.webhook_workspaces())
+        assert WS not in await redis.smembers(keys.cloud_workspaces())
+        await redis.aclose()
+
+    _in_thread(go())
+
+
+def test_spec_is_served_with_docs(service) -> None:
+    spec = requests.get(f"{service.base_url}/openapi.json", timeout=10).json()
+    paths = spec["paths"]
+    for path in ("/v1/workspaces/{ws}/sessions", "/v1/workspaces/{ws}/sessions/{sid}",
+                 "/v1/workspaces/{ws}/sessions/{sid}/restart", "/v1/workspaces/{ws}/sessions/{sid}/logout",
+                 "/v1/workspaces/{ws}/sessions/{sid}/qr", "/v1/workspaces/{ws}/messages",
+                 "/v1/workspaces/{ws}/messages/{mid}", "/v1/workspaces/{ws}/events", "/v1/workspaces/{ws}/webhook",
+                 "/v1/workspaces/{ws}/stream-tokens", "/v1/console-tokens", "/v1/audit", "/healthz", "/readyz",
+                 "/metrics"):
+        assert path in paths, path
+    assert {"KeyId", "Timestamp", "Nonce", "Signature"} <= set(spec["components"]["securitySchemes"])
+    error = spec["components"]["schemas"]["ErrorBody"]
+    assert error["properties"]["error"]
+    for path, item in paths.items():
+        for method, op in item.items():
+            if path.startswith("/v1/"):
+                assert {"401", "403", "404", "429"} <= set(op["responses"]), (method, path)
+    docs = requests.get(f"{service.base_url}/docs", timeout=10)
+    assert docs.status_code == 200 and "openapi.json" in docs.text
