@@ -44,8 +44,10 @@ def build_app(context: AppContext) -> FastAPI:
     return api
 
 
-@serve.deployment(name="Ingress", num_replicas=1, ray_actor_options={"num_cpus": 0},
-                  logging_config={"enable_access_log": False})
+# Serve's default of 5 ongoing requests per replica let five open SSE streams starve every other
+# call (measured: the sixth request got no answer in 10 s); the replica is async and I/O bound.
+@serve.deployment(name="Ingress", num_replicas=1, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=2000,
+                  max_queued_requests=4000, logging_config={"enable_access_log": False})
 @serve.ingress()
 class Ingress:
     def __init__(self, config: RuntimeConfig) -> None:
