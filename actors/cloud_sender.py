@@ -137,11 +137,17 @@ class CloudSender:
 
     async def _process(self, stream: str, entry_id: str, message_id: str) -> None:
         try:
-            while await self._attempt(message_id) == LATER:
+            while True:
+                try:
+                    outcome = await self._attempt(message_id)
+                except Exception:  # Redis trouble or a bug: the intent is recorded, so trying again is safe
+                    log.exception("cloud send of %s failed; trying again", message_id)
+                    outcome = LATER
+                    await asyncio.sleep(2.0)
+                if outcome == DONE:
+                    break
                 await asyncio.sleep(RETRY_LATER_S)
             await self._done(stream, entry_id)
-        except Exception:
-            log.exception("cloud send of %s crashed; left pending", message_id)
         finally:
             self._inflight.discard(message_id)
             self._slots.release()
