@@ -1,6 +1,7 @@
 """Zero lost, zero duplicated, whatever crashes: counted on the simulator phone's inbox.
 
-1. Chromium is SIGKILLed while a stream of messages is being posted and sent: the session
+1. Chromium is SIGKILLed while a stream of messages is being posted and sent (with 40 ms to the
+   server and back, so one is in flight when it dies): the session
    reconnects from its saved state, a new sender incarnation XAUTOCLAIMs what the old one
    held, and every message ends on the phone exactly once. The one message whose send the
    crash may cut in half cannot be checked against a page that no longer exists; it is
@@ -59,9 +60,10 @@ async def test_browser_and_actor_crashes_lose_and_duplicate_nothing(api, phone_a
         await link_session(api, phone_api, events, WS, "c1", PHONE)
         await asyncio.sleep(0.5)  # the auth state is saved right after ready: a crash restores without QR
 
-        # --- 1. the browser dies mid-stream
+        # --- 1. the browser dies mid-stream; 40 ms to WhatsApp's server and back, so a send is in flight
+        await phone_api.put(f"/_phone/{PHONE}/config", json={"latency_ms": 40})
         ids: list[str] = []
-        poster = asyncio.create_task(_post_stream(api, "browser", 120, ids))
+        poster = asyncio.create_task(_post_stream(api, "browser", 100, ids))
         await events.wait_for(lambda e: len([x for x in events.of_type("message.sent")]) >= 25, timeout=60)
         browser = chromium_under(_host_pid(), "")
         os.kill(browser[0], signal.SIGKILL)
@@ -87,6 +89,7 @@ async def test_browser_and_actor_crashes_lose_and_duplicate_nothing(api, phone_a
               f"duplicated 0, unconfirmed {len(unconfirmed)} (on phone: {[s for _, s in unconfirmed]}), "
               f"not on phone {lost}")
         assert lost == sum(1 for _, s in unconfirmed if s == 0)
+        await phone_api.put(f"/_phone/{PHONE}/config", json={"latency_ms": 0})
 
         # --- 2. the SessionActor dies mid-stream; the page and its sender live in the BrowserHost
         ids2: list[str] = []
