@@ -19,6 +19,7 @@ from fastapi import Depends, Request
 from serve_app.auth import Principal
 from serve_app.context import AppContext
 from serve_app.errors import ApiError
+from supervisors.placement import PlacementError, QuotaExceeded
 from wa_ray.ids import ID_PATTERN
 
 _ID_RE = re.compile(ID_PATTERN)
@@ -77,9 +78,11 @@ async def supervisor_call(c: AppContext, method: str, *args: Any) -> Any:
     try:
         return await asyncio.wait_for(getattr(handle, method).remote(*args), SUPERVISOR_TIMEOUT_S)
     except ray.exceptions.RayTaskError as exc:
-        if "PlacementError" in str(exc):
+        if isinstance(exc, PlacementError):
             raise ApiError(503, "no_capacity", "every node is at its session limit",
                            headers={"Retry-After": "30"}) from None
+        if isinstance(exc, QuotaExceeded):
+            raise ApiError(409, "quota_exceeded", "this workspace already has its maximum number of sessions") from None
         raise
     except (TimeoutError, ray.exceptions.RayActorError):
         raise ApiError(503, "supervisor_unavailable", "the session supervisor did not answer",

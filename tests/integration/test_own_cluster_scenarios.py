@@ -31,5 +31,8 @@ def test_two_nodes_spread_limit_and_node_loss() -> None:
     assert result["nodes_used"] == result["slot_nodes"], "sessions spread over both slot nodes"
     assert result["per_node_after_4"] == [2, 2], "the per-node limit of 2 holds"
     assert result["fifth_status"] == 503, "no node has a free slot: refused, not queued forever"
+    assert result["fifth_in_workspace"] == [409, "quota_exceeded"], "per-workspace quota"
     assert result["victims"] and result["victims_now_on_c"], "the lost node's sessions moved to the node with room"
     assert result["qr_after_removal"] == 0, "and reconnected from saved state, without QR"
+    assert result["drained"] == 2 and result["after_drain_on_d"] == result["victims"], "drain moves a node's sessions"
+    assert result["qr_after_drain"] == 0

@@ -34,7 +34,8 @@ def run() -> dict:
     try:
         with running_web_simulator() as sim, tempfile.TemporaryDirectory() as tmp:
             # a cluster keeps auth state in Redis so any node can restore any session
-            settings = scenario_settings(Path(tmp), sim.url + "/", ray_address=cluster.address, auth_store="redis")
+            settings = scenario_settings(Path(tmp), sim.url + "/", ray_address=cluster.address, auth_store="redis",
+                                         sessions_per_workspace=4)
             service = Service(settings).start()
             try:
                 result = asyncio.run(_scenario(settings, sim.url, cluster, node_a, node_b))
@@ -58,8 +59,10 @@ async def _scenario(settings, sim_url, cluster, node_a, node_b) -> dict:
         out["per_node_after_4"] = sorted(per_node.values())
         out["nodes_used"] = sorted(n[:8] for n in per_node)
         out["slot_nodes"] = sorted(n[:8] for n in (node_a.node_id, node_b.node_id))
-        refused = await api.post(f"/v1/workspaces/{WS}/sessions", json={"session_id": "m9"})
-        out["fifth_status"] = refused.status_code
+        over_quota = await api.post(f"/v1/workspaces/{WS}/sessions", json={"session_id": "m9"})
+        out["fifth_in_workspace"] = [over_quota.status_code, over_quota.json()["error"]["code"]]
+        no_room = await api.post("/v1/workspaces/other/sessions", json={"session_id": "o1"})
+        out["fifth_status"] = no_room.status_code
 
         node_c = cluster.add_node(num_cpus=1, resources={SLOT: 2})
         cluster.wait_for_nodes()
@@ -79,6 +82,17 @@ async def _scenario(settings, sim_url, cluster, node_a, node_b) -> dict:
         out["victims"] = victims
         out["victims_now_on_c"] = all(placed[v] == node_c.node_id for v in victims)
         out["qr_after_removal"] = await qr_events_since(api, WS, mark_ms)
+
+        node_d = cluster.add_node(num_cpus=1, resources={SLOT: 2})
+        cluster.wait_for_nodes()
+        mark_ms = int(time.time() * 1000)
+        started = time.monotonic()
+        out["drained"] = await supervisor.drain_node.remote(node_c.node_id)
+        await wait_all(api, WS, "connected", 4, timeout=90)
+        placed = await supervisor.placements.remote()
+        out["drain_s"] = round(time.monotonic() - started, 2)
+        out["after_drain_on_d"] = sorted(k for k, n in placed.items() if n == node_d.node_id)
+        out["qr_after_drain"] = await qr_events_since(api, WS, mark_ms)
     return out
 
 
