@@ -7,6 +7,7 @@ malformed bodies, browser-token abuse, rate limiting, revocation. None may be a 
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 
 import httpx
@@ -238,9 +239,12 @@ async def test_browser_token_abuse(raw, make_key, client_for, unique_ws) -> None
     console = (await client.post("/v1/console-tokens", json={})).json()["token"]
 
     kind, payload, mac = stream.split(".")
-    forged = f"{kind}.{payload[:-2]}AA.{mac}"
+    claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    widened = base64.urlsafe_b64encode(orjson.dumps({**claims, "sid": None, "exp": claims["exp"] + 86400}))
+    forged = f"{kind}.{widened.rstrip(b'=').decode()}.{mac}"  # claims changed, signature kept
     assert _error(await raw.get(f"{events}?token={forged}")) == (403, "bad_token")
-    assert _error(await raw.get(f"{events}?token={stream[:-1]}0")) == (403, "bad_token")
+    flipped = stream[:-1] + ("1" if stream[-1] == "0" else "0")
+    assert _error(await raw.get(f"{events}?token={flipped}")) == (403, "bad_token")
     assert _error(await raw.get(f"{events}?token=garbage")) == (403, "bad_token")
     assert _error(await raw.get(f"{events}?token={console}")) == (403, "bad_token")  # wrong kind
     assert _error(await raw.get(f"/v1/workspaces/{unique_ws}-b/events?token={stream}")) == (404, "not_found")
