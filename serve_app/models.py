@@ -1,4 +1,6 @@
-"""Request and response models of the HTTP API (pydantic at the edge; the OpenAPI spec comes from these)."""
+"""Request and response models of the HTTP API (pydantic at the edge; the OpenAPI spec comes from these).
+
+The message pipeline's models (send, status, provider, pacing) live with it in message_models.py."""
 
 from __future__ import annotations
 
@@ -6,9 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
-from wa_ray.ids import ID_PATTERN, PHONE_PATTERN
+from wa_ray.ids import ID_PATTERN
 
-Priority = Literal["urgent", "high", "normal", "bulk"]
 Role = Literal["admin", "workspace", "read"]
 SessionStateName = Literal["initializing", "qr_required", "authenticating", "connected", "reconnecting",
                            "disconnected", "logged_out", "blocked", "failed", "stopped"]
@@ -60,35 +61,6 @@ class SessionOut(BaseModel):
 class QrOut(BaseModel):
     qr: str = Field(description="the raw string to encode as a QR code")
     since: float
-
-
-# --- messages (routes in messages_api.py) -------------------------------------------------------
-
-
-class SendMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    to: str = Field(pattern=PHONE_PATTERN, description="recipient, E.164 digits without '+'")
-    text: str = Field(min_length=1, max_length=4096)
-    session_id: str | None = Field(default=None, pattern=ID_PATTERN)
-    priority: Priority = "normal"
-
-
-class MessageAccepted(BaseModel):
-    message_id: str
-    status: str
-
-
-class MessageOut(BaseModel):
-    message_id: str
-    workspace_id: str
-    session_id: str
-    to: str
-    status: str
-    provider: str
-    priority: str
-    created_at: float
-    wa_message_id: str | None = None
-    history: list[dict[str, Any]]
 
 
 # --- workspace configuration -------------------------------------------------------------------
