@@ -239,6 +239,7 @@ class SessionSender:
             if not await self._messages.transition(message_id, self._ws, "sending", expect=("queued",),
                                                    provider=WEBJS, fields=intent, note={"provider": WEBJS}):
                 return DONE  # rerouted or failed meanwhile
+            record = {**record, "status": "sending", **intent}
         serialized = f"true_{to}_{key}"
         # bound before the send: an ack can overtake the send's own reply
         await self._messages.bind_wa_id(message_id, serialized)
@@ -289,7 +290,8 @@ class SessionSender:
 
     async def _mark_sent(self, record: dict[str, str], wa_id: str, send_ms: float = 0.0) -> None:
         message_id = record["message_id"]
-        await self._messages.bind_wa_id(message_id, wa_id)
+        if wa_id != f"true_{record['to']}@c.us_{record.get('wa_key', '')}":  # else bound before the send
+            await self._messages.bind_wa_id(message_id, wa_id)
         data = {"message_id": message_id, "wa_message_id": wa_id, "to": record["to"], "provider": WEBJS,
                 "send_ms": round(send_ms, 2), "failover": record.get("failover") == "1"}
         await self._messages.transition(message_id, self._ws, "sent", provider=WEBJS,
