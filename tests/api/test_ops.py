@@ -141,3 +141,24 @@ async def test_audit_records_who_what_when_outcome(service, api, raw, make_key, 
     assert [e["route"] for e in by_key.json()["entries"]] == ["/v1/workspaces/{ws}/stream-tokens"]
     older = await api.get(f"/v1/audit?who=key:{writer_key.key_id}&before={by_key.json()['next_before']}")
     assert [e["route"] for e in older.json()["entries"]] == ["/v1/workspaces/{ws}/webhook"]
+
+
+async def test_spec_is_served_with_docs(raw) -> None:
+    spec = (await raw.get("/openapi.json")).json()
+    paths = spec["paths"]
+    for path in ("/v1/workspaces/{ws}/sessions", "/v1/workspaces/{ws}/sessions/{sid}",
+                 "/v1/workspaces/{ws}/sessions/{sid}/restart", "/v1/workspaces/{ws}/sessions/{sid}/logout",
+                 "/v1/workspaces/{ws}/sessions/{sid}/qr", "/v1/workspaces/{ws}/messages",
+                 "/v1/workspaces/{ws}/messages/{mid}", "/v1/workspaces/{ws}/events", "/v1/workspaces/{ws}/webhook",
+                 "/v1/workspaces/{ws}/stream-tokens", "/v1/console-tokens", "/v1/audit", "/healthz", "/readyz",
+                 "/metrics", "/v1/workspaces/{ws}/provider", "/webhooks/meta"):
+        assert path in paths, path
+    assert {"KeyId", "Timestamp", "Nonce", "Signature"} <= set(spec["components"]["securitySchemes"])
+    error = spec["components"]["schemas"]["ErrorBody"]
+    assert error["properties"]["error"]
+    for path, item in paths.items():
+        for method, op in item.items():
+            if path.startswith("/v1/"):
+                assert {"401", "403", "404", "429"} <= set(op["responses"]), (method, path)
+    docs = await raw.get("/docs")
+    assert docs.status_code == 200 and "openapi.json" in docs.text
