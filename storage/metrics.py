@@ -19,6 +19,7 @@ Two kinds:
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -26,10 +27,12 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError, WatchError
+from redis.exceptions import RedisError, ResponseError, WatchError
 
 from sessions.state import SessionState
 from storage import keys
+
+log = logging.getLogger(__name__)
 
 QR_BUCKETS: tuple[float, ...] = (0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60)
 LATENCY_BUCKETS: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -180,7 +183,13 @@ class MetricsStore:
                                               keys.webhook_workspaces())
         for ws in sorted(workspaces):
             for _ in range(FOLD_MAX_PER_WORKSPACE // FOLD_BATCH):
-                n = await self._fold_batch(ws)
+                try:
+                    n = await self._fold_batch(ws)
+                except (RedisError, OSError):
+                    raise
+                except Exception:  # a bug here must not take /metrics down: report what is folded so far
+                    log.exception("metrics fold of %s failed", ws)
+                    break
                 folded += n
                 if n < FOLD_BATCH:
                     break
@@ -194,7 +203,7 @@ class MetricsStore:
                 batch = await pipe.xrange(keys.events(ws), min=f"({cursor}", max="+", count=FOLD_BATCH)
                 if not batch:
                     return 0
-                events = [(eid, orjson.loads(f["e"])) for eid, f in batch if "e" in f]
+                events = [(eid, e) for eid, e in ((eid, _parse(f)) for eid, f in batch) if e is not None]
                 lookups = await _lookups(self._redis, ws, events)
                 counters, hist, qr_set, qr_del = _increments(ws, events, lookups)
                 pipe.multi()
@@ -213,6 +222,18 @@ class MetricsStore:
                 return 0  # another replica folded this batch first
             except ResponseError:
                 return 0
+
+
+def _parse(fields: dict[str, str]) -> dict[str, Any] | None:
+    """An event envelope, or None for an entry that is not one (it is skipped, not fatal)."""
+    try:
+        event = orjson.loads(fields["e"])
+        if not isinstance(event, dict) or not isinstance(event.get("data") or {}, dict):
+            return None
+        float(event.get("ts") or 0)
+        return event
+    except (KeyError, ValueError, TypeError):  # orjson.JSONDecodeError is a ValueError
+        return None
 
 
 async def _lookups(redis: aioredis.Redis, ws: str, events: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
