@@ -112,22 +112,13 @@ class CloudSender:
         streams = [keys.cloud_queue(ws, p) for p in keys.PRIORITIES]
         await self._messages.ensure_group(streams)
         for stream in streams:
-            start = "0-0"
-            while True:
-                start, claimed = (await self._redis.xautoclaim(stream, keys.QUEUE_GROUP, self._consumer, 0,
-                                                               start_id=start, count=100))[:2]
-                for entry_id, fields in claimed:
-                    await self._spawn(stream, entry_id, (fields or {}).get("m"))
-                if start == "0-0" or not claimed:
-                    break
-            for consumer in await self._redis.xinfo_consumers(stream, keys.QUEUE_GROUP):
-                if consumer["name"] != self._consumer and int(consumer["pending"]) == 0:
-                    await self._redis.xgroup_delconsumer(stream, keys.QUEUE_GROUP, consumer["name"])
+            for entry_id, fields in await self._messages.claim_orphans(stream, self._consumer, 0):
+                await self._spawn(stream, entry_id, (fields or {}).get("m"))
         self._ready.add(ws)
 
     async def _spawn(self, stream: str, entry_id: str, message_id: str | None) -> None:
         if not message_id:
-            await self._done(stream, entry_id)
+            await self._messages.done(stream, entry_id)
             return
         if message_id in self._inflight:
             return
@@ -147,16 +138,10 @@ class CloudSender:
                 if outcome == DONE:
                     break
                 await asyncio.sleep(RETRY_LATER_S)
-            await self._done(stream, entry_id)
+            await self._messages.done(stream, entry_id)
         finally:
             self._inflight.discard(message_id)
             self._slots.release()
-
-    async def _done(self, stream: str, entry_id: str) -> None:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.xack(stream, keys.QUEUE_GROUP, entry_id)
-            pipe.xdel(stream, entry_id)
-            await pipe.execute()
 
     # --------------------------------------------------------------- one send
     async def _attempt(self, message_id: str) -> str:

@@ -83,11 +83,6 @@ class PageGone(Exception):
     """The page (or its document) is not there to answer: the outcome of a send in flight is open."""
 
 
-def default_policy(config: RuntimeConfig) -> PacingPolicy:
-    return PacingPolicy(enabled=config.pacing, per_minute=config.pacing_per_minute,
-                        per_hour=config.pacing_per_hour, typing=config.typing_delay)
-
-
 class SessionSender:
     def __init__(self, redis: aioredis.Redis, ws: str, sid: str, page: PageSession, config: RuntimeConfig) -> None:
         self._redis = redis
@@ -95,7 +90,7 @@ class SessionSender:
         self._page = page
         self._messages = MessageStore(redis)
         self._events = EventLog(redis)
-        self._pacing = PacingStore(redis, default_policy(config))
+        self._pacing = PacingStore(redis, PacingPolicy.from_config(config))
         self._router = FailoverRouter(redis, ProviderStore(redis, MasterKey.from_b64(config.master_key_b64)),
                                       self._messages)
         self.epoch = secrets.token_hex(6)
@@ -146,17 +141,10 @@ class SessionSender:
             await asyncio.sleep(HEARTBEAT_S)
 
     async def _reclaim(self, min_idle_ms: int) -> None:
-        """XAUTOCLAIM entries other consumers of this session read but never acknowledged."""
+        """Take over what other consumers of this session read and never acknowledged (they land in our
+        pending list, which the loop reads first)."""
         for stream in self._streams:
-            start = "0-0"
-            while True:
-                start, claimed = (await self._redis.xautoclaim(stream, keys.QUEUE_GROUP, self._consumer,
-                                                               min_idle_ms, start_id=start, count=100))[:2]
-                if start == "0-0" or not claimed:
-                    break
-            for consumer in await self._redis.xinfo_consumers(stream, keys.QUEUE_GROUP):
-                if consumer["name"] != self._consumer and int(consumer["pending"]) == 0:
-                    await self._redis.xgroup_delconsumer(stream, keys.QUEUE_GROUP, consumer["name"])
+            await self._messages.claim_orphans(stream, self._consumer, min_idle_ms)
 
     async def _own_pending(self, count: int) -> list[tuple[str, str, str]]:
         """Entries this consumer holds but has not acknowledged, highest priority first."""
@@ -190,21 +178,14 @@ class SessionSender:
                 if fields and "m" in fields:
                     out.append((stream, entry_id, fields["m"]))
                 else:  # trimmed or deleted under us: nothing to send
-                    await self._done(stream, entry_id)
+                    await self._messages.done(stream, entry_id)
         return out
-
-    async def _done(self, stream: str, entry_id: str) -> None:
-        # acked entries are deleted too: a queue stream holds only what is still to be sent
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.xack(stream, keys.QUEUE_GROUP, entry_id)
-            pipe.xdel(stream, entry_id)
-            await pipe.execute()
 
     # ------------------------------------------------------------- one send
     async def _deliver(self, stream: str, entry_id: str, message_id: str) -> str:
         outcome = await self._resolve(stream, entry_id, message_id)
         if outcome == DONE:
-            await self._done(stream, entry_id)
+            await self._messages.done(stream, entry_id)
         return outcome
 
     async def _resolve(self, stream: str, entry_id: str, message_id: str) -> str:

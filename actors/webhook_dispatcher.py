@@ -59,8 +59,7 @@ class WebhookDispatcher:
         self._config = config
         self._redis = connect(config.redis_url)
         self._targets = WebhookConfigStore(self._redis, MasterKey.from_b64(config.master_key_b64))
-        self._outbox = Outbox(self._redis, RetryPolicy(config.webhook_max_attempts, config.webhook_base_delay_s,
-                                                       config.webhook_max_delay_s))
+        self._outbox = Outbox(self._redis, RetryPolicy.from_config(config))
         self._client = httpx.AsyncClient(timeout=config.webhook_timeout_s,
                                          limits=httpx.Limits(max_connections=CONNECTIONS))
         self._inflight: dict[str, set[str]] = {}

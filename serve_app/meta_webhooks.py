@@ -29,8 +29,7 @@ from actors.inbound import InboundRecorder
 from serve_app.context import AppContext
 from serve_app.deps import ctx
 from serve_app.errors import ApiError
-from sessions.crypto import MasterKey
-from storage.providers import ProviderStore
+from serve_app.provider_selector import selector
 
 router = APIRouter()
 
@@ -42,10 +41,6 @@ def _recorder(c: AppContext) -> InboundRecorder:
     if rec is None:
         rec = _recorders[id(c)] = InboundRecorder(c.redis, c.config)
     return rec
-
-
-def _store(c: AppContext) -> ProviderStore:
-    return ProviderStore(c.redis, MasterKey.from_b64(c.config.master_key_b64))
 
 
 def signature_ok(app_secret: str, body: bytes, header: str | None) -> bool:
@@ -61,7 +56,7 @@ async def verify(request: Request, c: AppContext = Depends(ctx)) -> PlainTextRes
     token, challenge = q.get("hub.verify_token"), q.get("hub.challenge")
     if q.get("hub.mode") != "subscribe" or not token or challenge is None:
         raise ApiError(403, "verification_failed", "not a subscription handshake")
-    if await _store(c).workspace_of_verify_token(token) is None:
+    if await selector(c).store.workspace_of_verify_token(token) is None:
         raise ApiError(403, "verification_failed", "verify token does not match")
     return PlainTextResponse(challenge)
 
@@ -77,7 +72,7 @@ async def receive(request: Request, c: AppContext = Depends(ctx)) -> Response:
                for entry in (payload.get("entry") or [] if isinstance(payload, dict) else [])
                for change in entry.get("changes") or []}
     numbers.discard(None)
-    store = _store(c)
+    store = selector(c).store
     workspaces = {await store.workspace_of_number(str(n)) for n in numbers}
     if len(numbers) == 0 or None in workspaces or len(workspaces) != 1:
         raise ApiError(403, "bad_signature", "payload names no phone number configured here")

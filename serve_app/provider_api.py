@@ -15,21 +15,14 @@ from serve_app.context import AppContext
 from serve_app.deps import ctx, workspace, writable_workspace
 from serve_app.message_models import PacingIn, ProviderIn, ProviderOut
 from serve_app.provider_selector import choose, selector, snapshot
-from sessions.crypto import MasterKey
 from storage.pacing import PacingPolicy, PacingStore
-from storage.providers import CloudCredentials, CloudOptions, ProviderConfig, ProviderStore
+from storage.providers import CloudCredentials, CloudOptions, ProviderConfig
 
 router = APIRouter()
 
 
-def _store(c: AppContext) -> ProviderStore:
-    return ProviderStore(c.redis, MasterKey.from_b64(c.config.master_key_b64))
-
-
 def _pacing(c: AppContext) -> PacingStore:
-    cfg = c.config
-    return PacingStore(c.redis, PacingPolicy(enabled=cfg.pacing, per_minute=cfg.pacing_per_minute,
-                                             per_hour=cfg.pacing_per_hour, typing=cfg.typing_delay), cache_ttl_s=0)
+    return PacingStore(c.redis, PacingPolicy.from_config(c.config), cache_ttl_s=0)
 
 
 @router.put("/v1/workspaces/{ws}/provider", response_model=ProviderOut)
@@ -45,7 +38,7 @@ async def put_provider(body: ProviderIn, ws: str = Depends(writable_workspace),
         cloud = CloudCredentials(b.phone_number_id, b.access_token, b.app_secret, str(b.graph_base_url),
                                  b.graph_version, options)
     config = ProviderConfig(body.priority, body.override, body.failover_grace_s, cloud)
-    await _store(c).set(ws, config, body.cloud.verify_token if body.cloud else None)
+    await selector(c).store.set(ws, config, body.cloud.verify_token if body.cloud else None)
     selector(c).invalidate(ws)
     return await _describe(c, ws)
 
@@ -56,7 +49,7 @@ async def get_provider(ws: str = Depends(workspace), c: AppContext = Depends(ctx
 
 
 async def _describe(c: AppContext, ws: str) -> ProviderOut:
-    store = _store(c)
+    store = selector(c).store
     snap, _, _ = await snapshot(store, ws)
     return ProviderOut(**await store.describe(ws), current=choose(snap.priority, snap.override, snap.webjs(), snap.meta),
                        sessions=snap.sessions, cloud_api_healthy=snap.meta, breaker=await store.breaker(ws))

@@ -183,7 +183,7 @@ class SelectorClient:
     """The ingress side: a per-workspace snapshot cache in front of the deployment (and a fallback)."""
 
     def __init__(self, store: ProviderStore, ttl_s: float) -> None:
-        self._store = store
+        self.store = store
         self._ttl = ttl_s
         self._cache: dict[str, tuple[float, Snapshot]] = {}
         self._handle: Any = None
@@ -200,7 +200,7 @@ class SelectorClient:
             # the selector is down or not deployed: decide from the same Redis state, never fail the send
             log.warning("provider selector unavailable (%s); deciding locally", type(exc).__name__)
             self._handle = None
-            snap, _, _ = await snapshot(self._store, ws)
+            snap, _, _ = await snapshot(self.store, ws)
         self._cache[ws] = (time.monotonic() + self._ttl, snap)
         return snap
 
@@ -212,7 +212,7 @@ _clients: dict[int, SelectorClient] = {}
 
 
 def selector(c: AppContext) -> SelectorClient:
-    """The replica's snapshot cache (one per ingress context)."""
+    """The replica's snapshot cache and provider store (one per ingress context)."""
     client = _clients.get(id(c))
     if client is None:
         store = ProviderStore(c.redis, MasterKey.from_b64(c.config.master_key_b64))

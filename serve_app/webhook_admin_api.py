@@ -18,8 +18,7 @@ router = APIRouter()
 
 
 def _outbox(c: AppContext) -> Outbox:
-    cfg = c.config
-    return Outbox(c.redis, RetryPolicy(cfg.webhook_max_attempts, cfg.webhook_base_delay_s, cfg.webhook_max_delay_s))
+    return Outbox(c.redis, RetryPolicy.from_config(c.config))
 
 
 @router.put("/v1/workspaces/{ws}/webhook/policy")

@@ -19,6 +19,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from storage import keys
+from wa_ray.config import RuntimeConfig
 
 # Move dead letters (all, or those whose event id is listed) into the replay stream, in order.
 _REPLAY = """
@@ -49,6 +50,10 @@ class RetryPolicy:
     max_attempts: int = 8
     base_delay_s: float = 1.0
     max_delay_s: float = 300.0
+
+    @classmethod
+    def from_config(cls, config: RuntimeConfig) -> RetryPolicy:
+        return cls(config.webhook_max_attempts, config.webhook_base_delay_s, config.webhook_max_delay_s)
 
 
 class Outbox:

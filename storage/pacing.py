@@ -28,6 +28,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from storage import keys
+from wa_ray.config import RuntimeConfig
 
 MINUTE, HOUR = 60.0, 3600.0
 # (sends in the last minute, counting this one, up to which) -> gap in seconds before it
@@ -49,6 +50,12 @@ class PacingPolicy:
     typing_min_s: float = 0.2
     typing_max_s: float = 3.0
     typing_jitter: float = 0.25  # +-25%
+
+    @classmethod
+    def from_config(cls, config: RuntimeConfig) -> PacingPolicy:
+        """The service-wide default (WA_PACING, WA_PACING_PER_MINUTE, ...), before workspace overrides."""
+        return cls(enabled=config.pacing, per_minute=config.pacing_per_minute, per_hour=config.pacing_per_hour,
+                   typing=config.typing_delay)
 
     def gap_s(self, sent_last_minute: int) -> float:
         """The progressive delay for the next send, given how many went out in the last minute."""
