@@ -1,0 +1,165 @@
+"""Serve application builders for a config-file deployment (`serve deploy deploy/serve.yaml`, KubeRay).
+
+`wa_ray.service.Service.start()` brings everything up from one driver process: Redis, Ray, the
+detached control plane (supervisor, webhook dispatcher, cloud sender) and the two Serve apps. On a
+cluster that Ray Serve manages from a config file (the Ray cluster launcher, KubeRay's RayService)
+there is no such driver: Serve imports the `import_path` of each application and calls it with the
+config's `args`. The two builders here do what `Service._start` does for their app:
+
+* `providers_app(args)` -> the `ProviderSelector` app (`wa-ray-providers`, no HTTP route).
+* `ingress_app(args)` -> waits until a node advertises `wa_session_slot` (so sessions and browsers
+  never land on a head that has no slots just because the workers have not joined yet), makes sure
+  the detached control-plane actors exist (get_if_exists, pinned softly to the head), bootstraps the
+  admin API key when WA_API_KEY_ID/WA_API_KEY_SECRET are set, and returns the `Ingress` app.
+
+Settings come from the environment of the Ray node (the same WA_* variables as `wa-ray up`);
+`args` may override the non-secret ones (e.g. `web_url`). Secrets (REDIS_URL, WA_MASTER_KEY, ...)
+are refused in `args`: a Serve config is shown by `serve status` and the dashboard. A cluster needs
+a shared Redis (REDIS_URL), one master key on every node (WA_MASTER_KEY) and auth state in Redis
+(WA_AUTH_STORE=redis) so any node can restore any session; the builders refuse to start otherwise.
+
+Unlike `Service.start`, the ingress builder does not wait for restore-at-boot to finish: the API
+comes up while the supervisor brings back connected sessions a few at a time (`/readyz` shows how
+many are placed). Re-applying the config re-runs the builders; the detached actors already running
+are kept as they are (they hold the RuntimeConfig they were started with).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from ray.serve import Application
+
+from wa_ray.config import RuntimeConfig, Settings
+
+log = logging.getLogger(__name__)
+
+SLOT = "wa_session_slot"  # = supervisors.placement.SLOT; importing it here would pull in the supervisor
+SECRET_SETTINGS = frozenset({"redis_url", "master_key", "master_key_previous", "api_key_secret"})
+# meaningless here: Serve's http_options own host/port, the builder runs inside the cluster, no embedded Redis
+NOT_FOR_CONFIG = frozenset({"ray_address", "redis_port", "http_host", "http_port"})
+DEPLOY_ARGS: dict[str, float] = {"wait_for_slot_nodes_s": 120.0}  # builder-only args and their defaults
+HEAD_RESOURCE = "node:__internal_head__"
+
+
+class DeployConfigError(ValueError):
+    """The environment or the Serve config args cannot make a cluster deployment."""
+
+
+def settings_from(args: dict[str, Any] | None) -> tuple[Settings, dict[str, float]]:
+    """Settings from the node's environment, overridden by the non-secret `args`; plus the builder args."""
+    args = dict(args or {})
+    deploy = {name: float(args.pop(name, default)) for name, default in DEPLOY_ARGS.items()}
+    secret = sorted(SECRET_SETTINGS & args.keys())
+    if secret:
+        raise DeployConfigError(f"secrets do not belong in the Serve config args: {secret}; set them in the "
+                                "environment of the Ray nodes (from a Kubernetes Secret or the node's env file)")
+    allowed = Settings.model_fields.keys() - SECRET_SETTINGS - NOT_FOR_CONFIG
+    unknown = sorted(args.keys() - allowed)
+    if unknown:
+        raise DeployConfigError(f"unknown args {unknown}; expected one of {sorted(allowed | DEPLOY_ARGS.keys())}")
+    settings = Settings(**args)
+    problems = []
+    if not settings.redis_url:
+        problems.append("REDIS_URL is not set (the embedded Redis listens on 127.0.0.1 of one node only)")
+    if not settings.master_key:
+        problems.append("WA_MASTER_KEY is not set (every node must decrypt the same auth state and secrets)")
+    if settings.auth_store != "redis":
+        problems.append("WA_AUTH_STORE is not 'redis' (a session moved to another node would need a new QR)")
+    if problems:
+        raise DeployConfigError("cluster deployment: " + "; ".join(problems))
+    return settings, deploy
+
+
+def runtime_config(settings: Settings) -> RuntimeConfig:
+    """The RuntimeConfig `Service._start` builds, for a cluster (REDIS_URL and WA_MASTER_KEY are set).
+
+    Keep in step with `wa_ray/service.py`: tests/ops/test_deploy_entry.py compares the two."""
+    from sessions.crypto import MasterKey
+
+    assert settings.redis_url and settings.master_key
+    MasterKey.from_b64(settings.master_key)  # a malformed key fails here, not in every actor
+    s = settings
+    return RuntimeConfig(
+        redis_url=settings.redis_url, web_url=s.web_url, data_dir=str(s.data_dir.resolve()),
+        master_key_b64=settings.master_key, chromium=s.chromium, sessions_per_node=s.sessions_per_node,
+        sessions_per_workspace=s.sessions_per_workspace, auth_store=s.auth_store,
+        previous_keys_b64=(s.master_key_previous,) if s.master_key_previous else (),
+        qr_max_refs=s.qr_max_refs, webhook_max_attempts=s.webhook_max_attempts,
+        webhook_base_delay_s=s.webhook_base_delay_s, webhook_max_delay_s=s.webhook_max_delay_s,
+        webhook_timeout_s=s.webhook_timeout_s, pacing=s.pacing, pacing_per_minute=s.pacing_per_minute,
+        pacing_per_hour=s.pacing_per_hour, typing_delay=s.typing_delay,
+        provider_cache_ttl_s=s.provider_cache_ttl_s,
+    )
+
+
+def slot_nodes(nodes: list[dict[str, Any]]) -> list[str]:
+    """Alive nodes that advertise session slots."""
+    return [n["NodeID"] for n in nodes if n.get("Alive") and n.get("Resources", {}).get(SLOT)]
+
+
+def head_node(nodes: list[dict[str, Any]]) -> str | None:
+    return next((n["NodeID"] for n in nodes if n.get("Alive") and HEAD_RESOURCE in n.get("Resources", {})), None)
+
+
+def wait_for_slot_nodes(timeout_s: float, poll_s: float = 1.0) -> list[str]:
+    """Block until some node advertises `wa_session_slot`; timeout 0 does not wait (single node, no slots)."""
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = slot_nodes(ray.nodes())
+        if found or timeout_s <= 0:
+            return found
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f"no node advertises {SLOT} after {timeout_s:.0f} s; start the workers with "
+                               f"--resources='{{\"{SLOT}\": 50}}' (or set wait_for_slot_nodes_s: 0 in the "
+                               "Serve config args to let sessions run on any node)")
+        time.sleep(poll_s)
+
+
+def start_control_plane(config: RuntimeConfig, settings: Settings) -> dict[str, Any]:
+    """The detached supervisor, webhook dispatcher and cloud sender, as `Service._start` starts them."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from actors.cloud_sender import CLOUD_SENDER_NAME, CloudSender
+    from actors.webhook_dispatcher import WebhookDispatcher
+    from supervisors.session_supervisor import SessionSupervisor
+    from wa_ray import DISPATCHER_NAME, NAMESPACE, SUPERVISOR_NAME
+
+    head = head_node(ray.nodes())
+    # the head keeps the control plane when it can; soft, so a restarted head (or none) is no obstacle
+    where = {"scheduling_strategy": NodeAffinitySchedulingStrategy(head, soft=True)} if head else {}
+    common = {"namespace": NAMESPACE, "lifetime": "detached", "get_if_exists": True, **where}
+    supervisor = SessionSupervisor.options(name=SUPERVISOR_NAME, **common).remote(config)
+    dispatcher = WebhookDispatcher.options(name=DISPATCHER_NAME, **common).remote(config)
+    cloud_sender = CloudSender.options(name=CLOUD_SENDER_NAME, **common).remote(config)
+    ray.get([supervisor.warm.remote(), dispatcher.start.remote(), cloud_sender.ping.remote()])
+    if settings.api_key_id and settings.api_key_secret:
+        from wa_ray.service import _bootstrap_key
+
+        ray.get(_bootstrap_key.remote(config, settings.api_key_id, settings.api_key_secret))
+    return {"supervisor": supervisor, "dispatcher": dispatcher, "cloud_sender": cloud_sender}
+
+
+def providers_app(args: dict[str, Any]) -> Application:
+    """Serve builder for the `wa-ray-providers` application (route_prefix: null)."""
+    from serve_app.provider_selector import ProviderSelector
+
+    settings, _ = settings_from(args)
+    return ProviderSelector.bind(runtime_config(settings))
+
+
+def ingress_app(args: dict[str, Any]) -> Application:
+    """Serve builder for the `wa-ray` application (route_prefix: /): control plane first, then the Ingress."""
+    from serve_app.app import Ingress
+
+    settings, deploy = settings_from(args)
+    config = runtime_config(settings)
+    nodes = wait_for_slot_nodes(deploy["wait_for_slot_nodes_s"])
+    log.info("wa-ray: %d node(s) advertise %s; starting the control plane", len(nodes), SLOT)
+    start_control_plane(config, settings)
+    return Ingress.bind(config)
