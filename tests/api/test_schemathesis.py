@@ -28,11 +28,11 @@ from wa_ray.signing import signed_headers
 
 schemathesis = pytest.importorskip("schemathesis")  # in the test extras; skipped, not broken, without it
 
-import requests  # noqa: E402  (schemathesis brings it)
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from schemathesis import GenerationMode  # noqa: E402
-from schemathesis.core.failures import FailureGroup  # noqa: E402
+import requests  # schemathesis brings it
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.core.failures import FailureGroup
 
 WS, ISOLATED = "fuzz", "fuzz-iso"
 EXAMPLES = 30
@@ -104,7 +104,7 @@ def test_schemathesis_finds_no_server_errors(service, fuzz_keys) -> None:
         @settings(max_examples=SESSION_EXAMPLES if creates_sessions else EXAMPLES, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck), derandomize=True)
         @given(case=strategy)
-        def run(case) -> None:
+        def run(case) -> None:  # called right below, while label and auth are still this operation's
             try:
                 response = case.call(session=session, auth=auth, timeout=60)
             except requests.RequestException as exc:
