@@ -76,23 +76,12 @@ def settings_from(args: dict[str, Any] | None) -> tuple[Settings, dict[str, floa
 def runtime_config(settings: Settings) -> RuntimeConfig:
     """The RuntimeConfig `Service._start` builds, for a cluster (REDIS_URL and WA_MASTER_KEY are set).
 
-    Keep in step with `wa_ray/service.py`: tests/ops/test_deploy_entry.py compares the two."""
+    Built by `Settings.runtime`, the same call `Service._start` makes."""
     from sessions.crypto import MasterKey
 
     assert settings.redis_url and settings.master_key
     MasterKey.from_b64(settings.master_key)  # a malformed key fails here, not in every actor
-    s = settings
-    return RuntimeConfig(
-        redis_url=settings.redis_url, web_url=s.web_url, data_dir=str(s.data_dir.resolve()),
-        master_key_b64=settings.master_key, chromium=s.chromium, sessions_per_node=s.sessions_per_node,
-        sessions_per_workspace=s.sessions_per_workspace, auth_store=s.auth_store,
-        previous_keys_b64=(s.master_key_previous,) if s.master_key_previous else (),
-        qr_max_refs=s.qr_max_refs, webhook_max_attempts=s.webhook_max_attempts,
-        webhook_base_delay_s=s.webhook_base_delay_s, webhook_max_delay_s=s.webhook_max_delay_s,
-        webhook_timeout_s=s.webhook_timeout_s, pacing=s.pacing, pacing_per_minute=s.pacing_per_minute,
-        pacing_per_hour=s.pacing_per_hour, typing_delay=s.typing_delay,
-        provider_cache_ttl_s=s.provider_cache_ttl_s,
-    )
+    return settings.runtime(settings.redis_url, settings.master_key)
 
 
 def slot_nodes(nodes: list[dict[str, Any]]) -> list[str]:

@@ -47,3 +47,17 @@ class Settings(BaseSettings):
     provider_cache_ttl_s: float = 1.0  # how long an ingress replica reuses a workspace's provider decision
     api_key_id: str | None = None  # bootstrap admin key (created at start when both are set)
     api_key_secret: str | None = None
+
+    def runtime(self, redis_url: str, master_key_b64: str) -> RuntimeConfig:
+        """The one place Settings become what actors get, for `Service` and the Serve config builders."""
+        return RuntimeConfig(
+            redis_url=redis_url, web_url=self.web_url, data_dir=str(self.data_dir.resolve()),
+            master_key_b64=master_key_b64, chromium=self.chromium, sessions_per_node=self.sessions_per_node,
+            sessions_per_workspace=self.sessions_per_workspace, auth_store=self.auth_store,
+            previous_keys_b64=(self.master_key_previous,) if self.master_key_previous else (),
+            qr_max_refs=self.qr_max_refs, webhook_max_attempts=self.webhook_max_attempts,
+            webhook_base_delay_s=self.webhook_base_delay_s, webhook_max_delay_s=self.webhook_max_delay_s,
+            webhook_timeout_s=self.webhook_timeout_s, pacing=self.pacing, pacing_per_minute=self.pacing_per_minute,
+            pacing_per_hour=self.pacing_per_hour, typing_delay=self.typing_delay,
+            provider_cache_ttl_s=self.provider_cache_ttl_s,
+        )

@@ -62,17 +62,7 @@ class Service:
         if not redis_url:
             self.redis = EmbeddedRedis(s.data_dir / "redis", port=s.redis_port)
             redis_url = self.redis.start()
-        self.config = RuntimeConfig(
-            redis_url=redis_url, web_url=s.web_url, data_dir=str(s.data_dir.resolve()),
-            master_key_b64=load_master_key(s), chromium=s.chromium, sessions_per_node=s.sessions_per_node,
-            sessions_per_workspace=s.sessions_per_workspace, auth_store=s.auth_store,
-            previous_keys_b64=(s.master_key_previous,) if s.master_key_previous else (),
-            qr_max_refs=s.qr_max_refs, webhook_max_attempts=s.webhook_max_attempts,
-            webhook_base_delay_s=s.webhook_base_delay_s, webhook_max_delay_s=s.webhook_max_delay_s,
-            webhook_timeout_s=s.webhook_timeout_s, pacing=s.pacing, pacing_per_minute=s.pacing_per_minute,
-            pacing_per_hour=s.pacing_per_hour, typing_delay=s.typing_delay,
-            provider_cache_ttl_s=s.provider_cache_ttl_s,
-        )
+        self.config = s.runtime(redis_url, load_master_key(s))
         if not ray.is_initialized():
             if s.ray_address:
                 ray.init(address=s.ray_address, namespace=NAMESPACE)

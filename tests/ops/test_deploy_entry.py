@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import base64
 import dataclasses
+import inspect
 import os
 from pathlib import Path
 
@@ -57,20 +58,14 @@ def test_args_override_the_environment(env) -> None:
     assert settings_from({})[1] == {"wait_for_slot_nodes_s": 120.0}
 
 
-def _runtime_config_keywords(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "RuntimeConfig"]
-    assert len(calls) == 1, path
-    return {k.arg for k in calls[0].keywords if k.arg}
-
-
-def test_runtime_config_is_built_like_service_start() -> None:
-    """deploy_entry copies Service._start's RuntimeConfig(...) call: same fields, none forgotten."""
-    service = _runtime_config_keywords(REPO / "wa_ray" / "service.py")
-    entry = _runtime_config_keywords(REPO / "serve_app" / "deploy_entry.py")
-    assert entry == service
-    fields = {f.name for f in dataclasses.fields(RuntimeConfig)} - {"chromium_flags"}
-    assert entry == fields, "a new RuntimeConfig field must be set by both"
+def test_every_runtime_config_field_comes_from_settings() -> None:
+    """Settings.runtime sets every field, so an added RuntimeConfig field cannot be forgotten."""
+    settings = Settings(data_dir=Path("/tmp/x"), chromium="/bin/true", pacing=False, qr_max_refs=4)
+    built = settings.runtime("redis://127.0.0.1:1/0", "a2V5")
+    assert built.pacing is False and built.qr_max_refs == 4 and built.redis_url.endswith(":1/0")
+    source = ast.parse(inspect.getsource(Settings.runtime).strip().replace("\n    ", "\n"))
+    keywords = {k.arg for n in ast.walk(source) if isinstance(n, ast.Call) for k in n.keywords}
+    assert keywords == {f.name for f in dataclasses.fields(RuntimeConfig)} - {"chromium_flags"}
 
 
 def test_runtime_config_values(env) -> None:
