@@ -128,9 +128,9 @@ def start_control_plane(config: RuntimeConfig, settings: Settings) -> dict[str, 
     cloud_sender = CloudSender.options(name=CLOUD_SENDER_NAME, **common).remote(config)
     ray.get([supervisor.warm.remote(), dispatcher.start.remote(), cloud_sender.ping.remote()])
     if settings.api_key_id and settings.api_key_secret:
-        from wa_ray.service import _bootstrap_key
+        from wa_ray.service import bootstrap_admin_key
 
-        ray.get(_bootstrap_key.remote(config, settings.api_key_id, settings.api_key_secret))
+        ray.get(bootstrap_admin_key.remote(config, settings.api_key_id, settings.api_key_secret))
     return {"supervisor": supervisor, "dispatcher": dispatcher, "cloud_sender": cloud_sender}
 
 

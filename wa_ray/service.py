@@ -96,7 +96,7 @@ class Service:
         serve.run(Ingress.bind(self.config), name="wa-ray", route_prefix="/", blocking=False)
         ray.get(supervisor.wait_restored.remote())
         if s.api_key_id and s.api_key_secret:
-            ray.get(_bootstrap_key.remote(self.config, s.api_key_id, s.api_key_secret))
+            ray.get(bootstrap_admin_key.remote(self.config, s.api_key_id, s.api_key_secret))
         return self
 
     def stop(self) -> None:
@@ -120,7 +120,7 @@ def _named_actors() -> list[str]:
 
 
 @ray.remote(num_cpus=0)
-def _bootstrap_key(config: RuntimeConfig, key_id: str, secret: str) -> None:
+def bootstrap_admin_key(config: RuntimeConfig, key_id: str, secret: str) -> None:
     import asyncio
 
     from storage.apikeys import ApiKeyStore
