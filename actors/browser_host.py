@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,10 +39,13 @@ class HostedSession:
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
-@ray.remote(num_cpus=0, max_concurrency=10_000)
+# Ray restarts a dead host in place (same handle for every SessionActor); the fresh incarnation has no
+# pages, and the supervisor, seeing the incarnation change, has the node's sessions reopen from saved state.
+@ray.remote(num_cpus=0, max_concurrency=10_000, max_restarts=-1)
 class BrowserHost:
     def __init__(self, config: RuntimeConfig) -> None:
         self._config = config
+        self._incarnation = uuid.uuid4().hex
         self._redis = connect(config.redis_url)
         self._inbound = InboundRecorder(self._redis, config)
         self._playwright: Playwright | None = None
@@ -108,6 +112,7 @@ class BrowserHost:
             "pid": os.getpid(),
             "browser": bool(self._browser and self._browser.is_connected()),
             "sessions": len(self._sessions),
+            "incarnation": self._incarnation,
             "node_id": ray.get_runtime_context().get_node_id(),
         }
 

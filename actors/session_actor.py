@@ -137,6 +137,11 @@ class SessionActor:
         state = await self._host.storage_state.remote(self._ws, self._sid)
         await self._auth.save(self._ws, self._sid, state)
 
+    async def reopen(self, reason: str) -> None:
+        """The page is gone without a signal (its BrowserHost was restarted): reconnect from saved state."""
+        async with self._lock:
+            await self._handle("crash", {"reason": reason})
+
     async def restart(self) -> str:
         await self._host.close_session.remote(self._ws, self._sid)
         await self._transition(SessionState.INITIALIZING, "restart requested")

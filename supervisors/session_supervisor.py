@@ -49,6 +49,7 @@ class SessionSupervisor:
         self._redis = connect(config.redis_url)
         self._registry = SessionRegistry(self._redis)
         self._hosts: dict[str, Any] = {}
+        self._host_incarnations: dict[str, str] = {}
         self._placed: dict[tuple[str, str], str] = {}  # (ws, sid) -> node id
         self._actors: dict[tuple[str, str], Any] = {}
         self._draining: set[str] = set()
@@ -156,6 +157,7 @@ class SessionSupervisor:
                 self._actors[(ws, sid)] = actor
                 if record.get("node_id"):
                     self._placed[(ws, sid)] = record["node_id"]
+                    self._host(record["node_id"])  # watched again from now on
             elif record.get("state") in RESTORABLE:
                 jobs.append(restore(ws, sid))
         await asyncio.gather(*jobs)
@@ -164,6 +166,7 @@ class SessionSupervisor:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(MONITOR_INTERVAL_S)
+            await self._watch_hosts()
             checks = {key: actor.status.remote() for key, actor in list(self._actors.items())}
             for key, ref in checks.items():
                 try:
@@ -171,6 +174,22 @@ class SessionSupervisor:
                 except (ray.exceptions.RayActorError, asyncio.TimeoutError) as exc:
                     if self._actors.get(key) is not None:
                         await self._revive(key, exc)
+
+    async def _watch_hosts(self) -> None:
+        """A host that came back as a new incarnation lost its pages: its sessions reopen them."""
+        for node, host in list(self._hosts.items()):
+            try:
+                incarnation = (await asyncio.wait_for(host.ping.remote(), timeout=PING_TIMEOUT_S))["incarnation"]
+            except (ray.exceptions.RayActorError, asyncio.TimeoutError):
+                continue  # restarting, or its node is gone (then its sessions' actors die with it)
+            known = self._host_incarnations.setdefault(node, incarnation)
+            if known != incarnation:
+                self._host_incarnations[node] = incarnation
+                log.warning("browser host on %s restarted; reopening its sessions", node[:8])
+                for key, placed in list(self._placed.items()):
+                    actor = self._actors.get(key)
+                    if placed == node and actor is not None:
+                        actor.reopen.remote("browser host restarted")
 
     async def _revive(self, key: tuple[str, str], cause: Exception) -> None:
         ws, sid = key

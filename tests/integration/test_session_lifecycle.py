@@ -73,6 +73,36 @@ async def test_browser_crash_reconnects_from_saved_state_without_qr(api, phone_a
         assert len(chromium_under(host_pid, "")) == 1
 
 
+async def test_killed_browser_host_is_restarted_and_its_sessions_reconnect_without_qr(api, phone_api, service) -> None:
+    async with collect_events(await stream_url(api, service.base_url, WS)) as events:
+        await link_session(api, phone_api, events, WS, "hostless", "15551007")
+        await asyncio.sleep(0.5)  # auth state saved after ready
+        old_pid = (await _host().ping.remote())["pid"]
+        old_chromium = chromium_under(old_pid)
+        assert old_chromium
+        mark = len(events.events)
+        os.kill(old_pid, signal.SIGKILL)
+        killed = time.monotonic()
+        await events.wait_for(lambda e: e["type"] == "session.status" and e["session_id"] == "hostless"
+                              and e["data"]["state"] == "connected" and events.events.index(e) > mark, timeout=60)
+        print(f"browser host killed -> connected again in {time.monotonic() - killed:.2f} s")
+        assert not [e for e in events.events[mark:] if e["type"] == "session.qr" and e["session_id"] == "hostless"]
+        assert (await _host().ping.remote())["pid"] != old_pid
+        deadline = time.monotonic() + 15
+        while [p for p in old_chromium if os.path.exists(f"/proc/{p}")] and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert not [p for p in old_chromium if os.path.exists(f"/proc/{p}") and not _zombie(p)], \
+            "the dead host's Chromium went with it"
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(") ", 1)[1].startswith("Z")
+    except OSError:
+        return True
+
+
 async def test_phone_unlink_ban_and_conflict_states(api, phone_api, service) -> None:
     async with collect_events(await stream_url(api, service.base_url, WS)) as events:
         await link_session(api, phone_api, events, WS, "unlink", "15551003")
