@@ -19,7 +19,6 @@ from storage.auth_store import open_auth_store
 from storage.events import EventLog
 from storage.redis_client import connect
 from storage.registry import SessionRegistry
-from wa_ray.runtime import RuntimeConfig
 from wa_ray.events import (
     SESSION_DISCONNECTED,
     SESSION_QR,
@@ -27,6 +26,7 @@ from wa_ray.events import (
     SESSION_STATUS,
     Event,
 )
+from wa_ray.runtime import RuntimeConfig
 
 log = logging.getLogger(__name__)
 
