@@ -14,8 +14,8 @@ import redis.asyncio as aioredis
 
 from sessions.crypto import MasterKey, decrypt, encrypt
 from storage import keys
-from wa_ray.runtime import RuntimeConfig
 from wa_ray.ids import require_id
+from wa_ray.runtime import RuntimeConfig
 
 
 class AuthStore(Protocol):
