@@ -8,8 +8,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
-from storage.embedded import free_port
+from storage.embedded import EmbeddedRedis, free_port
+from storage.redis_client import connect
 from wa_ray.config import Settings
 from wa_ray.service import Service
 from wa_ray.signing import HmacAuth
@@ -23,6 +25,21 @@ def web_sim() -> Iterator[object]:
 
     with running_web_simulator() as sim:
         yield sim
+
+
+@pytest.fixture(scope="session")
+def bare_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis of its own (not the service's) for store-level tests."""
+    with EmbeddedRedis(tmp_path_factory.mktemp("bare-redis")) as server:
+        yield server.url
+
+
+@pytest.fixture
+async def redis(bare_redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = connect(bare_redis_url)
+    await client.flushdb()
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture(scope="session")

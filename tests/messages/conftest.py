@@ -5,27 +5,9 @@ phone numbers and phone_number_ids so they never see each other's traffic."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
-import redis.asyncio as aioredis
-
-from storage.embedded import EmbeddedRedis
-from storage.redis_client import connect
-
-
-@pytest.fixture(scope="session")
-def bare_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with EmbeddedRedis(tmp_path_factory.mktemp("msg-redis")) as server:
-        yield server.url
-
-
-@pytest.fixture
-async def redis(bare_redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = connect(bare_redis_url)
-    await client.flushdb()
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture(scope="session")
