@@ -26,20 +26,13 @@ from starlette.applications import Starlette
 
 from simulator.wa_web.config import SimConfig
 from simulator.wa_web.server import create_app
+from wa_ray.runtime import CHROMIUM_FLAGS, default_chromium
 
 if TYPE_CHECKING:
     from playwright.async_api import BrowserContext, Page
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+CHROMIUM = default_chromium() or "/usr/bin/chromium"
+CHROMIUM_ARGS = list(CHROMIUM_FLAGS)  # the same launch flags as the service's browser hosts
 
 # The QR string as whatsapp-web.js 1.34.x assembles it from the page modules.
 BUILD_QR_JS = """async () => {
