@@ -34,6 +34,9 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 10.0) -> str:
+        # absolute: redis-server changes into --dir before opening --logfile, so a relative
+        # data dir (the default ".wa-ray") would point the log somewhere that does not exist
+        self.data_dir = Path(self.data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not self.port:
             self.port = free_port()
