@@ -11,6 +11,10 @@ Faults, in a shuffled cycle while the sender posts at `rate` msg/s:
   supervisor  ray.kill the SessionSupervisor (Ray restarts it, max_restarts=-1)
   dispatcher  ray.kill the WebhookDispatcher (Ray restarts it)
   redis       SIGKILL the embedded Redis, start it again on the same port and data dir (AOF reload)
+  host        SIGKILL the BrowserHost worker (Ray restarts it; its Chromium must go with it)
+
+The linked phones get `latency_ms` to WhatsApp's server (as the crash test does), so a send is in
+flight when a page dies and the documented `unconfirmed` outcome is exercised, not just possible.
 """
 
 from __future__ import annotations
@@ -46,7 +50,8 @@ from wa_ray.service import Service
 WS = "chaos"
 SECRET = "whsec-chaos-0123456789abcdef"
 FINAL = {"sent", "delivered", "read", "failed"}
-FAULT_KINDS = ("actor", "chromium", "supervisor", "dispatcher", "redis")
+FAULT_KINDS = ("actor", "chromium", "supervisor", "dispatcher", "redis", "host")
+PAGE_DEATHS = ("chromium", "host")
 
 
 @dataclass
@@ -57,6 +62,7 @@ class Plan:
     send_s: float  # how long the sender runs
     fault_every_s: float
     seed: int
+    latency_ms: int = 40
 
     @classmethod
     def of(cls, scale: float, seed: int | None) -> Plan:
@@ -179,6 +185,11 @@ class Chaos:
                 fault.target = f"pid {mains}"
                 for pid in mains:
                     os.kill(pid, signal.SIGKILL)
+            elif kind == "host":
+                host_pid = await asyncio.to_thread(_host_pid)
+                self.seen_chromium.update(chromium_under(host_pid))
+                fault.target = f"pid {host_pid}"
+                os.kill(host_pid, signal.SIGKILL)
             elif kind == "supervisor":
                 ray.kill(ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE), no_restart=False)
             elif kind == "dispatcher":
@@ -329,7 +340,7 @@ async def audit(chaos: Chaos, api: httpx.AsyncClient, receiver: Any, linked_ms: 
             break
         await asyncio.sleep(0.5)
 
-    page_deaths = sum(1 for f in chaos.faults if f.kind == "chromium" and not f.error)
+    page_deaths = sum(1 for f in chaos.faults if f.kind in PAGE_DEATHS and not f.error)
     return {
         "plan": chaos.plan.__dict__,
         "posted": len(posts), "accepted": len(accepted), "rejected": len(rejected),
@@ -368,6 +379,10 @@ async def _scenario(plan: Plan, service: Service, sim_url: str, receiver: Any) -
         await link_many(api, sim_url, WS, phones)
         await wait_all(api, WS, "connected", plan.sessions, timeout=120)
         await asyncio.sleep(1.0)  # auth states saved after ready: a crash restores without QR
+        async with httpx.AsyncClient(base_url=sim_url, timeout=10) as phone:
+            for number in phones.values():
+                r = await phone.put(f"/_phone/{number}/config", json={"latency_ms": plan.latency_ms})
+                assert r.status_code == 200, r.text
         linked_ms = int(time.time() * 1000)
         log(f"{plan.sessions} sessions linked in {time.monotonic() - started:.1f}s")
         chaos = Chaos(plan, service, sim_url, phones, recipients)
@@ -379,7 +394,8 @@ async def _scenario(plan: Plan, service: Service, sim_url: str, receiver: Any) -
 def summary(result: dict[str, Any]) -> str:
     lines = [
         f"chaos summary (scale {result['plan']['scale']}, seed {result['plan']['seed']}, "
-        f"{result['plan']['sessions']} sessions, {result['plan']['rate']} msg/s for {result['plan']['send_s']} s):",
+        f"{result['plan']['sessions']} sessions, {result['plan']['rate']} msg/s for {result['plan']['send_s']} s, "
+        f"{result['plan']['latency_ms']} ms to the server):",
         f"  posted {result['posted']}  accepted {result['accepted']}  rejected {result['rejected']}  "
         f"post retries {result['post_retries']}",
         f"  delivered {result['delivered']}  duplicates {result['duplicates']}  lost {result['lost']}  "

@@ -56,7 +56,7 @@ def test_chaos_nothing_lost_or_duplicated(chaos_scale: float) -> None:
 
     injected = [f for f in result["faults"] if not f["error"]]
     assert not [f for f in result["faults"] if f["error"]], result["faults"]
-    assert {f["kind"] for f in injected} >= {"actor", "chromium", "supervisor", "dispatcher", "redis"} \
+    assert {f["kind"] for f in injected} >= {"actor", "chromium", "supervisor", "dispatcher", "redis", "host"} \
         or chaos_scale < 1, "every kind of fault was injected"
     assert result["accepted"] > 0 and result["rejected"] == 0, "every post was accepted (retried with its key)"
 
