@@ -28,6 +28,9 @@ async def _demo(console: Console, base_url: str, sim_url: str, key_id: str, secr
         sse_url = f"{base_url}/v1/workspaces/{WORKSPACE}/events?token={token}"
         console.print(f"API key: [bold]{key_id}[/] (secret only in WA_API_KEY_SECRET if you set it)")
         console.print(f"Live events (SSE, token valid 5 min): [cyan]curl -N '{sse_url}'[/]")
+        minted = await api.post("/v1/console-tokens", json={"workspace_id": WORKSPACE})
+        if minted.status_code == 201:
+            console.print(f"Console in a browser: [cyan]{base_url}/console#token={minted.json()['token']}[/]")
         async with httpx.AsyncClient(timeout=None) as raw, raw.stream("GET", sse_url) as stream:
             await api.post(f"/v1/workspaces/{WORKSPACE}/sessions", json={"session_id": SESSION})
             async for event in read_events(stream):
