@@ -63,6 +63,7 @@ class Plan:
     fault_every_s: float
     seed: int
     latency_ms: int = 40
+    redis_down_s: float = float(os.environ.get("WA_CHAOS_REDIS_DOWN_S", "1.0"))
 
     @classmethod
     def of(cls, scale: float, seed: int | None) -> Plan:
@@ -199,7 +200,7 @@ class Chaos:
                 assert redis is not None
                 fault.target = f"port {redis.port}"
                 await asyncio.to_thread(redis.kill)
-                await asyncio.sleep(1.0)  # down for a moment, with posts and sends in flight
+                await asyncio.sleep(self.plan.redis_down_s)  # down for a while, with posts and sends in flight
                 await asyncio.to_thread(redis.start, 30.0)
         except Exception as exc:  # a fault that could not be injected is reported, not hidden
             fault.error = f"{type(exc).__name__}: {exc}"[:300]
@@ -341,8 +342,16 @@ async def audit(chaos: Chaos, api: httpx.AsyncClient, receiver: Any, linked_ms: 
         await asyncio.sleep(0.5)
 
     page_deaths = sum(1 for f in chaos.faults if f.kind in PAGE_DEATHS and not f.error)
+    # each session's live sender keeps its heartbeat (a reclaim trusts it to leave an in-flight send alone)
+    redis = connect(chaos.service.config.redis_url)
+    try:
+        heartbeats = sorted([await redis.get(k) async for k in redis.scan_iter(match=keys.sender_alive("*"))])
+    finally:
+        await redis.aclose()
+
     return {
         "plan": chaos.plan.__dict__,
+        "sender_heartbeats": heartbeats,
         "posted": len(posts), "accepted": len(accepted), "rejected": len(rejected),
         "post_retries": sum(p.attempts - 1 for p in posts),
         "delivered": sum(1 for p in accepted if on_phone.get(p.text, 0) >= 1),
@@ -406,7 +415,8 @@ def summary(result: dict[str, Any]) -> str:
         f"unstable ids {len(result['unstable_event_ids'])}  bad signatures {result['bad_signatures']}  "
         f"messages with ack event {result['messages_with_ack_event']}",
         f"  qr after linking {result['qr_after_linking']}  chromium mains {result['chromium_mains']}  "
-        f"leaked {result['chromium_leaked']} (of {result['chromium_seen']} seen)",
+        f"leaked {result['chromium_leaked']} (of {result['chromium_seen']} seen)  "
+        f"sender heartbeats {result['sender_heartbeats']}",
         f"  faults ({len(result['faults'])}):",
     ]
     for f in result["faults"]:

@@ -40,7 +40,10 @@ def _run(scale: float, timeout: float) -> tuple[dict, str]:
             out, err = proc.communicate()
         pytest.fail(f"chaos scenario timed out after {timeout}s:\n{out[-4000:]}\n{err[-4000:]}")
     finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
+        if os.environ.get("WA_CHAOS_KEEP_LOGS"):  # Ray's worker logs (BrowserHost, senders) for a post-mortem
+            print(f"\nRay logs kept in {ray_tmp}")
+        else:
+            shutil.rmtree(ray_tmp, ignore_errors=True)
     lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         pytest.fail(f"chaos scenario failed (rc {proc.returncode}):\n{out[-4000:]}\n{err[-6000:]}")
@@ -53,6 +56,10 @@ def _run(scale: float, timeout: float) -> tuple[dict, str]:
 def test_chaos_nothing_lost_or_duplicated(chaos_scale: float) -> None:
     result, log = _run(chaos_scale, timeout=300 + 240 * chaos_scale)
     print("\n" + log + f"\n  wall time {result['wall_s']} s")
+    dump = tempfile.NamedTemporaryFile("wb", prefix="chaos-result-", suffix=".json", delete=False)
+    with dump:
+        dump.write(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    print(f"  full result: {dump.name}")
 
     injected = [f for f in result["faults"] if not f["error"]]
     assert not [f for f in result["faults"] if f["error"]], result["faults"]
@@ -62,8 +69,8 @@ def test_chaos_nothing_lost_or_duplicated(chaos_scale: float) -> None:
 
     # every accepted message on its recipient's phone exactly once
     assert result["duplicates"] == 0, result["duplicated"]
+    assert result["not_final_count"] == 0, f"stuck (id -> status): {result['not_final']}"
     assert result["lost"] == 0, result["lost_texts"]
-    assert result["not_final_count"] == 0, result["not_final"]
     assert result["delivered"] == result["accepted"]
     assert not result["other_failed"], result["other_failed"]
     assert not result["rejected_duplicated"], result["rejected_duplicated"]
@@ -79,6 +86,8 @@ def test_chaos_nothing_lost_or_duplicated(chaos_scale: float) -> None:
     assert not result["messages_without_queued_event"], result["messages_without_queued_event"]
     assert not result["messages_without_outcome_event"], result["messages_without_outcome_event"]
 
+    sessions = {hb.split("@")[0] for hb in result["sender_heartbeats"] if hb}
+    assert len(sessions) == result["plan"]["sessions"], f"a live sender per session: {result['sender_heartbeats']}"
     assert result["qr_after_linking"] == 0, "no session needed a new QR"
     assert result["chromium_mains"] == 1, "one browser for the node"
     assert not result["chromium_leaked"], f"Chromium processes outlived their browser: {result['chromium_leaked']}"
