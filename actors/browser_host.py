@@ -22,6 +22,8 @@ from actors.inbound import InboundRecorder
 from actors.outbound import SessionSender
 from sessions.page import PageSession
 from storage.redis_client import connect
+from storage.registry import SessionRegistry
+from wa_ray import NAMESPACE, session_actor_name
 from wa_ray.runtime import RuntimeConfig
 
 log = logging.getLogger(__name__)
@@ -40,10 +42,11 @@ class HostedSession:
 
 
 # Ray restarts a dead host in place (same handle for every SessionActor); the fresh incarnation has no
-# pages, and the supervisor, seeing the incarnation change, has the node's sessions reopen from saved state.
+# pages, so it tells the sessions registered on its node to reopen from saved state. The host announces
+# this itself: a supervisor that was down at the time would otherwise never learn of it.
 @ray.remote(num_cpus=0, max_concurrency=10_000, max_restarts=-1)
 class BrowserHost:
-    def __init__(self, config: RuntimeConfig) -> None:
+    async def __init__(self, config: RuntimeConfig) -> None:
         self._config = config
         self._incarnation = uuid.uuid4().hex
         self._redis = connect(config.redis_url)
@@ -52,6 +55,8 @@ class BrowserHost:
         self._browser: Browser | None = None
         self._launch_lock = asyncio.Lock()
         self._sessions: dict[tuple[str, str], HostedSession] = {}
+        if ray.get_runtime_context().was_current_actor_reconstructed:
+            self._announce = asyncio.get_running_loop().create_task(self._tell_sessions_to_reopen())
 
     async def _ensure_browser(self) -> Browser:
         async with self._launch_lock:
@@ -106,6 +111,19 @@ class BrowserHost:
             task.cancel()
         await hosted.page.close()
         return True
+
+    async def _tell_sessions_to_reopen(self) -> None:
+        node = ray.get_runtime_context().get_node_id()
+        registry = SessionRegistry(self._redis)
+        for ws, sid in await registry.all():
+            record = await registry.get(ws, sid) or {}
+            if record.get("node_id") != node:
+                continue
+            try:
+                actor = ray.get_actor(session_actor_name(ws, sid), namespace=NAMESPACE)
+            except ValueError:
+                continue  # its actor is gone too; the supervisor revives it, and it opens a page then
+            actor.reopen.remote("browser host restarted")
 
     async def ping(self) -> dict[str, Any]:
         return {

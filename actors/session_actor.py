@@ -52,6 +52,7 @@ class SessionActor:
         self._me: dict[str, Any] | None = None
         self._reconnects = 0
         self._lock = asyncio.Lock()
+        self._reconnecting: asyncio.Task[None] | None = None
 
     async def start(self) -> str:
         """Take over a live page if the host still has one, else open a page from saved auth state."""
@@ -96,7 +97,8 @@ class SessionActor:
         elif kind in ("crash", "page_closed"):
             if self._state not in (SessionState.STOPPED, SessionState.FAILED):
                 await self._transition(SessionState.RECONNECTING, payload.get("reason", kind))
-                asyncio.get_running_loop().create_task(self._reconnect())
+                if self._reconnecting is None or self._reconnecting.done():  # one loop, never two racing opens
+                    self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
 
     async def _on_socket_state(self, socket_state: str, synced: bool) -> None:
         mapped = SOCKET_STATES.get(socket_state)
@@ -123,15 +125,17 @@ class SessionActor:
         await self._publish(SESSION_QR, {"qr": qr, "seq": self._qr_count, "expires_in": expires_in})
 
     async def _reconnect(self) -> None:
-        delay = RECONNECT_DELAYS_S[min(self._reconnects, len(RECONNECT_DELAYS_S) - 1)]
-        self._reconnects += 1
-        await asyncio.sleep(delay)
-        if self._state is SessionState.RECONNECTING:
+        """Reopen the page from saved state with backoff until it opens; `ready` then says connected."""
+        while self._state is SessionState.RECONNECTING:
+            await asyncio.sleep(RECONNECT_DELAYS_S[min(self._reconnects, len(RECONNECT_DELAYS_S) - 1)])
+            self._reconnects += 1
+            if self._state is not SessionState.RECONNECTING:
+                return
             try:
                 await self._open_page()
-            except Exception as exc:
+                return
+            except Exception as exc:  # the host may be restarting: try again after the next delay
                 log.warning("reconnect of %s/%s failed: %s", self._ws, self._sid, exc)
-                await self.on_page_signal("crash", {"reason": f"reopen failed: {exc}"})
 
     async def _save_auth(self) -> None:
         state = await self._host.storage_state.remote(self._ws, self._sid)

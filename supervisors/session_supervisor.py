@@ -23,7 +23,7 @@ from sessions.state import SessionState
 from storage.redis_client import connect
 from storage.registry import SessionRegistry
 from supervisors.placement import SLOT, PlacementError, QuotaExceeded, least_loaded, nodes_from_ray
-from wa_ray import NAMESPACE
+from wa_ray import NAMESPACE, session_actor_name
 from wa_ray.runtime import RuntimeConfig
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,7 @@ RESTORABLE = {SessionState.CONNECTED.value, SessionState.RECONNECTING.value}
 __all__ = ["SessionSupervisor", "PlacementError", "QuotaExceeded", "SLOT", "actor_name"]
 
 
-def actor_name(ws: str, sid: str) -> str:
-    return f"session:{ws}:{sid}"
+actor_name = session_actor_name
 
 
 @ray.remote(num_cpus=0, max_concurrency=1000, max_restarts=-1)
@@ -157,7 +156,6 @@ class SessionSupervisor:
                 self._actors[(ws, sid)] = actor
                 if record.get("node_id"):
                     self._placed[(ws, sid)] = record["node_id"]
-                    self._host(record["node_id"])  # watched again from now on
             elif record.get("state") in RESTORABLE:
                 jobs.append(restore(ws, sid))
         await asyncio.gather(*jobs)
@@ -166,30 +164,35 @@ class SessionSupervisor:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(MONITOR_INTERVAL_S)
-            await self._watch_hosts()
-            checks = {key: actor.status.remote() for key, actor in list(self._actors.items())}
-            for key, ref in checks.items():
-                try:
-                    await asyncio.wait_for(ref, timeout=PING_TIMEOUT_S)
-                except (ray.exceptions.RayActorError, asyncio.TimeoutError) as exc:
-                    if self._actors.get(key) is not None:
-                        await self._revive(key, exc)
+            try:
+                await self._watch_hosts()
+                await self._check_actors()
+            except Exception:  # a Redis or Ray hiccup must not end the watch for good
+                log.exception("session watch failed; continuing")
 
     async def _watch_hosts(self) -> None:
-        """A host that came back as a new incarnation lost its pages: its sessions reopen them."""
+        """A host seen as a new incarnation lost its pages: its sessions reopen them. (The host also
+        announces its own restart; this catches it within a second when the supervisor is up.)"""
         for node, host in list(self._hosts.items()):
             try:
                 incarnation = (await asyncio.wait_for(host.ping.remote(), timeout=PING_TIMEOUT_S))["incarnation"]
             except (ray.exceptions.RayActorError, asyncio.TimeoutError):
-                continue  # restarting, or its node is gone (then its sessions' actors die with it)
-            known = self._host_incarnations.setdefault(node, incarnation)
-            if known != incarnation:
+                continue  # restarting, or its node is gone (its sessions' actors die with it)
+            if self._host_incarnations.setdefault(node, incarnation) != incarnation:
                 self._host_incarnations[node] = incarnation
-                log.warning("browser host on %s restarted; reopening its sessions", node[:8])
                 for key, placed in list(self._placed.items()):
                     actor = self._actors.get(key)
                     if placed == node and actor is not None:
                         actor.reopen.remote("browser host restarted")
+
+    async def _check_actors(self) -> None:
+        checks = {key: actor.status.remote() for key, actor in list(self._actors.items())}
+        for key, ref in checks.items():
+            try:
+                await asyncio.wait_for(ref, timeout=PING_TIMEOUT_S)
+            except (ray.exceptions.RayActorError, asyncio.TimeoutError) as exc:
+                if self._actors.get(key) is not None:
+                    await self._revive(key, exc)
 
     async def _revive(self, key: tuple[str, str], cause: Exception) -> None:
         ws, sid = key

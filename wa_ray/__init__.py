@@ -3,3 +3,7 @@
 NAMESPACE = "wa-ray"
 SUPERVISOR_NAME = "session-supervisor"
 DISPATCHER_NAME = "webhook-dispatcher"
+
+
+def session_actor_name(ws: str, sid: str) -> str:
+    return f"session:{ws}:{sid}"
