@@ -74,8 +74,10 @@ def test_chaos_nothing_lost_or_duplicated(chaos_scale: float) -> None:
     assert result["delivered"] == result["accepted"]
     assert not result["other_failed"], result["other_failed"]
     assert not result["rejected_duplicated"], result["rejected_duplicated"]
-    # `unconfirmed` is the documented outcome of a page dying mid-send: it did arrive, once
-    assert all(n == 1 for n in result["unconfirmed_inbox_counts"].values()), result["unconfirmed_inbox_counts"]
+    # `unconfirmed` is the documented outcome of a page dying mid-send (actors/outbound.py): whether the
+    # server got it cannot be known, so it is never resent and is reported failed, not silently lost.
+    # Never a duplicate: it is on the phone at most once.
+    assert all(n <= 1 for n in result["unconfirmed_inbox_counts"].values()), result["unconfirmed_inbox_counts"]
     assert all(n <= result["page_deaths"] for n in result["unconfirmed_per_session"].values()), \
         (result["unconfirmed_per_session"], result["page_deaths"])
 
