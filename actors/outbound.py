@@ -137,7 +137,10 @@ class SessionSender:
 
     async def _heartbeat(self) -> None:
         while True:
-            await self._redis.set(keys.sender_alive(self.epoch), self._consumer, ex=HEARTBEAT_TTL_S)
+            try:
+                await self._redis.set(keys.sender_alive(self.epoch), self._consumer, ex=HEARTBEAT_TTL_S)
+            except Exception:  # Redis restarting: the sender goes on, so must its heartbeat
+                log.debug("sender %s heartbeat missed", self.epoch)
             await asyncio.sleep(HEARTBEAT_S)
 
     async def _reclaim(self, min_idle_ms: int) -> None:
