@@ -9,6 +9,7 @@ from typing import Any
 
 import ray
 from ray import serve
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.cloud_sender import CLOUD_SENDER_NAME, CloudSender
 from actors.webhook_dispatcher import WebhookDispatcher
@@ -73,14 +74,20 @@ class Service:
                          include_dashboard=False,
                          logging_level=logging.WARNING, log_to_driver=False)
         logging.getLogger("ray.serve").setLevel(logging.WARNING)
+        # The control plane prefers the node that starts the service (the head): losing a session
+        # node then never takes the supervisor or the outboxes with it.
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
         supervisor = SessionSupervisor.options(
-            name=SUPERVISOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+            name=SUPERVISOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+            scheduling_strategy=here,
         ).remote(self.config)
         dispatcher = WebhookDispatcher.options(
-            name=DISPATCHER_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+            name=DISPATCHER_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+            scheduling_strategy=here,
         ).remote(self.config)
         cloud_sender = CloudSender.options(
-            name=CLOUD_SENDER_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+            name=CLOUD_SENDER_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+            scheduling_strategy=here,
         ).remote(self.config)
         ray.get([supervisor.warm.remote(), dispatcher.start.remote(), cloud_sender.ping.remote()])
         self.handles = {"supervisor": supervisor, "dispatcher": dispatcher, "cloud_sender": cloud_sender}

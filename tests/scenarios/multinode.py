@@ -48,13 +48,23 @@ def run() -> dict:
     return result
 
 
+async def _placements(supervisor) -> dict[str, str]:
+    """The supervisor may be restarting (Ray restarts it wherever there is room): ask again."""
+    for _ in range(120):
+        try:
+            return await supervisor.placements.remote()
+        except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError):
+            await asyncio.sleep(0.5)
+    return await supervisor.placements.remote()
+
+
 async def _scenario(settings, sim_url, cluster, node_a, node_b) -> dict:
     supervisor = ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE)
     out: dict = {}
     async with client(settings) as api:
         phones = {f"m{i}": f"1555400{i:04d}" for i in range(4)}
         await link_many(api, sim_url, WS, phones)
-        placed = await supervisor.placements.remote()
+        placed = await _placements(supervisor)
         per_node = Counter(placed.values())
         out["per_node_after_4"] = sorted(per_node.values())
         out["nodes_used"] = sorted(n[:8] for n in per_node)
@@ -73,7 +83,7 @@ async def _scenario(settings, sim_url, cluster, node_a, node_b) -> dict:
         await wait_all(api, WS, "connected", 4, timeout=90)
         # wait until the victims really live elsewhere (the registry flips once the new actor is up)
         while True:
-            placed = await supervisor.placements.remote()
+            placed = await _placements(supervisor)
             if all(placed.get(v) not in (None, node_a.node_id) for v in victims):
                 break
             await asyncio.sleep(0.1)
@@ -89,7 +99,7 @@ async def _scenario(settings, sim_url, cluster, node_a, node_b) -> dict:
         started = time.monotonic()
         out["drained"] = await supervisor.drain_node.remote(node_c.node_id)
         await wait_all(api, WS, "connected", 4, timeout=90)
-        placed = await supervisor.placements.remote()
+        placed = await _placements(supervisor)
         out["drain_s"] = round(time.monotonic() - started, 2)
         out["after_drain_on_d"] = sorted(k for k, n in placed.items() if n == node_d.node_id)
         out["qr_after_drain"] = await qr_events_since(api, WS, mark_ms)
