@@ -1,4 +1,4 @@
-"""`python -m bench throughput ...` and `python -m bench throughput-peak ...`."""
+"""`python -m bench <throughput|throughput-peak|density|qr|recovery|api|crypto> ...`."""
 
 from __future__ import annotations
 
@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     pk.add_argument("--step", type=_positive(float), default=20.0, help="seconds of sending per step")
     pk.add_argument("--threshold-ms", type=_positive(float), default=PEAK_THRESHOLD_MS)
     pk.add_argument("--keep-going", action="store_true", help="run every step even after one fails")
+    from bench.cli_extra import add_parsers
+
+    add_parsers(sub)
     return parser
 
 
@@ -85,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     console = Console(stderr=True)
     out = Console()
+    if args.command not in ("throughput", "throughput-peak"):
+        from bench.cli_extra import run
+
+        return run(args, console, out)
     peak = args.command == "throughput-peak" or args.find_peak
     # A peak search with the pacing policy on would measure the policy, not the service: off unless asked.
     pacing = args.pacing if args.pacing is not None else not peak

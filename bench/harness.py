@@ -279,8 +279,9 @@ class LinkError(RuntimeError):
 class Live:
     """Signed API client, phone API, SSE stream and webhook arrivals, all feeding one Timeline."""
 
-    def __init__(self, harness: Harness, max_connections: int = 256) -> None:
+    def __init__(self, harness: Harness, max_connections: int = 256, webhook: bool = True) -> None:
         self.harness = harness
+        self.webhook = webhook  # False: no webhook configured (the service then delivers none)
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self.api = httpx.AsyncClient(base_url=harness.base_url, auth=HmacAuth(ADMIN_KEY_ID, harness.admin_secret),
                                      timeout=httpx.Timeout(30.0), limits=limits)
@@ -294,10 +295,11 @@ class Live:
 
     async def __aenter__(self) -> Self:
         assert self.harness.receiver is not None
-        put = await self.api.put(f"/v1/workspaces/{WORKSPACE}/webhook",
-                                 json={"url": self.harness.receiver.url, "secret": self.harness.webhook_secret})
-        if put.status_code != 204:
-            raise RuntimeError(f"PUT webhook -> {put.status_code} {put.text}")
+        if self.webhook:
+            put = await self.api.put(f"/v1/workspaces/{WORKSPACE}/webhook",
+                                     json={"url": self.harness.receiver.url, "secret": self.harness.webhook_secret})
+            if put.status_code != 204:
+                raise RuntimeError(f"PUT webhook -> {put.status_code} {put.text}")
         self._tasks = [asyncio.create_task(self._sse_loop(), name="bench-sse"),
                        asyncio.create_task(self._webhook_loop(), name="bench-webhooks")]
         try:
@@ -354,7 +356,8 @@ class Live:
 
     # ---------------------------------------------------------------- linking
     async def link(self, count: int, concurrency: int = 4, timeout_s: float = 180.0,
-                   on_linked: Callable[[SessionLink], None] | None = None) -> list[SessionLink]:
+                   on_linked: Callable[[SessionLink], None] | None = None, start: int = 0) -> list[SessionLink]:
+        """Link sessions start .. start+count-1; with start > 0 they are added to `links`."""
         slots = asyncio.Semaphore(concurrency)
 
         async def one(i: int) -> SessionLink:
@@ -364,7 +367,8 @@ class Live:
                 on_linked(link)
             return link
 
-        self.links = list(await asyncio.gather(*(one(i) for i in range(count))))
+        linked = list(await asyncio.gather(*(one(i) for i in range(start, start + count))))
+        self.links = [*self.links[:start], *linked] if start else linked
         return self.links
 
     async def _link_one(self, i: int, timeout_s: float) -> SessionLink:

@@ -124,7 +124,8 @@ def component_of(proc: psutil.Process) -> str:
     m = _RAY_TITLE.match(head)
     if m:
         if m.group(1).startswith("ServeReplica") or head.startswith("ray::ServeReplica"):
-            return "ray::ServeReplica(Ingress)"
+            # ray::ServeReplica:<app>:<deployment>; every replica used to be labelled Ingress
+            return f"ray::ServeReplica({m.group(3) or 'Ingress'})"
         return f"ray::{m.group(1)}"
     joined = " ".join(cmd)
     if "chromium" in head or "chrome" in name:

@@ -39,6 +39,7 @@ class Timeline:
     webhook_bad_signatures: int = 0
     sse_events: int = 0
     last_sse_id: str | None = None
+    arrived_at: dict[str, float] = field(default_factory=dict)  # session event id -> wall clock on arrival
 
     def times(self, message_id: str) -> MessageTimes:
         t = self.messages.get(message_id)
@@ -52,6 +53,8 @@ class Timeline:
         type_ = event.get("type", "")
         if type_ in SESSION_TYPES:
             self.session_events.setdefault(event.get("session_id") or "", []).append(event)
+            if event.get("id"):
+                self.arrived_at[event["id"]] = at
             return
         data = event.get("data") or {}
         message_id = data.get("message_id")

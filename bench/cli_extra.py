@@ -1,0 +1,156 @@
+"""Sub-commands density, qr, recovery, api and crypto of `python -m bench`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from bench.output import DEFAULT_OUT
+
+
+def _ints(value: str) -> list[int]:
+    try:
+        xs = sorted({int(v) for v in value.split(",") if v.strip()})
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    if not xs or xs[0] <= 0:
+        raise argparse.ArgumentTypeError("expected positive integers, comma separated")
+    return xs
+
+
+def _names(allowed: tuple[str, ...]) -> Any:
+    def parse(value: str) -> list[str]:
+        xs = [v.strip() for v in value.split(",") if v.strip()]
+        bad = [x for x in xs if x not in allowed]
+        if bad or not xs:
+            raise argparse.ArgumentTypeError(f"choose from {','.join(allowed)}")
+        return xs
+
+    return parse
+
+
+def _pos(kind: Any) -> Any:
+    def parse(value: str) -> Any:
+        x = kind(value)
+        if x <= 0:
+            raise argparse.ArgumentTypeError("must be > 0")
+        return x
+
+    return parse
+
+
+def _nonneg(kind: Any) -> Any:
+    def parse(value: str) -> Any:
+        x = kind(value)
+        if x < 0:
+            raise argparse.ArgumentTypeError("must be >= 0")
+        return x
+
+    return parse
+
+
+def add_parsers(sub: Any) -> None:
+    from bench.density import METHODS
+    from bench.recovery import FAULTS
+
+    d = sub.add_parser("density", help="PSS per linked session: wa-ray vs a browser per session vs whatsapp-web.js")
+    d.add_argument("--sessions", type=_ints, default=[10, 25, 50], help="sizes, comma separated (grown in order)")
+    d.add_argument("--only", type=_names(METHODS), default=list(METHODS),
+                   help=f"which of {','.join(METHODS)} to run (default all)")
+    d.add_argument("--link-concurrency", type=_pos(int), default=4)
+    d.add_argument("--settle", type=_nonneg(float), default=5.0, help="seconds idle before sampling memory")
+    d.add_argument("--samples", type=_pos(int), default=3, help="memory samples per size (median taken)")
+    d.add_argument("--min-free-gib", type=_nonneg(float), default=2.0,
+                   help="skip a size whose estimated need would leave less than this available")
+
+    q = sub.add_parser("qr", help="create -> first session.qr on SSE (warm node), vs whatsapp-web.js's qr event")
+    q.add_argument("--sessions", type=_pos(int), default=50, help="samples per variant")
+    q.add_argument("--burst", type=_nonneg(int), default=10, help="concurrent variant: creates at once (0: skip)")
+    q.add_argument("--wwebjs-sessions", type=_nonneg(int), default=None,
+                   help="whatsapp-web.js samples (default --sessions; 0 skips)")
+
+    r = sub.add_parser("recovery", help="time to all-connected (no QR) after actor/browser/serve/redis/service faults")
+    r.add_argument("--sessions", type=_pos(int), default=10, help="linked sessions for the per-fault runs")
+    r.add_argument("--service-sessions", type=_nonneg(int), default=50,
+                   help="linked sessions for the whole-service restart (0: same as --sessions)")
+    r.add_argument("--faults", type=_names(FAULTS), default=list(FAULTS), help=f"subset of {','.join(FAULTS)}")
+    r.add_argument("--timeout", type=_pos(float), default=180.0, help="seconds to wait per fault")
+    r.add_argument("--link-concurrency", type=_pos(int), default=4)
+
+    a = sub.add_parser("api", help="open-loop POST /messages latency vs a bare Starlette endpoint and a trivial Serve route")
+    a.add_argument("--rate", type=_pos(float), default=200.0, help="requests per second")
+    a.add_argument("--duration", type=_pos(float), default=30.0, help="seconds per target")
+    a.add_argument("--warmup", type=_nonneg(float), default=3.0, help="unrecorded seconds per target first")
+    a.add_argument("--targets", type=_names(("bare", "serve-trivial", "wa-ray")), default=["bare", "serve-trivial", "wa-ray"])
+    a.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                   help="py-spy the Serve proxy, the Ingress replica and the bench during the wa-ray phase into DIR")
+
+    c = sub.add_parser("crypto", help="AES-256-GCM encrypt+decrypt of a session state (sessions/crypto.py)")
+    c.add_argument("--size-mb", type=_pos(float), default=10.0)
+    c.add_argument("--runs", type=_pos(int), default=20)
+
+    sm = sub.add_parser("smoke", help="every bench at toy size on one service (what tests/bench runs)")
+    sm.add_argument("--no-baselines", action="store_true", help="skip the Playwright and whatsapp-web.js parts")
+
+    for p in (d, q, r, a, c, sm):
+        p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
+        p.add_argument("-v", "--verbose", action="store_true")
+
+
+def run(args: argparse.Namespace, console: Console, out: Console) -> int:
+    ok = True
+    if args.command == "smoke":
+        from bench.smoke import run_smoke
+
+        envs = run_smoke(args.out, console, baselines=not args.no_baselines)
+        bad = []
+        for name, env in envs.items():
+            errs = env.results.get("errors")
+            leftovers = [v for v in (env.cleanup or {}).values() if isinstance(v, dict) and v.get("leftovers_killed")]
+            out.print(f"{name}: goals {[(g['goal'][:40], g['met']) for g in env.goals]}; errors {errs or '-'}")
+            if errs or leftovers:
+                bad.append(name)
+        out.print(f"results in {args.out}")
+        return 1 if bad else 0
+    if args.command == "crypto":
+        from bench.crypto import CryptoConfig, run_crypto, summary
+
+        env, paths = run_crypto(CryptoConfig(size_mb=args.size_mb, runs=args.runs, out_dir=args.out), console)
+    elif args.command == "density":
+        from bench.density import DensityConfig, run_density, summary
+
+        env, paths = run_density(DensityConfig(sizes=args.sessions, methods=args.only, out_dir=args.out,
+                                               link_concurrency=args.link_concurrency, settle_s=args.settle,
+                                               samples=args.samples, min_free_gib=args.min_free_gib), console)
+    elif args.command == "qr":
+        from bench.qr import QrConfig, run_qr, summary
+
+        wwebjs = args.sessions if args.wwebjs_sessions is None else args.wwebjs_sessions
+        env, paths = run_qr(QrConfig(sessions=args.sessions, burst=args.burst, wwebjs_sessions=wwebjs,
+                                     out_dir=args.out), console)
+    elif args.command == "recovery":
+        from bench.recovery import RecoveryConfig, run_recovery, summary
+
+        env, paths = run_recovery(RecoveryConfig(sessions=args.sessions, service_sessions=args.service_sessions,
+                                                 faults=args.faults, timeout_s=args.timeout, out_dir=args.out,
+                                                 link_concurrency=args.link_concurrency), console)
+    elif args.command == "api":
+        from bench.api import ApiConfig, run_api, summary
+
+        env, paths = run_api(ApiConfig(rate=args.rate, duration_s=args.duration, warmup_s=args.warmup,
+                                       targets=args.targets, out_dir=args.out, profile_dir=args.profile), console)
+    else:
+        raise SystemExit(f"unknown command {args.command}")
+    out.print(summary(env))
+    for g in env.goals:
+        mark = "-" if g["met"] is None else ("[green]met[/]" if g["met"] else "[red]not met[/]")
+        out.print(f"goal: {g['goal']}: target {g['target']}, measured {g['measured']} -> {mark}")
+    if env.cleanup and env.cleanup.get("leftovers_killed"):
+        out.print(f"[yellow]ended leftover processes: {env.cleanup['leftovers_killed']}[/]")
+        ok = False
+    for kind, path in paths.items():
+        out.print(f"{kind}: {path}")
+    return 0 if ok and not env.results.get("errors") else 1

@@ -1,0 +1,74 @@
+"""`python -m bench smoke --out DIR`: every bench at toy size on ONE service, for tests/bench.
+
+Starting the service costs most of a small bench's time on a 2-core machine,
+so the smoke run starts it once and runs, in order: crypto (1 MB), density
+(wa-ray at 1 session), qr (2 sequential, a burst of 2), api (20 req/s for 2 s
+on every target), recovery (every fault with 1 session, the whole-service
+restart last); then, if node is installed, the Playwright and whatsapp-web.js
+baselines at 1 session and one whatsapp-web.js QR. Each bench writes its usual
+`<name>-latest.json/.md` into DIR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from bench.output import Envelope
+from bench.report import to_jsonable
+
+
+def run_smoke(out_dir: Path, console: Console, baselines: bool = True) -> dict[str, Envelope]:
+    from bench import api, density, qr, recovery
+    from bench.crypto import CryptoConfig, run_crypto
+    from bench.harness import Harness, HarnessOptions, Live
+    from simulator.wa_web.testing import running_web_simulator
+
+    envs: dict[str, Envelope] = {}
+    envs["crypto"], _ = run_crypto(CryptoConfig(size_mb=1, runs=3, warmup=1, out_dir=out_dir), console)
+
+    dcfg = density.DensityConfig(sizes=[1], out_dir=out_dir, settle_s=0.5, samples=1)
+    qcfg = qr.QrConfig(sessions=2, burst=2, wwebjs_sessions=1 if baselines else 0, out_dir=out_dir)
+    acfg = api.ApiConfig(rate=20, duration_s=2, warmup_s=0.5, out_dir=out_dir)
+    rcfg = recovery.RecoveryConfig(sessions=1, service_sessions=0, timeout_s=90, out_dir=out_dir,
+                                   faults=["actor", "browser", "serve", "redis", "service"])
+    env_d, env_q, env_a, env_r = Envelope("density"), Envelope("qr"), Envelope("api"), Envelope("recovery")
+    got: dict[str, Any] = {}
+    harness = Harness(HarnessOptions(sessions=4, pacing=False))
+    console.print("smoke: starting simulator, Redis, Ray, Serve, Chromium...")
+    harness.start()
+    bare = None
+    try:
+        machine = to_jsonable(harness.machine())
+        bare, port = api.start_targets(acfg, harness)
+
+        async def body() -> None:
+            async with Live(harness, webhook=False) as live:
+                got["density"] = await density.wa_ray_steps(dcfg, harness, live, console)
+                got["qr"] = await qr.qr_wa_ray(qcfg, live, console)
+                got["api"] = await api.api_phases(acfg, harness, live, console, port)
+                got["recovery"] = await recovery.run_faults(rcfg, harness, live, console)
+
+        asyncio.run(body())
+    finally:
+        if recovery._failed(got.get("recovery", {})):
+            got.setdefault("recovery", {"faults": {}})["service_logs_kept"] = recovery.keep_logs(harness, "smoke")
+        api.stop_bare(bare)
+        cleanup = to_jsonable(harness.stop())
+    methods: dict[str, Any] = {"wa-ray": got.get("density", {"steps": []})}
+    fleets_cleanup: dict[str, Any] = {"wa-ray": cleanup}
+    ww: dict[str, Any] = {}
+    if baselines and shutil.which("node"):
+        with running_web_simulator() as sim:
+            for method in ("playwright", "wwebjs"):
+                methods[method], fleets_cleanup[method] = density.run_fleet(method, dcfg, sim.url, console)
+        ww, fleets_cleanup["wwebjs-qr"] = qr.run_wwebjs(qcfg, console)
+    envs["density"], _ = density.finish(env_d, dcfg, methods, machine, fleets_cleanup)
+    envs["qr"], _ = qr.finish(env_q, qcfg, got.get("qr", {}), ww, machine, {"wa-ray": cleanup})
+    envs["api"], _ = api.finish(env_a, acfg, got.get("api", {}), machine, cleanup)
+    envs["recovery"], _ = recovery.finish(env_r, rcfg, got.get("recovery", {"faults": {}}), machine, cleanup)
+    return envs

@@ -1,0 +1,89 @@
+"""density, qr, recovery, api and crypto end to end at toy size, in one combined run (`python -m bench smoke`).
+
+Each bench alone spends most of its time starting the service, so the smoke
+run starts it once and runs every bench on it (see bench/smoke.py); it runs in
+a child process because the bench starts (and stops) its own Ray cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+KINDS = ("crypto", "density", "qr", "api", "recovery")
+
+
+def _load(out: Path, kind: str) -> dict:
+    data = json.loads((out / f"{kind}-latest.json").read_text())
+    assert data["kind"] == kind
+    assert (out / f"{kind}-latest.md").read_text().startswith(f"# wa-ray bench: {kind}")
+    assert {"nproc", "ram_total_gib", "cpu_model", "chromium"} <= data["machine"].keys()
+    load = data["load"]
+    assert len(load["loadavg_1_5_15_at_start"]) == 3 and len(load["loadavg_1_5_15_at_end"]) == 3
+    assert data["goals"] and all({"goal", "target", "measured", "met"} <= g.keys() for g in data["goals"])
+    return data
+
+
+def _no_leftovers(cleanup: dict) -> None:
+    for part in cleanup.values():
+        if isinstance(part, dict):
+            assert part.get("leftovers_killed", []) == [], cleanup
+
+
+@pytest.mark.timeout(600)
+def test_every_bench_at_toy_size(tmp_path: Path) -> None:
+    baselines = shutil.which("node") is not None
+    cmd = [sys.executable, "-m", "bench", "smoke", "--out", str(tmp_path)] + ([] if baselines else ["--no-baselines"])
+    run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=580, check=False)
+    assert run.returncode == 0, f"smoke failed\nstdout:\n{run.stdout[-4000:]}\nstderr:\n{run.stderr[-4000:]}"
+    data = {kind: _load(tmp_path, kind) for kind in KINDS}
+
+    crypto = data["crypto"]["results"]
+    assert crypto["stats"]["encrypt_decrypt"]["n"] == 3 and crypto["stats"]["encrypt_decrypt"]["median_ms"] > 0
+    assert data["crypto"]["goals"][0]["met"] is True
+
+    density = data["density"]["results"]["methods"]
+    (step,) = density["wa-ray"]["steps"]
+    assert step["sessions"] == 1 and step["connected_after_sampling"] == 1 and step["session_actor_processes"] == 1
+    assert step["per_session_pss_mb"] > 0 and step["fixed_cost_pss_mb"]["total"] > 0
+    assert set(step["breakdown_per_session_pss_mb"]) == {
+        "SessionActor process", "Chromium (contexts + shared browser processes)",
+        "BrowserHost + Playwright driver, amortised"}
+    assert step["chromium_processes"].get("browser") == 1, "one Chromium for the node"
+    if baselines:
+        for method in ("playwright", "wwebjs"):
+            (base,) = density[method]["steps"]
+            assert base["sessions"] == 1 and base["per_session_pss_mb"] > 0 and base["browsers"] == 1
+        assert data["density"]["results"]["comparison"]["by_size"][0]["wwebjs_over_wa_ray"] is not None
+    _no_leftovers(data["density"]["cleanup"])
+
+    qr = data["qr"]["results"]
+    assert qr["wa_ray"]["sequential_create_to_qr_ms"]["n"] == 2 and qr["wa_ray"]["concurrent_create_to_qr_ms"]["n"] == 2
+    assert not qr["wa_ray"]["errors"]
+    assert 0 < qr["wa_ray"]["sequential_create_201_ms"]["p50"] <= qr["wa_ray"]["sequential_create_to_qr_ms"]["p50"]
+    if baselines:
+        assert qr["wwebjs"]["sequential_initialize_to_qr_ms"]["n"] == 1
+
+    phases = data["api"]["results"]["phases"]
+    assert set(phases) == {"bare", "serve-trivial", "wa-ray", "bare (again, last)"}
+    for name, phase in phases.items():
+        assert phase["requests"] == 40 and phase["ok"] == 40, (name, phase["status_codes"])
+        assert 0 < phase["latency_ms"]["p50"] <= phase["latency_ms"]["p99"]
+    assert data["api"]["results"]["ratios"]["wa-ray/bare p50"] > 0
+
+    faults = data["recovery"]["results"]["faults"]
+    assert set(faults) == {"actor", "browser", "serve", "redis", "service"}
+    for name, fault in faults.items():
+        assert not fault.get("error"), (name, fault)
+        assert fault["qr_after"] == 0, (name, fault)
+        assert fault["all_connected_s"] is not None and fault["all_connected_s"] >= 0, (name, fault)
+    assert faults["actor"]["resumed_live_page"] == 1
+    assert faults["redis"]["sessions_stayed_connected"] is True
+    assert faults["service"]["messages_after"]["accepted"] == 1
+    _no_leftovers(data["recovery"]["cleanup"])
