@@ -95,7 +95,8 @@ async def _phase(harness: Any, url: str, link: Any, cfg: ApiConfig, warmup_s: fl
     env = {**os.environ, "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.loadgen", "--url", url, "--rate", str(cfg.rate), "--duration",
-        str(cfg.duration_s), "--warmup", str(warmup_s), "--key-id", ADMIN_KEY_ID, "--secret", harness.admin_secret,
+        str(cfg.duration_s), "--warmup", str(warmup_s), "--key-id", ADMIN_KEY_ID,
+        f"--secret={harness.admin_secret}",  # one token: a secret may start with "-", which argparse takes for a flag
         "--session", link.session_id, "--to", link.recipient, "--tag", f"{label}-{time.time():.0f}",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, limit=2**26)
     harness.cpu.name(proc.pid, "bench-loadgen")
