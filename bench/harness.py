@@ -111,6 +111,7 @@ class Harness:
             if not settings.ray_address:
                 self._isolate_ray()
             self.service = Service(settings).start()
+            _stop_on_sigterm()
             self.worker_code = _worker_code_path()
         except BaseException:
             self.stop()
@@ -207,6 +208,20 @@ class Harness:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             removed = not self.data_dir.exists()
         return CleanupReport(processes_started=len(ours), leftovers_killed=leftovers, data_dir_removed=removed)
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so the caller's `finally: harness.stop()` still ends what we started.
+
+    ray.init() installs a C++ handler that aborts the driver on SIGTERM and leaves the cluster behind."""
+    import signal
+    import threading
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 def _worker_code_path() -> str:

@@ -18,6 +18,7 @@ figure; a bare `puppeteer.launch()` is timed too, to show how much.
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -48,6 +49,38 @@ def _stats(xs: list[float]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ wa-ray
+def _empty_actor_class() -> Any:
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class EmptyActor:
+        def ping(self) -> int:
+            return os.getpid()
+
+    return EmptyActor
+
+
+async def ray_actor_baseline(n: int, burst: int) -> dict[str, list[float]]:
+    """What a bare Ray actor costs to start here: `.remote()` -> its first method answered, then killed.
+
+    The same step every new session pays for its SessionActor process, without any wa-ray code in it."""
+    import ray
+
+    cls = _empty_actor_class()
+
+    async def one() -> float:
+        t0 = time.perf_counter()
+        actor = cls.remote()
+        await actor.ping.remote()
+        took = (time.perf_counter() - t0) * 1000
+        ray.kill(actor)
+        return round(took, 1)
+
+    seq = [await one() for _ in range(n)]
+    conc = list(await asyncio.gather(*(one() for _ in range(burst)))) if burst > 0 else []
+    return {"sequential": seq, "concurrent": conc}
+
+
 async def _create_until_qr(live: Any, sid: str, timeout_s: float) -> dict[str, Any]:
     from bench.harness import WORKSPACE
 
@@ -118,6 +151,8 @@ async def qr_wa_ray(cfg: QrConfig, live: Any, console: Console) -> dict[str, Any
                            info=f"burst p50 {median([r['qr_sse_ms'] for r in recs if 'qr_sse_ms' in r])} ms")
     out["sequential"] = seq
     out["concurrent"] = conc
+    with console.status("baseline: bare Ray actor start, 10 sequential and one burst"):
+        out["ray_actor_baseline"] = await ray_actor_baseline(10, cfg.burst)
     return out
 
 
@@ -213,6 +248,7 @@ def finish(env: Envelope, cfg: QrConfig, wa: dict[str, Any], ww: dict[str, Any],
             "concurrent_create_201_ms": _stats([r["create_201_ms"] for r in wa.get("concurrent", [])
                                                 if "create_201_ms" in r]),
             "errors": [r for r in wa.get("sequential", []) + wa.get("concurrent", []) if "error" in r],
+            "bare_ray_actor_start_ms": {k: _stats(v) for k, v in (wa.get("ray_actor_baseline") or {}).items()},
             "unrecorded_first_create": wa.get("unrecorded_first_create"),
             "browser_before_first_create": wa.get("browser_before_first_create"),
             "samples": {"sequential": wa.get("sequential", []), "concurrent": wa.get("concurrent", [])},
@@ -248,6 +284,9 @@ def finish(env: Envelope, cfg: QrConfig, wa: dict[str, Any], ww: dict[str, Any],
         "event's own timestamp (service clock), so qr_sse - qr_event_ts is the SSE delivery delay; actor_up is the "
         "ts of the new SessionActor's first status event (`initializing`), i.e. the supervisor placed it and its "
         "process runs start(); what follows it is the page opening in the warm browser and the bridge reading the QR.",
+        "baseline 'bare Ray actor': an empty @ray.remote(num_cpus=0) actor created and called once, on the same "
+        "cluster right after the wa-ray samples: the per-session cost of starting a Ray worker process, which Ray "
+        "starts at most `maximum_startup_concurrency` (= CPU count, 2 here) at a time.",
         "whatsapp-web.js has no warm browser to reuse: each Client launches its own Chromium inside initialize(), so "
         "its figure includes a browser launch (bare_puppeteer_launch_ms shows how long one takes here).",
         "Load on this 2-core machine is shared with other users (see load averages): latencies are noisy.",
@@ -272,6 +311,9 @@ def _markdown(env: Envelope) -> str:
              *_row(wa["concurrent_create_201_ms"])],
             [f"wa-ray concurrent (bursts of {wa['concurrent_burst']}): create -> SessionActor's first status",
              *_row(wa["concurrent_actor_up_ms"])]]
+    for k, st in (wa.get("bare_ray_actor_start_ms") or {}).items():
+        label = "sequential" if k == "sequential" else f"burst of {wa['concurrent_burst']}"
+        rows.append([f"baseline: bare Ray actor .remote() -> first call answered ({label})", *_row(st)])
     if "wwebjs" in r:
         ww = r["wwebjs"]
         rows += [["whatsapp-web.js sequential: initialize() -> qr", *_row(ww["sequential_initialize_to_qr_ms"])],

@@ -68,7 +68,9 @@ def test_every_bench_at_toy_size(tmp_path: Path) -> None:
     qr = data["qr"]["results"]
     assert qr["wa_ray"]["sequential_create_to_qr_ms"]["n"] == 2 and qr["wa_ray"]["concurrent_create_to_qr_ms"]["n"] == 2
     assert not qr["wa_ray"]["errors"]
-    assert 0 < qr["wa_ray"]["sequential_create_201_ms"]["p50"] <= qr["wa_ray"]["sequential_create_to_qr_ms"]["p50"]
+    # no order between the two: the QR can reach SSE before the create's own 201
+    assert qr["wa_ray"]["sequential_create_201_ms"]["p50"] > 0 and qr["wa_ray"]["sequential_create_to_qr_ms"]["p50"] > 0
+    assert qr["wa_ray"]["bare_ray_actor_start_ms"]["sequential"]["n"] == 10
     if baselines:
         assert qr["wwebjs"]["sequential_initialize_to_qr_ms"]["n"] == 1
 
