@@ -1,181 +1,67 @@
-"""SessionActor: the one owner of a session's lifecycle state.
+"""SessionActor: a session's lifecycle in a Ray actor of its own (`WA_SESSION_HOSTING=actor`).
 
-The page itself lives in the node's BrowserHost; this actor turns the page's
-signals into the design's state machine, publishes every transition, saves the
-auth state once linked, and reopens the page from that state after a crash.
+The state machine is `SessionLifecycle`; this actor gives it a process and a
+name (`session:{ws}:{sid}`), and reaches the page in the node's BrowserHost over
+Ray. Killing it leaves the page and its sender running in the host; its
+successor attaches to them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
 from typing import Any
 
 import ray
 
-from sessions.state import SOCKET_STATES, SessionState
-from storage.auth_store import open_auth_store
-from storage.events import EventLog
+from actors.session_lifecycle import SessionLifecycle
 from storage.redis_client import connect
-from storage.registry import SessionRegistry
-from wa_ray.events import (
-    SESSION_DISCONNECTED,
-    SESSION_QR,
-    SESSION_READY,
-    SESSION_STATUS,
-    Event,
-)
 from wa_ray.runtime import RuntimeConfig
 
-log = logging.getLogger(__name__)
 
-QR_FIRST_TTL_S = 60
-QR_NEXT_TTL_S = 20
-DOWN_STATES = frozenset({SessionState.DISCONNECTED, SessionState.LOGGED_OUT, SessionState.BLOCKED,
-                         SessionState.FAILED, SessionState.RECONNECTING})
-RECONNECT_DELAYS_S = (0.5, 1, 2, 5, 10, 30)
+class RemotePage:
+    """The page in the node's BrowserHost, over Ray; the host signals back to this actor's handle."""
+
+    def __init__(self, host: Any, ws: str, sid: str) -> None:
+        self._host, self._ws, self._sid = host, ws, sid
+
+    @staticmethod
+    def _me() -> Any:
+        return ray.get_runtime_context().current_actor
+
+    async def attach(self) -> dict[str, Any] | None:
+        return await self._host.attach.remote(self._ws, self._sid, self._me())
+
+    async def open(self, storage_state: bytes | None) -> None:
+        await self._host.open_session.remote(self._ws, self._sid, self._me(), storage_state)
+
+    async def close(self) -> None:
+        await self._host.close_session.remote(self._ws, self._sid)
+
+    async def storage_state(self) -> bytes:
+        return await self._host.storage_state.remote(self._ws, self._sid)
 
 
 @ray.remote(num_cpus=0, max_concurrency=100)
 class SessionActor:
     def __init__(self, config: RuntimeConfig, ws: str, sid: str, host: Any) -> None:
-        self._config = config
-        self._ws, self._sid = ws, sid
-        self._host = host
-        self._redis = connect(config.redis_url)
-        self._events = EventLog(self._redis)
-        self._registry = SessionRegistry(self._redis)
-        self._auth = open_auth_store(config, self._redis)
-        self._state = SessionState.STOPPED
-        self._qr_count = 0
-        self._me: dict[str, Any] | None = None
-        self._reconnects = 0
-        self._lock = asyncio.Lock()
-        self._reconnecting: asyncio.Task[None] | None = None
+        self._life = SessionLifecycle(config, ws, sid, RemotePage(host, ws, sid), connect(config.redis_url))
 
     async def start(self) -> str:
-        """Take over a live page if the host still has one, else open a page from saved auth state."""
-        self_handle = ray.get_runtime_context().current_actor
-        live = await self._host.attach.remote(self._ws, self._sid, self_handle)
-        if live and live.get("hasSynced"):
-            self._me = live.get("me")
-            await self._transition(SessionState.CONNECTED, "resumed live page")
-            return self._state.value
-        await self._transition(SessionState.INITIALIZING, "starting")
-        try:
-            await self._open_page()
-        except Exception as exc:  # the page could not load: retry with backoff instead of failing the caller
-            await self._handle("crash", {"reason": f"page did not open: {exc}"[:300]})
-        return self._state.value
-
-    async def _open_page(self) -> None:
-        self_handle = ray.get_runtime_context().current_actor
-        state = await self._auth.load(self._ws, self._sid)
-        self._qr_count = 0
-        await self._host.open_session.remote(self._ws, self._sid, self_handle, state)
+        return await self._life.start()
 
     async def on_page_signal(self, kind: str, payload: dict[str, Any]) -> None:
-        async with self._lock:
-            await self._handle(kind, payload)
-
-    async def _handle(self, kind: str, payload: dict[str, Any]) -> None:
-        if kind == "qr":
-            await self._on_qr(payload["qr"])
-        elif kind == "ready":
-            self._me = payload.get("me")
-            self._reconnects = 0
-            await self._transition(SessionState.CONNECTED, "page synced", me=(self._me or {}).get("number"))
-            await self._publish(SESSION_READY, {"me": self._me, "pushname": payload.get("pushname")})
-            await self._save_auth()
-        elif kind == "state":
-            await self._on_socket_state(payload.get("state", ""), bool(payload.get("hasSynced")))
-        elif kind == "logout":
-            await self._auth.delete(self._ws, self._sid)
-            self._qr_count = 0  # the page offers fresh codes to relink
-            await self._transition(SessionState.LOGGED_OUT, "unlinked from the phone")
-        elif kind in ("crash", "page_closed"):
-            if self._state not in (SessionState.STOPPED, SessionState.FAILED):
-                await self._transition(SessionState.RECONNECTING, payload.get("reason", kind))
-                if self._reconnecting is None or self._reconnecting.done():  # one loop, never two racing opens
-                    self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
-
-    async def _on_socket_state(self, socket_state: str, synced: bool) -> None:
-        mapped = SOCKET_STATES.get(socket_state)
-        if mapped is SessionState.CONNECTED and synced and self._state is not SessionState.CONNECTED:
-            self._reconnects = 0
-            await self._transition(SessionState.CONNECTED, "connection restored", me=(self._me or {}).get("number"))
-            return
-        if mapped is None or mapped in (SessionState.CONNECTED, SessionState.QR_REQUIRED):
-            return  # `ready` and `qr` carry those transitions with their data
-        if mapped is SessionState.INITIALIZING and self._state is not SessionState.INITIALIZING:
-            return
-        await self._transition(mapped, f"socket {socket_state}")
-
-    async def _on_qr(self, qr: str) -> None:
-        self._qr_count += 1
-        if self._qr_count > self._config.qr_max_refs:
-            await self._host.close_session.remote(self._ws, self._sid)
-            await self._transition(SessionState.FAILED, "qr_timeout: no scan before the codes ran out")
-            return
-        if self._state is not SessionState.QR_REQUIRED:
-            await self._transition(SessionState.QR_REQUIRED, "link this device by scanning the QR")
-        expires_in = QR_FIRST_TTL_S if self._qr_count == 1 else QR_NEXT_TTL_S
-        await self._registry.update(self._ws, self._sid, qr=qr, qr_at=time.time())
-        await self._publish(SESSION_QR, {"qr": qr, "seq": self._qr_count, "expires_in": expires_in})
-
-    async def _reconnect(self) -> None:
-        """Reopen the page from saved state with backoff until it opens; `ready` then says connected."""
-        while self._state is SessionState.RECONNECTING:
-            await asyncio.sleep(RECONNECT_DELAYS_S[min(self._reconnects, len(RECONNECT_DELAYS_S) - 1)])
-            self._reconnects += 1
-            if self._state is not SessionState.RECONNECTING:
-                return
-            try:
-                await self._open_page()
-                return
-            except Exception as exc:  # the host may be restarting: try again after the next delay
-                log.warning("reconnect of %s/%s failed: %s", self._ws, self._sid, exc)
-
-    async def _save_auth(self) -> None:
-        state = await self._host.storage_state.remote(self._ws, self._sid)
-        await self._auth.save(self._ws, self._sid, state)
+        await self._life.on_page_signal(kind, payload)
 
     async def reopen(self, reason: str) -> None:
-        """The page is gone without a signal (its BrowserHost was restarted): reconnect from saved state."""
-        async with self._lock:
-            await self._handle("crash", {"reason": reason})
+        await self._life.reopen(reason)
 
     async def restart(self) -> str:
-        await self._host.close_session.remote(self._ws, self._sid)
-        await self._transition(SessionState.INITIALIZING, "restart requested")
-        await self._open_page()
-        return self._state.value
+        return await self._life.restart()
 
     async def logout(self) -> str:
-        await self._host.close_session.remote(self._ws, self._sid)
-        await self._auth.delete(self._ws, self._sid)
-        await self._transition(SessionState.LOGGED_OUT, "logout requested")
-        return self._state.value
+        return await self._life.logout()
 
     async def stop(self, purge: bool) -> None:
-        await self._host.close_session.remote(self._ws, self._sid)
-        if purge:
-            await self._auth.delete(self._ws, self._sid)
-        await self._transition(SessionState.STOPPED, "deleted" if purge else "stopped")
+        await self._life.stop(purge)
 
     async def status(self) -> dict[str, Any]:
-        return {"state": self._state.value, "me": self._me, "qr_count": self._qr_count}
-
-    async def _transition(self, new: SessionState, reason: str, **fields: Any) -> None:
-        previous = self._state
-        if new is previous:
-            return
-        self._state = new
-        await self._registry.set_state(self._ws, self._sid, new.value, reason=reason, **fields)
-        await self._publish(SESSION_STATUS, {"state": new.value, "previous": previous.value, "reason": reason})
-        if new in DOWN_STATES and previous is SessionState.CONNECTED:
-            await self._publish(SESSION_DISCONNECTED, {"state": new.value, "reason": reason})
-
-    async def _publish(self, type_: str, data: dict[str, Any]) -> None:
-        await self._events.publish(Event(type_, self._ws, self._sid, data))
+        return await self._life.status()

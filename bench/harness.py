@@ -154,7 +154,7 @@ class Harness:
             client = redis.Redis.from_url(self.service.config.redis_url)
             version = str(client.info("server").get("redis_version", "unknown"))
             client.close()
-        return describe_machine(self.service.settings.chromium, version)
+        return describe_machine(self.service.settings.chromium, version, self.service.settings.session_hosting)
 
     def redis_commandstats(self) -> dict[str, tuple[int, int]]:
         """Redis `INFO commandstats`: command -> (calls, usec), to count Redis work per message."""

@@ -38,9 +38,11 @@ class MachineInfo:
     redis_server: str
     wa_ray_commit: str
     wa_ray_dirty: bool
+    session_hosting: str = "n/a"
 
 
-def describe_machine(chromium_path: str | None, redis_version: str = "unknown") -> MachineInfo:
+def describe_machine(chromium_path: str | None, redis_version: str = "unknown",
+                     session_hosting: str = "n/a") -> MachineInfo:
     mem = psutil.virtual_memory()
     commit, dirty = _git_state()
     return MachineInfo(
@@ -58,6 +60,7 @@ def describe_machine(chromium_path: str | None, redis_version: str = "unknown") 
         redis_server=redis_version,
         wa_ray_commit=commit,
         wa_ray_dirty=dirty,
+        session_hosting=session_hosting,
     )
 
 

@@ -5,7 +5,13 @@ fault at a time, each after every session is connected and quiet again:
 
 * `actor`: `ray.kill` of one SessionActor (`session:bench:s00`); the supervisor
   notices and starts a new one, which takes over the live page.
-* `actor-all`: the same for every session's actor at once.
+* `actor-all`: the same for every session's actor at once. With host hosting
+  (the default, `WA_SESSION_HOSTING=host`) a session has no actor of its own:
+  both are recorded as not applicable, and `host` is the fault that kills a
+  session's owner.
+* `host`: SIGKILL of the node's BrowserHost process (Playwright driver, every
+  page, every grain); Ray restarts it and every session reopens from saved
+  state.
 * `browser`: SIGKILL of the node's Chromium main process (the one without
   `--type=` under the BrowserHost); every session reopens from its saved,
   encrypted auth state.
@@ -41,8 +47,8 @@ from rich.console import Console
 from bench.output import Envelope, loadavg, machine_without_service, median, pct, progress, table, write
 from bench.report import to_jsonable
 
-FAULTS = ("actor", "actor-all", "browser", "serve", "redis", "service")
-GOALS_S = {"actor": 5.0, "browser": 10.0, "service": 60.0}
+FAULTS = ("actor", "actor-all", "browser", "host", "serve", "redis", "service")
+GOALS_S = {"actor": 5.0, "browser": 10.0, "host": 10.0, "service": 60.0}
 
 
 @dataclass(frozen=True)
@@ -143,6 +149,9 @@ async def fault_actor(ctx: Ctx, all_of_them: bool) -> dict[str, Any]:
 
     from bench.harness import WORKSPACE
 
+    if ctx.harness.service.settings.session_hosting != "actor":
+        return {"not_applicable": "host hosting: sessions are grains in the BrowserHost, with no SessionActor "
+                                  "to kill; the `host` fault kills their owner"}
     victims = ctx.sids if all_of_them else ctx.sids[:1]
     handles = [ray.get_actor(actor_name(WORKSPACE, sid), namespace=NAMESPACE) for sid in victims]
     before = {s["session_id"]: s.get("restarts", 0) for s in await ctx.registry()}
@@ -180,6 +189,26 @@ async def fault_browser(ctx: Ctx) -> dict[str, Any]:
     table_ = process_table()
     out["chromium_before"] = before
     out["chromium_after"] = chromium_kinds(descendants(host_pid, table_), table_)
+    out["qr_after"] = ctx.qr_after(t0)
+    return out
+
+
+async def fault_host(ctx: Ctx) -> dict[str, Any]:
+    from bench.memory import chromium_kinds, descendants, process_table
+
+    host_pid = _host_pid()
+    before = chromium_kinds(descendants(host_pid, process_table()), process_table())
+    t0 = time.time()
+    os.kill(host_pid, signal.SIGKILL)
+    got = await ctx.wait_connected_events(ctx.sids, t0)
+    out = {"killed": f"SIGKILL BrowserHost pid {host_pid} ({ctx.harness.service.settings.session_hosting} hosting)",
+           **_times(got, t0)}
+    await ctx.all_connected()
+    new_pid = _host_pid()
+    table_ = process_table()
+    out["host_restarted"] = new_pid != host_pid
+    out["chromium_before"] = before
+    out["chromium_after"] = chromium_kinds(descendants(new_pid, table_), table_)
     out["qr_after"] = ctx.qr_after(t0)
     return out
 
@@ -371,6 +400,9 @@ async def fault_service(ctx: Ctx) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001
         return {"error": f"service did not start again: {type(exc).__name__}: {exc}"[:500], "stop_s": stop_s}
     start_s = round(time.time() - t0, 2)
+    from bench.harness import _stop_on_sigterm
+
+    _stop_on_sigterm()  # ray.init() put its own SIGTERM handler back
     # the registry first (the SSE stream reconnects on its own, with backoff)
     deadline = time.monotonic() + ctx.timeout_s
     connected_s = None
@@ -540,6 +572,7 @@ _FAULTS = {
     "actor": lambda ctx: fault_actor(ctx, all_of_them=False),
     "actor-all": lambda ctx: fault_actor(ctx, all_of_them=True),
     "browser": fault_browser,
+    "host": fault_host,
     "serve": fault_serve,
     "redis": fault_redis,
     "service": fault_service,
@@ -549,7 +582,7 @@ _FAULTS = {
 def _goals(env: Envelope, faults: dict[str, Any]) -> None:
     for name, target in GOALS_S.items():
         r = faults.get(name)
-        if r is None:
+        if r is None or r.get("not_applicable"):
             continue
         t, qr = r.get("all_connected_s"), r.get("qr_after")
         met = t is not None and t <= target and qr == 0 and not r.get("error")
@@ -578,8 +611,10 @@ def _markdown(env: Envelope) -> str:
     rows = []
     for name, r in env.results["faults"].items():
         per = r.get("per_session_s") or (r.get("sse_view") or {}).get("per_session_s") or {}
-        detail = r.get("error") or ""
-        if name == "serve":
+        detail = r.get("error") or r.get("not_applicable") or ""
+        if r.get("not_applicable"):
+            pass
+        elif name == "serve":
             detail = detail or f"failed probes {r.get('failed_probes')}, SSE reconnects {r.get('sse_reconnects')}"
         elif name == "redis":
             m = r.get("messages_after") or {}
@@ -596,7 +631,7 @@ def _markdown(env: Envelope) -> str:
         elif name.startswith("actor"):
             detail = detail or (f"resumed live page {r.get('resumed_live_page')}, restarts counted "
                                 f"{r.get('restarts_counted')}, others disturbed {len(r.get('others_disturbed', []))}")
-        elif name == "browser":
+        elif name in ("browser", "host"):
             detail = detail or f"Chromium before: {r.get('chromium_before')}; after: {r.get('chromium_after')}"
         rows.append([name, r.get("sessions"), r.get("all_connected_s"), per.get("p50"), per.get("p95"),
                      r.get("qr_after"), r.get("loadavg_at_fault", [None])[0], detail])

@@ -35,7 +35,7 @@ def run_smoke(out_dir: Path, console: Console, baselines: bool = True) -> dict[s
     qcfg = qr.QrConfig(sessions=2, burst=2, wwebjs_sessions=1 if baselines else 0, out_dir=out_dir)
     acfg = api.ApiConfig(rate=20, duration_s=2, warmup_s=0.5, out_dir=out_dir)
     rcfg = recovery.RecoveryConfig(sessions=1, service_sessions=0, timeout_s=90, out_dir=out_dir,
-                                   faults=["actor", "browser", "serve", "redis", "service"])
+                                   faults=["actor", "browser", "host", "serve", "redis", "service"])
     env_d, env_q, env_a, env_r = Envelope("density"), Envelope("qr"), Envelope("api"), Envelope("recovery")
     got: dict[str, Any] = {}
     harness = Harness(HarnessOptions(sessions=4, pacing=False))

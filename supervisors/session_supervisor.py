@@ -1,11 +1,14 @@
 """SessionSupervisor: placement, per-node limit, restart, restore-at-boot, drain.
 
-A named detached actor and the only creator of SessionActors, so placement
+A named detached actor and the only creator of sessions, so placement
 decisions come from one place. Nodes advertise `wa_session_slot` (the per-node
-limit) and each SessionActor holds one, so Ray enforces the limit exactly; the
-supervisor still picks the node itself from free slots, because soft node
-affinity waits on a full node instead of moving on. If the supervisor itself
-dies, Ray restarts it and it adopts the (detached) session actors it finds.
+limit). With `actor` hosting each SessionActor holds one slot, so Ray enforces
+the limit exactly; the supervisor still picks the node itself from free slots,
+because soft node affinity waits on a full node instead of moving on. With
+`host` hosting the session is a grain in the node's BrowserHost and the
+supervisor's own count against the slots is the limit (it is the only one that
+places). If the supervisor itself dies, Ray restarts it and it adopts the
+(detached) session actors, or the hosts' grains, it finds.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from sessions.state import SessionState
 from storage.redis_client import connect
 from storage.registry import SessionRegistry
 from supervisors.placement import SLOT, PlacementError, QuotaExceeded, least_loaded, nodes_from_ray
+from supervisors.session_handles import ActorSession, GrainSession, SessionGone, SessionHandle
 from wa_ray import NAMESPACE, session_actor_name
 from wa_ray.runtime import RuntimeConfig
 
@@ -41,6 +45,10 @@ __all__ = ["SessionSupervisor", "PlacementError", "QuotaExceeded", "SLOT", "acto
 actor_name = session_actor_name
 
 
+class NodeGone(Exception):
+    """The node a session was placed on is no longer alive in the cluster."""
+
+
 @ray.remote(num_cpus=0, max_concurrency=1000, max_restarts=-1)
 class SessionSupervisor:
     async def __init__(self, config: RuntimeConfig) -> None:
@@ -50,12 +58,19 @@ class SessionSupervisor:
         self._hosts: dict[str, Any] = {}
         self._host_incarnations: dict[str, str] = {}
         self._placed: dict[tuple[str, str], str] = {}  # (ws, sid) -> node id
-        self._actors: dict[tuple[str, str], Any] = {}
+        self._actors: dict[tuple[str, str], SessionHandle] = {}
+        self._grains = config.session_hosting == "host"
         self._draining: set[str] = set()
         self._lock = asyncio.Lock()
         self._restored = asyncio.Event()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._adopt_and_restore()), loop.create_task(self._watch())]
+
+    async def stop_watching(self) -> None:
+        """The service is stopping: hosts close their pages next, and that must not look like a crash to
+        bring sessions back from (their registry state is what the next start restores)."""
+        for task in self._tasks:
+            task.cancel()
 
     async def ping(self) -> dict[str, Any]:
         return {"sessions": len(self._actors), "restored": self._restored.is_set()}
@@ -73,22 +88,22 @@ class SessionSupervisor:
         return await self._registry.get(ws, sid) or {}
 
     async def restart_session(self, ws: str, sid: str) -> str:
-        return await (await self._ensure(ws, sid)).restart.remote()
+        return await (await self._ensure(ws, sid)).restart()
 
     async def logout_session(self, ws: str, sid: str) -> str:
-        return await (await self._ensure(ws, sid)).logout.remote()
+        return await (await self._ensure(ws, sid)).logout()
 
     async def delete_session(self, ws: str, sid: str) -> bool:
         async with self._lock:
-            actor = self._actors.pop((ws, sid), None) or self._named(ws, sid)
+            handle = self._actors.pop((ws, sid), None) or self._named(ws, sid)
             self._placed.pop((ws, sid), None)
-        if actor is not None:
+        if handle is not None:
             try:
-                await actor.stop.remote(purge=True)
+                await handle.stop(purge=True)
             finally:
-                ray.kill(actor, no_restart=True)
+                await handle.discard()
         await self._registry.remove(ws, sid)
-        return actor is not None
+        return handle is not None
 
     async def placements(self) -> dict[str, str]:
         return {f"{ws}/{sid}": node for (ws, sid), node in self._placed.items()}
@@ -99,36 +114,41 @@ class SessionSupervisor:
         moved = [key for key, node in self._placed.items() if node == node_id]
         for ws, sid in moved:
             async with self._lock:
-                actor = self._actors.pop((ws, sid), None)
+                handle = self._actors.pop((ws, sid), None)
                 self._placed.pop((ws, sid), None)
-            if actor is not None:
-                await actor.stop.remote(purge=False)
-                ray.kill(actor, no_restart=True)
+            if handle is not None:
+                await handle.stop(purge=False)
+                await handle.discard()
             await self._ensure(ws, sid)
         return len(moved)
 
     async def undrain_node(self, node_id: str) -> None:
         self._draining.discard(node_id)
 
-    async def _ensure(self, ws: str, sid: str, new: bool = False) -> Any:
+    async def _ensure(self, ws: str, sid: str, new: bool = False) -> SessionHandle:
         async with self._lock:
-            actor = self._actors.get((ws, sid)) or self._named(ws, sid)
-            if actor is not None:
-                self._actors[(ws, sid)] = actor
-                return actor
+            handle = self._actors.get((ws, sid)) or self._named(ws, sid)
+            if handle is not None:
+                self._actors[(ws, sid)] = handle
+                return handle
             if new:
                 await self._check_quota(ws, sid)
             node = least_loaded(self._nodes(), self._placed.values(), frozenset(self._draining))
-            actor = SessionActor.options(
-                name=actor_name(ws, sid), namespace=NAMESPACE, lifetime="detached",
-                resources={SLOT: 1} if self._advertises_slots(node) else {},
-                scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
-            ).remote(self._config, ws, sid, self._host(node))
-            self._actors[(ws, sid)] = actor
+            handle = self._place(ws, sid, node)
+            self._actors[(ws, sid)] = handle
             self._placed[(ws, sid)] = node
             await self._registry.register(ws, sid, node)
-        await actor.start.remote()
-        return actor
+        await handle.start()
+        return handle
+
+    def _place(self, ws: str, sid: str, node: str) -> SessionHandle:
+        if self._grains:
+            return GrainSession(self._host(node), ws, sid)
+        return ActorSession(SessionActor.options(
+            name=actor_name(ws, sid), namespace=NAMESPACE, lifetime="detached",
+            resources={SLOT: 1} if self._advertises_slots(node) else {},
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+        ).remote(self._config, ws, sid, self._host(node)))
 
     async def _check_quota(self, ws: str, sid: str) -> None:
         existing = {s["session_id"] for s in await self._registry.list(ws)}
@@ -149,11 +169,12 @@ class SessionSupervisor:
                 await asyncio.sleep(RESTORE_STAGGER_S)
 
         jobs = []
+        grains = await self._live_grains() if self._grains else {}
         for ws, sid in sorted(await self._registry.all()):
             record = await self._registry.get(ws, sid) or {}
-            actor = self._named(ws, sid)
-            if actor is not None:
-                self._actors[(ws, sid)] = actor
+            handle = grains.get((ws, sid)) or self._named(ws, sid)
+            if handle is not None:
+                self._actors[(ws, sid)] = handle
                 if record.get("node_id"):
                     self._placed[(ws, sid)] = record["node_id"]
             elif record.get("state") in RESTORABLE:
@@ -172,8 +193,15 @@ class SessionSupervisor:
 
     async def _watch_hosts(self) -> None:
         """A host seen as a new incarnation lost its pages: its sessions reopen them. (The host also
-        announces its own restart; this catches it within a second when the supervisor is up.)"""
+        announces its own restart; this catches it within a second when the supervisor is up.) A node
+        that joined gets its host and browser started now, so the first sessions moved there (a lost
+        node, a drain) do not wait for a Chromium launch."""
+        alive = {node.node_id for node in self._nodes()}
+        for node_id in alive - set(self._hosts):
+            self._host(node_id).warm.remote()
         for node, host in list(self._hosts.items()):
+            if node not in alive:
+                continue  # gone with its node: a ping would only wait out its timeout
             try:
                 incarnation = (await asyncio.wait_for(host.ping.remote(), timeout=PING_TIMEOUT_S))["incarnation"]
             except (ray.exceptions.RayActorError, asyncio.TimeoutError):
@@ -181,15 +209,24 @@ class SessionSupervisor:
             if self._host_incarnations.setdefault(node, incarnation) != incarnation:
                 self._host_incarnations[node] = incarnation
                 for key, placed in list(self._placed.items()):
-                    actor = self._actors.get(key)
-                    if placed == node and actor is not None:
-                        actor.reopen.remote("browser host restarted")
+                    handle = self._actors.get(key)
+                    if placed == node and handle is not None:
+                        handle.reopen("browser host restarted")
 
     async def _check_actors(self) -> None:
-        checks = {key: actor.status.remote() for key, actor in list(self._actors.items())}
-        for key, ref in checks.items():
+        alive = {node.node_id for node in self._nodes()}
+        for key in [k for k, node in list(self._placed.items()) if alive and node not in alive]:
+            if self._actors.get(key) is not None:  # its node left the cluster: no need to wait for a timeout
+                await self._revive(key, NodeGone(self._placed.get(key, "")))
+        checks = {key: asyncio.ensure_future(handle.status()) for key, handle in list(self._actors.items())}
+        for key, pending in checks.items():
             try:
-                await asyncio.wait_for(ref, timeout=PING_TIMEOUT_S)
+                await asyncio.wait_for(pending, timeout=PING_TIMEOUT_S)
+            except SessionGone:
+                # its host restarted and lost its grains (the host brings them back itself; this makes sure)
+                handle = self._actors.get(key)
+                if handle is not None:
+                    handle.reopen("browser host restarted")
             except (ray.exceptions.RayActorError, asyncio.TimeoutError) as exc:
                 if self._actors.get(key) is not None:
                     await self._revive(key, exc)
@@ -209,11 +246,26 @@ class SessionSupervisor:
         except Exception:
             log.exception("restart of %s/%s failed", ws, sid)
 
-    def _named(self, ws: str, sid: str) -> Any | None:
+    def _named(self, ws: str, sid: str) -> SessionHandle | None:
+        if self._grains:
+            return None  # grains are found through their hosts (_live_grains)
         try:
-            return ray.get_actor(actor_name(ws, sid), namespace=NAMESPACE)
+            return ActorSession(ray.get_actor(actor_name(ws, sid), namespace=NAMESPACE))
         except ValueError:
             return None
+
+    async def _live_grains(self) -> dict[tuple[str, str], SessionHandle]:
+        """Every grain the live hosts hold, for a restarted supervisor to adopt."""
+        found: dict[tuple[str, str], SessionHandle] = {}
+        for node in self._nodes():
+            host = self._host(node.node_id)
+            try:
+                keys = await asyncio.wait_for(host.grains.remote(), timeout=PING_TIMEOUT_S)
+            except (ray.exceptions.RayActorError, asyncio.TimeoutError):
+                continue
+            for ws, sid in keys:
+                found[(ws, sid)] = GrainSession(host, ws, sid)
+        return found
 
     def _nodes(self) -> list:
         return nodes_from_ray(ray.nodes(), self._config.sessions_per_node)

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     http_port: int = 8000
     ray_address: str | None = Field(default=None, validation_alias=AliasChoices("RAY_ADDRESS", "WA_RAY_ADDRESS"))
     sessions_per_node: int = 50
+    # Where a session's lifecycle runs: as a grain in its node's BrowserHost (default: no Ray worker per
+    # session, measured ~57 MB and ~1.2 s each here), or in a SessionActor process of its own, as the
+    # design first drew it (README, "Session hosting").
+    session_hosting: Literal["actor", "host"] = "host"
     sessions_per_workspace: int = 100
     auth_store: Literal["file", "redis"] = "file"
     master_key_previous: str | None = None  # still accepted for decryption while rotating
@@ -53,6 +57,7 @@ class Settings(BaseSettings):
         return RuntimeConfig(
             redis_url=redis_url, web_url=self.web_url, data_dir=str(self.data_dir.resolve()),
             master_key_b64=master_key_b64, chromium=self.chromium, sessions_per_node=self.sessions_per_node,
+            session_hosting=self.session_hosting,
             sessions_per_workspace=self.sessions_per_workspace, auth_store=self.auth_store,
             previous_keys_b64=(self.master_key_previous,) if self.master_key_previous else (),
             qr_max_refs=self.qr_max_refs, webhook_max_attempts=self.webhook_max_attempts,

@@ -39,6 +39,7 @@ class RuntimeConfig:
     master_key_b64: str
     chromium: str | None = None
     sessions_per_node: int = 50
+    session_hosting: str = "host"  # "host": grains in the node's BrowserHost; "actor": a SessionActor each
     sessions_per_workspace: int = 100
     auth_store: str = "file"
     previous_keys_b64: tuple[str, ...] = ()

@@ -109,6 +109,10 @@ class Service:
     def stop(self) -> None:
         if ray.is_initialized():
             try:
+                ray.get(ray.get_actor(SUPERVISOR_NAME, namespace=NAMESPACE).stop_watching.remote(), timeout=15)
+            except Exception:
+                log.debug("supervisor stop_watching", exc_info=True)
+            try:
                 serve.shutdown()
             except Exception:
                 log.debug("serve shutdown", exc_info=True)

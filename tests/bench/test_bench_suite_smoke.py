@@ -82,12 +82,17 @@ def test_every_bench_at_toy_size(tmp_path: Path) -> None:
     assert data["api"]["results"]["ratios"]["wa-ray/bare p50"] > 0
 
     faults = data["recovery"]["results"]["faults"]
-    assert set(faults) == {"actor", "browser", "serve", "redis", "service"}
+    assert set(faults) == {"actor", "browser", "host", "serve", "redis", "service"}
+    actor_hosting = faults["actor"].get("not_applicable") is None
     for name, fault in faults.items():
+        if name == "actor" and not actor_hosting:
+            continue  # grains have no SessionActor to kill; `host` covers their owner's death
         assert not fault.get("error"), (name, fault)
         assert fault["qr_after"] == 0, (name, fault)
         assert fault["all_connected_s"] is not None and fault["all_connected_s"] >= 0, (name, fault)
-    assert faults["actor"]["resumed_live_page"] == 1
+    if actor_hosting:
+        assert faults["actor"]["resumed_live_page"] == 1
+    assert faults["host"]["host_restarted"] is True
     assert faults["redis"]["sessions_stayed_connected"] is True
     assert faults["service"]["messages_after"]["accepted"] == 1
     _no_leftovers(data["recovery"]["cleanup"])

@@ -1,0 +1,199 @@
+"""SessionLifecycle: the one owner of a session's lifecycle state, with no Ray in it.
+
+It turns the page's signals into the design's state machine, publishes every
+transition, saves the auth state once linked, and reopens the page from that
+state after a crash. Where it runs is the hosting mode's business:
+
+* `actor` hosting: inside the session's own `SessionActor` process, talking to
+  the node's BrowserHost over Ray (actors/session_actor.py);
+* `host` hosting: as a grain inside the node's BrowserHost, next to its page,
+  talking to it by plain method calls (actors/browser_host.py).
+
+The page is reached through a `PagePort`, so the state machine is the same code
+in both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+
+from sessions.state import SOCKET_STATES, SessionState
+from storage.auth_store import open_auth_store
+from storage.events import EventLog
+from storage.registry import SessionRegistry
+from wa_ray.events import (
+    SESSION_DISCONNECTED,
+    SESSION_QR,
+    SESSION_READY,
+    SESSION_STATUS,
+    Event,
+)
+from wa_ray.runtime import RuntimeConfig
+
+log = logging.getLogger(__name__)
+
+QR_FIRST_TTL_S = 60
+QR_NEXT_TTL_S = 20
+DOWN_STATES = frozenset({SessionState.DISCONNECTED, SessionState.LOGGED_OUT, SessionState.BLOCKED,
+                         SessionState.FAILED, SessionState.RECONNECTING})
+RECONNECT_DELAYS_S = (0.5, 1, 2, 5, 10, 30)
+
+
+class PagePort(Protocol):
+    """The session's page in the node's BrowserHost, already bound to (workspace, session)."""
+
+    async def attach(self) -> dict[str, Any] | None: ...
+
+    async def open(self, storage_state: bytes | None) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def storage_state(self) -> bytes: ...
+
+
+class SessionLifecycle:
+    def __init__(self, config: RuntimeConfig, ws: str, sid: str, page: PagePort, redis: aioredis.Redis) -> None:
+        self._config = config
+        self._ws, self._sid = ws, sid
+        self._page = page
+        self._events = EventLog(redis)
+        self._registry = SessionRegistry(redis)
+        self._auth = open_auth_store(config, redis)
+        self._state = SessionState.STOPPED
+        self._qr_count = 0
+        self._me: dict[str, Any] | None = None
+        self._reconnects = 0
+        self._lock = asyncio.Lock()
+        self._reconnecting: asyncio.Task[None] | None = None
+
+    @property
+    def state(self) -> SessionState:
+        return self._state
+
+    async def start(self) -> str:
+        """Take over a live page if the host still has one, else open a page from saved auth state."""
+        live = await self._page.attach()
+        if live and live.get("hasSynced"):
+            self._me = live.get("me")
+            await self._transition(SessionState.CONNECTED, "resumed live page")
+            return self._state.value
+        await self._transition(SessionState.INITIALIZING, "starting")
+        try:
+            await self._open_page()
+        except Exception as exc:  # the page could not load: retry with backoff instead of failing the caller
+            await self._handle("crash", {"reason": f"page did not open: {exc}"[:300]})
+        return self._state.value
+
+    async def _open_page(self) -> None:
+        state = await self._auth.load(self._ws, self._sid)
+        self._qr_count = 0
+        await self._page.open(state)
+
+    async def on_page_signal(self, kind: str, payload: dict[str, Any]) -> None:
+        async with self._lock:
+            await self._handle(kind, payload)
+
+    async def _handle(self, kind: str, payload: dict[str, Any]) -> None:
+        if kind == "qr":
+            await self._on_qr(payload["qr"])
+        elif kind == "ready":
+            self._me = payload.get("me")
+            self._reconnects = 0
+            await self._transition(SessionState.CONNECTED, "page synced", me=(self._me or {}).get("number"))
+            await self._publish(SESSION_READY, {"me": self._me, "pushname": payload.get("pushname")})
+            await self._save_auth()
+        elif kind == "state":
+            await self._on_socket_state(payload.get("state", ""), bool(payload.get("hasSynced")))
+        elif kind == "logout":
+            await self._auth.delete(self._ws, self._sid)
+            self._qr_count = 0  # the page offers fresh codes to relink
+            await self._transition(SessionState.LOGGED_OUT, "unlinked from the phone")
+        elif kind in ("crash", "page_closed"):
+            if self._state not in (SessionState.STOPPED, SessionState.FAILED):
+                await self._transition(SessionState.RECONNECTING, payload.get("reason", kind))
+                if self._reconnecting is None or self._reconnecting.done():  # one loop, never two racing opens
+                    self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _on_socket_state(self, socket_state: str, synced: bool) -> None:
+        mapped = SOCKET_STATES.get(socket_state)
+        if mapped is SessionState.CONNECTED and synced and self._state is not SessionState.CONNECTED:
+            self._reconnects = 0
+            await self._transition(SessionState.CONNECTED, "connection restored", me=(self._me or {}).get("number"))
+            return
+        if mapped is None or mapped in (SessionState.CONNECTED, SessionState.QR_REQUIRED):
+            return  # `ready` and `qr` carry those transitions with their data
+        if mapped is SessionState.INITIALIZING and self._state is not SessionState.INITIALIZING:
+            return
+        await self._transition(mapped, f"socket {socket_state}")
+
+    async def _on_qr(self, qr: str) -> None:
+        self._qr_count += 1
+        if self._qr_count > self._config.qr_max_refs:
+            await self._page.close()
+            await self._transition(SessionState.FAILED, "qr_timeout: no scan before the codes ran out")
+            return
+        if self._state is not SessionState.QR_REQUIRED:
+            await self._transition(SessionState.QR_REQUIRED, "link this device by scanning the QR")
+        expires_in = QR_FIRST_TTL_S if self._qr_count == 1 else QR_NEXT_TTL_S
+        await self._registry.update(self._ws, self._sid, qr=qr, qr_at=time.time())
+        await self._publish(SESSION_QR, {"qr": qr, "seq": self._qr_count, "expires_in": expires_in})
+
+    async def _reconnect(self) -> None:
+        """Reopen the page from saved state with backoff until it opens; `ready` then says connected."""
+        while self._state is SessionState.RECONNECTING:
+            await asyncio.sleep(RECONNECT_DELAYS_S[min(self._reconnects, len(RECONNECT_DELAYS_S) - 1)])
+            self._reconnects += 1
+            if self._state is not SessionState.RECONNECTING:
+                return
+            try:
+                await self._open_page()
+                return
+            except Exception as exc:  # the host may be restarting: try again after the next delay
+                log.warning("reconnect of %s/%s failed: %s", self._ws, self._sid, exc)
+
+    async def _save_auth(self) -> None:
+        await self._auth.save(self._ws, self._sid, await self._page.storage_state())
+
+    async def reopen(self, reason: str) -> None:
+        """The page is gone without a signal (its BrowserHost was restarted): reconnect from saved state."""
+        async with self._lock:
+            await self._handle("crash", {"reason": reason})
+
+    async def restart(self) -> str:
+        await self._page.close()
+        await self._transition(SessionState.INITIALIZING, "restart requested")
+        await self._open_page()
+        return self._state.value
+
+    async def logout(self) -> str:
+        await self._page.close()
+        await self._auth.delete(self._ws, self._sid)
+        await self._transition(SessionState.LOGGED_OUT, "logout requested")
+        return self._state.value
+
+    async def stop(self, purge: bool) -> None:
+        await self._page.close()
+        if purge:
+            await self._auth.delete(self._ws, self._sid)
+        await self._transition(SessionState.STOPPED, "deleted" if purge else "stopped")
+
+    async def status(self) -> dict[str, Any]:
+        return {"state": self._state.value, "me": self._me, "qr_count": self._qr_count}
+
+    async def _transition(self, new: SessionState, reason: str, **fields: Any) -> None:
+        previous = self._state
+        if new is previous:
+            return
+        self._state = new
+        await self._registry.set_state(self._ws, self._sid, new.value, reason=reason, **fields)
+        await self._publish(SESSION_STATUS, {"state": new.value, "previous": previous.value, "reason": reason})
+        if new in DOWN_STATES and previous is SessionState.CONNECTED:
+            await self._publish(SESSION_DISCONNECTED, {"state": new.value, "reason": reason})
+
+    async def _publish(self, type_: str, data: dict[str, Any]) -> None:
+        await self._events.publish(Event(type_, self._ws, self._sid, data))
