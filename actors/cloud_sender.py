@@ -39,6 +39,7 @@ from storage.providers import CloudCredentials, ProviderConfig, ProviderStore
 from storage.redis_client import connect
 from wa_ray.config import RuntimeConfig
 from wa_ray.events import MESSAGE_SENT, Event
+from wa_ray.tasks import background
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ class CloudSender:
             return
         await self._slots.acquire()
         self._inflight.add(message_id)
-        asyncio.get_running_loop().create_task(self._process(stream, entry_id, message_id))
+        background(self._process(stream, entry_id, message_id), f"cloud send of {message_id}")
 
     async def _process(self, stream: str, entry_id: str, message_id: str) -> None:
         try:

@@ -35,6 +35,7 @@ from storage.outbox import Outbox, RetryPolicy
 from storage.redis_client import connect
 from storage.webhooks import WebhookConfigStore, WebhookTarget
 from wa_ray.config import RuntimeConfig
+from wa_ray.tasks import background
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ class WebhookDispatcher:
         if entry_id in inflight:
             return
         inflight.add(entry_id)
-        asyncio.get_running_loop().create_task(self._deliver(ws, stream, entry_id, fields))
+        background(self._deliver(ws, stream, entry_id, fields), f"webhook delivery {entry_id}")
 
     async def _deliver(self, ws: str, stream: str, entry_id: str, fields: dict[str, str] | None) -> None:
         try:
