@@ -89,6 +89,9 @@ class BrowserHost:
         self._sessions: dict[tuple[str, str], HostedSession] = {}
         self._grains: dict[tuple[str, str], SessionLifecycle] = {}
         self._closing = False  # shutting down: no grain may start again behind our back
+        self._spares: list[PageSession] = []  # prepared blank pages for new sessions (PageSession.prepare)
+        self._refilling: asyncio.Task[None] | None = None
+        self._spares_used = 0
         if ray.get_runtime_context().was_current_actor_reconstructed:
             self._announce = asyncio.get_running_loop().create_task(self._tell_sessions_to_reopen())
 
@@ -106,7 +109,34 @@ class BrowserHost:
     async def warm(self) -> dict[str, Any]:
         """Launch the browser before the first session asks, so the first QR is fast."""
         await self._ensure_browser()
+        await self._refill_spares()
         return await self.ping()
+
+    def _take_spare(self, browser: Browser) -> PageSession | None:
+        while self._spares:
+            spare = self._spares.pop()
+            if spare.prepared and spare.browser is browser:
+                self._spares_used += 1
+                self._spares_changed()
+                return spare
+            background(spare.close(), "stale spare close")
+        self._spares_changed()
+        return None
+
+    def _spares_changed(self) -> None:
+        if self._config.spare_pages and not self._closing and (self._refilling is None or self._refilling.done()):
+            self._refilling = background(self._refill_spares(), "spare pages refill")
+
+    async def _refill_spares(self) -> None:
+        while len(self._spares) < self._config.spare_pages and not self._closing:
+            browser = await self._ensure_browser()
+            spare = PageSession(browser, self._config.web_url, None)
+            try:
+                await spare.prepare()
+            except Exception:  # the browser went away meanwhile; the next take refills
+                await spare.close()
+                return
+            self._spares.append(spare)
 
     async def open_session(self, ws: str, sid: str, owner: Any, storage_state: bytes | None) -> None:
         if self._closing:
@@ -118,7 +148,9 @@ class BrowserHost:
         async def on_signal(kind: str, payload: dict[str, Any]) -> None:
             await self._route(key, kind, payload)
 
-        page = PageSession(browser, self._config.web_url, on_signal)
+        page = (self._take_spare(browser) if storage_state is None else None) or \
+            PageSession(browser, self._config.web_url, None)
+        page.adopt(on_signal)
         hosted = HostedSession(ws, sid, owner, page, SessionSender(self._redis, ws, sid, page, self._config))
         self._sessions[key] = hosted
         hosted.tasks.append(asyncio.get_running_loop().create_task(hosted.sender.run()))
@@ -204,6 +236,8 @@ class BrowserHost:
             "browser": bool(self._browser and self._browser.is_connected()),
             "sessions": len(self._sessions),
             "grains": len(self._grains),
+            "spares": len(self._spares),
+            "spares_used": self._spares_used,
             "incarnation": self._incarnation,
             "node_id": ray.get_runtime_context().get_node_id(),
         }
@@ -213,6 +247,9 @@ class BrowserHost:
         each session's last state for the restore at the next start."""
         self._closing = True
         self._grains.clear()
+        for spare in self._spares:
+            await spare.close()
+        self._spares.clear()
         for ws, sid in list(self._sessions):
             await self.close_session(ws, sid)
         if self._browser is not None:
@@ -245,6 +282,7 @@ class BrowserHost:
 
     def _on_browser_gone(self) -> None:
         self._browser = None
+        self._spares.clear()  # their contexts went with the browser
         for hosted in self._sessions.values():
             hosted.sender.connected.clear()
             hosted.signal("crash", {"reason": "browser disconnected"})

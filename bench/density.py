@@ -5,8 +5,9 @@ other in the same run (each fully stopped before the next starts):
 
 * **wa-ray**: the whole service (bench.harness); sessions linked through the
   real path (QR on SSE, phone API scan). Per session = (every SessionActor
-  process + the BrowserHost process + its Playwright driver + every Chromium
-  process under it) / N. The fixed cost (Ray core processes, Serve, Redis, the
+  process, none with the default host hosting where sessions are grains in the
+  BrowserHost + the BrowserHost process + its Playwright driver + every Chromium
+  process under it) / N. The hosting mode is in the machine table. The fixed cost (Ray core processes, Serve, Redis, the
   supervisor/dispatcher/cloud-sender singletons) is reported apart, not per session.
 * **playwright**: the naive design, one `chromium.launch()` per session (raw
   Playwright, bench/pw_fleet.py in a child process), each page linked to the

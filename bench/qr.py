@@ -282,8 +282,9 @@ def finish(env: Envelope, cfg: QrConfig, wa: dict[str, Any], ww: dict[str, Any],
         "wa-ray times run from just before the POST to the SSE arrival of the session's first session.qr (the "
         "browser's view); create_201 is the POST alone (it returns once the page has loaded); qr_event_ts is the "
         "event's own timestamp (service clock), so qr_sse - qr_event_ts is the SSE delivery delay; actor_up is the "
-        "ts of the new SessionActor's first status event (`initializing`), i.e. the supervisor placed it and its "
-        "process runs start(); what follows it is the page opening in the warm browser and the bridge reading the QR.",
+        "ts of the session owner's first status event (`initializing`): with actor hosting the new SessionActor's "
+        "process is up and runs start(), with host hosting (the default) the grain was activated in its BrowserHost; "
+        "what follows it is the page opening in the warm browser and the bridge reading the QR.",
         "baseline 'bare Ray actor': an empty @ray.remote(num_cpus=0) actor created and called once, on the same "
         "cluster right after the wa-ray samples: the per-session cost of starting a Ray worker process, which Ray "
         "starts at most `maximum_startup_concurrency` (= CPU count, 2 here) at a time.",
@@ -303,13 +304,13 @@ def _markdown(env: Envelope) -> str:
     rows = [["wa-ray sequential: create -> session.qr (SSE)", *_row(wa["sequential_create_to_qr_ms"])],
             ["wa-ray sequential: POST create -> 201", *_row(wa["sequential_create_201_ms"])],
             ["wa-ray sequential: create -> qr event ts (service clock)", *_row(wa["sequential_qr_event_ts_ms"])],
-            ["wa-ray sequential: create -> SessionActor's first status (actor process up)",
+            ["wa-ray sequential: create -> session owner's first status (grain activated / actor process up)",
              *_row(wa["sequential_actor_up_ms"])],
             [f"wa-ray concurrent (bursts of {wa['concurrent_burst']}): create -> session.qr",
              *_row(wa["concurrent_create_to_qr_ms"])],
             [f"wa-ray concurrent (bursts of {wa['concurrent_burst']}): POST create -> 201",
              *_row(wa["concurrent_create_201_ms"])],
-            [f"wa-ray concurrent (bursts of {wa['concurrent_burst']}): create -> SessionActor's first status",
+            [f"wa-ray concurrent (bursts of {wa['concurrent_burst']}): create -> session owner's first status",
              *_row(wa["concurrent_actor_up_ms"])]]
     for k, st in (wa.get("bare_ray_actor_start_ms") or {}).items():
         label = "sequential" if k == "sequential" else f"burst of {wa['concurrent_burst']}"

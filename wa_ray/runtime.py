@@ -39,6 +39,7 @@ class RuntimeConfig:
     master_key_b64: str
     chromium: str | None = None
     sessions_per_node: int = 50
+    spare_pages: int = 2  # blank pages each BrowserHost keeps prepared, so a new session only navigates
     session_hosting: str = "host"  # "host": grains in the node's BrowserHost; "actor": a SessionActor each
     sessions_per_workspace: int = 100
     auth_store: str = "file"

@@ -151,3 +151,22 @@ async def test_restart_logout_and_delete_leave_no_chromium_behind(api, phone_api
         data_dir = service.settings.data_dir
         assert not (data_dir / "sessions" / WS / "tidy").exists(), "delete purges the auth state"
     assert len(chromium_under(host_pid, "")) == 1, "still one browser for the node"
+
+
+async def test_a_new_session_opens_in_a_prepared_page_and_the_spares_refill(api, phone_api, service) -> None:
+    host = _host()
+    want = service.settings.spare_pages
+    deadline = time.monotonic() + 30
+    while (await host.ping.remote())["spares"] < want and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    before = await host.ping.remote()
+    assert before["spares"] == want
+    async with collect_events(await stream_url(api, service.base_url, WS)) as events:
+        assert (await api.post(f"/v1/workspaces/{WS}/sessions", json={"session_id": "spare"})).status_code == 201
+        await events.wait_for(lambda e: e["type"] == "session.qr" and e["session_id"] == "spare")
+    after = await host.ping.remote()
+    assert after["spares_used"] == before["spares_used"] + 1, "the new session took a prepared page"
+    while (await host.ping.remote())["spares"] < want and time.monotonic() < deadline + 30:
+        await asyncio.sleep(0.2)
+    assert (await host.ping.remote())["spares"] == want, "and another was prepared in its place"
+    assert (await api.delete(f"/v1/workspaces/{WS}/sessions/spare")).status_code == 204
