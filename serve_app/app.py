@@ -4,8 +4,14 @@
 sessions_api (lifecycle, QR), messages_api (send, status), workspace_api
 (workspaces, webhook, browser tokens), events_api (SSE), admin_api (audit),
 ops_api (healthz, readyz, metrics) and console (the page and its cookie).
-Middleware gives each request an id, enforces body limits and writes the
-audit entry of every mutating call. OpenAPI is at /openapi.json, docs at /docs.
+Middleware, outermost first: admission control sheds overload with 503 before
+any work (admission.py), then each request gets an id and mutating calls their
+audit entry, then body limits. OpenAPI is at /openapi.json, docs at /docs.
+
+Overload is never a 500: the replica sheds with 503 `overloaded` (+ Retry-After)
+once it has more in flight than it can turn around; Serve's own queue limit
+behind it (`max_queued_requests`) answers 503 with Retry-After too, should the
+proxy ever queue that many.
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from ray import serve
+from ray.serve.config import BackpressureConfig
 
 from serve_app import admin_api, console, errors, events_api, openapi, ops_api, sessions_api, workspace_api
+from serve_app.admission import Admission
 from serve_app.context import AppContext
 from serve_app.messages_api import router as messages_router
 from serve_app.middleware import BodyLimit, RequestContext
@@ -36,18 +44,23 @@ def build_app(context: AppContext) -> FastAPI:
     errors.install(api)
     openapi.install(api)
     api.state.ctx = context
+    gate = api.state.admission = Admission(context.redis, context.audit)
     for router in (sessions_api.router, messages_router, workspace_api.router, events_api.router,
                    admin_api.router, ops_api.router, console.router):
         api.include_router(router)
     api.add_middleware(BodyLimit)
-    api.add_middleware(RequestContext, audit=context.audit)  # outermost: oversized bodies are audited too
+    api.add_middleware(RequestContext, audit=context.audit)  # outside BodyLimit: oversized bodies are audited too
+    api.add_middleware(gate.middleware)  # outermost: a shed request costs no body read, auth or Redis call
     return api
 
 
 # Serve's default of 5 ongoing requests per replica let five open SSE streams starve every other
 # call (measured: the sixth request got no answer in 10 s); the replica is async and I/O bound.
+# The replica sheds overload itself (admission.py) long before 2000 are in flight; if the proxy still
+# queues past max_queued_requests, Serve answers 503 (plain text, not our shape) with this Retry-After.
 @serve.deployment(name="Ingress", num_replicas=1, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=2000,
-                  max_queued_requests=4000, logging_config={"enable_access_log": False})
+                  max_queued_requests=4000, backpressure_config=BackpressureConfig(status_code=503, retry_after_s=1),
+                  logging_config={"enable_access_log": False})
 @serve.ingress()
 class Ingress:
     def __init__(self, config: RuntimeConfig) -> None:

@@ -1,22 +1,32 @@
 """One error shape for every failure: {"error": {"code", "message", "details"}}.
 
 Bad input is never a 500: malformed JSON is 400 `malformed_json`, a body that
-does not fit the model is 422 `validation_error`, an unknown route 404. An
-unexpected exception is still answered in the same shape (500 `internal`,
-with the request id so the log line can be found) and never echoes internals.
+does not fit the model is 422 `validation_error`, an unknown route 404. Redis
+out of reach (connection refused or dropped, a command timed out, no connection
+free in the pool) is 503 `store_unavailable` with Retry-After, never a 500: the
+request may be retried; a POST /messages retried with its Idempotency-Key gets
+the first answer if its accept did land before the error. An unexpected
+exception is still answered in the same shape (500 `internal`, with the request
+id so the log line can be found) and never echoes internals.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
+
+STORE_RETRY_AFTER_S = 1
 
 
 class ApiError(Exception):
@@ -57,6 +67,19 @@ def install(app: FastAPI) -> None:
             return error_response(400, "malformed_json", "request body is not valid JSON")
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    last_logged = [0.0]
+
+    async def _store_down(request: Request, exc: Exception) -> JSONResponse:
+        if time.monotonic() - last_logged[0] > 1.0:  # one line a second, not one per request of an outage
+            last_logged[0] = time.monotonic()
+            log.warning("redis unavailable in %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+        return error_response(503, "store_unavailable", "the data store is not answering; retry shortly",
+                              {"retry_after_s": STORE_RETRY_AFTER_S}, headers={"Retry-After": str(STORE_RETRY_AFTER_S)})
+
+    # ConnectionError covers redis-py's MaxConnectionsError (pool exhausted); BusyLoadingError is Redis replaying its AOF
+    for exc_class in (RedisConnectionError, RedisTimeoutError, BusyLoadingError):
+        app.add_exception_handler(exc_class, _store_down)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

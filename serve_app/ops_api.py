@@ -11,7 +11,7 @@ import asyncio
 import os
 
 import ray
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -44,9 +44,10 @@ async def readyz(c: AppContext = Depends(ctx)) -> JSONResponse:
 
 @router.get("/metrics", response_class=Response, summary="Prometheus text format",
             responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}})
-async def metrics(c: AppContext = Depends(ctx)) -> Response:
+async def metrics(request: Request, c: AppContext = Depends(ctx)) -> Response:
     snapshot = await c.metrics.snapshot()
-    local = {**c.hub.stats(), "asyncio_tasks": len(asyncio.all_tasks())}
+    gate = getattr(request.app.state, "admission", None)
+    local = {**c.hub.stats(), **(gate.stats() if gate else {}), "asyncio_tasks": len(asyncio.all_tasks())}
     return Response(render(snapshot, local, replica=str(os.getpid())), media_type=CONTENT_TYPE_LATEST)
 
 

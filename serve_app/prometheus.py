@@ -77,6 +77,13 @@ def families(s: Snapshot, local: dict[str, int], replica: str) -> list[Metric]:
         gauge = GaugeMetricFamily(f"wa_ingress_{name}", doc, labels=["replica"])
         gauge.add_metric([replica], local.get({"sse_clients": "clients", "sse_feeds": "feeds"}.get(name, name), 0))
         out.append(gauge)
+    inflight = GaugeMetricFamily("wa_ingress_inflight", "Requests in flight in this replica (admission control)",
+                                 labels=["replica"])
+    inflight.add_metric([replica], local.get("inflight", 0))
+    shed = CounterMetricFamily("wa_ingress_shed", "Requests this replica refused with 503 overloaded",
+                               labels=["replica"])
+    shed.add_metric([replica], local.get("shed_total", 0))
+    out += [inflight, shed]
     return out
 
 

@@ -97,6 +97,11 @@ def audit() -> str:
     return f"{PREFIX}:audit"
 
 
+def admission() -> str:
+    """Hash: run-time overrides of the ingress's load-shedding limits (serve_app/admission.py)."""
+    return f"{PREFIX}:cfg:admission"
+
+
 def metrics_cursor() -> str:
     """Hash ws -> the last event id folded into the metric counters."""
     return f"{PREFIX}:metrics:cursor"
