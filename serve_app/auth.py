@@ -25,6 +25,7 @@ from serve_app.tokens import CLI_ISSUER, Claims, Kind, TokenError, TokenSigner
 from sessions.crypto import MasterKey
 from storage import keys
 from storage.apikeys import ApiKey, ApiKeyStore
+from storage.batch import Batcher
 from storage.ratelimit import RateLimiter, Verdict, verdict
 from wa_ray.signing import signature
 
@@ -77,10 +78,11 @@ def signed_target(request: Request) -> str:
 
 
 class Authenticator:
-    def __init__(self, redis: aioredis.Redis, master: MasterKey, previous: Sequence[MasterKey] = ()) -> None:
+    def __init__(self, redis: aioredis.Redis, master: MasterKey, previous: Sequence[MasterKey] = (),
+                 batch: Batcher | None = None) -> None:
         self._redis = redis
-        self._keys = ApiKeyStore(redis, master, previous)
-        self._limiter = RateLimiter(redis)
+        self._keys = ApiKeyStore(redis, master, previous, batch=batch)
+        self._limiter = RateLimiter(redis, batch=batch)
         self.tokens = TokenSigner(master)
 
     @property
@@ -120,15 +122,12 @@ class Authenticator:
         good = hmac.compare_digest(expected.encode(), sig.encode("latin-1")) and bool(_SIG.fullmatch(sig))
         if key is None or not good:
             raise ApiError(403, "bad_signature", "signature does not match")
-        # Nonce and rate limit in one round trip; the nonce is only burnt by a correctly signed request.
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(keys.nonce(key_id, nonce), 1, nx=True, ex=NONCE_TTL_S)
-            limited = await self._limiter.check_in(pipe, f"key:{key_id}", key.rate_per_s, key.burst)
-            replies = await pipe.execute()
-        if not replies[0]:
+        # Nonce and rate limit in one script call; the nonce is only burnt by a correctly signed request.
+        fresh, rate = await self._limiter.nonce_and_check(keys.nonce(key_id, nonce), NONCE_TTL_S, f"key:{key_id}",
+                                                          key.rate_per_s, key.burst)
+        if not fresh:
             raise ApiError(401, "replayed_nonce", "nonce already used")
-        if limited:
-            _enforce(verdict(replies[1]))
+        _enforce(rate)
         return _principal(key)
 
     async def from_token(self, token: str, kind: Kind) -> Principal:

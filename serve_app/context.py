@@ -12,6 +12,7 @@ from serve_app.auth import Authenticator
 from serve_app.sse import EventHub
 from sessions.crypto import MasterKey
 from storage.audit import AuditLog
+from storage.batch import Batcher
 from storage.events import EventLog
 from storage.messages import MessageStore
 from storage.metrics import MetricsStore
@@ -41,9 +42,10 @@ class AppContext:
         master = MasterKey.from_b64(config.master_key_b64)
         previous = [MasterKey.from_b64(k) for k in config.previous_keys_b64]
         events = EventLog(redis)
-        return cls(config, redis, Authenticator(redis, master, previous), SessionRegistry(redis), MessageStore(redis),
-                   events, WebhookConfigStore(redis, master), AuditLog(redis), MetricsStore(redis),
-                   EventHub(redis, events))
+        batch = Batcher(redis)  # one group commit for the hot path's commands (storage/batch.py)
+        return cls(config, redis, Authenticator(redis, master, previous, batch=batch), SessionRegistry(redis),
+                   MessageStore(redis, batch=batch), events, WebhookConfigStore(redis, master),
+                   AuditLog(redis, batch=batch), MetricsStore(redis), EventHub(redis, events))
 
     def supervisor(self) -> Any:
         """The supervisor's handle; ValueError when it (or Ray) is not there.

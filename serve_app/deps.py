@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 import ray
-from fastapi import Depends, Request
+from fastapi import Request
 
 from serve_app.auth import Principal
 from serve_app.context import AppContext
@@ -26,7 +26,9 @@ _ID_RE = re.compile(ID_PATTERN)
 SUPERVISOR_TIMEOUT_S = 60.0
 
 
-def ctx(request: Request) -> AppContext:
+async def ctx(request: Request) -> AppContext:
+    # async on purpose: FastAPI runs a plain `def` dependency in its thread pool, and this one is on
+    # every route (measured: four thread hops per POST /messages, the largest single cost of ours)
     return request.app.state.ctx
 
 
@@ -36,26 +38,36 @@ def check_id(value: str, what: str) -> str:
     return value
 
 
-async def caller(request: Request, c: AppContext = Depends(ctx)) -> Principal:
-    who = await c.auth.authenticate(request)
-    request.state.principal = who  # for the audit entry
+# The auth dependencies call each other directly rather than through Depends chains: each FastAPI
+# dependency node costs its resolution on every request (measured: the four-deep chain of POST
+# /messages was the largest share of our own CPU after the Redis calls). `caller` memoizes the
+# principal in the request state, so a route that uses several of them still authenticates once.
+async def caller(request: Request) -> Principal:
+    state = request.state
+    who = getattr(state, "principal", None)
+    if who is None:
+        who = await request.app.state.ctx.auth.authenticate(request)
+        state.principal = who  # for the audit entry, and for the other dependencies of this request
     return who
 
 
-async def workspace(ws: str, who: Principal = Depends(caller)) -> str:
+async def workspace(ws: str, request: Request) -> str:
     check_id(ws, "workspace")
+    who = await caller(request)
     if not who.may_access(ws):
         raise ApiError(404, "not_found", "workspace not found")  # 404, not 403: ids do not leak
     return ws
 
 
-async def writable_workspace(ws: str = Depends(workspace), who: Principal = Depends(caller)) -> str:
-    if not who.may_write:
+async def writable_workspace(ws: str, request: Request) -> str:
+    await workspace(ws, request)
+    if not (await caller(request)).may_write:
         raise ApiError(403, "forbidden", "this key is read-only")
     return ws
 
 
-async def admin(who: Principal = Depends(caller)) -> Principal:
+async def admin(request: Request) -> Principal:
+    who = await caller(request)
     if not who.is_admin:
         raise ApiError(403, "forbidden", "admin key required")
     return who

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 
 from serve_app import meta_webhooks, provider_api, webhook_admin_api
@@ -26,8 +26,9 @@ router = APIRouter()
 
 @router.post("/v1/workspaces/{ws}/messages", status_code=202, response_model=MessageAccepted,
              responses={200: {"model": MessageAccepted, "description": "an Idempotency-Key repeat"}})
-async def send_message(body: SendMessage, ws: str = Depends(writable_workspace), c: AppContext = Depends(ctx),
+async def send_message(body: SendMessage, request: Request, ws: str = Depends(writable_workspace),
                        idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> JSONResponse:
+    c: AppContext = request.app.state.ctx  # not Depends(ctx): one dependency node less on the hottest route
     snap = await selector(c).snapshot(ws)
     provider, sid = await _route(c, snap, ws, body.session_id)
     msg = OutboundMessage(new_id("msg"), ws, sid, body.to, body.text, body.priority, provider)

@@ -180,18 +180,39 @@ class ProviderSelector:
 
 
 class SelectorClient:
-    """The ingress side: a per-workspace snapshot cache in front of the deployment (and a fallback)."""
+    """The ingress side: a per-workspace snapshot cache in front of the deployment (and a fallback).
+
+    Single flight: when a workspace's snapshot expires under load, the requests that find it stale
+    share one fetch instead of each making its own Ray call (measured: at 50 concurrent POSTs every
+    expiry fanned out into 50 `decide` calls)."""
 
     def __init__(self, store: ProviderStore, ttl_s: float) -> None:
         self.store = store
         self._ttl = ttl_s
         self._cache: dict[str, tuple[float, Snapshot]] = {}
+        self._inflight: dict[str, asyncio.Task[Snapshot]] = {}
+        self._generation: dict[str, int] = {}  # bumped by invalidate: a fetch begun before it is not cached
         self._handle: Any = None
 
     async def snapshot(self, ws: str) -> Snapshot:
         hit = self._cache.get(ws)
         if hit and hit[0] > time.monotonic():
             return hit[1]
+        fetch = self._inflight.get(ws)
+        if fetch is None:
+            # a task of its own: the request that started it may leave (client gone) without cancelling it
+            fetch = self._inflight[ws] = asyncio.get_running_loop().create_task(self._fetch(ws))
+            fetch.add_done_callback(lambda t, ws=ws: self._done(ws, t))
+        return await asyncio.shield(fetch)
+
+    def _done(self, ws: str, task: asyncio.Task[Snapshot]) -> None:
+        if self._inflight.get(ws) is task:
+            del self._inflight[ws]
+        if not task.cancelled():
+            task.exception()  # retrieved, so an error every waiter already got is not logged again at exit
+
+    async def _fetch(self, ws: str) -> Snapshot:
+        generation = self._generation.get(ws, 0)
         try:
             if self._handle is None:
                 self._handle = serve.get_deployment_handle(SELECTOR_DEPLOYMENT, app_name=SELECTOR_APP)
@@ -201,11 +222,14 @@ class SelectorClient:
             log.warning("provider selector unavailable (%s); deciding locally", type(exc).__name__)
             self._handle = None
             snap, _, _ = await snapshot(self.store, ws)
-        self._cache[ws] = (time.monotonic() + self._ttl, snap)
+        if self._generation.get(ws, 0) == generation:
+            self._cache[ws] = (time.monotonic() + self._ttl, snap)
         return snap
 
     def invalidate(self, ws: str) -> None:
+        self._generation[ws] = self._generation.get(ws, 0) + 1
         self._cache.pop(ws, None)
+        self._inflight.pop(ws, None)  # the next request fetches afresh rather than join a fetch begun before
 
 
 _clients: dict[int, SelectorClient] = {}

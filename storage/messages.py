@@ -28,6 +28,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from storage import keys
+from storage.batch import Batcher
 from storage.events import MAX_EVENTS_PER_WORKSPACE, encode
 from wa_ray.events import MESSAGE_QUEUED, Event
 
@@ -128,8 +129,9 @@ def history_entry(status: str, now: float, **extra: Any) -> str:
 
 
 class MessageStore:
-    def __init__(self, redis: aioredis.Redis, message_ttl_s: int = MESSAGE_TTL_S) -> None:
+    def __init__(self, redis: aioredis.Redis, message_ttl_s: int = MESSAGE_TTL_S, batch: Batcher | None = None) -> None:
         self._redis = redis
+        self._batch = batch  # the ingress sends its accepts through it (storage/batch.py)
         self._ttl = message_ttl_s
         self._accept = redis.register_script(_ACCEPT)
         self._transition = redis.register_script(_TRANSITION)
@@ -159,6 +161,7 @@ class MessageStore:
             args=[msg.message_id, orjson.dumps(record).decode(),
                   history_entry("queued", now, provider=msg.provider), encode(event),
                   IDEMPOTENCY_TTL_S, MAX_EVENTS_PER_WORKSPACE, fp, "1" if idempotency_key else "0", self._ttl],
+            client=self._batch,  # type: ignore[arg-type]
         )
         if int(created):
             return Accepted(msg.message_id, True)
