@@ -25,6 +25,26 @@ it, itself as owner). A reclaimed `sending` message is resolved like this:
   unknowable from here, and the design says at most once, so it is failed as
   `unconfirmed`, never sent again.
 
+The waits above are bounded. A `sending` message heads its session's queue
+(the sender keeps one message at a time between intent and answer), so a wait
+that never ends would hold everything queued behind it. A live owner answers
+within SEND_TIMEOUT_S and a dead one's heartbeat lapses within
+HEARTBEAT_TTL_S; a page that still shows ack 0 after its socket had that long
+to come back will not tell us more. So once this sender has found a message
+unresolved for UNRESOLVED_LIMIT_S of connected time, it stops trusting the
+owner's heartbeat and judges by the page alone: a key the page holds with an
+answer settles it as above; anything else (ack 0 still, the page not there,
+another document) is failed as `unconfirmed`. That outcome only ever stops a
+send: no rule here sends a message whose key a page may already hold, so the
+bound can cost a false `failed`, never a second copy.
+
+A sender's page belongs to it alone (a new page means a new SessionSender
+with a new consumer name). When that page is closed for good, or the host
+says stop, the sender stops, heartbeat included, even if the task
+cancellation meant to end it got lost: it can never pose as a live owner of
+the intent it left, nor keep its pending entries from being claimed
+(re-reading one's own pending list resets their idle time in Redis).
+
 Pacing (storage/pacing.py) happens before the intent, so a crash while waiting
 leaves the message simply queued.
 """
@@ -59,6 +79,9 @@ SEND_TIMEOUT_S = 20.0  # the server's answer; a socket that is down holds it bac
 HEARTBEAT_S, HEARTBEAT_TTL_S = 3.0, 10
 RECLAIM_EVERY_S, RECLAIM_IDLE_MS = 5.0, 5_000
 RETRY_LATER_S = 0.5
+PAGE_CHECK_S = 1.0  # while offline, how often the sender checks that its page is still there
+# How long (connected time) a `sending` message may stay unresolved before the page alone decides it; see above.
+UNRESOLVED_LIMIT_S = SEND_TIMEOUT_S + HEARTBEAT_TTL_S
 PAUSE_RECHECK_S = 5.0
 UNCONFIRMED = ("unconfirmed: the page sending it went away mid-send; whether WhatsApp got it cannot be known, "
                "and it is not sent again so WhatsApp never gets it twice")
@@ -98,6 +121,15 @@ class SessionSender:
         self._streams = [keys.queue(ws, sid, p) for p in keys.PRIORITIES]
         self._paused = False
         self.connected = asyncio.Event()
+        self._unresolved: dict[str, float] = {}  # message id -> when this sender first could not resolve it
+        self._stopped = False
+        self._page_seen = False
+
+    def stop(self) -> None:
+        """The host is closing this sender's page: no new send, and the loop ends within PAGE_CHECK_S
+        whether or not the task's cancellation reaches it."""
+        self._stopped = True
+        self.connected.clear()
 
     # ------------------------------------------------------------------ loop
     async def run(self) -> None:
@@ -106,9 +138,17 @@ class SessionSender:
             while True:
                 try:
                     await self._loop()
+                    if self._stopped:  # the host closed the page and cancelled the task, which never got here
+                        log.warning("sender %s/%s (%s) outlived its cancellation; stops now", self._ws, self._sid,
+                                    self.epoch)
+                    else:
+                        log.info("sender %s/%s (%s) stops: its page is closed", self._ws, self._sid, self.epoch)
+                    return
                 except Exception:
                     log.exception("sender %s/%s failed; restarting its loop", self._ws, self._sid)
                     await asyncio.sleep(1)
+                    if self._page_gone():
+                        return
         finally:
             beat.cancel()
             try:
@@ -121,12 +161,16 @@ class SessionSender:
         await self._reclaim(0)  # whatever an earlier incarnation read and never finished
         next_reclaim = time.monotonic() + RECLAIM_EVERY_S
         while True:
-            await self.connected.wait()
+            await self._wait_connected()
+            if self.connected.is_set() and self._page.page is not None:
+                self._page_seen = True
+            if self._page_gone():
+                return  # for good: a new page comes with a new sender
             policy = await self._pacing.policy(self._ws)
             count = 1 if policy.enabled else BATCH_UNPACED
             batch = await self._own_pending(count) or await self._next(count)
             for stream, entry_id, message_id in batch:
-                if not self.connected.is_set():
+                if not self.connected.is_set() or self._stopped:
                     break  # left in our pending list: picked up again once connected
                 if await self._deliver(stream, entry_id, message_id) == LATER:
                     await asyncio.sleep(RETRY_LATER_S)
@@ -134,6 +178,31 @@ class SessionSender:
             if time.monotonic() > next_reclaim:
                 await self._reclaim(RECLAIM_IDLE_MS)
                 next_reclaim = time.monotonic() + RECLAIM_EVERY_S
+
+    async def _wait_connected(self) -> None:
+        """Wait for the page to be linked and online, or gone for good; time spent offline does not count
+        against the bound."""
+        if self.connected.is_set():
+            return
+        since = time.monotonic()
+        while not self.connected.is_set() and not self._page_gone():
+            try:
+                async with asyncio.timeout(PAGE_CHECK_S):
+                    await self.connected.wait()
+            except TimeoutError:
+                pass
+        offline = time.monotonic() - since
+        for message_id in self._unresolved:
+            self._unresolved[message_id] += offline
+
+    def _page_gone(self) -> bool:
+        """Stopped by the host, or the page this sender was made for got linked once and is closed now."""
+        if self._stopped:
+            return True
+        if not self._page_seen:
+            return False  # still opening (a page may be replaced inside PageSession.open before it links)
+        page = self._page.page
+        return page is None or page.is_closed()  # None after PageSession.close()
 
     async def _heartbeat(self) -> None:
         while True:
@@ -188,8 +257,24 @@ class SessionSender:
     async def _deliver(self, stream: str, entry_id: str, message_id: str) -> str:
         outcome = await self._resolve(stream, entry_id, message_id)
         if outcome == DONE:
+            self._unresolved.pop(message_id, None)
             await self._messages.done(stream, entry_id)
         return outcome
+
+    def _later(self, message_id: str) -> str:
+        """A `sending` message left unresolved for now; remembers since when (the bound counts from there)."""
+        self._unresolved.setdefault(message_id, time.monotonic())
+        return LATER
+
+    def _overdue(self, message_id: str) -> bool:
+        first = self._unresolved.get(message_id)
+        return first is not None and time.monotonic() - first >= UNRESOLVED_LIMIT_S
+
+    async def _unconfirmed(self, record: dict[str, str], why: str) -> str:
+        log.warning("sender %s/%s: message %s failed unconfirmed (%s)", self._ws, self._sid,
+                    record["message_id"], why)
+        await self._router.fail_or_failover(record, UNCONFIRMED, failover=False, allowed=("sending",))
+        return DONE
 
     async def _resolve(self, stream: str, entry_id: str, message_id: str) -> str:
         record = await self._messages.record(message_id)
@@ -199,18 +284,24 @@ class SessionSender:
         to = f"{record['to']}@c.us"
         key, doc = record.get("wa_key") or "", record.get("doc") or ""
         if record["status"] == "sending":
+            overdue = self._overdue(message_id)  # past the bound the page alone decides (module docstring)
             owner = record.get("owner") or ""
-            if owner != self.epoch and owner and await self._redis.exists(keys.sender_alive(owner)):
-                return LATER  # its sender is alive and on it
+            if (owner != self.epoch and owner and not overdue
+                    and await self._redis.exists(keys.sender_alive(owner))):
+                return self._later(message_id)  # its sender is alive and on it
             try:
                 ack, current_doc = await self._page_state(f"true_{to}_{key}")
             except PageGone:
-                return LATER
+                if overdue:
+                    return await self._unconfirmed(record, "no page to ask")
+                return self._later(message_id)
             if ack is not None:
-                return await self._settle(record, f"true_{to}_{key}", ack)
+                outcome = await self._settle(record, f"true_{to}_{key}", ack)
+                if outcome == LATER and overdue:
+                    return await self._unconfirmed(record, "the page still waits for the server's answer")
+                return self._later(message_id) if outcome == LATER else outcome
             if not key or doc != current_doc:
-                await self._router.fail_or_failover(record, UNCONFIRMED, failover=False, allowed=("sending",))
-                return DONE
+                return await self._unconfirmed(record, "sent from a page document that is gone")
             # same document, key unknown to it: the send never started; resend under the same key
         else:
             if not await self._pace(len(record["text"])):
@@ -229,11 +320,13 @@ class SessionSender:
         await self._messages.bind_wa_id(message_id, serialized)
         started = time.monotonic()
         try:
-            result = await asyncio.wait_for(
-                self._evaluate(_SEND, {"to": to, "body": record["text"], "keyId": key, "waitUntilMsgSent": True}),
-                SEND_TIMEOUT_S)
+            # asyncio.timeout, not wait_for: 3.11's wait_for drops a cancellation that lands as the send
+            # fails (the host closing the page does both), which left this sender running, orphaned
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                result = await self._evaluate(
+                    _SEND, {"to": to, "body": record["text"], "keyId": key, "waitUntilMsgSent": True})
         except (PageGone, TimeoutError):
-            return LATER  # resolved against the page on the next pass
+            return self._later(message_id)  # resolved against the page on the next pass
         except Exception as exc:
             return await self._after_page_error(record, serialized, exc)
         if result.get("result") == "ERROR":
@@ -264,9 +357,10 @@ class SessionSender:
         try:
             ack, _ = await self._page_state(serialized)
         except PageGone:
-            return LATER
+            return self._later(record["message_id"])
         if ack is not None:
-            return await self._settle(record, serialized, ack)
+            outcome = await self._settle(record, serialized, ack)
+            return self._later(record["message_id"]) if outcome == LATER else outcome
         log.warning("send %s failed on the page: %s", record["message_id"], exc)
         record = {**record, "status": "sending"}
         await self._router.fail_or_failover(record, f"webjs: {str(exc)[:400]}", allowed=("sending",))
