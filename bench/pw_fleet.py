@@ -31,7 +31,7 @@ async def main(sim: str, chromium: str | None) -> None:
     from playwright.async_api import async_playwright
 
     from simulator.wa_web.testing import link_page
-    from wa_ray.runtime import CHROMIUM_FLAGS
+    from wa_ray.runtime import CHROMIUM_BASE_FLAGS
 
     def emit(ev: str, **data: Any) -> None:
         sys.stdout.write(json.dumps({"ev": ev, **data}) + "\n")
@@ -53,7 +53,7 @@ async def main(sim: str, chromium: str | None) -> None:
             async def one(i: int) -> float:
                 async with slots:
                     t0 = time.monotonic()
-                    browser = await pw.chromium.launch(executable_path=chromium, args=list(CHROMIUM_FLAGS),
+                    browser = await pw.chromium.launch(executable_path=chromium, args=list(CHROMIUM_BASE_FLAGS),
                                                        headless=True)
                     browsers.append(browser)
                     ctx = await browser.new_context()

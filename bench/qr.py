@@ -180,12 +180,12 @@ def _run_wa_ray(cfg: QrConfig, console: Console) -> tuple[dict[str, Any], dict[s
 # ------------------------------------------------------------------ whatsapp-web.js
 def run_wwebjs(cfg: QrConfig, console: Console) -> tuple[dict[str, Any], dict[str, Any]]:
     from simulator.wa_web.testing import running_web_simulator
-    from wa_ray.runtime import CHROMIUM_FLAGS, default_chromium
+    from wa_ray.runtime import CHROMIUM_BASE_FLAGS, default_chromium
 
     out: dict[str, Any] = {"sequential": [], "concurrent": [], "bare_launch_ms": []}
     killed: list[str] = []
     with running_web_simulator() as sim, tempfile.TemporaryDirectory(prefix="wa-ray-bench-wwebjs-qr-") as tmp:
-        fleet = wwebjs_fleet(sim.url, Path(tmp) / "auth", default_chromium() or "/usr/bin/chromium", CHROMIUM_FLAGS)
+        fleet = wwebjs_fleet(sim.url, Path(tmp) / "auth", default_chromium() or "/usr/bin/chromium", CHROMIUM_BASE_FLAGS)
         try:
             fleet.start()
             with progress(console) as bar:
