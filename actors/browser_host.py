@@ -87,6 +87,7 @@ class BrowserHost:
         self._browser: Browser | None = None
         self._launch_lock = asyncio.Lock()
         self._sessions: dict[tuple[str, str], HostedSession] = {}
+        self._session_locks: dict[tuple[str, str], asyncio.Lock] = {}  # one open or close of a session at a time
         self._grains: dict[tuple[str, str], SessionLifecycle] = {}
         self._closing = False  # shutting down: no grain may start again behind our back
         self._spares: list[PageSession] = []  # prepared blank pages for new sessions (PageSession.prepare)
@@ -139,46 +140,79 @@ class BrowserHost:
             self._spares.append(spare)
 
     async def open_session(self, ws: str, sid: str, owner: Any, storage_state: bytes | None) -> None:
+        """Give the session a new page (and a new sender); whatever it had here is closed first.
+
+        Opens and closes of one session run one at a time. They can overlap (a SessionActor killed
+        mid-open and its successor's start, both waiting for a browser launch), and overlapped, one open
+        replaced another's page while it was still being made: that page's context did not exist yet
+        to close, so it went on to load and took the WhatsApp device over from the winner, and its
+        sender went on beside the winner's, its heartbeat making the intent it held look owned forever
+        (actors/outbound.py). Serialised, the last open wins and every earlier page is closed whole."""
         if self._closing:
             raise RuntimeError("the browser host is shutting down")
-        await self.close_session(ws, sid)
-        browser = await self._ensure_browser()
         key = (ws, sid)
+        async with self._session_lock(key):
+            await self._close_key(key)
+            browser = await self._ensure_browser()
+            hosted: HostedSession | None = None
 
-        async def on_signal(kind: str, payload: dict[str, Any]) -> None:
-            await self._route(key, kind, payload)
+            async def on_signal(kind: str, payload: dict[str, Any]) -> None:
+                if hosted is not None and self._sessions.get(key) is hosted:  # a replaced page speaks for nobody
+                    await self._route(hosted, kind, payload)
 
-        page = (self._take_spare(browser) if storage_state is None else None) or \
-            PageSession(browser, self._config.web_url, None)
-        page.adopt(on_signal)
-        hosted = HostedSession(ws, sid, owner, page, SessionSender(self._redis, ws, sid, page, self._config))
-        self._sessions[key] = hosted
-        hosted.tasks.append(asyncio.get_running_loop().create_task(hosted.sender.run()))
-        try:
-            await page.open(storage_state)
-        except Exception:
-            await self.close_session(ws, sid)
-            raise
+            page = (self._take_spare(browser) if storage_state is None else None) or \
+                PageSession(browser, self._config.web_url, None)
+            page.adopt(on_signal)
+            hosted = HostedSession(ws, sid, owner, page, SessionSender(self._redis, ws, sid, page, self._config))
+            self._sessions[key] = hosted
+            hosted.tasks.append(asyncio.get_running_loop().create_task(hosted.sender.run()))
+            try:
+                await page.open(storage_state)
+            except Exception:
+                await self._close_key(key)
+                raise
+
+    def _session_lock(self, key: tuple[str, str]) -> asyncio.Lock:
+        lock = self._session_locks.get(key)
+        if lock is None:
+            lock = self._session_locks[key] = asyncio.Lock()
+        return lock
 
     async def attach(self, ws: str, sid: str, owner: Any) -> dict[str, Any] | None:
-        """A restarted SessionActor takes over a page that outlived its predecessor."""
+        """A restarted SessionActor takes over a page that outlived its predecessor.
+
+        None when there is no live page to take over, so the caller opens one: a page that died while
+        the session had no actor (the browser's crash signal went to the dead one) is not live."""
         hosted = self._sessions.get((ws, sid))
         if hosted is None:
             return None
         hosted.owner = owner
-        return await hosted.page.state()
+        try:
+            return await hosted.page.state()
+        except Exception as exc:  # closed, crashed or mid-open: nothing to take over
+            log.info("attach %s/%s: page not live (%s)", ws, sid, exc)
+            return None
 
     async def storage_state(self, ws: str, sid: str) -> bytes:
         return await self._sessions[(ws, sid)].page.storage_state()
 
     async def close_session(self, ws: str, sid: str) -> bool:
-        hosted = self._sessions.pop((ws, sid), None)
+        async with self._session_lock((ws, sid)):  # an open in progress finishes first, then is closed whole
+            return await self._close_key((ws, sid))
+
+    async def _close_key(self, key: tuple[str, str]) -> bool:
+        hosted = self._sessions.pop(key, None)
         if hosted is None:
             return False
+        await self._close(hosted)
+        return True
+
+    @staticmethod
+    async def _close(hosted: HostedSession) -> None:
+        hosted.sender.stop()  # ends its loop even if the cancellation below never reaches it
         for task in hosted.tasks:
             task.cancel()
         await hosted.page.close()
-        return True
 
     # ------------------------------------------------- grains (host hosting)
     async def activate(self, ws: str, sid: str) -> str:
@@ -258,11 +292,8 @@ class BrowserHost:
             await self._playwright.stop()
         self._browser = self._playwright = None
 
-    async def _route(self, key: tuple[str, str], kind: str, payload: dict[str, Any]) -> None:
-        hosted = self._sessions.get(key)
-        if hosted is None:
-            return
-        ws, sid = key
+    async def _route(self, hosted: HostedSession, kind: str, payload: dict[str, Any]) -> None:
+        ws, sid = hosted.ws, hosted.sid
         if kind == "message":
             await self._inbound.message(ws, sid, payload)
         elif kind == "ack":

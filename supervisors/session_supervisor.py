@@ -233,10 +233,12 @@ class SessionSupervisor:
 
     async def _revive(self, key: tuple[str, str], cause: Exception) -> None:
         ws, sid = key
+        # counted before the dead handle is dropped: when Redis is away (restarting) this raises and the
+        # next round of the watch tries again; dropped first, the session was never watched or revived again
+        restarts = await self._registry.incr_restarts(ws, sid)
         async with self._lock:
             self._actors.pop(key, None)
             self._placed.pop(key, None)
-        restarts = await self._registry.incr_restarts(ws, sid)
         if restarts > MAX_RESTARTS:
             await self._registry.set_state(ws, sid, SessionState.FAILED.value, reason=f"actor died {restarts} times")
             return
