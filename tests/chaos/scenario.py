@@ -51,11 +51,13 @@ WS = "chaos"
 SECRET = "whsec-chaos-0123456789abcdef"
 FINAL = {"sent", "delivered", "read", "failed"}
 ALL_FAULTS = ("actor", "chromium", "supervisor", "dispatcher", "redis", "host")
+# Issue 7 kills session actors, so the scenario runs sessions as SessionActors by default
+# (WA_CHAOS_HOSTING=host runs them as grains in the BrowserHost, where there is no session actor to kill).
+HOSTING = os.environ.get("WA_CHAOS_HOSTING", "actor")
 # Issue 7's list by default. "host" (SIGKILL of the BrowserHost worker) is opt-in with
-# WA_CHAOS_FAULTS=actor,chromium,supervisor,dispatcher,redis,host: under compound faults on a loaded
-# machine it has left sessions with a stalled sender (a known defect, see the issue notes).
+# WA_CHAOS_FAULTS=actor,chromium,supervisor,dispatcher,redis,host.
 FAULT_KINDS = tuple(k for k in os.environ.get("WA_CHAOS_FAULTS", ",".join(ALL_FAULTS[:5])).split(",")
-                    if k in ALL_FAULTS)
+                    if k in ALL_FAULTS and not (k == "actor" and HOSTING == "host"))
 PAGE_DEATHS = ("chromium", "host")
 
 
@@ -233,6 +235,9 @@ class Chaos:
         send = asyncio.create_task(self.sender(api))
         faults = asyncio.create_task(self.injector())
         await asyncio.sleep(self.plan.send_s)
+        # every kind of fault at least once, whatever the scale (a small run just sends a little longer)
+        while {f.kind for f in self.faults} < set(FAULT_KINDS) and not faults.done():
+            await asyncio.sleep(0.2)
         self.stop_sending.set()
         await faults
         await send
@@ -275,6 +280,30 @@ async def _wait_webhooks(redis_url: str, receiver: Any, timeout: float) -> tuple
             await asyncio.sleep(1.0)
     finally:
         await redis.aclose()
+
+
+async def _stuck_detail(redis: Any, message_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """For a post-mortem of a message that never became final: its intent, whether its owner's heartbeat
+    is alive, and which sender consumer holds its queue entry (and how idle it is)."""
+    out: dict[str, dict[str, Any]] = {}
+    for mid in message_ids:
+        rec = await redis.hgetall(keys.message(mid))
+        detail: dict[str, Any] = {k: rec.get(k) for k in ("status", "session_id", "owner", "doc", "wa_key",
+                                                           "intent_at", "provider", "priority")}
+        if rec.get("intent_at"):
+            detail["intent_age_s"] = round(time.time() - float(rec["intent_at"]), 1)
+        detail["owner_alive"] = bool(rec.get("owner")) and bool(await redis.exists(keys.sender_alive(rec["owner"])))
+        stream = keys.queue(WS, rec.get("session_id", ""), rec.get("priority", "normal"))
+        entry = [i for i, f in await redis.xrange(stream) if f.get("m") == mid]
+        detail["queue_entry"] = entry[0] if entry else None
+        if entry:
+            try:
+                pending = await redis.xpending_range(stream, keys.QUEUE_GROUP, min=entry[0], max=entry[0], count=1)
+            except Exception as exc:  # noqa: BLE001 - a post-mortem reports what it can
+                pending = [{"error": str(exc)}]
+            detail["pending"] = [{k: v for k, v in p.items()} for p in pending]
+        out[mid] = detail
+    return out
 
 
 async def audit(chaos: Chaos, api: httpx.AsyncClient, receiver: Any, linked_ms: int) -> dict[str, Any]:
@@ -350,12 +379,22 @@ async def audit(chaos: Chaos, api: httpx.AsyncClient, receiver: Any, linked_ms: 
     # each session's live sender keeps its heartbeat (a reclaim trusts it to leave an in-flight send alone)
     redis = connect(chaos.service.config.redis_url)
     try:
-        heartbeats = sorted([await redis.get(k) async for k in redis.scan_iter(match=keys.sender_alive("*"))])
+        # exactly one per session: a replaced sender's beat is deleted when it stops, or lapses in its TTL
+        deadline = time.monotonic() + 15
+        while True:
+            heartbeats = sorted([await redis.get(k) async for k in redis.scan_iter(match=keys.sender_alive("*"))])
+            per_session = Counter(s for s in (hb.split("@")[0] for hb in heartbeats if hb) if s in chaos.phones)
+            if (sorted(per_session) == sorted(chaos.phones) and set(per_session.values()) == {1}) \
+                    or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(1.0)
+        stuck = await _stuck_detail(redis, list(not_final)[:20])
+        session_states = {sid: (await redis.hgetall(keys.session(WS, sid))).get("state") for sid in chaos.phones}
     finally:
         await redis.aclose()
 
     return {
-        "plan": chaos.plan.__dict__,
+        "plan": chaos.plan.__dict__, "sessions": sorted(chaos.phones),
         "sender_heartbeats": heartbeats,
         "posted": len(posts), "accepted": len(accepted), "rejected": len(rejected),
         "post_retries": sum(p.attempts - 1 for p in posts),
@@ -363,6 +402,7 @@ async def audit(chaos: Chaos, api: httpx.AsyncClient, receiver: Any, linked_ms: 
         "duplicates": len(duplicated), "duplicated": dict(list(duplicated.items())[:20]),
         "lost": len(lost), "lost_texts": lost[:20],
         "not_final": dict(list(not_final.items())[:20]), "not_final_count": len(not_final),
+        "stuck_detail": stuck, "session_states": session_states,
         "unconfirmed": len(unconfirmed), "unconfirmed_inbox_counts": unconfirmed_seen,
         "unconfirmed_per_session": dict(unconfirmed_per_session), "page_deaths": page_deaths,
         "other_failed": other_failed[:20],
@@ -419,6 +459,8 @@ def summary(result: dict[str, Any]) -> str:
         f"redeliveries {result['redeliveries']}  missing {result['missing_events_count']}  "
         f"unstable ids {len(result['unstable_event_ids'])}  bad signatures {result['bad_signatures']}  "
         f"messages with ack event {result['messages_with_ack_event']}",
+        *([f"  stuck: {result['stuck_detail']}", f"  session states {result['session_states']}"]
+          if result["not_final_count"] else []),
         f"  qr after linking {result['qr_after_linking']}  chromium mains {result['chromium_mains']}  "
         f"leaked {result['chromium_leaked']} (of {result['chromium_seen']} seen)  "
         f"sender heartbeats {result['sender_heartbeats']}",
@@ -430,10 +472,11 @@ def summary(result: dict[str, Any]) -> str:
 
 
 def run(plan: Plan) -> dict[str, Any]:
-    log(f"plan {plan}")
+    log(f"plan {plan}, sessions hosted as {HOSTING}s, faults {FAULT_KINDS}")
     with running_web_simulator() as sim, running_receiver() as receiver, tempfile.TemporaryDirectory() as tmp:
-        settings = scenario_settings(Path(tmp), sim.url + "/", pacing=False, typing_delay=False,
-                                     webhook_base_delay_s=0.2, webhook_max_delay_s=2.0, webhook_max_attempts=100)
+        settings = scenario_settings(Path(tmp), sim.url + "/", session_hosting=HOSTING, pacing=False,
+                                     typing_delay=False, webhook_base_delay_s=0.2, webhook_max_delay_s=2.0,
+                                     webhook_max_attempts=100)
         service = Service(settings)
         started = time.monotonic()
         try:

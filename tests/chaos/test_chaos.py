@@ -55,6 +55,7 @@ def _run(scale: float, timeout: float) -> tuple[dict, str]:
     return result, text
 
 
+@pytest.mark.timeout(0)  # the scenario has its own timeout, which stops its Ray, Chromium and Redis
 def test_chaos_nothing_lost_or_duplicated(chaos_scale: float) -> None:
     result, log = _run(chaos_scale, timeout=300 + 240 * chaos_scale)
     print("\n" + log + f"\n  wall time {result['wall_s']} s")
@@ -65,8 +66,7 @@ def test_chaos_nothing_lost_or_duplicated(chaos_scale: float) -> None:
 
     injected = [f for f in result["faults"] if not f["error"]]
     assert not [f for f in result["faults"] if f["error"]], result["faults"]
-    assert {f["kind"] for f in injected} >= set(FAULT_KINDS) \
-        or chaos_scale < 1, "every kind of fault was injected"
+    assert {f["kind"] for f in injected} >= set(FAULT_KINDS), "every kind of fault was injected"
     assert result["accepted"] > 0 and result["rejected"] == 0, "every post was accepted (retried with its key)"
 
     # every accepted message on its recipient's phone exactly once
@@ -91,8 +91,12 @@ def test_chaos_nothing_lost_or_duplicated(chaos_scale: float) -> None:
     assert not result["messages_without_queued_event"], result["messages_without_queued_event"]
     assert not result["messages_without_outcome_event"], result["messages_without_outcome_event"]
 
-    sessions = {hb.split("@")[0] for hb in result["sender_heartbeats"] if hb}
-    assert len(sessions) == result["plan"]["sessions"], f"a live sender per session: {result['sender_heartbeats']}"
+    # one live sender per session, and only one: a second (a replaced page's sender left running) would
+    # pose as the live owner of an intent and hold queue entries it can never send
+    # (the cloud sender beats under the same prefix, as `cloud@...`)
+    senders = sorted(hb.split("@")[0] for hb in result["sender_heartbeats"] if hb)
+    assert [s for s in senders if s in result["sessions"]] == result["sessions"], \
+        f"one live sender per session: {result['sender_heartbeats']}"
     assert result["qr_after_linking"] == 0, "no session needed a new QR"
     assert result["chromium_mains"] == 1, "one browser for the node"
     assert not result["chromium_leaked"], f"Chromium processes outlived their browser: {result['chromium_leaked']}"
