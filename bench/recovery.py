@@ -590,7 +590,7 @@ def _goals(env: Envelope, faults: dict[str, Any]) -> None:
                  f"{t} s, {qr} QR", met)
     for name in ("actor-all", "serve", "redis"):
         r = faults.get(name)
-        if r is not None:
+        if r is not None and not r.get("not_applicable"):
             env.goal(f"{name}: no QR after the fault", "0 QR", f"{r.get('qr_after')} QR",
                      r.get("qr_after") == 0 and not r.get("error"))
     r = faults.get("redis")
