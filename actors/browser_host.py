@@ -33,6 +33,9 @@ from wa_ray.tasks import background
 
 log = logging.getLogger(__name__)
 
+# Grains starting at once (each opens a page): after a host restart every grain comes back together, and
+# the supervisor's own reopen calls arrive at the same moment; like its restore at boot, a few at a time.
+ACTIVATE_CONCURRENCY = 4
 LIFECYCLE_SIGNALS = frozenset({"boot", "state", "qr", "ready", "logout", "crash", "page_closed", "error"})
 
 
@@ -93,6 +96,7 @@ class BrowserHost:
         self._spares: list[PageSession] = []  # prepared blank pages for new sessions (PageSession.prepare)
         self._refilling: asyncio.Task[None] | None = None
         self._spares_used = 0
+        self._opening = asyncio.Semaphore(ACTIVATE_CONCURRENCY)
         if ray.get_runtime_context().was_current_actor_reconstructed:
             self._announce = asyncio.get_running_loop().create_task(self._tell_sessions_to_reopen())
 
@@ -225,8 +229,11 @@ class BrowserHost:
             return "stopped"
         port = LocalPage(self, ws, sid)
         grain = port.owner = SessionLifecycle(self._config, ws, sid, port, self._redis)
-        self._grains[key] = grain
-        return await grain.start()
+        self._grains[key] = grain  # before any wait: a second activate finds it and does not start another
+        async with self._opening:
+            if self._grains.get(key) is not grain:
+                return "stopped"  # deactivated while it waited its turn
+            return await grain.start()
 
     async def grain_call(self, ws: str, sid: str, op: str, *args: Any) -> Any:
         """restart, logout, stop, status or reopen on a grain; None when this host has no such grain."""
@@ -254,7 +261,8 @@ class BrowserHost:
             if record.get("node_id") != node:
                 continue
             if self._config.session_hosting == "host":
-                # the grains died with the old incarnation: bring back every session that was not over
+                # the grains died with the old incarnation: bring back every session that was not over,
+                # a few pages at a time so the relaunched Chromium is not stampeded
                 if record.get("state") not in ("stopped", "failed"):
                     background(self.activate(ws, sid), f"activation of {ws}/{sid}")
                 continue

@@ -88,7 +88,10 @@ class GrainSession:
         return status
 
     def reopen(self, reason: str) -> None:
-        self.host.grain_call.remote(self._ws, self._sid, "reopen", reason)
+        # A live grain follows its own page (a crash signal reconnects it); "reopen" only ever means its host
+        # restarted without it. Reopening a grain the new host already brought back would close the page it
+        # is opening and start again (measured: host kill -> connected 36.8 s with 10 sessions).
+        self.host.activate.remote(self._ws, self._sid)
 
     async def discard(self) -> None:
         await self.host.deactivate.remote(self._ws, self._sid)
