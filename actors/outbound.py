@@ -280,6 +280,11 @@ class SessionSender:
         record = await self._messages.record(message_id)
         if (not record or record.get("provider") != WEBJS or record.get("session_id") != self._sid
                 or record.get("status") not in ("queued", "sending")):
+            if record and record.get("status") in ("delivered", "read") and record.get("provider") == WEBJS:
+                wa_id = f"true_{record['to']}@c.us_{record.get('wa_key', '')}"
+                await self._sent_event_if_overtaken(message_id, {
+                    "message_id": message_id, "wa_message_id": wa_id, "to": record["to"], "provider": WEBJS,
+                    "send_ms": 0.0, "failover": record.get("failover") == "1"})
             return DONE  # sent, failed, or handed to the other provider: never send twice
         to = f"{record['to']}@c.us"
         key, doc = record.get("wa_key") or "", record.get("doc") or ""
@@ -372,9 +377,22 @@ class SessionSender:
             await self._messages.bind_wa_id(message_id, wa_id)
         data = {"message_id": message_id, "wa_message_id": wa_id, "to": record["to"], "provider": WEBJS,
                 "send_ms": round(send_ms, 2), "failover": record.get("failover") == "1"}
-        await self._messages.transition(message_id, self._ws, "sent", provider=WEBJS,
-                                        fields={"wa_message_id": wa_id}, note={"provider": WEBJS},
-                                        event=Event(MESSAGE_SENT, self._ws, self._sid, data))
+        moved = await self._messages.transition(message_id, self._ws, "sent", provider=WEBJS,
+                                                fields={"wa_message_id": wa_id}, note={"provider": WEBJS},
+                                                event=Event(MESSAGE_SENT, self._ws, self._sid, data))
+        if not moved:
+            await self._sent_event_if_overtaken(message_id, data)
+
+    async def _sent_event_if_overtaken(self, message_id: str, data: dict[str, Any]) -> None:
+        """Delivered or read already, never recorded sent: the phone's acks got there first (the ack path
+        waits only so long for us, and a Redis restart or a reclaim can hold `sent` back longer). The
+        status stays where the acks put it, but `message.sent` is every sent message's outcome event and
+        only this sender publishes it."""
+        record = await self._messages.get(message_id)
+        if record and record["status"] in ("delivered", "read") and not record.get("late_sent_event") \
+                and not any(h.get("status") == "sent" for h in record["history"]):
+            await self._events.publish(Event(MESSAGE_SENT, self._ws, self._sid, data))
+            await self._redis.hset(keys.message(message_id), "late_sent_event", "1")  # once, on a later pass too
 
     # --------------------------------------------------------------- pacing
     async def _pace(self, length: int) -> bool:
