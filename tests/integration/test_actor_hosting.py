@@ -1,5 +1,6 @@
-"""`WA_SESSION_HOSTING=actor` (a SessionActor process per session) stays supported: the lifecycle and the
-exactly-once crash tests run again with it, in a pytest of their own (one Ray cluster per process)."""
+"""`WA_SESSION_HOSTING=actor` (a SessionActor process per session) stays supported: the lifecycle, the
+exactly-once crash and the sender-incarnation tests run again with it, in a pytest of their own (one Ray
+cluster per process). (The chaos suite runs with actor hosting already.)"""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULES = ("tests/integration/test_session_lifecycle.py", "tests/messages/test_exactly_once.py")
+MODULES = ("tests/integration/test_session_lifecycle.py", "tests/messages/test_exactly_once.py",
+           "tests/messages/test_sender_incarnations.py")
 
 
 @pytest.mark.timeout(900)
