@@ -177,10 +177,24 @@ class SessionSupervisor:
                 self._actors[(ws, sid)] = handle
                 if record.get("node_id"):
                     self._placed[(ws, sid)] = record["node_id"]
+                if record.get("state") in RESTORABLE:
+                    jobs.append(self._start_if_never_started(ws, sid, handle))
             elif record.get("state") in RESTORABLE:
                 jobs.append(restore(ws, sid))
         await asyncio.gather(*jobs)
         self._restored.set()
+
+    async def _start_if_never_started(self, ws: str, sid: str, handle: SessionHandle) -> None:
+        """A predecessor killed between creating a session's actor and starting it (reviving a dead one)
+        leaves an actor that owns nothing: no page attached, so the page's crash signals go to the dead
+        actor and nothing reopens it. Seen in the chaos suite; start it, only if it never was."""
+        try:
+            status = await asyncio.wait_for(handle.status(), timeout=PING_TIMEOUT_S)
+            if status.get("state") == SessionState.STOPPED.value:
+                log.warning("session %s/%s was adopted never started; starting it", ws, sid)
+                await handle.start()
+        except Exception:  # the watch revives it if it is dead; anything else is logged, not fatal
+            log.exception("start of adopted %s/%s failed", ws, sid)
 
     async def _watch(self) -> None:
         while True:
