@@ -55,7 +55,7 @@ EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 @dataclass(frozen=True)
 class Limits:
     max_inflight: int = 512
-    max_lag_s: float = 0.1
+    max_lag_s: float = 0.05
     window_s: float = 0.5
     min_inflight: int = 16
     retry_after_s: int = 1
