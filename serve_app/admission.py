@@ -7,24 +7,34 @@ clients time out, and what each request still holds (a Redis connection, memory)
 500. Refusing the excess at the door keeps the accepted requests fast and turns the rest into an
 answer a client knows how to handle: `503 {"error": {"code": "overloaded", ...}}` with `Retry-After`.
 
-A request is shed when either holds:
+A request is shed when any of these holds:
 
-* `max_inflight` requests are already in flight in this replica (a hard cap), or
+* `max_inflight` requests are already in flight in this replica (a hard cap);
+* a standing queue in the app, as CoDel sees one: over the last full `window_s`, even the fastest
+  POST /messages took longer than `max_sojourn_s` from the door to its answer, or none finished
+  while `min_inflight` of them were in flight. The minimum, not the mean: a burst the replica clears
+  within the window is served, not shed. The time counted includes everything the request waited for: our CPU, Redis, and Serve handing over the
+  request body (the replica fetches it from the proxy with one more actor call per request, so an
+  overloaded proxy shows up here even when our own loop is idle: measured 3-6 s per request in the app
+  with the loop lag near 0 at 200 req/s on a starved machine);
 * the replica's event loop has lagged more than `max_lag_s` behind for all of the last `window_s`
-  (a standing queue, measured by a ticker, so it sees a saturated CPU however it came about) while
-  at least `min_inflight` requests are in flight. As in CoDel, the *minimum* lag over the window is
-  what counts: a burst the replica clears within the window is served, not shed; a queue that stays
-  is cut back at the door. A lone slow request or a GC pause (under `min_inflight`) never sheds.
+  (a ticker measures it: a saturated CPU shows here before requests finish slowly).
+
+The last two only apply with at least `min_inflight` requests in flight, so a lone slow request or a
+GC pause never sheds the trickle that follows it. A shed request costs us almost nothing: it is
+answered before Serve's body fetch starts (which is then cancelled) and before any auth or Redis call.
 
 Exempt: the ops routes (`/healthz`, `/readyz`, `/metrics`: probes must see the truth) and SSE streams
 (`GET .../events`: long-lived, and a browser's EventSource gives up for good on a non-200 answer).
 
 A shed request did nothing and is not audited one by one (writing to Redis per refused request is
 what overload cannot afford): each second with sheds adds one audit entry (`route` "(shed)", the count
-in `params`), and `/metrics` has `wa_ingress_shed_total` and `wa_ingress_inflight`.
+in `params`) and a log line (in flight, loop lag, time in app), and `/metrics` has
+`wa_ingress_shed_total` and `wa_ingress_inflight`.
 
 The limits can be changed at run time, for every replica, without a redeploy: the hash
-`wa:cfg:admission` (fields `max_inflight`, `max_lag_ms`, `window_ms`, `min_inflight`) is read once a second.
+`wa:cfg:admission` (fields `max_inflight`, `max_sojourn_ms`, `max_lag_ms`, `window_ms`, `min_inflight`)
+is read once a second.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, replace
@@ -55,23 +66,33 @@ EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 @dataclass(frozen=True)
 class Limits:
     max_inflight: int = 512
-    max_lag_s: float = 0.05
-    window_s: float = 0.5
+    max_sojourn_s: float = 0.5
+    max_lag_s: float = 0.1
+    window_s: float = 1.0
     min_inflight: int = 16
     retry_after_s: int = 1
 
     def merged(self, fields: dict[str, str]) -> Limits:
         """These limits with the run-time overrides of `wa:cfg:admission` (malformed fields ignored)."""
         out = self
-        with contextlib.suppress(ValueError, KeyError):
-            out = replace(out, max_inflight=max(1, int(fields["max_inflight"])))
-        with contextlib.suppress(ValueError, KeyError):
-            out = replace(out, max_lag_s=max(0.001, float(fields["max_lag_ms"]) / 1000))
-        with contextlib.suppress(ValueError, KeyError):
-            out = replace(out, window_s=max(TICK_S, float(fields["window_ms"]) / 1000))
-        with contextlib.suppress(ValueError, KeyError):
-            out = replace(out, min_inflight=max(0, int(fields["min_inflight"])))
+        for name, attr, parse in (("max_inflight", "max_inflight", lambda v: max(1, int(v))),
+                                  ("max_sojourn_ms", "max_sojourn_s", lambda v: max(0.001, float(v) / 1000)),
+                                  ("max_lag_ms", "max_lag_s", lambda v: max(0.001, float(v) / 1000)),
+                                  ("window_ms", "window_s", lambda v: max(TICK_S, float(v) / 1000)),
+                                  # at least 1: "none finished" must mean requests were there to finish
+                                  ("min_inflight", "min_inflight", lambda v: max(1, int(v)))):
+            with contextlib.suppress(ValueError, KeyError, OverflowError):
+                value = parse(fields[name])
+                if math.isfinite(value):
+                    out = replace(out, **{attr: value})
         return out
+
+
+def timed(scope: Scope) -> bool:
+    """The requests whose time in app is the overload signal: POST /messages, the hot path, quick when healthy.
+    (Control-plane calls such as creating a session wait on the supervisor for seconds by design.)"""
+    path = scope["path"]
+    return scope["method"] == "POST" and path.startswith("/v1/workspaces/") and path.endswith("/messages")
 
 
 def exempt(scope: Scope) -> bool:
@@ -80,7 +101,10 @@ def exempt(scope: Scope) -> bool:
 
 
 class Admission:
-    """This replica's gate: what is in flight, the loop lag, the limits; `middleware` puts it in front of an app."""
+    """This replica's gate: what is in flight, how long it takes, the loop lag, the limits.
+
+    `middleware` puts it in front of an app. Per request it costs a few comparisons; everything
+    windowed is folded by the ticker, 20 times a second."""
 
     def __init__(self, redis: aioredis.Redis | None = None, audit: AuditLog | None = None,
                  limits: Limits | None = None) -> None:
@@ -89,12 +113,23 @@ class Admission:
         self.defaults = limits or Limits()
         self.limits = self.defaults
         self.inflight = 0
+        self.timed_inflight = 0
         self.shed_total = 0
         self._shed_unreported = 0
-        self._ticks: deque[tuple[float, float]] = deque(maxlen=256)  # (loop time, lag) of recent ticks
-        self._window_min: float | None = None  # least lag of the ticks within the window, as of the last tick
-        self._window_start = 0.0  # when the oldest of those ran
+        # the loop lag: recent ticks, and their least lag over the window as of the last tick
+        self._ticks: deque[tuple[float, float]] = deque(maxlen=256)
+        self._lag_window_min: float | None = None
+        self._lag_last_tick = 0.0
         self._due: float | None = None  # loop time the ticker should wake at
+        # the time in app: the window being filled, and the last full one (None: no request finished in it)
+        self._window_start: float | None = None
+        self._window_fastest = math.inf
+        self._window_done = 0
+        self._window_busy = False  # min_inflight timed requests were in flight at some point of the window
+        self._last_fastest: float | None = None
+        self._last_busy = False
+        self._last_end = 0.0
+        self._served: list[float] = []  # time in app of each request since the last report (for the log line)
         self._monitor: asyncio.Task[None] | None = None
         self._body = orjson.dumps(error_body(
             "overloaded", "the service is over capacity; retry after the Retry-After delay",
@@ -104,23 +139,34 @@ class Admission:
         return {"inflight": self.inflight, "shed_total": self.shed_total}
 
     def standing_lag_s(self, now: float) -> float:
-        """The least the loop lagged over the last window: the ticks that ran in it, plus the pending tick
-        once it is later than the target (when none ran in the window, that one alone: the loop is that
-        far behind; a pending tick not yet that late could still turn out punctual, so it does not count).
-        The ticks' part is computed once per tick (`_tick`), so a request pays O(1) here."""
+        """The least the loop lagged over the last window: the ticks of the window that ended at the last
+        tick, plus the pending tick once it is later than the target (when the last tick is older than a
+        window, that one alone: the loop is that far behind; a pending tick not yet that late could still
+        turn out punctual, so it does not count)."""
         lim = self.limits
         lags = []
-        if self._window_min is not None and now - self._window_start <= lim.window_s:
-            lags.append(self._window_min)
+        if self._lag_window_min is not None and now - self._lag_last_tick <= lim.window_s:
+            lags.append(self._lag_window_min)
         if self._due is not None and now - self._due > lim.max_lag_s:
             lags.append(now - self._due)
         return min(lags) if lags else 0.0
+
+    def standing_sojourn_s(self, now: float) -> float:
+        """The fastest time in app over the last full window; inf when a busy window finished nothing.
+        0 when there is no recent full window (the ticker has not run yet, or not lately)."""
+        if now - self._last_end > 2 * self.limits.window_s:
+            return 0.0
+        if self._last_fastest is None:
+            return math.inf if self._last_busy else 0.0
+        return self._last_fastest
 
     def overloaded(self, now: float) -> bool:
         lim = self.limits
         if self.inflight >= lim.max_inflight:
             return True
-        return self.inflight >= lim.min_inflight and self.standing_lag_s(now) > lim.max_lag_s
+        if self.inflight < lim.min_inflight:
+            return False
+        return self.standing_sojourn_s(now) > lim.max_sojourn_s or self.standing_lag_s(now) > lim.max_lag_s
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
         """For `app.add_middleware(gate.middleware)`: Starlette calls it with the app it wraps."""
@@ -131,16 +177,32 @@ class Admission:
             loop = asyncio.get_running_loop()
             if self._monitor is None or self._monitor.done():
                 self._monitor = loop.create_task(self._watch(), name="ingress-admission")
-            if self.overloaded(loop.time()):
+            started = loop.time()
+            if self.overloaded(started):
                 self.shed_total += 1
                 self._shed_unreported += 1
                 await self._shed(send)
                 return
             self.inflight += 1
+            if not timed(scope):
+                try:
+                    await app(scope, receive, send)
+                finally:
+                    self.inflight -= 1
+                return
+            self.timed_inflight += 1
+            if self.timed_inflight >= self.limits.min_inflight:
+                self._window_busy = True
             try:
                 await app(scope, receive, send)
             finally:
                 self.inflight -= 1
+                self.timed_inflight -= 1
+                took = loop.time() - started
+                self._window_done += 1
+                if took < self._window_fastest:
+                    self._window_fastest = took
+                self._served.append(took)
 
         return admit
 
@@ -160,12 +222,20 @@ class Admission:
             self._due = loop.time() + TICK_S
             await asyncio.sleep(TICK_S)
             now = loop.time()
+            window = self.limits.window_s
             self._ticks.append((now, max(0.0, now - self._due)))
-            since = now - self.limits.window_s
-            while self._ticks and self._ticks[0][0] < since:
+            while self._ticks and self._ticks[0][0] < now - window:
                 self._ticks.popleft()
-            self._window_min = min(lag for _, lag in self._ticks)
-            self._window_start = self._ticks[0][0]
+            self._lag_window_min = min(lag for _, lag in self._ticks)
+            self._lag_last_tick = now
+            if self._window_start is None:
+                self._window_start = now
+            elif now - self._window_start >= window:
+                self._last_fastest = self._window_fastest if self._window_done else None
+                self._last_busy = self._window_busy or self.timed_inflight >= self.limits.min_inflight
+                self._last_end = now
+                self._window_start, self._window_fastest, self._window_done = now, math.inf, 0
+                self._window_busy = self.timed_inflight >= self.limits.min_inflight
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -175,9 +245,14 @@ class Admission:
 
     async def _refresh(self) -> None:
         shed, self._shed_unreported = self._shed_unreported, 0
+        served, self._served = sorted(self._served), []
         if shed:
-            log.warning("overloaded: shed %d requests in the last second (%d in flight, standing loop lag %.0f ms)",
-                        shed, self.inflight, self.standing_lag_s(asyncio.get_running_loop().time()) * 1000)
+            now = asyncio.get_running_loop().time()
+            log.warning("overloaded: shed %d requests in the last second (%d in flight; standing loop lag %.0f ms, "
+                        "standing time in app %.0f ms; %d served, time in app p50 %.0f ms, max %.0f ms)",
+                        shed, self.inflight, self.standing_lag_s(now) * 1000,
+                        min(self.standing_sojourn_s(now), 1e6) * 1000, len(served),
+                        served[len(served) // 2] * 1000 if served else 0, served[-1] * 1000 if served else 0)
             if self._audit is not None:
                 await self._audit.record(AuditEntry(
                     ts=time.time(), who="anonymous", role=None, method="*", route="(shed)", path="*",

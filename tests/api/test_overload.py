@@ -82,7 +82,10 @@ async def _check(shots: list[Shot], live_redis, ws: str, sid: str) -> Counter[in
     # and a request shed at the door wrote nothing
     shed = [s for s in shots if s.status == 503 and s.body["error"]["code"] == "overloaded"]
     if shed:
-        assert not any(await asyncio.gather(*(live_redis.exists(keys.idempotency(ws, s.idem)) for s in shed)))
+        async with live_redis.pipeline(transaction=False) as pipe:
+            for s in shed:
+                pipe.exists(keys.idempotency(ws, s.idem))
+            assert not any(await pipe.execute())
     return codes
 
 
@@ -112,7 +115,7 @@ async def test_forced_shedding_is_503_in_shape_and_loses_nothing(service, make_k
                                                                  unlinked_session, admission_override) -> None:
     ws, sid = unlinked_session
     key = await make_key("workspace", ws, rate_per_s=0)  # unlimited: what refuses here is admission, not 429
-    await admission_override(max_inflight=3, min_inflight=0)
+    await admission_override(max_inflight=3)
     shots = await _blast(service.base_url, key, ws, sid, n=400, concurrency=100, tag=secrets.token_hex(3))
     codes = await _check(shots, live_redis, ws, sid)
     assert codes[503] > 0 and codes[202] > 0, codes
@@ -141,26 +144,45 @@ async def test_burst_at_default_limits_never_500(service, make_key, live_redis, 
 
 
 async def test_gate_policy() -> None:
-    """The rule alone: the hard cap always; the lag rule only for a standing lag, above min_inflight."""
-    gate = Admission(limits=Limits(max_inflight=10, max_lag_s=0.2, window_s=0.5, min_inflight=3))
+    """The rules alone: the hard cap always; the standing-queue rules only above min_inflight."""
+    gate = Admission(limits=Limits(max_inflight=10, max_sojourn_s=0.5, max_lag_s=0.2, window_s=0.5, min_inflight=3))
     now = 100.0
     gate.inflight = 10
     assert gate.overloaded(now)
     gate.inflight = 5
     assert not gate.overloaded(now)
-    gate._window_min, gate._window_start = 0.3, 99.6
-    assert gate.overloaded(now)  # every tick of the last 0.5 s was late
-    gate._window_min = 0.01
-    assert not gate.overloaded(now)  # one punctual tick in the window: a burst being cleared, not a queue
-    gate.inflight, gate._window_min = 2, 0.5
+
+    # loop lag: every tick of the last window late -> shed; one punctual tick -> a burst being cleared
+    gate._lag_window_min, gate._lag_last_tick = 0.3, 99.9
+    assert gate.overloaded(now)
+    gate._lag_window_min = 0.01
+    assert not gate.overloaded(now)
+    gate.inflight, gate._lag_window_min = 2, 0.5
     assert not gate.overloaded(now)  # a lone slow request does not shed the next
     gate.inflight, gate._due = 5, now - 0.3
-    gate._window_min = 0.01
+    gate._lag_window_min = 0.01
     assert not gate.overloaded(now)  # a pending tick late by 300 ms, but a punctual one in the window
-    gate._window_start = 99.0  # ... that ran before the window: only the pending tick is left, and it is late
+    gate._lag_last_tick = 99.0  # ... but no tick for a window: only the pending tick is left, and it is late
     assert gate.overloaded(now)
     gate._due = now - 0.05
     assert not gate.overloaded(now)  # not yet later than the target: it may still be punctual
-    merged = Limits().merged({"max_inflight": "7", "max_lag_ms": "50", "window_ms": "300", "min_inflight": "nope"})
-    assert (merged.max_inflight, merged.max_lag_s, merged.window_s, merged.min_inflight) == (
-        7, 0.05, 0.3, Limits().min_inflight)
+
+    # time in app over the last full window: the fastest request counts; a busy window with none done is a stall
+    gate._last_end, gate._last_fastest, gate._last_busy = now - 0.1, 0.8, True
+    assert gate.overloaded(now)
+    gate._last_fastest = 0.02
+    assert not gate.overloaded(now)  # one quick answer in the window: no standing queue
+    gate._last_fastest = None
+    assert gate.overloaded(now)  # nothing finished with min_inflight in flight
+    gate._last_busy = False
+    assert not gate.overloaded(now)  # nothing finished because nothing came
+    gate._last_fastest, gate._last_end = 0.8, now - 5
+    assert not gate.overloaded(now)  # a stale window (the ticker stopped) says nothing
+    gate._last_end, gate.inflight = now - 0.1, 2
+    assert not gate.overloaded(now)  # under min_inflight
+
+    merged = Limits().merged({"max_inflight": "7", "max_lag_ms": "50", "window_ms": "300", "max_sojourn_ms": "200",
+                              "min_inflight": "nope"})
+    assert (merged.max_inflight, merged.max_lag_s, merged.window_s, merged.max_sojourn_s, merged.min_inflight) == (
+        7, 0.05, 0.3, 0.2, Limits().min_inflight)
+    assert Limits().merged({"max_sojourn_ms": "inf"}).max_sojourn_s == Limits().max_sojourn_s
