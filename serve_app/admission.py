@@ -11,12 +11,14 @@ A request is shed when any of these holds:
 
 * `max_inflight` requests are already in flight in this replica (a hard cap);
 * a standing queue in the app, as CoDel sees one: over the last full `window_s`, even the fastest
-  POST /messages took longer than `max_sojourn_s` from the door to its answer, or none finished
-  while `min_inflight` of them were in flight. The minimum, not the mean: a burst the replica clears
-  within the window is served, not shed. The time counted includes everything the request waited for: our CPU, Redis, and Serve handing over the
-  request body (the replica fetches it from the proxy with one more actor call per request, so an
-  overloaded proxy shows up here even when our own loop is idle: measured 3-6 s per request in the app
-  with the loop lag near 0 at 200 req/s on a starved machine);
+  POST /messages took longer than `max_sojourn_s` from having its body to its answer, or none
+  finished while `min_inflight` of them had their bodies. The minimum, not the mean: a burst the
+  replica clears within the window is served, not shed. The clock starts when the body has arrived:
+  Serve hands it over with one more replica -> proxy actor call per request, and a saturated proxy
+  made that wait 3-6 s (measured at 200 req/s on a starved machine, loop lag ~0). That queue is the
+  proxy's; shedding here would not drain it (a first version of this rule that counted it shed 92%
+  of requests while the proxy stayed just as slow), so only what the app itself waits on counts:
+  our CPU and Redis;
 * the replica's event loop has lagged more than `max_lag_s` behind for all of the last `window_s`
   (a ticker measures it: a saturated CPU shows here before requests finish slowly).
 
@@ -50,7 +52,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve_app.errors import error_body
 from storage import keys
@@ -113,7 +115,7 @@ class Admission:
         self.defaults = limits or Limits()
         self.limits = self.defaults
         self.inflight = 0
-        self.timed_inflight = 0
+        self.working = 0  # POST /messages in flight that have their body: the app's own queue
         self.shed_total = 0
         self._shed_unreported = 0
         # the loop lag: recent ticks, and their least lag over the window as of the last tick
@@ -190,15 +192,25 @@ class Admission:
                 finally:
                     self.inflight -= 1
                 return
-            self.timed_inflight += 1
-            if self.timed_inflight >= self.limits.min_inflight:
-                self._window_busy = True
+            body_at: float | None = None
+
+            async def receive_timed() -> Message:
+                nonlocal body_at
+                message = await receive()
+                if body_at is None and message["type"] == "http.request" and not message.get("more_body", False):
+                    body_at = loop.time()  # the clock of this request's own queueing starts here
+                    self.working += 1
+                    if self.working >= self.limits.min_inflight:
+                        self._window_busy = True
+                return message
+
             try:
-                await app(scope, receive, send)
+                await app(scope, receive_timed, send)
             finally:
                 self.inflight -= 1
-                self.timed_inflight -= 1
-                took = loop.time() - started
+                if body_at is not None:
+                    self.working -= 1
+                took = loop.time() - (body_at if body_at is not None else started)
                 self._window_done += 1
                 if took < self._window_fastest:
                     self._window_fastest = took
@@ -232,10 +244,10 @@ class Admission:
                 self._window_start = now
             elif now - self._window_start >= window:
                 self._last_fastest = self._window_fastest if self._window_done else None
-                self._last_busy = self._window_busy or self.timed_inflight >= self.limits.min_inflight
+                self._last_busy = self._window_busy or self.working >= self.limits.min_inflight
                 self._last_end = now
                 self._window_start, self._window_fastest, self._window_done = now, math.inf, 0
-                self._window_busy = self.timed_inflight >= self.limits.min_inflight
+                self._window_busy = self.working >= self.limits.min_inflight
 
     async def _refresh_loop(self) -> None:
         while True:
