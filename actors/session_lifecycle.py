@@ -70,13 +70,20 @@ class SessionLifecycle:
         self._reconnects = 0
         self._lock = asyncio.Lock()
         self._reconnecting: asyncio.Task[None] | None = None
+        self._started = False
 
     @property
     def state(self) -> SessionState:
         return self._state
 
     async def start(self) -> str:
-        """Take over a live page if the host still has one, else open a page from saved auth state."""
+        """Take over a live page if the host still has one, else open a page from saved auth state.
+
+        Once only: a second start (a supervisor that lost track of the first one's reply) would open a
+        second page over the first."""
+        if self._started:
+            return self._state.value
+        self._started = True
         live = await self._page.attach()
         if live and live.get("hasSynced"):
             self._me = live.get("me")

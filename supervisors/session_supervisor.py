@@ -61,6 +61,7 @@ class SessionSupervisor:
         self._actors: dict[tuple[str, str], SessionHandle] = {}
         self._grains = config.session_hosting == "host"
         self._draining: set[str] = set()
+        self._starting: set[tuple[str, str]] = set()  # a start is in flight: the watch must not start it again
         self._lock = asyncio.Lock()
         self._restored = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -138,8 +139,15 @@ class SessionSupervisor:
             self._actors[(ws, sid)] = handle
             self._placed[(ws, sid)] = node
             await self._registry.register(ws, sid, node)
-        await handle.start()
+        await self._start(ws, sid, handle)
         return handle
+
+    async def _start(self, ws: str, sid: str, handle: SessionHandle) -> None:
+        self._starting.add((ws, sid))
+        try:
+            await handle.start()
+        finally:
+            self._starting.discard((ws, sid))
 
     def _place(self, ws: str, sid: str, node: str) -> SessionHandle:
         if self._grains:
@@ -187,12 +195,13 @@ class SessionSupervisor:
     async def _start_if_never_started(self, ws: str, sid: str, handle: SessionHandle) -> None:
         """A predecessor killed between creating a session's actor and starting it (reviving a dead one)
         leaves an actor that owns nothing: no page attached, so the page's crash signals go to the dead
-        actor and nothing reopens it. Seen in the chaos suite; start it, only if it never was."""
+        actor and nothing reopens it. Seen in the chaos suite; start it, only if it never was. (An actor
+        still in its constructor does not answer in time here; the watch starts it once it does.)"""
         try:
             status = await asyncio.wait_for(handle.status(), timeout=PING_TIMEOUT_S)
-            if status.get("state") == SessionState.STOPPED.value:
+            if status.get("state") == SessionState.STOPPED.value and (ws, sid) not in self._starting:
                 log.warning("session %s/%s was adopted never started; starting it", ws, sid)
-                await handle.start()
+                await self._start(ws, sid, handle)
         except Exception:  # the watch revives it if it is dead; anything else is logged, not fatal
             log.exception("start of adopted %s/%s failed", ws, sid)
 
@@ -235,7 +244,7 @@ class SessionSupervisor:
         checks = {key: asyncio.ensure_future(handle.status()) for key, handle in list(self._actors.items())}
         for key, pending in checks.items():
             try:
-                await asyncio.wait_for(pending, timeout=PING_TIMEOUT_S)
+                status = await asyncio.wait_for(pending, timeout=PING_TIMEOUT_S)
             except SessionGone:
                 # its host restarted and lost its grains (the host brings them back itself; this makes sure)
                 handle = self._actors.get(key)
@@ -244,6 +253,29 @@ class SessionSupervisor:
             except (ray.exceptions.RayActorError, asyncio.TimeoutError) as exc:
                 if self._actors.get(key) is not None:
                     await self._revive(key, exc)
+            else:
+                self._start_if_stranded(key, status)
+
+    def _start_if_stranded(self, key: tuple[str, str], status: dict[str, Any]) -> None:
+        """Every owner the supervisor holds was started by whoever placed it, and only delete and drain stop
+        one (they drop it from here first), so one still `stopped` lost its start: its placer died after
+        creating it (a supervisor killed mid-revive; an adopted actor still in its constructor). Its page
+        keeps working, but the page's crash signals go to the dead predecessor, so the next browser crash
+        would strand the session (chaos suite, 2 of 14 runs)."""
+        handle = self._actors.get(key)
+        if handle is None or status.get("state") != SessionState.STOPPED.value or key in self._starting:
+            return
+        ws, sid = key
+        log.warning("session %s/%s is placed but was never started; starting it", ws, sid)
+        task = asyncio.get_running_loop().create_task(self._start(ws, sid, handle))
+        self._tasks.append(task)
+        task.add_done_callback(self._forget_start)
+
+    def _forget_start(self, task: asyncio.Task[None]) -> None:
+        if task in self._tasks:
+            self._tasks.remove(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("start of a stranded session failed: %r", task.exception())
 
     async def _revive(self, key: tuple[str, str], cause: Exception) -> None:
         ws, sid = key

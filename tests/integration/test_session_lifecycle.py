@@ -170,3 +170,31 @@ async def test_a_new_session_opens_in_a_prepared_page_and_the_spares_refill(api,
         await asyncio.sleep(0.2)
     assert (await host.ping.remote())["spares"] == want, "and another was prepared in its place"
     assert (await api.delete(f"/v1/workspaces/{WS}/sessions/spare")).status_code == 204
+
+
+async def test_an_owner_left_unstarted_by_its_dead_placer_is_started_before_the_next_crash(api, phone_api, service) -> None:
+    """A supervisor killed mid-revive leaves the replacement SessionActor created but never started: it owns
+    nothing, and the page's crash signals still go to the dead predecessor. The chaos suite saw the next
+    Chromium kill strand such a session. Here the replacement is made exactly as the dying placer made it."""
+    if service.settings.session_hosting == "host":
+        pytest.skip("host hosting has no SessionActor to leave unstarted (the host activates its grains itself)")
+    from actors.session_actor import SessionActor
+    from supervisors.placement import SLOT
+
+    async with collect_events(await stream_url(api, service.base_url, WS)) as events:
+        await link_session(api, phone_api, events, WS, "orphan", "15551011")
+        await asyncio.sleep(0.5)  # auth state saved after ready
+        host = _host()
+        node = (await host.ping.remote())["node_id"]
+        slots = any(n["NodeID"] == node and n["Resources"].get(SLOT) for n in ray.nodes())
+        ray.kill(ray.get_actor(actor_name(WS, "orphan"), namespace=NAMESPACE), no_restart=True)
+        SessionActor.options(name=actor_name(WS, "orphan"), namespace=NAMESPACE, lifetime="detached",
+                             resources={SLOT: 1} if slots else {}).remote(service.config, WS, "orphan", host)
+        # the supervisor finds the replacement by name and adopts it; it must also see it was never started
+        await events.wait_for(lambda e: e["type"] == "session.status" and e["session_id"] == "orphan"
+                              and e["data"]["reason"] == "resumed live page", timeout=20)
+        mark = len(events.events)
+        os.kill(chromium_under((await host.ping.remote())["pid"], "")[0], signal.SIGKILL)
+        await events.wait_for(lambda e: e["type"] == "session.status" and e["session_id"] == "orphan"
+                              and e["data"]["state"] == "connected" and events.events.index(e) > mark, timeout=30)
+        assert not [e for e in events.events[mark:] if e["type"] == "session.qr" and e["session_id"] == "orphan"]
