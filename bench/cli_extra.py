@@ -92,10 +92,18 @@ def add_parsers(sub: Any) -> None:
     c.add_argument("--size-mb", type=_pos(float), default=10.0)
     c.add_argument("--runs", type=_pos(int), default=20)
 
+    ch = sub.add_parser("chaos", help="the chaos scenario run again and again: lost, duplicated, webhooks, QR, leaks")
+    ch.add_argument("--runs", type=_pos(int), default=5)
+    ch.add_argument("--scale", type=_pos(float), default=0.5, help="scenario scale (1: 36 s of sustained send)")
+    ch.add_argument("--hosting", choices=("actor", "host"), default="actor",
+                    help="sessions as SessionActors (the issue's 'kill session actors') or as grains in the host")
+    ch.add_argument("--faults", type=_names(("actor", "chromium", "supervisor", "dispatcher", "redis", "host")),
+                    default=[], help="fault kinds (default: the scenario's list)")
+
     sm = sub.add_parser("smoke", help="every bench at toy size on one service (what tests/bench runs)")
     sm.add_argument("--no-baselines", action="store_true", help="skip the Playwright and whatsapp-web.js parts")
 
-    for p in (d, q, r, a, c, sm):
+    for p in (d, q, r, a, c, ch, sm):
         p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
         p.add_argument("-v", "--verbose", action="store_true")
 
@@ -142,6 +150,11 @@ def run(args: argparse.Namespace, console: Console, out: Console) -> int:
 
         env, paths = run_api(ApiConfig(rate=args.rate, duration_s=args.duration, warmup_s=args.warmup,
                                        targets=args.targets, out_dir=args.out, profile_dir=args.profile), console)
+    elif args.command == "chaos":
+        from bench.chaos import ChaosConfig, run_chaos, summary
+
+        env, paths = run_chaos(ChaosConfig(runs=args.runs, scale=args.scale, hosting=args.hosting,
+                                           faults=tuple(args.faults), out_dir=args.out), console)
     else:
         raise SystemExit(f"unknown command {args.command}")
     out.print(summary(env))

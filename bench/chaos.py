@@ -1,0 +1,164 @@
+"""`python -m bench chaos`: the chaos scenario (tests/chaos/scenario.py) run again and again, tallied.
+
+Each run is `python -m tests.chaos.scenario` in a process of its own, with its own
+Ray temp dir (one Ray and one Service per process, as in the test): a sustained
+send over linked sessions while session actors, Chromium, the supervisor, the
+webhook dispatcher and Redis are killed (and the BrowserHost with `--faults`).
+A run passes when everything the chaos test asserts holds; the table gives each
+run's audit and the totals: accepted vs on the phone exactly once, duplicates,
+lost, webhook events delivered, QR after linking, Chromium leaked.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.console import Console
+
+from bench.output import Envelope, machine_without_service, progress, table, write
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class ChaosConfig:
+    runs: int = 5
+    scale: float = 0.5
+    hosting: str = "actor"
+    faults: tuple[str, ...] = ()  # empty: the scenario's default list
+    out_dir: Path | None = None
+    timeout_s: float = 600.0
+    seeds: list[int] = field(default_factory=list)
+
+
+def violations(result: dict[str, Any], expected_kinds: set[str]) -> list[str]:
+    """What the chaos test asserts, as a list of what went wrong (empty: the run passed)."""
+    bad = []
+    if any(f["error"] for f in result["faults"]):
+        bad.append("a fault could not be injected")
+    if not expected_kinds <= {f["kind"] for f in result["faults"] if not f["error"]}:
+        bad.append("not every kind of fault was injected")
+    if result["rejected"] or not result["accepted"]:
+        bad.append(f"rejected {result['rejected']}")
+    missing_unconfirmed = sum(1 for n in result["unconfirmed_inbox_counts"].values() if n == 0)
+    checks = {
+        "duplicated on the phone": result["duplicates"],
+        "lost": result["lost"],
+        "stuck (not final)": result["not_final_count"],
+        "accepted != delivered + unconfirmed-not-on-phone":
+            result["accepted"] - result["delivered"] - missing_unconfirmed,
+        "failed other than unconfirmed": len(result["other_failed"]),
+        "webhook events missing": result["missing_events_count"],
+        "unstable webhook ids": len(result["unstable_event_ids"]),
+        "bad webhook signatures": result["bad_signatures"],
+        "QR after linking": result["qr_after_linking"],
+        "Chromium leaked": len(result["chromium_leaked"]),
+    }
+    bad += [f"{name}: {n}" for name, n in checks.items() if n]
+    if result["chromium_mains"] != 1:
+        bad.append(f"{result['chromium_mains']} Chromium main processes")
+    return bad
+
+
+def _one(cfg: ChaosConfig, seed: int | None) -> tuple[dict[str, Any] | None, str]:
+    env = dict(os.environ)
+    ray_tmp = tempfile.mkdtemp(prefix="chaos-ray-", dir="/tmp")
+    env.update(RAY_TMPDIR=ray_tmp, WA_CHAOS_HOSTING=cfg.hosting)
+    env.pop("RAY_ADDRESS", None)
+    if cfg.faults:
+        env["WA_CHAOS_FAULTS"] = ",".join(cfg.faults)
+    args = [sys.executable, "-m", "tests.chaos.scenario", "--scale", str(cfg.scale)]
+    if seed is not None:
+        args += ["--seed", str(seed)]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True, env=env, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=cfg.timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)  # the scenario stops its Ray, Chromium and Redis on SIGTERM
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+        return None, f"timed out after {cfg.timeout_s} s\n{out[-3000:]}\n{err[-3000:]}"
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        return None, f"scenario failed (rc {proc.returncode})\n{out[-3000:]}\n{err[-3000:]}"
+    return orjson.loads(lines[-1][len("RESULT "):]), ""
+
+
+def run_chaos(cfg: ChaosConfig, console: Console) -> tuple[Envelope, dict[str, Path]]:
+    from tests.chaos.scenario import ALL_FAULTS
+
+    default = os.environ.get("WA_CHAOS_FAULTS", ",".join(ALL_FAULTS[:5])).split(",")
+    kinds = {k for k in (cfg.faults or default) if not (k == "actor" and cfg.hosting == "host")}
+    env = Envelope("chaos", machine=machine_without_service())
+    runs: list[dict[str, Any]] = []
+    with progress(console) as bar:
+        task = bar.add_task(f"chaos x{cfg.runs} (scale {cfg.scale}, {cfg.hosting} hosting)", total=cfg.runs, info="")
+        for i in range(cfg.runs):
+            seed = cfg.seeds[i] if i < len(cfg.seeds) else None
+            started = time.monotonic()
+            result, error = _one(cfg, seed)
+            wall = round(time.monotonic() - started, 1)
+            if result is None:
+                runs.append({"run": i + 1, "seed": seed, "wall_s": wall, "passed": False, "error": error[-2000:]})
+            else:
+                bad = violations(result, kinds)
+                runs.append({"run": i + 1, "seed": result["plan"]["seed"], "wall_s": wall, "passed": not bad,
+                             "violations": bad, **{k: result[k] for k in (
+                                 "accepted", "delivered", "duplicates", "lost", "not_final_count", "unconfirmed",
+                                 "page_deaths", "webhook_events", "webhook_deliveries", "redeliveries",
+                                 "missing_events_count", "qr_after_linking", "chromium_leaked", "post_retries")},
+                             "faults": dict(Counter(f["kind"] for f in result["faults"] if not f["error"]))})
+            bar.update(task, advance=1, info=f"{sum(r['passed'] for r in runs)}/{len(runs)} passed")
+    done = [r for r in runs if "accepted" in r]
+    total = {k: sum(r[k] for r in done) for k in ("accepted", "delivered", "duplicates", "lost", "unconfirmed",
+                                                   "webhook_events", "missing_events_count", "qr_after_linking")}
+    total["chromium_leaked"] = sum(len(r["chromium_leaked"]) for r in done)
+    passed = sum(r["passed"] for r in runs)
+    env.results = {"runs": runs, "passed": passed, "total": total, "hosting": cfg.hosting, "scale": cfg.scale,
+                   "fault_kinds": sorted(kinds)}
+    env.goal(f"chaos runs with nothing lost or duplicated, every webhook event delivered, no QR, no Chromium "
+             f"leaked ({cfg.hosting} hosting, scale {cfg.scale})", f"{cfg.runs}/{cfg.runs}",
+             f"{passed}/{cfg.runs}", passed == cfg.runs)
+    env.goal("accepted messages on the phone more than once (all runs)", "0", total["duplicates"],
+             total["duplicates"] == 0)
+    env.goal("accepted messages lost (all runs)", "0", total["lost"], total["lost"] == 0)
+    env.notes.append("`unconfirmed` is the documented outcome of a page dying mid-send: whether WhatsApp's server "
+                     "got it cannot be known, so it is never resent, reported `failed` with that reason, and on the "
+                     "phone at most once; the delivered count plus those not on the phone equals accepted.")
+    rows = [[r["run"], r["seed"], "yes" if r["passed"] else "**no**", r.get("accepted"), r.get("delivered"),
+             r.get("duplicates"), r.get("lost"), r.get("unconfirmed"), r.get("webhook_events"),
+             r.get("missing_events_count"), r.get("qr_after_linking"), len(r.get("chromium_leaked") or []),
+             ", ".join(f"{k} {n}" for k, n in sorted((r.get("faults") or {}).items())), r["wall_s"],
+             "; ".join(r.get("violations") or []) or (r.get("error") or "")[:200]] for r in runs]
+    body = "\n".join([
+        "## Result", "",
+        f"{cfg.runs} runs of `python -m tests.chaos.scenario --scale {cfg.scale}`, sessions hosted as "
+        f"{cfg.hosting}s, faults {', '.join(sorted(kinds))}.", "",
+        table(["run", "seed", "passed", "accepted", "on phone", "dup", "lost", "unconfirmed", "webhook events",
+               "events missing", "QR", "Chromium leaked", "faults injected", "wall s", "violations"], rows), "",
+        f"Totals: {total}.",
+    ])
+    env.finish()
+    return env, write(env, body, cfg.out_dir or ROOT / "bench" / "results")
+
+
+def summary(env: Envelope) -> str:
+    r = env.results
+    return f"chaos: {r['passed']}/{len(r['runs'])} runs passed; totals {r['total']}"
