@@ -29,6 +29,7 @@ from rich.console import Console
 from bench.output import Envelope, machine_without_service, progress, table, write
 
 ROOT = Path(__file__).resolve().parents[1]
+HOSTED_AS = {"actor": "SessionActors", "host": "grains in the BrowserHost"}
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ def run_chaos(cfg: ChaosConfig, console: Console) -> tuple[Envelope, dict[str, P
     body = "\n".join([
         "## Result", "",
         f"{cfg.runs} runs of `python -m tests.chaos.scenario --scale {cfg.scale}`, sessions hosted as "
-        f"{cfg.hosting}s, faults {', '.join(sorted(kinds))}.", "",
+        f"{HOSTED_AS[cfg.hosting]}, faults {', '.join(sorted(kinds))}.", "",
         table(["run", "seed", "passed", "accepted", "on phone", "dup", "lost", "unconfirmed", "webhook events",
                "events missing", "QR", "Chromium leaked", "faults injected", "wall s", "violations"], rows), "",
         f"Totals: {total}.",
