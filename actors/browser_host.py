@@ -164,8 +164,7 @@ class BrowserHost:
                 if hosted is not None and self._sessions.get(key) is hosted:  # a replaced page speaks for nobody
                     await self._route(hosted, kind, payload)
 
-            page = (self._take_spare(browser) if storage_state is None else None) or \
-                PageSession(browser, self._config.web_url, None)
+            page = self._take_spare(browser) or PageSession(browser, self._config.web_url, None)
             page.adopt(on_signal)
             hosted = HostedSession(ws, sid, owner, page, SessionSender(self._redis, ws, sid, page, self._config))
             self._sessions[key] = hosted

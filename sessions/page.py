@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 
 Signal = Callable[[str, dict[str, Any]], Awaitable[None]]
 BRIDGE_JS = resources.files("sessions").joinpath("bridge.js").read_text()
+RESTORE_JS = resources.files("sessions").joinpath("storage_restore.js").read_text()
+BLANK_HTML = "<html></html>"
 
 
 class PageSession:
@@ -36,13 +38,12 @@ class PageSession:
         """A blank context with the bridge and a running renderer, waiting for its session."""
         return self.page is not None and self.page.url == "about:blank"
 
-    async def prepare(self, storage_state: bytes | None = None) -> None:
+    async def prepare(self) -> None:
         """Everything but the navigation. Measured here: new_context ~60 ms and new_page ~350 ms (a
         renderer process starts) of a ~900 ms create -> QR under load; a spare prepared ahead takes that
-        off a new session's path (only a session with no saved state can use one)."""
-        state = orjson.loads(storage_state) if storage_state else None
+        off a new session's path, and off a reopened one's (its saved state is restored into it)."""
         self.context = await self._browser.new_context(
-            storage_state=state, viewport={"width": 800, "height": 600}, service_workers="block"
+            viewport={"width": 800, "height": 600}, service_workers="block"
         )
         await self.context.expose_binding("__warayEmit", self._binding)
         await self.context.add_init_script(BRIDGE_JS)
@@ -54,10 +55,36 @@ class PageSession:
         self._on_signal = on_signal
 
     async def open(self, storage_state: bytes | None) -> None:
-        if not (self.prepared and storage_state is None):
-            await self.close()  # a spare cannot take saved state: start from a context made with it
-            await self.prepare(storage_state)
+        if not self.prepared:
+            await self.close()
+            await self.prepare()
+        if storage_state:
+            await self._restore(orjson.loads(storage_state))
         await self._page().goto(self._web_url, wait_until="domcontentloaded")
+
+    async def _restore(self, state: dict[str, Any]) -> None:
+        """Saved auth state into this context, before the app loads: cookies, then each origin's storage
+        written from a blank document of that origin (the app's own requests never leave: every request
+        gets the blank document until the restore is done). Measured with 10 sessions reopening at once:
+        Playwright's new_context(storage_state=...) took 0.52 s of the browser process's CPU per session,
+        a blank context 0.29 s."""
+        if state.get("cookies"):
+            await self._context().add_cookies(state["cookies"])
+        origins = [o for o in state.get("origins", []) if o.get("localStorage") or o.get("indexedDB")]
+        if not origins:
+            return
+        page = self._page()
+
+        async def blank(route: Any) -> None:
+            await route.fulfill(body=BLANK_HTML, content_type="text/html")
+
+        await page.route("**/*", blank)
+        try:
+            for origin in origins:
+                await page.goto(origin["origin"], wait_until="domcontentloaded")
+                await page.evaluate(RESTORE_JS, origin)
+        finally:
+            await page.unroute("**/*", blank)
 
     async def _binding(self, _source: Any, kind: str, payload: dict[str, Any]) -> None:
         if self._on_signal is not None:
@@ -96,6 +123,11 @@ class PageSession:
                 await context.close()
             except Exception:  # browser already gone: nothing left to free
                 log.debug("context close failed", exc_info=True)
+
+    def _context(self) -> BrowserContext:
+        if self.context is None:
+            raise RuntimeError("page is closed")
+        return self.context
 
     def _page(self) -> Page:
         if self.page is None:
