@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 SELECTOR_APP = "wa-ray-providers"
 SELECTOR_DEPLOYMENT = "ProviderSelector"
 WATCH_EVERY_S = 1.0
+SLOW_ROUND_S = 5.0
 REROUTER = "rerouter"
 
 
@@ -110,6 +111,7 @@ class ProviderSelector:
         self._store = ProviderStore(self._redis, MasterKey.from_b64(config.master_key_b64))
         self._messages = MessageStore(self._redis)
         self._events = EventLog(self._redis)
+        self._failing: dict[str, str] = {}  # workspace -> the error its last evaluation raised (logged once)
         self._task = asyncio.get_running_loop().create_task(self._watch())
 
     async def decide(self, ws: str) -> dict[str, Any]:
@@ -124,11 +126,28 @@ class ProviderSelector:
         while True:
             started = time.monotonic()
             try:
-                for ws in sorted(await self._store.workspaces()):
-                    await self.evaluate(ws)
+                await self.watch_round()
             except Exception:
                 log.exception("provider watcher; retrying")
+            took = time.monotonic() - started
+            if took > SLOW_ROUND_S:  # failover and its return wait on this round: say when it lags
+                log.warning("provider watch round took %.1f s", took)
             await asyncio.sleep(max(0.1, WATCH_EVERY_S - (time.monotonic() - started)))
+
+    async def watch_round(self) -> None:
+        """Evaluate every workspace with a provider config. Each on its own: one whose evaluation raises (a
+        config its key cannot decrypt, say) once stopped the round, so every workspace sorted after it never
+        failed over or came back (CI saw a session's return to WhatsApp Web go unannounced for 30 s)."""
+        for ws in sorted(await self._store.workspaces()):
+            try:
+                await self.evaluate(ws)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"[:300]
+                if self._failing.get(ws) != error:
+                    log.exception("provider evaluation of workspace %s failed", ws)
+                self._failing[ws] = error
+            else:
+                self._failing.pop(ws, None)
 
     async def evaluate(self, ws: str) -> str | None:
         snap, cfg, health = await snapshot(self._store, ws)
