@@ -12,18 +12,11 @@ lost, webhook events delivered, QR after linking, Chromium leaked.
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 from rich.console import Console
 
 from bench.output import Envelope, machine_without_service, progress, table, write
@@ -72,52 +65,22 @@ def violations(result: dict[str, Any], expected_kinds: set[str]) -> list[str]:
     return bad
 
 
-def _one(cfg: ChaosConfig, seed: int | None) -> tuple[dict[str, Any] | None, str]:
-    env = dict(os.environ)
-    ray_tmp = tempfile.mkdtemp(prefix="chaos-ray-", dir="/tmp")
-    env.update(RAY_TMPDIR=ray_tmp, WA_CHAOS_HOSTING=cfg.hosting)
-    env.pop("RAY_ADDRESS", None)
-    if cfg.faults:
-        env["WA_CHAOS_FAULTS"] = ",".join(cfg.faults)
-    args = [sys.executable, "-m", "tests.chaos.scenario", "--scale", str(cfg.scale)]
-    if seed is not None:
-        args += ["--seed", str(seed)]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True, env=env, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=cfg.timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)  # the scenario stops its Ray, Chromium and Redis on SIGTERM
-        try:
-            out, err = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            out, err = proc.communicate()
-        return None, f"timed out after {cfg.timeout_s} s\n{out[-3000:]}\n{err[-3000:]}"
-    finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
-    lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        return None, f"scenario failed (rc {proc.returncode})\n{out[-3000:]}\n{err[-3000:]}"
-    return orjson.loads(lines[-1][len("RESULT "):]), ""
-
-
 def run_chaos(cfg: ChaosConfig, console: Console) -> tuple[Envelope, dict[str, Path]]:
-    from tests.chaos.scenario import ALL_FAULTS
+    from tests.chaos.runner import ALL_FAULTS, fault_kinds, run_scenario
 
-    default = os.environ.get("WA_CHAOS_FAULTS", ",".join(ALL_FAULTS[:5])).split(",")
-    kinds = {k for k in (cfg.faults or default) if not (k == "actor" and cfg.hosting == "host")}
-    env = Envelope("chaos", machine=machine_without_service())
+    faults = ",".join(cfg.faults) or os.environ.get("WA_CHAOS_FAULTS", ",".join(ALL_FAULTS[:5]))
+    kinds = set(fault_kinds(faults, cfg.hosting))
+    env = {"WA_CHAOS_HOSTING": cfg.hosting, **({"WA_CHAOS_FAULTS": ",".join(cfg.faults)} if cfg.faults else {})}
+    envelope = Envelope("chaos", machine=machine_without_service())
     runs: list[dict[str, Any]] = []
     with progress(console) as bar:
         task = bar.add_task(f"chaos x{cfg.runs} (scale {cfg.scale}, {cfg.hosting} hosting)", total=cfg.runs, info="")
         for i in range(cfg.runs):
             seed = cfg.seeds[i] if i < len(cfg.seeds) else None
-            started = time.monotonic()
-            result, error = _one(cfg, seed)
-            wall = round(time.monotonic() - started, 1)
+            run = run_scenario(cfg.scale, cfg.timeout_s, seed=seed, env=env)
+            result, wall = run.result, run.wall_s
             if result is None:
-                runs.append({"run": i + 1, "seed": seed, "wall_s": wall, "passed": False, "error": error[-2000:]})
+                runs.append({"run": i + 1, "seed": seed, "wall_s": wall, "passed": False, "error": run.error[-2000:]})
             else:
                 bad = violations(result, kinds)
                 runs.append({"run": i + 1, "seed": result["plan"]["seed"], "wall_s": wall, "passed": not bad,
@@ -132,15 +95,15 @@ def run_chaos(cfg: ChaosConfig, console: Console) -> tuple[Envelope, dict[str, P
                                                    "webhook_events", "missing_events_count", "qr_after_linking")}
     total["chromium_leaked"] = sum(len(r["chromium_leaked"]) for r in done)
     passed = sum(r["passed"] for r in runs)
-    env.results = {"runs": runs, "passed": passed, "total": total, "hosting": cfg.hosting, "scale": cfg.scale,
+    envelope.results = {"runs": runs, "passed": passed, "total": total, "hosting": cfg.hosting, "scale": cfg.scale,
                    "fault_kinds": sorted(kinds)}
-    env.goal(f"chaos runs with nothing lost or duplicated, every webhook event delivered, no QR, no Chromium "
+    envelope.goal(f"chaos runs with nothing lost or duplicated, every webhook event delivered, no QR, no Chromium "
              f"leaked ({cfg.hosting} hosting, scale {cfg.scale})", f"{cfg.runs}/{cfg.runs}",
              f"{passed}/{cfg.runs}", passed == cfg.runs)
-    env.goal("accepted messages on the phone more than once (all runs)", "0", total["duplicates"],
+    envelope.goal("accepted messages on the phone more than once (all runs)", "0", total["duplicates"],
              total["duplicates"] == 0)
-    env.goal("accepted messages lost (all runs)", "0", total["lost"], total["lost"] == 0)
-    env.notes.append("`unconfirmed` is the documented outcome of a page dying mid-send: whether WhatsApp's server "
+    envelope.goal("accepted messages lost (all runs)", "0", total["lost"], total["lost"] == 0)
+    envelope.notes.append("`unconfirmed` is the documented outcome of a page dying mid-send: whether WhatsApp's server "
                      "got it cannot be known, so it is never resent, reported `failed` with that reason, and on the "
                      "phone at most once; the delivered count plus those not on the phone equals accepted.")
     rows = [[r["run"], r["seed"], "yes" if r["passed"] else "**no**", r.get("accepted"), r.get("delivered"),
@@ -156,8 +119,8 @@ def run_chaos(cfg: ChaosConfig, console: Console) -> tuple[Envelope, dict[str, P
                "events missing", "QR", "Chromium leaked", "faults injected", "wall s", "violations"], rows), "",
         f"Totals: {total}.",
     ])
-    env.finish()
-    return env, write(env, body, cfg.out_dir or ROOT / "bench" / "results")
+    envelope.finish()
+    return envelope, write(envelope, body, cfg.out_dir or ROOT / "bench" / "results")
 
 
 def summary(env: Envelope) -> str:

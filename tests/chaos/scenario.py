@@ -41,6 +41,7 @@ from simulator.wa_web.testing import running_web_simulator
 from storage import keys
 from storage.redis_client import connect
 from supervisors.session_supervisor import actor_name
+from tests.chaos.runner import ALL_FAULTS, fault_kinds
 from tests.procs import chromium_under
 from tests.receiver import running_receiver
 from tests.scenarios.common import client, link_many, scenario_settings, wait_all
@@ -50,14 +51,12 @@ from wa_ray.service import Service
 WS = "chaos"
 SECRET = "whsec-chaos-0123456789abcdef"
 FINAL = {"sent", "delivered", "read", "failed"}
-ALL_FAULTS = ("actor", "chromium", "supervisor", "dispatcher", "redis", "host")
 # Issue 7 kills session actors, so the scenario runs sessions as SessionActors by default
 # (WA_CHAOS_HOSTING=host runs them as grains in the BrowserHost, where there is no session actor to kill).
 HOSTING = os.environ.get("WA_CHAOS_HOSTING", "actor")
 # Issue 7's list by default. "host" (SIGKILL of the BrowserHost worker) is opt-in with
 # WA_CHAOS_FAULTS=actor,chromium,supervisor,dispatcher,redis,host.
-FAULT_KINDS = tuple(k for k in os.environ.get("WA_CHAOS_FAULTS", ",".join(ALL_FAULTS[:5])).split(",")
-                    if k in ALL_FAULTS and not (k == "actor" and HOSTING == "host"))
+FAULT_KINDS = fault_kinds(os.environ.get("WA_CHAOS_FAULTS", ",".join(ALL_FAULTS[:5])), HOSTING)
 PAGE_DEATHS = ("chromium", "host")
 
 

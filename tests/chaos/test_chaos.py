@@ -7,52 +7,22 @@ The scenario (tests/chaos/scenario.py) runs in a subprocess with a Service and R
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import time
 
 import orjson
 import pytest
 
+from tests.chaos.runner import run_scenario
 from tests.chaos.scenario import FAULT_KINDS
 
 
 def _run(scale: float, timeout: float) -> tuple[dict, str]:
-    env = dict(os.environ)
-    ray_tmp = tempfile.mkdtemp(prefix="chaos-ray-", dir="/tmp")  # our own Ray, never another run's cluster
-    env["RAY_TMPDIR"] = ray_tmp
-    env.pop("RAY_ADDRESS", None)
-    args = [sys.executable, "-m", "tests.chaos.scenario", "--scale", str(scale)]
-    if os.environ.get("WA_CHAOS_SEED"):
-        args += ["--seed", os.environ["WA_CHAOS_SEED"]]
-    started = time.monotonic()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            text=True, env=env, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)  # the scenario stops its service (Ray, Chromium, Redis) on SIGTERM
-        try:
-            out, err = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            out, err = proc.communicate()
-        pytest.fail(f"chaos scenario timed out after {timeout}s:\n{out[-4000:]}\n{err[-4000:]}")
-    finally:
-        if os.environ.get("WA_CHAOS_KEEP_LOGS"):  # Ray's worker logs (BrowserHost, senders) for a post-mortem
-            print(f"\nRay logs kept in {ray_tmp}")
-        else:
-            shutil.rmtree(ray_tmp, ignore_errors=True)
-    lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        pytest.fail(f"chaos scenario failed (rc {proc.returncode}):\n{out[-4000:]}\n{err[-6000:]}")
-    result = orjson.loads(lines[-1][len("RESULT "):])
-    result["wall_s"] = round(time.monotonic() - started, 1)
-    text = "\n".join(line for line in out.splitlines() if not line.startswith("RESULT "))
-    return result, text
+    seed = os.environ.get("WA_CHAOS_SEED")
+    run = run_scenario(scale, timeout, seed=int(seed) if seed else None,
+                       keep_logs=bool(os.environ.get("WA_CHAOS_KEEP_LOGS")))
+    if run.result is None:
+        pytest.fail(f"chaos scenario {run.error}")
+    return run.result, run.log
 
 
 @pytest.mark.timeout(0)  # the scenario has its own timeout, which stops its Ray, Chromium and Redis
