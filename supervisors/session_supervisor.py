@@ -193,17 +193,17 @@ class SessionSupervisor:
         self._restored.set()
 
     async def _start_if_never_started(self, ws: str, sid: str, handle: SessionHandle) -> None:
-        """A predecessor killed between creating a session's actor and starting it (reviving a dead one)
-        leaves an actor that owns nothing: no page attached, so the page's crash signals go to the dead
-        actor and nothing reopens it. Seen in the chaos suite; start it, only if it never was. (An actor
-        still in its constructor does not answer in time here; the watch starts it once it does.)"""
+        """An adopted owner the predecessor created and never started (`_start_if_stranded`) is started
+        before the restore counts as done. (One still in its constructor does not answer in time here;
+        the watch starts it once it does.)"""
         try:
             status = await asyncio.wait_for(handle.status(), timeout=PING_TIMEOUT_S)
-            if status.get("state") == SessionState.STOPPED.value and (ws, sid) not in self._starting:
-                log.warning("session %s/%s was adopted never started; starting it", ws, sid)
-                await self._start(ws, sid, handle)
         except Exception:  # the watch revives it if it is dead; anything else is logged, not fatal
-            log.exception("start of adopted %s/%s failed", ws, sid)
+            log.exception("status of adopted %s/%s failed", ws, sid)
+            return
+        task = self._start_if_stranded((ws, sid), status)
+        if task is not None:
+            await asyncio.wait([task])  # its failure is logged by _forget_start
 
     async def _watch(self) -> None:
         while True:
@@ -256,7 +256,7 @@ class SessionSupervisor:
             else:
                 self._start_if_stranded(key, status)
 
-    def _start_if_stranded(self, key: tuple[str, str], status: dict[str, Any]) -> None:
+    def _start_if_stranded(self, key: tuple[str, str], status: dict[str, Any]) -> asyncio.Task[None] | None:
         """Every owner the supervisor holds was started by whoever placed it, and only delete and drain stop
         one (they drop it from here first), so one still `stopped` lost its start: its placer died after
         creating it (a supervisor killed mid-revive; an adopted actor still in its constructor). Its page
@@ -264,12 +264,13 @@ class SessionSupervisor:
         would strand the session (chaos suite, 2 of 14 runs)."""
         handle = self._actors.get(key)
         if handle is None or status.get("state") != SessionState.STOPPED.value or key in self._starting:
-            return
+            return None
         ws, sid = key
         log.warning("session %s/%s is placed but was never started; starting it", ws, sid)
         task = asyncio.get_running_loop().create_task(self._start(ws, sid, handle))
         self._tasks.append(task)
         task.add_done_callback(self._forget_start)
+        return task
 
     def _forget_start(self, task: asyncio.Task[None]) -> None:
         if task in self._tasks:
