@@ -109,8 +109,7 @@ class PageSession:
         return await self._page().evaluate("window.__waray ? window.__waray.state() : null")
 
     async def storage_state(self) -> bytes:
-        assert self.context is not None
-        state = await self.context.storage_state(indexed_db=True)
+        state = await self._context().storage_state(indexed_db=True)
         return orjson.dumps(state)
 
     async def reload(self) -> None:
