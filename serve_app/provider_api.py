@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends
 from serve_app.context import AppContext
 from serve_app.deps import ctx, workspace, writable_workspace
 from serve_app.message_models import PacingIn, ProviderIn, ProviderOut
-from serve_app.provider_selector import choose, selector, snapshot
+from serve_app.provider_selector import choose, record_first_choice, selector, snapshot
 from storage.pacing import PacingPolicy, PacingStore
 from storage.providers import CloudCredentials, CloudOptions, ProviderConfig
 
@@ -40,7 +40,9 @@ async def put_provider(body: ProviderIn, ws: str = Depends(writable_workspace),
     config = ProviderConfig(body.priority, body.override, body.failover_grace_s, cloud)
     await selector(c).store.set(ws, config, body.cloud.verify_token if body.cloud else None)
     selector(c).invalidate(ws)
-    return await _describe(c, ws)
+    described = await _describe(c, ws)
+    await record_first_choice(c.redis, ws, described.current)
+    return described
 
 
 @router.get("/v1/workspaces/{ws}/provider", response_model=ProviderOut)

@@ -158,7 +158,7 @@ class ProviderSelector:
         return current
 
     async def _announce(self, ws: str, current: str | None, snap: Snapshot) -> None:
-        value = current or "none"
+        value = _recorded(current)
         previous = await self._redis.getset(keys.provider_current(ws), value)
         if previous is not None and previous != value:
             data = {"from": previous, "to": value, "reason": why(snap, current), "priority": snap.priority,
@@ -196,6 +196,18 @@ class ProviderSelector:
                                                  allowed=("queued",), from_stream=stream, entry_id=entry_id)
             if moved:
                 await self._redis.xdel(stream, entry_id)
+
+
+def _recorded(current: str | None) -> str:
+    return current or "none"
+
+
+async def record_first_choice(redis: aioredis.Redis, ws: str, current: str | None) -> None:
+    """The choice when a workspace's provider config is written, unless one is recorded already. The watcher
+    announces flips from the recorded choice; with none yet, its first look only records one, so a flip
+    before that look went unannounced (a session linked within the watcher's round of a fresh config:
+    seen in CI once many workspaces made the round slow)."""
+    await redis.set(keys.provider_current(ws), _recorded(current), nx=True)
 
 
 class SelectorClient:

@@ -4,11 +4,47 @@ from __future__ import annotations
 
 import uuid
 
-from serve_app.provider_selector import ProviderSelector
+import orjson
+
+from serve_app.provider_selector import ProviderSelector, record_first_choice
 from sessions.crypto import MasterKey
 from storage import keys
 from storage.providers import CloudCredentials, ProviderConfig, ProviderStore
+from storage.registry import SessionRegistry
 from wa_ray.runtime import RuntimeConfig
+
+
+async def _selector(bare_redis_url: str, key_b64: str, tmp_path) -> ProviderSelector:
+    cls = ProviderSelector.func_or_class
+    selector = cls.__new__(cls)
+    await selector.__init__(RuntimeConfig(redis_url=bare_redis_url, web_url="http://127.0.0.1:9",
+                                          data_dir=str(tmp_path), master_key_b64=key_b64))
+    selector._task.cancel()  # rounds are run by the test
+    return selector
+
+
+async def test_the_first_flip_after_a_config_is_written_is_announced(redis, bare_redis_url, tmp_path) -> None:
+    """The config's write records the choice of that moment (as PUT .../provider does), so a session that
+    links before the watcher's first look at the workspace still flips it with a provider.changed."""
+    ws = f"first-{uuid.uuid4().hex[:8]}"
+    key_b64 = MasterKey.generate_b64()
+    store = ProviderStore(redis, MasterKey.from_b64(key_b64))
+    await store.set(ws, ProviderConfig(cloud=CloudCredentials("9002", "token", "secret")), None)
+    await record_first_choice(redis, ws, "meta")  # no session yet: the Cloud API
+    registry = SessionRegistry(redis)
+    await registry.register(ws, "s1", "node")
+    await registry.set_state(ws, "s1", "connected")  # linked before the watcher looked
+    selector = await _selector(bare_redis_url, key_b64, tmp_path)
+    try:
+        await selector.watch_round()
+        events = [orjson.loads(f["e"]) for _, f in await redis.xrange(keys.events(ws))]
+        changed = [e for e in events if e["type"] == "provider.changed"]
+        assert [(e["data"]["from"], e["data"]["to"]) for e in changed] == [("meta", "webjs")], events
+        await record_first_choice(redis, ws, "meta")  # a later config write never rewinds what was announced
+        assert await redis.get(keys.provider_current(ws)) == "webjs"
+    finally:
+        await redis.srem(keys.provider_workspaces(), ws)
+        await selector._redis.aclose()
 
 
 async def test_a_workspace_that_cannot_be_evaluated_does_not_stop_the_round(redis, bare_redis_url, tmp_path) -> None:
@@ -21,11 +57,7 @@ async def test_a_workspace_that_cannot_be_evaluated_does_not_stop_the_round(redi
     await ours.set(good, ProviderConfig(), None)
     await redis.set(keys.provider_current(good), "meta")  # what it was; now nothing can send for it
 
-    cls = ProviderSelector.func_or_class
-    selector = cls.__new__(cls)
-    await selector.__init__(RuntimeConfig(redis_url=bare_redis_url, web_url="http://127.0.0.1:9",
-                                          data_dir=str(tmp_path), master_key_b64=key_b64))
-    selector._task.cancel()  # one round, run here
+    selector = await _selector(bare_redis_url, key_b64, tmp_path)
     try:
         await selector.watch_round()
         assert await redis.get(keys.provider_current(good)) == "none", "the workspace after the bad one was evaluated"
