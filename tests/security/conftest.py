@@ -1,0 +1,7 @@
+"""Fixtures of the attack suite: the API tests' keys, signed clients and raw access, against the live service.
+
+Every test here attacks the running service over real HTTP on loopback, as a caller holding only a
+workspace key (or nothing) would.
+"""
+
+from tests.api.conftest import client_for, key_store, live_redis, make_key, raw, unique_ws  # noqa: F401
