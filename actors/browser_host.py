@@ -28,7 +28,7 @@ from sessions.page import PageSession
 from storage.redis_client import connect
 from storage.registry import SessionRegistry
 from wa_ray import NAMESPACE, session_actor_name
-from wa_ray.runtime import RuntimeConfig
+from wa_ray.runtime import RuntimeConfig, chromium_launch_flags
 from wa_ray.tasks import background
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,8 @@ class BrowserHost:
                 if self._playwright is None:
                     self._playwright = await async_playwright().start()
                 self._browser = await self._playwright.chromium.launch(
-                    executable_path=self._config.chromium, args=list(self._config.chromium_flags), headless=True
+                    executable_path=self._config.chromium, args=chromium_launch_flags(self._config.chromium_flags),
+                    headless=True,
                 )
                 self._browser.on("disconnected", lambda _b: self._on_browser_gone())
             return self._browser

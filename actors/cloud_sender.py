@@ -31,7 +31,7 @@ from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt
 
 from actors.cloud_api import CloudApiClient, Failure, SendResult
 from actors.routing import FailoverRouter
-from sessions.crypto import MasterKey
+from sessions.master_keys import master_and_previous
 from storage import keys
 from storage.messages import META, MessageStore
 from storage.pacing import SlidingWindow, TokenBucket
@@ -59,7 +59,7 @@ DONE, LATER = "done", "later"
 class CloudSender:
     async def __init__(self, config: RuntimeConfig) -> None:
         self._redis = connect(config.redis_url)
-        self._providers = ProviderStore(self._redis, MasterKey.from_b64(config.master_key_b64))
+        self._providers = ProviderStore(self._redis, *master_and_previous(config))
         self._messages = MessageStore(self._redis)
         self._router = FailoverRouter(self._redis, self._providers, self._messages)
         self._client = CloudApiClient(max_connections=CONCURRENCY)

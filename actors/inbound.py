@@ -21,7 +21,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from actors.routing import FailoverRouter
-from sessions.crypto import MasterKey
+from sessions.master_keys import master_and_previous
 from storage import keys
 from storage.events import EventLog
 from storage.messages import META, WEBJS, MessageStore
@@ -39,7 +39,7 @@ class InboundRecorder:
         self._redis = redis
         self._events = EventLog(redis)
         self._messages = MessageStore(redis)
-        self._router = FailoverRouter(redis, ProviderStore(redis, MasterKey.from_b64(config.master_key_b64)),
+        self._router = FailoverRouter(redis, ProviderStore(redis, *master_and_previous(config)),
                                       self._messages)
 
     async def _first_time(self, ws: str, wa_id: str) -> bool:

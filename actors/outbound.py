@@ -61,7 +61,7 @@ import redis.asyncio as aioredis
 from playwright.async_api import Error as PlaywrightError
 
 from actors.routing import FailoverRouter
-from sessions.crypto import MasterKey
+from sessions.master_keys import master_and_previous
 from sessions.page import PageSession
 from storage import keys
 from storage.events import EventLog
@@ -114,7 +114,7 @@ class SessionSender:
         self._messages = MessageStore(redis)
         self._events = EventLog(redis)
         self._pacing = PacingStore(redis, PacingPolicy.from_config(config))
-        self._router = FailoverRouter(redis, ProviderStore(redis, MasterKey.from_b64(config.master_key_b64)),
+        self._router = FailoverRouter(redis, ProviderStore(redis, *master_and_previous(config)),
                                       self._messages)
         self.epoch = secrets.token_hex(6)
         self._consumer = f"{sid}@{self.epoch}"

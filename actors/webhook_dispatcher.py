@@ -28,7 +28,7 @@ import ray
 from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt, wait_exponential_jitter
 
 from actors.webhook_signing import sign
-from sessions.crypto import MasterKey
+from sessions.master_keys import master_and_previous
 from storage import keys
 from storage.events import decode
 from storage.outbox import Outbox, RetryPolicy
@@ -59,7 +59,7 @@ class WebhookDispatcher:
     async def __init__(self, config: RuntimeConfig) -> None:
         self._config = config
         self._redis = connect(config.redis_url)
-        self._targets = WebhookConfigStore(self._redis, MasterKey.from_b64(config.master_key_b64))
+        self._targets = WebhookConfigStore(self._redis, *master_and_previous(config))
         self._outbox = Outbox(self._redis, RetryPolicy.from_config(config))
         self._client = httpx.AsyncClient(timeout=config.webhook_timeout_s,
                                          limits=httpx.Limits(max_connections=CONNECTIONS))

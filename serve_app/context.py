@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 
 from serve_app.auth import Authenticator
 from serve_app.sse import EventHub
-from sessions.crypto import MasterKey
+from sessions.master_keys import master_and_previous
 from storage.audit import AuditLog
 from storage.batch import Batcher
 from storage.events import EventLog
@@ -39,12 +39,11 @@ class AppContext:
     @classmethod
     def build(cls, config: RuntimeConfig) -> AppContext:
         redis = connect(config.redis_url)
-        master = MasterKey.from_b64(config.master_key_b64)
-        previous = [MasterKey.from_b64(k) for k in config.previous_keys_b64]
+        master, previous = master_and_previous(config)  # read here, in the replica: never an argument
         events = EventLog(redis)
         batch = Batcher(redis)  # one group commit for the hot path's commands (storage/batch.py)
         return cls(config, redis, Authenticator(redis, master, previous, batch=batch), SessionRegistry(redis),
-                   MessageStore(redis, batch=batch), events, WebhookConfigStore(redis, master),
+                   MessageStore(redis, batch=batch), events, WebhookConfigStore(redis, master, previous),
                    AuditLog(redis, batch=batch), MetricsStore(redis), EventHub(redis, events))
 
     def supervisor(self) -> Any:

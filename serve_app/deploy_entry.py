@@ -15,7 +15,8 @@ config's `args`. The two builders here do what `Service._start` does for their a
 Settings come from the environment of the Ray node (the same WA_* variables as `wa-ray up`);
 `args` may override the non-secret ones (e.g. `web_url`). Secrets (REDIS_URL, WA_MASTER_KEY, ...)
 are refused in `args`: a Serve config is shown by `serve status` and the dashboard. A cluster needs
-a shared Redis (REDIS_URL), one master key on every node (WA_MASTER_KEY) and auth state in Redis
+a shared Redis (REDIS_URL), one master key on every node (WA_MASTER_KEY in each node's environment, or
+WA_MASTER_KEY_FILE present at that path on every node) and auth state in Redis
 (WA_AUTH_STORE=redis) so any node can restore any session; the builders refuse to start otherwise.
 
 Unlike `Service.start`, the ingress builder does not wait for restore-at-boot to finish: the API
@@ -37,7 +38,7 @@ from wa_ray.config import RuntimeConfig, Settings
 log = logging.getLogger(__name__)
 
 SLOT = "wa_session_slot"  # = supervisors.placement.SLOT; importing it here would pull in the supervisor
-SECRET_SETTINGS = frozenset({"redis_url", "master_key", "master_key_previous", "api_key_secret"})
+SECRET_SETTINGS = frozenset({"redis_url", "master_key", "master_key_previous", "api_key_secret", "redis_password"})
 # meaningless here: Serve's http_options own host/port, the builder runs inside the cluster, no embedded Redis
 NOT_FOR_CONFIG = frozenset({"ray_address", "redis_port", "http_host", "http_port"})
 DEPLOY_ARGS: dict[str, float] = {"wait_for_slot_nodes_s": 120.0}  # builder-only args and their defaults
@@ -64,8 +65,9 @@ def settings_from(args: dict[str, Any] | None) -> tuple[Settings, dict[str, floa
     problems = []
     if not settings.redis_url:
         problems.append("REDIS_URL is not set (the embedded Redis listens on 127.0.0.1 of one node only)")
-    if not settings.master_key:
-        problems.append("WA_MASTER_KEY is not set (every node must decrypt the same auth state and secrets)")
+    if not settings.master_key and not settings.master_key_file:
+        problems.append("neither WA_MASTER_KEY nor WA_MASTER_KEY_FILE is set (every node must decrypt the same "
+                        "auth state and secrets)")
     if settings.auth_store != "redis":
         problems.append("WA_AUTH_STORE is not 'redis' (a session moved to another node would need a new QR)")
     if problems:
@@ -74,14 +76,15 @@ def settings_from(args: dict[str, Any] | None) -> tuple[Settings, dict[str, floa
 
 
 def runtime_config(settings: Settings) -> RuntimeConfig:
-    """The RuntimeConfig `Service._start` builds, for a cluster (REDIS_URL and WA_MASTER_KEY are set).
+    """The RuntimeConfig `Service._start` builds, for a cluster (REDIS_URL and a master key are set).
 
-    Built by `Settings.runtime`, the same call `Service._start` makes."""
-    from sessions.crypto import MasterKey
+    Built by `Settings.runtime`, the same call `Service._start` makes. It names the key (its file, or
+    WA_MASTER_KEY of each node's environment) and its public id, never the key: the config is an actor
+    argument. A missing or malformed key fails here, not in every actor."""
+    from sessions.master_keys import current_key_id
 
-    assert settings.redis_url and settings.master_key
-    MasterKey.from_b64(settings.master_key)  # a malformed key fails here, not in every actor
-    return settings.runtime(settings.redis_url, settings.master_key)
+    assert settings.redis_url and (settings.master_key or settings.master_key_file)
+    return settings.runtime(settings.redis_url, current_key_id(settings.key_file(), create=False))
 
 
 def slot_nodes(nodes: list[dict[str, Any]]) -> list[str]:

@@ -35,7 +35,7 @@ import redis.asyncio as aioredis
 from ray import serve
 
 from serve_app.context import AppContext
-from sessions.crypto import MasterKey
+from sessions.master_keys import master_and_previous
 from storage import keys
 from storage.events import EventLog
 from storage.messages import META, WEBJS, MessageStore
@@ -108,7 +108,7 @@ async def snapshot(store: ProviderStore, ws: str) -> tuple[Snapshot, ProviderCon
 class ProviderSelector:
     async def __init__(self, config: RuntimeConfig) -> None:
         self._redis = connect(config.redis_url)
-        self._store = ProviderStore(self._redis, MasterKey.from_b64(config.master_key_b64))
+        self._store = ProviderStore(self._redis, *master_and_previous(config))
         self._messages = MessageStore(self._redis)
         self._events = EventLog(self._redis)
         self._failing: dict[str, str] = {}  # workspace -> the error its last evaluation raised (logged once)
@@ -270,6 +270,6 @@ def selector(c: AppContext) -> SelectorClient:
     """The replica's snapshot cache and provider store (one per ingress context)."""
     client = _clients.get(id(c))
     if client is None:
-        store = ProviderStore(c.redis, MasterKey.from_b64(c.config.master_key_b64))
+        store = ProviderStore(c.redis, *master_and_previous(c.config))
         client = _clients[id(c)] = SelectorClient(store, c.config.provider_cache_ttl_s)
     return client

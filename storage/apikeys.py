@@ -9,6 +9,7 @@ of a repr, a listing or a log line: `ApiKey.secret` has `repr=False` and
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from typing import Literal
 
 import redis.asyncio as aioredis
 
-from sessions.crypto import MasterKey, decrypt, encrypt
+from sessions.crypto import DecryptError, MasterKey, decrypt, encrypt
 from storage import keys
 from storage.batch import Batcher
 from wa_ray.ids import is_valid_id
@@ -32,6 +33,14 @@ DEFAULT_RATE: dict[str, tuple[float, int]] = {"admin": (1000.0, 2000), "workspac
 
 
 _OPENED_MAX = 4096
+PURPOSE = "api-key-secrets"
+log = logging.getLogger(__name__)
+
+
+def secret_aad(key_id: str, role: str, workspace_id: str | None) -> bytes:
+    """What a key's secret blob is bound to: a record whose role or workspace was edited in Redis, or a
+    secret copied onto another key id, no longer decrypts, and such a key authenticates nothing."""
+    return f"api-key:{key_id}:{role}:{workspace_id or ''}".encode()
 
 
 class KeyExists(ValueError):
@@ -78,14 +87,15 @@ class ApiKeyStore:
                  batch: Batcher | None = None) -> None:
         self._redis = redis
         self._reader: Batcher | aioredis.Redis = batch or redis  # `get` is on every signed request
-        self._key = MasterKey(master.derive("api-key-secrets"))
+        self._key = MasterKey(master.derive(PURPOSE))
         # keys of a master key being rotated out still decrypt (wa_ray/rotation.py re-encrypts them)
-        self._readers = [self._key, *(MasterKey(k.derive("api-key-secrets")) for k in previous)]
-        # encrypted blob -> its secret: every signed request reads its key, and AES-GCM (plus the blob's
-        # parsing) need not run again for a blob already opened. Keyed by the ciphertext, so a key
-        # re-created or rotated (new blob) is decrypted afresh; a revoked key is gone from Redis, so
-        # `get` still answers None at once. Bounded: cleared when full.
-        self._opened: dict[str, str] = {}
+        self._readers = [self._key, *(MasterKey(k.derive(PURPOSE)) for k in previous)]
+        # (encrypted blob, what it is bound to) -> its secret: every signed request reads its key, and
+        # AES-GCM (plus the blob's parsing) need not run again for a blob already opened. Keyed by the
+        # ciphertext and its associated data, so a key re-created or rotated (new blob) is decrypted
+        # afresh and an edited role is checked afresh; a revoked key is gone from Redis, so `get` still
+        # answers None at once. Bounded: cleared when full.
+        self._opened: dict[tuple[str, bytes], str] = {}
 
     async def create(self, role: str, workspace_id: str | None = None, key_id: str | None = None,
                      secret: str | None = None, *, rate_per_s: float | None = None, burst: int | None = None,
@@ -102,7 +112,8 @@ class ApiKeyStore:
                      time.time(), label[:200], secret or secrets.token_urlsafe(32))
         record = {"role": key.role, "workspace_id": key.workspace_id or "", "rate_per_s": key.rate_per_s,
                   "burst": key.burst, "created_at": key.created_at, "label": key.label,
-                  "secret": encrypt(self._key, key.secret.encode()).hex()}
+                  "secret": encrypt(self._key, key.secret.encode(),
+                                    secret_aad(key_id, key.role, key.workspace_id)).hex()}
         if not replace and await self._redis.exists(keys.api_key(key_id)):
             raise KeyExists(f"key {key_id} exists; revoke it first")
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -118,13 +129,20 @@ class ApiKeyStore:
         rec = await self._reader.hgetall(keys.api_key(key_id))
         if not rec or "secret" not in rec:
             return None
-        blob = rec["secret"]
-        secret = self._opened.get(blob)
+        if rec.get("role") not in ROLES:
+            return None
+        opened = (rec["secret"], secret_aad(key_id, rec["role"], rec.get("workspace_id") or None))
+        secret = self._opened.get(opened)
         if secret is None:
-            secret = decrypt(self._readers, bytes.fromhex(blob)).decode()
+            try:
+                secret = decrypt(self._readers, bytes.fromhex(opened[0]), opened[1]).decode()
+            except (DecryptError, ValueError):
+                # edited in Redis (role, workspace, or a secret from another key), or not ours at all
+                log.warning("api key %s: its secret does not open for its record; refusing the key", key_id)
+                return None
             if len(self._opened) >= _OPENED_MAX:
                 self._opened.clear()
-            self._opened[blob] = secret
+            self._opened[opened] = secret
         return ApiKey(key_id, rec["role"], rec.get("workspace_id") or None,
                       float(rec.get("rate_per_s") or DEFAULT_RATE[rec["role"]][0]),
                       int(rec.get("burst") or DEFAULT_RATE[rec["role"]][1]),

@@ -2,6 +2,8 @@
 
 Files under `{data_dir}/sessions/{ws}/{sid}/auth.bin` (dirs 0700, file 0600),
 or Redis (`WA_AUTH_STORE=redis`) when sessions can move between machines.
+Each blob is bound to its session (`auth_aad`): one session's state copied over another's fails to
+decrypt instead of logging the second session in as the first's account.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Protocol
 import redis.asyncio as aioredis
 
 from sessions.crypto import MasterKey, decrypt, encrypt
+from sessions.master_keys import load_master_keys
 from storage import keys
 from wa_ray.ids import require_id
 from wa_ray.runtime import RuntimeConfig
@@ -26,10 +29,15 @@ class AuthStore(Protocol):
 
 def open_auth_store(config: RuntimeConfig, redis: aioredis.Redis) -> AuthStore:
     """Files on the node by default; Redis when sessions must be able to move between machines."""
-    keys_ = [MasterKey.from_b64(config.master_key_b64), *(MasterKey.from_b64(k) for k in config.previous_keys_b64)]
+    keys_ = list(load_master_keys(config))
     if config.auth_store == "redis":
         return RedisAuthStore(redis, keys_)
     return FileAuthStore(config.data_dir, keys_)
+
+
+def auth_aad(ws: str, sid: str) -> bytes:
+    """What an auth state blob is bound to: its kind and its session."""
+    return f"auth-state:{ws}:{sid}".encode()
 
 
 class FileAuthStore:
@@ -48,7 +56,7 @@ class FileAuthStore:
         tmp = directory / "auth.bin.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(encrypt(self._keys[0], state))
+            fh.write(encrypt(self._keys[0], state, auth_aad(ws, sid)))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, directory / "auth.bin")  # atomic: a crash never leaves half a state
@@ -57,7 +65,7 @@ class FileAuthStore:
         path = self._dir(ws, sid) / "auth.bin"
         if not path.exists():
             return None
-        return decrypt(self._keys, path.read_bytes())
+        return decrypt(self._keys, path.read_bytes(), auth_aad(ws, sid))
 
     async def delete(self, ws: str, sid: str) -> None:
         directory = self._dir(ws, sid)
@@ -76,11 +84,11 @@ class RedisAuthStore:
         self._keys = keys_
 
     async def save(self, ws: str, sid: str, state: bytes) -> None:
-        await self._redis.set(keys.auth_state(ws, sid), encrypt(self._keys[0], state).hex())
+        await self._redis.set(keys.auth_state(ws, sid), encrypt(self._keys[0], state, auth_aad(ws, sid)).hex())
 
     async def load(self, ws: str, sid: str) -> bytes | None:
         blob = await self._redis.get(keys.auth_state(ws, sid))
-        return decrypt(self._keys, bytes.fromhex(blob)) if blob else None
+        return decrypt(self._keys, bytes.fromhex(blob), auth_aad(ws, sid)) if blob else None
 
     async def delete(self, ws: str, sid: str) -> None:
         await self._redis.delete(keys.auth_state(ws, sid))

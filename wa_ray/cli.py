@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import signal
 import sys
 import threading
+from collections.abc import Callable
 
 from rich.console import Console
 
+from sessions.crypto import MasterKey
 from wa_ray.config import Settings
 from wa_ray.service import Service
 
@@ -52,46 +55,92 @@ def cmd_demo(settings: Settings, phone: str) -> None:
             service.stop()
 
 
-def cmd_rotate_key(settings: Settings, new_key: str | None) -> None:
-    """Re-encrypt every blob under a new master key (service stopped). A key kept in the data dir is
-    replaced there; a key from WA_MASTER_KEY needs --new-key, and the operator updates the variable."""
+def rotation_keys(settings: Settings, new_key: str | None) -> tuple[MasterKey, tuple[MasterKey, ...]]:
+    """(new, old keys) for `rotate-key`, after making the new key durable where readers find it.
+
+    Key file: an interrupted rotation left [new, old...] in it, and is resumed as it was; otherwise
+    the new key is written in front of the old ones (atomic, fsynced) before any blob changes.
+    WA_MASTER_KEY: the operator holds the keys. `--new-key` re-encrypts from WA_MASTER_KEY (and
+    WA_MASTER_KEY_PREVIOUS) to it; without it, WA_MASTER_KEY is taken as the new key already and
+    WA_MASTER_KEY_PREVIOUS as the old ones (resuming after the service was started on the new key).
+    """
+    from sessions.master_keys import keys_from_env, read_key_file, write_key_file
+
+    given = MasterKey.from_b64(new_key) if new_key else None
+    key_file = settings.key_file()
+    if key_file is None:
+        current, *previous = keys_from_env(os.environ)
+        if given is None:
+            if not previous:
+                raise SystemExit("WA_MASTER_KEY is set: pass --new-key (then set WA_MASTER_KEY to it and "
+                                 "WA_MASTER_KEY_PREVIOUS to the old key until rotate-key has finished)")
+            return current, tuple(previous)
+        return given, tuple(k for k in (current, *previous) if k.key_id != given.key_id)
+    keys = read_key_file(key_file)
+    if len(keys) > 1:  # a rotation that did not finish: finish that one first
+        if given is not None and given.key_id != keys[0].key_id:
+            raise SystemExit(f"a rotation to key id {keys[0].key_id.decode()} did not finish: run rotate-key "
+                             "without --new-key to finish it first")
+        return keys[0], keys[1:]
+    new = given or MasterKey.from_b64(MasterKey.generate_b64())
+    if new.key_id == keys[0].key_id:
+        return new, ()  # same key: only rewrites blobs of the old format
+    write_key_file(key_file, [new, *keys])  # durable before any blob is touched: both keys readable from here
+    return new, keys
+
+
+def cmd_rotate_key(settings: Settings, new_key: str | None, on_blob: Callable[[str], None] | None = None) -> None:
+    """Re-encrypt every blob under a new master key; refuses while a service holds the data dir.
+
+    Crash-safe: killed at any point, running it again finishes the same rotation (wa_ray/rotation.py)."""
     import asyncio
 
-    from sessions.crypto import MasterKey
+    from sessions.master_keys import MasterKeyError, write_key_file
     from storage.embedded import EmbeddedRedis
     from storage.redis_client import connect
-    from wa_ray.rotation import rotate
-    from wa_ray.service import load_master_key
-
-    key_file = settings.data_dir / "master.key"
-    if settings.master_key and not new_key:
-        raise SystemExit("WA_MASTER_KEY is set: pass --new-key, then set WA_MASTER_KEY to it")
-    old = [MasterKey.from_b64(load_master_key(settings))]
-    if settings.master_key_previous:
-        old.append(MasterKey.from_b64(settings.master_key_previous))
-    new_b64 = new_key or MasterKey.generate_b64()
-    new = MasterKey.from_b64(new_b64)
-    embedded = None if settings.redis_url else EmbeddedRedis(settings.data_dir / "redis")
-    url = settings.redis_url or embedded.start()  # type: ignore[union-attr]
-
-    async def go() -> object:
-        redis = connect(url)
-        try:
-            return await rotate(settings.data_dir, redis, old, new)
-        finally:
-            await redis.aclose()
+    from wa_ray.datadir_lock import DataDirBusy, hold_exclusive
+    from wa_ray.keys_cli import running_embedded_port
+    from wa_ray.rotation import RotationError, reencrypt_all
 
     try:
-        report = asyncio.run(go())
+        lock = hold_exclusive(settings.data_dir)
+    except DataDirBusy as exc:
+        raise SystemExit(str(exc)) from None
+    try:
+        if not settings.redis_url and running_embedded_port(settings.data_dir / "redis"):
+            raise SystemExit("the data dir's embedded Redis is running: stop the service (and any `wa-ray keys` "
+                             "left running) first")
+        try:
+            new, old = rotation_keys(settings, new_key)
+        except (MasterKeyError, ValueError) as exc:
+            raise SystemExit(f"rotate-key: {exc}") from None
+        embedded = None if settings.redis_url else EmbeddedRedis(settings.data_dir / "redis",
+                                                                 password=settings.redis_password)
+        url = settings.redis_url or embedded.start()  # type: ignore[union-attr]
+
+        async def go() -> object:
+            redis = connect(url)
+            try:
+                return await reencrypt_all(settings.data_dir, redis, old, new, on_blob)
+            finally:
+                await redis.aclose()
+
+        try:
+            report = asyncio.run(go())
+        except RotationError as exc:
+            raise SystemExit(f"rotate-key stopped: {exc}") from None
+        finally:
+            if embedded:
+                embedded.stop()
+        key_file = settings.key_file()
+        if key_file is not None:
+            write_key_file(key_file, [new])  # every blob is under the new key: the old one retires
+            console.print(f"re-encrypted: {report}; key id {new.key_id.decode()} is the only key in {key_file}")
+        else:
+            console.print(f"re-encrypted: {report}; set WA_MASTER_KEY to the new key (id {new.key_id.decode()}) "
+                          "and unset WA_MASTER_KEY_PREVIOUS")
     finally:
-        if embedded:
-            embedded.stop()
-    if not settings.master_key:
-        tmp = key_file.with_suffix(".tmp")
-        tmp.write_text(new_b64)
-        tmp.chmod(0o600)
-        tmp.replace(key_file)
-    console.print(f"re-encrypted: {report}; new key id {new.key_id.decode()}")
+        lock.close()
 
 
 def main(argv: list[str] | None = None) -> None:

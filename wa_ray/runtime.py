@@ -9,9 +9,43 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+# Where the kernel would refuse Chromium's sandbox (Chromium then refuses to start unless told
+# --no-sandbox), as a file and the value that means "refused".
+_USERNS_OFF: tuple[tuple[str, str], ...] = (
+    ("/proc/sys/kernel/unprivileged_userns_clone", "0"),  # Debian's switch
+    ("/proc/sys/user/max_user_namespaces", "0"),
+    ("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1"),  # Ubuntu 24.04+
+)
+
+
+def chromium_sandbox_available(euid: int | None = None, proc: str = "") -> bool:
+    """Can Chromium sandbox its renderers here? Not as root (Chromium refuses to sandbox as root), and
+    not where unprivileged user namespaces are switched off. Conservative: in doubt, no sandbox, since a
+    browser that does not start is no safer. `proc` prefixes the /proc paths (tests)."""
+    if (os.geteuid() if euid is None else euid) == 0:
+        return False
+    for path, refused in _USERNS_OFF:
+        try:
+            with open(proc + path) as fh:
+                if fh.read().strip() == refused:
+                    return False
+        except OSError:
+            continue  # the switch does not exist on this kernel: not refused by it
+    return True
+
+
+def chromium_launch_flags(flags: tuple[str, ...] | list[str], sandbox: bool | None = None) -> list[str]:
+    """`flags` with --no-sandbox exactly when this machine cannot sandbox, decided where Chromium starts
+    (a node may differ from the driver that built the config)."""
+    rest = [f for f in flags if f != "--no-sandbox"]
+    allowed = chromium_sandbox_available() if sandbox is None else sandbox
+    return rest if allowed else ["--no-sandbox", *rest]
+
+
 # The design's launch flags: also what the benches give the peers (a browser per session, whatsapp-web.js).
+# --no-sandbox only where the sandbox cannot run (this process's machine; browser hosts decide again).
 CHROMIUM_BASE_FLAGS: tuple[str, ...] = (
-    "--no-sandbox",
+    *(() if chromium_sandbox_available() else ("--no-sandbox",)),
     "--disable-gpu",
     "--disable-background-networking",
     "--disable-component-update",
@@ -57,14 +91,16 @@ class RuntimeConfig:
     redis_url: str
     web_url: str
     data_dir: str
-    master_key_b64: str
+    # Where each process reads the master key (sessions/master_keys.py); None: WA_MASTER_KEY in its own
+    # environment. Never the key itself: this config is an actor argument, kept in the GCS.
+    master_key_file: str | None = None
+    master_key_id: str = ""  # the current key's public id: a process that found another key refuses to run
     chromium: str | None = None
     sessions_per_node: int = 50
     spare_pages: int = 2  # blank pages each BrowserHost keeps prepared, so a new session only navigates
     session_hosting: str = "host"  # "host": grains in the node's BrowserHost; "actor": a SessionActor each
     sessions_per_workspace: int = 100
     auth_store: str = "file"
-    previous_keys_b64: tuple[str, ...] = ()
     qr_max_refs: int = 6
     webhook_max_attempts: int = 8
     webhook_base_delay_s: float = 1.0
@@ -75,4 +111,6 @@ class RuntimeConfig:
     pacing_per_hour: int = 1000
     typing_delay: bool = True
     provider_cache_ttl_s: float = 1.0
+    streams_per_token: int = 5  # concurrent SSE streams per token
+    streams_per_key: int = 50  # ... per key with all its tokens (ApiKey.max_streams overrides)
     chromium_flags: tuple[str, ...] = field(default=CHROMIUM_FLAGS)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 import ray
 from ray import serve
@@ -13,29 +12,28 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.cloud_sender import CLOUD_SENDER_NAME, CloudSender
 from actors.webhook_dispatcher import WebhookDispatcher
-from sessions.crypto import MasterKey
+from sessions.master_keys import current_key_id, load_master_keys
 from storage.embedded import EmbeddedRedis
 from supervisors.session_supervisor import SLOT, SessionSupervisor
 from wa_ray import DISPATCHER_NAME, NAMESPACE, SUPERVISOR_NAME
 from wa_ray.config import RuntimeConfig, Settings
+from wa_ray.datadir_lock import hold_shared
 
 log = logging.getLogger(__name__)
 
 
-def load_master_key(settings: Settings) -> str:
-    """WA_MASTER_KEY wins; otherwise a key generated once into the data dir (0600), never printed."""
-    if settings.master_key:
-        MasterKey.from_b64(settings.master_key)
-        return settings.master_key
-    path = settings.data_dir / "master.key"
-    if path.exists():
-        return path.read_text().strip()
-    value = MasterKey.generate_b64()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value)
-    log.warning("generated a master key in %s; set WA_MASTER_KEY in production", path)
-    return value
+def tls_options(settings: Settings) -> dict[str, str]:
+    """Serve's proxy terminates TLS itself when WA_TLS_CERT and WA_TLS_KEY are set: then it serves HTTPS
+    only (no plain-HTTP listener). Checked here, before Ray starts, so a typo is one clear error."""
+    cert, key = settings.tls_cert, settings.tls_key
+    if not cert and not key:
+        return {}
+    if not (cert and key):
+        raise ValueError("WA_TLS_CERT and WA_TLS_KEY go together: set both, or neither")
+    for what, path in (("WA_TLS_CERT", cert), ("WA_TLS_KEY", key)):
+        if not path.is_file():
+            raise ValueError(f"{what}: no file at {path}")
+    return {"ssl_certfile": str(cert.resolve()), "ssl_keyfile": str(key.resolve())}
 
 
 @dataclass
@@ -44,10 +42,12 @@ class Service:
     config: RuntimeConfig | None = None
     redis: EmbeddedRedis | None = None
     handles: dict[str, Any] = field(default_factory=dict)
+    _lock: IO[bytes] | None = field(default=None, repr=False)  # the data dir's shared hold (wa_ray/datadir_lock.py)
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.settings.http_host}:{self.settings.http_port}"
+        scheme = "https" if self.settings.tls_cert else "http"
+        return f"{scheme}://{self.settings.http_host}:{self.settings.http_port}"
 
     def start(self) -> Service:
         try:
@@ -59,11 +59,14 @@ class Service:
     def _start(self) -> Service:
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock = hold_shared(s.data_dir)  # `wa-ray rotate-key` refuses while this is held
+        tls = tls_options(s)  # before anything starts
         redis_url = s.redis_url
         if not redis_url:
-            self.redis = EmbeddedRedis(s.data_dir / "redis", port=s.redis_port)
+            self.redis = EmbeddedRedis(s.data_dir / "redis", port=s.redis_port, password=s.redis_password)
             redis_url = self.redis.start()
-        self.config = s.runtime(redis_url, load_master_key(s))
+        # the key stays in its file (generated 0600 on first start) or in each process's WA_MASTER_KEY
+        self.config = s.runtime(redis_url, current_key_id(s.key_file(), create=True))
         if not ray.is_initialized():
             if s.ray_address:
                 ray.init(address=s.ray_address, namespace=NAMESPACE)
@@ -91,7 +94,7 @@ class Service:
         ).remote(self.config)
         ray.get([supervisor.warm.remote(), dispatcher.start.remote(), cloud_sender.ping.remote()])
         self.handles = {"supervisor": supervisor, "dispatcher": dispatcher, "cloud_sender": cloud_sender}
-        serve.start(http_options={"host": s.http_host, "port": s.http_port}, detached=False)
+        serve.start(http_options={"host": s.http_host, "port": s.http_port, **tls}, detached=False)
         from serve_app.app import (
             Ingress,  # imported late: it pulls in FastAPI only where needed
         )
@@ -124,6 +127,9 @@ class Service:
             ray.shutdown()
         if self.redis:
             self.redis.stop()
+        if self._lock:
+            self._lock.close()
+            self._lock = None
 
 
 def _named_actors() -> list[str]:
@@ -139,7 +145,8 @@ def bootstrap_admin_key(config: RuntimeConfig, key_id: str, secret: str) -> None
 
     async def create() -> None:
         redis = connect(config.redis_url)
-        await ApiKeyStore(redis, MasterKey.from_b64(config.master_key_b64)).create("admin", None, key_id, secret)
+        master, *previous = load_master_keys(config)
+        await ApiKeyStore(redis, master, previous).create("admin", None, key_id, secret)
         await redis.aclose()
 
     asyncio.run(create())

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from sessions.crypto import MasterKey
+from sessions.master_keys import load_master_keys
 from storage.apikeys import ApiKeyStore
 from storage.redis_client import connect
 from wa_ray.signing import HmacAuth
@@ -37,7 +37,8 @@ async def live_redis(service) -> AsyncIterator[aioredis.Redis]:
 
 @pytest.fixture
 async def key_store(service, live_redis: aioredis.Redis) -> ApiKeyStore:
-    return ApiKeyStore(live_redis, MasterKey.from_b64(service.config.master_key_b64))
+    master, *previous = load_master_keys(service.config)
+    return ApiKeyStore(live_redis, master, previous)
 
 
 @pytest.fixture

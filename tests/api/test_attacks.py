@@ -270,9 +270,9 @@ async def test_browser_token_abuse(raw, make_key, client_for, unique_ws) -> None
 
 async def test_expired_stream_token(service, raw, unique_ws) -> None:
     from serve_app.tokens import TokenSigner
-    from sessions.crypto import MasterKey
+    from sessions.master_keys import load_master_keys
 
-    signer = TokenSigner(MasterKey.from_b64(service.config.master_key_b64))
+    signer = TokenSigner(load_master_keys(service.config)[0])
     expired, _ = signer.mint("stream", ws=unique_ws, role="read", kid="-", ttl_s=-1)
     r = await raw.get(f"/v1/workspaces/{unique_ws}/events?token={expired}")
     assert _error(r) == (401, "token_expired")

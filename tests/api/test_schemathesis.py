@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from sessions.crypto import MasterKey
+from sessions.master_keys import load_master_keys
 from storage import keys
 from storage.apikeys import ApiKeyStore
 from storage.redis_client import connect
@@ -61,7 +61,7 @@ def _in_thread(coro):  # the session's event loop belongs to pytest-asyncio; thi
 def fuzz_keys(service) -> dict[str, SignedAuth]:
     async def make() -> dict[str, SignedAuth]:
         redis = connect(service.config.redis_url)
-        store = ApiKeyStore(redis, MasterKey.from_b64(service.config.master_key_b64))
+        store = ApiKeyStore(redis, load_master_keys(service.config)[0])
         made = {}
         for name, role, ws in (("admin", "admin", None), ("ws", "workspace", WS), ("iso", "workspace", ISOLATED)):
             key = await store.create(role, ws, f"fuzz-{name}", rate_per_s=0)
@@ -143,7 +143,7 @@ def _cleanup(service) -> None:
         from wa_ray.signing import HmacAuth
 
         redis = connect(service.config.redis_url)
-        admin = await ApiKeyStore(redis, MasterKey.from_b64(service.config.master_key_b64)).get("fuzz-admin")
+        admin = await ApiKeyStore(redis, load_master_keys(service.config)[0]).get("fuzz-admin")
         async with httpx.AsyncClient(base_url=service.base_url, auth=HmacAuth(admin.key_id, admin.secret),
                                      timeout=60) as api:
             for ws in (WS, ISOLATED):

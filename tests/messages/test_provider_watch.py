@@ -8,17 +8,25 @@ import orjson
 
 from serve_app.provider_selector import ProviderSelector, record_first_choice
 from sessions.crypto import MasterKey
+from sessions.master_keys import write_key_file
 from storage import keys
 from storage.providers import CloudCredentials, ProviderConfig, ProviderStore
 from storage.registry import SessionRegistry
 from wa_ray.runtime import RuntimeConfig
 
 
+def key_file(tmp_path, key_b64: str):
+    """The key where the selector's process reads it (a file), never in its config."""
+    path = tmp_path / "master.key"
+    write_key_file(path, [MasterKey.from_b64(key_b64)])
+    return path
+
+
 async def _selector(bare_redis_url: str, key_b64: str, tmp_path) -> ProviderSelector:
     cls = ProviderSelector.func_or_class
     selector = cls.__new__(cls)
     await selector.__init__(RuntimeConfig(redis_url=bare_redis_url, web_url="http://127.0.0.1:9",
-                                          data_dir=str(tmp_path), master_key_b64=key_b64))
+                                          data_dir=str(tmp_path), master_key_file=str(key_file(tmp_path, key_b64))))
     selector._task.cancel()  # rounds are run by the test
     return selector
 

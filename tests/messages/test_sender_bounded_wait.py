@@ -24,6 +24,7 @@ from playwright.async_api import async_playwright
 from actors import outbound
 from actors.outbound import SessionSender
 from sessions.crypto import MasterKey
+from sessions.master_keys import write_key_file
 from sessions.page import PageSession
 from storage import keys
 from storage.messages import MessageStore, OutboundMessage
@@ -65,9 +66,10 @@ async def browser():
 
 
 @pytest.fixture
-def config(bare_redis_url: str, web_sim) -> RuntimeConfig:
+def config(bare_redis_url: str, web_sim, tmp_path) -> RuntimeConfig:
+    write_key_file(tmp_path / "master.key", [MasterKey.from_b64(MasterKey.generate_b64())])
     return RuntimeConfig(redis_url=bare_redis_url, web_url=web_sim.url + "/", data_dir="/nonexistent",
-                         master_key_b64=MasterKey.generate_b64(), pacing=False, typing_delay=False)
+                         master_key_file=str(tmp_path / "master.key"), pacing=False, typing_delay=False)
 
 
 async def _open(browser, config: RuntimeConfig, host: Host, phone: str | None,

@@ -14,6 +14,8 @@ import pytest
 import ray
 
 from serve_app import deploy_entry
+from sessions.crypto import MasterKey
+from sessions.master_keys import load_master_keys
 from serve_app.deploy_entry import DeployConfigError, runtime_config, settings_from
 from wa_ray.config import RuntimeConfig, Settings
 
@@ -74,8 +76,11 @@ def test_runtime_config_values(env) -> None:
     env.setenv("WA_SESSIONS_PER_NODE", "7")
     settings, _ = settings_from({"web_url": "https://sim.example/"})
     config = runtime_config(settings)
-    assert config.redis_url == "redis://:pw@redis.internal:6379/0" and config.master_key_b64 == KEY
-    assert config.previous_keys_b64 == (os.environ["WA_MASTER_KEY_PREVIOUS"],)
+    assert config.redis_url == "redis://:pw@redis.internal:6379/0"
+    # the key is named (each node's WA_MASTER_KEY) and identified, never carried: the config is an actor argument
+    assert config.master_key_file is None and config.master_key_id == MasterKey.from_b64(KEY).key_id.decode()
+    assert KEY not in repr(config) and KEY not in str(dataclasses.asdict(config))
+    assert [k.b64() for k in load_master_keys(config)] == [KEY, os.environ["WA_MASTER_KEY_PREVIOUS"]]
     assert (config.auth_store, config.pacing, config.sessions_per_node, config.web_url) == (
         "redis", False, 7, "https://sim.example/")
     assert config.data_dir == str(settings.data_dir.resolve())
