@@ -222,7 +222,7 @@ class CloudSender:
 
     async def _sent(self, record: dict[str, str], wamid: str) -> None:
         message_id, ws = record["message_id"], record["workspace_id"]
-        await self._messages.bind_wa_id(message_id, wamid)
+        await self._messages.bind_wa_id(ws, message_id, wamid)
         data = {"message_id": message_id, "wa_message_id": wamid, "to": record["to"], "provider": META,
                 "failover": record.get("failover") == "1"}
         await self._messages.transition(message_id, ws, "sent", provider=META, fields={"wa_message_id": wamid},

@@ -63,7 +63,7 @@ class InboundRecorder:
         await self._events.publish(Event(MESSAGE_RECEIVED, ws, sid, data))
 
     async def ack(self, ws: str, sid: str, wa_id: str, ack: int) -> None:
-        message_id = await self._messages.by_wa_id(wa_id)
+        message_id = await self._messages.by_wa_id(ws, wa_id)
         if message_id is None:
             return
         if ack == ACK_ERROR:
@@ -79,39 +79,46 @@ class InboundRecorder:
 
     # -------------------------------------------------------------- Cloud API
     async def cloud_payload(self, ws: str, payload: dict[str, Any]) -> None:
-        """A verified `whatsapp_business_account` webhook: inbound messages and statuses."""
-        for entry in payload.get("entry") or []:
-            for change in entry.get("changes") or []:
-                value = change.get("value") or {}
-                names = {c.get("wa_id"): (c.get("profile") or {}).get("name") for c in value.get("contacts") or []}
-                business = (value.get("metadata") or {}).get("display_phone_number")
-                for msg in value.get("messages") or []:
-                    await self._cloud_message(ws, msg, names.get(msg.get("from")), business)
-                for status in value.get("statuses") or []:
+        """A verified `whatsapp_business_account` webhook for `ws`'s number: inbound messages and statuses.
+
+        The receiver checked the signature, not the shape: anything that is not the documented shape
+        is skipped, never an exception."""
+        for entry in _dicts(payload.get("entry")):
+            for change in _dicts(entry.get("changes")):
+                value = change.get("value")
+                if not isinstance(value, dict):
+                    continue
+                names = {c.get("wa_id"): _text(_dict(c.get("profile")).get("name"))
+                         for c in _dicts(value.get("contacts")) if isinstance(c.get("wa_id"), str)}
+                business = _text(_dict(value.get("metadata")).get("display_phone_number"))
+                for msg in _dicts(value.get("messages")):
+                    await self._cloud_message(ws, msg, names.get(_text(msg.get("from")) or ""), business)
+                for status in _dicts(value.get("statuses")):
                     await self._cloud_status(ws, status)
 
     async def _cloud_message(self, ws: str, msg: dict[str, Any], name: str | None, business: str | None) -> None:
-        if not msg.get("id") or not await self._first_time(ws, msg["id"]):
+        wamid, sender, stamp = _text(msg.get("id")), _text(msg.get("from")), _text(msg.get("timestamp"))
+        if not wamid or not await self._first_time(ws, wamid):
             return
         data = {
-            "wa_message_id": msg["id"],
-            "from": msg.get("from"),
-            "chat_id": f"{msg.get('from')}@c.us",
+            "wa_message_id": wamid,
+            "from": sender,
+            "chat_id": f"{sender}@c.us",
             "author": None,
             "to": business,
-            "text": (msg.get("text") or {}).get("body"),
-            "type": "chat" if msg.get("type") == "text" else msg.get("type"),
-            "timestamp": int(msg["timestamp"]) if str(msg.get("timestamp", "")).isdigit() else None,
+            "text": _text(_dict(msg.get("text")).get("body")),
+            "type": "chat" if msg.get("type") == "text" else _text(msg.get("type")),
+            "timestamp": int(stamp) if stamp and stamp.isascii() and stamp.isdigit() and len(stamp) <= 12 else None,
             "name": name,
             "provider": META,
         }
         await self._events.publish(Event(MESSAGE_RECEIVED, ws, None, data))
 
     async def _cloud_status(self, ws: str, status: dict[str, Any]) -> None:
-        wamid = status.get("id")
+        wamid = _text(status.get("id"))
         if not wamid:
             return
-        message_id = await self._message_of(ws, wamid, status.get("biz_opaque_callback_data"))
+        message_id = await self._message_of(ws, wamid, _text(status.get("biz_opaque_callback_data")))
         if message_id is None:
             return
         kind = status.get("status")
@@ -124,9 +131,10 @@ class InboundRecorder:
         elif kind in ("delivered", "read"):
             await self._acked(ws, None, message_id, wamid, kind, META)
         elif kind == "failed":
-            error = (status.get("errors") or [{}])[0]
+            error = next(iter(_dicts(status.get("errors"))), {})
             code = error.get("code")
-            details = (error.get("error_data") or {}).get("details") or error.get("message") or error.get("title")
+            details = _text(_dict(error.get("error_data")).get("details")) or _text(error.get("message")) or _text(
+                error.get("title"))
             record = await self._messages.record(message_id)
             if record and record.get("provider") == META:
                 await self._router.fail_or_failover(record, f"cloud_api (#{code}): {details}",
@@ -134,11 +142,12 @@ class InboundRecorder:
                                                     allowed=("sending", "sent"))
 
     async def _message_of(self, ws: str, wamid: str, opaque: str | None) -> str | None:
-        message_id = await self._messages.by_wa_id(wamid)
+        """The message of `ws` this status is about; None for any other workspace's message."""
+        message_id = await self._messages.by_wa_id(ws, wamid)
         # our own id rides along in every status: enough to match one whose send answer was lost
         if message_id is None and opaque and await self._redis.hget(keys.message(opaque), "workspace_id") == ws:
             message_id = opaque
-            await self._messages.bind_wa_id(message_id, wamid)
+            await self._messages.bind_wa_id(ws, message_id, wamid)
         return message_id
 
     # ----------------------------------------------------------------- common
@@ -159,3 +168,21 @@ class InboundRecorder:
 
 def _number(wid: str) -> str:
     return wid.split("@", 1)[0]
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The objects of a JSON list; anything else (a string, a number, null, a list of ints) is no objects."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _text(value: Any, limit: int = 4096) -> str | None:
+    """A JSON string field, bounded; a number Meta might send as one is taken as its text."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        value = str(value)
+    return value[:limit] if isinstance(value, str) else None

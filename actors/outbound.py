@@ -322,7 +322,7 @@ class SessionSender:
             record = {**record, "status": "sending", **intent}
         serialized = f"true_{to}_{key}"
         # bound before the send: an ack can overtake the send's own reply
-        await self._messages.bind_wa_id(message_id, serialized)
+        await self._messages.bind_wa_id(self._ws, message_id, serialized)
         started = time.monotonic()
         try:
             # asyncio.timeout, not wait_for: 3.11's wait_for drops a cancellation that lands as the send
@@ -374,7 +374,7 @@ class SessionSender:
     async def _mark_sent(self, record: dict[str, str], wa_id: str, send_ms: float = 0.0) -> None:
         message_id = record["message_id"]
         if wa_id != f"true_{record['to']}@c.us_{record.get('wa_key', '')}":  # else bound before the send
-            await self._messages.bind_wa_id(message_id, wa_id)
+            await self._messages.bind_wa_id(self._ws, message_id, wa_id)
         data = {"message_id": message_id, "wa_message_id": wa_id, "to": record["to"], "provider": WEBJS,
                 "send_ms": round(send_ms, 2), "failover": record.get("failover") == "1"}
         moved = await self._messages.transition(message_id, self._ws, "sent", provider=WEBJS,

@@ -9,7 +9,11 @@ payload's `metadata.phone_number_id`, and `X-Hub-Signature-256` must be the
 HMAC-SHA256 of the raw body under that workspace's app secret: Meta escapes
 non-ASCII and `/` in its JSON, so re-serialised JSON would not match; the
 check runs on the bytes as received. An unsigned, badly signed or unknown
-payload is 403 and nothing of it is used. Meta retries anything that is not
+payload is 403 and nothing of it is used, whatever its shape: any JSON (a
+string `entry`, a list of numbers, a `phone_number_id` that is not a string of
+digits) or any `X-Hub-Signature-256` (non-ASCII included) is a 403, never a
+500. A number belongs to one workspace (storage/providers.py), so a payload is
+only ever handled as that workspace's, under its app secret. Meta retries anything that is not
 200 and may deliver twice: handling is idempotent (see actors/inbound.py).
 
 Not HMAC-authenticated like /v1: Meta cannot sign our way; the app secret is
@@ -20,6 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
@@ -43,11 +49,39 @@ def _recorder(c: AppContext) -> InboundRecorder:
     return rec
 
 
+_SIGNATURE = re.compile(r"^sha256=[0-9a-f]{64}$")
+_NUMBER = re.compile(r"^[0-9]{1,32}$")  # what PUT /provider accepts as a phone_number_id
+MAX_NUMBERS = 16  # distinct numbers looked up per payload; Meta batches one business account's number
+
+
 def signature_ok(app_secret: str, body: bytes, header: str | None) -> bool:
-    if not header or not header.startswith("sha256="):
+    """The header must be exactly `sha256=` and 64 lowercase hex digits (anything else, non-ASCII included,
+    is a mismatch, not an error); compared in constant time."""
+    if not header or not _SIGNATURE.fullmatch(header):
         return False
     expected = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, header[len("sha256="):])
+
+
+def phone_numbers(payload: Any) -> set[str] | None:
+    """The phone_number_ids a payload names, or None when its shape is not Meta's (any JSON at all may
+    arrive here unsigned: nothing of it is trusted or indexed blindly)."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("entry"), list):
+        return None
+    numbers: set[str] = set()
+    for entry in payload["entry"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("changes"), list):
+            return None
+        for change in entry["changes"]:
+            value = change.get("value") if isinstance(change, dict) else None
+            metadata = value.get("metadata") if isinstance(value, dict) else None
+            number = metadata.get("phone_number_id") if isinstance(metadata, dict) else None
+            if not isinstance(number, str) or not _NUMBER.fullmatch(number):
+                return None
+            numbers.add(number)
+            if len(numbers) > MAX_NUMBERS:
+                return None
+    return numbers
 
 
 @router.get("/webhooks/meta", include_in_schema=True, response_class=PlainTextResponse)
@@ -68,16 +102,16 @@ async def receive(request: Request, c: AppContext = Depends(ctx)) -> Response:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise ApiError(403, "bad_signature", "payload is not signed JSON") from None
-    numbers = {((change.get("value") or {}).get("metadata") or {}).get("phone_number_id")
-               for entry in (payload.get("entry") or [] if isinstance(payload, dict) else [])
-               for change in entry.get("changes") or []}
-    numbers.discard(None)
+    numbers = phone_numbers(payload)
+    if not numbers:
+        raise ApiError(403, "bad_signature", "payload names no phone number configured here")
     store = selector(c).store
-    workspaces = {await store.workspace_of_number(str(n)) for n in numbers}
-    if len(numbers) == 0 or None in workspaces or len(workspaces) != 1:
+    workspaces = {await store.workspace_of_number(n) for n in sorted(numbers)}
+    if None in workspaces or len(workspaces) != 1:
         raise ApiError(403, "bad_signature", "payload names no phone number configured here")
     ws = workspaces.pop()
     cfg = await store.get(ws)
+    # the number's one owner signs for it: a payload another workspace's app secret signed is refused
     if cfg.cloud is None or not signature_ok(cfg.cloud.app_secret, body, request.headers.get("x-hub-signature-256")):
         raise ApiError(403, "bad_signature", "X-Hub-Signature-256 does not match the raw body")
     await _recorder(c).cloud_payload(ws, payload)

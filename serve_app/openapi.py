@@ -29,6 +29,7 @@ _EXTRA: dict[tuple[str, str], dict[int, str]] = {
     ("get", "/webhooks/meta"): {403: "Not a subscription handshake, or the verify token does not match"},
     ("post", "/webhooks/meta"): {403: "X-Hub-Signature-256 missing or not matching the raw body",
                                  413: "Request body over the limit"},
+    ("put", "/v1/workspaces/{ws}/provider"): {409: "The phone_number_id is configured by another workspace"},
 }
 
 DESCRIPTION = """\

@@ -3,6 +3,8 @@
 `PUT /v1/workspaces/{ws}/provider` replaces the workspace's provider config
 (the access token and app secret are stored encrypted, the verify token as a
 digest); `GET` shows it without secrets, with what new messages take now.
+A Cloud API number belongs to one workspace: claiming one another workspace
+configured is 409 `number_taken` and changes nothing.
 `PUT /v1/workspaces/{ws}/pacing` overrides the pacing policy field by field
 (`{"enabled": false}` for load tests); `GET` shows the policy in force.
 """
@@ -13,10 +15,11 @@ from fastapi import APIRouter, Depends
 
 from serve_app.context import AppContext
 from serve_app.deps import ctx, workspace, writable_workspace
+from serve_app.errors import ApiError
 from serve_app.message_models import PacingIn, ProviderIn, ProviderOut
 from serve_app.provider_selector import choose, record_first_choice, selector, snapshot
 from storage.pacing import PacingPolicy, PacingStore
-from storage.providers import CloudCredentials, CloudOptions, ProviderConfig
+from storage.providers import CloudCredentials, CloudOptions, NumberTaken, ProviderConfig
 
 router = APIRouter()
 
@@ -38,7 +41,10 @@ async def put_provider(body: ProviderIn, ws: str = Depends(writable_workspace),
         cloud = CloudCredentials(b.phone_number_id, b.access_token, b.app_secret, str(b.graph_base_url),
                                  b.graph_version, options)
     config = ProviderConfig(body.priority, body.override, body.failover_grace_s, cloud)
-    await selector(c).store.set(ws, config, body.cloud.verify_token if body.cloud else None)
+    try:
+        await selector(c).store.set(ws, config, body.cloud.verify_token if body.cloud else None)
+    except NumberTaken:
+        raise ApiError(409, "number_taken", "this phone_number_id is configured by another workspace") from None
     selector(c).invalidate(ws)
     described = await _describe(c, ws)
     await record_first_choice(c.redis, ws, described.current)

@@ -38,8 +38,10 @@ def message_history(mid: str) -> str:
     return f"{PREFIX}:msg:{mid}:history"
 
 
-def wa_message(wa_id: str) -> str:
-    return f"{PREFIX}:wamsg:{wa_id}"
+def wa_message(ws: str, wa_id: str) -> str:
+    """WhatsApp message id -> our message id, within the workspace that sent it: an ack or a Meta status
+    reaching one workspace can never name another workspace's message."""
+    return f"{PREFIX}:wamsg:{ws}:{wa_id}"
 
 
 def idempotency(ws: str, key: str) -> str:
@@ -95,6 +97,11 @@ def rate_limit(subject: str) -> str:
 
 def audit() -> str:
     return f"{PREFIX}:audit"
+
+
+def audit_anonymous() -> str:
+    """Mutating calls refused before authentication: capped on its own, so they never push audit() entries out."""
+    return f"{PREFIX}:audit:anonymous"
 
 
 def admission() -> str:
@@ -159,13 +166,20 @@ def breaker(ws: str) -> str:
 
 
 def meta_number(phone_number_id: str) -> str:
-    """phone_number_id -> workspace, so a Meta webhook finds its workspace (and app secret)."""
+    """phone_number_id -> the one workspace that owns it, so a Meta webhook finds its workspace (and app secret).
+
+    Global, not workspace-tagged: Meta's ids are one namespace (storage/providers.py claims them)."""
     return f"{PREFIX}:meta-number:{phone_number_id}"
 
 
 def meta_verify(token_digest: str) -> str:
-    """sha256(verify token) -> workspace, for the GET subscription handshake."""
+    """sha256(verify token) -> workspace: the older single-owner form, still read and released."""
     return f"{PREFIX}:meta-verify:{token_digest}"
+
+
+def meta_verifiers(token_digest: str) -> str:
+    """Set of the workspaces that configured sha256(verify token), for the GET subscription handshake."""
+    return f"{PREFIX}:meta-verifiers:{token_digest}"
 
 
 def pacing(ws: str) -> str:

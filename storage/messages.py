@@ -215,11 +215,12 @@ class MessageStore:
                   keys.QUEUE_GROUP],
         ))
 
-    async def bind_wa_id(self, message_id: str, wa_id: str) -> None:
-        await self._redis.set(keys.wa_message(wa_id), message_id, ex=WA_ID_TTL_S)
+    async def bind_wa_id(self, ws: str, message_id: str, wa_id: str) -> None:
+        await self._redis.set(keys.wa_message(ws, wa_id), message_id, ex=WA_ID_TTL_S)
 
-    async def by_wa_id(self, wa_id: str) -> str | None:
-        return await self._redis.get(keys.wa_message(wa_id))
+    async def by_wa_id(self, ws: str, wa_id: str) -> str | None:
+        """Our message of workspace `ws` with this WhatsApp id (never another workspace's)."""
+        return await self._redis.get(keys.wa_message(ws, wa_id))
 
     async def ensure_group(self, streams: list[str]) -> None:
         for stream in streams:

@@ -53,6 +53,51 @@ return (state == 'open') and 1 or 0
 """
 
 
+# Replace a workspace's config. ARGV: ws, the old number and verify digest as the caller read them
+# (a concurrent writer changed them: 'retry'), the new number and digest ('' for none), the hash as JSON.
+# A number maps to one workspace: claiming one mapped to another is 'number_taken' and writes nothing;
+# releasing deletes the mapping only while it still names this workspace. A verify token may be shared
+# (one Meta app, several numbers): its key is a set of the workspaces that configured it.
+# The meta-number and meta-verifier keys are global (Meta's ids, not ours), not workspace-tagged: fine on
+# one Redis; on Redis Cluster this script would need them in one hash slot with the workspace's keys.
+_SET_CONFIG = """
+local ws = ARGV[1]
+if (redis.call('HGET', KEYS[1], 'phone_number_id') or '') ~= ARGV[2]
+   or (redis.call('HGET', KEYS[1], 'verify_digest') or '') ~= ARGV[3] then
+  return 'retry'
+end
+if ARGV[4] ~= '' then
+  local owner = redis.call('GET', KEYS[5])
+  if owner and owner ~= ws then return 'number_taken' end
+end
+if ARGV[2] ~= '' and ARGV[2] ~= ARGV[4] and redis.call('GET', KEYS[6]) == ws then
+  redis.call('DEL', KEYS[6])
+end
+if ARGV[3] ~= '' then
+  redis.call('SREM', KEYS[8], ws)
+  if redis.call('GET', KEYS[9]) == ws then redis.call('DEL', KEYS[9]) end
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+local flat = {}
+for k, v in pairs(cjson.decode(ARGV[6])) do flat[#flat + 1] = k; flat[#flat + 1] = v end
+redis.call('HSET', KEYS[1], unpack(flat))
+redis.call('SADD', KEYS[3], ws)
+if ARGV[4] ~= '' then
+  redis.call('SET', KEYS[5], ws)
+  if ARGV[5] ~= '' then redis.call('SADD', KEYS[7], ws) end
+  redis.call('SADD', KEYS[4], ws)
+else
+  redis.call('SREM', KEYS[4], ws)
+end
+return 'ok'
+"""
+_SET_ATTEMPTS = 5
+
+
+class NumberTaken(Exception):
+    """The Cloud API phone_number_id is configured by another workspace."""
+
+
 @dataclass(frozen=True)
 class CloudOptions:
     """Cloud API pacing and failure handling; `None` switches a limit off (load tests)."""
@@ -138,34 +183,39 @@ class ProviderStore:
         self._registry = SessionRegistry(redis)
         self._breaker_failure = redis.register_script(_BREAKER_FAILURE)
         self._breaker_success = redis.register_script(_BREAKER_SUCCESS)
+        self._set_config = redis.register_script(_SET_CONFIG)
 
     async def set(self, ws: str, cfg: ProviderConfig, verify_token: str | None) -> None:
-        old = await self._redis.hgetall(keys.provider(ws))
+        """Replace the workspace's config; `NumberTaken` when another workspace owns the Cloud API number.
+
+        Claiming the new number, releasing the old one and writing the config are one script, so two
+        workspaces racing for a number cannot both get it, and a release only ever deletes a mapping
+        that names this workspace.
+        """
         body: dict[str, Any] = {"priority": cfg.priority, "override": cfg.override or "",
                                 "failover_grace_s": repr(cfg.failover_grace_s)}
+        new_number = new_digest = ""
         if cfg.cloud is not None:
             c = cfg.cloud
+            new_number, new_digest = c.phone_number_id, verify_digest(verify_token) if verify_token else ""
             body.update(phone_number_id=c.phone_number_id, graph_base_url=c.graph_base_url,
                         graph_version=c.graph_version, options=orjson.dumps(c.options.__dict__).decode(),
                         access_token=encrypt(self._key, c.access_token.encode(), _aad("access_token", ws, c)).hex(),
                         app_secret=encrypt(self._key, c.app_secret.encode(), _aad("app_secret", ws, c)).hex(),
-                        verify_digest=verify_digest(verify_token) if verify_token else "")
-        async with self._redis.pipeline(transaction=True) as pipe:
-            if old.get("phone_number_id") and (cfg.cloud is None or old["phone_number_id"] != cfg.cloud.phone_number_id):
-                pipe.delete(keys.meta_number(old["phone_number_id"]))
-            if old.get("verify_digest"):
-                pipe.delete(keys.meta_verify(old["verify_digest"]))
-            pipe.delete(keys.provider(ws), keys.breaker(ws))  # new credentials start with a closed breaker
-            pipe.hset(keys.provider(ws), mapping=body)
-            pipe.sadd(keys.provider_workspaces(), ws)
-            if cfg.cloud is not None:
-                pipe.set(keys.meta_number(cfg.cloud.phone_number_id), ws)
-                if body["verify_digest"]:
-                    pipe.set(keys.meta_verify(body["verify_digest"]), ws)
-                pipe.sadd(keys.cloud_workspaces(), ws)
-            else:
-                pipe.srem(keys.cloud_workspaces(), ws)
-            await pipe.execute()
+                        verify_digest=new_digest)
+        for _ in range(_SET_ATTEMPTS):
+            old = await self._redis.hmget(keys.provider(ws), ["phone_number_id", "verify_digest"])
+            old_number, old_digest = old[0] or "", old[1] or ""
+            outcome = await self._set_config(
+                keys=[keys.provider(ws), keys.breaker(ws), keys.provider_workspaces(), keys.cloud_workspaces(),
+                      keys.meta_number(new_number), keys.meta_number(old_number), keys.meta_verifiers(new_digest),
+                      keys.meta_verifiers(old_digest), keys.meta_verify(old_digest)],
+                args=[ws, old_number, old_digest, new_number, new_digest, orjson.dumps(body).decode()])
+            if outcome == "ok":
+                return
+            if outcome == "number_taken":
+                raise NumberTaken(new_number)
+        raise RuntimeError(f"provider config of {ws} kept changing under {_SET_ATTEMPTS} attempts")
 
     def _open(self, field: str, ws: str, raw: dict[str, str]) -> str:
         aad = secret_aad(field, ws, raw["phone_number_id"], raw["graph_base_url"])
@@ -208,7 +258,10 @@ class ProviderStore:
         return await self._redis.get(keys.meta_number(phone_number_id))
 
     async def workspace_of_verify_token(self, token: str) -> str | None:
-        return await self._redis.get(keys.meta_verify(verify_digest(token)))
+        """Some workspace that configured this verify token (one Meta app may serve several), or None."""
+        digest = verify_digest(token)
+        return await self._redis.srandmember(keys.meta_verifiers(digest)) or await self._redis.get(
+            keys.meta_verify(digest))  # a mapping written before verify tokens became shared sets
 
     async def breaker(self, ws: str) -> dict[str, str]:
         return await self._redis.hgetall(keys.breaker(ws))

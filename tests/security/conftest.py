@@ -5,3 +5,4 @@ workspace key (or nothing) would.
 """
 
 from tests.api.conftest import client_for, key_store, live_redis, make_key, raw, unique_ws  # noqa: F401
+from tests.messages.conftest import cloud_sim, meta_app  # noqa: F401,E402  (the Cloud API simulator)
