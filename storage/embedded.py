@@ -73,6 +73,13 @@ def redis_password(redis_dir: Path, override: str | None = None) -> str:
     return path.read_text().strip()
 
 
+def _die_with_parent() -> None:
+    import ctypes
+    import signal
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def url_for(port: int, password: str) -> str:
     return f"redis://:{password}@127.0.0.1:{port}/0"
 
@@ -83,6 +90,9 @@ class EmbeddedRedis:
     port: int = 0
     fsync: str = "always"
     password: str | None = field(default=None, repr=False)  # None: the data dir's (generated once)
+    # killed with the process that started it (Linux PR_SET_PDEATHSIG): for short-lived tools such as
+    # `rotate-key`, so one killed half-way leaves no server holding the data dir behind it
+    die_with_parent: bool = False
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -115,7 +125,8 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--logfile", str(self.data_dir / "redis.log"),
         ]
-        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      preexec_fn=_die_with_parent if self.die_with_parent else None)
         deadline = time.monotonic() + timeout_s
         client = redis.Redis.from_url(self.url)
         try:

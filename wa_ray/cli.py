@@ -115,7 +115,7 @@ def cmd_rotate_key(settings: Settings, new_key: str | None, on_blob: Callable[[s
         except (MasterKeyError, ValueError) as exc:
             raise SystemExit(f"rotate-key: {exc}") from None
         embedded = None if settings.redis_url else EmbeddedRedis(settings.data_dir / "redis",
-                                                                 password=settings.redis_password)
+                                                                 password=settings.redis_password, die_with_parent=True)
         url = settings.redis_url or embedded.start()  # type: ignore[union-attr]
 
         async def go() -> object:
