@@ -10,6 +10,13 @@ Answer: `{"messages": [{"id": "wamid..."}]}`, or the Graph error
 `{"error": {"message", "type", "code", "error_data": {"details"}, "fbtrace_id"}}`.
 Meta's advice is to key handling on `error.code`, never on the HTTP status
 (throttling comes back as 400, not 429), and that is what `classify` does.
+
+The base URL may be an operator's choice (the simulator, a proxy), so the
+client is an egress-guarded one (wa_ray/egress_http.py) and a failure carries
+only what is ours to say: Meta's error code (the contract), our description
+of it, the status class, our name for a transport failure. Never the
+`message` or `details` text of the answer, nor an exception's text: a failure
+reason is shown to the workspace and must not read back what answered.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ import httpx
 import orjson
 
 from storage.providers import CloudCredentials
+from wa_ray.egress import EgressDenied, EgressGuard
+from wa_ray.egress_http import GuardedClient, status_class
 
 
 class Failure(enum.Enum):
@@ -45,6 +54,14 @@ _BY_CODE: dict[int, Failure] = {
     470: Failure.REJECTED,
 }
 RETRYABLE = frozenset({Failure.THROTTLED, Failure.PAIR_LIMITED})
+# Our words for the codes a workspace meets most; other codes are described by their class.
+_DESCRIBED: dict[int, str] = {
+    130429: "throughput limit reached", 131056: "pair rate limit reached for this recipient",
+    131047: "more than 24 hours since the customer's last message", 131026: "message undeliverable",
+    190: "access token expired or invalid", 100: "invalid parameter", 131051: "unsupported message type",
+    131000: "Meta reported an internal error", 2: "Meta service temporarily unavailable",
+    131031: "business account locked", 368: "temporarily blocked for policy violations",
+}
 
 
 def classify(code: int | None, http_status: int | None) -> Failure:
@@ -75,16 +92,17 @@ class SendResult:
         return self.failure in RETRYABLE
 
     def reason(self) -> str:
+        """`cloud_api (#code): our description`: `message` is always ours (see the module docstring)."""
         code = f" (#{self.code})" if self.code is not None else ""
         return f"cloud_api{code}: {self.message}"[:500]
 
 
 class CloudApiClient:
-    """One pooled client for every workspace and number (keep-alive to graph.facebook.com)."""
+    """One pooled client for every workspace and number (keep-alive to graph.facebook.com), egress-guarded."""
 
-    def __init__(self, max_connections: int = 64) -> None:
-        self._http = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+    def __init__(self, guard: EgressGuard, max_connections: int = 64) -> None:
+        self._http = GuardedClient(
+            guard, limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             headers={"User-Agent": "wa-ray"},
         )
 
@@ -111,12 +129,16 @@ class CloudApiClient:
                 creds.messages_url(), content=orjson.dumps(body), timeout=timeout,
                 headers={"Authorization": f"Bearer {creds.access_token}", "Content-Type": "application/json"},
             )
+        except EgressDenied as denied:
+            # the base URL (or what its name resolves to now) is not a destination: nothing was sent, and
+            # every send would fail the same way, so it counts towards the breaker like an outage
+            return SendResult(failure=Failure.PROVIDER_DOWN, message=f"{denied.code} ({denied.verdict.value})")
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # never reached Meta: certainly not accepted
-            return SendResult(failure=Failure.PROVIDER_DOWN, message=f"{type(exc).__name__}: {exc}")
+            return SendResult(failure=Failure.PROVIDER_DOWN, message=type(exc).__name__)
         except httpx.HTTPError as exc:
             # the request went out and no answer came back: Meta may have accepted it
-            return SendResult(failure=Failure.UNKNOWN, message=f"{type(exc).__name__}: {exc}")
+            return SendResult(failure=Failure.UNKNOWN, message=type(exc).__name__)
         return parse(response.status_code, response.content)
 
 
@@ -129,9 +151,10 @@ def parse(status: int, content: bytes) -> SendResult:
         return SendResult(wamid=str(payload["messages"][0]["id"]), http_status=status)
     error = payload.get("error") if isinstance(payload, dict) else None
     if not isinstance(error, dict):
-        return SendResult(failure=classify(None, status), http_status=status, message=f"HTTP {status}")
+        return SendResult(failure=classify(None, status), http_status=status, message=f"HTTP {status_class(status)}")
     code = error.get("code")
-    code = int(code) if isinstance(code, int | str) and str(code).isdigit() else None
-    details = (error.get("error_data") or {}).get("details") if isinstance(error.get("error_data"), dict) else None
-    return SendResult(failure=classify(code, status), code=code, http_status=status,
-                      message=str(details or error.get("message") or f"HTTP {status}"))
+    code = int(code) if isinstance(code, int | str) and str(code).isdigit() and len(str(code)) <= 9 else None
+    failure = classify(code, status)
+    described = _DESCRIBED.get(code) if code is not None else None
+    return SendResult(failure=failure, code=code, http_status=status,
+                      message=described or f"{failure.value}, HTTP {status_class(status)}")

@@ -38,6 +38,7 @@ from storage.pacing import SlidingWindow, TokenBucket
 from storage.providers import CloudCredentials, ProviderConfig, ProviderStore
 from storage.redis_client import connect
 from wa_ray.config import RuntimeConfig
+from wa_ray.egress_http import guard_for
 from wa_ray.events import MESSAGE_SENT, Event
 from wa_ray.tasks import background
 
@@ -62,7 +63,7 @@ class CloudSender:
         self._providers = ProviderStore(self._redis, *master_and_previous(config))
         self._messages = MessageStore(self._redis)
         self._router = FailoverRouter(self._redis, self._providers, self._messages)
-        self._client = CloudApiClient(max_connections=CONCURRENCY)
+        self._client = CloudApiClient(guard_for(config), max_connections=CONCURRENCY)  # checked at every send
         self.epoch = secrets.token_hex(6)
         self._consumer = f"cloud@{self.epoch}"
         self._configs: dict[str, tuple[float, ProviderConfig]] = {}

@@ -13,6 +13,14 @@ later under a fresh timestamp). Retries back off exponentially with jitter
 (tenacity); a 4xx is final except 408 and 429; after the workspace's
 `max_attempts` the event goes to the dead-letter list. Each workspace has its
 own in-flight limit, so one dead endpoint never holds up another workspace.
+
+The URL is the tenant's: every POST goes through the egress guard
+(wa_ray/egress_http.py), checked again at each attempt since DNS may have
+changed since the URL was written; a refused destination is final. Nothing the
+endpoint answers is kept or reported beyond its status class: the response
+body is never read, and a dead letter records the class (`4xx`) and our own
+code (`http_4xx`, `timeout`, `connect_error`, `egress_denied (...)`), so a
+webhook URL cannot be used to read what answers at an address.
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ from storage.outbox import Outbox, RetryPolicy
 from storage.redis_client import connect
 from storage.webhooks import WebhookConfigStore, WebhookTarget
 from wa_ray.config import RuntimeConfig
+from wa_ray.egress import EgressDenied
+from wa_ray.egress_http import GuardedClient, guard_for, status_class
 from wa_ray.tasks import background
 
 log = logging.getLogger(__name__)
@@ -61,8 +71,8 @@ class WebhookDispatcher:
         self._redis = connect(config.redis_url)
         self._targets = WebhookConfigStore(self._redis, *master_and_previous(config))
         self._outbox = Outbox(self._redis, RetryPolicy.from_config(config))
-        self._client = httpx.AsyncClient(timeout=config.webhook_timeout_s,
-                                         limits=httpx.Limits(max_connections=CONNECTIONS))
+        self._client = GuardedClient(guard_for(config), timeout=config.webhook_timeout_s,
+                                     limits=httpx.Limits(max_connections=CONNECTIONS))
         self._inflight: dict[str, set[str]] = {}
         self._adopted: set[str] = set()
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -139,13 +149,13 @@ class WebhookDispatcher:
         body = orjson.dumps(event)
         counter = f"{stream}|{entry_id}"
         done = int(await self._redis.hget(keys.webhook_attempts(ws), counter) or 0)
-        last: dict[str, Any] = {"attempts": done, "status": None, "why": "no webhook configured"}
+        last: dict[str, Any] = {"attempts": done, "status": None, "why": "no_webhook"}
 
         async def attempt() -> str:
             last["attempts"] = await self._outbox.attempt(ws, counter)
             target = await self._targets.get(ws)  # per attempt: a corrected URL applies to retries
             if target is None:
-                last.update(status=None, why="no webhook configured")
+                last.update(status=None, why="no_webhook")
                 return PERMANENT
             outcome, last["status"], last["why"] = await self._post(target, event, body)
             return outcome
@@ -168,7 +178,8 @@ class WebhookDispatcher:
         await self._outbox.dead_letter(ws, event, f"{why}: {last['why']}", int(last["attempts"]), last["status"])
         await self._outbox.finish(ws, stream, entry_id, "failed")
 
-    async def _post(self, target: WebhookTarget, event: dict[str, Any], body: bytes) -> tuple[str, int | None, str]:
+    async def _post(self, target: WebhookTarget, event: dict[str, Any], body: bytes) -> tuple[str, str | None, str]:
+        """(outcome, status class, our code): what an attempt may report, never the answer's code or body."""
         ts = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",
@@ -179,11 +190,24 @@ class WebhookDispatcher:
             "X-Signature": sign(target.secret, ts, body),
         }
         try:
-            response = await self._client.post(target.url, content=body, headers=headers)
+            # streamed and closed unread: the body of a tenant-named endpoint is never downloaded
+            async with self._client.stream("POST", target.url, content=body, headers=headers) as response:
+                status = response.status_code
+        except EgressDenied as denied:
+            log.info("webhook %s to workspace %s: %s", event["id"], event["workspace_id"], denied)
+            return PERMANENT, None, f"{denied.code} ({denied.verdict.value})"
         except httpx.HTTPError as exc:
             log.info("webhook %s to workspace %s: %s", event["id"], event["workspace_id"], type(exc).__name__)
-            return RETRY, None, type(exc).__name__
-        return outcome_of(response.status_code), response.status_code, f"HTTP {response.status_code}"
+            return RETRY, None, _transport_code(exc)
+        return outcome_of(status), status_class(status), f"http_{status_class(status)}"
+
+
+def _transport_code(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.ConnectError):
+        return "connect_error"
+    return "transport_error"
 
 
 def _event_of(stream: str, entry_id: str, fields: dict[str, str] | None) -> dict[str, Any] | None:

@@ -139,6 +139,7 @@ class Harness:
             "sessions_per_node": max(self.options.sessions_per_node, self.options.sessions),
             "sessions_per_workspace": self.options.sessions,  # raised only if the default quota is lower
             "pacing": self.options.pacing,
+            "egress_allow": "127.0.0.0/8", "egress_dns": False,  # the bench's webhook receiver is on loopback
         }
         fields = Settings.model_fields
         kwargs = {k: v for k, v in wanted.items() if k in fields}

@@ -21,6 +21,8 @@ from storage.registry import SessionRegistry
 from storage.webhooks import WebhookConfigStore
 from wa_ray import NAMESPACE, SUPERVISOR_NAME
 from wa_ray.config import RuntimeConfig
+from wa_ray.egress import EgressGuard
+from wa_ray.egress_http import guard_for
 
 
 @dataclass
@@ -35,6 +37,7 @@ class AppContext:
     audit: AuditLog
     metrics: MetricsStore
     hub: EventHub
+    egress: EgressGuard  # decides the URLs callers name (webhook, Cloud API base URL) at write time
 
     @classmethod
     def build(cls, config: RuntimeConfig) -> AppContext:
@@ -44,7 +47,8 @@ class AppContext:
         batch = Batcher(redis)  # one group commit for the hot path's commands (storage/batch.py)
         return cls(config, redis, Authenticator(redis, master, previous, batch=batch), SessionRegistry(redis),
                    MessageStore(redis, batch=batch), events, WebhookConfigStore(redis, master, previous),
-                   AuditLog(redis, batch=batch), MetricsStore(redis), EventHub(redis, events))
+                   AuditLog(redis, batch=batch), MetricsStore(redis), EventHub(redis, events),
+                   guard_for(config))
 
     def supervisor(self) -> Any:
         """The supervisor's handle; ValueError when it (or Ray) is not there.

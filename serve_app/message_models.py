@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import BaseModel, ConfigDict, Field
 
+from storage.outbox import TENANT_MAX_ATTEMPTS, TENANT_MAX_DELAY_S, TENANT_MIN_DELAY_S
 from wa_ray.ids import ID_PATTERN, PHONE_PATTERN
 
 Priority = Literal["urgent", "high", "normal", "bulk"]
@@ -61,8 +62,10 @@ class CloudApiIn(BaseModel):
     app_secret: str = Field(min_length=1, max_length=256, description="checks X-Hub-Signature-256; stored encrypted")
     verify_token: str | None = Field(default=None, min_length=1, max_length=256,
                                      description="answered in the GET /webhooks/meta handshake; stored as a digest")
-    graph_base_url: HttpUrl = Field(default=HttpUrl("https://graph.facebook.com"),
-                                    description="tests point this at the Cloud API simulator")
+    graph_base_url: str | None = Field(
+        default=None, min_length=1, max_length=2048,
+        description="admin keys only (403 otherwise): where the Graph API is (the simulator, a proxy); absent: "
+                    "Meta's. Checked by the egress guard (422 `egress_denied`)")
     graph_version: str = Field(default="v21.0", pattern=r"^v[0-9]{1,3}\.[0-9]{1,3}$")
     throughput_per_second: int | None = Field(default=80, ge=1, le=10_000, description="null: no limit")
     pair_burst: int | None = Field(default=45, ge=1, le=10_000, description="null: no pair-rate pacing")
@@ -111,10 +114,12 @@ class PacingIn(BaseModel):
 
 
 class WebhookPolicyIn(BaseModel):
+    """Bounded (storage/outbox.py TENANT_*): at most 20 attempts, at least 0.1 s between them."""
+
     model_config = ConfigDict(extra="forbid")
-    max_attempts: int | None = Field(default=None, ge=1, le=100)
-    base_delay_s: float | None = Field(default=None, gt=0, le=3600)
-    max_delay_s: float | None = Field(default=None, gt=0, le=86_400)
+    max_attempts: int | None = Field(default=None, ge=1, le=TENANT_MAX_ATTEMPTS)
+    base_delay_s: float | None = Field(default=None, ge=TENANT_MIN_DELAY_S, le=3600)
+    max_delay_s: float | None = Field(default=None, ge=TENANT_MIN_DELAY_S, le=TENANT_MAX_DELAY_S)
 
 
 class ReplayIn(BaseModel):
@@ -129,9 +134,11 @@ class ReplayOut(BaseModel):
 
 class DeadLetter(BaseModel):
     event: dict[str, Any]
-    reason: str
+    reason: str = Field(description="our code: `permanent|max_attempts: http_4xx|timeout|connect_error|"
+                                    "egress_denied (...)|no_webhook`")
     attempts: int
-    status_code: int | None = None
+    status_class: str | None = Field(default=None, description="`2xx`..`5xx` of the last answer; never its "
+                                                               "exact code or body")
     ts: float
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import BaseModel, ConfigDict, Field
 
 from wa_ray.ids import ID_PATTERN
 
@@ -68,7 +68,9 @@ class QrOut(BaseModel):
 
 class WebhookConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    url: HttpUrl = Field(description="http(s) URL that receives signed event POSTs")
+    url: str = Field(min_length=1, max_length=2048,
+                     description="http(s) URL that receives signed event POSTs; checked by the egress guard "
+                                 "(422 `egress_denied`: loopback, link-local, private unless WA_EGRESS_ALLOW, ...)")
     secret: str = Field(min_length=16, max_length=256, description="HMAC key for X-Signature; stored encrypted")
 
 

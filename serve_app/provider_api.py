@@ -3,6 +3,8 @@
 `PUT /v1/workspaces/{ws}/provider` replaces the workspace's provider config
 (the access token and app secret are stored encrypted, the verify token as a
 digest); `GET` shows it without secrets, with what new messages take now.
+`cloud.graph_base_url` is Meta's unless an admin key names another (403 for
+other keys), and then it passes the egress guard (422 `egress_denied`).
 A Cloud API number belongs to one workspace: claiming one another workspace
 configured is 409 `number_taken` and changes nothing.
 `PUT /v1/workspaces/{ws}/pacing` overrides the pacing policy field by field
@@ -14,12 +16,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from serve_app.context import AppContext
-from serve_app.deps import ctx, workspace, writable_workspace
+from serve_app.auth import Principal
+from serve_app.deps import caller, ctx, workspace, writable_workspace
+from serve_app.egress_check import allowed_url
 from serve_app.errors import ApiError
 from serve_app.message_models import PacingIn, ProviderIn, ProviderOut
 from serve_app.provider_selector import choose, record_first_choice, selector, snapshot
 from storage.pacing import PacingPolicy, PacingStore
-from storage.providers import CloudCredentials, CloudOptions, NumberTaken, ProviderConfig
+from storage.providers import GRAPH_BASE_URL, CloudCredentials, CloudOptions, NumberTaken, ProviderConfig
 
 router = APIRouter()
 
@@ -30,15 +34,16 @@ def _pacing(c: AppContext) -> PacingStore:
 
 @router.put("/v1/workspaces/{ws}/provider", response_model=ProviderOut)
 async def put_provider(body: ProviderIn, ws: str = Depends(writable_workspace),
-                       c: AppContext = Depends(ctx)) -> ProviderOut:
+                       c: AppContext = Depends(ctx), who: Principal = Depends(caller)) -> ProviderOut:
     cloud = None
     if body.cloud is not None:
         b = body.cloud
+        graph_base_url = await _graph_base_url(c, who, b.graph_base_url)
         options = CloudOptions(throughput_per_second=b.throughput_per_second, pair_burst=b.pair_burst,
                                pair_refill_s=b.pair_refill_s, max_throttle_retries=b.max_throttle_retries,
                                breaker_failures=b.breaker_failures, breaker_cooldown_s=b.breaker_cooldown_s,
                                confirm_s=b.confirm_s, timeout_s=b.timeout_s)
-        cloud = CloudCredentials(b.phone_number_id, b.access_token, b.app_secret, str(b.graph_base_url),
+        cloud = CloudCredentials(b.phone_number_id, b.access_token, b.app_secret, graph_base_url,
                                  b.graph_version, options)
     config = ProviderConfig(body.priority, body.override, body.failover_grace_s, cloud)
     try:
@@ -49,6 +54,16 @@ async def put_provider(body: ProviderIn, ws: str = Depends(writable_workspace),
     described = await _describe(c, ws)
     await record_first_choice(c.redis, ws, described.current)
     return described
+
+
+async def _graph_base_url(c: AppContext, who: Principal, asked: str | None) -> str:
+    """Meta's Graph API unless an admin key names another base URL (the simulator, an operator's proxy): a
+    workspace key may not aim the access token and message traffic at an address of its choice."""
+    if asked is None or asked.rstrip("/") == GRAPH_BASE_URL:
+        return GRAPH_BASE_URL
+    if not who.is_admin:
+        raise ApiError(403, "forbidden", "only an admin key may set cloud.graph_base_url")
+    return await allowed_url(c, asked, "cloud.graph_base_url")
 
 
 @router.get("/v1/workspaces/{ws}/provider", response_model=ProviderOut)

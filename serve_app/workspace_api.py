@@ -7,6 +7,7 @@ from fastapi import APIRouter, Body, Depends, Response
 from serve_app.auth import Principal
 from serve_app.context import AppContext
 from serve_app.deps import caller, ctx, workspace, writable_workspace
+from serve_app.egress_check import allowed_url
 from serve_app.models import (
     ConsoleToken,
     ConsoleTokenRequest,
@@ -34,7 +35,8 @@ async def list_workspaces(who: Principal = Depends(caller), c: AppContext = Depe
             responses=errors(400, 413, 422), summary="Where this workspace's signed webhooks go")
 async def set_webhook(body: WebhookConfig, ws: str = Depends(writable_workspace),
                       c: AppContext = Depends(ctx)) -> Response:
-    await c.webhooks.set(ws, WebhookTarget(str(body.url), body.secret))
+    url = await allowed_url(c, body.url, "url")  # checked as given: the string stored is the string sent to
+    await c.webhooks.set(ws, WebhookTarget(url, body.secret))
     return Response(status_code=204)
 
 

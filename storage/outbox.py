@@ -45,6 +45,13 @@ return moved
 """
 
 
+# What a workspace may ask for (the operator's defaults, WA_WEBHOOK_*, are not bounded by these): a tenant
+# cannot turn the dispatcher into a fast, endless hammer against its endpoint.
+TENANT_MAX_ATTEMPTS = 20
+TENANT_MIN_DELAY_S = 0.1
+TENANT_MAX_DELAY_S = 86_400.0
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     max_attempts: int = 8
@@ -56,6 +63,10 @@ class RetryPolicy:
         return cls(config.webhook_max_attempts, config.webhook_base_delay_s, config.webhook_max_delay_s)
 
 
+def _clamp(delay_s: float) -> float:
+    return min(max(delay_s, TENANT_MIN_DELAY_S), TENANT_MAX_DELAY_S)
+
+
 class Outbox:
     def __init__(self, redis: aioredis.Redis, default: RetryPolicy) -> None:
         self._redis = redis
@@ -65,9 +76,11 @@ class Outbox:
     async def policy(self, ws: str) -> RetryPolicy:
         raw = await self._redis.hgetall(keys.webhook_policy(ws))
         d = self._default
-        return RetryPolicy(int(raw.get("max_attempts") or d.max_attempts),
-                           float(raw.get("base_delay_s") or d.base_delay_s),
-                           float(raw.get("max_delay_s") or d.max_delay_s))
+        # a stored override is clamped to the tenant bounds on read too (it may predate them)
+        return RetryPolicy(
+            min(int(raw["max_attempts"]), TENANT_MAX_ATTEMPTS) if raw.get("max_attempts") else d.max_attempts,
+            _clamp(float(raw["base_delay_s"])) if raw.get("base_delay_s") else d.base_delay_s,
+            _clamp(float(raw["max_delay_s"])) if raw.get("max_delay_s") else d.max_delay_s)
 
     async def set_policy(self, ws: str, overrides: dict[str, Any]) -> RetryPolicy:
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -98,8 +111,9 @@ class Outbox:
             await pipe.execute()
 
     async def dead_letter(self, ws: str, event: dict[str, Any], reason: str, attempts: int,
-                          status_code: int | None) -> None:
-        record = {"event": event, "reason": reason, "attempts": attempts, "status_code": status_code,
+                          status_class: str | None) -> None:
+        """`reason` and `status_class` are our words only (the tenant's endpoint is never quoted)."""
+        record = {"event": event, "reason": reason, "attempts": attempts, "status_class": status_class,
                   "ts": time.time()}
         await self._redis.rpush(keys.dead_letters(ws), orjson.dumps(record).decode())
 

@@ -30,6 +30,7 @@ from storage.messages import WEBJS
 from storage.registry import SessionRegistry
 
 DEFAULT_GRAPH_VERSION = "v21.0"
+GRAPH_BASE_URL = "https://graph.facebook.com"  # Meta's; another base URL is an admin's choice (provider_api.py)
 # Session states that will not come back by themselves: their queue moves to the Cloud API at once.
 GONE_STATES = frozenset({"logged_out", "blocked", "failed", "stopped"})
 
@@ -117,7 +118,7 @@ class CloudCredentials:
     phone_number_id: str
     access_token: str
     app_secret: str
-    graph_base_url: str = "https://graph.facebook.com"
+    graph_base_url: str = GRAPH_BASE_URL
     graph_version: str = DEFAULT_GRAPH_VERSION
     options: CloudOptions = field(default_factory=CloudOptions)
 

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from wa_ray.egress import split_allow
 from wa_ray.runtime import CHROMIUM_FLAGS, RuntimeConfig, default_chromium
 
 __all__ = ["CHROMIUM_FLAGS", "RuntimeConfig", "Settings", "default_chromium"]
@@ -64,6 +65,11 @@ class Settings(BaseSettings):
     # `max_streams` overrides the latter)
     streams_per_token: int = 5
     streams_per_key: int = 50
+    # Egress (wa_ray/egress.py): WA_EGRESS_ALLOW, comma-separated CIDRs and host names that tenants' webhook and
+    # Cloud API URLs may reach besides public addresses (a backend on a private network; loopback only by CIDR).
+    # WA_EGRESS_DNS=false: tenant-named hosts are never looked up, only IP literals pass (hermetic test rigs).
+    egress_allow: str = ""
+    egress_dns: bool = True
 
     def key_file(self) -> Path | None:
         """The key file processes read, or None when WA_MASTER_KEY (each process's environment) wins."""
@@ -85,4 +91,5 @@ class Settings(BaseSettings):
             pacing_per_hour=self.pacing_per_hour, typing_delay=self.typing_delay,
             provider_cache_ttl_s=self.provider_cache_ttl_s,
             streams_per_token=self.streams_per_token, streams_per_key=self.streams_per_key,
+            http_port=self.http_port, egress_allow=split_allow(self.egress_allow), egress_dns=self.egress_dns,
         )

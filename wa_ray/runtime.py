@@ -113,4 +113,7 @@ class RuntimeConfig:
     provider_cache_ttl_s: float = 1.0
     streams_per_token: int = 5  # concurrent SSE streams per token
     streams_per_key: int = 50  # ... per key with all its tokens (ApiKey.max_streams overrides)
+    http_port: int = 8000  # the service's own HTTP port: never an egress destination (wa_ray/egress.py)
+    egress_allow: tuple[str, ...] = ()  # WA_EGRESS_ALLOW: CIDRs and host names tenants' URLs may reach
+    egress_dns: bool = True  # WA_EGRESS_DNS=false: tenant-named hosts are never looked up (IP literals only)
     chromium_flags: tuple[str, ...] = field(default=CHROMIUM_FLAGS)

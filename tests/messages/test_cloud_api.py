@@ -6,6 +6,9 @@ import pytest
 
 from actors.cloud_api import RETRYABLE, CloudApiClient, Failure, classify, parse
 from storage.providers import CloudCredentials, CloudOptions
+from wa_ray.egress import EgressGuard, EgressPolicy, no_dns_resolver
+
+LOOPBACK_ALLOWED = EgressGuard(EgressPolicy.parse(["127.0.0.0/8"]), no_dns_resolver)  # the simulator's address
 
 PNID = "700100"
 TOKEN = "tok-adapter"
@@ -14,7 +17,7 @@ TOKEN = "tok-adapter"
 @pytest.fixture
 async def client(cloud_sim):
     cloud_sim.control.register_phone_number(PNID, TOKEN)
-    c = CloudApiClient(max_connections=4)
+    c = CloudApiClient(LOOPBACK_ALLOWED, max_connections=4)
     yield c
     await c.close()
     cloud_sim.control.set_outage("off")
@@ -56,7 +59,8 @@ async def test_errors_are_classified_by_code(cloud_sim, client) -> None:
     cloud_sim.control.set_outage("error")
     down = await client.send_text(c, "15557770006", "c", "m")
     assert (down.failure, down.code, down.http_status) == (Failure.PROVIDER_DOWN, 2, 503)
-    assert "cloud_api (#2)" in down.reason()
+    assert down.reason() == "cloud_api (#2): Meta service temporarily unavailable"
+    assert window.reason() == "cloud_api (#131047): more than 24 hours since the customer's last message"
 
 
 async def test_probe_sends_nothing_and_tells_up_from_down(cloud_sim, client) -> None:
@@ -75,7 +79,7 @@ async def test_a_hanging_api_is_an_unknown_outcome(cloud_sim, client) -> None:
 
 
 async def test_unreachable_api_is_provider_down_not_unknown() -> None:
-    c = CloudApiClient()
+    c = CloudApiClient(LOOPBACK_ALLOWED)
     try:
         dead = CloudCredentials(PNID, TOKEN, "s", "http://127.0.0.1:9", "v21.0", CloudOptions(timeout_s=1))
         assert (await c.send_text(dead, "15557770008", "x", "m")).failure is Failure.PROVIDER_DOWN
@@ -90,3 +94,24 @@ def test_classification_table() -> None:
     assert classify(None, 502) is Failure.PROVIDER_DOWN and classify(999999, 400) is Failure.REJECTED
     assert RETRYABLE == {Failure.THROTTLED, Failure.PAIR_LIMITED}
     assert parse(502, b"<html>bad gateway</html>").failure is Failure.PROVIDER_DOWN
+
+
+def test_failure_reasons_never_carry_the_answer_text() -> None:
+    """The code is Meta's contract; the message and details are whatever answered, and stay out."""
+    body = b'{"error": {"message": "REFLECTED-MESSAGE", "code": 131047, "error_data": {"details": "REFLECTED"}}}'
+    assert parse(400, body).reason() == "cloud_api (#131047): more than 24 hours since the customer's last message"
+    unknown = parse(418, b'{"error": {"message": "REFLECTED-MESSAGE", "code": 987654}}')
+    assert unknown.reason() == "cloud_api (#987654): rejected, HTTP 4xx"
+    assert parse(502, b"<html>REFLECTED</html>").reason() == "cloud_api: HTTP 5xx"
+    huge = parse(400, b'{"error": {"code": "12345678901234567890"}}')
+    assert huge.code is None and "REFLECTED" not in huge.reason()
+
+
+async def test_a_denied_base_url_sends_nothing_and_says_why_in_our_words() -> None:
+    c = CloudApiClient(EgressGuard(EgressPolicy(), no_dns_resolver))
+    try:
+        for base in ("http://127.0.0.1:9", "http://169.254.169.254", "http://metadata.google.internal"):
+            result = await c.send_text(CloudCredentials(PNID, TOKEN, "s", base, "v21.0"), "15557770009", "x", "m")
+            assert result.failure is Failure.PROVIDER_DOWN and result.reason().startswith("cloud_api: egress_denied (")
+    finally:
+        await c.close()

@@ -53,10 +53,12 @@ async def test_retries_dead_letters_replay_and_a_dispatcher_crash(api, service) 
             letters = (await api.get(f"/v1/workspaces/{WS}/webhook/dead-letters")).json()
             assert letters["total"] == 2
             by_id = {i["event"]["id"]: i for i in letters["items"]}
-            assert (by_id[gone]["attempts"], by_id[gone]["status_code"]) == (1, 404)
-            assert by_id[gone]["reason"].startswith("permanent")
-            assert (by_id[dead]["attempts"], by_id[dead]["status_code"]) == (3, 500)
-            assert by_id[dead]["reason"].startswith("max_attempts")
+            # the endpoint's answer is reported as its class and our code only, never the exact status
+            assert (by_id[gone]["attempts"], by_id[gone]["status_class"], by_id[gone]["reason"]) == (
+                1, "4xx", "permanent: http_4xx")
+            assert (by_id[dead]["attempts"], by_id[dead]["status_class"], by_id[dead]["reason"]) == (
+                3, "5xx", "max_attempts: http_5xx")
+            assert "status_code" not in by_id[gone]
 
             # replay: the same event, same id, same bytes; a receiver drops what it has seen by X-Event-Id
             replayed = await api.post(f"/v1/workspaces/{WS}/webhook/dead-letters/replay", json={"event_ids": [gone]})
