@@ -23,10 +23,12 @@ from wa_ray.egress import (
     IPAddress,
     OwnListeners,
     Verdict,
+    literal_address,
     no_dns_resolver,
     split_allow,
 )
-from wa_ray.egress_http import GuardedClient, status_class
+from wa_ray.egress_http import GuardedClient, guard_for, own_listeners, status_class
+from wa_ray.runtime import RuntimeConfig
 
 PUBLIC = "93.184.216.34"  # never connected to: only ever a resolver's answer in a decision
 
@@ -188,6 +190,30 @@ async def test_loopback_only_by_cidr_and_never_our_own_listeners() -> None:
         expected = Verdict.UNSPECIFIED if "0.0.0.0" in url else Verdict.OWN_LISTENER
         assert await verdict(g, url) is expected, url
     assert await verdict(g, "http://10.0.0.6:6379/") is None  # another host's Redis is the operator's business
+
+
+async def test_legacy_literals_reaching_the_connect_step_are_still_classified() -> None:
+    """httpx refuses octal hosts in a URL; the connect step classifies them anyway (inet_aton semantics)."""
+    g = guard(allow="127.0.0.0/8", own=OwnListeners(frozenset({6379})))
+    assert literal_address("0177.0.0.1") == ipaddress.ip_address("127.0.0.1")
+    assert literal_address("0x7f.1") == ipaddress.ip_address("127.0.0.1")
+    assert literal_address("backend.example") is None and literal_address("1.2.3.4.5") is None
+    with pytest.raises(EgressDenied) as denied:
+        await g.addresses("0177.0.0.1", 6379)
+    assert denied.value.verdict is Verdict.OWN_LISTENER
+    assert g._resolve.asked == []  # type: ignore[attr-defined]
+
+
+def test_the_service_lists_its_own_listeners() -> None:
+    config = RuntimeConfig(redis_url="redis://:pw@127.0.0.1:41999/0", web_url="http://127.0.0.1:9", data_dir="/x",
+                           http_port=41888, egress_allow=("127.0.0.0/8",))
+    own = own_listeners(config)
+    assert {41888, 41999, 6379, 8265, 10001, 52365} <= own.ports
+    assert ipaddress.ip_address("127.0.0.1") in own.hosts  # this host's interfaces
+    g = guard_for(config)
+    assert g.policy.own == own and [str(n) for n in g.policy.networks] == ["127.0.0.0/8"]
+    assert own.covers(ipaddress.ip_address("127.0.0.1"), 41999) and not own.covers(
+        ipaddress.ip_address("127.0.0.1"), 41998)
 
 
 def test_allow_list_parsing() -> None:
