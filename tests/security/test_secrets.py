@@ -77,7 +77,7 @@ async def test_the_live_service_keeps_the_key_out_of_ray_and_redis(service, live
     password."""
     (key,) = load_master_keys(service.config)
     password = (service.settings.data_dir / "redis" / "password").read_text().strip()
-    import cloudpickle
+    from ray import cloudpickle
 
     assert key.b64().encode() not in cloudpickle.dumps(service.config)
     needles = [key.b64().encode(), key.key, base64.b64encode(key.key).decode().encode(), password.encode()]
