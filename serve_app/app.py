@@ -40,7 +40,10 @@ def build_app(context: AppContext) -> FastAPI:
         yield
         await context.hub.close()
 
-    api = FastAPI(title="wa-ray", version="0.1.0", default_response_class=JSONResponse, lifespan=lifespan)
+    # redirect_slashes off: Starlette builds that redirect's Location from the Host header, which the
+    # caller chooses (an open redirect); a path with a stray slash is a plain 404
+    api = FastAPI(title="wa-ray", version="0.1.0", default_response_class=JSONResponse, lifespan=lifespan,
+                  redirect_slashes=False)
     errors.install(api)
     openapi.install(api)
     api.state.ctx = context

@@ -1,7 +1,10 @@
 """One error shape for every failure: {"error": {"code", "message", "details"}}.
 
 Bad input is never a 500: malformed JSON is 400 `malformed_json`, a body that
-does not fit the model is 422 `validation_error`, an unknown route 404. Redis
+does not fit the model is 422 `validation_error`, an unknown route 404. A 422
+never echoes what it rejects: its `details.errors` keep the location of a known
+field and the rule it broke, never an input value, and an unknown field is
+reported at its parent's location without its name. Redis
 out of reach (connection refused or dropped, a command timed out, no connection
 free in the pool) is 503 `store_unavailable` with Retry-After, never a 500: the
 request may be retried; a POST /messages retried with its Idempotency-Key gets
@@ -13,6 +16,7 @@ id so the log line can be found) and never echoes internals.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
@@ -47,6 +51,29 @@ def error_response(status: int, code: str, message: str, details: dict[str, Any]
     return JSONResponse(error_body(code, message, details), status, headers=headers)
 
 
+_LOC_PART = re.compile(r"^[A-Za-z0-9_.\-\[\], ]{1,64}$")
+_OWN_MESSAGE = frozenset({"value_error", "assertion_error"})  # validators' own texts may quote the input
+
+
+def validation_error(e: Any) -> dict[str, Any]:
+    """One pydantic error as the API shows it, without anything the caller sent.
+
+    `extra_forbidden` carries the unknown field's name as the last `loc` part: dropped (the error
+    points at the object that has it). Any other `loc` part that is not a plain ASCII name is masked.
+    A message that quotes the input is replaced by a generic one."""
+    kind = str(e.get("type"))
+    loc = list(e.get("loc", ()))
+    if kind == "extra_forbidden" and loc:
+        loc = loc[:-1]
+    parts = [p if isinstance(p, int) else (str(p) if _LOC_PART.fullmatch(str(p)) else "*") for p in loc]
+    message, given = str(e.get("msg")), e.get("input")
+    if kind in _OWN_MESSAGE or (isinstance(given, str) and len(given) >= 3 and given in message):
+        message = "value is not valid"
+    if kind == "extra_forbidden":
+        message = "unknown field"
+    return {"loc": [str(p) for p in parts], "msg": message, "type": kind}
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_r: Request, exc: ApiError) -> JSONResponse:
@@ -54,8 +81,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_r: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg")), "type": str(e.get("type"))}
-                  for e in exc.errors()]
+        errors = [validation_error(e) for e in exc.errors()]
         if any(e["type"] == "json_invalid" for e in errors):
             return error_response(400, "malformed_json", "request body is not valid JSON",
                                   {"errors": [e for e in errors if e["type"] == "json_invalid"]})

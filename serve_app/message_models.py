@@ -1,20 +1,28 @@
-"""Request and response models of the message pipeline's routes (messages, provider, pacing, webhooks)."""
+"""Request and response models of the message pipeline's routes (messages, provider, pacing, webhooks).
+
+Input models forbid unknown fields and NaN/Infinity, bound every number, and match ids with ASCII
+classes only (`[0-9]`, never `\\d`: pydantic's and Python's `\\d` take any script's digits).
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from storage.outbox import TENANT_MAX_ATTEMPTS, TENANT_MAX_DELAY_S, TENANT_MIN_DELAY_S
+from storage.pacing import FLOAT_LIMITS, INT_LIMITS, MAX_STEPS, STEP_GAP_LIMITS, STEP_RATE_LIMITS
 from wa_ray.ids import ID_PATTERN, PHONE_PATTERN
+
+STRICT_INPUT = ConfigDict(extra="forbid", allow_inf_nan=False)
+STREAM_ID_PATTERN = r"^[0-9]{1,20}-[0-9]{1,20}$"
 
 Priority = Literal["urgent", "high", "normal", "bulk"]
 Provider = Literal["webjs", "meta"]
 
 
 class SendMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_INPUT
     to: str = Field(pattern=PHONE_PATTERN, description="recipient, E.164 digits without '+'")
     text: str = Field(min_length=1, max_length=4096)
     session_id: str | None = Field(default=None, pattern=ID_PATTERN,
@@ -56,7 +64,7 @@ class MessageOut(BaseModel):
 
 
 class CloudApiIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_INPUT
     phone_number_id: str = Field(pattern=r"^[0-9]{1,32}$")
     access_token: str = Field(min_length=1, max_length=1024, description="stored encrypted")
     app_secret: str = Field(min_length=1, max_length=256, description="checks X-Hub-Signature-256; stored encrypted")
@@ -78,7 +86,7 @@ class CloudApiIn(BaseModel):
 
 
 class ProviderIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_INPUT
     priority: Provider = "webjs"
     override: Provider | None = Field(default=None, description="force one provider whatever its health")
     failover_grace_s: float = Field(default=15.0, ge=0, le=86_400,
@@ -98,33 +106,50 @@ class ProviderOut(BaseModel):
     breaker: dict[str, Any]
 
 
+def _float(name: str) -> Any:
+    low, high = FLOAT_LIMITS[name]
+    return Field(default=None, ge=low, le=high)
+
+
+def _int(name: str) -> Any:
+    low, high = INT_LIMITS[name]
+    return Field(default=None, ge=low, le=high)
+
+
+StepRate = Annotated[int, Field(ge=STEP_RATE_LIMITS[0], le=STEP_RATE_LIMITS[1])]
+StepGap = Annotated[float, Field(ge=STEP_GAP_LIMITS[0], le=STEP_GAP_LIMITS[1])]
+
+
 class PacingIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """The bounds are storage/pacing.py's, which also drops a stored value outside them on read."""
+
+    model_config = STRICT_INPUT
     enabled: bool | None = None
-    steps: list[tuple[int, float]] | None = Field(
-        default=None, description="[[up to N sends/min, gap s], ...]; above the last step `above_s`")
-    above_s: float | None = Field(default=None, ge=0, le=600)
-    per_minute: int | None = Field(default=None, ge=1, le=10_000)
-    per_hour: int | None = Field(default=None, ge=1, le=1_000_000)
+    steps: list[tuple[StepRate, StepGap]] | None = Field(
+        default=None, max_length=MAX_STEPS,
+        description="[[up to N sends/min, gap s], ...]; above the last step `above_s`")
+    above_s: float | None = _float("above_s")
+    per_minute: int | None = _int("per_minute")
+    per_hour: int | None = _int("per_hour")
     typing: bool | None = None
-    typing_per_char_s: float | None = Field(default=None, ge=0, le=5)
-    typing_min_s: float | None = Field(default=None, ge=0, le=60)
-    typing_max_s: float | None = Field(default=None, ge=0, le=60)
-    typing_jitter: float | None = Field(default=None, ge=0, le=1)
+    typing_per_char_s: float | None = _float("typing_per_char_s")
+    typing_min_s: float | None = _float("typing_min_s")
+    typing_max_s: float | None = _float("typing_max_s")
+    typing_jitter: float | None = _float("typing_jitter")
 
 
 class WebhookPolicyIn(BaseModel):
     """Bounded (storage/outbox.py TENANT_*): at most 20 attempts, at least 0.1 s between them."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_INPUT
     max_attempts: int | None = Field(default=None, ge=1, le=TENANT_MAX_ATTEMPTS)
     base_delay_s: float | None = Field(default=None, ge=TENANT_MIN_DELAY_S, le=3600)
     max_delay_s: float | None = Field(default=None, ge=TENANT_MIN_DELAY_S, le=TENANT_MAX_DELAY_S)
 
 
 class ReplayIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    event_ids: list[str] | None = Field(default=None, max_length=10_000,
+    model_config = STRICT_INPUT
+    event_ids: list[Annotated[str, Field(pattern=STREAM_ID_PATTERN)]] | None = Field(default=None, max_length=10_000,
                                         description="replay only these; all dead letters when absent")
 
 

@@ -96,8 +96,9 @@ class RequestContext:
 
     The entry is written before the response's last byte is sent, so a caller who saw the
     outcome can find it in the audit stream. `who` comes from the principal the auth
-    dependency stored in the request state; a call refused before that is recorded as
-    anonymous with the key id it claimed.
+    dependency stored in the request state. A call refused before that (no credential, a
+    bad signature) is anonymous: it is recorded, with the key id it claimed, in the capped
+    stream of its own (storage/audit.py), so anonymous traffic cannot push real entries out.
     """
 
     def __init__(self, app: ASGIApp, audit: AuditLog) -> None:
@@ -158,6 +159,6 @@ class RequestContext:
             params=params or None,
         )
         try:
-            await self.audit.record(entry)
+            await (self.audit.record(entry) if principal else self.audit.record_anonymous(entry))
         except Exception:  # the call itself succeeded or failed already; losing Redis must not hide that
             log.exception("audit write failed for request %s", request_id)

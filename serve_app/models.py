@@ -134,7 +134,7 @@ class AuditRecord(BaseModel):
     path: str
     workspace_id: str | None = None
     status: int
-    outcome: Literal["ok", "denied", "rate_limited", "rejected", "error"]
+    outcome: Literal["ok", "denied", "rate_limited", "rejected", "error", "shed"]
     request_id: str
     client: str | None = None
     claimed_key: str | None = None
@@ -159,6 +159,7 @@ class Check(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: Literal["ready", "not_ready"]
-    checks: dict[str, Check]
-    reasons: list[str]
+    ready: bool
+    status: Literal["ready", "not_ready"] | None = Field(default=None, description="operators only")
+    checks: dict[str, Check] | None = Field(default=None, description="operators only")
+    reasons: list[str] | None = Field(default=None, description="operators only")

@@ -1,4 +1,4 @@
-"""The audit stream: one entry per mutating call (who, what, when, outcome).
+"""The audit stream: one entry per authenticated mutating call (who, what, when, outcome).
 
 A Redis stream, so entries are ordered, ids are timestamps, and any replica
 can append. Bodies are never recorded (they carry webhook secrets and message
@@ -8,6 +8,11 @@ text); the route, its path parameters and the outcome are.
 calls are written together (storage/batch.py: whatever arrived while the
 previous batch was on the wire goes in one pipeline), so at a few hundred
 requests per second the audit costs a share of a round trip, not one per call.
+
+A call refused before its caller was authenticated (no credential, a bad
+signature, a replayed nonce) goes to a stream of its own, capped much lower:
+anyone can send those, so they must never push the real entries out of the
+main stream's window.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from storage import keys
 from storage.batch import Batcher
 
 MAX_ENTRIES = 200_000  # approximate cap; older entries fall off
-_STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+MAX_ANONYMOUS_ENTRIES = 10_000
+_STREAM_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")  # ASCII digits: int() would take any script's
 _MAX = 2**64
 
 
@@ -67,9 +73,17 @@ class AuditLog:
         return await self._batch.xadd(keys.audit(), {"e": orjson.dumps(entry).decode()}, maxlen=MAX_ENTRIES,
                                       approximate=True)
 
+    async def record_anonymous(self, entry: AuditEntry) -> str:
+        """Append a call refused before authentication to its own capped stream."""
+        return await self._batch.xadd(keys.audit_anonymous(), {"e": orjson.dumps(entry).decode()},
+                                      maxlen=MAX_ANONYMOUS_ENTRIES, approximate=True)
+
     async def page(self, *, before: str | None = None, limit: int = 100, workspace_id: str | None = None,
-                   who: str | None = None, scan_limit: int = 5000) -> tuple[list[dict[str, Any]], str | None]:
+                   who: str | None = None, scan_limit: int = 5000,
+                   anonymous: bool = False) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first. Returns (entries, cursor for the next older page or None).
+
+        `anonymous` pages the stream of calls refused before authentication instead.
 
         Filters are applied over at most `scan_limit` entries per call so a filter that matches
         nothing cannot turn one request into a full scan of the stream.
@@ -77,10 +91,11 @@ class AuditLog:
         end = _before(before) if before else "+"
         if end is None:
             return [], None  # nothing is older than the first possible id
+        stream = keys.audit_anonymous() if anonymous else keys.audit()
         out: list[dict[str, Any]] = []
         scanned, cursor = 0, None
         while len(out) < limit and scanned < scan_limit:
-            batch = await self._redis.xrevrange(keys.audit(), max=end, min="-", count=min(500, scan_limit - scanned))
+            batch = await self._redis.xrevrange(stream, max=end, min="-", count=min(500, scan_limit - scanned))
             if not batch:
                 return out, None
             for entry_id, fields in batch:

@@ -19,6 +19,7 @@ Those buckets are in-process in the one cloud sender.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -36,6 +37,47 @@ SEED_STEPS: tuple[tuple[int, float], ...] = ((5, 0.0), (10, 1.0), (15, 2.0), (20
 SEED_ABOVE_S = 5.0
 OVERRIDABLE = ("enabled", "steps", "above_s", "per_minute", "per_hour", "typing", "typing_per_char_s",
                "typing_min_s", "typing_max_s", "typing_jitter")
+# What an override may be: every number finite and inside these bounds. PUT /pacing refuses anything
+# else (serve_app/message_models.py uses these), and a stored value outside them is dropped on read,
+# so neither GET nor a sender ever meets a NaN, an infinity or a 2^80.
+BOOLS = frozenset({"enabled", "typing"})
+INT_LIMITS: dict[str, tuple[int, int]] = {"per_minute": (1, 10_000), "per_hour": (1, 1_000_000)}
+FLOAT_LIMITS: dict[str, tuple[float, float]] = {"above_s": (0.0, 600.0), "typing_per_char_s": (0.0, 5.0),
+                                               "typing_min_s": (0.0, 60.0), "typing_max_s": (0.0, 60.0),
+                                               "typing_jitter": (0.0, 1.0)}
+STEP_RATE_LIMITS: tuple[int, int] = (1, 10_000)  # sends a minute up to which a step applies
+STEP_GAP_LIMITS: tuple[float, float] = (0.0, 600.0)  # its gap in seconds
+MAX_STEPS = 20
+
+
+def _int_in(value: Any, bounds: tuple[int, int]) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and bounds[0] <= value <= bounds[1]
+
+
+def _float_in(value: Any, bounds: tuple[float, float]) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+            and bounds[0] <= value <= bounds[1])
+
+
+def _valid(name: str, value: Any) -> bool:
+    if name in BOOLS:
+        return isinstance(value, bool)
+    if name in INT_LIMITS:
+        return _int_in(value, INT_LIMITS[name])
+    if name in FLOAT_LIMITS:
+        return _float_in(value, FLOAT_LIMITS[name])
+    if name == "steps":
+        return (isinstance(value, list | tuple) and len(value) <= MAX_STEPS
+                and all(isinstance(s, list | tuple) and len(s) == 2 and _int_in(s[0], STEP_RATE_LIMITS)
+                        and _float_in(s[1], STEP_GAP_LIMITS) for s in value))
+    return False
+
+
+def clean_overrides(raw: Any) -> dict[str, Any]:
+    """The valid overrides in `raw` (anything: it may come from Redis); each invalid field is dropped."""
+    if not isinstance(raw, dict):
+        return {}
+    return {k: v for k, v in raw.items() if k in OVERRIDABLE and v is not None and _valid(k, v)}
 
 
 @dataclass(frozen=True)
@@ -72,7 +114,7 @@ class PacingPolicy:
         return base * (rng or random).uniform(1 - self.typing_jitter, 1 + self.typing_jitter)
 
     def with_overrides(self, overrides: dict[str, Any]) -> PacingPolicy:
-        clean = {k: v for k, v in overrides.items() if k in OVERRIDABLE and v is not None}
+        clean = clean_overrides(overrides)
         if "steps" in clean:
             clean["steps"] = tuple((int(n), float(s)) for n, s in clean["steps"])
         return replace(self, **clean)
@@ -130,20 +172,25 @@ class PacingStore:
         hit = self._cache.get(ws)
         if hit and hit[0] > time.monotonic():
             return hit[1]
-        raw = await self._redis.get(keys.pacing(ws))
-        policy = self._default.with_overrides(orjson.loads(raw)) if raw else self._default
+        policy = self._default.with_overrides(await self.overrides(ws))
         self._cache[ws] = (time.monotonic() + self._ttl, policy)
         return policy
 
     async def set_overrides(self, ws: str, overrides: dict[str, Any]) -> PacingPolicy:
-        clean = {k: v for k, v in overrides.items() if k in OVERRIDABLE and v is not None}
+        clean = clean_overrides(overrides)
         await self._redis.set(keys.pacing(ws), orjson.dumps(clean))
         self._cache.pop(ws, None)
         return self._default.with_overrides(clean)
 
     async def overrides(self, ws: str) -> dict[str, Any]:
+        """The stored overrides that are valid; a stored value that is not (or JSON that is not) is ignored."""
         raw = await self._redis.get(keys.pacing(ws))
-        return orjson.loads(raw) if raw else {}
+        if not raw:
+            return {}
+        try:
+            return clean_overrides(orjson.loads(raw))
+        except orjson.JSONDecodeError:
+            return {}
 
     async def window(self, ws: str, sid: str) -> Window:
         now = time.time()

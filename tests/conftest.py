@@ -18,6 +18,9 @@ from wa_ray.signing import HmacAuth
 
 ADMIN_KEY_ID = "test-admin"
 EGRESS_ALLOW = "127.0.0.0/8,::1"
+# WA_METRICS_TOKEN of the test service: Prometheus' credential for /metrics and the details of /readyz
+METRICS_TOKEN = secrets.token_urlsafe(32)
+OPERATOR = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +57,7 @@ def service(web_sim, admin_secret: str, tmp_path_factory: pytest.TempPathFactory
     settings = Settings(
         data_dir=data_dir, http_port=free_port(), web_url=web_sim.url + "/", redis_url=None,
         api_key_id=ADMIN_KEY_ID, api_key_secret=admin_secret, webhook_base_delay_s=0.2,
+        metrics_token=METRICS_TOKEN,
         # the webhook receivers and the Cloud API simulator are loopback listeners the tests own; the service's
         # own ports stay denied (wa_ray/egress.py), and no tenant-named host is ever looked up in DNS
         egress_allow=EGRESS_ALLOW, egress_dns=False,

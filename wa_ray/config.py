@@ -7,6 +7,7 @@ of whichever process happened to start them.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Literal
 
@@ -61,6 +62,9 @@ class Settings(BaseSettings):
     provider_cache_ttl_s: float = 1.0  # how long an ingress replica reuses a workspace's provider decision
     api_key_id: str | None = None  # bootstrap admin key (created at start when both are set; never over a revoked id)
     api_key_secret: str | None = None
+    # WA_METRICS_TOKEN: bearer token Prometheus presents for /metrics and the details of /readyz (admin-signed
+    # requests work too); unset: only admin-signed requests. Only its SHA-256 reaches the processes.
+    metrics_token: str | None = Field(default=None, min_length=32, max_length=256)
     # concurrent SSE streams (over them: 429): per token, and per key with its tokens (a key's
     # `max_streams` overrides the latter)
     streams_per_token: int = 5
@@ -90,6 +94,8 @@ class Settings(BaseSettings):
             webhook_timeout_s=self.webhook_timeout_s, pacing=self.pacing, pacing_per_minute=self.pacing_per_minute,
             pacing_per_hour=self.pacing_per_hour, typing_delay=self.typing_delay,
             provider_cache_ttl_s=self.provider_cache_ttl_s,
+            metrics_token_sha256=(hashlib.sha256(self.metrics_token.encode()).hexdigest()
+                                  if self.metrics_token else None),
             streams_per_token=self.streams_per_token, streams_per_key=self.streams_per_key,
             http_port=self.http_port, egress_allow=split_allow(self.egress_allow), egress_dns=self.egress_dns,
         )

@@ -111,6 +111,7 @@ class RuntimeConfig:
     pacing_per_hour: int = 1000
     typing_delay: bool = True
     provider_cache_ttl_s: float = 1.0
+    metrics_token_sha256: str | None = None  # of WA_METRICS_TOKEN (serve_app/ops_api.py); never the token
     streams_per_token: int = 5  # concurrent SSE streams per token
     streams_per_key: int = 50  # ... per key with all its tokens (ApiKey.max_streams overrides)
     http_port: int = 8000  # the service's own HTTP port: never an egress destination (wa_ray/egress.py)

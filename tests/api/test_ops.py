@@ -13,6 +13,7 @@ from serve_app.app import build_app
 from serve_app.context import AppContext
 from storage import keys
 from storage.events import EventLog
+from tests.conftest import OPERATOR
 from wa_ray.events import Event
 
 pytestmark = pytest.mark.asyncio
@@ -30,12 +31,13 @@ def sample(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-async def test_health_and_readiness(raw) -> None:
+async def test_health_and_readiness(raw, api) -> None:
     assert (await raw.get("/healthz")).json() == {"status": "ok"}
-    ready = await raw.get("/readyz")
-    assert ready.status_code == 200, ready.text
+    assert (await raw.get("/readyz")).json() == {"ready": True}  # the details are an operator's
+    for ready in (await raw.get("/readyz", headers=OPERATOR), await api.get("/readyz")):
+        assert ready.status_code == 200, ready.text
     body = ready.json()
-    assert body["status"] == "ready" and body["reasons"] == []
+    assert body["ready"] is True and body["status"] == "ready" and body["reasons"] == []
     assert set(body["checks"]) == {"redis", "ray", "supervisor", "browser_host"}
     assert "reachable" in body["checks"]["browser_host"]["detail"]
 
@@ -49,8 +51,10 @@ async def test_not_ready_names_the_reason(service) -> None:
     config = replace(service.config, redis_url=f"redis://127.0.0.1:{free_port()}/0")
     app = build_app(AppContext.build(config))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-        r = await client.get("/readyz")
+        r = await client.get("/readyz", headers=OPERATOR)
+        anonymous = await client.get("/readyz")
         assert (await client.get("/healthz")).status_code == 200  # alive, just not ready
+    assert (anonymous.status_code, anonymous.json()) == (503, {"ready": False})
     assert r.status_code == 503
     assert r.json()["status"] == "not_ready"
     assert [reason.split(":")[0] for reason in r.json()["reasons"]] == ["redis"]
@@ -67,7 +71,7 @@ async def test_metrics_follow_a_session_and_a_message(service, api, raw, unique_
         sent = await api.post(f"/v1/workspaces/{unique_ws}/messages",
                               json={"session_id": "m1", "to": "15550999", "text": "waits for a link"})
         assert sent.status_code == 202, sent.text
-        metrics = await raw.get("/metrics")
+        metrics = await raw.get("/metrics", headers=OPERATOR)
         assert metrics.status_code == 200
         assert metrics.headers["content-type"].startswith("text/plain")
         text = metrics.text
@@ -96,13 +100,13 @@ async def test_metrics_count_each_event_once_across_concurrent_scrapes(raw, live
     kind = f"test.once.{unique_ws}"
     for _ in range(7):
         await log.publish(Event(kind, unique_ws, None, {}))
-    before = (await raw.get("/metrics")).text  # folds the seven (and anything else pending)
+    before = (await raw.get("/metrics", headers=OPERATOR)).text  # folds the seven (and anything else pending)
     assert sample(before, "wa_events_total", type=kind) == 7
     for _ in range(5):
         await log.publish(Event(kind, unique_ws, None, {}))
-    scrapes = await asyncio.gather(*(raw.get("/metrics") for _ in range(3)))
+    scrapes = await asyncio.gather(*(raw.get("/metrics", headers=OPERATOR) for _ in range(3)))
     assert all(s.status_code == 200 for s in scrapes)
-    assert sample((await raw.get("/metrics")).text, "wa_events_total", type=kind) == 12
+    assert sample((await raw.get("/metrics", headers=OPERATOR)).text, "wa_events_total", type=kind) == 12
     # the synthetic session took 1.5 s from start to QR: it sits in the (1, 2] bucket
     assert sample(before, "wa_qr_generation_seconds_bucket", le="2") - sample(
         before, "wa_qr_generation_seconds_bucket", le="1") >= 1
@@ -126,15 +130,17 @@ async def test_audit_records_who_what_when_outcome(service, api, raw, make_key, 
     assert page.status_code == 200, page.text
     entries = page.json()["entries"]
     assert [(e["method"], e["route"], e["status"], e["outcome"]) for e in entries] == [
-        ("POST", "/v1/workspaces/{ws}/sessions", 401, "denied"),
         ("POST", "/v1/workspaces/{ws}/sessions", 403, "denied"),
         ("POST", "/v1/workspaces/{ws}/stream-tokens", 201, "ok"),
         ("PUT", "/v1/workspaces/{ws}/webhook", 204, "ok"),
     ]
-    assert entries[0]["who"] == "anonymous" and entries[0]["claimed_key"] == "forged-admin"
-    assert entries[3]["who"] == f"key:{writer_key.key_id}" and entries[3]["role"] == "workspace"
+    assert entries[2]["who"] == f"key:{writer_key.key_id}" and entries[2]["role"] == "workspace"
     assert all(started - 1 <= e["ts"] <= time.time() + 1 and e["request_id"] for e in entries)
-    assert entries[3]["request_id"] != entries[2]["request_id"]
+    assert entries[2]["request_id"] != entries[1]["request_id"]
+    # the unauthenticated call is in the anonymous stream, which anyone can fill without touching the above
+    anonymous_page = await api.get(f"/v1/audit?workspace_id={unique_ws}&limit=10&anonymous=true")
+    assert [(e["who"], e["claimed_key"], e["status"], e["outcome"]) for e in anonymous_page.json()["entries"]] == [
+        ("anonymous", "forged-admin", 401, "denied")]
     assert "s" * 20 not in page.text  # bodies (webhook secrets, message text) are never audited
 
     by_key = await api.get(f"/v1/audit?who=key:{writer_key.key_id}&limit=1")

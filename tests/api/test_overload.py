@@ -22,6 +22,7 @@ import pytest
 
 from serve_app.admission import Admission, Limits
 from storage import keys
+from tests.conftest import OPERATOR
 from wa_ray.signing import signed_headers
 
 pytestmark = pytest.mark.asyncio
@@ -121,7 +122,7 @@ async def test_forced_shedding_is_503_in_shape_and_loses_nothing(service, make_k
     assert codes[503] > 0 and codes[202] > 0, codes
     assert {s.body["error"]["code"] for s in shots if s.status == 503} == {"overloaded"}
     # the ops routes are never shed, and /metrics counts what was
-    metrics = await raw.get("/metrics")
+    metrics = await raw.get("/metrics", headers=OPERATOR)
     assert metrics.status_code == 200
     shed = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.text.splitlines()
                if line.startswith("wa_ingress_shed_total{"))
