@@ -6,11 +6,18 @@ signature -> 403 (the same answer, so key ids cannot be probed); a nonce seen
 in the last 600 s -> 401. Browsers hold only short-lived tokens (`tokens.py`):
 a stream token for `EventSource`, or a console token exchanged for an HttpOnly
 cookie by the console page. Every authenticated caller is rate limited per key
-(per token for browsers) with a GCRA bucket in Redis: 429 with Retry-After.
+with a GCRA bucket in Redis (429 with Retry-After); a token spends the budget of
+the key that issued it, so minting tokens never multiplies a key's limit (only
+tokens of the operator's CLI have a bucket each, TOKEN_RATE). A token is refused
+once its key is revoked or re-created (the `gen` claim); a key with allowed
+CIDRs refuses signed calls from any other client address (403 `ip_not_allowed`,
+audited). `access_ended` re-checks a principal for callers that outlive one
+request (the SSE stream).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import re
 import time
@@ -32,7 +39,7 @@ from wa_ray.signing import signature
 WINDOW_S = 300
 NONCE_TTL_S = 600
 STREAM_TOKEN_TTL_S = 300
-TOKEN_RATE: tuple[float, int] = (20.0, 40)  # per browser token: a page polls little and streams the rest
+TOKEN_RATE: tuple[float, int] = (20.0, 40)  # per CLI-minted token (no key to charge)
 CONSOLE_COOKIE = "wa_console"
 CONSOLE_HEADER = "x-wa-console"  # required on the console's unsafe calls: a cross-site form cannot set it
 _NONCE = re.compile(r"^[\x21-\x7e]{8,128}$")
@@ -50,6 +57,7 @@ class Principal:
     token_id: str | None = None
     session_id: str | None = None  # a stream token pinned to one session
     expires_at: int | None = None  # tokens only
+    key_gen: int = 0  # the key's generation when it signed (hmac) or issued the token
 
     def may_access(self, ws: str) -> bool:
         if self.role == "admin" and self.workspace_id is None:
@@ -128,6 +136,12 @@ class Authenticator:
         if not fresh:
             raise ApiError(401, "replayed_nonce", "nonce already used")
         _enforce(rate)
+        # After the signature (a wrong address must not tell which key ids exist) and after the rate
+        # check (so refusals, each audited, come no faster than the key's own budget).
+        if not key.allows(request.client.host if request.client else None):
+            # signed by the key, so audited as the key (in the main stream), with the reason
+            request.state.principal, request.state.audit_reason = _principal(key), "ip_not_allowed"
+            raise ApiError(403, "ip_not_allowed", "this key may not be used from this address")
         return _principal(key)
 
     async def from_token(self, token: str, kind: Kind) -> Principal:
@@ -135,18 +149,41 @@ class Authenticator:
             claims = self.tokens.verify(token, kind)
         except TokenError as exc:
             raise ApiError(401 if exc.code == "token_expired" else 403, exc.code, str(exc)) from None
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.exists(keys.revoked_token(claims.jti))
-            if claims.kid != CLI_ISSUER:
-                pipe.exists(keys.api_key(claims.kid))
-            await self._limiter.check_in(pipe, f"token:{claims.jti}", *TOKEN_RATE)
-            replies = await pipe.execute()
-        revoked = bool(replies[0]) or (claims.kid != CLI_ISSUER and not replies[1])
-        if revoked:
-            raise ApiError(403, "bad_token", "token was revoked")
-        _enforce(verdict(replies[-1]))
+        if claims.kid == CLI_ISSUER:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.exists(keys.revoked_token(claims.jti))
+                await self._limiter.check_in(pipe, f"token:{claims.jti}", *TOKEN_RATE)
+                replies = await pipe.execute()
+            if replies[0]:
+                raise ApiError(403, "bad_token", "token was revoked")
+            _enforce(verdict(replies[-1]))
+        else:
+            signed_out, key = await asyncio.gather(self._redis.exists(keys.revoked_token(claims.jti)),
+                                                   self._keys.get(claims.kid))
+            if signed_out or key is None or key.generation != claims.gen:
+                raise ApiError(403, "bad_token", "token was revoked")
+            _enforce(await self._limiter.check(f"key:{key.key_id}", key.rate_per_s, key.burst))
         return Principal(claims.kid, claims.role, claims.ws, via=kind, token_id=claims.jti, session_id=claims.sid,
-                         expires_at=claims.exp)
+                         expires_at=claims.exp, key_gen=claims.gen)
+
+    async def access_ended(self, who: Principal) -> str | None:
+        """Why `who`'s access has ended since it was authenticated, or None while it holds:
+        token expired, token signed out, issuing/signing key revoked or re-created."""
+        if who.expires_at is not None and who.expires_at < time.time():
+            return "token_expired"
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if who.key_id != CLI_ISSUER:
+                pipe.hmget(keys.api_key(who.key_id), "role", "gen")
+            if who.token_id:
+                pipe.exists(keys.revoked_token(who.token_id))
+            replies = await pipe.execute()
+        if who.key_id != CLI_ISSUER:
+            role, gen = replies.pop(0)
+            if role is None or int(gen or 0) != who.key_gen:
+                return "key_revoked"
+        if who.token_id and replies[0]:
+            return "signed_out"
+        return None
 
     def mint(self, kind: Kind, issuer: Principal, ws: str | None, ttl_s: int,
              sid: str | None = None) -> tuple[str, Claims]:
@@ -160,7 +197,7 @@ class Authenticator:
             raise ApiError(404, "not_found", "workspace not found")
         # an admin's token for one workspace is a workspace token: it says what it can do
         role = "workspace" if issuer.role == "admin" and ws is not None else issuer.role
-        return self.tokens.mint(kind, ws=ws, role=role, kid=issuer.key_id, ttl_s=ttl_s, sid=sid)
+        return self.tokens.mint(kind, ws=ws, role=role, kid=issuer.key_id, ttl_s=ttl_s, sid=sid, gen=issuer.key_gen)
 
     async def revoke_token(self, principal: Principal) -> None:
         if principal.token_id:
@@ -179,4 +216,4 @@ def _enforce(v: Verdict) -> None:
 
 
 def _principal(key: ApiKey) -> Principal:
-    return Principal(key.key_id, key.role, key.workspace_id)
+    return Principal(key.key_id, key.role, key.workspace_id, key_gen=key.generation)

@@ -123,7 +123,8 @@ class RequestContext:
                 status = message["status"]
                 message = {**message, "headers": [*message.get("headers", []),
                                                   (b"x-request-id", request_id.encode())]}
-            elif message["type"] == "http.response.body" and not message.get("more_body") and audited and not written:
+            elif message["type"] == "http.response.body" and not message.get("more_body") and not written \
+                    and (audited or "audit_reason" in state):  # a reason: audited whatever the method
                 written = True
                 await self._record(scope, status, request_id)
             await send(message)
@@ -131,7 +132,7 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            if audited and not written:  # an exception escaped, or the client left before the end
+            if (audited or "audit_reason" in state) and not written:  # an exception escaped, or the client left
                 written = True
                 await self._record(scope, status, request_id)
 
@@ -157,6 +158,7 @@ class RequestContext:
             client=client[0] if client else None,
             claimed_key=None if principal else claimed,
             params=params or None,
+            reason=state.get("audit_reason"),
         )
         try:
             await (self.audit.record(entry) if principal else self.audit.record_anonymous(entry))

@@ -5,7 +5,9 @@ its own key derived from the master key, so a stream token can never pass as a
 console token or the reverse, and the kind is also a claim. Claims:
 `ws` (bound workspace; None only for an admin's all-workspace console token),
 `role`, `kid` (the API key that issued it: revoking the key revokes its
-tokens; "-" for tokens minted by the operator's CLI), `jti`, `exp`, and for
+tokens; "-" for tokens minted by the operator's CLI), `gen` (that key's
+generation when it issued the token: a key id revoked and created again is a
+new generation, so the old key's tokens stay dead), `jti`, `exp`, and for
 stream tokens an optional `sid` that pins the stream to one session.
 
 Pure functions: no Redis here. Revocation (issuer gone, jti signed out) is
@@ -48,6 +50,7 @@ class Claims:
     jti: str
     exp: int
     sid: str | None = None
+    gen: int = 0  # absent from tokens minted before generations existed, like from their keys
 
 
 class TokenSigner:
@@ -55,8 +58,8 @@ class TokenSigner:
         self._keys = {"stream": master.derive("stream-tokens"), "console": master.derive("console-tokens")}
 
     def mint(self, kind: Kind, *, ws: str | None, role: str, kid: str, ttl_s: int,
-             sid: str | None = None) -> tuple[str, Claims]:
-        claims = Claims(kind, ws, role, kid, secrets.token_hex(8), int(time.time()) + ttl_s, sid)
+             sid: str | None = None, gen: int = 0) -> tuple[str, Claims]:
+        claims = Claims(kind, ws, role, kid, secrets.token_hex(8), int(time.time()) + ttl_s, sid, gen)
         payload = base64.urlsafe_b64encode(orjson.dumps(asdict(claims))).rstrip(b"=").decode()
         return f"{kind}.{payload}.{self._mac(kind, payload)}", claims
 

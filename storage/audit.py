@@ -48,6 +48,7 @@ class AuditEntry:
     client: str | None = None
     claimed_key: str | None = None
     params: dict[str, str] | None = None
+    reason: str | None = None  # why a call was refused, when the route says (e.g. ip_not_allowed)
 
 
 def outcome_of(status: int) -> str:

@@ -87,6 +87,21 @@ def api_key_index() -> str:
     return f"{PREFIX}:apikeys"
 
 
+def api_key_generations() -> str:
+    """Hash key id -> its generation, bumped by every create and never deleted: a re-created id is new."""
+    return f"{PREFIX}:apikey-gen"
+
+
+def api_key_revoked() -> str:
+    """Hash key id -> revoked_at: the service's bootstrap key is not re-created over one of these."""
+    return f"{PREFIX}:apikey-revoked"
+
+
+def stream_slots(subject: str) -> str:
+    """Sorted set lease id -> lease expiry (ms): the open SSE streams of one key or token."""
+    return f"{PREFIX}:streams:{subject}"
+
+
 def revoked_token(jti: str) -> str:
     return f"{PREFIX}:token-revoked:{jti}"
 

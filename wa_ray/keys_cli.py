@@ -1,8 +1,10 @@
 """`wa-ray keys ...`: create, list and revoke API keys; mint a console token. Run on the service's host.
 
     wa-ray keys create --role workspace --workspace acme [--id acme-backend] [--rate 100 --burst 200]
+                       [--allow-cidr 10.0.0.0/8 --allow-cidr 2001:db8::/32] [--max-streams 50]
     wa-ray keys list [--json]
     wa-ray keys revoke KEY_ID
+    wa-ray keys reinstate KEY_ID   # lets the service's bootstrap key (WA_API_KEY_ID) be created again
     wa-ray keys console-token [--workspace acme] [--ttl 900] [--base-url http://127.0.0.1:8000]
 
 The secret is printed once, by `create`, and never again: the service keeps it
@@ -87,7 +89,8 @@ def redis_url(settings: Settings) -> Iterator[str]:
 async def _create(store: ApiKeyStore, args: argparse.Namespace) -> int:
     try:
         key = await store.create(args.role, args.workspace, args.id, rate_per_s=args.rate, burst=args.burst,
-                                 label=args.label or "", replace=False)
+                                 label=args.label or "", replace=False, allowed_cidrs=args.allow_cidr,
+                                 max_streams=args.max_streams or 0)
     except KeyExists as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -96,11 +99,14 @@ async def _create(store: ApiKeyStore, args: argparse.Namespace) -> int:
         return 2
     if args.json:
         print(json.dumps({"key_id": key.key_id, "secret": key.secret, "role": key.role,
-                          "workspace_id": key.workspace_id, "rate_per_s": key.rate_per_s, "burst": key.burst}))
+                          "workspace_id": key.workspace_id, "rate_per_s": key.rate_per_s, "burst": key.burst,
+                          "allowed_cidrs": list(key.allowed_cidrs), "max_streams": key.max_streams,
+                          "generation": key.generation}))
     else:
         print(f"key id:  {key.key_id}\nsecret:  {key.secret}\nrole:    {key.role}"
               f"{' (workspace ' + key.workspace_id + ')' if key.workspace_id else ''}\n"
               f"rate:    {'unlimited' if not key.rate_per_s else f'{key.rate_per_s:g}/s, burst {key.burst}'}\n"
+              f"from:    {', '.join(key.allowed_cidrs) or 'anywhere'}\n"
               "The secret is shown only now: store it in the caller's secret store.")
     return 0
 
@@ -110,11 +116,21 @@ async def _list(store: ApiKeyStore, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([k.__dict__ for k in keys]))
         return 0
-    print(f"{'key id':<24} {'role':<10} {'workspace':<20} {'rate/s':>8} {'burst':>6}  label")
+    print(f"{'key id':<24} {'role':<10} {'workspace':<20} {'rate/s':>8} {'burst':>6}  {'from':<18}  label")
     for k in keys:
         ws = k.workspace_id or "*"
-        print(f"{k.key_id:<24} {k.role:<10} {ws:<20} {k.rate_per_s or 0:>8g} {k.burst:>6}  {k.label}")
+        origin = ",".join(k.allowed_cidrs) or "*"
+        print(f"{k.key_id:<24} {k.role:<10} {ws:<20} {k.rate_per_s or 0:>8g} {k.burst:>6}  {origin:<18}  {k.label}")
     return 0
+
+
+async def _reinstate(store: ApiKeyStore, args: argparse.Namespace) -> int:
+    if await store.reinstate(args.key_id):
+        print(f"reinstated {args.key_id}: the service's bootstrap key may be created under this id at its next start"
+              " (a new generation: tokens from before stay refused)")
+        return 0
+    print(f"error: {args.key_id} is not revoked", file=sys.stderr)
+    return 1
 
 
 async def _revoke(store: ApiKeyStore, args: argparse.Namespace) -> int:
@@ -150,11 +166,17 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--rate", type=float, help="requests per second (0 = unlimited; default by role)")
     create.add_argument("--burst", type=int, help="burst size (default: twice the rate, at least the role's)")
     create.add_argument("--label", help="a note for `list`")
+    create.add_argument("--allow-cidr", action="append", metavar="CIDR",
+                        help="client network the key may be used from (repeatable; default: anywhere)")
+    create.add_argument("--max-streams", type=int, metavar="N",
+                        help="concurrent SSE streams of the key and its tokens (default: WA_STREAMS_PER_KEY)")
     create.add_argument("--json", action="store_true")
     listing = sub.add_parser("list", help="list keys (never their secrets)")
     listing.add_argument("--json", action="store_true")
     revoke = sub.add_parser("revoke", help="revoke a key at once")
     revoke.add_argument("key_id")
+    reinstate = sub.add_parser("reinstate", help="clear a revocation, so the bootstrap key may be re-created")
+    reinstate.add_argument("key_id")
     token = sub.add_parser("console-token", help="mint a console token and print the URL to open")
     token.add_argument("--workspace", help="bind the console to one workspace (default: all, admin)")
     token.add_argument("--ttl", type=int, default=CONSOLE_TTL_S, help="seconds (default 900, max 43200)")
@@ -178,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         args.base_url = args.base_url or f"http://{settings.http_host}:{settings.http_port}"
         return _console_token(master, args)
-    action = {"create": _create, "list": _list, "revoke": _revoke}[args.action]
+    action = {"create": _create, "list": _list, "revoke": _revoke, "reinstate": _reinstate}[args.action]
 
     async def run(url: str) -> int:
         client = connect(url)

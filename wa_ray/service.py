@@ -106,7 +106,8 @@ class Service:
         serve.run(Ingress.bind(self.config), name="wa-ray", route_prefix="/", blocking=False)
         ray.get(supervisor.wait_restored.remote())
         if s.api_key_id and s.api_key_secret:
-            ray.get(bootstrap_admin_key.remote(self.config, s.api_key_id, s.api_key_secret))
+            if ray.get(bootstrap_admin_key.remote(self.config, s.api_key_id, s.api_key_secret)) == "revoked":
+                log.warning("WA_API_KEY_ID %s was revoked: not re-created at this start", s.api_key_id)
         return self
 
     def stop(self) -> None:
@@ -137,17 +138,25 @@ def _named_actors() -> list[str]:
 
 
 @ray.remote(num_cpus=0)
-def bootstrap_admin_key(config: RuntimeConfig, key_id: str, secret: str) -> None:
+def bootstrap_admin_key(config: RuntimeConfig, key_id: str, secret: str) -> str:
+    """WA_API_KEY_ID/SECRET at each start (storage.apikeys.ensure_bootstrap): kept as is when unchanged,
+    written when absent or rotated, and never re-created over a revocation (`wa-ray keys reinstate`)."""
     import asyncio
 
-    from storage.apikeys import ApiKeyStore
+    from storage.apikeys import ApiKeyStore, ensure_bootstrap
     from storage.redis_client import connect
 
-    async def create() -> None:
+    async def create() -> str:
         redis = connect(config.redis_url)
-        master, *previous = load_master_keys(config)
-        await ApiKeyStore(redis, master, previous).create("admin", None, key_id, secret)
-        await redis.aclose()
+        try:
+            master, *previous = load_master_keys(config)
+            outcome = await ensure_bootstrap(ApiKeyStore(redis, master, previous), key_id, secret)
+        finally:
+            await redis.aclose()
+        if outcome == "revoked":
+            log.warning("bootstrap key %s was revoked; not re-created (`wa-ray keys reinstate %s` allows it)",
+                        key_id, key_id)
+        return outcome
 
-    asyncio.run(create())
+    return asyncio.run(create())
 
