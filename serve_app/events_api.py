@@ -1,4 +1,9 @@
-"""GET /v1/workspaces/{ws}/events: the SSE stream (auth by HMAC, console cookie or stream token)."""
+"""GET /v1/workspaces/{ws}/events: the SSE stream (auth by HMAC, console cookie or stream token).
+
+The stream takes its slots under the per-token and per-key caps before it starts
+(429 `too_many_streams` otherwise) and re-checks its caller's access while it
+runs (serve_app/stream_access.py).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from sse_starlette import EventSourceResponse
+from starlette.background import BackgroundTask
 
 from serve_app.context import AppContext
 from serve_app.deps import check_id, ctx
 from serve_app.errors import ApiError
 from serve_app.openapi import errors
 from serve_app.sse import event_stream
+from serve_app.stream_access import StreamAccess
+from storage.streamslots import StreamSlots
 from wa_ray.events import EVENT_TYPES
 from wa_ray.ids import ID_PATTERN
 
@@ -23,7 +31,7 @@ STREAM_ID = r"^[0-9]{1,20}(-[0-9]{1,20})?$"
 
 
 @router.get("/v1/workspaces/{ws}/events", response_model=None, responses={
-    **errors(400, 422), 200: {"description": "text/event-stream; `id:` is the Redis stream id",
+    **errors(400, 422, 429), 200: {"description": "text/event-stream; `id:` is the Redis stream id",
                               "content": {"text/event-stream": {"schema": {"type": "string"}}}}},
     summary="Live events (SSE); resumable with Last-Event-ID")
 async def events(ws: str, request: Request, c: AppContext = Depends(ctx),
@@ -55,6 +63,10 @@ async def events(ws: str, request: Request, c: AppContext = Depends(ctx),
     if wanted and not wanted <= EVENT_TYPES:
         raise ApiError(422, "validation_error", "unknown event type in types",  # never echoes what it rejects
                        {"known": sorted(EVENT_TYPES)})
-    stream = event_stream(c.hub, ws, resume, wanted, session_id)
+    access = await StreamAccess.open(c.auth, StreamSlots(c.redis), who, per_token=c.config.streams_per_token,
+                                     per_key=c.config.streams_per_key)
+    stream = event_stream(c.hub, ws, resume, wanted, session_id, guard=access)
+    # the generator frees the slots when it ends; the background task covers a response that never
+    # iterated it (HEAD, or a client gone before the first byte)
     return EventSourceResponse(stream, ping=heartbeat, headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"},
-                               send_timeout=30)
+                               send_timeout=30, background=BackgroundTask(access.close))

@@ -11,6 +11,11 @@ with no clients left stops after `linger_s`, so connect/disconnect churn
 leaves no tasks or Redis connections behind. A client too slow to keep up
 (its queue full) is ended; its browser reconnects with Last-Event-ID and
 catches up from Redis.
+
+A stream given an `AccessGuard` asks it every `guard.every_s` whether its
+caller's access still holds, whether events are flowing or not, and ends
+(after a `: access ended: <reason>` comment) when it does not; the guard is
+closed when the stream ends for any reason (its slots are freed).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import redis.asyncio as aioredis
@@ -152,6 +157,33 @@ class EventHub:
                 feed.cursor = batch[-1]["id"]
 
 
+class AccessGuard(Protocol):
+    every_s: float
+
+    async def check(self) -> str | None: ...  # None while access holds, else why it ended
+
+    async def close(self) -> None: ...
+
+
+class _Recheck:
+    """When a guard is due for its next check; without a guard, never."""
+
+    def __init__(self, guard: AccessGuard | None) -> None:
+        self._guard = guard
+        self._loop = asyncio.get_running_loop()
+        self._due = self._loop.time() + guard.every_s if guard else 0.0
+
+    def timeout(self) -> float | None:
+        return max(0.0, self._due - self._loop.time()) if self._guard else None
+
+    async def ended(self) -> str | None:
+        if self._guard is None or self._loop.time() < self._due:
+            return None
+        reason = await self._guard.check()
+        self._due = self._loop.time() + self._guard.every_s
+        return reason
+
+
 def _wanted(event: dict[str, Any], types: frozenset[str] | None, session_id: str | None) -> bool:
     if types and event.get("type") not in types:
         return False
@@ -163,23 +195,37 @@ def _sse(event: dict[str, Any]) -> ServerSentEvent:
 
 
 async def event_stream(hub: EventHub, ws: str, last_id: str | None, types: frozenset[str] | None,
-                       session_id: str | None) -> AsyncIterator[ServerSentEvent]:
-    async with hub.subscribe(ws) as (sub, start):
-        # First bytes at once, so proxies and clients see the stream open before any event exists;
-        # sent once subscribed, so a client that saw it misses nothing published afterwards.
-        yield ServerSentEvent(comment="connected", retry=RECONNECT_MS)
-        sent = last_id or start
-        if last_id:
-            async for event in hub.replay(ws, last_id):
+                       session_id: str | None, guard: AccessGuard | None = None) -> AsyncIterator[ServerSentEvent]:
+    try:
+        async with hub.subscribe(ws) as (sub, start):
+            recheck = _Recheck(guard)
+            # First bytes at once, so proxies and clients see the stream open before any event exists;
+            # sent once subscribed, so a client that saw it misses nothing published afterwards.
+            yield ServerSentEvent(comment="connected", retry=RECONNECT_MS)
+            sent = last_id or start
+            if last_id:
+                async for event in hub.replay(ws, last_id):
+                    if reason := await recheck.ended():
+                        yield ServerSentEvent(comment=f"access ended: {reason}")
+                        return
+                    sent = event["id"]
+                    if _wanted(event, types, session_id):
+                        yield _sse(event)
+            while True:
+                if reason := await recheck.ended():
+                    yield ServerSentEvent(comment=f"access ended: {reason}")
+                    return
+                try:
+                    event = await asyncio.wait_for(sub.queue.get(), recheck.timeout())
+                except TimeoutError:
+                    continue  # the guard is due
+                if event is None:
+                    return
+                if stream_id(event["id"]) <= stream_id(sent):
+                    continue  # already replayed
                 sent = event["id"]
                 if _wanted(event, types, session_id):
                     yield _sse(event)
-        while True:
-            event = await sub.queue.get()
-            if event is None:
-                return
-            if stream_id(event["id"]) <= stream_id(sent):
-                continue  # already replayed
-            sent = event["id"]
-            if _wanted(event, types, session_id):
-                yield _sse(event)
+    finally:
+        if guard is not None:
+            await guard.close()
