@@ -21,12 +21,12 @@ from typing import Any
 import ray
 from playwright.async_api import Browser, Playwright, async_playwright
 
-from actors.inbound import InboundRecorder
-from actors.outbound import SessionSender
-from actors.session_lifecycle import SessionLifecycle
-from sessions.page import PageSession
-from storage.redis_client import connect
-from storage.registry import SessionRegistry
+from wa_ray.actors.inbound import InboundRecorder
+from wa_ray.actors.outbound import SessionSender
+from wa_ray.actors.session_lifecycle import SessionLifecycle
+from wa_ray.sessions.page import PageSession
+from wa_ray.storage.redis_client import connect
+from wa_ray.storage.registry import SessionRegistry
 from wa_ray import NAMESPACE, session_actor_name
 from wa_ray.runtime import RuntimeConfig, chromium_launch_flags
 from wa_ray.tasks import background

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import orjson
 
-from storage.providers import CloudCredentials
+from wa_ray.storage.providers import CloudCredentials
 from wa_ray.egress import EgressDenied, EgressGuard
 from wa_ray.egress_http import GuardedClient, status_class
 

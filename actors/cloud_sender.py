@@ -29,14 +29,14 @@ from typing import Any
 import ray
 from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt
 
-from actors.cloud_api import CloudApiClient, Failure, SendResult
-from actors.routing import FailoverRouter
-from sessions.master_keys import master_and_previous
-from storage import keys
-from storage.messages import META, MessageStore
-from storage.pacing import SlidingWindow, TokenBucket
-from storage.providers import CloudCredentials, ProviderConfig, ProviderStore
-from storage.redis_client import connect
+from wa_ray.actors.cloud_api import CloudApiClient, Failure, SendResult
+from wa_ray.actors.routing import FailoverRouter
+from wa_ray.sessions.master_keys import master_and_previous
+from wa_ray.storage import keys
+from wa_ray.storage.messages import META, MessageStore
+from wa_ray.storage.pacing import SlidingWindow, TokenBucket
+from wa_ray.storage.providers import CloudCredentials, ProviderConfig, ProviderStore
+from wa_ray.storage.redis_client import connect
 from wa_ray.config import RuntimeConfig
 from wa_ray.egress_http import guard_for
 from wa_ray.events import MESSAGE_SENT, Event

@@ -20,12 +20,12 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from actors.routing import FailoverRouter
-from sessions.master_keys import master_and_previous
-from storage import keys
-from storage.events import EventLog
-from storage.messages import META, WEBJS, MessageStore
-from storage.providers import ProviderStore
+from wa_ray.actors.routing import FailoverRouter
+from wa_ray.sessions.master_keys import master_and_previous
+from wa_ray.storage import keys
+from wa_ray.storage.events import EventLog
+from wa_ray.storage.messages import META, WEBJS, MessageStore
+from wa_ray.storage.providers import ProviderStore
 from wa_ray.config import RuntimeConfig
 from wa_ray.events import MESSAGE_ACK, MESSAGE_RECEIVED, MESSAGE_SENT, Event
 

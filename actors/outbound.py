@@ -60,14 +60,14 @@ from typing import Any
 import redis.asyncio as aioredis
 from playwright.async_api import Error as PlaywrightError
 
-from actors.routing import FailoverRouter
-from sessions.master_keys import master_and_previous
-from sessions.page import PageSession
-from storage import keys
-from storage.events import EventLog
-from storage.messages import WEBJS, MessageStore
-from storage.pacing import PacingPolicy, PacingStore, decide
-from storage.providers import ProviderStore
+from wa_ray.actors.routing import FailoverRouter
+from wa_ray.sessions.master_keys import master_and_previous
+from wa_ray.sessions.page import PageSession
+from wa_ray.storage import keys
+from wa_ray.storage.events import EventLog
+from wa_ray.storage.messages import WEBJS, MessageStore
+from wa_ray.storage.pacing import PacingPolicy, PacingStore, decide
+from wa_ray.storage.providers import ProviderStore
 from wa_ray.config import RuntimeConfig
 from wa_ray.events import MESSAGE_SENT, SESSION_PAUSED, SESSION_RESUMED, Event
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from storage import keys
-from storage.messages import META, WEBJS, MessageStore
-from storage.providers import ProviderStore
+from wa_ray.storage import keys
+from wa_ray.storage.messages import META, WEBJS, MessageStore
+from wa_ray.storage.providers import ProviderStore
 from wa_ray.events import MESSAGE_FAILED, Event
 
 REROUTED, FAILED, UNCHANGED = "rerouted", "failed", "unchanged"

@@ -12,8 +12,8 @@ from typing import Any
 
 import ray
 
-from actors.session_lifecycle import SessionLifecycle
-from storage.redis_client import connect
+from wa_ray.actors.session_lifecycle import SessionLifecycle
+from wa_ray.storage.redis_client import connect
 from wa_ray.runtime import RuntimeConfig
 
 

@@ -22,10 +22,10 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
-from sessions.state import SOCKET_STATES, SessionState
-from storage.auth_store import open_auth_store
-from storage.events import EventLog
-from storage.registry import SessionRegistry
+from wa_ray.sessions.state import SOCKET_STATES, SessionState
+from wa_ray.storage.auth_store import open_auth_store
+from wa_ray.storage.events import EventLog
+from wa_ray.storage.registry import SessionRegistry
 from wa_ray.events import (
     SESSION_DISCONNECTED,
     SESSION_QR,

@@ -35,13 +35,13 @@ import orjson
 import ray
 from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt, wait_exponential_jitter
 
-from actors.webhook_signing import sign
-from sessions.master_keys import master_and_previous
-from storage import keys
-from storage.events import decode
-from storage.outbox import Outbox, RetryPolicy
-from storage.redis_client import connect
-from storage.webhooks import WebhookConfigStore, WebhookTarget
+from wa_ray.actors.webhook_signing import sign
+from wa_ray.sessions.master_keys import master_and_previous
+from wa_ray.storage import keys
+from wa_ray.storage.events import decode
+from wa_ray.storage.outbox import Outbox, RetryPolicy
+from wa_ray.storage.redis_client import connect
+from wa_ray.storage.webhooks import WebhookConfigStore, WebhookTarget
 from wa_ray.config import RuntimeConfig
 from wa_ray.egress import EgressDenied
 from wa_ray.egress_http import GuardedClient, guard_for, status_class

@@ -1,4 +1,4 @@
-"""`python -m bench <throughput|throughput-peak|density|qr|recovery|api|crypto> ...`."""
+"""`python -m wa_ray.bench <throughput|throughput-peak|density|qr|recovery|api|crypto> ...`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bench.throughput import DEFAULT_PEAK_RATES, PEAK_THRESHOLD_MS, BenchConfig, run_peak, run_throughput, summary_table
+from wa_ray.bench.throughput import DEFAULT_PEAK_RATES, PEAK_THRESHOLD_MS, BenchConfig, run_peak, run_throughput, summary_table
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
@@ -42,7 +42,7 @@ def _positive(kind: Callable[[str], float]) -> Callable[[str], Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench", description="wa-ray load harness")
+    parser = argparse.ArgumentParser(prog="python -m wa_ray.bench", description="wa-ray load harness")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser, pacing_default: str) -> None:
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     pk.add_argument("--step", type=_positive(float), default=20.0, help="seconds of sending per step")
     pk.add_argument("--threshold-ms", type=_positive(float), default=PEAK_THRESHOLD_MS)
     pk.add_argument("--keep-going", action="store_true", help="run every step even after one fails")
-    from bench.cli_extra import add_parsers
+    from wa_ray.bench.cli_extra import add_parsers
 
     add_parsers(sub)
     return parser
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=True)
     out = Console()
     if args.command not in ("throughput", "throughput-peak"):
-        from bench.cli_extra import run
+        from wa_ray.bench.cli_extra import run
 
         return run(args, console, out)
     peak = args.command == "throughput-peak" or args.find_peak

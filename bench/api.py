@@ -1,4 +1,4 @@
-"""`python -m bench api --rate 200 --duration 30`: latency of POST /messages at a fixed open-loop rate.
+"""`python -m wa_ray.bench api --rate 200 --duration 30`: latency of POST /messages at a fixed open-loop rate.
 
 Targets, one after the other in the same run, same client, same payload:
 
@@ -38,9 +38,9 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from bench.machine import CpuAccount
-from bench.output import Envelope, median, pct, progress, ratio, table, write
-from bench.report import to_jsonable
+from wa_ray.bench.machine import CpuAccount
+from wa_ray.bench.output import Envelope, median, pct, progress, ratio, table, write
+from wa_ray.bench.report import to_jsonable
 
 TRIVIAL_APP = "bench-trivial"
 TRIVIAL_PREFIX = "/bench-trivial"
@@ -89,12 +89,12 @@ class Shot:
 async def _phase(harness: Any, url: str, link: Any, cfg: ApiConfig, warmup_s: float, bar: Any, label: str
                  ) -> tuple[list[Shot], list[float], dict[str, list[str]]]:
     """One target through bench/loadgen.py (its own process); returns the shots, its loop lag, sample error bodies."""
-    from bench.harness import ADMIN_KEY_ID
+    from wa_ray.bench.harness import ADMIN_KEY_ID
 
     repo = str(Path(__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.loadgen", "--url", url, "--rate", str(cfg.rate), "--duration",
+        sys.executable, "-m", "wa_ray.bench.loadgen", "--url", url, "--rate", str(cfg.rate), "--duration",
         str(cfg.duration_s), "--warmup", str(warmup_s), "--key-id", ADMIN_KEY_ID,
         f"--secret={harness.admin_secret}",  # one token: a secret may start with "-", which argparse takes for a flag
         "--session", link.session_id, "--to", link.recipient, "--tag", f"{label}-{time.time():.0f}",
@@ -179,7 +179,7 @@ def redis_per_request(before: dict[str, tuple[int, int]], after: dict[str, tuple
 def _start_bare(port: int) -> subprocess.Popen[bytes]:
     repo = str(Path(__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": repo + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-m", "bench.bare_server", "--port", str(port)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "wa_ray.bench.bare_server", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -197,7 +197,7 @@ def start_targets(cfg: ApiConfig, harness: Any) -> tuple[subprocess.Popen[bytes]
     """Deploy the trivial Serve route and start the bare server (as cfg.targets asks); returns (bare, its port)."""
     from ray import serve
 
-    from storage.embedded import free_port
+    from wa_ray.storage.embedded import free_port
 
     if "serve-trivial" in cfg.targets:
         serve.run(_trivial_deployment().bind(), name=TRIVIAL_APP, route_prefix=TRIVIAL_PREFIX, blocking=False)
@@ -226,7 +226,7 @@ def stop_bare(bare: subprocess.Popen[bytes] | None) -> None:
 
 
 async def api_phases(cfg: ApiConfig, harness: Any, live: Any, console: Console, bare_port: int) -> dict[str, Any]:
-    from bench.harness import WORKSPACE
+    from wa_ray.bench.harness import WORKSPACE
 
     phases: dict[str, Any] = {}
     if not live.links:
@@ -245,7 +245,7 @@ async def api_phases(cfg: ApiConfig, harness: Any, live: Any, console: Console, 
             load = os.getloadavg()[0]
             profiler = None
             if cfg.profile_dir and kind == "wa-ray":
-                from bench.profile import StepProfiler
+                from wa_ray.bench.profile import StepProfiler
 
                 profiler = StepProfiler(cfg.profile_dir, "api-wa-ray", cfg.duration_s + cfg.warmup_s)
                 profiler.start()
@@ -273,7 +273,7 @@ async def api_phases(cfg: ApiConfig, harness: Any, live: Any, console: Console, 
 
 
 def run_api(cfg: ApiConfig, console: Console) -> tuple[Envelope, dict[str, Path]]:
-    from bench.harness import Harness, HarnessOptions, Live
+    from wa_ray.bench.harness import Harness, HarnessOptions, Live
 
     env = Envelope("api")
     harness = Harness(HarnessOptions(sessions=1, pacing=True))

@@ -4,7 +4,7 @@
 `{message_id, status: "queued", provider}` like wa-ray, doing nothing else: no
 auth check, no Redis. The same client (signed requests, same payload) drives it.
 
-    python -m bench.bare_server --port 8123
+    python -m wa_ray.bench.bare_server --port 8123
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`python -m bench chaos`: the chaos scenario (tests/chaos/scenario.py) run again and again, tallied.
+"""`python -m wa_ray.bench chaos`: the chaos scenario (tests/chaos/scenario.py) run again and again, tallied.
 
 Each run is `python -m tests.chaos.scenario` in a process of its own, with its own
 Ray temp dir (one Ray and one Service per process, as in the test): a sustained
@@ -19,7 +19,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bench.output import Envelope, machine_without_service, progress, table, write
+from wa_ray.bench.output import Envelope, machine_without_service, progress, table, write
 
 ROOT = Path(__file__).resolve().parents[1]
 HOSTED_AS = {"actor": "SessionActors", "host": "grains in the BrowserHost"}
@@ -66,7 +66,7 @@ def violations(result: dict[str, Any], expected_kinds: set[str]) -> list[str]:
 
 
 def run_chaos(cfg: ChaosConfig, console: Console) -> tuple[Envelope, dict[str, Path]]:
-    from tests.chaos.runner import ALL_FAULTS, fault_kinds, run_scenario
+    from wa_ray.bench.chaos_runner import ALL_FAULTS, fault_kinds, run_scenario
 
     faults = ",".join(cfg.faults) or os.environ.get("WA_CHAOS_FAULTS", ",".join(ALL_FAULTS[:5]))
     kinds = set(fault_kinds(faults, cfg.hosting))

@@ -1,4 +1,4 @@
-"""Sub-commands density, qr, recovery, api and crypto of `python -m bench`."""
+"""Sub-commands density, qr, recovery, api and crypto of `python -m wa_ray.bench`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bench.output import DEFAULT_OUT
+from wa_ray.bench.output import DEFAULT_OUT
 
 
 def _ints(value: str) -> list[int]:
@@ -53,8 +53,8 @@ def _nonneg(kind: Any) -> Any:
 
 
 def add_parsers(sub: Any) -> None:
-    from bench.density import METHODS
-    from bench.recovery import FAULTS
+    from wa_ray.bench.density import METHODS
+    from wa_ray.bench.recovery import FAULTS
 
     d = sub.add_parser("density", help="PSS per linked session: wa-ray vs a browser per session vs whatsapp-web.js")
     d.add_argument("--sessions", type=_ints, default=[10, 25, 50], help="sizes, comma separated (grown in order)")
@@ -111,7 +111,7 @@ def add_parsers(sub: Any) -> None:
 def run(args: argparse.Namespace, console: Console, out: Console) -> int:
     ok = True
     if args.command == "smoke":
-        from bench.smoke import run_smoke
+        from wa_ray.bench.smoke import run_smoke
 
         envs = run_smoke(args.out, console, baselines=not args.no_baselines)
         bad = []
@@ -124,34 +124,34 @@ def run(args: argparse.Namespace, console: Console, out: Console) -> int:
         out.print(f"results in {args.out}")
         return 1 if bad else 0
     if args.command == "crypto":
-        from bench.crypto import CryptoConfig, run_crypto, summary
+        from wa_ray.bench.crypto import CryptoConfig, run_crypto, summary
 
         env, paths = run_crypto(CryptoConfig(size_mb=args.size_mb, runs=args.runs, out_dir=args.out), console)
     elif args.command == "density":
-        from bench.density import DensityConfig, run_density, summary
+        from wa_ray.bench.density import DensityConfig, run_density, summary
 
         env, paths = run_density(DensityConfig(sizes=args.sessions, methods=args.only, out_dir=args.out,
                                                link_concurrency=args.link_concurrency, settle_s=args.settle,
                                                samples=args.samples, min_free_gib=args.min_free_gib), console)
     elif args.command == "qr":
-        from bench.qr import QrConfig, run_qr, summary
+        from wa_ray.bench.qr import QrConfig, run_qr, summary
 
         wwebjs = args.sessions if args.wwebjs_sessions is None else args.wwebjs_sessions
         env, paths = run_qr(QrConfig(sessions=args.sessions, burst=args.burst, wwebjs_sessions=wwebjs,
                                      out_dir=args.out), console)
     elif args.command == "recovery":
-        from bench.recovery import RecoveryConfig, run_recovery, summary
+        from wa_ray.bench.recovery import RecoveryConfig, run_recovery, summary
 
         env, paths = run_recovery(RecoveryConfig(sessions=args.sessions, service_sessions=args.service_sessions,
                                                  faults=args.faults, timeout_s=args.timeout, out_dir=args.out,
                                                  link_concurrency=args.link_concurrency), console)
     elif args.command == "api":
-        from bench.api import ApiConfig, run_api, summary
+        from wa_ray.bench.api import ApiConfig, run_api, summary
 
         env, paths = run_api(ApiConfig(rate=args.rate, duration_s=args.duration, warmup_s=args.warmup,
                                        targets=args.targets, out_dir=args.out, profile_dir=args.profile), console)
     elif args.command == "chaos":
-        from bench.chaos import ChaosConfig, run_chaos, summary
+        from wa_ray.bench.chaos import ChaosConfig, run_chaos, summary
 
         env, paths = run_chaos(ChaosConfig(runs=args.runs, scale=args.scale, hosting=args.hosting,
                                            faults=tuple(args.faults), out_dir=args.out), console)

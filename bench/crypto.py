@@ -1,4 +1,4 @@
-"""`python -m bench crypto`: AES-256-GCM of a session's auth state with sessions/crypto.py.
+"""`python -m wa_ray.bench crypto`: AES-256-GCM of a session's auth state with sessions/crypto.py.
 
 A linked session's state (Playwright storage_state with IndexedDB) is encrypted
 on every save and decrypted on every restore. Per run: `encrypt()` then
@@ -22,7 +22,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bench.output import Envelope, machine_without_service, median, pct, progress, ratio, table, write
+from wa_ray.bench.output import Envelope, machine_without_service, median, pct, progress, ratio, table, write
 
 GOAL_MS = 100.0
 
@@ -38,8 +38,8 @@ class CryptoConfig:
 def run_crypto(cfg: CryptoConfig, console: Console) -> tuple[Envelope, dict[str, Path]]:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    from sessions.crypto import MasterKey, decrypt, encrypt
-    from storage.auth_store import FileAuthStore
+    from wa_ray.sessions.crypto import MasterKey, decrypt, encrypt
+    from wa_ray.storage.auth_store import FileAuthStore
 
     env = Envelope("crypto", machine=machine_without_service())
     size = int(cfg.size_mb * 1_000_000)

@@ -1,4 +1,4 @@
-"""`python -m bench density --sessions 10,25,50`: memory (PSS) per live, linked session.
+"""`python -m wa_ray.bench density --sessions 10,25,50`: memory (PSS) per live, linked session.
 
 Three ways of holding N linked WhatsApp Web sessions, measured one after the
 other in the same run (each fully stopped before the next starts):
@@ -37,10 +37,10 @@ from typing import Any
 import psutil
 from rich.console import Console
 
-from bench.fleet import Fleet, FleetError, playwright_fleet, wwebjs_fleet
-from bench.memory import Mem, Proc, chromium_kinds, descendants, is_chromium, is_node, process_table, rollup, to_mb
-from bench.output import Envelope, machine_without_service, progress, ratio, table, write
-from bench.report import to_jsonable
+from wa_ray.bench.fleet import Fleet, FleetError, playwright_fleet, wwebjs_fleet
+from wa_ray.bench.memory import Mem, Proc, chromium_kinds, descendants, is_chromium, is_node, process_table, rollup, to_mb
+from wa_ray.bench.output import Envelope, machine_without_service, progress, ratio, table, write
+from wa_ray.bench.report import to_jsonable
 
 METHODS = ("wa-ray", "playwright", "wwebjs")
 GOAL_PER_SESSION_MB = 110.0
@@ -239,7 +239,7 @@ def _host_pid() -> int:
 
 async def wa_ray_steps(cfg: DensityConfig, harness: Any, live: Any, console: Console) -> dict[str, Any]:
     """Grow the linked sessions of `live` through cfg.sizes, measuring at each; the harness stays up."""
-    from bench.harness import WORKSPACE
+    from wa_ray.bench.harness import WORKSPACE
 
     host_pid = _host_pid()
     receiver_pid = harness.receiver.pid if harness.receiver else None
@@ -293,7 +293,7 @@ async def wa_ray_steps(cfg: DensityConfig, harness: Any, live: Any, console: Con
 
 
 def _run_wa_ray(cfg: DensityConfig, console: Console) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    from bench.harness import Harness, HarnessOptions, Live
+    from wa_ray.bench.harness import Harness, HarnessOptions, Live
 
     harness = Harness(HarnessOptions(sessions=max(cfg.sizes), pacing=True))
     console.print("wa-ray: starting simulator, Redis, Ray, Serve, Chromium...")
@@ -381,7 +381,7 @@ def run_fleet(method: str, cfg: DensityConfig, sim_url: str, console: Console) -
 
 # ------------------------------------------------------------------ entry point
 def run_density(cfg: DensityConfig, console: Console) -> tuple[Envelope, dict[str, Path]]:
-    from simulator.wa_web.testing import running_web_simulator
+    from wa_ray.simulator.wa_web.testing import running_web_simulator
 
     methods: dict[str, Any] = {}
     cleanup: dict[str, Any] = {}

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.memory import descendants, process_table, wait_gone
+from wa_ray.bench.memory import descendants, process_table, wait_gone
 
 log = logging.getLogger("bench")
 
@@ -155,7 +155,7 @@ def wwebjs_fleet(sim_url: str, auth_dir: Path, chromium: str, args: tuple[str, .
 def playwright_fleet(sim_url: str, chromium: str | None) -> Fleet:
     import sys
 
-    argv = [sys.executable, "-m", "bench.pw_fleet", "--sim", sim_url]
+    argv = [sys.executable, "-m", "wa_ray.bench.pw_fleet", "--sim", sim_url]
     if chromium:
         argv += ["--chromium", chromium]
     repo = str(Path(__file__).resolve().parent.parent)

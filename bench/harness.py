@@ -2,7 +2,7 @@
 
 `Harness` (synchronous) owns the processes: the WhatsApp Web simulator (in this
 process, like the tests), the webhook receiver (a child process), and the
-service itself (`wa_ray.service.Service`: embedded Redis, a local Ray cluster,
+service itself (`wa_ray.entry.service.Service`: embedded Redis, a local Ray cluster,
 Serve, the supervisor, the BrowserHost's Chromium). Its `stop()` checks that
 every process it started is gone and ends, by pid, any that outlived the
 service's own shutdown.
@@ -32,14 +32,14 @@ import httpx
 import psutil
 import redis
 
-from bench.machine import CpuAccount, MachineInfo, component_of, describe_machine
-from bench.timeline import SSE_TYPES, Timeline
-from bench.webhooks import WebhookReceiver
-from storage.embedded import free_port
+from wa_ray.bench.machine import CpuAccount, MachineInfo, component_of, describe_machine
+from wa_ray.bench.timeline import SSE_TYPES, Timeline
+from wa_ray.bench.webhooks import WebhookReceiver
+from wa_ray.storage.embedded import free_port
 from wa_ray.config import Settings
-from wa_ray.service import Service
+from wa_ray.entry.service import Service
 from wa_ray.signing import HmacAuth
-from wa_ray.sse_client import read_events
+from wa_ray.entry.sse_client import read_events
 
 log = logging.getLogger("bench")
 
@@ -98,7 +98,7 @@ class Harness:
         return self.service.base_url
 
     def start(self) -> Harness:
-        from simulator.wa_web.testing import running_web_simulator
+        from wa_ray.simulator.wa_web.testing import running_web_simulator
 
         try:
             self.data_dir = Path(tempfile.mkdtemp(prefix="wa-ray-bench-"))
@@ -231,9 +231,9 @@ def _worker_code_path() -> str:
 
     @ray.remote(num_cpus=0)
     def where() -> str:
-        import actors
+        import wa_ray.actors
 
-        return str(Path(actors.__file__).resolve().parent.parent)
+        return str(Path(wa_ray.actors.__file__).resolve().parent.parent)
 
     return str(ray.get(where.remote(), timeout=60))
 

@@ -11,7 +11,7 @@ Prints JSON lines: {"ev": "progress", "issued", "done"} twice a second, then
 {"ev": "result", "sched": [...], "sent": [...], "done": [...], "status": [...], "lag_ms": [...]}
 (times in seconds from t0 of the measured phase; status an HTTP code or an exception name).
 
-    python -m bench.loadgen --url http://127.0.0.1:8000/v1/workspaces/bench/messages --rate 200 --duration 30 \
+    python -m wa_ray.bench.loadgen --url http://127.0.0.1:8000/v1/workspaces/bench/messages --rate 200 --duration 30 \
         --key-id K --secret S --session s00 --to 15552000000 [--warmup 3]
 """
 

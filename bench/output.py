@@ -21,13 +21,13 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench.report import now_iso, percentile, stamp, to_jsonable
+from wa_ray.bench.report import now_iso, percentile, stamp, to_jsonable
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 
 def command_line() -> str:
-    return "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return "python -m wa_ray.bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
 def loadavg() -> list[float]:
@@ -143,7 +143,7 @@ def progress(console: Console) -> Iterator[Progress]:
 
 
 def machine_without_service() -> dict[str, Any]:
-    from bench.machine import describe_machine
+    from wa_ray.bench.machine import describe_machine
     from wa_ray.runtime import default_chromium
 
     return to_jsonable(describe_machine(default_chromium()))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.machine import component_of
+from wa_ray.bench.machine import component_of
 
 TARGETS = ("ray::ProxyActor", "ray::ServeReplica(Ingress)", "ray::WebhookDispatcher", "ray::BrowserHost")
 

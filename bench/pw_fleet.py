@@ -10,7 +10,7 @@ Protocol (JSON lines, as bench/wwebjs_fleet.js): stdin `{"cmd": "grow", "n": n, 
 stdout `{"ev": "grown", "n": n, "link_s": [...]}`; stdin `{"cmd": "quit"}` closes
 every browser and exits. Errors come back as `{"ev": "error", "message": ...}`.
 
-    python -m bench.pw_fleet --sim http://127.0.0.1:PORT --chromium /usr/lib/chromium/chromium
+    python -m wa_ray.bench.pw_fleet --sim http://127.0.0.1:PORT --chromium /usr/lib/chromium/chromium
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def phone_of(i: int) -> str:
 async def main(sim: str, chromium: str | None) -> None:
     from playwright.async_api import async_playwright
 
-    from simulator.wa_web.testing import link_page
+    from wa_ray.simulator.wa_web.testing import link_page
     from wa_ray.runtime import CHROMIUM_BASE_FLAGS
 
     def emit(ev: str, **data: Any) -> None:

@@ -1,4 +1,4 @@
-"""`python -m bench qr --sessions 50`: how fast a new session shows its first QR code.
+"""`python -m wa_ray.bench qr --sessions 50`: how fast a new session shows its first QR code.
 
 wa-ray, on a warm node (the service is up and its BrowserHost has launched
 Chromium, as after `Service.start`): the time from just before
@@ -27,9 +27,9 @@ from typing import Any
 
 from rich.console import Console
 
-from bench.fleet import FleetError, wwebjs_fleet
-from bench.output import Envelope, machine_without_service, median, pct, progress, ratio, table, write
-from bench.report import to_jsonable
+from wa_ray.bench.fleet import FleetError, wwebjs_fleet
+from wa_ray.bench.output import Envelope, machine_without_service, median, pct, progress, ratio, table, write
+from wa_ray.bench.report import to_jsonable
 
 GOAL_P95_S = 1.0
 
@@ -82,7 +82,7 @@ async def ray_actor_baseline(n: int, burst: int) -> dict[str, list[float]]:
 
 
 async def _create_until_qr(live: Any, sid: str, timeout_s: float) -> dict[str, Any]:
-    from bench.harness import WORKSPACE
+    from wa_ray.bench.harness import WORKSPACE
 
     t0 = time.time()
     created = await live.api.post(f"/v1/workspaces/{WORKSPACE}/sessions", json={"session_id": sid})
@@ -107,7 +107,7 @@ async def _create_until_qr(live: Any, sid: str, timeout_s: float) -> dict[str, A
 
 
 async def _delete(live: Any, sid: str) -> float:
-    from bench.harness import WORKSPACE
+    from wa_ray.bench.harness import WORKSPACE
 
     t0 = time.monotonic()
     r = await live.api.delete(f"/v1/workspaces/{WORKSPACE}/sessions/{sid}")
@@ -157,7 +157,7 @@ async def qr_wa_ray(cfg: QrConfig, live: Any, console: Console) -> dict[str, Any
 
 
 def _run_wa_ray(cfg: QrConfig, console: Console) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    from bench.harness import Harness, HarnessOptions, Live
+    from wa_ray.bench.harness import Harness, HarnessOptions, Live
 
     harness = Harness(HarnessOptions(sessions=max(cfg.burst, 1) + 2, pacing=True))
     console.print("wa-ray: starting simulator, Redis, Ray, Serve, Chromium...")
@@ -179,7 +179,7 @@ def _run_wa_ray(cfg: QrConfig, console: Console) -> tuple[dict[str, Any], dict[s
 
 # ------------------------------------------------------------------ whatsapp-web.js
 def run_wwebjs(cfg: QrConfig, console: Console) -> tuple[dict[str, Any], dict[str, Any]]:
-    from simulator.wa_web.testing import running_web_simulator
+    from wa_ray.simulator.wa_web.testing import running_web_simulator
     from wa_ray.runtime import CHROMIUM_BASE_FLAGS, default_chromium
 
     out: dict[str, Any] = {"sequential": [], "concurrent": [], "bare_launch_ms": []}

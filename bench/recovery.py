@@ -1,4 +1,4 @@
-"""`python -m bench recovery`: how long linked sessions take to be connected again after each fault, with no QR.
+"""`python -m wa_ray.bench recovery`: how long linked sessions take to be connected again after each fault, with no QR.
 
 With N sessions linked through the real path (QR on SSE, phone API scan), one
 fault at a time, each after every session is connected and quiet again:
@@ -44,8 +44,8 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from bench.output import Envelope, loadavg, machine_without_service, median, pct, progress, table, write
-from bench.report import to_jsonable
+from wa_ray.bench.output import Envelope, loadavg, machine_without_service, median, pct, progress, table, write
+from wa_ray.bench.report import to_jsonable
 
 FAULTS = ("actor", "actor-all", "browser", "host", "serve", "redis", "service")
 GOALS_S = {"actor": 5.0, "browser": 10.0, "host": 10.0, "service": 60.0}
@@ -72,7 +72,7 @@ class Ctx:
         return [link.session_id for link in self.live.links]
 
     async def registry(self, timeout: float = 5.0) -> list[dict[str, Any]]:
-        from bench.harness import WORKSPACE
+        from wa_ray.bench.harness import WORKSPACE
 
         r = await self.live.api.get(f"/v1/workspaces/{WORKSPACE}/sessions", timeout=timeout)
         r.raise_for_status()
@@ -144,10 +144,10 @@ def _host_pid() -> int:
 async def fault_actor(ctx: Ctx, all_of_them: bool) -> dict[str, Any]:
     import ray
 
-    from supervisors.session_supervisor import actor_name
+    from wa_ray.supervisors.session_supervisor import actor_name
     from wa_ray import NAMESPACE
 
-    from bench.harness import WORKSPACE
+    from wa_ray.bench.harness import WORKSPACE
 
     if ctx.harness.service.settings.session_hosting != "actor":
         return {"not_applicable": "host hosting: sessions are grains in the BrowserHost, with no SessionActor "
@@ -172,7 +172,7 @@ async def fault_actor(ctx: Ctx, all_of_them: bool) -> dict[str, Any]:
 
 
 async def fault_browser(ctx: Ctx) -> dict[str, Any]:
-    from bench.memory import chromium_kinds, descendants, is_chromium, process_table
+    from wa_ray.bench.memory import chromium_kinds, descendants, is_chromium, process_table
 
     host_pid = _host_pid()
     table_ = process_table()
@@ -194,7 +194,7 @@ async def fault_browser(ctx: Ctx) -> dict[str, Any]:
 
 
 async def fault_host(ctx: Ctx) -> dict[str, Any]:
-    from bench.memory import chromium_kinds, descendants, process_table
+    from wa_ray.bench.memory import chromium_kinds, descendants, process_table
 
     host_pid = _host_pid()
     before = chromium_kinds(descendants(host_pid, process_table()), process_table())
@@ -233,7 +233,7 @@ async def _api_back(ctx: Ctx, t0: float, probe: Any) -> tuple[float | None, int,
 async def fault_serve(ctx: Ctx) -> dict[str, Any]:
     import ray
 
-    from bench.harness import WORKSPACE
+    from wa_ray.bench.harness import WORKSPACE
 
     replicas = [a for a in ray.util.list_named_actors(all_namespaces=True)
                 if a["namespace"] == "serve" and "Ingress" in a["name"] and "REPLICA" in a["name"].upper()]
@@ -243,7 +243,7 @@ async def fault_serve(ctx: Ctx) -> dict[str, Any]:
     base = ctx.harness.base_url
     from wa_ray.signing import HmacAuth
 
-    from bench.harness import ADMIN_KEY_ID
+    from wa_ray.bench.harness import ADMIN_KEY_ID
 
     async with httpx.AsyncClient(base_url=base, auth=HmacAuth(ADMIN_KEY_ID, ctx.harness.admin_secret),
                                  timeout=2.0) as probe_client:
@@ -269,7 +269,7 @@ async def fault_serve(ctx: Ctx) -> dict[str, Any]:
 
 async def _send_round(ctx: Ctx, label: str) -> dict[str, Any]:
     """One message per session; every one must be sent and acked (SSE, or its status by the API)."""
-    from bench.harness import WORKSPACE
+    from wa_ray.bench.harness import WORKSPACE
 
     t0 = time.time()
     ids: dict[str, str] = {}
@@ -309,7 +309,7 @@ async def _send_round(ctx: Ctx, label: str) -> dict[str, Any]:
 
 async def _sweep(ctx: Ctx, tag: str) -> dict[str, Any]:
     """Ordinary calls a backend makes, through different processes (Ingress, supervisor, actors): any non-2xx."""
-    from bench.harness import WORKSPACE
+    from wa_ray.bench.harness import WORKSPACE
 
     api = ctx.live.api
     base = f"/v1/workspaces/{WORKSPACE}"
@@ -335,7 +335,7 @@ async def _sweep(ctx: Ctx, tag: str) -> dict[str, Any]:
 
 
 async def fault_redis(ctx: Ctx) -> dict[str, Any]:
-    from bench.harness import WORKSPACE
+    from wa_ray.bench.harness import WORKSPACE
 
     service = ctx.harness.service
     if service is None or service.redis is None:
@@ -386,7 +386,7 @@ async def fault_redis(ctx: Ctx) -> dict[str, Any]:
 
 
 async def fault_service(ctx: Ctx) -> dict[str, Any]:
-    from wa_ray.service import Service
+    from wa_ray.entry.service import Service
 
     harness = ctx.harness
     settings = harness.service.settings
@@ -400,7 +400,7 @@ async def fault_service(ctx: Ctx) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001
         return {"error": f"service did not start again: {type(exc).__name__}: {exc}"[:500], "stop_s": stop_s}
     start_s = round(time.time() - t0, 2)
-    from bench.harness import _stop_on_sigterm
+    from wa_ray.bench.harness import _stop_on_sigterm
 
     _stop_on_sigterm()  # ray.init() put its own SIGTERM handler back
     # the registry first (the SSE stream reconnects on its own, with backoff)
@@ -442,7 +442,7 @@ async def fault_service(ctx: Ctx) -> dict[str, Any]:
 
 async def _link_tolerant(live: Any, count: int, concurrency: int) -> list[str]:
     """Link `count` more sessions; a create answered 5xx is recorded and tried again (up to 3 times)."""
-    from bench.harness import LinkError
+    from wa_ray.bench.harness import LinkError
 
     start, slots, errors = len(live.links), asyncio.Semaphore(concurrency), []
 
@@ -524,7 +524,7 @@ async def run_faults(cfg: RecoveryConfig, harness: Any, live: Any, console: Cons
 
 
 def run_recovery(cfg: RecoveryConfig, console: Console) -> tuple[Envelope, dict[str, Path]]:
-    from bench.harness import Harness, HarnessOptions, Live
+    from wa_ray.bench.harness import Harness, HarnessOptions, Live
 
     env = Envelope("recovery")
     big = max(cfg.sessions, cfg.service_sessions or cfg.sessions) if "service" in cfg.faults else cfg.sessions

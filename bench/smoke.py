@@ -1,4 +1,4 @@
-"""`python -m bench smoke --out DIR`: every bench at toy size on ONE service, for tests/bench.
+"""`python -m wa_ray.bench smoke --out DIR`: every bench at toy size on ONE service, for tests/bench.
 
 Starting the service costs most of a small bench's time on a 2-core machine,
 so the smoke run starts it once and runs, in order: crypto (1 MB), density
@@ -18,15 +18,15 @@ from typing import Any
 
 from rich.console import Console
 
-from bench.output import Envelope
-from bench.report import to_jsonable
+from wa_ray.bench.output import Envelope
+from wa_ray.bench.report import to_jsonable
 
 
 def run_smoke(out_dir: Path, console: Console, baselines: bool = True) -> dict[str, Envelope]:
-    from bench import api, density, qr, recovery
-    from bench.crypto import CryptoConfig, run_crypto
-    from bench.harness import Harness, HarnessOptions, Live
-    from simulator.wa_web.testing import running_web_simulator
+    from wa_ray.bench import api, density, qr, recovery
+    from wa_ray.bench.crypto import CryptoConfig, run_crypto
+    from wa_ray.bench.harness import Harness, HarnessOptions, Live
+    from wa_ray.simulator.wa_web.testing import running_web_simulator
 
     envs: dict[str, Envelope] = {}
     envs["crypto"], _ = run_crypto(CryptoConfig(size_mb=1, runs=3, warmup=1, out_dir=out_dir), console)

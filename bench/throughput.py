@@ -29,10 +29,10 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench.harness import WORKSPACE, Harness, HarnessOptions, Live, SessionLink
-from bench.machine import CpuAccount
-from bench.profile import StepProfiler
-from bench.report import (
+from wa_ray.bench.harness import WORKSPACE, Harness, HarnessOptions, Live, SessionLink
+from wa_ray.bench.machine import CpuAccount
+from wa_ray.bench.profile import StepProfiler
+from wa_ray.bench.report import (
     LATENCY_PATHS,
     Counts,
     Rates,
@@ -341,7 +341,7 @@ WARMUP_RATE_PER_MIN = 300.0
 
 
 def _command() -> str:
-    return "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return "python -m wa_ray.bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
 async def _with_live(harness: Harness, cfg: BenchConfig, console: Console, body: Any) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.webhooks import WebhookHit
+from wa_ray.bench.webhooks import WebhookHit
 
 SESSION_TYPES = frozenset({"session.qr", "session.ready", "session.status", "session.disconnected"})
 SSE_TYPES = ("message.sent", "message.ack", "message.failed", *sorted(SESSION_TYPES))

@@ -42,7 +42,7 @@ def _serve(port: int, secret: str, out: Any, ready: Any) -> None:  # runs in the
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from actors.webhook_signing import verify
+    from wa_ray.actors.webhook_signing import verify
 
     async def hook(request: Request) -> Response:
         at = time.time()

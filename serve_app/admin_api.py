@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query
 
-from serve_app.auth import Principal
-from serve_app.context import AppContext
-from serve_app.deps import admin, ctx
-from serve_app.models import AuditPage, AuditRecord
-from serve_app.openapi import errors
+from wa_ray.serve_app.auth import Principal
+from wa_ray.serve_app.context import AppContext
+from wa_ray.serve_app.deps import admin, ctx
+from wa_ray.serve_app.models import AuditPage, AuditRecord
+from wa_ray.serve_app.openapi import errors
 from wa_ray.ids import ID_PATTERN
 
 router = APIRouter(tags=["admin"])

@@ -54,9 +54,9 @@ import orjson
 import redis.asyncio as aioredis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serve_app.errors import error_body
-from storage import keys
-from storage.audit import AuditEntry, AuditLog
+from wa_ray.serve_app.errors import error_body
+from wa_ray.storage import keys
+from wa_ray.storage.audit import AuditEntry, AuditLog
 
 log = logging.getLogger(__name__)
 

@@ -24,11 +24,11 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.config import BackpressureConfig
 
-from serve_app import admin_api, console, errors, events_api, openapi, ops_api, sessions_api, workspace_api
-from serve_app.admission import Admission
-from serve_app.context import AppContext
-from serve_app.messages_api import router as messages_router
-from serve_app.middleware import BodyLimit, RequestContext
+from wa_ray.serve_app import admin_api, console, errors, events_api, openapi, ops_api, sessions_api, workspace_api
+from wa_ray.serve_app.admission import Admission
+from wa_ray.serve_app.context import AppContext
+from wa_ray.serve_app.messages_api import router as messages_router
+from wa_ray.serve_app.middleware import BodyLimit, RequestContext
 from wa_ray.config import RuntimeConfig
 
 

@@ -27,13 +27,13 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from fastapi import Request
 
-from serve_app.errors import ApiError
-from serve_app.tokens import CLI_ISSUER, Claims, Kind, TokenError, TokenSigner
-from sessions.crypto import MasterKey
-from storage import keys
-from storage.apikeys import ApiKey, ApiKeyStore
-from storage.batch import Batcher
-from storage.ratelimit import RateLimiter, Verdict, verdict
+from wa_ray.serve_app.errors import ApiError
+from wa_ray.serve_app.tokens import CLI_ISSUER, Claims, Kind, TokenError, TokenSigner
+from wa_ray.sessions.crypto import MasterKey
+from wa_ray.storage import keys
+from wa_ray.storage.apikeys import ApiKey, ApiKeyStore
+from wa_ray.storage.batch import Batcher
+from wa_ray.storage.ratelimit import RateLimiter, Verdict, verdict
 from wa_ray.signing import signature
 
 WINDOW_S = 300

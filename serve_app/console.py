@@ -22,13 +22,13 @@ from importlib import resources
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse
 
-from serve_app.auth import CONSOLE_COOKIE, CONSOLE_HEADER, Principal
-from serve_app.context import AppContext
-from serve_app.deps import ctx
-from serve_app.errors import ApiError
-from serve_app.models import ConsoleLogin, ConsoleWhoAmI
-from serve_app.openapi import errors
-from storage import keys
+from wa_ray.serve_app.auth import CONSOLE_COOKIE, CONSOLE_HEADER, Principal
+from wa_ray.serve_app.context import AppContext
+from wa_ray.serve_app.deps import ctx
+from wa_ray.serve_app.errors import ApiError
+from wa_ray.serve_app.models import ConsoleLogin, ConsoleWhoAmI
+from wa_ray.serve_app.openapi import errors
+from wa_ray.storage import keys
 
 router = APIRouter(tags=["console"])
 
@@ -40,7 +40,7 @@ _FILES = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; char
 
 
 def _asset(name: str) -> str:
-    return resources.files("serve_app").joinpath(f"console_{name}" if name in _FILES else "console.html").read_text()
+    return resources.files("wa_ray.serve_app").joinpath(f"console_{name}" if name in _FILES else "console.html").read_text()
 
 
 @router.get("/console", include_in_schema=False)

@@ -8,17 +8,17 @@ from typing import Any
 import ray
 import redis.asyncio as aioredis
 
-from serve_app.auth import Authenticator
-from serve_app.sse import EventHub
-from sessions.master_keys import master_and_previous
-from storage.audit import AuditLog
-from storage.batch import Batcher
-from storage.events import EventLog
-from storage.messages import MessageStore
-from storage.metrics import MetricsStore
-from storage.redis_client import connect
-from storage.registry import SessionRegistry
-from storage.webhooks import WebhookConfigStore
+from wa_ray.serve_app.auth import Authenticator
+from wa_ray.serve_app.sse import EventHub
+from wa_ray.sessions.master_keys import master_and_previous
+from wa_ray.storage.audit import AuditLog
+from wa_ray.storage.batch import Batcher
+from wa_ray.storage.events import EventLog
+from wa_ray.storage.messages import MessageStore
+from wa_ray.storage.metrics import MetricsStore
+from wa_ray.storage.redis_client import connect
+from wa_ray.storage.registry import SessionRegistry
+from wa_ray.storage.webhooks import WebhookConfigStore
 from wa_ray import NAMESPACE, SUPERVISOR_NAME
 from wa_ray.config import RuntimeConfig
 from wa_ray.egress import EgressGuard

@@ -1,6 +1,6 @@
 """Serve application builders for a config-file deployment (`serve deploy deploy/serve.yaml`, KubeRay).
 
-`wa_ray.service.Service.start()` brings everything up from one driver process: Redis, Ray, the
+`wa_ray.entry.service.Service.start()` brings everything up from one driver process: Redis, Ray, the
 detached control plane (supervisor, webhook dispatcher, cloud sender) and the two Serve apps. On a
 cluster that Ray Serve manages from a config file (the Ray cluster launcher, KubeRay's RayService)
 there is no such driver: Serve imports the `import_path` of each application and calls it with the
@@ -81,7 +81,7 @@ def runtime_config(settings: Settings) -> RuntimeConfig:
     Built by `Settings.runtime`, the same call `Service._start` makes. It names the key (its file, or
     WA_MASTER_KEY of each node's environment) and its public id, never the key: the config is an actor
     argument. A missing or malformed key fails here, not in every actor."""
-    from sessions.master_keys import current_key_id
+    from wa_ray.sessions.master_keys import current_key_id
 
     assert settings.redis_url and (settings.master_key or settings.master_key_file)
     return settings.runtime(settings.redis_url, current_key_id(settings.key_file(), create=False))
@@ -117,9 +117,9 @@ def start_control_plane(config: RuntimeConfig, settings: Settings) -> dict[str, 
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from actors.cloud_sender import CLOUD_SENDER_NAME, CloudSender
-    from actors.webhook_dispatcher import WebhookDispatcher
-    from supervisors.session_supervisor import SessionSupervisor
+    from wa_ray.actors.cloud_sender import CLOUD_SENDER_NAME, CloudSender
+    from wa_ray.actors.webhook_dispatcher import WebhookDispatcher
+    from wa_ray.supervisors.session_supervisor import SessionSupervisor
     from wa_ray import DISPATCHER_NAME, NAMESPACE, SUPERVISOR_NAME
 
     head = head_node(ray.nodes())
@@ -131,7 +131,7 @@ def start_control_plane(config: RuntimeConfig, settings: Settings) -> dict[str, 
     cloud_sender = CloudSender.options(name=CLOUD_SENDER_NAME, **common).remote(config)
     ray.get([supervisor.warm.remote(), dispatcher.start.remote(), cloud_sender.ping.remote()])
     if settings.api_key_id and settings.api_key_secret:
-        from wa_ray.service import bootstrap_admin_key
+        from wa_ray.entry.service import bootstrap_admin_key
 
         ray.get(bootstrap_admin_key.remote(config, settings.api_key_id, settings.api_key_secret))
     return {"supervisor": supervisor, "dispatcher": dispatcher, "cloud_sender": cloud_sender}
@@ -139,7 +139,7 @@ def start_control_plane(config: RuntimeConfig, settings: Settings) -> dict[str, 
 
 def providers_app(args: dict[str, Any]) -> Application:
     """Serve builder for the `wa-ray-providers` application (route_prefix: null)."""
-    from serve_app.provider_selector import ProviderSelector
+    from wa_ray.serve_app.provider_selector import ProviderSelector
 
     settings, _ = settings_from(args)
     return ProviderSelector.bind(runtime_config(settings))
@@ -147,7 +147,7 @@ def providers_app(args: dict[str, Any]) -> Application:
 
 def ingress_app(args: dict[str, Any]) -> Application:
     """Serve builder for the `wa-ray` application (route_prefix: /): control plane first, then the Ingress."""
-    from serve_app.app import Ingress
+    from wa_ray.serve_app.app import Ingress
 
     settings, deploy = settings_from(args)
     config = runtime_config(settings)

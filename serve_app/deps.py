@@ -16,10 +16,10 @@ from typing import Any
 import ray
 from fastapi import Request
 
-from serve_app.auth import Principal
-from serve_app.context import AppContext
-from serve_app.errors import ApiError
-from supervisors.placement import PlacementError, QuotaExceeded
+from wa_ray.serve_app.auth import Principal
+from wa_ray.serve_app.context import AppContext
+from wa_ray.serve_app.errors import ApiError
+from wa_ray.supervisors.placement import PlacementError, QuotaExceeded
 from wa_ray.ids import ID_PATTERN
 
 _ID_RE = re.compile(ID_PATTERN)

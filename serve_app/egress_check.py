@@ -7,8 +7,8 @@ at send time (wa_ray/egress_http.py), since what a name resolves to may change a
 
 from __future__ import annotations
 
-from serve_app.context import AppContext
-from serve_app.errors import ApiError
+from wa_ray.serve_app.context import AppContext
+from wa_ray.serve_app.errors import ApiError
 from wa_ray.egress import EgressDenied
 
 

@@ -13,13 +13,13 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 
-from serve_app.context import AppContext
-from serve_app.deps import check_id, ctx
-from serve_app.errors import ApiError
-from serve_app.openapi import errors
-from serve_app.sse import event_stream
-from serve_app.stream_access import StreamAccess
-from storage.streamslots import StreamSlots
+from wa_ray.serve_app.context import AppContext
+from wa_ray.serve_app.deps import check_id, ctx
+from wa_ray.serve_app.errors import ApiError
+from wa_ray.serve_app.openapi import errors
+from wa_ray.serve_app.sse import event_stream
+from wa_ray.serve_app.stream_access import StreamAccess
+from wa_ray.storage.streamslots import StreamSlots
 from wa_ray.events import EVENT_TYPES
 from wa_ray.ids import ID_PATTERN
 

@@ -10,8 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from storage.outbox import TENANT_MAX_ATTEMPTS, TENANT_MAX_DELAY_S, TENANT_MIN_DELAY_S
-from storage.pacing import FLOAT_LIMITS, INT_LIMITS, MAX_STEPS, STEP_GAP_LIMITS, STEP_RATE_LIMITS
+from wa_ray.storage.outbox import TENANT_MAX_ATTEMPTS, TENANT_MAX_DELAY_S, TENANT_MIN_DELAY_S
+from wa_ray.storage.pacing import FLOAT_LIMITS, INT_LIMITS, MAX_STEPS, STEP_GAP_LIMITS, STEP_RATE_LIMITS
 from wa_ray.ids import ID_PATTERN, PHONE_PATTERN
 
 STRICT_INPUT = ConfigDict(extra="forbid", allow_inf_nan=False)

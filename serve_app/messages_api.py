@@ -12,13 +12,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 
-from serve_app import meta_webhooks, provider_api, webhook_admin_api
-from serve_app.context import AppContext
-from serve_app.deps import check_id, ctx, session_record, workspace, writable_workspace
-from serve_app.errors import ApiError
-from serve_app.message_models import MessageAccepted, MessageOut, SendMessage
-from serve_app.provider_selector import Snapshot, choose, selector
-from storage.messages import META, WEBJS, OutboundMessage, fingerprint
+from wa_ray.serve_app import meta_webhooks, provider_api, webhook_admin_api
+from wa_ray.serve_app.context import AppContext
+from wa_ray.serve_app.deps import check_id, ctx, session_record, workspace, writable_workspace
+from wa_ray.serve_app.errors import ApiError
+from wa_ray.serve_app.message_models import MessageAccepted, MessageOut, SendMessage
+from wa_ray.serve_app.provider_selector import Snapshot, choose, selector
+from wa_ray.storage.messages import META, WEBJS, OutboundMessage, fingerprint
 from wa_ray.ids import new_id
 
 router = APIRouter()

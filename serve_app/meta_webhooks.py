@@ -31,11 +31,11 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse, Response
 
-from actors.inbound import InboundRecorder
-from serve_app.context import AppContext
-from serve_app.deps import ctx
-from serve_app.errors import ApiError
-from serve_app.provider_selector import selector
+from wa_ray.actors.inbound import InboundRecorder
+from wa_ray.serve_app.context import AppContext
+from wa_ray.serve_app.deps import ctx
+from wa_ray.serve_app.errors import ApiError
+from wa_ray.serve_app.provider_selector import selector
 
 router = APIRouter()
 

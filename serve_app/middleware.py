@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serve_app.errors import error_body
-from storage.audit import AuditEntry, AuditLog, outcome_of
+from wa_ray.serve_app.errors import error_body
+from wa_ray.storage.audit import AuditEntry, AuditLog, outcome_of
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from serve_app.models import ErrorBody
+from wa_ray.serve_app.models import ErrorBody
 
 _DESCRIPTIONS = {
     400: "Malformed request (e.g. body is not JSON)",

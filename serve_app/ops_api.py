@@ -30,11 +30,11 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from serve_app.context import AppContext
-from serve_app.deps import caller, ctx
-from serve_app.errors import ApiError
-from serve_app.models import Check, ErrorBody, Health, Readiness
-from serve_app.prometheus import render
+from wa_ray.serve_app.context import AppContext
+from wa_ray.serve_app.deps import caller, ctx
+from wa_ray.serve_app.errors import ApiError
+from wa_ray.serve_app.models import Check, ErrorBody, Health, Readiness
+from wa_ray.serve_app.prometheus import render
 from wa_ray import NAMESPACE
 
 router = APIRouter(tags=["operations"])

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from storage import keys
-from storage.metrics import Snapshot
+from wa_ray.storage import keys
+from wa_ray.storage.metrics import Snapshot
 
 _HISTOGRAM_DOCS = {
     "qr_generation_seconds": "Session start (session.status initializing) to its first session.qr",

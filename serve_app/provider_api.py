@@ -15,15 +15,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from serve_app.context import AppContext
-from serve_app.auth import Principal
-from serve_app.deps import caller, ctx, workspace, writable_workspace
-from serve_app.egress_check import allowed_url
-from serve_app.errors import ApiError
-from serve_app.message_models import PacingIn, ProviderIn, ProviderOut
-from serve_app.provider_selector import choose, record_first_choice, selector, snapshot
-from storage.pacing import PacingPolicy, PacingStore
-from storage.providers import GRAPH_BASE_URL, CloudCredentials, CloudOptions, NumberTaken, ProviderConfig
+from wa_ray.serve_app.context import AppContext
+from wa_ray.serve_app.auth import Principal
+from wa_ray.serve_app.deps import caller, ctx, workspace, writable_workspace
+from wa_ray.serve_app.egress_check import allowed_url
+from wa_ray.serve_app.errors import ApiError
+from wa_ray.serve_app.message_models import PacingIn, ProviderIn, ProviderOut
+from wa_ray.serve_app.provider_selector import choose, record_first_choice, selector, snapshot
+from wa_ray.storage.pacing import PacingPolicy, PacingStore
+from wa_ray.storage.providers import GRAPH_BASE_URL, CloudCredentials, CloudOptions, NumberTaken, ProviderConfig
 
 router = APIRouter()
 

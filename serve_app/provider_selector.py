@@ -34,13 +34,13 @@ from typing import Any
 import redis.asyncio as aioredis
 from ray import serve
 
-from serve_app.context import AppContext
-from sessions.master_keys import master_and_previous
-from storage import keys
-from storage.events import EventLog
-from storage.messages import META, WEBJS, MessageStore
-from storage.providers import Health, ProviderConfig, ProviderStore
-from storage.redis_client import connect
+from wa_ray.serve_app.context import AppContext
+from wa_ray.sessions.master_keys import master_and_previous
+from wa_ray.storage import keys
+from wa_ray.storage.events import EventLog
+from wa_ray.storage.messages import META, WEBJS, MessageStore
+from wa_ray.storage.providers import Health, ProviderConfig, ProviderStore
+from wa_ray.storage.redis_client import connect
 from wa_ray.config import RuntimeConfig
 from wa_ray.events import PROVIDER_CHANGED, Event
 

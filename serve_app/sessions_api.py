@@ -8,11 +8,11 @@ from typing import Literal
 import segno
 from fastapi import APIRouter, Depends, Query, Response
 
-from serve_app.context import AppContext
-from serve_app.deps import ctx, session_record, supervisor_call, workspace, writable_workspace
-from serve_app.errors import ApiError
-from serve_app.models import CreateSession, QrOut, SessionOut
-from serve_app.openapi import errors
+from wa_ray.serve_app.context import AppContext
+from wa_ray.serve_app.deps import ctx, session_record, supervisor_call, workspace, writable_workspace
+from wa_ray.serve_app.errors import ApiError
+from wa_ray.serve_app.models import CreateSession, QrOut, SessionOut
+from wa_ray.serve_app.openapi import errors
 from wa_ray.ids import new_id
 
 router = APIRouter(prefix="/v1/workspaces/{ws}/sessions", tags=["sessions"])

@@ -32,8 +32,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from sse_starlette import ServerSentEvent
 
-from storage import keys
-from storage.events import EventLog, decode
+from wa_ray.storage import keys
+from wa_ray.storage.events import EventLog, decode
 
 log = logging.getLogger(__name__)
 

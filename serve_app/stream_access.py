@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import anyio
 from redis.exceptions import RedisError
 
-from serve_app.auth import Authenticator, Principal
-from serve_app.errors import ApiError
-from serve_app.tokens import CLI_ISSUER
-from storage.streamslots import LEASE_S, Lease, Slot, SlotsFull, StreamSlots
+from wa_ray.serve_app.auth import Authenticator, Principal
+from wa_ray.serve_app.errors import ApiError
+from wa_ray.serve_app.tokens import CLI_ISSUER
+from wa_ray.storage.streamslots import LEASE_S, Lease, Slot, SlotsFull, StreamSlots
 
 log = logging.getLogger(__name__)
 

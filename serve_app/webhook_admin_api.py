@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Body, Depends, Query
 
-from serve_app.context import AppContext
-from serve_app.deps import ctx, workspace, writable_workspace
-from serve_app.message_models import DeadLetter, DeadLetters, ReplayIn, ReplayOut, WebhookPolicyIn
-from storage.outbox import Outbox, RetryPolicy
+from wa_ray.serve_app.context import AppContext
+from wa_ray.serve_app.deps import ctx, workspace, writable_workspace
+from wa_ray.serve_app.message_models import DeadLetter, DeadLetters, ReplayIn, ReplayOut, WebhookPolicyIn
+from wa_ray.storage.outbox import Outbox, RetryPolicy
 
 router = APIRouter()
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Body, Depends, Response
 
-from serve_app.auth import Principal
-from serve_app.context import AppContext
-from serve_app.deps import caller, ctx, workspace, writable_workspace
-from serve_app.egress_check import allowed_url
-from serve_app.models import (
+from wa_ray.serve_app.auth import Principal
+from wa_ray.serve_app.context import AppContext
+from wa_ray.serve_app.deps import caller, ctx, workspace, writable_workspace
+from wa_ray.serve_app.egress_check import allowed_url
+from wa_ray.serve_app.models import (
     ConsoleToken,
     ConsoleTokenRequest,
     StreamToken,
@@ -16,9 +16,9 @@ from serve_app.models import (
     WebhookConfig,
     WorkspaceList,
 )
-from serve_app.openapi import errors
-from storage import keys
-from storage.webhooks import WebhookTarget
+from wa_ray.serve_app.openapi import errors
+from wa_ray.storage import keys
+from wa_ray.storage.webhooks import WebhookTarget
 
 router = APIRouter(tags=["workspaces"])
 

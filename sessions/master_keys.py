@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from sessions.crypto import MasterKey
+from wa_ray.sessions.crypto import MasterKey
 from wa_ray.runtime import RuntimeConfig
 
 log = logging.getLogger(__name__)

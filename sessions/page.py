@@ -16,8 +16,8 @@ from wa_ray.tasks import background
 log = logging.getLogger(__name__)
 
 Signal = Callable[[str, dict[str, Any]], Awaitable[None]]
-BRIDGE_JS = resources.files("sessions").joinpath("bridge.js").read_text()
-RESTORE_JS = resources.files("sessions").joinpath("storage_restore.js").read_text()
+BRIDGE_JS = resources.files("wa_ray.sessions").joinpath("bridge.js").read_text()
+RESTORE_JS = resources.files("wa_ray.sessions").joinpath("storage_restore.js").read_text()
 BLANK_HTML = "<html></html>"
 
 

@@ -18,9 +18,9 @@ def main(argv: list[str] | None = None) -> None:
     cloud.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     args = parser.parse_args(argv)
     if args.which == "web":
-        from simulator.wa_web.server import run
+        from wa_ray.simulator.wa_web.server import run
     else:
-        from simulator.cloud_api.server import run
+        from wa_ray.simulator.cloud_api.server import run
     run(host=args.host, port=args.port, log_level=args.log_level)
 
 

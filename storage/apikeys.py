@@ -28,9 +28,9 @@ from typing import Literal
 
 import redis.asyncio as aioredis
 
-from sessions.crypto import DecryptError, MasterKey, decrypt, encrypt
-from storage import keys
-from storage.batch import Batcher
+from wa_ray.sessions.crypto import DecryptError, MasterKey, decrypt, encrypt
+from wa_ray.storage import keys
+from wa_ray.storage.batch import Batcher
 from wa_ray.ids import is_valid_id
 
 Role = Literal["admin", "workspace", "read"]
@@ -155,7 +155,7 @@ class ApiKeyStore:
         self._redis = redis
         self._reader: Batcher | aioredis.Redis = batch or redis  # `get` is on every signed request
         self._key = MasterKey(master.derive(PURPOSE))
-        # keys of a master key being rotated out still decrypt (wa_ray/rotation.py re-encrypts them)
+        # keys of a master key being rotated out still decrypt (wa_ray/entry/rotation.py re-encrypts them)
         self._readers = [self._key, *(MasterKey(k.derive(PURPOSE)) for k in previous)]
         # (encrypted blob, what it is bound to) -> its secret: every signed request reads its key, and
         # AES-GCM (plus the blob's parsing) need not run again for a blob already opened. Keyed by the

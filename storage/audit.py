@@ -24,8 +24,8 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from storage import keys
-from storage.batch import Batcher
+from wa_ray.storage import keys
+from wa_ray.storage.batch import Batcher
 
 MAX_ENTRIES = 200_000  # approximate cap; older entries fall off
 MAX_ANONYMOUS_ENTRIES = 10_000

@@ -14,9 +14,9 @@ from typing import Protocol
 
 import redis.asyncio as aioredis
 
-from sessions.crypto import MasterKey, decrypt, encrypt
-from sessions.master_keys import load_master_keys
-from storage import keys
+from wa_ray.sessions.crypto import MasterKey, decrypt, encrypt
+from wa_ray.sessions.master_keys import load_master_keys
+from wa_ray.storage import keys
 from wa_ray.ids import require_id
 from wa_ray.runtime import RuntimeConfig
 

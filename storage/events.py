@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from storage import keys
+from wa_ray.storage import keys
 from wa_ray.events import Event
 
 MAX_EVENTS_PER_WORKSPACE = 100_000

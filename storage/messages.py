@@ -27,9 +27,9 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from storage import keys
-from storage.batch import Batcher
-from storage.events import MAX_EVENTS_PER_WORKSPACE, encode
+from wa_ray.storage import keys
+from wa_ray.storage.batch import Batcher
+from wa_ray.storage.events import MAX_EVENTS_PER_WORKSPACE, encode
 from wa_ray.events import MESSAGE_QUEUED, Event
 
 IDEMPOTENCY_TTL_S = 24 * 3600

@@ -29,8 +29,8 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError, WatchError
 
-from sessions.state import SessionState
-from storage import keys
+from wa_ray.sessions.state import SessionState
+from wa_ray.storage import keys
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from storage import keys
+from wa_ray.storage import keys
 from wa_ray.config import RuntimeConfig
 
 # Move dead letters (all, or those whose event id is listed) into the replay stream, in order.

@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from storage import keys
+from wa_ray.storage import keys
 from wa_ray.config import RuntimeConfig
 
 MINUTE, HOUR = 60.0, 3600.0

@@ -24,10 +24,10 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from sessions.crypto import MasterKey, decrypt, encrypt
-from storage import keys
-from storage.messages import WEBJS
-from storage.registry import SessionRegistry
+from wa_ray.sessions.crypto import MasterKey, decrypt, encrypt
+from wa_ray.storage import keys
+from wa_ray.storage.messages import WEBJS
+from wa_ray.storage.registry import SessionRegistry
 
 DEFAULT_GRAPH_VERSION = "v21.0"
 GRAPH_BASE_URL = "https://graph.facebook.com"  # Meta's; another base URL is an admin's choice (provider_api.py)
@@ -179,7 +179,7 @@ class ProviderStore:
     def __init__(self, redis: aioredis.Redis, master: MasterKey, previous: Sequence[MasterKey] = ()) -> None:
         self._redis = redis
         self._key = MasterKey(master.derive(PURPOSE))
-        # keys of a master key being rotated out still decrypt (wa_ray/rotation.py re-encrypts them)
+        # keys of a master key being rotated out still decrypt (wa_ray/entry/rotation.py re-encrypts them)
         self._readers = [self._key, *(MasterKey(k.derive(PURPOSE)) for k in previous)]
         self._registry = SessionRegistry(redis)
         self._breaker_failure = redis.register_script(_BREAKER_FAILURE)

@@ -14,8 +14,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from storage import keys
-from storage.batch import Batcher
+from wa_ray.storage import keys
+from wa_ray.storage.batch import Batcher
 
 _GCRA = """
 local t = redis.call('TIME')

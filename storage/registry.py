@@ -7,7 +7,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from storage import keys
+from wa_ray.storage import keys
 
 
 class SessionRegistry:

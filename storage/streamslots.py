@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from storage import keys
+from wa_ray.storage import keys
 
 LEASE_S = 15.0
 

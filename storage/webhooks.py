@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from sessions.crypto import MasterKey, decrypt, encrypt
-from storage import keys
+from wa_ray.sessions.crypto import MasterKey, decrypt, encrypt
+from wa_ray.storage import keys
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class WebhookConfigStore:
     def __init__(self, redis: aioredis.Redis, master: MasterKey, previous: Sequence[MasterKey] = ()) -> None:
         self._redis = redis
         self._key = MasterKey(master.derive(PURPOSE))
-        # keys of a master key being rotated out still decrypt (wa_ray/rotation.py re-encrypts them)
+        # keys of a master key being rotated out still decrypt (wa_ray/entry/rotation.py re-encrypts them)
         self._readers = [self._key, *(MasterKey(k.derive(PURPOSE)) for k in previous)]
 
     async def set(self, ws: str, target: WebhookTarget) -> None:

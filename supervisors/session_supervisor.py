@@ -20,13 +20,13 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from actors.browser_host import BrowserHost
-from actors.session_actor import SessionActor
-from sessions.state import SessionState
-from storage.redis_client import connect
-from storage.registry import SessionRegistry
-from supervisors.placement import SLOT, PlacementError, QuotaExceeded, least_loaded, nodes_from_ray
-from supervisors.session_handles import ActorSession, GrainSession, SessionGone, SessionHandle
+from wa_ray.actors.browser_host import BrowserHost
+from wa_ray.actors.session_actor import SessionActor
+from wa_ray.sessions.state import SessionState
+from wa_ray.storage.redis_client import connect
+from wa_ray.storage.registry import SessionRegistry
+from wa_ray.supervisors.placement import SLOT, PlacementError, QuotaExceeded, least_loaded, nodes_from_ray
+from wa_ray.supervisors.session_handles import ActorSession, GrainSession, SessionGone, SessionHandle
 from wa_ray import NAMESPACE, session_actor_name
 from wa_ray.runtime import RuntimeConfig
 

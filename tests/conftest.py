@@ -10,10 +10,10 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from storage.embedded import EmbeddedRedis, free_port
-from storage.redis_client import connect
+from wa_ray.storage.embedded import EmbeddedRedis, free_port
+from wa_ray.storage.redis_client import connect
 from wa_ray.config import Settings
-from wa_ray.service import Service
+from wa_ray.entry.service import Service
 from wa_ray.signing import HmacAuth
 
 ADMIN_KEY_ID = "test-admin"
@@ -25,7 +25,7 @@ OPERATOR = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
 @pytest.fixture(scope="session")
 def web_sim() -> Iterator[object]:
-    from simulator.wa_web.testing import running_web_simulator
+    from wa_ray.simulator.wa_web.testing import running_web_simulator
 
     with running_web_simulator() as sim:
         yield sim

@@ -10,7 +10,7 @@ from typing import Any, AsyncIterator, Callable
 
 import httpx
 
-from wa_ray.sse_client import read_events
+from wa_ray.entry.sse_client import read_events
 
 
 @dataclass

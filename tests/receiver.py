@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from storage.embedded import free_port
+from wa_ray.storage.embedded import free_port
 
 
 @dataclass

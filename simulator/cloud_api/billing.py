@@ -8,9 +8,9 @@ are utility templates sent inside an open window; other templates are billed
 
 from __future__ import annotations
 
-from simulator.cloud_api.ids import new_conversation_id
-from simulator.cloud_api.payloads import Billing
-from simulator.cloud_api.window import Clock, ServiceWindows
+from wa_ray.simulator.cloud_api.ids import new_conversation_id
+from wa_ray.simulator.cloud_api.payloads import Billing
+from wa_ray.simulator.cloud_api.window import Clock, ServiceWindows
 
 CONVERSATION_SECONDS = 24 * 3600
 

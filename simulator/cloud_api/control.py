@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from simulator.cloud_api.config import PhoneNumber
-from simulator.cloud_api.models import (
+from wa_ray.simulator.cloud_api.config import PhoneNumber
+from wa_ray.simulator.cloud_api.models import (
     ClockIn,
     FailureDeliveryIn,
     FailureRateIn,
@@ -32,8 +32,8 @@ from simulator.cloud_api.models import (
     WebhookIn,
     WindowIn,
 )
-from simulator.cloud_api.state import SimState, normalize_number
-from simulator.cloud_api.subscription import verify_callback
+from wa_ray.simulator.cloud_api.state import SimState, normalize_number
+from wa_ray.simulator.cloud_api.subscription import verify_callback
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import httpx
 
-from simulator.cloud_api.config import WebhookConfig
-from simulator.cloud_api.signing import (
+from wa_ray.simulator.cloud_api.config import WebhookConfig
+from wa_ray.simulator.cloud_api.signing import (
     LEGACY_SIGNATURE_HEADER,
     SIGNATURE_HEADER,
     encode_meta_json,

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from simulator.cloud_api.ids import new_fbtrace_id
+from wa_ray.simulator.cloud_api.ids import new_fbtrace_id
 
 ERROR_CODES_HREF = "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"
 

@@ -33,19 +33,19 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from simulator.cloud_api import errors
-from simulator.cloud_api.errors import GraphError
-from simulator.cloud_api.ids import new_fbtrace_id, new_wamid
-from simulator.cloud_api.models import (
+from wa_ray.simulator.cloud_api import errors
+from wa_ray.simulator.cloud_api.errors import GraphError
+from wa_ray.simulator.cloud_api.ids import new_fbtrace_id, new_wamid
+from wa_ray.simulator.cloud_api.models import (
     KNOWN_TYPES,
     MAX_OPAQUE_CALLBACK_DATA,
     MAX_TEXT_BODY,
     MarkReadRequest,
     SendMessageRequest,
 )
-from simulator.cloud_api.registry import TokenCheck
-from simulator.cloud_api.sent_log import SentMessage
-from simulator.cloud_api.state import SimState, normalize_number
+from wa_ray.simulator.cloud_api.registry import TokenCheck
+from wa_ray.simulator.cloud_api.sent_log import SentMessage
+from wa_ray.simulator.cloud_api.state import SimState, normalize_number
 
 VERSION_RE = re.compile(r"^v\d{1,2}\.\d{1,2}$")
 

@@ -16,12 +16,12 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from simulator.cloud_api.config import CloudSimConfig, PhoneNumber
-from simulator.cloud_api.dispatcher import WebhookDispatcher
-from simulator.cloud_api.errors import ErrorSpec, webhook_error
-from simulator.cloud_api.payloads import Billing, status_payload
-from simulator.cloud_api.sent_log import SentLog, SentMessage
-from simulator.cloud_api.window import Clock
+from wa_ray.simulator.cloud_api.config import CloudSimConfig, PhoneNumber
+from wa_ray.simulator.cloud_api.dispatcher import WebhookDispatcher
+from wa_ray.simulator.cloud_api.errors import ErrorSpec, webhook_error
+from wa_ray.simulator.cloud_api.payloads import Billing, status_payload
+from wa_ray.simulator.cloud_api.sent_log import SentLog, SentMessage
+from wa_ray.simulator.cloud_api.window import Clock
 
 OUT_OF_ORDER_GAP = 0.05
 

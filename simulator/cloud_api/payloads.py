@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from simulator.cloud_api.config import PhoneNumber
+from wa_ray.simulator.cloud_api.config import PhoneNumber
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from simulator.cloud_api.config import PhoneNumber
+from wa_ray.simulator.cloud_api.config import PhoneNumber
 
 
 class TokenCheck(Enum):

@@ -18,10 +18,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from simulator.cloud_api import control, errors
-from simulator.cloud_api.config import CloudSimConfig
-from simulator.cloud_api.graph_api import graph_error, messages_endpoint
-from simulator.cloud_api.state import SimState
+from wa_ray.simulator.cloud_api import control, errors
+from wa_ray.simulator.cloud_api.config import CloudSimConfig
+from wa_ray.simulator.cloud_api.graph_api import graph_error, messages_endpoint
+from wa_ray.simulator.cloud_api.state import SimState
 
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 

@@ -14,16 +14,16 @@ import re
 import time
 from typing import Any
 
-from simulator.cloud_api.billing import Biller
-from simulator.cloud_api.config import CloudSimConfig, PhoneNumber
-from simulator.cloud_api.dispatcher import WebhookDispatcher
-from simulator.cloud_api.ids import new_wamid
-from simulator.cloud_api.lifecycle import StatusLifecycle
-from simulator.cloud_api.limits import PairRateLimiter, ThroughputLimiter
-from simulator.cloud_api.payloads import inbound_text_payload
-from simulator.cloud_api.registry import Registry
-from simulator.cloud_api.sent_log import SentLog
-from simulator.cloud_api.window import Clock, ServiceWindows
+from wa_ray.simulator.cloud_api.billing import Biller
+from wa_ray.simulator.cloud_api.config import CloudSimConfig, PhoneNumber
+from wa_ray.simulator.cloud_api.dispatcher import WebhookDispatcher
+from wa_ray.simulator.cloud_api.ids import new_wamid
+from wa_ray.simulator.cloud_api.lifecycle import StatusLifecycle
+from wa_ray.simulator.cloud_api.limits import PairRateLimiter, ThroughputLimiter
+from wa_ray.simulator.cloud_api.payloads import inbound_text_payload
+from wa_ray.simulator.cloud_api.registry import Registry
+from wa_ray.simulator.cloud_api.sent_log import SentLog
+from wa_ray.simulator.cloud_api.window import Clock, ServiceWindows
 
 
 def normalize_number(raw: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from simulator.cloud_api.ids import new_challenge
+from wa_ray.simulator.cloud_api.ids import new_challenge
 
 
 @dataclass

@@ -26,9 +26,9 @@ import httpx
 import uvicorn
 from starlette.applications import Starlette
 
-from simulator.cloud_api.config import CloudSimConfig
-from simulator.cloud_api.server import create_app
-from simulator.cloud_api.state import SimState
+from wa_ray.simulator.cloud_api.config import CloudSimConfig
+from wa_ray.simulator.cloud_api.server import create_app
+from wa_ray.simulator.cloud_api.state import SimState
 
 DEFAULT_GRAPH_VERSION = "v21.0"
 

@@ -1,6 +1,6 @@
 """How many linked devices one `wa-sim web` process carries, and at what cost.
 
-    python -m simulator.wa_web.capacity --devices 100 [--messages 20] [--json out.json]
+    python -m wa_ray.simulator.wa_web.capacity --devices 100 [--messages 20] [--json out.json]
 
 Starts `wa-sim web` as its own process (so /proc/<pid> is the simulator and
 nothing else), then:
@@ -35,7 +35,7 @@ from typing import Any, Self
 
 import httpx
 
-from simulator.wa_web.testing import (
+from wa_ray.simulator.wa_web.testing import (
     CHROMIUM,
     CHROMIUM_ARGS,
     link_page,
@@ -413,7 +413,7 @@ def format_report(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m simulator.wa_web.capacity", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m wa_ray.simulator.wa_web.capacity", description=__doc__.split("\n")[0])
     parser.add_argument("--devices", type=int, default=100)
     parser.add_argument("--messages", type=int, default=20, help="texts each device sends in the browser phase")
     parser.add_argument("--concurrency", type=int, default=8, help="devices linked at the same time")

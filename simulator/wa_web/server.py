@@ -19,7 +19,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from simulator.wa_web.api_models import (
+from wa_ray.simulator.wa_web.api_models import (
     BanBody,
     DropBody,
     PairingCodeBody,
@@ -29,8 +29,8 @@ from simulator.wa_web.api_models import (
     SimConfigBody,
     UnlinkBody,
 )
-from simulator.wa_web.config import SimConfig
-from simulator.wa_web.state import PageConn, SimError, SimState
+from wa_ray.simulator.wa_web.config import SimConfig
+from wa_ray.simulator.wa_web.state import PageConn, SimError, SimState
 
 STATIC_DIR = Path(__file__).parent / "static"
 B = TypeVar("B", bound=BaseModel)

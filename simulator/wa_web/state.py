@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from simulator.wa_web.config import PhoneConfig, SimConfig
+from wa_ray.simulator.wa_web.config import PhoneConfig, SimConfig
 
 log = logging.getLogger(__name__)
 

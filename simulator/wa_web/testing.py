@@ -24,8 +24,8 @@ import httpx
 import uvicorn
 from starlette.applications import Starlette
 
-from simulator.wa_web.config import SimConfig
-from simulator.wa_web.server import create_app
+from wa_ray.simulator.wa_web.config import SimConfig
+from wa_ray.simulator.wa_web.server import create_app
 from wa_ray.runtime import CHROMIUM_FLAGS, default_chromium
 
 if TYPE_CHECKING:
@@ -140,10 +140,10 @@ class SimulatorProcess:
 def web_simulator_process(
     port: int | None = None, startup_timeout_s: float = 20.0, log_level: str = "warning"
 ) -> Iterator[SimulatorProcess]:
-    """Start `python -m simulator.cli web` on loopback and wait until it answers; stop it afterwards."""
+    """Start `python -m wa_ray.simulator.cli web` on loopback and wait until it answers; stop it afterwards."""
     port = port or _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "simulator.cli", "web", "--host", "127.0.0.1", "--port", str(port),
+        [sys.executable, "-m", "wa_ray.simulator.cli", "web", "--host", "127.0.0.1", "--port", str(port),
          "--log-level", log_level],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

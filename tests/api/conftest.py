@@ -15,9 +15,9 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from sessions.master_keys import load_master_keys
-from storage.apikeys import ApiKeyStore
-from storage.redis_client import connect
+from wa_ray.sessions.master_keys import load_master_keys
+from wa_ray.storage.apikeys import ApiKeyStore
+from wa_ray.storage.redis_client import connect
 from wa_ray.signing import HmacAuth
 
 

@@ -13,12 +13,12 @@ from dataclasses import asdict
 import orjson
 import pytest
 
-from sessions.crypto import MasterKey
-from storage import keys
-from storage.apikeys import ApiKeyStore
-from storage.audit import AuditEntry, AuditLog
-from storage.events import encode
-from storage.ratelimit import RateLimiter
+from wa_ray.sessions.crypto import MasterKey
+from wa_ray.storage import keys
+from wa_ray.storage.apikeys import ApiKeyStore
+from wa_ray.storage.audit import AuditEntry, AuditLog
+from wa_ray.storage.events import encode
+from wa_ray.storage.ratelimit import RateLimiter
 from wa_ray.events import MESSAGE_QUEUED, Event
 
 pytestmark = pytest.mark.asyncio

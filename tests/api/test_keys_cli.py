@@ -16,11 +16,11 @@ import httpx
 import pytest
 import ray
 
-from sessions.crypto import MasterKey
-from storage.apikeys import ApiKeyStore
-from storage.embedded import EmbeddedRedis
-from storage.redis_client import connect
-from wa_ray.keys_cli import running_embedded_port
+from wa_ray.sessions.crypto import MasterKey
+from wa_ray.storage.apikeys import ApiKeyStore
+from wa_ray.storage.embedded import EmbeddedRedis
+from wa_ray.storage.redis_client import connect
+from wa_ray.entry.keys_cli import running_embedded_port
 from wa_ray.signing import HmacAuth
 
 pytestmark = pytest.mark.asyncio
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.asyncio
 async def wa_ray(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
     """The real command line, as an operator types it (`wa-ray keys ...`)."""
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "WA_REDIS_URL", "WA_MASTER_KEY")}
-    cmd = [sys.executable, "-m", "wa_ray.cli", "keys", "--data-dir", str(data_dir), *args]
+    cmd = [sys.executable, "-m", "wa_ray.entry.cli", "keys", "--data-dir", str(data_dir), *args]
     return await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True, env=env, timeout=120)
 
 

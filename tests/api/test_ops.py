@@ -9,10 +9,10 @@ import time
 import httpx
 import pytest
 
-from serve_app.app import build_app
-from serve_app.context import AppContext
-from storage import keys
-from storage.events import EventLog
+from wa_ray.serve_app.app import build_app
+from wa_ray.serve_app.context import AppContext
+from wa_ray.storage import keys
+from wa_ray.storage.events import EventLog
 from tests.conftest import OPERATOR
 from wa_ray.events import Event
 
@@ -46,7 +46,7 @@ async def test_not_ready_names_the_reason(service) -> None:
     """The same app over a Redis that is not there: 503, and the reason says which dependency."""
     from dataclasses import replace
 
-    from storage.embedded import free_port
+    from wa_ray.storage.embedded import free_port
 
     config = replace(service.config, redis_url=f"redis://127.0.0.1:{free_port()}/0")
     app = build_app(AppContext.build(config))

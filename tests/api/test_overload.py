@@ -20,8 +20,8 @@ import aiohttp
 import orjson
 import pytest
 
-from serve_app.admission import Admission, Limits
-from storage import keys
+from wa_ray.serve_app.admission import Admission, Limits
+from wa_ray.storage import keys
 from tests.conftest import OPERATOR
 from wa_ray.signing import signed_headers
 

@@ -20,10 +20,10 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from sessions.master_keys import load_master_keys
-from storage import keys
-from storage.apikeys import ApiKeyStore
-from storage.redis_client import connect
+from wa_ray.sessions.master_keys import load_master_keys
+from wa_ray.storage import keys
+from wa_ray.storage.apikeys import ApiKeyStore
+from wa_ray.storage.redis_client import connect
 from wa_ray.signing import signed_headers
 
 schemathesis = pytest.importorskip("schemathesis")  # in the test extras; skipped, not broken, without it

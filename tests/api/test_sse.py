@@ -13,7 +13,7 @@ import httpx
 import orjson
 import pytest
 
-from storage.events import EventLog
+from wa_ray.storage.events import EventLog
 from tests.conftest import OPERATOR
 from wa_ray.events import Event
 

@@ -1,6 +1,6 @@
 """The throughput bench end to end, small: 2 sessions, 60 msg/min, 10 s, on the real stack.
 
-Runs `python -m bench` in a child process: the bench starts (and stops) its own
+Runs `python -m wa_ray.bench` in a child process: the bench starts (and stops) its own
 Ray cluster, which must not collide with a Ray the rest of the suite may hold.
 """
 

@@ -1,4 +1,4 @@
-"""density, qr, recovery, api and crypto end to end at toy size, in one combined run (`python -m bench smoke`).
+"""density, qr, recovery, api and crypto end to end at toy size, in one combined run (`python -m wa_ray.bench smoke`).
 
 Each bench alone spends most of its time starting the service, so the smoke
 run starts it once and runs every bench on it (see bench/smoke.py); it runs in

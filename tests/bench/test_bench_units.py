@@ -11,8 +11,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench.memory import Mem, descendants, process_table, rollup, to_mb, total
-from bench.output import Envelope, median, pct, ratio, table, write
+from wa_ray.bench.memory import Mem, descendants, process_table, rollup, to_mb, total
+from wa_ray.bench.output import Envelope, median, pct, ratio, table, write
 
 
 def test_rollup_reads_this_process_and_sums_a_tree() -> None:
@@ -36,7 +36,7 @@ def test_rollup_reads_this_process_and_sums_a_tree() -> None:
 
 
 def test_envelope_writes_stamped_and_latest_files(tmp_path: Path) -> None:
-    env = Envelope("unit", command="python -m bench unit", machine={"nproc": 2})
+    env = Envelope("unit", command="python -m wa_ray.bench unit", machine={"nproc": 2})
     env.goal("g", "<= 1", "0.5", True)
     env.results = {"x": 1}
     env.notes.append("a note")
@@ -51,7 +51,7 @@ def test_envelope_writes_stamped_and_latest_files(tmp_path: Path) -> None:
 
 
 def test_crypto_bench_small(tmp_path: Path) -> None:
-    from bench.crypto import CryptoConfig, run_crypto
+    from wa_ray.bench.crypto import CryptoConfig, run_crypto
 
     env, paths = run_crypto(CryptoConfig(size_mb=0.5, runs=2, warmup=0, out_dir=tmp_path), Console(quiet=True))
     stats = env.results["stats"]

@@ -1,6 +1,6 @@
 """Chaos suite options. It runs in the default suite at a reduced scale (DEFAULT_SCALE: about a minute here,
 every kind of fault at least once); `--chaos-scale N` or WA_CHAOS_SCALE=N runs it bigger (scale 1 is 36 s of
-sustained send, 2+ adds a session and raises the rate), and `python -m bench chaos --runs N` repeats it and
+sustained send, 2+ adds a session and raises the rate), and `python -m wa_ray.bench chaos --runs N` repeats it and
 tallies the runs.
 
 The option is honoured when pytest starts from this directory (`pytest tests/chaos --chaos-scale 3`);

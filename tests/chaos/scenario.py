@@ -36,17 +36,17 @@ import httpx
 import orjson
 import ray
 
-from actors.webhook_signing import verify
-from simulator.wa_web.testing import running_web_simulator
-from storage import keys
-from storage.redis_client import connect
-from supervisors.session_supervisor import actor_name
-from tests.chaos.runner import ALL_FAULTS, fault_kinds
+from wa_ray.actors.webhook_signing import verify
+from wa_ray.simulator.wa_web.testing import running_web_simulator
+from wa_ray.storage import keys
+from wa_ray.storage.redis_client import connect
+from wa_ray.supervisors.session_supervisor import actor_name
+from wa_ray.bench.chaos_runner import ALL_FAULTS, fault_kinds
 from tests.procs import chromium_under
 from tests.receiver import running_receiver
 from tests.scenarios.common import client, link_many, scenario_settings, wait_all
 from wa_ray import DISPATCHER_NAME, NAMESPACE, SUPERVISOR_NAME
-from wa_ray.service import Service
+from wa_ray.entry.service import Service
 
 WS = "chaos"
 SECRET = "whsec-chaos-0123456789abcdef"

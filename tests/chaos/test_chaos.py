@@ -12,7 +12,7 @@ import tempfile
 import orjson
 import pytest
 
-from tests.chaos.runner import run_scenario
+from wa_ray.bench.chaos_runner import run_scenario
 from tests.chaos.scenario import FAULT_KINDS
 
 

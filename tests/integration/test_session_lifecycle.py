@@ -11,7 +11,7 @@ import time
 import pytest
 import ray
 
-from supervisors.session_supervisor import actor_name
+from wa_ray.supervisors.session_supervisor import actor_name
 from tests.events import collect_events
 from tests.flows import link_session, stream_url, wait_state
 from tests.procs import chromium_under
@@ -178,8 +178,8 @@ async def test_an_owner_left_unstarted_by_its_dead_placer_is_started_before_the_
     Chromium kill strand such a session. Here the replacement is made exactly as the dying placer made it."""
     if service.settings.session_hosting == "host":
         pytest.skip("host hosting has no SessionActor to leave unstarted (the host activates its grains itself)")
-    from actors.session_actor import SessionActor
-    from supervisors.placement import SLOT
+    from wa_ray.actors.session_actor import SessionActor
+    from wa_ray.supervisors.placement import SLOT
 
     async with collect_events(await stream_url(api, service.base_url, WS)) as events:
         await link_session(api, phone_api, events, WS, "orphan", "15551011")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import orjson
 
-from actors.webhook_signing import verify
+from wa_ray.actors.webhook_signing import verify
 from tests.events import collect_events
 from tests.receiver import running_receiver
 

@@ -13,7 +13,7 @@ import pytest
 @pytest.fixture(scope="session")
 def cloud_sim() -> Iterator[object]:
     """Meta's realistic defaults stay on (24 h window, pair burst 45, 80/s); tests that need them off say so."""
-    from simulator.cloud_api.testing import running_cloud_simulator
+    from wa_ray.simulator.cloud_api.testing import running_cloud_simulator
 
     with running_cloud_simulator() as sim:
         yield sim

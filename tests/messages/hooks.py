@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from simulator.cloud_api.testing import serve_in_thread
+from wa_ray.simulator.cloud_api.testing import serve_in_thread
 
 
 @dataclass

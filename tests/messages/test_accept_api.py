@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from storage import keys
-from storage.redis_client import connect
+from wa_ray.storage import keys
+from wa_ray.storage.redis_client import connect
 from tests.messages.helpers import message, send
 
 WS = "msg-accept"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from actors.cloud_api import RETRYABLE, CloudApiClient, Failure, classify, parse
-from storage.providers import CloudCredentials, CloudOptions
+from wa_ray.actors.cloud_api import RETRYABLE, CloudApiClient, Failure, classify, parse
+from wa_ray.storage.providers import CloudCredentials, CloudOptions
 from wa_ray.egress import EgressGuard, EgressPolicy, no_dns_resolver
 
 LOOPBACK_ALLOWED = EgressGuard(EgressPolicy.parse(["127.0.0.0/8"]), no_dns_resolver)  # the simulator's address

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from storage.pacing import HOUR, PacingPolicy, PacingStore, SlidingWindow, TokenBucket, Window, decide
+from wa_ray.storage.pacing import HOUR, PacingPolicy, PacingStore, SlidingWindow, TokenBucket, Window, decide
 
 NOW = 1_000_000.0
 

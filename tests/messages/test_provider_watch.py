@@ -6,12 +6,12 @@ import uuid
 
 import orjson
 
-from serve_app.provider_selector import ProviderSelector, record_first_choice
-from sessions.crypto import MasterKey
-from sessions.master_keys import write_key_file
-from storage import keys
-from storage.providers import CloudCredentials, ProviderConfig, ProviderStore
-from storage.registry import SessionRegistry
+from wa_ray.serve_app.provider_selector import ProviderSelector, record_first_choice
+from wa_ray.sessions.crypto import MasterKey
+from wa_ray.sessions.master_keys import write_key_file
+from wa_ray.storage import keys
+from wa_ray.storage.providers import CloudCredentials, ProviderConfig, ProviderStore
+from wa_ray.storage.registry import SessionRegistry
 from wa_ray.runtime import RuntimeConfig
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from serve_app.meta_webhooks import signature_ok
-from serve_app.provider_selector import choose
+from wa_ray.serve_app.meta_webhooks import signature_ok
+from wa_ray.serve_app.provider_selector import choose
 
 
 def test_priority_health_and_override() -> None:

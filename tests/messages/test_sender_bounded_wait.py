@@ -21,13 +21,13 @@ import httpx
 import pytest
 from playwright.async_api import async_playwright
 
-from actors import outbound
-from actors.outbound import SessionSender
-from sessions.crypto import MasterKey
-from sessions.master_keys import write_key_file
-from sessions.page import PageSession
-from storage import keys
-from storage.messages import MessageStore, OutboundMessage
+from wa_ray.actors import outbound
+from wa_ray.actors.outbound import SessionSender
+from wa_ray.sessions.crypto import MasterKey
+from wa_ray.sessions.master_keys import write_key_file
+from wa_ray.sessions.page import PageSession
+from wa_ray.storage import keys
+from wa_ray.storage.messages import MessageStore, OutboundMessage
 from wa_ray.config import CHROMIUM_FLAGS, default_chromium
 from wa_ray.runtime import RuntimeConfig
 

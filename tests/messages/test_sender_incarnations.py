@@ -15,9 +15,9 @@ import time
 import pytest
 import ray
 
-from storage import keys
-from storage.redis_client import connect
-from supervisors.session_supervisor import actor_name
+from wa_ray.storage import keys
+from wa_ray.storage.redis_client import connect
+from wa_ray.supervisors.session_supervisor import actor_name
 from tests.events import collect_events
 from tests.flows import link_session, stream_url
 from tests.messages.helpers import FINAL, inbox, put_pacing, send, wait_status

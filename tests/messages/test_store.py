@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from storage import keys
-from storage.messages import META, WEBJS, MessageStore, OutboundMessage, fingerprint
+from wa_ray.storage import keys
+from wa_ray.storage.messages import META, WEBJS, MessageStore, OutboundMessage, fingerprint
 from wa_ray.events import MESSAGE_FAILED, Event
 
 

@@ -7,9 +7,9 @@ import asyncio
 import orjson
 import ray
 
-from actors.webhook_signing import verify
-from storage.events import EventLog
-from storage.redis_client import connect
+from wa_ray.actors.webhook_signing import verify
+from wa_ray.storage.events import EventLog
+from wa_ray.storage.redis_client import connect
 from tests.messages.hooks import scripted_receiver
 from wa_ray import DISPATCHER_NAME, NAMESPACE
 from wa_ray.events import MESSAGE_RECEIVED, Event

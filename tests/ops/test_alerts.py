@@ -11,11 +11,11 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from serve_app.prometheus import render
-from sessions.state import SessionState
-from storage import keys
-from storage.messages import META, WEBJS
-from storage.metrics import HISTOGRAMS, MESSAGE_EVENTS, Histogram, Snapshot
+from wa_ray.serve_app.prometheus import render
+from wa_ray.sessions.state import SessionState
+from wa_ray.storage import keys
+from wa_ray.storage.messages import META, WEBJS
+from wa_ray.storage.metrics import HISTOGRAMS, MESSAGE_EVENTS, Histogram, Snapshot
 from tests.ops.promql import DURATION, PromQLError, Selector, selectors
 from wa_ray.events import EVENT_TYPES
 

@@ -15,7 +15,7 @@ import ray
 import yaml
 from ray.autoscaler._private.util import validate_config
 
-from supervisors.placement import SLOT
+from wa_ray.supervisors.placement import SLOT
 from wa_ray.config import Settings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import ray
 
-from serve_app import deploy_entry
-from sessions.crypto import MasterKey
-from sessions.master_keys import load_master_keys
-from serve_app.deploy_entry import DeployConfigError, runtime_config, settings_from
+from wa_ray.serve_app import deploy_entry
+from wa_ray.sessions.crypto import MasterKey
+from wa_ray.sessions.master_keys import load_master_keys
+from wa_ray.serve_app.deploy_entry import DeployConfigError, runtime_config, settings_from
 from wa_ray.config import RuntimeConfig, Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,7 +85,8 @@ def test_runtime_config_values(env) -> None:
         "redis", False, 7, "https://sim.example/")
     assert config.data_dir == str(settings.data_dir.resolve())
     for field in dataclasses.fields(RuntimeConfig):
-        if field.name in Settings.model_fields.keys() - {"redis_url", "data_dir"}:
+        # egress_allow: one comma-separated string in the environment, parsed into a tuple for the actors
+        if field.name in Settings.model_fields.keys() - {"redis_url", "data_dir", "egress_allow"}:
             assert getattr(config, field.name) == getattr(settings, field.name), field.name
 
 
@@ -106,7 +107,7 @@ WORKER = {"NodeID": "w1", "Alive": True, "Resources": {"CPU": 4.0, "wa_session_s
 def test_slot_and_head_nodes() -> None:
     assert deploy_entry.slot_nodes(NODES) == [] and deploy_entry.slot_nodes([*NODES, WORKER]) == ["w1"]
     assert deploy_entry.head_node([*NODES, WORKER]) == "head" and deploy_entry.head_node([WORKER]) is None
-    assert deploy_entry.SLOT == __import__("supervisors.placement").placement.SLOT
+    assert deploy_entry.SLOT == __import__("wa_ray.supervisors.placement").supervisors.placement.SLOT
 
 
 def test_wait_for_slot_nodes(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisors.placement import SLOT
+from wa_ray.supervisors.placement import SLOT
 from wa_ray import NAMESPACE, SUPERVISOR_NAME
 
 PATH = Path(__file__).resolve().parents[2] / "deploy" / "drain_node.py"

@@ -12,7 +12,7 @@ import pytest
 import ray
 import yaml
 
-from supervisors.placement import SLOT
+from wa_ray.supervisors.placement import SLOT
 from tests.ops.kuberay import ray_start_resources, rule_errors, schema_errors
 from wa_ray.config import Settings
 
@@ -121,7 +121,7 @@ def test_dockerfile_builds_the_image_the_manifest_needs() -> None:
     assert re.findall(r'"ray\[[a-z,]+\]==([0-9.]+)"', text) == [ray.__version__], "Ray = the manifest's rayVersion"
     copied = {m.group(1) for m in re.finditer(r"^COPY (?!--)(\S+) /home/ray/wa-ray/", text, re.MULTILINE)}
     assert not any(src in (".", "./") for src in copied), "never the whole tree (.venv, .wa-ray keys)"
-    include = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
-    packages = {p.rstrip("*") for p in include}
+    package_dir = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    packages = set(package_dir.values())  # the folders that install as wa_ray.<folder>
     assert packages <= copied, f"packages missing from the image: {packages - copied}"
     assert "ENV WA_CHROMIUM=/usr/lib/chromium/chromium" in text.replace("\\\n", "")

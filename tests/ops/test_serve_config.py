@@ -16,9 +16,9 @@ from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
 from ray.serve._private.build_app import build_app
 from ray.serve.schema import DeploymentSchema, RayActorOptionsSchema, ServeApplicationSchema, ServeDeploySchema
 
-from serve_app import deploy_entry
-from serve_app.app import Ingress
-from serve_app.provider_selector import SELECTOR_APP, SELECTOR_DEPLOYMENT
+from wa_ray.serve_app import deploy_entry
+from wa_ray.serve_app.app import Ingress
+from wa_ray.serve_app.provider_selector import SELECTOR_APP, SELECTOR_DEPLOYMENT
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import httpx
 
-from storage.embedded import free_port
+from wa_ray.storage.embedded import free_port
 from wa_ray.config import Settings
 from wa_ray.signing import HmacAuth
-from wa_ray.sse_client import read_events
+from wa_ray.entry.sse_client import read_events
 
 KEY_ID = "scenario-admin"
 

@@ -14,11 +14,11 @@ import orjson
 import ray
 from ray.cluster_utils import Cluster
 
-from simulator.wa_web.testing import running_web_simulator
-from supervisors.placement import SLOT
+from wa_ray.simulator.wa_web.testing import running_web_simulator
+from wa_ray.supervisors.placement import SLOT
 from tests.scenarios.common import client, link_many, qr_events_since, scenario_settings, wait_all
 from wa_ray import NAMESPACE, SUPERVISOR_NAME
-from wa_ray.service import Service
+from wa_ray.entry.service import Service
 
 WS = "spread"
 

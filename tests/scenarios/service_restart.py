@@ -12,9 +12,9 @@ from pathlib import Path
 
 import orjson
 
-from simulator.wa_web.testing import running_web_simulator
+from wa_ray.simulator.wa_web.testing import running_web_simulator
 from tests.scenarios.common import client, link_many, qr_events_since, scenario_settings, wait_all
-from wa_ray.service import Service
+from wa_ray.entry.service import Service
 
 WS = "restart"
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import orjson
 
-from storage.embedded import free_port
+from wa_ray.storage.embedded import free_port
 from wa_ray.config import Settings
-from wa_ray.service import Service
+from wa_ray.entry.service import Service
 
 
 def run(cert: str, key: str, ca: str) -> dict[str, object]:

@@ -24,11 +24,11 @@ import orjson
 import pytest
 import ray
 
-from serve_app.tokens import TokenSigner
-from sessions.crypto import MasterKey
-from storage import keys
-from storage.apikeys import ApiKeyStore, ensure_bootstrap
-from storage.streamslots import StreamSlots
+from wa_ray.serve_app.tokens import TokenSigner
+from wa_ray.sessions.crypto import MasterKey
+from wa_ray.storage import keys
+from wa_ray.storage.apikeys import ApiKeyStore, ensure_bootstrap
+from wa_ray.storage.streamslots import StreamSlots
 from wa_ray.signing import HmacAuth
 
 pytestmark = pytest.mark.asyncio
@@ -83,7 +83,7 @@ def _error(response: httpx.Response) -> tuple[int, str]:
 
 
 def _master(service) -> MasterKey:
-    from sessions.master_keys import load_master_keys
+    from wa_ray.sessions.master_keys import load_master_keys
 
     return load_master_keys(service.config)[0]
 
@@ -345,7 +345,7 @@ async def test_revoked_bootstrap_key_is_not_recreated_at_start(redis) -> None:
 
 async def test_service_start_keeps_a_revoked_bootstrap_key_revoked(service, raw, key_store, unique_ws) -> None:
     """The very function `Service.start` runs, against the live service's Redis, with a throwaway id."""
-    from wa_ray.service import bootstrap_admin_key
+    from wa_ray.entry.service import bootstrap_admin_key
 
     key_id, secret = f"boot-{unique_ws}", "b" * 43
     assert ray.get(bootstrap_admin_key.remote(service.config, key_id, secret)) == "created"
@@ -409,7 +409,7 @@ async def test_keys_cli_allow_cidr(service, unique_ws) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "WA_REDIS_URL", "WA_MASTER_KEY")}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        cmd = [sys.executable, "-m", "wa_ray.cli", "keys", "--data-dir", str(service.settings.data_dir), *args]
+        cmd = [sys.executable, "-m", "wa_ray.entry.cli", "keys", "--data-dir", str(service.settings.data_dir), *args]
         return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
 
     bad = await asyncio.to_thread(cli, "create", "--role", "read", "--allow-cidr", "10.0.0.0/33")

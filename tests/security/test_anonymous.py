@@ -18,7 +18,7 @@ import httpx
 import orjson
 import pytest
 
-from storage import keys
+from wa_ray.storage import keys
 from tests.conftest import OPERATOR
 from wa_ray.signing import signed_headers
 

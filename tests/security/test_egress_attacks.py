@@ -26,11 +26,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sessions.master_keys import master_and_previous
-from simulator.cloud_api.testing import serve_in_thread
-from storage import keys
-from storage.events import EventLog
-from storage.webhooks import WebhookConfigStore, WebhookTarget
+from wa_ray.sessions.master_keys import master_and_previous
+from wa_ray.simulator.cloud_api.testing import serve_in_thread
+from wa_ray.storage import keys
+from wa_ray.storage.events import EventLog
+from wa_ray.storage.webhooks import WebhookConfigStore, WebhookTarget
 from wa_ray.events import MESSAGE_RECEIVED, Event
 
 SECRET = "whsec-egress-attacks-0123456789"
@@ -163,7 +163,7 @@ async def test_cloud_api_base_url_is_for_admins_only(service, tenant, api) -> No
 
 
 async def publish(service, ws: str, n: int = 1) -> list[str]:
-    from storage.redis_client import connect
+    from wa_ray.storage.redis_client import connect
 
     redis = connect(service.config.redis_url)
     try:

@@ -19,8 +19,8 @@ import httpx
 import orjson
 import pytest
 
-from storage import keys
-from storage.events import EventLog
+from wa_ray.storage import keys
+from wa_ray.storage.events import EventLog
 from wa_ray.events import Event
 
 pytestmark = pytest.mark.asyncio

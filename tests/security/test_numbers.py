@@ -19,7 +19,7 @@ import httpx
 import orjson
 import pytest
 
-from storage import keys
+from wa_ray.storage import keys
 from tests.messages.helpers import APP_SECRET, cloud_config, send, wait_status
 
 pytestmark = pytest.mark.asyncio

@@ -26,15 +26,15 @@ import ray
 import redis as sync_redis
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from sessions.crypto import DecryptError, MasterKey, decrypt
-from sessions.master_keys import MasterKeyError, load_master_keys, read_key_file, write_key_file
-from storage import keys
-from storage.apikeys import ApiKeyStore
-from storage.auth_store import FileAuthStore, RedisAuthStore
-from storage.embedded import EmbeddedRedis
-from storage.providers import CloudCredentials, ProviderConfig, ProviderStore
-from storage.redis_client import connect
-from storage.webhooks import WebhookConfigStore, WebhookTarget
+from wa_ray.sessions.crypto import DecryptError, MasterKey, decrypt
+from wa_ray.sessions.master_keys import MasterKeyError, load_master_keys, read_key_file, write_key_file
+from wa_ray.storage import keys
+from wa_ray.storage.apikeys import ApiKeyStore
+from wa_ray.storage.auth_store import FileAuthStore, RedisAuthStore
+from wa_ray.storage.embedded import EmbeddedRedis
+from wa_ray.storage.providers import CloudCredentials, ProviderConfig, ProviderStore
+from wa_ray.storage.redis_client import connect
+from wa_ray.storage.webhooks import WebhookConfigStore, WebhookTarget
 from wa_ray.config import Settings
 from wa_ray.datadir_lock import hold_shared
 from wa_ray.runtime import RuntimeConfig, chromium_launch_flags, chromium_sandbox_available
@@ -220,11 +220,11 @@ def _rotate(data_dir: Path, kill_after: int | None = None) -> subprocess.Complet
     blobs were rewritten (the hook is the test's, passed to the real command function)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WA_") and k not in ("REDIS_URL",)}
     if kill_after is None:
-        cmd = [sys.executable, "-m", "wa_ray.cli", "rotate-key", "--data-dir", str(data_dir)]
+        cmd = [sys.executable, "-m", "wa_ray.entry.cli", "rotate-key", "--data-dir", str(data_dir)]
     else:
         code = textwrap.dedent(f"""
             import os, signal
-            from wa_ray.cli import cmd_rotate_key
+            from wa_ray.entry.cli import cmd_rotate_key
             from wa_ray.config import Settings
             done = []
             def on_blob(name):

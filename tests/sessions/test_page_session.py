@@ -11,9 +11,9 @@ import httpx
 import pytest
 from playwright.async_api import async_playwright
 
-from sessions.crypto import MasterKey
-from sessions.page import PageSession
-from storage.auth_store import FileAuthStore
+from wa_ray.sessions.crypto import MasterKey
+from wa_ray.sessions.page import PageSession
+from wa_ray.storage.auth_store import FileAuthStore
 from wa_ray.config import CHROMIUM_FLAGS, default_chromium
 
 

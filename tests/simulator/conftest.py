@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from playwright.async_api import Browser, BrowserContext, async_playwright
 
-from simulator.wa_web.testing import CHROMIUM, CHROMIUM_ARGS
+from wa_ray.simulator.wa_web.testing import CHROMIUM, CHROMIUM_ARGS
 
 
 @pytest.fixture(scope="session")

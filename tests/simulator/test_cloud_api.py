@@ -26,9 +26,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from simulator.cloud_api.config import CloudSimConfig, PhoneNumber, StatusDelays, WebhookConfig
-from simulator.cloud_api.signing import verify_signature_256
-from simulator.cloud_api.testing import (
+from wa_ray.simulator.cloud_api.config import CloudSimConfig, PhoneNumber, StatusDelays, WebhookConfig
+from wa_ray.simulator.cloud_api.signing import verify_signature_256
+from wa_ray.simulator.cloud_api.testing import (
     CloudControlError,
     RunningCloudSimulator,
     running_cloud_simulator,
@@ -610,7 +610,7 @@ def test_cli_entry_point_serves_the_simulator() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "simulator.cli", "cloud", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "wa_ray.simulator.cli", "cloud", "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ},
     )
     try:

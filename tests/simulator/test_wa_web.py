@@ -14,9 +14,9 @@ import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page
 
-import simulator.wa_web
-from simulator.wa_web.config import SimConfig
-from simulator.wa_web.testing import (
+import wa_ray.simulator.wa_web
+from wa_ray.simulator.wa_web.config import SimConfig
+from wa_ray.simulator.wa_web.testing import (
     BUILD_QR_JS,
     STATE_JS,
     AsyncPhoneClient,
@@ -277,7 +277,7 @@ def test_real_whatsapp_web_js_client(tmp_path: Path) -> None:
     root = _wwebjs_dir()
     if root is None:
         pytest.skip("node/npm or the whatsapp-web.js package is not available")
-    script = Path(simulator.wa_web.__file__).parent / "wwebjs_e2e.js"
+    script = Path(wa_ray.simulator.wa_web.__file__).parent / "wwebjs_e2e.js"
     with running_web_simulator() as running:
         env = {
             **os.environ,

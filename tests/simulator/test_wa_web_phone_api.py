@@ -20,8 +20,8 @@ import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page
 
-from simulator.wa_web.config import SimConfig
-from simulator.wa_web.testing import (
+from wa_ray.simulator.wa_web.config import SimConfig
+from wa_ray.simulator.wa_web.testing import (
     BUILD_QR_JS,
     STATE_JS,
     AsyncPhoneClient,
@@ -496,9 +496,9 @@ async def test_wa_sim_web_runs_standalone(context: BrowserContext) -> None:
 
 # ----------------------------------------------------------- many devices
 async def test_ten_devices_from_one_simulator_process() -> None:
-    """The 100-device figure comes from `python -m simulator.wa_web.capacity --devices 100`;
+    """The 100-device figure comes from `python -m wa_ray.simulator.wa_web.capacity --devices 100`;
     this keeps the script honest at 10 devices."""
-    from simulator.wa_web.capacity import format_report, run_capacity
+    from wa_ray.simulator.wa_web.capacity import format_report, run_capacity
 
     result = await run_capacity(devices=10, messages=20, concurrency=5, idle_s=1.0)
     print(format_report(result))

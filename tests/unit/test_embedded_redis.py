@@ -4,7 +4,7 @@ import os
 
 import redis
 
-from storage.embedded import EmbeddedRedis
+from wa_ray.storage.embedded import EmbeddedRedis
 
 
 def test_relative_data_dir_and_aof_survive_a_crash(tmp_path) -> None:

@@ -7,10 +7,10 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 
-from serve_app import errors
-from serve_app.auth import Authenticator
-from sessions.crypto import MasterKey
-from storage.apikeys import ApiKeyStore
+from wa_ray.serve_app import errors
+from wa_ray.serve_app.auth import Authenticator
+from wa_ray.sessions.crypto import MasterKey
+from wa_ray.storage.apikeys import ApiKeyStore
 from wa_ray.signing import signed_headers
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from supervisors.placement import SLOT, NodeSlots, PlacementError, least_loaded, nodes_from_ray
+from wa_ray.supervisors.placement import SLOT, NodeSlots, PlacementError, least_loaded, nodes_from_ray
 
 
 def _node(node_id: str, slots: int | None, alive: bool = True) -> dict:

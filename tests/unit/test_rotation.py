@@ -2,11 +2,11 @@ import os
 
 import pytest
 
-from sessions.crypto import DecryptError, MasterKey, decrypt
-from storage.apikeys import ApiKeyStore
-from storage.auth_store import FileAuthStore, RedisAuthStore
-from storage.webhooks import WebhookConfigStore, WebhookTarget
-from wa_ray.rotation import rotate
+from wa_ray.sessions.crypto import DecryptError, MasterKey, decrypt
+from wa_ray.storage.apikeys import ApiKeyStore
+from wa_ray.storage.auth_store import FileAuthStore, RedisAuthStore
+from wa_ray.storage.webhooks import WebhookConfigStore, WebhookTarget
+from wa_ray.entry.rotation import rotate
 
 
 async def test_rotation_reencrypts_every_blob_and_is_rerunnable(redis, tmp_path) -> None:

