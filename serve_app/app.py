@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.config import BackpressureConfig
+from ray.serve.handle import DeploymentHandle
 
 from wa_ray.serve_app import admin_api, console, errors, events_api, openapi, ops_api, sessions_api, workspace_api
 from wa_ray.serve_app.admission import Admission
@@ -66,8 +67,10 @@ def build_app(context: AppContext) -> FastAPI:
                   logging_config={"enable_access_log": False})
 @serve.ingress()
 class Ingress:
-    def __init__(self, config: RuntimeConfig) -> None:
-        self._context = AppContext.build(config)
+    def __init__(self, config: RuntimeConfig, selector: DeploymentHandle | None = None) -> None:
+        # selector: the ProviderSelector's handle, injected by `Ingress.bind(config, ProviderSelector.bind(config))`
+        # (wa_ray/entry/wiring.py); None: decide the provider locally (SelectorClient)
+        self._context = AppContext.build(config, selector)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return build_app(self._context)

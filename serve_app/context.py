@@ -1,4 +1,6 @@
-"""What a replica holds: its Redis connection, the stores, the SSE hub, the supervisor handle."""
+"""What a replica holds: its Redis connection, the stores, the SSE hub, the provider selector client and the
+supervisor handle. Everything arrives as an argument (the config, the selector's deployment handle) or is built
+from one: nothing is looked up by name in a module-global cache."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import ray
 import redis.asyncio as aioredis
 
 from wa_ray.serve_app.auth import Authenticator
+from wa_ray.serve_app.provider_selector import SelectorClient
 from wa_ray.serve_app.sse import EventHub
 from wa_ray.sessions.master_keys import master_and_previous
 from wa_ray.storage.audit import AuditLog
@@ -16,6 +19,7 @@ from wa_ray.storage.batch import Batcher
 from wa_ray.storage.events import EventLog
 from wa_ray.storage.messages import MessageStore
 from wa_ray.storage.metrics import MetricsStore
+from wa_ray.storage.providers import ProviderStore
 from wa_ray.storage.redis_client import connect
 from wa_ray.storage.registry import SessionRegistry
 from wa_ray.storage.webhooks import WebhookConfigStore
@@ -38,9 +42,12 @@ class AppContext:
     metrics: MetricsStore
     hub: EventHub
     egress: EgressGuard  # decides the URLs callers name (webhook, Cloud API base URL) at write time
+    selector: SelectorClient  # the provider choice: the selector deployment's snapshots, cached per workspace
 
     @classmethod
-    def build(cls, config: RuntimeConfig) -> AppContext:
+    def build(cls, config: RuntimeConfig, selector_handle: Any = None) -> AppContext:
+        """`selector_handle`: the ProviderSelector deployment handle Serve passes the Ingress (None: the
+        replica decides the provider locally from Redis, see SelectorClient)."""
         redis = connect(config.redis_url)
         master, previous = master_and_previous(config)  # read here, in the replica: never an argument
         events = EventLog(redis)
@@ -48,7 +55,8 @@ class AppContext:
         return cls(config, redis, Authenticator(redis, master, previous, batch=batch), SessionRegistry(redis),
                    MessageStore(redis, batch=batch), events, WebhookConfigStore(redis, master, previous),
                    AuditLog(redis, batch=batch), MetricsStore(redis), EventHub(redis, events),
-                   guard_for(config))
+                   guard_for(config),
+                   SelectorClient(ProviderStore(redis, master, previous), config.provider_cache_ttl_s, selector_handle))
 
     def supervisor(self) -> Any:
         """The supervisor's handle; ValueError when it (or Ray) is not there.

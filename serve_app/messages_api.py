@@ -17,7 +17,7 @@ from wa_ray.serve_app.context import AppContext
 from wa_ray.serve_app.deps import check_id, ctx, session_record, workspace, writable_workspace
 from wa_ray.serve_app.errors import ApiError
 from wa_ray.serve_app.message_models import MessageAccepted, MessageOut, SendMessage
-from wa_ray.serve_app.provider_selector import Snapshot, choose, selector
+from wa_ray.serve_app.provider_selector import Snapshot, choose
 from wa_ray.storage.messages import META, WEBJS, OutboundMessage, fingerprint
 from wa_ray.ids import new_id
 
@@ -29,7 +29,7 @@ router = APIRouter()
 async def send_message(body: SendMessage, request: Request, ws: str = Depends(writable_workspace),
                        idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> JSONResponse:
     c: AppContext = request.app.state.ctx  # not Depends(ctx): one dependency node less on the hottest route
-    snap = await selector(c).snapshot(ws)
+    snap = await c.selector.snapshot(ws)
     provider, sid = await _route(c, snap, ws, body.session_id)
     msg = OutboundMessage(new_id("msg"), ws, sid, body.to, body.text, body.priority, provider)
     accepted = await c.messages.accept(msg, idempotency_key,

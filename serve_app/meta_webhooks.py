@@ -35,7 +35,6 @@ from wa_ray.actors.inbound import InboundRecorder
 from wa_ray.serve_app.context import AppContext
 from wa_ray.serve_app.deps import ctx
 from wa_ray.serve_app.errors import ApiError
-from wa_ray.serve_app.provider_selector import selector
 
 router = APIRouter()
 
@@ -90,7 +89,7 @@ async def verify(request: Request, c: AppContext = Depends(ctx)) -> PlainTextRes
     token, challenge = q.get("hub.verify_token"), q.get("hub.challenge")
     if q.get("hub.mode") != "subscribe" or not token or challenge is None:
         raise ApiError(403, "verification_failed", "not a subscription handshake")
-    if await selector(c).store.workspace_of_verify_token(token) is None:
+    if await c.selector.store.workspace_of_verify_token(token) is None:
         raise ApiError(403, "verification_failed", "verify token does not match")
     return PlainTextResponse(challenge)
 
@@ -105,7 +104,7 @@ async def receive(request: Request, c: AppContext = Depends(ctx)) -> Response:
     numbers = phone_numbers(payload)
     if not numbers:
         raise ApiError(403, "bad_signature", "payload names no phone number configured here")
-    store = selector(c).store
+    store = c.selector.store
     workspaces = {await store.workspace_of_number(n) for n in sorted(numbers)}
     if None in workspaces or len(workspaces) != 1:
         raise ApiError(403, "bad_signature", "payload names no phone number configured here")

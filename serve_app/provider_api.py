@@ -21,7 +21,7 @@ from wa_ray.serve_app.deps import caller, ctx, workspace, writable_workspace
 from wa_ray.serve_app.egress_check import allowed_url
 from wa_ray.serve_app.errors import ApiError
 from wa_ray.serve_app.message_models import PacingIn, ProviderIn, ProviderOut
-from wa_ray.serve_app.provider_selector import choose, record_first_choice, selector, snapshot
+from wa_ray.serve_app.provider_selector import choose, record_first_choice, snapshot
 from wa_ray.storage.pacing import PacingPolicy, PacingStore
 from wa_ray.storage.providers import GRAPH_BASE_URL, CloudCredentials, CloudOptions, NumberTaken, ProviderConfig
 
@@ -47,10 +47,10 @@ async def put_provider(body: ProviderIn, ws: str = Depends(writable_workspace),
                                  b.graph_version, options)
     config = ProviderConfig(body.priority, body.override, body.failover_grace_s, cloud)
     try:
-        await selector(c).store.set(ws, config, body.cloud.verify_token if body.cloud else None)
+        await c.selector.store.set(ws, config, body.cloud.verify_token if body.cloud else None)
     except NumberTaken:
         raise ApiError(409, "number_taken", "this phone_number_id is configured by another workspace") from None
-    selector(c).invalidate(ws)
+    c.selector.invalidate(ws)
     described = await _describe(c, ws)
     await record_first_choice(c.redis, ws, described.current)
     return described
@@ -72,7 +72,7 @@ async def get_provider(ws: str = Depends(workspace), c: AppContext = Depends(ctx
 
 
 async def _describe(c: AppContext, ws: str) -> ProviderOut:
-    store = selector(c).store
+    store = c.selector.store
     snap, _, _ = await snapshot(store, ws)
     return ProviderOut(**await store.describe(ws), current=choose(snap.priority, snap.override, snap.webjs(), snap.meta),
                        sessions=snap.sessions, cloud_api_healthy=snap.meta, breaker=await store.breaker(ws))

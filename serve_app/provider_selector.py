@@ -6,7 +6,9 @@ healthy. Health: a Web session is healthy when `connected` and not paused by
 its hourly cap; the Cloud API when it has credentials and its circuit breaker
 (kept by the cloud sender) is closed.
 
-The deployment does two things:
+The deployment is part of the `wa-ray` application: `wa_ray.entry.wiring.application` binds it
+into the Ingress (`Ingress.bind(config, ProviderSelector.bind(config))`), so each ingress replica
+gets its handle as a constructor argument, never by looking a name up. It does two things:
 
 * `decide(ws)` answers the ingress with a `Snapshot` of the inputs (priority,
   override, per-session health, Cloud API health). The ingress keeps it per
@@ -34,7 +36,6 @@ from typing import Any
 import redis.asyncio as aioredis
 from ray import serve
 
-from wa_ray.serve_app.context import AppContext
 from wa_ray.sessions.master_keys import master_and_previous
 from wa_ray.storage import keys
 from wa_ray.storage.events import EventLog
@@ -46,7 +47,6 @@ from wa_ray.events import PROVIDER_CHANGED, Event
 
 log = logging.getLogger(__name__)
 
-SELECTOR_APP = "wa-ray-providers"
 SELECTOR_DEPLOYMENT = "ProviderSelector"
 WATCH_EVERY_S = 1.0
 SLOW_ROUND_S = 5.0
@@ -213,17 +213,21 @@ async def record_first_choice(redis: aioredis.Redis, ws: str, current: str | Non
 class SelectorClient:
     """The ingress side: a per-workspace snapshot cache in front of the deployment (and a fallback).
 
+    `handle` is the ProviderSelector's deployment handle that Serve hands the Ingress (bound in one
+    application); None where no selector is deployed (an app built outside Serve): then, as when the
+    selector is down, the replica decides from the same Redis state itself and a send never fails for it.
+
     Single flight: when a workspace's snapshot expires under load, the requests that find it stale
     share one fetch instead of each making its own Ray call (measured: at 50 concurrent POSTs every
     expiry fanned out into 50 `decide` calls)."""
 
-    def __init__(self, store: ProviderStore, ttl_s: float) -> None:
+    def __init__(self, store: ProviderStore, ttl_s: float, handle: Any = None) -> None:
         self.store = store
         self._ttl = ttl_s
         self._cache: dict[str, tuple[float, Snapshot]] = {}
         self._inflight: dict[str, asyncio.Task[Snapshot]] = {}
         self._generation: dict[str, int] = {}  # bumped by invalidate: a fetch begun before it is not cached
-        self._handle: Any = None
+        self._handle = handle
 
     async def snapshot(self, ws: str) -> Snapshot:
         hit = self._cache.get(ws)
@@ -244,14 +248,15 @@ class SelectorClient:
 
     async def _fetch(self, ws: str) -> Snapshot:
         generation = self._generation.get(ws, 0)
-        try:
-            if self._handle is None:
-                self._handle = serve.get_deployment_handle(SELECTOR_DEPLOYMENT, app_name=SELECTOR_APP)
-            snap = Snapshot(**await self._handle.decide.remote(ws))
-        except Exception as exc:
-            # the selector is down or not deployed: decide from the same Redis state, never fail the send
-            log.warning("provider selector unavailable (%s); deciding locally", type(exc).__name__)
-            self._handle = None
+        snap: Snapshot | None = None
+        if self._handle is not None:
+            try:
+                snap = Snapshot(**await self._handle.decide.remote(ws))
+            except Exception as exc:
+                # the selector is down: decide from the same Redis state, never fail the send; the handle
+                # stays (Serve routes it to the selector's next replica once there is one)
+                log.warning("provider selector unavailable (%s); deciding locally", type(exc).__name__)
+        if snap is None:
             snap, _, _ = await snapshot(self.store, ws)
         if self._generation.get(ws, 0) == generation:
             self._cache[ws] = (time.monotonic() + self._ttl, snap)
@@ -262,14 +267,3 @@ class SelectorClient:
         self._cache.pop(ws, None)
         self._inflight.pop(ws, None)  # the next request fetches afresh rather than join a fetch begun before
 
-
-_clients: dict[int, SelectorClient] = {}
-
-
-def selector(c: AppContext) -> SelectorClient:
-    """The replica's snapshot cache and provider store (one per ingress context)."""
-    client = _clients.get(id(c))
-    if client is None:
-        store = ProviderStore(c.redis, *master_and_previous(c.config))
-        client = _clients[id(c)] = SelectorClient(store, c.config.provider_cache_ttl_s)
-    return client

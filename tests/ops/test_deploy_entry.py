@@ -1,4 +1,4 @@
-"""serve_app/deploy_entry.py: what the config-file builders refuse, the RuntimeConfig they build (the
+"""wa_ray/entry/deploy_entry.py: what the config-file builders refuse, the RuntimeConfig they build (the
 same as `Service.start`'s), and the wait for session-slot nodes. No Ray cluster."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import ray
 
-from wa_ray.serve_app import deploy_entry
+from wa_ray.entry import deploy_entry
 from wa_ray.sessions.crypto import MasterKey
 from wa_ray.sessions.master_keys import load_master_keys
-from wa_ray.serve_app.deploy_entry import DeployConfigError, runtime_config, settings_from
+from wa_ray.entry.deploy_entry import DeployConfigError, runtime_config, settings_from
 from wa_ray.config import RuntimeConfig, Settings
 
 REPO = Path(__file__).resolve().parents[2]

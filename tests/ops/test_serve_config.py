@@ -14,11 +14,13 @@ import pytest
 import yaml
 from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
 from ray.serve._private.build_app import build_app
+from ray.serve.handle import DeploymentHandle
 from ray.serve.schema import DeploymentSchema, RayActorOptionsSchema, ServeApplicationSchema, ServeDeploySchema
 
-from wa_ray.serve_app import deploy_entry
+from wa_ray.entry import deploy_entry
+from wa_ray.entry.wiring import APP_NAME
 from wa_ray.serve_app.app import Ingress
-from wa_ray.serve_app.provider_selector import SELECTOR_APP, SELECTOR_DEPLOYMENT
+from wa_ray.serve_app.provider_selector import SELECTOR_DEPLOYMENT
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,7 +46,7 @@ def test_valid_serve_deploy_schema() -> None:
     config = ServeDeploySchema.model_validate(load())
     assert config.http_options.host == "0.0.0.0" and config.http_options.port == 8000
     routes = {app.name: app.route_prefix for app in config.applications}
-    assert routes == {SELECTOR_APP: None, "wa-ray": "/"}, "the ingress finds the selector by this app name"
+    assert routes == {APP_NAME: "/"}, "one app: the selector is bound into the Ingress, not found by name"
 
 
 def test_only_options_serve_knows() -> None:
@@ -67,13 +69,18 @@ def test_import_paths_resolve_to_builders_serve_can_call(cluster_env: list[str])
         names = {d.name for d in built.deployments}
         overridden = {d["name"] for d in app.get("deployments", [])}
         assert overridden <= names, f"{app['name']}: Serve refuses options for deployments the app lacks"
+        assert names == {Ingress.name, SELECTOR_DEPLOYMENT}, "the selector is composed into the ingress app"
+        assert built.ingress_deployment_name == Ingress.name
+        ingress = next(d for d in built.deployments if d.name == Ingress.name)
+        handles = [a for a in ingress.init_args if isinstance(a, DeploymentHandle)]
+        assert [h.deployment_name for h in handles] == [SELECTOR_DEPLOYMENT], "the Ingress is given the selector's handle"
     assert cluster_env == ["wait 120.0", "control plane"], "slots first, then the control plane, once"
 
 
 def test_deployment_names_and_ingress_options_match_the_code() -> None:
     apps = {app["name"]: app for app in load()["applications"]}
-    assert [d["name"] for d in apps[SELECTOR_APP]["deployments"]] == [SELECTOR_DEPLOYMENT]
-    (ingress,) = apps["wa-ray"]["deployments"]
+    ingress, selector = apps[APP_NAME]["deployments"]
+    assert selector["name"] == SELECTOR_DEPLOYMENT and selector["num_replicas"] == 1, "one watcher announces flips"
     assert ingress["name"] == Ingress.name
     # the config overrides the code: keep the measured limits (SSE streams hold requests open)
     assert ingress["max_ongoing_requests"] == Ingress.max_ongoing_requests

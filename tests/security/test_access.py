@@ -345,7 +345,7 @@ async def test_revoked_bootstrap_key_is_not_recreated_at_start(redis) -> None:
 
 async def test_service_start_keeps_a_revoked_bootstrap_key_revoked(service, raw, key_store, unique_ws) -> None:
     """The very function `Service.start` runs, against the live service's Redis, with a throwaway id."""
-    from wa_ray.entry.service import bootstrap_admin_key
+    from wa_ray.entry.wiring import bootstrap_admin_key
 
     key_id, secret = f"boot-{unique_ws}", "b" * 43
     assert ray.get(bootstrap_admin_key.remote(service.config, key_id, secret)) == "created"

@@ -1,4 +1,9 @@
-"""Bring the whole service up and down: Redis, Ray, the supervisor, the dispatcher, Serve."""
+"""Bring the whole service up and down from one driver: Redis, Ray, the control plane, the admin key, Serve.
+
+The wiring itself (what starts, with what, in which order) is wa_ray/entry/wiring.py, shared with the Serve
+config builder; this module adds what only a driver does: the data dir's hold, Ray, Serve's HTTP proxy, and
+the stop. `start()` returns (and `wa-ray up` says it is up) only once the API is usable: the admin key is in
+Redis before the Serve app is deployed, so nothing answers HTTP before a signed call can be verified."""
 
 from __future__ import annotations
 
@@ -8,16 +13,13 @@ from typing import IO, Any
 
 import ray
 from ray import serve
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from wa_ray.actors.cloud_sender import CLOUD_SENDER_NAME, CloudSender
-from wa_ray.actors.webhook_dispatcher import WebhookDispatcher
-from wa_ray.sessions.master_keys import current_key_id, load_master_keys
 from wa_ray.storage.embedded import EmbeddedRedis
-from wa_ray.supervisors.session_supervisor import SLOT, SessionSupervisor
-from wa_ray import DISPATCHER_NAME, NAMESPACE, SUPERVISOR_NAME
+from wa_ray.supervisors.placement import SLOT
+from wa_ray import NAMESPACE, SUPERVISOR_NAME
 from wa_ray.config import RuntimeConfig, Settings
 from wa_ray.datadir_lock import hold_shared
+from wa_ray.entry.wiring import APP_NAME, application, bring_up, resolve_redis, runtime_config
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +63,9 @@ class Service:
         s.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock = hold_shared(s.data_dir)  # `wa-ray rotate-key` refuses while this is held
         tls = tls_options(s)  # before anything starts
-        redis_url = s.redis_url
-        if not redis_url:
-            self.redis = EmbeddedRedis(s.data_dir / "redis", port=s.redis_port, password=s.redis_password)
-            redis_url = self.redis.start()
+        redis_url, self.redis = resolve_redis(s)
         # the key stays in its file (generated 0600 on first start) or in each process's WA_MASTER_KEY
-        self.config = s.runtime(redis_url, current_key_id(s.key_file(), create=True))
+        self.config = runtime_config(s, redis_url, create_key=True)
         if not ray.is_initialized():
             if s.ray_address:
                 ray.init(address=s.ray_address, namespace=NAMESPACE)
@@ -77,37 +76,11 @@ class Service:
                          include_dashboard=False,
                          logging_level=logging.WARNING, log_to_driver=False)
         logging.getLogger("ray.serve").setLevel(logging.WARNING)
-        # The control plane prefers the node that starts the service (the head): losing a session
-        # node then never takes the supervisor or the outboxes with it.
-        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
-        supervisor = SessionSupervisor.options(
-            name=SUPERVISOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-            scheduling_strategy=here,
-        ).remote(self.config)
-        dispatcher = WebhookDispatcher.options(
-            name=DISPATCHER_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-            scheduling_strategy=here,
-        ).remote(self.config)
-        cloud_sender = CloudSender.options(
-            name=CLOUD_SENDER_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-            scheduling_strategy=here,
-        ).remote(self.config)
-        ray.get([supervisor.warm.remote(), dispatcher.start.remote(), cloud_sender.ping.remote()])
-        self.handles = {"supervisor": supervisor, "dispatcher": dispatcher, "cloud_sender": cloud_sender}
+        # control plane near this node (the head), then the admin key: both before anything answers HTTP
+        self.handles = bring_up(self.config, s, near=ray.get_runtime_context().get_node_id())
         serve.start(http_options={"host": s.http_host, "port": s.http_port, **tls}, detached=False)
-        from wa_ray.serve_app.app import (
-            Ingress,  # imported late: it pulls in FastAPI only where needed
-        )
-        from wa_ray.serve_app.provider_selector import SELECTOR_APP, ProviderSelector
-
-        # its own Serve app, deployed before the ingress that asks it (through a cached handle)
-        serve.run(ProviderSelector.bind(self.config), name=SELECTOR_APP, route_prefix=None, blocking=False)
-
-        serve.run(Ingress.bind(self.config), name="wa-ray", route_prefix="/", blocking=False)
-        ray.get(supervisor.wait_restored.remote())
-        if s.api_key_id and s.api_key_secret:
-            if ray.get(bootstrap_admin_key.remote(self.config, s.api_key_id, s.api_key_secret)) == "revoked":
-                log.warning("WA_API_KEY_ID %s was revoked: not re-created at this start", s.api_key_id)
+        serve.run(application(self.config), name=APP_NAME, route_prefix="/", blocking=False)
+        ray.get(self.handles["supervisor"].wait_restored.remote())
         return self
 
     def stop(self) -> None:
@@ -135,28 +108,4 @@ class Service:
 
 def _named_actors() -> list[str]:
     return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == NAMESPACE]
-
-
-@ray.remote(num_cpus=0)
-def bootstrap_admin_key(config: RuntimeConfig, key_id: str, secret: str) -> str:
-    """WA_API_KEY_ID/SECRET at each start (storage.apikeys.ensure_bootstrap): kept as is when unchanged,
-    written when absent or rotated, and never re-created over a revocation (`wa-ray keys reinstate`)."""
-    import asyncio
-
-    from wa_ray.storage.apikeys import ApiKeyStore, ensure_bootstrap
-    from wa_ray.storage.redis_client import connect
-
-    async def create() -> str:
-        redis = connect(config.redis_url)
-        try:
-            master, *previous = load_master_keys(config)
-            outcome = await ensure_bootstrap(ApiKeyStore(redis, master, previous), key_id, secret)
-        finally:
-            await redis.aclose()
-        if outcome == "revoked":
-            log.warning("bootstrap key %s was revoked; not re-created (`wa-ray keys reinstate %s` allows it)",
-                        key_id, key_id)
-        return outcome
-
-    return asyncio.run(create())
 

@@ -1,27 +1,28 @@
-"""Serve application builders for a config-file deployment (`serve deploy deploy/serve.yaml`, KubeRay).
+"""The Serve application builder for a config-file deployment (`serve deploy deploy/serve.yaml`, KubeRay).
 
-`wa_ray.entry.service.Service.start()` brings everything up from one driver process: Redis, Ray, the
-detached control plane (supervisor, webhook dispatcher, cloud sender) and the two Serve apps. On a
-cluster that Ray Serve manages from a config file (the Ray cluster launcher, KubeRay's RayService)
-there is no such driver: Serve imports the `import_path` of each application and calls it with the
-config's `args`. The two builders here do what `Service._start` does for their app:
+An entry point, like `wa-ray up`: `wa_ray.entry.service.Service.start()` brings everything up from one
+driver process. On a cluster that Ray Serve manages from a config file (the Ray cluster launcher,
+KubeRay's RayService) there is no such driver: Serve imports the application's `import_path`
+(`wa_ray.entry.deploy_entry:app`) and calls it with the config's `args`. Both go through
+wa_ray/entry/wiring.py, the one place that wires the service; `app(args)`:
 
-* `providers_app(args)` -> the `ProviderSelector` app (`wa-ray-providers`, no HTTP route).
-* `ingress_app(args)` -> waits until a node advertises `wa_session_slot` (so sessions and browsers
-  never land on a head that has no slots just because the workers have not joined yet), makes sure
-  the detached control-plane actors exist (get_if_exists, pinned softly to the head), bootstraps the
-  admin API key when WA_API_KEY_ID/WA_API_KEY_SECRET are set, and returns the `Ingress` app.
+* waits until a node advertises `wa_session_slot` (so sessions and browsers never land on a head that
+  has no slots just because the workers have not joined yet),
+* brings up the detached control plane (get_if_exists, pinned softly to the head) and the bootstrap
+  admin API key when WA_API_KEY_ID/WA_API_KEY_SECRET are set, before the app exists (so nothing answers
+  HTTP before a call signed with that key can be verified),
+* returns the one `wa-ray` application: the Ingress with the ProviderSelector bound into it.
 
 Settings come from the environment of the Ray node (the same WA_* variables as `wa-ray up`);
 `args` may override the non-secret ones (e.g. `web_url`). Secrets (REDIS_URL, WA_MASTER_KEY, ...)
 are refused in `args`: a Serve config is shown by `serve status` and the dashboard. A cluster needs
 a shared Redis (REDIS_URL), one master key on every node (WA_MASTER_KEY in each node's environment, or
 WA_MASTER_KEY_FILE present at that path on every node) and auth state in Redis
-(WA_AUTH_STORE=redis) so any node can restore any session; the builders refuse to start otherwise.
+(WA_AUTH_STORE=redis) so any node can restore any session; the builder refuses to start otherwise.
 
-Unlike `Service.start`, the ingress builder does not wait for restore-at-boot to finish: the API
+Unlike `Service.start`, the builder does not wait for restore-at-boot to finish: the API
 comes up while the supervisor brings back connected sessions a few at a time (`/readyz` shows how
-many are placed). Re-applying the config re-runs the builders; the detached actors already running
+many are placed). Re-applying the config re-runs the builder; the detached actors already running
 are kept as they are (they hold the RuntimeConfig they were started with).
 """
 
@@ -34,10 +35,12 @@ from typing import Any
 from ray.serve import Application
 
 from wa_ray.config import RuntimeConfig, Settings
+from wa_ray.entry.wiring import application, bring_up
+from wa_ray.entry.wiring import runtime_config as wire_runtime_config
+from wa_ray.supervisors.placement import SLOT
 
 log = logging.getLogger(__name__)
 
-SLOT = "wa_session_slot"  # = supervisors.placement.SLOT; importing it here would pull in the supervisor
 SECRET_SETTINGS = frozenset({"redis_url", "master_key", "master_key_previous", "api_key_secret", "redis_password"})
 # meaningless here: Serve's http_options own host/port, the builder runs inside the cluster, no embedded Redis
 NOT_FOR_CONFIG = frozenset({"ray_address", "redis_port", "http_host", "http_port"})
@@ -76,15 +79,11 @@ def settings_from(args: dict[str, Any] | None) -> tuple[Settings, dict[str, floa
 
 
 def runtime_config(settings: Settings) -> RuntimeConfig:
-    """The RuntimeConfig `Service._start` builds, for a cluster (REDIS_URL and a master key are set).
-
-    Built by `Settings.runtime`, the same call `Service._start` makes. It names the key (its file, or
-    WA_MASTER_KEY of each node's environment) and its public id, never the key: the config is an actor
-    argument. A missing or malformed key fails here, not in every actor."""
-    from wa_ray.sessions.master_keys import current_key_id
-
+    """The RuntimeConfig `Service._start` builds (wiring.runtime_config), for a cluster (REDIS_URL and a
+    master key are set; the key is never generated here). A missing or malformed key fails here, not in
+    every actor."""
     assert settings.redis_url and (settings.master_key or settings.master_key_file)
-    return settings.runtime(settings.redis_url, current_key_id(settings.key_file(), create=False))
+    return wire_runtime_config(settings, settings.redis_url, create_key=False)
 
 
 def slot_nodes(nodes: list[dict[str, Any]]) -> list[str]:
@@ -113,45 +112,18 @@ def wait_for_slot_nodes(timeout_s: float, poll_s: float = 1.0) -> list[str]:
 
 
 def start_control_plane(config: RuntimeConfig, settings: Settings) -> dict[str, Any]:
-    """The detached supervisor, webhook dispatcher and cloud sender, as `Service._start` starts them."""
+    """wiring.bring_up near the head: the control plane, then the admin key."""
     import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from wa_ray.actors.cloud_sender import CLOUD_SENDER_NAME, CloudSender
-    from wa_ray.actors.webhook_dispatcher import WebhookDispatcher
-    from wa_ray.supervisors.session_supervisor import SessionSupervisor
-    from wa_ray import DISPATCHER_NAME, NAMESPACE, SUPERVISOR_NAME
-
-    head = head_node(ray.nodes())
-    # the head keeps the control plane when it can; soft, so a restarted head (or none) is no obstacle
-    where = {"scheduling_strategy": NodeAffinitySchedulingStrategy(head, soft=True)} if head else {}
-    common = {"namespace": NAMESPACE, "lifetime": "detached", "get_if_exists": True, **where}
-    supervisor = SessionSupervisor.options(name=SUPERVISOR_NAME, **common).remote(config)
-    dispatcher = WebhookDispatcher.options(name=DISPATCHER_NAME, **common).remote(config)
-    cloud_sender = CloudSender.options(name=CLOUD_SENDER_NAME, **common).remote(config)
-    ray.get([supervisor.warm.remote(), dispatcher.start.remote(), cloud_sender.ping.remote()])
-    if settings.api_key_id and settings.api_key_secret:
-        from wa_ray.entry.service import bootstrap_admin_key
-
-        ray.get(bootstrap_admin_key.remote(config, settings.api_key_id, settings.api_key_secret))
-    return {"supervisor": supervisor, "dispatcher": dispatcher, "cloud_sender": cloud_sender}
+    return bring_up(config, settings, near=head_node(ray.nodes()))
 
 
-def providers_app(args: dict[str, Any]) -> Application:
-    """Serve builder for the `wa-ray-providers` application (route_prefix: null)."""
-    from wa_ray.serve_app.provider_selector import ProviderSelector
-
-    settings, _ = settings_from(args)
-    return ProviderSelector.bind(runtime_config(settings))
-
-
-def ingress_app(args: dict[str, Any]) -> Application:
-    """Serve builder for the `wa-ray` application (route_prefix: /): control plane first, then the Ingress."""
-    from wa_ray.serve_app.app import Ingress
-
+def app(args: dict[str, Any]) -> Application:
+    """Serve builder for the `wa-ray` application (route_prefix: /): slot nodes, control plane and admin key
+    first, then the Ingress with the ProviderSelector bound into it."""
     settings, deploy = settings_from(args)
     config = runtime_config(settings)
     nodes = wait_for_slot_nodes(deploy["wait_for_slot_nodes_s"])
     log.info("wa-ray: %d node(s) advertise %s; starting the control plane", len(nodes), SLOT)
     start_control_plane(config, settings)
-    return Ingress.bind(config)
+    return application(config)
