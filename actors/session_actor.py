@@ -1,7 +1,8 @@
 """SessionActor: a session's lifecycle in a Ray actor of its own (`WA_SESSION_HOSTING=actor`).
 
 The state machine is `SessionLifecycle`; this actor gives it a process and a
-name (`session:{ws}:{sid}`), and reaches the page in the node's BrowserHost over
+name (`session:{ws}:{sid}`, and `SessionActor(ws/sid)` as its repr: both are
+what the Ray dashboard's actor list shows), and reaches the page in the node's BrowserHost over
 Ray. Killing it leaves the page and its sender running in the host; its
 successor attaches to them.
 """
@@ -43,7 +44,13 @@ class RemotePage:
 @ray.remote(num_cpus=0, max_concurrency=100)
 class SessionActor:
     def __init__(self, config: RuntimeConfig, ws: str, sid: str, host: Any) -> None:
+        self._ws, self._sid = ws, sid
         self._life = SessionLifecycle(config, ws, sid, RemotePage(host, ws, sid), connect(config.redis_url))
+
+    def __repr__(self) -> str:
+        """What the Ray dashboard and state API show as the actor's `repr_name` (taken once, after
+        __init__), and what prefixes its log lines: which session this process is."""
+        return f"SessionActor({self._ws}/{self._sid})"
 
     async def start(self) -> str:
         return await self._life.start()

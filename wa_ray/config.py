@@ -38,10 +38,15 @@ class Settings(BaseSettings):
     tls_key: Path | None = None
     ray_address: str | None = Field(default=None, validation_alias=AliasChoices("RAY_ADDRESS", "WA_RAY_ADDRESS"))
     sessions_per_node: int = 50
-    # Where a session's lifecycle runs: as a grain in its node's BrowserHost (default: no Ray worker per
-    # session, measured ~57 MB and ~1.2 s each here), or in a SessionActor process of its own, as the
-    # design first drew it (README, "Session hosting").
-    session_hosting: Literal["actor", "host"] = "host"
+    # Where a session's lifecycle runs: in a SessionActor process of its own, as the design card draws it
+    # (the default), or as a grain in its node's BrowserHost (`host`: the density option, no Ray worker
+    # per session). README, "Session hosting".
+    session_hosting: Literal["actor", "host"] = "actor"
+    # The Ray dashboard of a cluster the service starts itself (operators see actor health there), bound
+    # to 127.0.0.1. WA_DASHBOARD=0 turns it off. At the default port Ray moves on to the next free one when
+    # 8265 is taken (Service.dashboard_url says where it is); any other port is taken as given.
+    dashboard: bool = True
+    dashboard_port: int = Field(default=8265, ge=1, le=65535)
     # blank pages (context + bridge + renderer) each BrowserHost keeps ready for new sessions: takes
     # ~0.4 s off create -> QR for ~25-35 MB each per node
     spare_pages: int = 2
@@ -97,5 +102,6 @@ class Settings(BaseSettings):
             metrics_token_sha256=(hashlib.sha256(self.metrics_token.encode()).hexdigest()
                                   if self.metrics_token else None),
             streams_per_token=self.streams_per_token, streams_per_key=self.streams_per_key,
-            http_port=self.http_port, egress_allow=split_allow(self.egress_allow), egress_dns=self.egress_dns,
+            http_port=self.http_port, dashboard_port=self.dashboard_port,
+            egress_allow=split_allow(self.egress_allow), egress_dns=self.egress_dns,
         )

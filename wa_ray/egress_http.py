@@ -128,7 +128,7 @@ def guard_for(config: RuntimeConfig) -> EgressGuard:
 
 
 def own_listeners(config: RuntimeConfig) -> OwnListeners:
-    ports = set(RAY_PORTS) | {config.http_port}
+    ports = set(RAY_PORTS) | {config.http_port, config.dashboard_port}
     hosts: set[IPAddress] = set(_interface_addresses())
     for host, port in (_host_port(config.redis_url, 6379), _ray_gcs()):
         if port:

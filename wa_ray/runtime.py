@@ -98,7 +98,7 @@ class RuntimeConfig:
     chromium: str | None = None
     sessions_per_node: int = 50
     spare_pages: int = 2  # blank pages each BrowserHost keeps prepared, so a new session only navigates
-    session_hosting: str = "host"  # "host": grains in the node's BrowserHost; "actor": a SessionActor each
+    session_hosting: str = "actor"  # "actor": a SessionActor each; "host": grains in the node's BrowserHost
     sessions_per_workspace: int = 100
     auth_store: str = "file"
     qr_max_refs: int = 6
@@ -115,6 +115,7 @@ class RuntimeConfig:
     streams_per_token: int = 5  # concurrent SSE streams per token
     streams_per_key: int = 50  # ... per key with all its tokens (ApiKey.max_streams overrides)
     http_port: int = 8000  # the service's own HTTP port: never an egress destination (wa_ray/egress.py)
+    dashboard_port: int = 8265  # the Ray dashboard's port (the one it got): never an egress destination either
     egress_allow: tuple[str, ...] = ()  # WA_EGRESS_ALLOW: CIDRs and host names tenants' URLs may reach
     egress_dns: bool = True  # WA_EGRESS_DNS=false: tenant-named hosts are never looked up (IP literals only)
     chromium_flags: tuple[str, ...] = field(default=CHROMIUM_FLAGS)

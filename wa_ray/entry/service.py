@@ -8,7 +8,7 @@ Redis before the Serve app is deployed, so nothing answers HTTP before a signed 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
 import ray
@@ -38,6 +38,19 @@ def tls_options(settings: Settings) -> dict[str, str]:
     return {"ssl_certfile": str(cert.resolve()), "ssl_keyfile": str(key.resolve())}
 
 
+DEFAULT_DASHBOARD_PORT = 8265
+
+
+def dashboard_options(settings: Settings) -> dict[str, Any]:
+    """ray.init's dashboard arguments: on (WA_DASHBOARD) and on loopback only, since it can stop and kill
+    actors (Ray's token auth, where on, asks its token too). At Ray's default port Ray moves on to the next free one when it is taken (another
+    cluster on this machine); a port chosen on purpose is taken as given or refused."""
+    if not settings.dashboard:
+        return {"include_dashboard": False}
+    port = None if settings.dashboard_port == DEFAULT_DASHBOARD_PORT else settings.dashboard_port
+    return {"include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": port}
+
+
 @dataclass
 class Service:
     settings: Settings
@@ -45,6 +58,7 @@ class Service:
     redis: EmbeddedRedis | None = None
     handles: dict[str, Any] = field(default_factory=dict)
     _lock: IO[bytes] | None = field(default=None, repr=False)  # the data dir's shared hold (wa_ray/datadir_lock.py)
+    dashboard_url: str | None = None  # the Ray dashboard of the cluster this service started, on 127.0.0.1
 
     @property
     def base_url(self) -> str:
@@ -72,9 +86,11 @@ class Service:
             else:
                 # Worker logs stay in Ray's log files (/tmp/ray/session_latest/logs), not on the console.
                 # address="local": never attach to whatever cluster /tmp/ray/ray_current_cluster names
-                ray.init(address="local", namespace=NAMESPACE, resources={SLOT: s.sessions_per_node},
-                         include_dashboard=False,
-                         logging_level=logging.WARNING, log_to_driver=False)
+                context = ray.init(address="local", namespace=NAMESPACE, resources={SLOT: s.sessions_per_node},
+                                   **dashboard_options(s), logging_level=logging.WARNING, log_to_driver=False)
+                self.dashboard_url = f"http://{context.dashboard_url}" if context.dashboard_url else None
+                if self.dashboard_url:  # the port it got: the egress guard refuses it as one of our own
+                    self.config = replace(self.config, dashboard_port=int(self.dashboard_url.rpartition(":")[2]))
         logging.getLogger("ray.serve").setLevel(logging.WARNING)
         # control plane near this node (the head), then the admin key: both before anything answers HTTP
         self.handles = bring_up(self.config, s, near=ray.get_runtime_context().get_node_id())
