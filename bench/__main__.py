@@ -1,9 +1,13 @@
-"""`python -m wa_ray.bench <throughput|throughput-peak|density|qr|recovery|api|crypto> ...`."""
+"""`python -m wa_ray.bench <throughput|throughput-peak|density|qr|recovery|api|crypto> ...`.
+
+density, qr and throughput(-peak) also take `--hosting actor,host`: both session hosting modes in one run,
+side by side (bench/hosting.py)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -83,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from wa_ray.bench.hosting import run_modes, split_hosting
+
+    argv, modes = split_hosting(list(sys.argv[1:] if argv is None else argv))
+    if modes:  # `--hosting actor,host`: each mode in a process of its own, then one side-by-side report
+        return run_modes(argv, modes)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
