@@ -43,8 +43,9 @@ DEFAULT_DASHBOARD_PORT = 8265
 
 def dashboard_options(settings: Settings) -> dict[str, Any]:
     """ray.init's dashboard arguments: on (WA_DASHBOARD) and on loopback only, since it can stop and kill
-    actors (Ray's token auth, where on, asks its token too). At Ray's default port Ray moves on to the next free one when it is taken (another
-    cluster on this machine); a port chosen on purpose is taken as given or refused."""
+    actors (Ray's token auth, where on, asks for its token too). At Ray's default port Ray moves on to the
+    next free one when it is taken (another cluster on this machine); a port chosen on purpose is taken as
+    given or refused."""
     if not settings.dashboard:
         return {"include_dashboard": False}
     port = None if settings.dashboard_port == DEFAULT_DASHBOARD_PORT else settings.dashboard_port
