@@ -1,12 +1,12 @@
 """BrowserHost: the one Playwright driver and one Chromium of a node.
 
-Every session on the node gets a context here (measured ~57-79 MB each,
-against ~313 MB for a browser of its own). The host also runs each session's
+Every session on the node gets a context here (~57-79 MB each, against
+~313 MB for a browser of its own). The host also runs each session's
 data plane (sender loop, inbound and acks) against Redis, so messages never
 cross Ray RPC. Lifecycle signals go to the session's owner: its own
 SessionActor (`WA_SESSION_HOSTING=actor`), or, with `host` hosting, its
 SessionLifecycle grain living here in the host, which saves a Ray worker
-process per session (measured ~57 MB private and ~1.2 s to start here).
+process per session (~57 MB private and ~1.2 s to start).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from wa_ray.actors.inbound import InboundRecorder
 from wa_ray.actors.outbound import SessionSender
 from wa_ray.actors.session_lifecycle import SessionLifecycle
 from wa_ray.sessions.page import PageSession
+from wa_ray.sessions.state import LIFECYCLE_SIGNALS, UNSENDABLE_SIGNALS, PageSignal
 from wa_ray.storage.redis_client import connect
 from wa_ray.storage.registry import SessionRegistry
 from wa_ray import NAMESPACE, session_actor_name
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 # Grains starting at once (each opens a page): after a host restart every grain comes back together, and
 # the supervisor's own reopen calls arrive at the same moment; like its restore at boot, a few at a time.
 ACTIVATE_CONCURRENCY = 4
-LIFECYCLE_SIGNALS = frozenset({"boot", "state", "qr", "ready", "logout", "crash", "page_closed", "error"})
 
 
 @dataclass
@@ -48,7 +48,7 @@ class HostedSession:
     sender: SessionSender
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
-    def signal(self, kind: str, payload: dict[str, Any]) -> None:
+    def signal(self, kind: PageSignal, payload: dict[str, Any]) -> None:
         """Fire and forget, in order: the owner's lock serialises its handling either way."""
         if isinstance(self.owner, SessionLifecycle):
             background(self.owner.on_page_signal(kind, payload), f"signal {kind} of {self.ws}/{self.sid}")
@@ -161,7 +161,7 @@ class BrowserHost:
             browser = await self._ensure_browser()
             hosted: HostedSession | None = None
 
-            async def on_signal(kind: str, payload: dict[str, Any]) -> None:
+            async def on_signal(kind: PageSignal, payload: dict[str, Any]) -> None:
                 if hosted is not None and self._sessions.get(key) is hosted:  # a replaced page speaks for nobody
                     await self._route(hosted, kind, payload)
 
@@ -300,23 +300,24 @@ class BrowserHost:
             await self._playwright.stop()
         self._browser = self._playwright = None
 
-    async def _route(self, hosted: HostedSession, kind: str, payload: dict[str, Any]) -> None:
+    async def _route(self, hosted: HostedSession, kind: PageSignal, payload: dict[str, Any]) -> None:
         ws, sid = hosted.ws, hosted.sid
-        if kind == "message":
+        if kind is PageSignal.MESSAGE:
             await self._inbound.message(ws, sid, payload)
-        elif kind == "ack":
+        elif kind is PageSignal.ACK:
             await self._inbound.ack(ws, sid, payload["id"], int(payload["ack"]))
         elif kind in LIFECYCLE_SIGNALS:
             self._track_sendable(hosted, kind, payload)
             hosted.signal(kind, payload)
 
     @staticmethod
-    def _track_sendable(hosted: HostedSession, kind: str, payload: dict[str, Any]) -> None:
+    def _track_sendable(hosted: HostedSession, kind: PageSignal, payload: dict[str, Any]) -> None:
         """The sender loop runs only while the page is linked and online."""
-        linked_again = kind == "state" and payload.get("state") == "CONNECTED" and payload.get("hasSynced")
-        if kind == "ready" or linked_again:
+        state = payload.get("state") if kind is PageSignal.STATE else None
+        linked_again = state == "CONNECTED" and payload.get("hasSynced")
+        if kind is PageSignal.READY or linked_again:
             hosted.sender.connected.set()
-        elif kind in ("logout", "crash", "page_closed") or (kind == "state" and payload.get("state") != "CONNECTED"):
+        elif kind in UNSENDABLE_SIGNALS or (kind is PageSignal.STATE and state != "CONNECTED"):
             hosted.sender.connected.clear()
 
     def _on_browser_gone(self) -> None:
@@ -324,4 +325,4 @@ class BrowserHost:
         self._spares.clear()  # their contexts went with the browser
         for hosted in self._sessions.values():
             hosted.sender.connected.clear()
-            hosted.signal("crash", {"reason": "browser disconnected"})
+            hosted.signal(PageSignal.CRASH, {"reason": "browser disconnected"})

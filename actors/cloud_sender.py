@@ -37,157 +37,116 @@ from wa_ray.storage.messages import META, MessageStore
 from wa_ray.storage.pacing import SlidingWindow, TokenBucket
 from wa_ray.storage.providers import CloudCredentials, ProviderConfig, ProviderStore
 from wa_ray.storage.redis_client import connect
+from wa_ray.storage.stream_consumer import ConcurrentConsumer, Entry, Outcome, Pacing
 from wa_ray.config import RuntimeConfig
 from wa_ray.egress_http import guard_for
 from wa_ray.events import MESSAGE_SENT, Event
-from wa_ray.tasks import background
 
 log = logging.getLogger(__name__)
 
 CLOUD_SENDER_NAME = "cloud-sender"
 CONCURRENCY = 64
-READ_COUNT = 200
-BLOCK_MS = 1000
 CONFIG_TTL_S = 2.0
 PROBE_EVERY_S = 1.0
 HEARTBEAT_S, HEARTBEAT_TTL_S = 3.0, 10
-RETRY_LATER_S = 0.5
+# an exception in a send (Redis trouble or a bug) is tried again after error_pause_s: the intent is recorded
+PACING = Pacing(read_count=200, retry_later_s=0.5, error_pause_s=2.0)
 THROTTLE_BASE_S, THROTTLE_MAX_S = 0.5, 8.0
-DONE, LATER = "done", "later"
 
 
 @ray.remote(num_cpus=0, max_concurrency=100, max_restarts=-1)
-class CloudSender:
+class CloudSender(ConcurrentConsumer):
+    """Each incarnation is a consumer of its own (`cloud@{epoch}`) and reclaims, at a workspace's first
+    sight, whatever earlier incarnations read and never acknowledged."""
+
     async def __init__(self, config: RuntimeConfig) -> None:
-        self._redis = connect(config.redis_url)
-        self._providers = ProviderStore(self._redis, *master_and_previous(config))
-        self._messages = MessageStore(self._redis)
-        self._router = FailoverRouter(self._redis, self._providers, self._messages)
-        self._client = CloudApiClient(guard_for(config), max_connections=CONCURRENCY)  # checked at every send
+        redis = connect(config.redis_url)
         self.epoch = secrets.token_hex(6)
-        self._consumer = f"cloud@{self.epoch}"
+        super().__init__(redis, keys.QUEUE_GROUP, f"cloud@{self.epoch}", delete_on_ack=True, pacing=PACING,
+                         max_in_flight=CONCURRENCY)
+        self._providers = ProviderStore(redis, *master_and_previous(config))
+        self._messages = MessageStore(redis)
+        self._router = FailoverRouter(redis, self._providers, self._messages)
+        self._client = CloudApiClient(guard_for(config), max_connections=CONCURRENCY)  # checked at every send
         self._configs: dict[str, tuple[float, ProviderConfig]] = {}
         self._throughput: dict[str, SlidingWindow] = {}
         self._pairs: dict[tuple[str, str], TokenBucket] = {}
-        self._slots = asyncio.Semaphore(CONCURRENCY)
-        self._inflight: set[str] = set()
-        self._ready: set[str] = set()  # workspaces whose groups exist and whose orphans were reclaimed
         loop = asyncio.get_running_loop()
         # started here, not by a call: after a crash Ray restarts the actor and the loops come back with it
-        self._tasks = [loop.create_task(self._run()), loop.create_task(self._heartbeat()),
+        self._tasks = [loop.create_task(self.run()), loop.create_task(self._heartbeat()),
                        loop.create_task(self._probe_loop())]
 
     async def ping(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "inflight": len(self._inflight), "workspaces": sorted(self._ready)}
+        return {"epoch": self.epoch, "inflight": self.in_flight(), "workspaces": sorted(self.adopted)}
 
-    # ------------------------------------------------------------------ loops
+    # ------------------------------------------------------------ the consumer
+    async def lanes(self) -> dict[str, list[str]]:
+        return {ws: [keys.cloud_queue(ws, p) for p in keys.PRIORITIES]
+                for ws in await self._providers.cloud_workspaces()}
+
+    def order(self, entries: list[Entry]) -> list[Entry]:
+        return sorted(entries, key=lambda e: keys.PRIORITIES.index(e.stream.rsplit(":", 1)[1]))
+
+    def flight_key(self, entry: Entry) -> str:
+        return entry.fields.get("m") or entry.id  # a message queued twice is sent by one task
+
+    async def handle(self, entry: Entry) -> Outcome:
+        message_id = entry.fields.get("m")
+        if not message_id:
+            return Outcome.DROPPED
+        return await self._attempt(message_id)
+
     async def _heartbeat(self) -> None:
         while True:
             try:
-                await self._redis.set(keys.sender_alive(self.epoch), self._consumer, ex=HEARTBEAT_TTL_S)
+                await self._redis.set(keys.sender_alive(self.epoch), self.name, ex=HEARTBEAT_TTL_S)
             except Exception:
                 log.exception("cloud sender heartbeat")
             await asyncio.sleep(HEARTBEAT_S)
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                workspaces = await self._providers.cloud_workspaces()
-                for ws in workspaces - self._ready:
-                    await self._adopt(ws)
-                if not workspaces:
-                    await asyncio.sleep(0.5)
-                    continue
-                streams = {keys.cloud_queue(ws, p): ">" for ws in sorted(workspaces) for p in keys.PRIORITIES}
-                reply = await self._redis.xreadgroup(keys.QUEUE_GROUP, self._consumer, streams,
-                                                     count=READ_COUNT, block=BLOCK_MS)
-                entries = [(stream, eid, fields.get("m")) for stream, items in reply or [] for eid, fields in items]
-                entries.sort(key=lambda e: keys.PRIORITIES.index(e[0].rsplit(":", 1)[1]))
-                for stream, entry_id, message_id in entries:
-                    await self._spawn(stream, entry_id, message_id)
-            except Exception:
-                log.exception("cloud sender loop; retrying")
-                await asyncio.sleep(1)
-
-    async def _adopt(self, ws: str) -> None:
-        """First sight of a workspace: its groups, then whatever a dead incarnation left unfinished."""
-        streams = [keys.cloud_queue(ws, p) for p in keys.PRIORITIES]
-        await self._messages.ensure_group(streams)
-        for stream in streams:
-            for entry_id, fields in await self._messages.claim_orphans(stream, self._consumer, 0):
-                await self._spawn(stream, entry_id, (fields or {}).get("m"))
-        self._ready.add(ws)
-
-    async def _spawn(self, stream: str, entry_id: str, message_id: str | None) -> None:
-        if not message_id:
-            await self._messages.done(stream, entry_id)
-            return
-        if message_id in self._inflight:
-            return
-        await self._slots.acquire()
-        self._inflight.add(message_id)
-        background(self._process(stream, entry_id, message_id), f"cloud send of {message_id}")
-
-    async def _process(self, stream: str, entry_id: str, message_id: str) -> None:
-        try:
-            while True:
-                try:
-                    outcome = await self._attempt(message_id)
-                except Exception:  # Redis trouble or a bug: the intent is recorded, so trying again is safe
-                    log.exception("cloud send of %s failed; trying again", message_id)
-                    outcome = LATER
-                    await asyncio.sleep(2.0)
-                if outcome == DONE:
-                    break
-                await asyncio.sleep(RETRY_LATER_S)
-            await self._messages.done(stream, entry_id)
-        finally:
-            self._inflight.discard(message_id)
-            self._slots.release()
-
     # --------------------------------------------------------------- one send
-    async def _attempt(self, message_id: str) -> str:
+    async def _attempt(self, message_id: str) -> Outcome:
         record = await self._messages.record(message_id)
         if not record or record.get("provider") != META or record.get("status") not in ("queued", "sending"):
-            return DONE
+            return Outcome.DONE
         ws = record["workspace_id"]
         cfg = await self._config(ws)
         if cfg.cloud is None:
             await self._router.fail_or_failover(record, "cloud_api: this workspace has no Cloud API credentials")
-            return DONE
+            return Outcome.DONE
         creds = cfg.cloud
         if record["status"] == "sending":
             owner = record.get("owner") or ""
             if owner != self.epoch and owner and await self._redis.exists(keys.sender_alive(owner)):
-                return LATER
+                return Outcome.LATER
             # an earlier request's answer was lost: a status webhook may still show Meta accepted it
             if await self._confirmed(message_id, float(record.get("intent_at") or 0), creds.options.confirm_s):
-                return DONE
+                return Outcome.DONE
         breaker = await self._providers.breaker(ws)
         if breaker.get("state") == "open":
             await self._router.fail_or_failover(
                 record, f"cloud_api: circuit open after repeated failures ({breaker.get('last_error', '')})",
                 allowed=("queued", "sending"))
-            return DONE
+            return Outcome.DONE
         intent = {"owner": self.epoch, "intent_at": repr(time.time())}
         if not await self._messages.transition(message_id, ws, "sending", expect=("queued", "sending"),
                                                provider=META, fields=intent, note={"provider": META}):
-            return DONE
+            return Outcome.DONE
         result = await self._send_with_backoff(creds, record)
         if result.ok:
             await self._sent(record, result.wamid or "")
             if breaker.get("state", "closed") != "closed" or int(breaker.get("failures") or 0):
                 await self._providers.breaker_success(ws)
-            return DONE
+            return Outcome.DONE
         record = {**record, "status": "sending"}
         if result.failure in (Failure.PROVIDER_DOWN, Failure.UNKNOWN) and await self._providers.breaker_failure(
                 ws, creds.options.breaker_failures, result.reason()):
             log.warning("cloud api circuit opened for %s: %s", ws, result.reason())
         if result.failure is Failure.UNKNOWN and await self._confirmed(
                 message_id, float(intent["intent_at"]), creds.options.confirm_s):
-            return DONE
+            return Outcome.DONE
         await self._router.fail_or_failover(record, result.reason(), code=result.code, allowed=("sending",))
-        return DONE
+        return Outcome.DONE
 
     async def _send_with_backoff(self, creds: CloudCredentials, record: dict[str, str]) -> SendResult:
         """Meta's throttling answers (130429, 131056) are retried here, on the same number, with backoff."""

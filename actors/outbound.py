@@ -58,16 +58,16 @@ import time
 from typing import Any
 
 import redis.asyncio as aioredis
-from playwright.async_api import Error as PlaywrightError
 
 from wa_ray.actors.routing import FailoverRouter
 from wa_ray.sessions.master_keys import master_and_previous
-from wa_ray.sessions.page import PageSession
+from wa_ray.sessions.page import PageGone, PageSession, outgoing_id
 from wa_ray.storage import keys
 from wa_ray.storage.events import EventLog
 from wa_ray.storage.messages import WEBJS, MessageStore
 from wa_ray.storage.pacing import PacingPolicy, PacingStore, decide
 from wa_ray.storage.providers import ProviderStore
+from wa_ray.storage.stream_consumer import Entry, Outcome, StreamConsumer
 from wa_ray.config import RuntimeConfig
 from wa_ray.events import MESSAGE_SENT, SESSION_PAUSED, SESSION_RESUMED, Event
 
@@ -85,30 +85,15 @@ UNRESOLVED_LIMIT_S = SEND_TIMEOUT_S + HEARTBEAT_TTL_S
 PAUSE_RECHECK_S = 5.0
 UNCONFIRMED = ("unconfirmed: the page sending it went away mid-send; whether WhatsApp got it cannot be known, "
                "and it is not sent again so WhatsApp never gets it twice")
-
-# One evaluate per send for the key and the document id: a navigation or a crash gives a new document.
-_KEY_AND_DOC = """async () => {
-  const doc = window.__warayDoc || (window.__warayDoc = Math.random().toString(36).slice(2) + Date.now().toString(36));
-  return [await window.__waray.newKey(), doc];
-}"""
-# The page's own record of a key: null (never took it) or its ack (0 waiting for the server, 1+ taken, -1 refused).
-_ACK_AND_DOC = """(id) => {
-  const store = typeof window.require === 'function' && window.require('WAWebCollections');
-  const m = store && store.Msg.get(id);
-  return [m ? (m.ack || 0) : null, window.__warayDoc || null];
-}"""
-_SEND = "(m) => window.__waray.send(m)"
-
-DONE, LATER = "done", "later"
+SENDABLE = ("queued", "sending")
 
 
-class PageGone(Exception):
-    """The page (or its document) is not there to answer: the outcome of a send in flight is open."""
+class SessionSender(StreamConsumer):
+    """One session's queues, one message at a time: a consumer named `{sid}@{epoch}` per incarnation."""
 
-
-class SessionSender:
     def __init__(self, redis: aioredis.Redis, ws: str, sid: str, page: PageSession, config: RuntimeConfig) -> None:
-        self._redis = redis
+        self.epoch = secrets.token_hex(6)
+        super().__init__(redis, keys.QUEUE_GROUP, f"{sid}@{self.epoch}", delete_on_ack=True)
         self._ws, self._sid = ws, sid
         self._page = page
         self._messages = MessageStore(redis)
@@ -116,8 +101,6 @@ class SessionSender:
         self._pacing = PacingStore(redis, PacingPolicy.from_config(config))
         self._router = FailoverRouter(redis, ProviderStore(redis, *master_and_previous(config)),
                                       self._messages)
-        self.epoch = secrets.token_hex(6)
-        self._consumer = f"{sid}@{self.epoch}"
         self._streams = [keys.queue(ws, sid, p) for p in keys.PRIORITIES]
         self._paused = False
         self.connected = asyncio.Event()
@@ -157,7 +140,7 @@ class SessionSender:
                 log.debug("sender %s left its heartbeat to expire", self.epoch)
 
     async def _loop(self) -> None:
-        await self._messages.ensure_group(self._streams)
+        await self.join(self._streams)
         await self._reclaim(0)  # whatever an earlier incarnation read and never finished
         next_reclaim = time.monotonic() + RECLAIM_EVERY_S
         while True:
@@ -169,10 +152,10 @@ class SessionSender:
             policy = await self._pacing.policy(self._ws)
             count = 1 if policy.enabled else BATCH_UNPACED
             batch = await self._own_pending(count) or await self._next(count)
-            for stream, entry_id, message_id in batch:
+            for entry in batch:
                 if not self.connected.is_set() or self._stopped:
                     break  # left in our pending list: picked up again once connected
-                if await self._deliver(stream, entry_id, message_id) == LATER:
+                if await self._deliver(entry) is Outcome.LATER:
                     await asyncio.sleep(RETRY_LATER_S)
                     break
             if time.monotonic() > next_reclaim:
@@ -207,7 +190,7 @@ class SessionSender:
     async def _heartbeat(self) -> None:
         while True:
             try:
-                await self._redis.set(keys.sender_alive(self.epoch), self._consumer, ex=HEARTBEAT_TTL_S)
+                await self._redis.set(keys.sender_alive(self.epoch), self.name, ex=HEARTBEAT_TTL_S)
             except Exception:  # Redis restarting: the sender goes on, so must its heartbeat
                 log.debug("sender %s heartbeat missed", self.epoch)
             await asyncio.sleep(HEARTBEAT_S)
@@ -216,164 +199,175 @@ class SessionSender:
         """Take over what other consumers of this session read and never acknowledged (they land in our
         pending list, which the loop reads first)."""
         for stream in self._streams:
-            await self._messages.claim_orphans(stream, self._consumer, min_idle_ms)
+            await self.reclaim(stream, min_idle_ms)
 
-    async def _own_pending(self, count: int) -> list[tuple[str, str, str]]:
+    async def _own_pending(self, count: int) -> list[Entry]:
         """Entries this consumer holds but has not acknowledged, highest priority first."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for stream in self._streams:
-                pipe.xreadgroup(keys.QUEUE_GROUP, self._consumer, {stream: "0"}, count=count)
-            replies = await pipe.execute()
-        for reply in replies:
-            entries = await self._usable(reply)
-            if entries:
-                return entries
+        for entries in await self.held(self._streams, count):
+            usable = await self._usable(entries)
+            if usable:
+                return usable
         return []
 
-    async def _next(self, count: int) -> list[tuple[str, str, str]]:
+    async def _next(self, count: int) -> list[Entry]:
         """New entries, one priority at a time so an urgent message never waits behind a bulk batch."""
         for stream in self._streams:
-            reply = await self._redis.xreadgroup(keys.QUEUE_GROUP, self._consumer, {stream: ">"}, count=count)
-            entries = await self._usable(reply)
-            if entries:
-                return entries
-        reply = await self._redis.xreadgroup(keys.QUEUE_GROUP, self._consumer, {s: ">" for s in self._streams},
-                                             count=1, block=BLOCK_MS)
-        entries = await self._usable(reply)
-        entries.sort(key=lambda e: self._streams.index(e[0]))
-        return entries
+            usable = await self._usable(await self.lease([stream], count))
+            if usable:
+                return usable
+        usable = await self._usable(await self.lease(self._streams, 1, BLOCK_MS))
+        usable.sort(key=lambda e: self._streams.index(e.stream))
+        return usable
 
-    async def _usable(self, reply: Any) -> list[tuple[str, str, str]]:
+    async def _usable(self, entries: list[Entry]) -> list[Entry]:
         out = []
-        for stream, items in reply or []:
-            for entry_id, fields in items:
-                if fields and "m" in fields:
-                    out.append((stream, entry_id, fields["m"]))
-                else:  # trimmed or deleted under us: nothing to send
-                    await self._messages.done(stream, entry_id)
+        for entry in entries:
+            if "m" in entry.fields:
+                out.append(entry)
+            else:  # trimmed or deleted under us: nothing to send
+                await self.settle(entry, Outcome.DROPPED)
         return out
 
     # ------------------------------------------------------------- one send
-    async def _deliver(self, stream: str, entry_id: str, message_id: str) -> str:
-        outcome = await self._resolve(stream, entry_id, message_id)
-        if outcome == DONE:
-            self._unresolved.pop(message_id, None)
-            await self._messages.done(stream, entry_id)
-        return outcome
+    async def _deliver(self, entry: Entry) -> Outcome:
+        outcome = await self.handle(entry)
+        if outcome.final:
+            self._unresolved.pop(entry.fields["m"], None)
+        return await self.settle(entry, outcome)
 
-    def _later(self, message_id: str) -> str:
-        """A `sending` message left unresolved for now; remembers since when (the bound counts from there)."""
-        self._unresolved.setdefault(message_id, time.monotonic())
-        return LATER
-
-    def _overdue(self, message_id: str) -> bool:
-        first = self._unresolved.get(message_id)
-        return first is not None and time.monotonic() - first >= UNRESOLVED_LIMIT_S
-
-    async def _unconfirmed(self, record: dict[str, str], why: str) -> str:
-        log.warning("sender %s/%s: message %s failed unconfirmed (%s)", self._ws, self._sid,
-                    record["message_id"], why)
-        await self._router.fail_or_failover(record, UNCONFIRMED, failover=False, allowed=("sending",))
-        return DONE
-
-    async def _resolve(self, stream: str, entry_id: str, message_id: str) -> str:
+    async def handle(self, entry: Entry) -> Outcome:
+        """Send the entry's message, or find out what became of the send an intent recorded."""
+        message_id = entry.fields["m"]
         record = await self._messages.record(message_id)
-        if (not record or record.get("provider") != WEBJS or record.get("session_id") != self._sid
-                or record.get("status") not in ("queued", "sending")):
-            if record and record.get("status") in ("delivered", "read") and record.get("provider") == WEBJS:
-                wa_id = f"true_{record['to']}@c.us_{record.get('wa_key', '')}"
-                await self._sent_event_if_overtaken(message_id, {
-                    "message_id": message_id, "wa_message_id": wa_id, "to": record["to"], "provider": WEBJS,
-                    "send_ms": 0.0, "failover": record.get("failover") == "1"})
-            return DONE  # sent, failed, or handed to the other provider: never send twice
-        to = f"{record['to']}@c.us"
-        key, doc = record.get("wa_key") or "", record.get("doc") or ""
+        if not self._ours_to_send(record):
+            return await self._settled_elsewhere(message_id, record)
         if record["status"] == "sending":
-            overdue = self._overdue(message_id)  # past the bound the page alone decides (module docstring)
-            owner = record.get("owner") or ""
-            if (owner != self.epoch and owner and not overdue
-                    and await self._redis.exists(keys.sender_alive(owner))):
-                return self._later(message_id)  # its sender is alive and on it
-            try:
-                ack, current_doc = await self._page_state(f"true_{to}_{key}")
-            except PageGone:
-                if overdue:
-                    return await self._unconfirmed(record, "no page to ask")
-                return self._later(message_id)
-            if ack is not None:
-                outcome = await self._settle(record, f"true_{to}_{key}", ack)
-                if outcome == LATER and overdue:
-                    return await self._unconfirmed(record, "the page still waits for the server's answer")
-                return self._later(message_id) if outcome == LATER else outcome
-            if not key or doc != current_doc:
-                return await self._unconfirmed(record, "sent from a page document that is gone")
-            # same document, key unknown to it: the send never started; resend under the same key
-        else:
-            if not await self._pace(len(record["text"])):
-                return LATER
-            try:
-                key, doc = await self._evaluate(_KEY_AND_DOC)
-            except PageGone:
-                return LATER
-            intent = {"wa_key": key, "doc": doc, "owner": self.epoch, "intent_at": repr(time.time())}
-            if not await self._messages.transition(message_id, self._ws, "sending", expect=("queued",),
-                                                   provider=WEBJS, fields=intent, note={"provider": WEBJS}):
-                return DONE  # rerouted or failed meanwhile
-            record = {**record, "status": "sending", **intent}
-        serialized = f"true_{to}_{key}"
+            return await self._resume(record)
+        return await self._first_send(record)
+
+    def _ours_to_send(self, record: dict[str, str]) -> bool:
+        return (bool(record) and record.get("provider") == WEBJS and record.get("session_id") == self._sid
+                and record.get("status") in SENDABLE)
+
+    async def _settled_elsewhere(self, message_id: str, record: dict[str, str]) -> Outcome:
+        """Sent, failed, or handed to the other provider: never sent twice. A delivered or read one may
+        still owe its `message.sent`."""
+        if record and record.get("status") in ("delivered", "read") and record.get("provider") == WEBJS:
+            await self._sent_event_if_overtaken(message_id, {
+                "message_id": message_id, "wa_message_id": outgoing_id(record["to"], record.get("wa_key", "")),
+                "to": record["to"], "provider": WEBJS, "send_ms": 0.0, "failover": record.get("failover") == "1"})
+        return Outcome.DONE
+
+    async def _first_send(self, record: dict[str, str]) -> Outcome:
+        """A queued message: paced, then its intent recorded (key, document, owner), then sent."""
+        if not await self._pace(len(record["text"])):
+            return Outcome.LATER
+        try:
+            minted = await self._page.mint_key()
+        except PageGone:
+            return Outcome.LATER
+        intent = {"wa_key": minted.key, "doc": minted.document, "owner": self.epoch, "intent_at": repr(time.time())}
+        if not await self._messages.transition(record["message_id"], self._ws, "sending", expect=("queued",),
+                                               provider=WEBJS, fields=intent, note={"provider": WEBJS}):
+            return Outcome.DONE  # rerouted or failed meanwhile
+        return await self._send({**record, "status": "sending", **intent}, minted.key)
+
+    async def _resume(self, record: dict[str, str]) -> Outcome:
+        """A `sending` message, its intent recorded earlier: judged by its owner, then by the page
+        (module docstring)."""
+        message_id = record["message_id"]
+        key, doc = record.get("wa_key") or "", record.get("doc") or ""
+        overdue = self._overdue(message_id)  # past the bound the page alone decides
+        owner = record.get("owner") or ""
+        if owner != self.epoch and owner and not overdue and await self._redis.exists(keys.sender_alive(owner)):
+            return self._later(message_id)  # its sender is alive and on it
+        serialized = outgoing_id(record["to"], key)
+        try:
+            held = await self._page.ack_of(serialized)
+        except PageGone:
+            if overdue:
+                return await self._unconfirmed(record, "no page to ask")
+            return self._later(message_id)
+        if held.ack is not None:
+            outcome = await self._settle_ack(record, serialized, held.ack)
+            if outcome is Outcome.LATER and overdue:
+                return await self._unconfirmed(record, "the page still waits for the server's answer")
+            return self._later(message_id) if outcome is Outcome.LATER else outcome
+        if not key or doc != held.document:
+            return await self._unconfirmed(record, "sent from a page document that is gone")
+        return await self._send(record, key)  # same document, key unknown to it: the send never started
+
+    async def _send(self, record: dict[str, str], key: str) -> Outcome:
+        """The page send under the intent's key, waiting for the server's answer."""
+        message_id = record["message_id"]
+        serialized = outgoing_id(record["to"], key)
         # bound before the send: an ack can overtake the send's own reply
         await self._messages.bind_wa_id(self._ws, message_id, serialized)
         started = time.monotonic()
         try:
             # asyncio.timeout, not wait_for: 3.11's wait_for drops a cancellation that lands as the send
-            # fails (the host closing the page does both), which left this sender running, orphaned
+            # fails (the host closing the page does both), and the sender would outlive its page
             async with asyncio.timeout(SEND_TIMEOUT_S):
-                result = await self._evaluate(
-                    _SEND, {"to": to, "body": record["text"], "keyId": key, "waitUntilMsgSent": True})
+                sent = await self._page.send(record["to"], record["text"], key)
         except (PageGone, TimeoutError):
             return self._later(message_id)  # resolved against the page on the next pass
         except Exception as exc:
             return await self._after_page_error(record, serialized, exc)
-        if result.get("result") == "ERROR":
+        if sent.refused:
             await self._refused(record)
-            return DONE
-        await self._mark_sent(record, result["id"], send_ms=(time.monotonic() - started) * 1000)
+            return Outcome.DONE
+        await self._mark_sent(record, sent.id, send_ms=(time.monotonic() - started) * 1000)
         if (await self._pacing.policy(self._ws)).enabled:
             await self._pacing.record(self._ws, self._sid, message_id)
-        return DONE
+        return Outcome.DONE
 
-    async def _settle(self, record: dict[str, str], serialized: str, ack: int) -> str:
+    def _later(self, message_id: str) -> Outcome:
+        """A `sending` message left unresolved for now; remembers since when (the bound counts from there)."""
+        self._unresolved.setdefault(message_id, time.monotonic())
+        return Outcome.LATER
+
+    def _overdue(self, message_id: str) -> bool:
+        first = self._unresolved.get(message_id)
+        return first is not None and time.monotonic() - first >= UNRESOLVED_LIMIT_S
+
+    async def _unconfirmed(self, record: dict[str, str], why: str) -> Outcome:
+        log.warning("sender %s/%s: message %s failed unconfirmed (%s)", self._ws, self._sid,
+                    record["message_id"], why)
+        await self._router.fail_or_failover(record, UNCONFIRMED, failover=False, allowed=("sending",))
+        return Outcome.FAILED
+
+    async def _settle_ack(self, record: dict[str, str], serialized: str, ack: int) -> Outcome:
         """The live page holds the key: its ack says what became of the message."""
         if ack >= 1:
             await self._mark_sent(record, serialized)
-            return DONE
+            return Outcome.DONE
         if ack < 0:
             await self._refused(record)
-            return DONE
-        return LATER  # on this page, waiting for the server
+            return Outcome.DONE
+        return Outcome.LATER  # on this page, waiting for the server
 
     async def _refused(self, record: dict[str, str]) -> None:
         record = {**record, "status": "sending"}
         await self._router.fail_or_failover(record, "webjs: WhatsApp refused the message (ack -1)",
                                             allowed=("sending",))
 
-    async def _after_page_error(self, record: dict[str, str], serialized: str, exc: Exception) -> str:
+    async def _after_page_error(self, record: dict[str, str], serialized: str, exc: Exception) -> Outcome:
         """The page is alive and threw: it either holds the message or never took it (then fail over)."""
         try:
-            ack, _ = await self._page_state(serialized)
+            held = await self._page.ack_of(serialized)
         except PageGone:
             return self._later(record["message_id"])
-        if ack is not None:
-            outcome = await self._settle(record, serialized, ack)
-            return self._later(record["message_id"]) if outcome == LATER else outcome
+        if held.ack is not None:
+            outcome = await self._settle_ack(record, serialized, held.ack)
+            return self._later(record["message_id"]) if outcome is Outcome.LATER else outcome
         log.warning("send %s failed on the page: %s", record["message_id"], exc)
         record = {**record, "status": "sending"}
         await self._router.fail_or_failover(record, f"webjs: {str(exc)[:400]}", allowed=("sending",))
-        return DONE
+        return Outcome.DONE
 
     async def _mark_sent(self, record: dict[str, str], wa_id: str, send_ms: float = 0.0) -> None:
         message_id = record["message_id"]
-        if wa_id != f"true_{record['to']}@c.us_{record.get('wa_key', '')}":  # else bound before the send
+        if wa_id != outgoing_id(record["to"], record.get("wa_key", "")):  # else bound before the send
             await self._messages.bind_wa_id(self._ws, message_id, wa_id)
         data = {"message_id": message_id, "wa_message_id": wa_id, "to": record["to"], "provider": WEBJS,
                 "send_ms": round(send_ms, 2), "failover": record.get("failover") == "1"}
@@ -427,32 +421,3 @@ class SessionSender:
         else:
             await self._redis.delete(key)
             await self._events.publish(Event(SESSION_RESUMED, self._ws, self._sid, {"reason": "hourly_cap"}))
-
-    # ----------------------------------------------------------------- page
-    async def _evaluate(self, script: str, arg: Any = None) -> Any:
-        page = self._page.page
-        if page is None:
-            raise PageGone("page is not open")
-        try:
-            return await page.evaluate(script, arg)
-        except Exception as exc:
-            if _page_gone(exc):
-                raise PageGone(str(exc)) from exc
-            raise
-
-    async def _page_state(self, serialized: str) -> tuple[int | None, str | None]:
-        ack, doc = await self._evaluate(_ACK_AND_DOC, serialized)
-        return ack, doc
-
-
-def _page_gone(exc: BaseException) -> bool:
-    """Closed page/context/browser, a navigation under the call, or no page: the document is gone."""
-    if isinstance(exc, PageGone):
-        return True
-    if isinstance(exc, RuntimeError) and "page is not open" in str(exc):
-        return True
-    if isinstance(exc, PlaywrightError):
-        text = str(exc)
-        return any(s in text for s in ("has been closed", "Target closed", "Execution context was destroyed",
-                                       "navigation", "Target crashed", "crashed"))
-    return False

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
-from wa_ray.sessions.state import SOCKET_STATES, SessionState
+from wa_ray.sessions.state import SOCKET_STATES, PageSignal, SessionState
 from wa_ray.storage.auth_store import open_auth_store
 from wa_ray.storage.events import EventLog
 from wa_ray.storage.registry import SessionRegistry
@@ -93,7 +93,7 @@ class SessionLifecycle:
         try:
             await self._open_page()
         except Exception as exc:  # the page could not load: retry with backoff instead of failing the caller
-            await self._handle("crash", {"reason": f"page did not open: {exc}"[:300]})
+            await self._handle(PageSignal.CRASH, {"reason": f"page did not open: {exc}"[:300]})
         return self._state.value
 
     async def _open_page(self) -> None:
@@ -101,26 +101,26 @@ class SessionLifecycle:
         self._qr_count = 0
         await self._page.open(state)
 
-    async def on_page_signal(self, kind: str, payload: dict[str, Any]) -> None:
+    async def on_page_signal(self, kind: PageSignal | str, payload: dict[str, Any]) -> None:
         async with self._lock:
-            await self._handle(kind, payload)
+            await self._handle(PageSignal(kind), payload)
 
-    async def _handle(self, kind: str, payload: dict[str, Any]) -> None:
-        if kind == "qr":
+    async def _handle(self, kind: PageSignal, payload: dict[str, Any]) -> None:
+        if kind is PageSignal.QR:
             await self._on_qr(payload["qr"])
-        elif kind == "ready":
+        elif kind is PageSignal.READY:
             self._me = payload.get("me")
             self._reconnects = 0
             await self._transition(SessionState.CONNECTED, "page synced", me=(self._me or {}).get("number"))
             await self._publish(SESSION_READY, {"me": self._me, "pushname": payload.get("pushname")})
             await self._save_auth()
-        elif kind == "state":
+        elif kind is PageSignal.STATE:
             await self._on_socket_state(payload.get("state", ""), bool(payload.get("hasSynced")))
-        elif kind == "logout":
+        elif kind is PageSignal.LOGOUT:
             await self._auth.delete(self._ws, self._sid)
             self._qr_count = 0  # the page offers fresh codes to relink
             await self._transition(SessionState.LOGGED_OUT, "unlinked from the phone")
-        elif kind in ("crash", "page_closed"):
+        elif kind in (PageSignal.CRASH, PageSignal.PAGE_CLOSED):
             if self._state not in (SessionState.STOPPED, SessionState.FAILED):
                 await self._transition(SessionState.RECONNECTING, payload.get("reason", kind))
                 if self._reconnecting is None or self._reconnecting.done():  # one loop, never two racing opens
@@ -169,7 +169,7 @@ class SessionLifecycle:
     async def reopen(self, reason: str) -> None:
         """The page is gone without a signal (its BrowserHost was restarted): reconnect from saved state."""
         async with self._lock:
-            await self._handle("crash", {"reason": reason})
+            await self._handle(PageSignal.CRASH, {"reason": reason})
 
     async def restart(self) -> str:
         await self._page.close()

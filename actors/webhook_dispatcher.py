@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from enum import Enum
 from typing import Any
 
 import httpx
@@ -41,11 +42,11 @@ from wa_ray.storage import keys
 from wa_ray.storage.events import decode
 from wa_ray.storage.outbox import Outbox, RetryPolicy
 from wa_ray.storage.redis_client import connect
+from wa_ray.storage.stream_consumer import ConcurrentConsumer, Entry, Outcome, Pacing
 from wa_ray.storage.webhooks import WebhookConfigStore, WebhookTarget
 from wa_ray.config import RuntimeConfig
 from wa_ray.egress import EgressDenied
 from wa_ray.egress_http import GuardedClient, guard_for, status_class
-from wa_ray.tasks import background
 
 log = logging.getLogger(__name__)
 
@@ -53,133 +54,109 @@ PER_WORKSPACE = 32  # deliveries in flight per workspace
 CONNECTIONS = 128
 NO_RETRY_4XX_EXCEPT = frozenset({408, 429})
 CONSUMER = "dispatcher"
-OK, RETRY, PERMANENT = "ok", "retry", "permanent"
+# a delivery never answers LATER; a crashed one is tried again after error_pause_s
+PACING = Pacing(read_count=PER_WORKSPACE, retry_later_s=0.0, error_pause_s=5.0)
+# the webhook stats counter each final outcome adds to (keys.webhook_stats)
+STAT = {Outcome.DONE: "delivered", Outcome.FAILED: "failed", Outcome.DROPPED: "dropped"}
 
 
-def outcome_of(status: int) -> str:
+class PostResult(Enum):
+    """What one POST to the endpoint came to."""
+
+    OK = "ok"
+    RETRY = "retry"  # worth another attempt: 5xx, 408, 429, or no answer
+    PERMANENT = "permanent"  # another attempt would get the same: any other 4xx, a refused destination
+
+
+def result_of(status: int) -> PostResult:
     if 200 <= status < 300:
-        return OK
+        return PostResult.OK
     if 400 <= status < 500 and status not in NO_RETRY_4XX_EXCEPT:
-        return PERMANENT
-    return RETRY
+        return PostResult.PERMANENT
+    return PostResult.RETRY
 
 
 @ray.remote(num_cpus=0, max_concurrency=100, max_restarts=-1)
-class WebhookDispatcher:
+class WebhookDispatcher(ConcurrentConsumer):
+    """One consumer name (`dispatcher`) for every incarnation: a restarted one reads its own pending list."""
+
     async def __init__(self, config: RuntimeConfig) -> None:
+        redis = connect(config.redis_url)
+        super().__init__(redis, keys.WEBHOOK_GROUP, CONSUMER, delete_on_ack=False, pacing=PACING)
         self._config = config
-        self._redis = connect(config.redis_url)
-        self._targets = WebhookConfigStore(self._redis, *master_and_previous(config))
-        self._outbox = Outbox(self._redis, RetryPolicy.from_config(config))
+        self._targets = WebhookConfigStore(redis, *master_and_previous(config))
+        self._outbox = Outbox(redis, RetryPolicy.from_config(config))
         self._client = GuardedClient(guard_for(config), timeout=config.webhook_timeout_s,
                                      limits=httpx.Limits(max_connections=CONNECTIONS))
-        self._inflight: dict[str, set[str]] = {}
-        self._adopted: set[str] = set()
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._task = asyncio.get_running_loop().create_task(self.run())
 
     async def start(self) -> None:
         """Kept for callers: the loop starts with the actor (and with every restart of it)."""
 
     async def ping(self) -> int:
-        return sum(len(v) for v in self._inflight.values())
+        return self.in_flight()
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                workspaces = await self._targets.workspaces()
-                for ws in sorted(workspaces - self._adopted):
-                    await self._adopt(ws)
-                streams: dict[str, str] = {}
-                for ws in sorted(workspaces):
-                    if len(self._inflight.get(ws, ())) < PER_WORKSPACE:  # a saturated workspace waits its turn
-                        streams[keys.events(ws)] = ">"
-                        streams[keys.webhook_replay(ws)] = ">"
-                if not streams:
-                    await asyncio.sleep(0.2 if workspaces else 0.5)
-                    continue
-                reply = await self._redis.xreadgroup(keys.WEBHOOK_GROUP, CONSUMER, streams,
-                                                     count=PER_WORKSPACE, block=1000)
-                for stream, items in reply or []:
-                    for entry_id, fields in items:
-                        self._spawn(stream, entry_id, fields)
-            except Exception:
-                log.exception("webhook loop error; retrying")
-                await asyncio.sleep(1)
+    # ------------------------------------------------------------ the consumer
+    async def lanes(self) -> dict[str, list[str]]:
+        return {ws: [keys.events(ws), keys.webhook_replay(ws)] for ws in await self._targets.workspaces()}
 
-    async def _adopt(self, ws: str) -> None:
+    def readable(self, lane: str) -> bool:
+        return self.in_flight(lane) < PER_WORKSPACE  # a saturated workspace waits its turn
+
+    def lane_of(self, entry: Entry) -> str:
+        return entry.stream.rsplit(":", 1)[1]
+
+    async def adopt(self, lane: str, streams: list[str]) -> list[Entry]:
         """First sight of a workspace (or a restart): deliver what an earlier incarnation left pending."""
-        await self._outbox.ensure_replay_group(ws)
-        for stream in (keys.events(ws), keys.webhook_replay(ws)):
-            last = "0"
-            while True:
-                reply = await self._redis.xreadgroup(keys.WEBHOOK_GROUP, CONSUMER, {stream: last}, count=500)
-                items = [item for _, entries in reply or [] for item in entries]
-                if not items:
-                    break
-                for entry_id, fields in items:
-                    self._spawn(stream, entry_id, fields)
-                last = items[-1][0]
-        self._adopted.add(ws)
+        await self._outbox.ensure_replay_group(lane)
+        return [entry for stream in streams for entry in await self.held_all(stream)]
 
-    def _spawn(self, stream: str, entry_id: str, fields: dict[str, str] | None) -> None:
-        ws = stream.rsplit(":", 1)[1]
-        inflight = self._inflight.setdefault(ws, set())
-        if entry_id in inflight:
-            return
-        inflight.add(entry_id)
-        background(self._deliver(ws, stream, entry_id, fields), f"webhook delivery {entry_id}")
+    async def ack(self, entry: Entry, outcome: Outcome) -> None:
+        await self._outbox.finish(self.lane_of(entry), entry.stream, entry.id, STAT[outcome])
 
-    async def _deliver(self, ws: str, stream: str, entry_id: str, fields: dict[str, str] | None) -> None:
-        try:
-            event = _event_of(stream, entry_id, fields)
-            if event is None:  # trimmed away before delivery: nothing left to send
-                await self._outbox.finish(ws, stream, entry_id, "dropped")
-                return
-            await self._deliver_event(ws, stream, entry_id, event)
-        except Exception:
-            log.exception("delivery of %s crashed; retrying later", entry_id)
-            await asyncio.sleep(5)
-            self._inflight.get(ws, set()).discard(entry_id)
-            self._spawn(stream, entry_id, fields)
-            return
-        self._inflight.get(ws, set()).discard(entry_id)
+    async def handle(self, entry: Entry) -> Outcome:
+        event = _event_of(entry)
+        if event is None:  # trimmed away before delivery: nothing left to send
+            return Outcome.DROPPED
+        return await self._deliver(self.lane_of(entry), entry, event)
 
-    async def _deliver_event(self, ws: str, stream: str, entry_id: str, event: dict[str, Any]) -> None:
+    # ------------------------------------------------------------- one event
+    async def _deliver(self, ws: str, entry: Entry, event: dict[str, Any]) -> Outcome:
         policy = await self._outbox.policy(ws)
         body = orjson.dumps(event)
-        counter = f"{stream}|{entry_id}"
+        counter = f"{entry.stream}|{entry.id}"
         done = int(await self._redis.hget(keys.webhook_attempts(ws), counter) or 0)
         last: dict[str, Any] = {"attempts": done, "status": None, "why": "no_webhook"}
 
-        async def attempt() -> str:
+        async def attempt() -> PostResult:
             last["attempts"] = await self._outbox.attempt(ws, counter)
             target = await self._targets.get(ws)  # per attempt: a corrected URL applies to retries
             if target is None:
                 last.update(status=None, why="no_webhook")
-                return PERMANENT
-            outcome, last["status"], last["why"] = await self._post(target, event, body)
-            return outcome
+                return PostResult.PERMANENT
+            result, last["status"], last["why"] = await self._post(target, event, body)
+            return result
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(max(1, policy.max_attempts - done)),
             wait=wait_exponential_jitter(initial=policy.base_delay_s, max=policy.max_delay_s,
                                          jitter=policy.base_delay_s),
-            retry=retry_if_result(lambda outcome: outcome == RETRY),
+            retry=retry_if_result(lambda result: result is PostResult.RETRY),
             retry_error_callback=lambda state: state.outcome.result(),
         )
-        outcome = await retrying(attempt)
+        result = await retrying(attempt)
         retries = max(0, int(last["attempts"]) - done - 1)
         if retries:
             await self._redis.hincrby(keys.webhook_stats(), "retried", retries)
-        if outcome == OK:
-            await self._outbox.finish(ws, stream, entry_id, "delivered")
-            return
-        why = "permanent" if outcome == PERMANENT else "max_attempts"
+        if result is PostResult.OK:
+            return Outcome.DONE
+        why = "permanent" if result is PostResult.PERMANENT else "max_attempts"
         await self._outbox.dead_letter(ws, event, f"{why}: {last['why']}", int(last["attempts"]), last["status"])
-        await self._outbox.finish(ws, stream, entry_id, "failed")
+        return Outcome.FAILED
 
-    async def _post(self, target: WebhookTarget, event: dict[str, Any], body: bytes) -> tuple[str, str | None, str]:
-        """(outcome, status class, our code): what an attempt may report, never the answer's code or body."""
+    async def _post(self, target: WebhookTarget, event: dict[str, Any],
+                    body: bytes) -> tuple[PostResult, str | None, str]:
+        """(result, status class, our code): what an attempt may report, never the answer's code or body."""
         ts = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",
@@ -195,11 +172,11 @@ class WebhookDispatcher:
                 status = response.status_code
         except EgressDenied as denied:
             log.info("webhook %s to workspace %s: %s", event["id"], event["workspace_id"], denied)
-            return PERMANENT, None, f"{denied.code} ({denied.verdict.value})"
+            return PostResult.PERMANENT, None, f"{denied.code} ({denied.verdict.value})"
         except httpx.HTTPError as exc:
             log.info("webhook %s to workspace %s: %s", event["id"], event["workspace_id"], type(exc).__name__)
-            return RETRY, None, _transport_code(exc)
-        return outcome_of(status), status_class(status), f"http_{status_class(status)}"
+            return PostResult.RETRY, None, _transport_code(exc)
+        return result_of(status), status_class(status), f"http_{status_class(status)}"
 
 
 def _transport_code(exc: httpx.HTTPError) -> str:
@@ -210,9 +187,9 @@ def _transport_code(exc: httpx.HTTPError) -> str:
     return "transport_error"
 
 
-def _event_of(stream: str, entry_id: str, fields: dict[str, str] | None) -> dict[str, Any] | None:
-    if not fields:
+def _event_of(entry: Entry) -> dict[str, Any] | None:
+    if not entry.fields:
         return None
-    if "d" in fields:  # a replayed dead letter: the original event, original id
-        return orjson.loads(fields["d"])["event"]
-    return decode(entry_id, fields)
+    if "d" in entry.fields:  # a replayed dead letter: the original event, original id
+        return orjson.loads(entry.fields["d"])["event"]
+    return decode(entry.id, entry.fields)

@@ -74,7 +74,6 @@
   // Mirrors whatsapp-web.js's sendMessage: we mint the MsgKey id ourselves so
   // the caller can record it before the send and check it after a crash.
   api.newKey = async () => req('WAWebMsgKey').newId();
-  api.alreadySent = (serialized) => !!req('WAWebCollections').Msg.get(serialized);
   api.send = async ({ to, body, keyId, waitUntilMsgSent }) => {
     const WidFactory = req('WAWebWidFactory');
     const { Chat, Msg } = req('WAWebCollections');

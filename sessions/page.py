@@ -1,24 +1,86 @@
-"""One WhatsApp Web page in its own browser context, with the bridge installed. No Ray here."""
+"""One WhatsApp Web page in its own browser context, with the bridge installed. No Ray here.
+
+This module owns the page protocol: the JS run against the bridge (sessions/bridge.js) and the WhatsApp
+id format of our own messages. Callers mint a key, send under it, and read back what the page knows of
+it; they never write page JS or WhatsApp ids themselves.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 import orjson
 from playwright.async_api import Browser, BrowserContext, Page
+from playwright.async_api import Error as PlaywrightError
 
+from wa_ray.sessions.state import PageSignal
 from wa_ray.tasks import background
 
 log = logging.getLogger(__name__)
 
-Signal = Callable[[str, dict[str, Any]], Awaitable[None]]
+Signal = Callable[[PageSignal, dict[str, Any]], Awaitable[None]]
 BRIDGE_JS = resources.files("wa_ray.sessions").joinpath("bridge.js").read_text()
 RESTORE_JS = resources.files("wa_ray.sessions").joinpath("storage_restore.js").read_text()
 BLANK_HTML = "<html></html>"
+
+# A fresh message key, and the page document it is minted in (a navigation or a crash gives a new
+# document): one evaluate, so the pair is consistent.
+_MINT_KEY = """async () => {
+  const doc = window.__warayDoc || (window.__warayDoc = Math.random().toString(36).slice(2) + Date.now().toString(36));
+  return [await window.__waray.newKey(), doc];
+}"""
+# The page's own record of a message id: null (never took it) or its ack (0 waiting for the server, 1+ taken,
+# -1 refused), with the current document.
+_ACK_AND_DOC = """(id) => {
+  const store = typeof window.require === 'function' && window.require('WAWebCollections');
+  const m = store && store.Msg.get(id);
+  return [m ? (m.ack || 0) : null, window.__warayDoc || null];
+}"""
+_SEND = "(m) => window.__waray.send(m)"
+_STATE = "window.__waray ? window.__waray.state() : null"
+# Playwright's words for a page, context or browser that is gone, or a document replaced under the call.
+_GONE_TEXTS = ("has been closed", "Target closed", "Execution context was destroyed", "navigation",
+               "Target crashed", "crashed")
+
+
+class PageGone(Exception):
+    """The page (or its document) is not there to answer: the outcome of a send in flight is open."""
+
+
+def chat_id(number: str) -> str:
+    """The WhatsApp chat id of a phone number."""
+    return f"{number}@c.us"
+
+
+def outgoing_id(number: str, key: str) -> str:
+    """The serialized id WhatsApp gives our message to `number` sent under `key` (fromMe, chat, key)."""
+    return f"true_{chat_id(number)}_{key}"
+
+
+@dataclass(frozen=True)
+class MintedKey:
+    key: str
+    document: str
+
+
+@dataclass(frozen=True)
+class PageAck:
+    """What the page knows of one message id: `ack` None when it never took it."""
+
+    ack: int | None
+    document: str | None
+
+
+@dataclass(frozen=True)
+class PageSend:
+    """The page's answer to a send: the message's serialized id, and whether the server refused it."""
+
+    id: str
+    refused: bool
 
 
 class PageSession:
@@ -39,17 +101,17 @@ class PageSession:
         return self.page is not None and self.page.url == "about:blank"
 
     async def prepare(self) -> None:
-        """Everything but the navigation. Measured here: new_context ~60 ms and new_page ~350 ms (a
-        renderer process starts) of a ~900 ms create -> QR under load; a spare prepared ahead takes that
-        off a new session's path, and off a reopened one's (its saved state is restored into it)."""
+        """Everything but the navigation: the context and the page (a renderer process starts), most of
+        the time a session takes to show its first QR. A spare prepared ahead takes that off a new
+        session's path, and off a reopened one's (its saved state is restored into it)."""
         self.context = await self._browser.new_context(
             viewport={"width": 800, "height": 600}, service_workers="block"
         )
         await self.context.expose_binding("__warayEmit", self._binding)
         await self.context.add_init_script(BRIDGE_JS)
         self.page = await self.context.new_page()
-        self.page.on("crash", lambda _p: self._fire("crash", {}))
-        self.page.on("close", lambda _p: self._fire("page_closed", {}))
+        self.page.on("crash", lambda _p: self._fire(PageSignal.CRASH, {}))
+        self.page.on("close", lambda _p: self._fire(PageSignal.PAGE_CLOSED, {}))
 
     def adopt(self, on_signal: Signal) -> None:
         self._on_signal = on_signal
@@ -65,9 +127,8 @@ class PageSession:
     async def _restore(self, state: dict[str, Any]) -> None:
         """Saved auth state into this context, before the app loads: cookies, then each origin's storage
         written from a blank document of that origin (the app's own requests never leave: every request
-        gets the blank document until the restore is done). Measured with 10 sessions reopening at once:
-        Playwright's new_context(storage_state=...) took 0.52 s of the browser process's CPU per session,
-        a blank context 0.29 s."""
+        gets the blank document until the restore is done). Not new_context(storage_state=...): that costs
+        the browser process nearly twice the CPU per session, which many sessions reopening at once share."""
         if state.get("cookies"):
             await self._context().add_cookies(state["cookies"])
         origins = [o for o in state.get("origins", []) if o.get("localStorage") or o.get("indexedDB")]
@@ -87,26 +148,49 @@ class PageSession:
             await page.unroute("**/*", blank)
 
     async def _binding(self, _source: Any, kind: str, payload: dict[str, Any]) -> None:
+        try:
+            signal = PageSignal(kind)
+        except ValueError:  # a kind this side does not know has no one to hear it
+            log.debug("page signal %r ignored", kind)
+            return
         if self._on_signal is not None:
-            await self._on_signal(kind, payload)
+            await self._on_signal(signal, payload)
 
-    def _fire(self, kind: str, payload: dict[str, Any]) -> None:
+    def _fire(self, signal: PageSignal, payload: dict[str, Any]) -> None:
         if self._on_signal is not None:
-            background(self._on_signal(kind, payload), f"page signal {kind}")
+            background(self._on_signal(signal, payload), f"page signal {signal}")
 
-    async def new_key(self) -> str:
-        return await self._page().evaluate("window.__waray.newKey()")
+    # ------------------------------------------------------- send protocol
+    async def mint_key(self) -> MintedKey:
+        """A message key for a send not made yet, and the document it belongs to; raises PageGone."""
+        key, document = await self._evaluate(_MINT_KEY)
+        return MintedKey(key, document)
 
-    async def already_sent(self, serialized: str) -> bool:
-        return await self._page().evaluate("(id) => window.__waray.alreadySent(id)", serialized)
+    async def ack_of(self, serialized: str) -> PageAck:
+        """What this page holds of the message `serialized` (see outgoing_id); raises PageGone."""
+        ack, document = await self._evaluate(_ACK_AND_DOC, serialized)
+        return PageAck(ack, document)
 
-    async def send(self, to: str, body: str, key_id: str) -> dict[str, Any]:
-        return await self._page().evaluate(
-            "(m) => window.__waray.send(m)", {"to": to, "body": body, "keyId": key_id}
-        )
+    async def send(self, number: str, body: str, key: str, *, wait_until_sent: bool = True) -> PageSend:
+        """Send `body` to `number` under `key`. Waiting, it answers once WhatsApp's server took the message
+        or refused it; the bridge never sends a key it already holds. Raises PageGone."""
+        result = await self._evaluate(_SEND, {"to": chat_id(number), "body": body, "keyId": key,
+                                              "waitUntilMsgSent": wait_until_sent})
+        return PageSend(result["id"], result.get("result") == "ERROR")
 
     async def state(self) -> dict[str, Any] | None:
-        return await self._page().evaluate("window.__waray ? window.__waray.state() : null")
+        return await self._page().evaluate(_STATE)
+
+    async def _evaluate(self, script: str, arg: Any = None) -> Any:
+        page = self.page
+        if page is None:
+            raise PageGone("page is not open")
+        try:
+            return await page.evaluate(script, arg)
+        except Exception as exc:
+            if document_gone(exc):
+                raise PageGone(str(exc)) from exc
+            raise
 
     async def storage_state(self) -> bytes:
         state = await self._context().storage_state(indexed_db=True)
@@ -132,3 +216,12 @@ class PageSession:
         if self.page is None:
             raise RuntimeError("page is not open")
         return self.page
+
+
+def document_gone(exc: BaseException) -> bool:
+    """Closed page/context/browser, a navigation under the call, or no page: the document is gone."""
+    if isinstance(exc, PageGone):
+        return True
+    if isinstance(exc, RuntimeError) and "page is not open" in str(exc):
+        return True
+    return isinstance(exc, PlaywrightError) and any(s in str(exc) for s in _GONE_TEXTS)

@@ -34,5 +34,27 @@ SOCKET_STATES: dict[str, SessionState] = {
     "TOS_BLOCK": SessionState.BLOCKED,
 }
 
+
+class PageSignal(StrEnum):
+    """What a page reports: the bridge's `__warayEmit` kinds (sessions/bridge.js), and `crash`/`page_closed`
+    from the browser's own page events."""
+
+    BOOT = "boot"
+    STATE = "state"
+    QR = "qr"
+    READY = "ready"
+    LOGOUT = "logout"
+    ERROR = "error"
+    MESSAGE = "message"
+    ACK = "ack"
+    CRASH = "crash"
+    PAGE_CLOSED = "page_closed"
+
+
+# The signals the session's lifecycle owner hears; `message` and `ack` are the data plane's.
+LIFECYCLE_SIGNALS = frozenset(set(PageSignal) - {PageSignal.MESSAGE, PageSignal.ACK})
+# The signals after which the page cannot send until it is linked again.
+UNSENDABLE_SIGNALS = frozenset({PageSignal.LOGOUT, PageSignal.CRASH, PageSignal.PAGE_CLOSED})
+
 # Sessions in these states have a page that can send.
 SENDABLE = frozenset({SessionState.CONNECTED})

@@ -230,29 +230,6 @@ class MessageStore:
                 if "BUSYGROUP" not in str(exc):
                     raise
 
-    async def done(self, stream: str, entry_id: str) -> None:
-        """Ack a queue entry and delete it: a queue stream holds only what is still to be sent."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.xack(stream, keys.QUEUE_GROUP, entry_id)
-            pipe.xdel(stream, entry_id)
-            await pipe.execute()
-
-    async def claim_orphans(self, stream: str, consumer: str, min_idle_ms: int) -> list[tuple[str, dict[str, str]]]:
-        """XAUTOCLAIM what other consumers read and never acked (idle at least `min_idle_ms`), then drop the
-        consumers left with nothing pending, so a crashed sender's name does not linger in the group."""
-        claimed_all: list[tuple[str, dict[str, str]]] = []
-        start = "0-0"
-        while True:
-            start, claimed = (await self._redis.xautoclaim(stream, keys.QUEUE_GROUP, consumer, min_idle_ms,
-                                                           start_id=start, count=100))[:2]
-            claimed_all += claimed
-            if start == "0-0" or not claimed:
-                break
-        for other in await self._redis.xinfo_consumers(stream, keys.QUEUE_GROUP):
-            if other["name"] != consumer and int(other["pending"]) == 0:
-                await self._redis.xgroup_delconsumer(stream, keys.QUEUE_GROUP, other["name"])
-        return claimed_all
-
     async def ensure_queues(self, ws: str, sid: str) -> list[str]:
         streams = [keys.queue(ws, sid, p) for p in keys.PRIORITIES]
         await self.ensure_group(streams)

@@ -104,15 +104,15 @@ async def _hand_to_page(page: PageSession, config: RuntimeConfig, phone: str, to
     """Send `text` from the page under a key minted as the sender mints it; the server takes it but answers
     (and delivers) only after `hold_ms`. Returns (key, page document)."""
     assert page.page is not None
-    key, doc = await page.page.evaluate(outbound._KEY_AND_DOC)
+    minted = await page.mint_key()
     async with httpx.AsyncClient(base_url=config.web_url) as sim:
         before = (await sim.get("/_sim/stats")).json()["messages"]["from_pages"]
         assert (await sim.put(f"/_phone/{phone}/config", json={"latency_ms": hold_ms})).status_code == 200
-        await page.page.evaluate(outbound._SEND, {"to": f"{to}@c.us", "body": text, "keyId": key})
+        await page.send(to, text, minted.key, wait_until_sent=False)
         while (await sim.get("/_sim/stats")).json()["messages"]["from_pages"] == before:  # the server has it
             await asyncio.sleep(0.05)
         assert (await sim.put(f"/_phone/{phone}/config", json={"latency_ms": 0})).status_code == 200
-    return key, doc
+    return minted.key, minted.document
 
 
 async def _wait_status(store: MessageStore, mid: str, statuses: set[str], timeout: float) -> dict[str, str]:
@@ -133,7 +133,7 @@ async def _inbox(config: RuntimeConfig, number: str) -> list[str]:
 
 async def _stop(task: asyncio.Task[Any], sender: SessionSender) -> None:
     """As the host closes a sender: stop() and cancel. A cancellation alone can be lost on 3.11 (an inner
-    timeout that completes as it lands swallows it; CI saw one under load), which is why stop() exists."""
+    timeout that completes as it lands swallows it), which is why stop() exists."""
     sender.stop()
     task.cancel()
     done, _ = await asyncio.wait({task}, timeout=20)
