@@ -147,12 +147,12 @@ class BrowserHost:
     async def open_session(self, ws: str, sid: str, owner: Any, storage_state: bytes | None) -> None:
         """Give the session a new page (and a new sender); whatever it had here is closed first.
 
-        Opens and closes of one session run one at a time. They can overlap (a SessionActor killed
-        mid-open and its successor's start, both waiting for a browser launch), and overlapped, one open
-        replaced another's page while it was still being made: that page's context did not exist yet
-        to close, so it went on to load and took the WhatsApp device over from the winner, and its
-        sender went on beside the winner's, its heartbeat making the intent it held look owned forever
-        (actors/outbound.py). Serialised, the last open wins and every earlier page is closed whole."""
+        Opens and closes of one session run one at a time, so the last open wins and every earlier page
+        is closed whole. They can be asked for together (a SessionActor killed mid-open and its
+        successor's start, both waiting for a browser launch); overlapped, an open could replace a page
+        whose context does not exist yet to close, and that page would load anyway, take the WhatsApp
+        device over, and keep a sender whose heartbeat makes the intent it holds look owned forever
+        (actors/outbound.py)."""
         if self._closing:
             raise RuntimeError("the browser host is shutting down")
         key = (ws, sid)

@@ -15,10 +15,9 @@ A request is shed when any of these holds:
   finished while `min_inflight` of them had their bodies. The minimum, not the mean: a burst the
   replica clears within the window is served, not shed. The clock starts when the body has arrived:
   Serve hands it over with one more replica -> proxy actor call per request, and a saturated proxy
-  made that wait 3-6 s (measured at 200 req/s on a starved machine, loop lag ~0). That queue is the
-  proxy's; shedding here would not drain it (a first version of this rule that counted it shed 92%
-  of requests while the proxy stayed just as slow), so only what the app itself waits on counts:
-  our CPU and Redis;
+  makes that wait seconds long while this loop is idle. That queue is the proxy's; shedding here
+  would not drain it (counting it sheds most requests while the proxy stays just as slow), so only
+  what the app itself waits on counts: our CPU and Redis;
 * the replica's event loop has lagged more than `max_lag_s` behind for all of the last `window_s`
   (a ticker measures it: a saturated CPU shows here before requests finish slowly).
 

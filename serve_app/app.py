@@ -58,8 +58,8 @@ def build_app(context: AppContext) -> FastAPI:
     return api
 
 
-# Serve's default of 5 ongoing requests per replica let five open SSE streams starve every other
-# call (measured: the sixth request got no answer in 10 s); the replica is async and I/O bound.
+# Serve's default of 5 ongoing requests per replica lets five open SSE streams starve every other
+# call (a sixth request gets no answer); the replica is async and I/O bound.
 # The replica sheds overload itself (admission.py) long before 2000 are in flight; if the proxy still
 # queues past max_queued_requests, Serve answers 503 (plain text, not our shape) with this Retry-After.
 @serve.deployment(name="Ingress", num_replicas=1, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=2000,

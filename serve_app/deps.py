@@ -28,7 +28,7 @@ SUPERVISOR_TIMEOUT_S = 60.0
 
 async def ctx(request: Request) -> AppContext:
     # async on purpose: FastAPI runs a plain `def` dependency in its thread pool, and this one is on
-    # every route (measured: four thread hops per POST /messages, the largest single cost of ours)
+    # every route (four thread hops per POST /messages otherwise, the largest single cost of ours)
     return request.app.state.ctx
 
 
@@ -39,8 +39,8 @@ def check_id(value: str, what: str) -> str:
 
 
 # The auth dependencies call each other directly rather than through Depends chains: each FastAPI
-# dependency node costs its resolution on every request (measured: the four-deep chain of POST
-# /messages was the largest share of our own CPU after the Redis calls). `caller` memoizes the
+# dependency node costs its resolution on every request (a four-deep chain on POST /messages is the
+# largest share of our own CPU after the Redis calls). `caller` memoizes the
 # principal in the request state, so a route that uses several of them still authenticates once.
 async def caller(request: Request) -> Principal:
     state = request.state

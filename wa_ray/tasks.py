@@ -1,8 +1,8 @@
 """Fire-and-forget tasks that are neither collected mid-flight nor fail silently.
 
 The event loop keeps only weak references to tasks: a task nobody holds can be
-garbage collected while it waits, and its work silently never finishes (seen: a
-grain's `ready` signal vanished and its session stayed `initializing`).
+garbage collected while it waits, and its work silently never finishes (a
+grain's `ready` signal would vanish and its session stay `initializing`).
 """
 
 from __future__ import annotations
