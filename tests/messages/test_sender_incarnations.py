@@ -27,7 +27,7 @@ from wa_ray import NAMESPACE
 async def test_overlapping_opens_leave_one_page_and_one_sender(api, phone_api, service) -> None:
     if service.settings.session_hosting != "actor":
         pytest.skip("drives BrowserHost.open_session with a SessionActor as the owner (WA_SESSION_HOSTING=actor)")
-    ws, sid, phone, to = "msg-opens", "opens1", "15552270001", "15552270002"
+    ws, sid, phone, to = "msg-opens", "opens1", "15552271001", "15552271002"
     await put_pacing(api, ws, enabled=False)
     redis = connect(service.config.redis_url)
     try:
