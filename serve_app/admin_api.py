@@ -10,6 +10,7 @@ from wa_ray.serve_app.deps import admin, ctx
 from wa_ray.serve_app.models import AuditPage, AuditRecord
 from wa_ray.serve_app.openapi import errors
 from wa_ray.ids import ID_PATTERN
+from wa_ray.storage.events import STREAM_ID_PATTERN
 
 router = APIRouter(tags=["admin"])
 
@@ -17,7 +18,7 @@ router = APIRouter(tags=["admin"])
 @router.get("/v1/audit", response_model=AuditPage, responses=errors(422),
             summary="Audit entries of mutating calls, newest first (admin keys only)")
 async def audit(limit: int = Query(100, ge=1, le=500),
-                before: str | None = Query(None, pattern=r"^[0-9]{1,20}-[0-9]{1,20}$",
+                before: str | None = Query(None, pattern=STREAM_ID_PATTERN,
                                            description="stream id: entries older than this"),
                 workspace_id: str | None = Query(None, pattern=ID_PATTERN),
                 who: str | None = Query(None, max_length=200, description="e.g. key:my-key"),

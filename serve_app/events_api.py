@@ -19,15 +19,12 @@ from wa_ray.serve_app.errors import ApiError
 from wa_ray.serve_app.openapi import errors
 from wa_ray.serve_app.sse import event_stream
 from wa_ray.serve_app.stream_access import StreamAccess
+from wa_ray.storage.events import STREAM_POSITION_PATTERN
 from wa_ray.storage.streamslots import StreamSlots
 from wa_ray.events import EVENT_TYPES
 from wa_ray.ids import ID_PATTERN
 
 router = APIRouter(tags=["events"])
-
-# ASCII digits only (a pattern's \d and int() take any script's digits, which Redis then refuses);
-# a bare millisecond id means its first entry, as in Redis
-STREAM_ID = r"^[0-9]{1,20}(-[0-9]{1,20})?$"
 
 
 @router.get("/v1/workspaces/{ws}/events", response_model=None, responses={
@@ -39,8 +36,8 @@ async def events(ws: str, request: Request, c: AppContext = Depends(ctx),
                  types: Annotated[str | None, Query(max_length=500, description="comma-separated event types",
                                                     examples=["session.qr,session.status"])] = None,
                  session_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-                 last_event_id: Annotated[str | None, Header(pattern=STREAM_ID)] = None,
-                 after: Annotated[str | None, Query(pattern=STREAM_ID,
+                 last_event_id: Annotated[str | None, Header(pattern=STREAM_POSITION_PATTERN)] = None,
+                 after: Annotated[str | None, Query(pattern=STREAM_POSITION_PATTERN,
                                                     description="resume after this id (for clients that cannot "
                                                                 "set Last-Event-ID); the header wins")] = None,
                  heartbeat: Annotated[int, Query(ge=1, le=60, description="seconds between ':' comments")] = 15,

@@ -10,12 +10,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from wa_ray.storage.events import STREAM_ID_PATTERN
 from wa_ray.storage.outbox import TENANT_MAX_ATTEMPTS, TENANT_MAX_DELAY_S, TENANT_MIN_DELAY_S
 from wa_ray.storage.pacing import FLOAT_LIMITS, INT_LIMITS, MAX_STEPS, STEP_GAP_LIMITS, STEP_RATE_LIMITS
 from wa_ray.ids import ID_PATTERN, PHONE_PATTERN
 
 STRICT_INPUT = ConfigDict(extra="forbid", allow_inf_nan=False)
-STREAM_ID_PATTERN = r"^[0-9]{1,20}-[0-9]{1,20}$"
 
 Priority = Literal["urgent", "high", "normal", "bulk"]
 Provider = Literal["webjs", "meta"]

@@ -26,10 +26,11 @@ import redis.asyncio as aioredis
 
 from wa_ray.storage import keys
 from wa_ray.storage.batch import Batcher
+from wa_ray.storage.events import STREAM_ID_PATTERN
 
 MAX_ENTRIES = 200_000  # approximate cap; older entries fall off
 MAX_ANONYMOUS_ENTRIES = 10_000
-_STREAM_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")  # ASCII digits: int() would take any script's
+_STREAM_ID = re.compile(STREAM_ID_PATTERN)
 _MAX = 2**64
 
 

@@ -15,6 +15,10 @@ from wa_ray.storage import keys
 from wa_ray.events import Event
 
 MAX_EVENTS_PER_WORKSPACE = 100_000
+# Stream ids in ASCII digits only: a pattern's \d and int() take any script's digits, which Redis refuses.
+STREAM_ID_PATTERN = r"^[0-9]{1,20}-[0-9]{1,20}$"
+# A position to read after: a full id, or a bare millisecond time (read as ms-0).
+STREAM_POSITION_PATTERN = r"^[0-9]{1,20}(-[0-9]{1,20})?$"
 
 
 class EventLog:
