@@ -32,6 +32,7 @@ from wa_ray.storage import keys
 from wa_ray.storage.events import EventLog
 from wa_ray.storage.webhooks import WebhookConfigStore, WebhookTarget
 from wa_ray.events import MESSAGE_RECEIVED, Event
+from tests.messages.helpers import wait_status
 
 SECRET = "whsec-egress-attacks-0123456789"
 REFLECTED = "REFLECTED-" + secrets.token_hex(6)  # what an endpoint answers; must never come back to the caller
@@ -246,27 +247,15 @@ async def test_cloud_api_failures_carry_no_answer_text(service, tenant, api) -> 
         sent = await client.post(f"/v1/workspaces/{ws}/messages", json={"to": "15550001234", "text": "hi"})
         assert sent.status_code == 202, sent.text
         mid = sent.json()["message_id"]
-        got: dict = {}
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            got = (await client.get(f"/v1/workspaces/{ws}/messages/{mid}")).json()
-            if got["status"] == "failed":
-                break
-            await asyncio.sleep(0.2)
-        assert got["status"] == "failed", got
+        got = await wait_status(client, ws, mid, {"failed"})
         assert got["reason"] == "cloud_api (#131047): more than 24 hours since the customer's last message", got
         assert got["error_code"] == 131047
 
         ep.status, ep.body = 503, f"<html>{REFLECTED}</html>".encode()
         sent = await client.post(f"/v1/workspaces/{ws}/messages", json={"to": "15550001235", "text": "hi"})
         mid2 = sent.json()["message_id"]
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            got = (await client.get(f"/v1/workspaces/{ws}/messages/{mid2}")).json()
-            if got["status"] == "failed":
-                break
-            await asyncio.sleep(0.2)
-        assert got["status"] == "failed" and got["reason"] == "cloud_api: HTTP 5xx", got
+        got = await wait_status(client, ws, mid2, {"failed"})
+        assert got["reason"] == "cloud_api: HTTP 5xx", got
         for path in (f"/v1/workspaces/{ws}/messages/{mid}", f"/v1/workspaces/{ws}/messages/{mid2}",
                      f"/v1/workspaces/{ws}/provider"):
             assert REFLECTED not in (await client.get(path)).text, path
