@@ -15,6 +15,7 @@ from wa_ray.storage import keys
 from wa_ray.storage.messages import META, WEBJS, MessageStore
 from wa_ray.storage.providers import ProviderStore
 from wa_ray.events import MESSAGE_FAILED, Event
+from wa_ray.message_kinds import Kind, provider_sends
 
 REROUTED, FAILED, UNCHANGED = "rerouted", "failed", "unchanged"
 
@@ -26,17 +27,20 @@ class FailoverRouter:
         self._messages = messages
 
     async def fail_or_failover(self, record: dict[str, str], reason: str, *, code: int | None = None,
-                               allowed: tuple[str, ...] = ("queued", "sending"), failover: bool = True,
+                               error: str | None = None, allowed: tuple[str, ...] = ("queued", "sending"), failover: bool = True,
                                from_stream: str = "", entry_id: str = "") -> str:
         """Retry once on the other provider when it can take the message now; otherwise fail it with `reason`.
 
         `failover=False` is for outcomes that must not be sent again anywhere (a send that may have
         reached WhatsApp). The queue entry (`from_stream`, `entry_id`) is acked in the same step.
+        `error` is our stable code (wa_ray/message_kinds.py FailureCode) when the failure has one; `code`
+        is the provider's numeric one. A kind the other provider cannot send (a poll, a template) never
+        moves: it fails here with the reason it failed for.
         """
         mid, ws = record["message_id"], record["workspace_id"]
         current = record.get("provider") or WEBJS
-        if failover and record.get("failover", "0") == "0":
-            other = META if current == WEBJS else WEBJS
+        other = META if current == WEBJS else WEBJS
+        if failover and record.get("failover", "0") == "0" and provider_sends(other, Kind(record.get("kind") or "text")):
             health = await self._providers.health(ws)
             session = health.best_session(record.get("session_id") or None) if other == WEBJS else None
             if (other == WEBJS and session) or (other == META and health.meta):
@@ -45,12 +49,13 @@ class FailoverRouter:
                                                      entry_id=entry_id)
                 if moved:
                     return REROUTED
-        data: dict[str, Any] = {"message_id": mid, "reason": reason[:500], "provider": current, "code": code}
+        data: dict[str, Any] = {"message_id": mid, "reason": reason[:500], "provider": current, "code": code,
+                                "error": error}
         if record.get("failover_reason"):
             data["first_error"] = record["failover_reason"]
         failed = await self._messages.transition(
-            mid, ws, "failed", expect=allowed, fields={"reason": reason[:500], "error_code": code or ""},
-            note={"reason": reason[:500], "provider": current, "code": code},
+            mid, ws, "failed", expect=allowed, fields={"reason": reason[:500], "error_code": code or "", "error": error or ""},
+            note={"reason": reason[:500], "provider": current, "code": code, "error": error},
             event=Event(MESSAGE_FAILED, ws, record.get("session_id") or None, data),
         )
         if from_stream and entry_id:

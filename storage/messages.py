@@ -99,6 +99,9 @@ return 1
 
 @dataclass(frozen=True)
 class OutboundMessage:
+    """`text` is the text of a text message, the caption of a media one, "" otherwise (pacing reads its
+    length); `content` is the kind's content dict (wa_ray/message_kinds.py), None for plain text."""
+
     message_id: str
     workspace_id: str
     session_id: str
@@ -106,6 +109,17 @@ class OutboundMessage:
     text: str
     priority: str
     provider: str = WEBJS
+    kind: str = "text"
+    content: dict[str, Any] | None = None
+
+
+def content_of(record: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """(kind, content dict) of a message record; a record written before kinds existed is text."""
+    kind = record.get("kind") or "text"
+    raw = record.get("content")
+    if raw:
+        return kind, orjson.loads(raw)
+    return kind, {"text": record.get("text", ""), "preview_url": False}
 
 
 def fingerprint(*parts: str | None) -> str:
@@ -148,11 +162,13 @@ class MessageStore:
         record = {
             "message_id": msg.message_id, "workspace_id": msg.workspace_id, "session_id": msg.session_id,
             "to": msg.to, "text": msg.text, "priority": msg.priority, "status": "queued",
-            "provider": msg.provider, "created_at": repr(now), "failover": "0",
+            "provider": msg.provider, "created_at": repr(now), "failover": "0", "kind": msg.kind,
         }
+        if msg.content is not None:
+            record["content"] = orjson.dumps(msg.content).decode()
         event = Event(MESSAGE_QUEUED, msg.workspace_id, msg.session_id or None,
                       {"message_id": msg.message_id, "to": msg.to, "priority": msg.priority,
-                       "provider": msg.provider}, ts=now)
+                       "provider": msg.provider, "type": msg.kind}, ts=now)
         fp = request_fingerprint or fingerprint(msg.to, msg.text, msg.priority, msg.session_id)
         idem_key = keys.idempotency(msg.workspace_id, idempotency_key or "-")
         created, value = await self._accept(

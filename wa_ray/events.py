@@ -15,6 +15,9 @@ MESSAGE_QUEUED = "message.queued"
 MESSAGE_SENT = "message.sent"
 MESSAGE_ACK = "message.ack"
 MESSAGE_FAILED = "message.failed"
+MESSAGE_REACTION = "message.reaction"  # someone reacted to a message (emoji "" = reaction removed)
+MESSAGE_REVOKED = "message.revoked"  # the sender deleted a message for everyone
+MESSAGE_EDITED = "message.edited"  # the sender edited a message's text
 PROVIDER_CHANGED = "provider.changed"
 SESSION_PAUSED = "session.paused"  # the session hit its hourly send cap: no sends until `resume_at`
 SESSION_RESUMED = "session.resumed"
@@ -30,6 +33,9 @@ EVENT_TYPES = frozenset(
         MESSAGE_SENT,
         MESSAGE_ACK,
         MESSAGE_FAILED,
+        MESSAGE_REACTION,
+        MESSAGE_REVOKED,
+        MESSAGE_EDITED,
         PROVIDER_CHANGED,
         SESSION_PAUSED,
         SESSION_RESUMED,
