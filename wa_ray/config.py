@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     # WA_EGRESS_DNS=false: tenant-named hosts are never looked up, only IP literals pass (hermetic test rigs).
     egress_allow: str = ""
     egress_dns: bool = True
+    # WA_MEDIA_RETENTION_S: how long uploaded and fetched media stays in the encrypted media store
+    media_retention_s: int = Field(default=30 * 24 * 3600, ge=60)
 
     def key_file(self) -> Path | None:
         """The key file processes read, or None when WA_MASTER_KEY (each process's environment) wins."""
@@ -104,4 +106,5 @@ class Settings(BaseSettings):
             streams_per_token=self.streams_per_token, streams_per_key=self.streams_per_key,
             http_port=self.http_port, dashboard_port=self.dashboard_port,
             egress_allow=split_allow(self.egress_allow), egress_dns=self.egress_dns,
+            media_retention_s=self.media_retention_s,
         )

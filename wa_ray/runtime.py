@@ -118,4 +118,5 @@ class RuntimeConfig:
     dashboard_port: int = 8265  # the Ray dashboard's port (the one it got): never an egress destination either
     egress_allow: tuple[str, ...] = ()  # WA_EGRESS_ALLOW: CIDRs and host names tenants' URLs may reach
     egress_dns: bool = True  # WA_EGRESS_DNS=false: tenant-named hosts are never looked up (IP literals only)
+    media_retention_s: int = 30 * 24 * 3600  # WA_MEDIA_RETENTION_S: how long stored media is kept
     chromium_flags: tuple[str, ...] = field(default=CHROMIUM_FLAGS)
