@@ -39,17 +39,27 @@ log = logging.getLogger(__name__)
 ACTIVATE_CONCURRENCY = 4
 
 
+# Lifecycle signals a preopened page keeps for its owner-to-be; a page loading to its first QR says a few.
+PENDING_SIGNALS_MAX = 64
+
+
 @dataclass
 class HostedSession:
     ws: str
     sid: str
-    owner: Any  # the session's state owner: a SessionActor handle, or its SessionLifecycle grain here
+    owner: Any  # the session's state owner: a SessionActor handle, its SessionLifecycle grain here, or None
     page: PageSession
     sender: SessionSender
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    # Signals of a page preopened before its owner existed (`preopen`), in order; the owner takes them on attach.
+    pending: list[tuple[PageSignal, dict[str, Any]]] = field(default_factory=list)
 
     def signal(self, kind: PageSignal, payload: dict[str, Any]) -> None:
         """Fire and forget, in order: the owner's lock serialises its handling either way."""
+        if self.owner is None:
+            if len(self.pending) < PENDING_SIGNALS_MAX:
+                self.pending.append((kind, payload))
+            return
         if isinstance(self.owner, SessionLifecycle):
             background(self.owner.on_page_signal(kind, payload), f"signal {kind} of {self.ws}/{self.sid}")
         else:
@@ -96,6 +106,7 @@ class BrowserHost:
         self._spares: list[PageSession] = []  # prepared blank pages for new sessions (PageSession.prepare)
         self._refilling: asyncio.Task[None] | None = None
         self._spares_used = 0
+        self._preopened_taken = 0  # preopened pages an actor attached to
         self._opening = asyncio.Semaphore(ACTIVATE_CONCURRENCY)
         if ray.get_runtime_context().was_current_actor_reconstructed:
             self._announce = asyncio.get_running_loop().create_task(self._tell_sessions_to_reopen())
@@ -174,6 +185,10 @@ class BrowserHost:
                 await page.open(storage_state)
             except Exception:
                 await self._close_key(key)
+                if owner is None and hosted.owner is not None:
+                    # preopened, and its actor attached meanwhile: it waits for this page's signals, so it
+                    # must hear that there is no page (it reconnects, opening one itself)
+                    hosted.signal(PageSignal.CRASH, {"reason": "page did not open"})
                 raise
 
     def _session_lock(self, key: tuple[str, str]) -> asyncio.Lock:
@@ -182,14 +197,30 @@ class BrowserHost:
             lock = self._session_locks[key] = asyncio.Lock()
         return lock
 
+    async def preopen(self, ws: str, sid: str) -> None:
+        """Open a brand-new session's page before its SessionActor process is up (which takes most of a
+        second): the page loads to its first QR meanwhile, and its signals wait in `pending` until the
+        actor attaches. A failed open leaves nothing, and the actor then opens the page itself."""
+        try:
+            await self.open_session(ws, sid, None, None)
+        except Exception as exc:
+            log.info("preopen of %s/%s failed (%s); its actor opens it", ws, sid, exc)
+
     async def attach(self, ws: str, sid: str, owner: Any) -> dict[str, Any] | None:
-        """A restarted SessionActor takes over a page that outlived its predecessor.
+        """A SessionActor takes over a page that outlived its predecessor, or one preopened for it.
 
         None when there is no live page to take over, so the caller opens one: a page that died while
-        the session had no actor (the browser's crash signal went to the dead one) is not live."""
+        the session had no actor (the browser's crash signal went to the dead one) is not live. A
+        preopened page answers `{"preopened": True, "signals": [...]}` without being asked its state
+        (it may still be loading): the owner replays those signals, and every later one goes to it."""
         hosted = self._sessions.get((ws, sid))
         if hosted is None:
             return None
+        if hosted.owner is None:
+            hosted.owner = owner
+            self._preopened_taken += 1
+            signals, hosted.pending = hosted.pending, []
+            return {"preopened": True, "signals": [[kind.value, payload] for kind, payload in signals]}
         hosted.owner = owner
         try:
             return await hosted.page.state()
@@ -280,6 +311,7 @@ class BrowserHost:
             "grains": len(self._grains),
             "spares": len(self._spares),
             "spares_used": self._spares_used,
+            "preopened_taken": self._preopened_taken,
             "incarnation": self._incarnation,
             "node_id": ray.get_runtime_context().get_node_id(),
         }

@@ -85,6 +85,12 @@ class SessionLifecycle:
             return self._state.value
         self._started = True
         live = await self._page.attach()
+        if live and live.get("preopened"):
+            async with self._lock:  # the page's later signals queue behind the ones it said before we came
+                await self._transition(SessionState.INITIALIZING, "starting")
+                for kind, payload in live.get("signals", []):
+                    await self._handle(PageSignal(kind), payload)
+            return self._state.value
         if live and live.get("hasSynced"):
             self._me = live.get("me")
             await self._transition(SessionState.CONNECTED, "resumed live page")

@@ -132,13 +132,18 @@ class SessionSupervisor:
             if handle is not None:
                 self._actors[(ws, sid)] = handle
                 return handle
+            fresh = False
             if new:
                 await self._check_quota(ws, sid)
+                fresh = await self._registry.get(ws, sid) is None  # no saved state to open the page from
             node = least_loaded(self._nodes(), self._placed.values(), frozenset(self._draining))
             handle = self._place(ws, sid, node)
             self._actors[(ws, sid)] = handle
             self._placed[(ws, sid)] = node
             await self._registry.register(ws, sid, node)
+            if fresh and not self._grains:
+                # the page loads while the actor's process starts; the actor attaches to it (BrowserHost.preopen)
+                self._host(node).preopen.remote(ws, sid)
         await self._start(ws, sid, handle)
         return handle
 

@@ -172,6 +172,22 @@ async def test_a_new_session_opens_in_a_prepared_page_and_the_spares_refill(api,
     assert (await api.delete(f"/v1/workspaces/{WS}/sessions/spare")).status_code == 204
 
 
+async def test_a_new_sessions_page_opens_while_its_actor_starts(api, phone_api, service) -> None:
+    """Actor hosting: the host opens a brand-new session's page while the SessionActor process starts, and
+    the actor takes it over with what it said meanwhile, in order: starting, then the QR, then linked."""
+    if service.settings.session_hosting == "host":
+        pytest.skip("a grain starts inside the host: there is no actor process to wait for")
+    host = _host()
+    before = (await host.ping.remote())["preopened_taken"]
+    async with collect_events(await stream_url(api, service.base_url, WS)) as events:
+        await link_session(api, phone_api, events, WS, "early", "15551013")
+        states = [e["data"]["state"] for e in events.events
+                  if e["type"] == "session.status" and e["session_id"] == "early"]
+        assert states[:3] == ["initializing", "qr_required", "connected"], states
+    assert (await host.ping.remote())["preopened_taken"] == before + 1, "the actor took the preopened page"
+    assert (await api.delete(f"/v1/workspaces/{WS}/sessions/early")).status_code == 204
+
+
 async def test_an_owner_left_unstarted_by_its_dead_placer_is_started_before_the_next_crash(api, phone_api, service) -> None:
     """A supervisor killed mid-revive leaves the replacement SessionActor created but never started: it owns
     nothing, and the page's crash signals still go to the dead predecessor. The chaos suite saw the next
