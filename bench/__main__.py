@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     pk.add_argument("--step", type=_positive(float), default=20.0, help="seconds of sending per step")
     pk.add_argument("--threshold-ms", type=_positive(float), default=PEAK_THRESHOLD_MS)
     pk.add_argument("--keep-going", action="store_true", help="run every step even after one fails")
+    pk.add_argument("--idle", type=float, default=30.0,
+                    help="seconds of the idle step before the rates (service CPU with nothing sent); 0 skips it")
     from wa_ray.bench.cli_extra import add_parsers
 
     add_parsers(sub)
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                       profile_dir=str(args.profile) if args.profile else None)
     if peak:
         report, paths = run_peak(cfg, args.rates, args.step, args.drain_timeout, args.threshold_ms,
-                                 args.keep_going, console)
+                                 args.keep_going, console, idle_s=getattr(args, "idle", 0.0))
         found = report.peak or {}
         out.print(summary_table(report))
         out.print(f"peak: [bold]{found.get('peak_rate_per_min')} msg/min[/] with p99 accept->ack < "

@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from wa_ray.bench.harness import WORKSPACE, Harness, HarnessOptions, Live, SessionLink
+from wa_ray.bench.idle import measure_idle
 from wa_ray.bench.machine import CpuAccount
 from wa_ray.bench.profile import StepProfiler
 from wa_ray.bench.report import (
@@ -409,7 +410,7 @@ def run_throughput(cfg: BenchConfig, rate: float, duration_s: float, drain_timeo
 
 
 def run_peak(cfg: BenchConfig, rates: list[float], step_s: float, drain_timeout_s: float, threshold_ms: float,
-             keep_going: bool, console: Console) -> tuple[ThroughputReport, dict[str, Path]]:
+             keep_going: bool, console: Console, idle_s: float = 0.0) -> tuple[ThroughputReport, dict[str, Path]]:
     harness = Harness(HarnessOptions(sessions=cfg.sessions, pacing=cfg.pacing))
     report: ThroughputReport | None = None
     console.print("starting simulator, webhook receiver, Redis, Ray, Serve, Chromium...")
@@ -419,6 +420,9 @@ def run_peak(cfg: BenchConfig, rates: list[float], step_s: float, drain_timeout_
 
         async def body(live: Live) -> ThroughputReport:
             steps: list[StepResult] = []
+            idle = await measure_idle(harness.cpu, idle_s, cfg.sessions) if idle_s > 0 else None
+            if idle is not None:
+                console.print(f"idle {idle_s:g} s, {cfg.sessions} linked sessions: service {idle['service_cores']} cores")
             for rate in rates:
                 params = StepParams(cfg.sessions, rate, step_s, cfg.pacing, drain_timeout_s, raw=cfg.raw,
                                     profile_dir=cfg.profile_dir)
@@ -433,6 +437,9 @@ def run_peak(cfg: BenchConfig, rates: list[float], step_s: float, drain_timeout_
             peak = {"peak_rate_per_min": max(passing) if passing else None, "threshold_ms": threshold_ms,
                     "criterion": "p99 accept->ack < threshold, lost == 0, duplicated == 0, drained, no HTTP errors",
                     "sessions": cfg.sessions, "step_s": step_s, "rates_tried": [s.params["rate_per_min"] for s in steps]}
+            if idle is not None:
+                peak["idle_service_cores"] = idle["service_cores"]
+                peak["idle_by_component_cores"] = idle["by_component_cores"]
             return ThroughputReport("throughput-peak", now_iso(), _command(), machine,
                                     _harness_info(harness, live.links, cfg), steps, peak=peak,
                                     notes=_notes(harness, machine, cfg))
