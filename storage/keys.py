@@ -230,3 +230,13 @@ def webhook_replay(ws: str) -> str:
 def webhook_policy(ws: str) -> str:
     """Hash: a workspace's webhook retry policy overrides (max_attempts, base_delay_s, max_delay_s)."""
     return f"{PREFIX}:webhook-policy:{ws}"
+
+
+def media(ws: str, media_id: str) -> str:
+    """JSON of one stored media file's metadata (storage/media.py); expires with the retention period."""
+    return f"{PREFIX}:media:{ws}:{media_id}"
+
+
+def media_expiry() -> str:
+    """Sorted set `ws/media_id` -> expiry time: what the media sweep deletes from disk."""
+    return f"{PREFIX}:media-expiry"

@@ -238,6 +238,26 @@ class MessageStore:
         """Our message of workspace `ws` with this WhatsApp id (never another workspace's)."""
         return await self._redis.get(keys.wa_message(ws, wa_id))
 
+    async def set_media(self, message_id: str, media_id: str) -> bool:
+        """Record the media a url was fetched into on the message's content, so a retry or a failover sends
+        that copy and never fetches again. The url stays beside it; False when the message is gone."""
+        key = keys.message(message_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    record = await pipe.hgetall(key)
+                    if not record:
+                        return False
+                    _, content = content_of(record)
+                    content["media_id"] = media_id
+                    pipe.multi()
+                    pipe.hset(key, "content", orjson.dumps(content).decode())
+                    await pipe.execute()
+                    return True
+                except aioredis.WatchError:
+                    continue
+
     async def ensure_group(self, streams: list[str]) -> None:
         for stream in streams:
             try:
