@@ -232,6 +232,11 @@ def webhook_policy(ws: str) -> str:
     return f"{PREFIX}:webhook-policy:{ws}"
 
 
+def media_policy(ws: str) -> str:
+    """JSON of a workspace's inbound media policy (download, max_bytes)."""
+    return f"{PREFIX}:media-policy:{ws}"
+
+
 def media(ws: str, media_id: str) -> str:
     """JSON of one stored media file's metadata (storage/media.py); expires with the retention period."""
     return f"{PREFIX}:media:{ws}:{media_id}"
