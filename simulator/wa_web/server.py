@@ -29,6 +29,7 @@ from wa_ray.simulator.wa_web.api_models import (
     SimConfigBody,
     UnlinkBody,
 )
+from wa_ray.simulator.wa_web import phone_kinds
 from wa_ray.simulator.wa_web.config import SimConfig
 from wa_ray.simulator.wa_web.state import PageConn, SimError, SimState
 
@@ -252,10 +253,12 @@ def create_app(config: SimConfig | None = None) -> Starlette:
         Route("/_sim/config", sim_config, methods=["GET", "PUT"]),
         Route("/_sim/stats", sim_stats, methods=["GET"]),
         Route("/_sim/groups/{group_id}", sim_group, methods=["GET"]),
+        *phone_kinds.routes(api, parse),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.sim = state
+    app.state.phone_kinds = phone_kinds.PhoneKinds(state)
     return app
 
 

@@ -580,6 +580,10 @@ class SimState:
             elif len(device.pending) < MAX_PENDING_PER_DEVICE:
                 device.pending.append(msg)
 
+    def deliver_later(self, number: str, msg: dict[str, Any]) -> None:
+        """Hand `msg` to `number`'s linked pages after its latency (kept for a device that is offline)."""
+        self._later(self.phone(number).config.latency_ms, self._deliver_inbound(number, msg))
+
     async def phone_send(self, number: str, to: str, body: str, group_id: str | None, msg_type: str = "chat") -> str:
         sender = self.phone(number)
         rnum = validate_number(to, "to")

@@ -226,6 +226,19 @@ class PhoneClient:
             payload["group_id"] = group_id
         return str(_check(self._http.post("/messages", json=payload))["id"])
 
+    def send_kind(self, to: str, kind: str, **fields: Any) -> str:
+        """Any kind but text (phone_kinds.KindBody): media (data_b64, mimetype, ...), location, contacts."""
+        return str(_check(self._http.post("/kinds", json={"to": to, "kind": kind, **fields}))["id"])
+
+    def react(self, to: str, target_id: str, emoji: str) -> str:
+        return str(_check(self._http.post("/reactions", json={"to": to, "target_id": target_id, "emoji": emoji}))["id"])
+
+    def revoke(self, to: str, target_id: str) -> str:
+        return str(_check(self._http.post("/revoke", json={"to": to, "target_id": target_id}))["id"])
+
+    def edit(self, to: str, target_id: str, body: str) -> str:
+        return str(_check(self._http.post("/edit", json={"to": to, "target_id": target_id, "body": body}))["id"])
+
     def set_config(self, **fields: Any) -> dict[str, Any]:
         return dict(_check(self._http.put("/config", json=fields)))
 
@@ -280,6 +293,19 @@ class AsyncPhoneClient:
         if group_id:
             payload["group_id"] = group_id
         return str(_check(await self._http.post("/messages", json=payload))["id"])
+
+    async def send_kind(self, to: str, kind: str, **fields: Any) -> str:
+        return str(_check(await self._http.post("/kinds", json={"to": to, "kind": kind, **fields}))["id"])
+
+    async def react(self, to: str, target_id: str, emoji: str) -> str:
+        body = {"to": to, "target_id": target_id, "emoji": emoji}
+        return str(_check(await self._http.post("/reactions", json=body))["id"])
+
+    async def revoke(self, to: str, target_id: str) -> str:
+        return str(_check(await self._http.post("/revoke", json={"to": to, "target_id": target_id}))["id"])
+
+    async def edit(self, to: str, target_id: str, body: str) -> str:
+        return str(_check(await self._http.post("/edit", json={"to": to, "target_id": target_id, "body": body}))["id"])
 
     async def set_config(self, **fields: Any) -> dict[str, Any]:
         return dict(_check(await self._http.put("/config", json=fields)))

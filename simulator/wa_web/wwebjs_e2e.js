@@ -26,6 +26,74 @@ const post = async (path, body) => {
 const within = (p, ms, what) => Promise.race([p, new Promise((_, rej) => setTimeout(() => rej(new Error('timeout: ' + what)), ms))]);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// A 1x1 PNG and a small PDF-ish document: the bytes must come back identical through downloadMedia().
+const PNG_B64 = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==';
+const DOC_B64 = Buffer.from('%PDF-1.4\n% wa-ray invoice 42\n' + 'x'.repeat(3000) + '\n%%EOF\n').toString('base64');
+const VCARD = 'BEGIN:VCARD\nVERSION:3.0\nFN:Ada Lovelace\nTEL;type=CELL;waid=15550777:+1 555 50777\nEND:VCARD';
+
+// The next event `name` of `client` that satisfies `pred`, within `ms`.
+const next = (client, name, pred, ms, what) => within(new Promise((resolve) => {
+  const f = (...args) => { if (pred(...args)) { client.off(name, f); resolve(args); } };
+  client.on(name, f);
+}), ms, what);
+
+// Every kind the phone sends arrives as the library's own events, with its content (issue 13 proof, inbound).
+const receiveKinds = async (client, sent) => {
+  const phone = (path, body) => post(`/_phone/${PEER}/${path}`, { to: ME, ...body });
+  const fromPeer = (type) => (m) => m.from === `${PEER}@c.us` && m.type === type;
+
+  let wait = next(client, 'message', fromPeer('image'), 5000, 'image');
+  const image = await phone('kinds', { kind: 'image', data_b64: PNG_B64, mimetype: 'image/png', caption: 'a picture' });
+  let [m] = await wait;
+  let media = await m.downloadMedia();
+  emit('in_image', { id: image.body.id, hasMedia: m.hasMedia, body: m.body, mimetype: media.mimetype, same: media.data === PNG_B64 });
+
+  wait = next(client, 'message', fromPeer('document'), 5000, 'document');
+  await phone('kinds', { kind: 'document', data_b64: DOC_B64, mimetype: 'application/pdf', filename: 'invoice-42.pdf', caption: 'your invoice' });
+  [m] = await wait;
+  media = await m.downloadMedia();
+  emit('in_document', { body: m.body, filename: media.filename, mimetype: media.mimetype, size: media.filesize, same: media.data === DOC_B64 });
+
+  wait = next(client, 'message', fromPeer('location'), 5000, 'location');
+  await phone('kinds', { kind: 'location', latitude: 52.52, longitude: 13.405, name: 'Brandenburger Tor', address: 'Pariser Platz, Berlin' });
+  [m] = await wait;
+  emit('in_location', { lat: m.location.latitude, lng: m.location.longitude, description: m.location.description || m.location.name });
+
+  wait = next(client, 'message', fromPeer('vcard'), 5000, 'vcard');
+  await phone('kinds', { kind: 'contacts', vcards: [VCARD] });
+  [m] = await wait;
+  emit('in_vcard', { vCards: m.vCards });
+
+  wait = next(client, 'message', (x) => x.from === `${PEER}@c.us` && x.hasQuotedMsg, 5000, 'reply');
+  await phone('kinds', { kind: 'location', latitude: 1.5, longitude: 2.5, quoted_id: sent.id.id });
+  [m] = await wait;
+  const quoted = await m.getQuotedMessage();
+  emit('in_reply', { quotedId: quoted.id._serialized, quotedBody: quoted.body, fromMe: quoted.fromMe });
+
+  wait = next(client, 'message_reaction', (r) => r.senderId === `${PEER}@c.us`, 5000, 'reaction');
+  await phone('reactions', { target_id: sent.id.id, emoji: '👍' });
+  const [r] = await wait;
+  const reactions = await (await client.getMessageById(sent.id._serialized)).getReactions();
+  emit('in_reaction', { reaction: r.reaction, msgId: r.msgId._serialized, reactions: (reactions || []).map((x) => x.aggregateEmoji) });
+  wait = next(client, 'message_reaction', (x) => x.senderId === `${PEER}@c.us`, 5000, 'reaction removed');
+  await phone('reactions', { target_id: sent.id.id, emoji: '' });
+  const [removed] = await wait;
+  emit('in_reaction_removed', { reaction: removed.reaction, msgId: removed.msgId._serialized });
+
+  wait = next(client, 'message_revoke_everyone', () => true, 5000, 'revoke');
+  await phone('revoke', { target_id: image.body.id });
+  const [revoked, before] = await wait;
+  emit('in_revoke', { type: revoked.type, id: revoked.id._serialized, beforeType: before ? before.type : null });
+
+  wait = next(client, 'message', fromPeer('chat'), 5000, 'draft');
+  const draft = await phone('messages', { body: 'see you at 5' });
+  await wait;
+  wait = next(client, 'message_edit', () => true, 5000, 'edit');
+  await phone('edit', { target_id: draft.body.id, body: 'see you at 6' });
+  const [edited, newBody, prevBody] = await wait;
+  emit('in_edit', { id: edited.id._serialized, newBody, prevBody, body: edited.body });
+};
+
 const makeClient = () => new Client({
   authStrategy: new LocalAuth({ dataPath: AUTH_DIR }),
   webVersionCache: { type: 'none' },
@@ -58,6 +126,7 @@ const makeClient = () => new Client({
     const got = new Promise((r) => client.once('message', r));
     emit('inbound', await post(`/_phone/${PEER}/messages`, { to: ME, body: 'hello back' }));
     await within(got, 5000, 'message');
+    await receiveKinds(client, sent);
     await client.destroy();
 
     client = makeClient();
