@@ -6,7 +6,9 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic.json_schema import models_json_schema
 
+from wa_ray.serve_app.event_models import EVENT_MODELS
 from wa_ray.serve_app.models import ErrorBody
 
 _DESCRIPTIONS = {
@@ -46,6 +48,76 @@ Errors are always `{"error": {"code", "message", "details"}}`.
 """
 
 
+_MEDIA_URL = "https://files.example.com/catalog/"
+# One request body per kind for POST /v1/workspaces/{ws}/messages, shown as the request's examples.
+SEND_EXAMPLES: dict[str, dict[str, Any]] = {
+    "text": {"summary": "text (no `type` is text too)",
+             "value": {"type": "text", "to": "15551230001", "text": "Your order has shipped", "preview_url": False}},
+    "image": {"summary": "image by url, with a caption",
+              "value": {"type": "image", "to": "15551230001", "media": {"url": _MEDIA_URL + "boot.jpg"},
+                        "caption": "The model you asked about"}},
+    "video": {"summary": "video by media_id (from POST /v1/workspaces/{ws}/media)",
+              "value": {"type": "video", "to": "15551230001", "media": {"media_id": "med_5f2a9c0e7b1d43a8e6f10c2b"},
+                        "caption": "How to fit it"}},
+    "audio": {"summary": "audio (no caption)",
+              "value": {"type": "audio", "to": "15551230001", "media": {"media_id": "med_0c4e6a8b2d1f3e5a7c9b0d2e"}}},
+    "voice": {"summary": "voice note (push-to-talk; audio/ogg opus)",
+              "value": {"type": "voice", "to": "15551230001", "media": {"url": _MEDIA_URL + "hello.ogg"}}},
+    "document": {"summary": "document with its file name, replying to a received message",
+                 "value": {"type": "document", "to": "15551230001",
+                           "media": {"media_id": "med_7a1c3e5b9d0f2a4c6e8b1d3f"}, "filename": "invoice-2291.pdf",
+                           "caption": "Invoice for order 2291", "reply_to": "3EB0C431D5A9F1E2B7A4"}},
+    "sticker": {"summary": "sticker (image/webp)",
+                "value": {"type": "sticker", "to": "15551230001", "media": {"url": _MEDIA_URL + "thanks.webp"}}},
+    "location": {"summary": "location",
+                 "value": {"type": "location", "to": "15551230001", "latitude": -23.5613, "longitude": -46.6565,
+                           "name": "Store Paulista", "address": "Av. Paulista, 1578, São Paulo"}},
+    "contacts": {"summary": "one contact card",
+                 "value": {"type": "contacts", "to": "15551230001", "contacts": [
+                     {"name": {"formatted_name": "Bruno Lima", "first_name": "Bruno", "last_name": "Lima"},
+                      "phones": [{"phone": "+5511912345678", "type": "CELL", "wa_id": "5511912345678"}],
+                      "emails": [{"email": "bruno@example.com", "type": "WORK"}], "org": {"company": "Acme"}}]}},
+    "reaction": {"summary": 'reaction on a message (ours msg_... or a received WhatsApp id); "" removes it',
+                 "value": {"type": "reaction", "to": "15551230001", "message_id": "msg_01jf3k9q8z7x6w5v4t3s2r1p0n",
+                           "emoji": "👍"}},
+    "poll": {"summary": "poll (WhatsApp Web only: 422 kind_not_supported when the Cloud API is pinned)",
+             "value": {"type": "poll", "to": "15551230001", "name": "Which day suits you?",
+                       "options": ["Monday", "Tuesday", "Friday"], "allow_multiple": False}},
+    "template": {"summary": "template (Cloud API only), for a conversation outside the 24-hour window",
+                 "value": {"type": "template", "to": "15551230001", "name": "order_shipped", "language": "en_US",
+                           "components": [{"type": "body", "parameters": [{"type": "text", "text": "2291"}]}]}},
+}
+_SEND_PATH = "/v1/workspaces/{ws}/messages"
+
+
+def _add_events(schema: dict[str, Any]) -> None:
+    """The message events' payloads under components/schemas (each with examples) and as `webhooks`: what
+    SSE and webhook consumers receive, one envelope per event type, `data.kind` naming the payload."""
+    _, defs = models_json_schema([(m, "serialization") for m in EVENT_MODELS.values()],
+                                 ref_template="#/components/schemas/{model}")
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name, definition in defs.get("$defs", {}).items():
+        components.setdefault(name, definition)
+    hooks = schema.setdefault("webhooks", {})
+    for event_type, model in EVENT_MODELS.items():
+        ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+        examples = {f"example{i}": {"value": v} for i, v in enumerate(model.model_config["json_schema_extra"]["examples"])}  # type: ignore[index]
+        hooks[event_type] = {"post": {
+            "summary": f"{event_type} (webhook body; the same JSON is an SSE event's data)",
+            "operationId": "event_" + event_type.replace(".", "_"),
+            "requestBody": {"required": True, "content": {"application/json": {"schema": ref, "examples": examples}}},
+            "responses": {"2XX": {"description": "delivered; anything else is retried"}}}}
+
+
+def _add_send_examples(schema: dict[str, Any]) -> None:
+    op = schema.get("paths", {}).get(_SEND_PATH, {}).get("post")
+    if op is None:
+        return
+    content = op.get("requestBody", {}).get("content", {}).get("application/json")
+    if content is not None:
+        content["examples"] = SEND_EXAMPLES
+
+
 def errors(*extra: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in sorted({*_ALWAYS, *extra})}
 
@@ -78,6 +150,8 @@ def install(app: FastAPI) -> None:
                 op["security"] = [hmac_auth, {"ConsoleCookie": []}]
                 if path.endswith("/events"):
                     op["security"].append({"StreamToken": []})
+        _add_send_examples(schema)
+        _add_events(schema)
         app.openapi_schema = schema
         return schema
 
