@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import orjson
 
+from wa_ray.storage.media import MediaTooLarge
 from wa_ray.storage.providers import CloudCredentials
 from wa_ray.egress import EgressDenied, EgressGuard
 from wa_ray.egress_http import GuardedClient, status_class
@@ -51,7 +53,8 @@ _BY_CODE: dict[int, Failure] = {
     368: Failure.PROVIDER_DOWN, 131042: Failure.PROVIDER_DOWN,
     100: Failure.REJECTED, 131047: Failure.REJECTED, 131026: Failure.REJECTED, 131051: Failure.REJECTED,
     131008: Failure.REJECTED, 131009: Failure.REJECTED, 131021: Failure.REJECTED, 131053: Failure.REJECTED,
-    470: Failure.REJECTED,
+    470: Failure.REJECTED, 132000: Failure.REJECTED, 132001: Failure.REJECTED, 132005: Failure.REJECTED,
+    132007: Failure.REJECTED, 132012: Failure.REJECTED, 132015: Failure.REJECTED, 132016: Failure.REJECTED,
 }
 RETRYABLE = frozenset({Failure.THROTTLED, Failure.PAIR_LIMITED})
 # Our words for the codes a workspace meets most; other codes are described by their class.
@@ -61,6 +64,8 @@ _DESCRIBED: dict[int, str] = {
     190: "access token expired or invalid", 100: "invalid parameter", 131051: "unsupported message type",
     131000: "Meta reported an internal error", 2: "Meta service temporarily unavailable",
     131031: "business account locked", 368: "temporarily blocked for policy violations",
+    131053: "media upload error", 132000: "template parameter count does not match",
+    132001: "template does not exist in this language",
 }
 
 
@@ -114,6 +119,77 @@ class CloudApiClient:
                 "text": {"body": text, "preview_url": False}, "biz_opaque_callback_data": message_id}
         return await self._post(creds, body)
 
+    async def send(self, creds: CloudCredentials, to: str, kind: str, content: dict[str, Any], message_id: str,
+                   reply_wa_id: str | None = None, cloud_media_id: str | None = None) -> SendResult:
+        """Any kind but poll (see `message_body`); a poll is refused here without a request (131051's meaning)."""
+        try:
+            body = message_body(to, kind, content, message_id, reply_wa_id, cloud_media_id)
+        except UnsupportedKind:
+            return SendResult(failure=Failure.REJECTED, code=131051, message=_DESCRIBED[131051])
+        return await self._post(creds, body)
+
+    async def upload_media(self, creds: CloudCredentials, data: bytes, mimetype: str,
+                           filename: str | None = None) -> MediaUpload:
+        """`POST /{phone_number_id}/media` (multipart: file, type, messaging_product) -> Meta's media id.
+
+        The body is built in memory (httpx's multipart needs the bytes or a sync file), so a media is held
+        once here while it is uploaded; the Cloud API's largest kind is 100 MB (documents)."""
+        timeout = httpx.Timeout(max(creds.options.timeout_s, 30.0), connect=min(3.0, creds.options.timeout_s))
+        try:
+            response = await self._http.post(
+                creds.media_url(), timeout=timeout, headers={"Authorization": f"Bearer {creds.access_token}"},
+                data={"messaging_product": "whatsapp", "type": mimetype},
+                files={"file": (filename or "file", data, mimetype)},
+            )
+        except EgressDenied as denied:
+            return MediaUpload(failure=Failure.PROVIDER_DOWN, message=f"{denied.code} ({denied.verdict.value})")
+        except httpx.HTTPError as exc:
+            # an upload whose answer is lost is harmless to repeat: an unused media id costs nothing
+            return MediaUpload(failure=Failure.PROVIDER_DOWN, message=type(exc).__name__)
+        result = parse(response.status_code, response.content)
+        payload = _json(response.content)
+        if response.status_code == 200 and isinstance(payload, dict) and isinstance(payload.get("id"), str | int):
+            return MediaUpload(media_id=str(payload["id"]), http_status=response.status_code)
+        return MediaUpload(failure=result.failure, code=result.code, http_status=result.http_status,
+                           message=result.message)
+
+    async def media_info(self, creds: CloudCredentials, media_id: str) -> dict[str, Any] | None:
+        """`GET /{media-id}`: {url, mime_type, sha256, file_size, id}; None when Meta does not give it."""
+        url = f"{creds.graph_base_url.rstrip('/')}/{creds.graph_version}/{media_id}"
+        try:
+            response = await self._http.get(url, headers={"Authorization": f"Bearer {creds.access_token}"},
+                                            timeout=creds.options.timeout_s)
+        except (EgressDenied, httpx.HTTPError):
+            return None
+        payload = _json(response.content)
+        if response.status_code != 200 or not isinstance(payload, dict) or not isinstance(payload.get("url"), str):
+            return None
+        return payload
+
+    async def download(self, creds: CloudCredentials, url: str, max_bytes: int) -> AsyncIterator[bytes]:
+        """The bytes at a media url (sent with the access token, as Meta requires), through the egress guard.
+
+        Raises the media store's `MediaTooLarge` past `max_bytes` and `MediaDownloadFailed` for any other failure; the caller
+        streams the chunks into the media store, so the media is never held whole here."""
+        try:
+            async with self._http.stream("GET", url, headers={"Authorization": f"Bearer {creds.access_token}"},
+                                         timeout=max(creds.options.timeout_s, 30.0)) as response:
+                if response.status_code != 200:
+                    raise MediaDownloadFailed(f"HTTP {status_class(response.status_code)}")
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > max_bytes:
+                    raise MediaTooLarge(max_bytes)
+                seen = 0
+                async for chunk in response.aiter_bytes():
+                    seen += len(chunk)
+                    if seen > max_bytes:
+                        raise MediaTooLarge(max_bytes)
+                    yield chunk
+        except EgressDenied as denied:
+            raise MediaDownloadFailed(denied.code) from None
+        except httpx.HTTPError as exc:
+            raise MediaDownloadFailed(type(exc).__name__) from None
+
     async def probe(self, creds: CloudCredentials) -> SendResult:
         """Is the API up and our token good? A send with no recipient: Graph checks availability, token and
         number before the body, so a healthy API answers #100 (invalid parameter) and nothing is sent."""
@@ -142,11 +218,87 @@ class CloudApiClient:
         return parse(response.status_code, response.content)
 
 
-def parse(status: int, content: bytes) -> SendResult:
+class UnsupportedKind(ValueError):
+    """A kind the Cloud API has no message type for (a poll)."""
+
+
+class MediaDownloadFailed(Exception):
+    """A media download failed; the text is ours (a status class or an exception's name), never the answer's."""
+
+
+@dataclass(frozen=True)
+class MediaUpload:
+    media_id: str | None = None
+    failure: Failure | None = None
+    code: int | None = None
+    http_status: int | None = None
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.media_id is not None
+
+    def reason(self) -> str:
+        code = f" (#{self.code})" if self.code is not None else ""
+        return f"cloud_api media upload{code}: {self.message}"[:500]
+
+
+_MEDIA_TYPE = {"image": "image", "video": "video", "audio": "audio", "voice": "audio", "document": "document",
+               "sticker": "sticker"}
+
+
+def message_body(to: str, kind: str, content: dict[str, Any], message_id: str, reply_wa_id: str | None = None,
+                 cloud_media_id: str | None = None) -> dict[str, Any]:
+    """Meta's message object for our content dict (wa_ray/message_kinds.py).
+
+    Media goes by `cloud_media_id` (uploaded to this number) or else by the content's `url` as a `link`;
+    a voice note is an audio with `voice: true`; a reply carries `context.message_id` (a wamid); a reaction
+    names its target's wamid in `content["message_id"]` (the sender resolved it). Raises UnsupportedKind
+    for a poll."""
+    body: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to,
+                            "biz_opaque_callback_data": message_id}
+    if kind == "text":
+        body.update(type="text", text={"body": content.get("text", ""),
+                                       "preview_url": bool(content.get("preview_url"))})
+    elif kind in _MEDIA_TYPE:
+        media_type = _MEDIA_TYPE[kind]
+        obj: dict[str, Any] = {"id": cloud_media_id} if cloud_media_id else {"link": content.get("url")}
+        if kind in ("image", "video", "document") and content.get("caption"):
+            obj["caption"] = content["caption"]
+        if kind == "document" and content.get("filename"):
+            obj["filename"] = content["filename"]
+        if kind == "voice":
+            obj["voice"] = True
+        body.update(type=media_type, **{media_type: obj})
+    elif kind == "location":
+        loc = {"latitude": content["latitude"], "longitude": content["longitude"]}
+        loc.update({k: content[k] for k in ("name", "address") if content.get(k)})
+        body.update(type="location", location=loc)
+    elif kind == "contacts":
+        body.update(type="contacts", contacts=content["contacts"])
+    elif kind == "reaction":
+        body.update(type="reaction", reaction={"message_id": content["message_id"], "emoji": content.get("emoji", "")})
+    elif kind == "template":
+        template: dict[str, Any] = {"name": content["name"], "language": {"code": content["language"]}}
+        if content.get("components"):
+            template["components"] = content["components"]
+        body.update(type="template", template=template)
+    else:
+        raise UnsupportedKind(kind)
+    if reply_wa_id and kind != "reaction":
+        body["context"] = {"message_id": reply_wa_id}
+    return body
+
+
+def _json(content: bytes) -> Any:
     try:
-        payload = orjson.loads(content) if content else {}
+        return orjson.loads(content) if content else {}
     except orjson.JSONDecodeError:
-        payload = {}
+        return {}
+
+
+def parse(status: int, content: bytes) -> SendResult:
+    payload = _json(content)
     if status == 200 and isinstance(payload, dict) and payload.get("messages"):
         return SendResult(wamid=str(payload["messages"][0]["id"]), http_status=status)
     error = payload.get("error") if isinstance(payload, dict) else None

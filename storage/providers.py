@@ -111,6 +111,9 @@ class CloudOptions:
     breaker_cooldown_s: float = 30.0
     confirm_s: float = 20.0  # how long an unanswered request may still turn out accepted (status webhook)
     timeout_s: float = 10.0
+    # {"name", "language", "body_parameter": "text" | None}: a text refused for the 24 h window (131047) is
+    # sent once more as this template (actors/cloud_sender.py); None: it fails as it is
+    fallback_template: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,9 @@ class CloudCredentials:
 
     def messages_url(self) -> str:
         return f"{self.graph_base_url.rstrip('/')}/{self.graph_version}/{self.phone_number_id}/messages"
+
+    def media_url(self) -> str:
+        return f"{self.graph_base_url.rstrip('/')}/{self.graph_version}/{self.phone_number_id}/media"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ omitted fields keep their value, an explicit `null` switches a limit off.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -23,17 +25,20 @@ from wa_ray.simulator.cloud_api.models import (
     FailureDeliveryIn,
     FailureRateIn,
     InboundIn,
+    InboundMessageIn,
     LimitsIn,
     OutageIn,
     PhoneNumberIn,
     RevokeTokenIn,
     StatusDelaysIn,
+    TemplateIn,
     UndeliverableIn,
     WebhookIn,
     WindowIn,
 )
 from wa_ray.simulator.cloud_api.state import SimState, normalize_number
 from wa_ray.simulator.cloud_api.subscription import verify_callback
+from wa_ray.simulator.cloud_api.templates import Template
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -197,6 +202,52 @@ async def inbound(request: Request) -> JSONResponse:
 
 
 @_handler
+async def inbound_message(request: Request) -> JSONResponse:
+    state = _state(request)
+    body = await _body(request, InboundMessageIn)
+    phone = state.registry.phones.get(body.phone_number_id)
+    if phone is None:
+        raise ControlError(404, "unknown_phone_number", f"phone_number_id {body.phone_number_id} is not registered")
+    message = dict(body.message)
+    kind = message.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise ControlError(422, "validation_error", "message.type is required")
+    if body.media is not None:
+        try:
+            data = base64.b64decode(body.media.data_base64, validate=True)
+        except (binascii.Error, ValueError):
+            raise ControlError(422, "validation_error", "media.data_base64 is not base64") from None
+        item = state.media.add(phone.phone_number_id, data, body.media.mime_type, body.media.filename)
+        obj = dict(message.get(kind) or {})
+        obj.update(id=item.id, mime_type=item.mime_type, sha256=item.sha256)
+        if body.media.filename and kind == "document":
+            obj.setdefault("filename", body.media.filename)
+        message[kind] = obj
+    context = message.get("context")
+    if isinstance(context, dict) and "message_id" in context:
+        # Meta's inbound context names the quoted message and who sent it (the business, for a reply to us)
+        message["context"] = {"from": phone.display_phone_number, "id": context["message_id"]}
+    wamid = state.receive_inbound_message(phone, body.from_, body.name, message)
+    media_id = message.get(kind, {}).get("id") if body.media is not None else None
+    return JSONResponse({"id": wamid, "wa_id": normalize_number(body.from_), "media_id": media_id}, status_code=201)
+
+
+@_handler
+async def register_template(request: Request) -> JSONResponse:
+    state = _state(request)
+    body = await _body(request, TemplateIn)
+    state.templates.register(Template(body.phone_number_id, body.name, body.language, body.body_parameters,
+                                      body.category))
+    return JSONResponse({"registered": {"name": body.name, "language": body.language}}, status_code=201)
+
+
+@_handler
+async def list_templates(request: Request) -> JSONResponse:
+    items = _state(request).templates.list(request.query_params.get("phone_number_id"))
+    return JSONResponse({"templates": [t.__dict__ for t in items]})
+
+
+@_handler
 async def sent(request: Request) -> JSONResponse:
     state = _state(request)
     items = state.log.items(
@@ -238,6 +289,9 @@ routes = [
     Route("/_control/failure_delivery", set_failure_delivery, methods=["PUT"]),
     Route("/_control/status_delays", set_status_delays, methods=["PUT"]),
     Route("/_control/inbound", inbound, methods=["POST"]),
+    Route("/_control/inbound_message", inbound_message, methods=["POST"]),
+    Route("/_control/templates", register_template, methods=["POST"]),
+    Route("/_control/templates", list_templates, methods=["GET"]),
     Route("/_control/sent", sent, methods=["GET"]),
     Route("/_control/webhooks", webhook_deliveries, methods=["GET"]),
     Route("/_control/clock/advance", advance_clock, methods=["POST"]),

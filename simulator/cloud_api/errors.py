@@ -63,6 +63,23 @@ TRANSIENT = ErrorSpec(
     131000, 500, "Something went wrong",
     "Message failed to send due to an unknown error.",
 )
+MEDIA_UPLOAD = ErrorSpec(
+    131053, 400, "Media upload error",
+    "Unable to upload the media used in the message.",
+)
+UNSUPPORTED_TYPE = ErrorSpec(
+    131051, 400, "Unsupported message type",
+    "Message type is not currently supported.",
+)
+TEMPLATE_PARAMS = ErrorSpec(
+    132000, 400, "Number of parameters does not match the expected number of params",
+    "The number of variable parameter values included in the request did not match the number of "
+    "variable parameters defined in the template.",
+)
+TEMPLATE_MISSING = ErrorSpec(
+    132001, 404, "Template name does not exist in the translation",
+    "The template does not exist in the specified language or the template has not been approved.",
+)
 SERVICE_UNAVAILABLE = ErrorSpec(
     2, 503, "Service temporarily unavailable",
     "Temporary due to downtime or due to being overloaded.",

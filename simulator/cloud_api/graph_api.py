@@ -14,6 +14,10 @@ decides the answer:
 9. customer-service window for non-template messages: 131047
 10. undeliverable recipient: 131026
 
+Between 5 and 6 the message itself is checked per type (kinds.py): an unknown media id or a link that
+cannot be fetched is 131053, a missing template 132001, a wrong body parameter count 132000, a WhatsApp
+message type the Cloud API does not send (a poll) 131051; any other unknown type is 100.
+
 9 and 10 are answered synchronously or, with `failure_delivery: "webhook"`,
 accepted and then reported as a `failed` status webhook. Anything that passes
 is accepted: a `wamid`, an entry in the sent log, and status webhooks.
@@ -33,7 +37,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from wa_ray.simulator.cloud_api import errors
+from wa_ray.simulator.cloud_api import errors, kinds
 from wa_ray.simulator.cloud_api.errors import GraphError
 from wa_ray.simulator.cloud_api.ids import new_fbtrace_id, new_wamid
 from wa_ray.simulator.cloud_api.models import (
@@ -102,6 +106,7 @@ async def _handle(request: Request, state: SimState, version: str) -> Response:
     wa_id = normalize_number(send.to)
     if not 5 <= len(wa_id) <= 15:
         raise errors.invalid_parameter("Param to must be a valid phone number.")
+    checked = await kinds.check(raw, phone_number_id, state.media, state.templates, state.fetcher)
 
     cfg = state.config
     if not state.throughput.try_acquire(phone_number_id):
@@ -135,6 +140,8 @@ async def _handle(request: Request, state: SimState, version: str) -> Response:
         biz_opaque_callback_data=send.biz_opaque_callback_data,
         accepted_at=state.clock.now(),
         request=raw,
+        kind=checked.kind,
+        content=checked.content,
     )
     state.log.add(message)
     if async_failure is not None:
@@ -203,6 +210,8 @@ def _parse_send(raw: dict[str, Any]) -> SendMessageRequest:
         )
     if send.recipient_type not in ("individual", "group"):
         raise errors.invalid_parameter("Param recipient_type must be one of {INDIVIDUAL, GROUP}.")
+    if send.type in kinds.NOT_ON_CLOUD_API:
+        raise GraphError(errors.UNSUPPORTED_TYPE, details=f"Message type {send.type} is not currently supported.")
     if send.type not in KNOWN_TYPES:
         raise errors.invalid_parameter(f"Param type must be one of {{{', '.join(t.upper() for t in KNOWN_TYPES)}}}.")
     if send.type == "text":

@@ -142,3 +142,33 @@ class InboundIn(BaseModel):
 
 class ClockIn(_Strict):
     advance_seconds: float
+
+
+class TemplateIn(_Strict):
+    phone_number_id: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=512)
+    language: str = Field(min_length=2, max_length=15)
+    body_parameters: int = Field(default=0, ge=0, le=100)
+    category: str = "utility"
+
+
+class InboundMediaIn(_Strict):
+    """Bytes a user sends: stored in the simulator's media store; the message gets its id, sha256, mime_type."""
+
+    data_base64: str
+    mime_type: str = Field(min_length=3, max_length=255)
+    filename: str | None = None
+
+
+class InboundMessageIn(BaseModel):
+    """Any kind a user sends. `message` is Meta's message object without from/id/timestamp (its `type` and
+    the object of that name, optionally `context`: {"message_id"}); with `media`, the media object named by
+    `type` gets the uploaded bytes' id, mime_type and sha256."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: str = Field(alias="from", min_length=1)
+    phone_number_id: str
+    name: str = "Simulated User"
+    message: dict[str, Any]
+    media: InboundMediaIn | None = None

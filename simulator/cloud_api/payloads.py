@@ -121,3 +121,23 @@ def inbound_text_payload(
             ],
         },
     )
+
+
+def inbound_message_payload(
+    phone: PhoneNumber,
+    *,
+    wamid: str,
+    from_wa_id: str,
+    profile_name: str,
+    message: dict[str, Any],
+    timestamp: float,
+) -> dict[str, Any]:
+    """Any kind: `message` carries `type` and its object (`image`, `location`, `contacts`, `reaction`, ...)
+    and optionally `context`, exactly as Meta writes them; from, id and timestamp are added here."""
+    return envelope(
+        phone,
+        {
+            "contacts": [{"profile": {"name": profile_name}, "wa_id": from_wa_id}],
+            "messages": [{"from": from_wa_id, "id": wamid, "timestamp": str(int(timestamp)), **message}],
+        },
+    )

@@ -27,6 +27,9 @@ class SentMessage:
     request: dict[str, Any]
     statuses: list[str] = field(default_factory=list)
     failed_code: int | None = None
+    # what a test compares with what it sent: the type and its checked content (simulator/cloud_api/kinds.py)
+    kind: str = "text"
+    content: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

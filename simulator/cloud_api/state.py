@@ -14,15 +14,19 @@ import re
 import time
 from typing import Any
 
+import httpx
+
 from wa_ray.simulator.cloud_api.billing import Biller
 from wa_ray.simulator.cloud_api.config import CloudSimConfig, PhoneNumber
 from wa_ray.simulator.cloud_api.dispatcher import WebhookDispatcher
 from wa_ray.simulator.cloud_api.ids import new_wamid
 from wa_ray.simulator.cloud_api.lifecycle import StatusLifecycle
 from wa_ray.simulator.cloud_api.limits import PairRateLimiter, ThroughputLimiter
-from wa_ray.simulator.cloud_api.payloads import inbound_text_payload
+from wa_ray.simulator.cloud_api.media import MediaStore
+from wa_ray.simulator.cloud_api.payloads import inbound_message_payload, inbound_text_payload
 from wa_ray.simulator.cloud_api.registry import Registry
 from wa_ray.simulator.cloud_api.sent_log import SentLog
+from wa_ray.simulator.cloud_api.templates import Templates
 from wa_ray.simulator.cloud_api.window import Clock, ServiceWindows
 
 
@@ -36,6 +40,7 @@ class SimState:
         self._initial = copy.deepcopy(config or CloudSimConfig())
         self.loop: asyncio.AbstractEventLoop | None = None
         self.dispatcher = WebhookDispatcher(lambda: self.config.webhook)
+        self._fetcher: httpx.AsyncClient | None = None
         self._hang_release = asyncio.Event()
         self._build()
 
@@ -52,6 +57,8 @@ class SimState:
         self.biller = Biller(self.clock, self.windows)
         self.log = SentLog()
         self.inbound_ids: set[str] = set()
+        self.media = MediaStore()
+        self.templates = Templates()
         self.rng = random.Random(self.config.seed)
         self.lifecycle = StatusLifecycle(lambda: self.config, self.clock, self.log, self.dispatcher)
 
@@ -61,6 +68,18 @@ class SimState:
         self.dispatcher.cancel_all()
         self.release_hangs()
         self._build()
+
+    @property
+    def fetcher(self) -> httpx.AsyncClient:
+        """The client that fetches `link` media (loopback only, kinds.py); made inside the server's loop."""
+        if self._fetcher is None:
+            self._fetcher = httpx.AsyncClient(headers={"User-Agent": "facebookexternalua"}, follow_redirects=False)
+        return self._fetcher
+
+    async def aclose(self) -> None:
+        if self._fetcher is not None:
+            await self._fetcher.aclose()
+            self._fetcher = None
 
     # ---- outage "hang" ------------------------------------------------------
 
@@ -91,6 +110,19 @@ class SimState:
         self.inbound_ids.add(wamid)
         payload = inbound_text_payload(
             phone, wamid=wamid, from_wa_id=wa_id, profile_name=name, body=body, timestamp=self.clock.now()
+        )
+        self.dispatcher.submit(payload, kind="message", wamid=wamid, status=None)
+        return wamid
+
+    def receive_inbound_message(self, phone: PhoneNumber, from_number: str, name: str,
+                                message: dict[str, Any]) -> str:
+        """A user sends any kind (`message` is Meta's message object without from/id/timestamp)."""
+        wa_id = normalize_number(from_number)
+        self.windows.open(phone.phone_number_id, wa_id)
+        wamid = new_wamid(wa_id)
+        self.inbound_ids.add(wamid)
+        payload = inbound_message_payload(
+            phone, wamid=wamid, from_wa_id=wa_id, profile_name=name, message=message, timestamp=self.clock.now()
         )
         self.dispatcher.submit(payload, kind="message", wamid=wamid, status=None)
         return wamid

@@ -142,6 +142,22 @@ class CloudControl:
         })
         return result["id"]
 
+    def inbound_message(self, from_: str, phone_number_id: str, message: dict[str, Any],
+                        media: bytes | None = None, mime_type: str = "application/octet-stream",
+                        filename: str | None = None, name: str = "Simulated User") -> dict[str, Any]:
+        """A user sends any kind; with `media`, the bytes are stored and the message carries their id."""
+        import base64
+
+        body: dict[str, Any] = {"from": from_, "phone_number_id": phone_number_id, "name": name, "message": message}
+        if media is not None:
+            body["media"] = {"data_base64": base64.b64encode(media).decode(), "mime_type": mime_type,
+                             "filename": filename}
+        return self._call("POST", "/inbound_message", body)
+
+    def register_template(self, phone_number_id: str, name: str, language: str, body_parameters: int = 0) -> None:
+        self._call("POST", "/templates", {"phone_number_id": phone_number_id, "name": name, "language": language,
+                                          "body_parameters": body_parameters})
+
     def sent(self, to: str | None = None, phone_number_id: str | None = None) -> list[dict[str, Any]]:
         params = {k: v for k, v in {"to": to, "phone_number_id": phone_number_id}.items() if v is not None}
         return self._call("GET", "/sent", params=params)["messages"]
