@@ -25,10 +25,14 @@ from wa_ray.actors.inbound import InboundRecorder
 from wa_ray.actors.outbound import SessionSender
 from wa_ray.actors.session_lifecycle import SessionLifecycle
 from wa_ray.sessions.page import PageSession
-from wa_ray.sessions.state import LIFECYCLE_SIGNALS, UNSENDABLE_SIGNALS, PageSignal
+from wa_ray.sessions.page_media import PageMedia
+from wa_ray.sessions.state import LIFECYCLE_SIGNALS, MESSAGE_CHANGE_SIGNALS, UNSENDABLE_SIGNALS, PageSignal
+from wa_ray.storage.auth_store import open_auth_store
+from wa_ray.storage.events import EventLog
 from wa_ray.storage.redis_client import connect
 from wa_ray.storage.registry import SessionRegistry
 from wa_ray import NAMESPACE, session_actor_name
+from wa_ray.events import Event
 from wa_ray.runtime import RuntimeConfig, chromium_launch_flags
 from wa_ray.tasks import background
 
@@ -66,8 +70,8 @@ class HostedSession:
             self.owner.on_page_signal.remote(kind, payload)
 
 
-class LocalPage:
-    """A grain's way to its page: plain calls on the host it lives in."""
+class LocalPort:
+    """A grain's way to its page and records: plain calls on the host it lives in."""
 
     def __init__(self, host: BrowserHost, ws: str, sid: str) -> None:
         self._host, self._ws, self._sid = host, ws, sid
@@ -76,14 +80,26 @@ class LocalPage:
     async def attach(self) -> dict[str, Any] | None:
         return await self._host.attach(self._ws, self._sid, self.owner)
 
-    async def open(self, storage_state: bytes | None) -> None:
-        await self._host.open_session(self._ws, self._sid, self.owner, storage_state)
+    async def open(self, restore: bool) -> None:
+        await self._host.open_session(self._ws, self._sid, self.owner, restore)
 
     async def close(self) -> None:
         await self._host.close_session(self._ws, self._sid)
 
-    async def storage_state(self) -> bytes:
-        return await self._host.storage_state(self._ws, self._sid)
+    async def save_auth(self) -> None:
+        await self._host.save_auth(self._ws, self._sid)
+
+    async def delete_auth(self) -> None:
+        await self._host.delete_auth(self._ws, self._sid)
+
+    async def publish(self, type_: str, data: dict[str, Any]) -> None:
+        await self._host.publish(self._ws, self._sid, type_, data)
+
+    async def set_state(self, state: str, reason: str, fields: dict[str, Any]) -> None:
+        await self._host.set_state(self._ws, self._sid, state, reason, fields)
+
+    async def update(self, fields: dict[str, Any]) -> None:
+        await self._host.update_registry(self._ws, self._sid, fields)
 
 
 # Ray restarts a dead host in place (same handle for every SessionActor); the fresh incarnation has no
@@ -96,6 +112,9 @@ class BrowserHost:
         self._incarnation = uuid.uuid4().hex
         self._redis = connect(config.redis_url)
         self._inbound = InboundRecorder(self._redis, config)
+        self._events = EventLog(self._redis)
+        self._registry = SessionRegistry(self._redis)
+        self._auth = open_auth_store(config, self._redis)
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
         self._launch_lock = asyncio.Lock()
@@ -155,8 +174,9 @@ class BrowserHost:
                 return
             self._spares.append(spare)
 
-    async def open_session(self, ws: str, sid: str, owner: Any, storage_state: bytes | None) -> None:
-        """Give the session a new page (and a new sender); whatever it had here is closed first.
+    async def open_session(self, ws: str, sid: str, owner: Any, restore: bool) -> None:
+        """Give the session a new page (and a new sender), from its saved auth state when `restore`;
+        whatever it had here is closed first.
 
         Opens and closes of one session run one at a time, so the last open wins and every earlier page
         is closed whole. They can be asked for together (a SessionActor killed mid-open and its
@@ -169,6 +189,7 @@ class BrowserHost:
         key = (ws, sid)
         async with self._session_lock(key):
             await self._close_key(key)
+            storage_state = await self._auth.load(ws, sid) if restore else None
             browser = await self._ensure_browser()
             hosted: HostedSession | None = None
 
@@ -202,7 +223,7 @@ class BrowserHost:
         second): the page loads to its first QR meanwhile, and its signals wait in `pending` until the
         actor attaches. A failed open leaves nothing, and the actor then opens the page itself."""
         try:
-            await self.open_session(ws, sid, None, None)
+            await self.open_session(ws, sid, None, False)
         except Exception as exc:
             log.info("preopen of %s/%s failed (%s); its actor opens it", ws, sid, exc)
 
@@ -228,8 +249,21 @@ class BrowserHost:
             log.info("attach %s/%s: page not live (%s)", ws, sid, exc)
             return None
 
-    async def storage_state(self, ws: str, sid: str) -> bytes:
-        return await self._sessions[(ws, sid)].page.storage_state()
+    # ------------------------------------------- a session's records (its owner asks)
+    async def save_auth(self, ws: str, sid: str) -> None:
+        await self._auth.save(ws, sid, await self._sessions[(ws, sid)].page.storage_state())
+
+    async def delete_auth(self, ws: str, sid: str) -> None:
+        await self._auth.delete(ws, sid)
+
+    async def publish(self, ws: str, sid: str, type_: str, data: dict[str, Any]) -> None:
+        await self._events.publish(Event(type_, ws, sid, data))
+
+    async def set_state(self, ws: str, sid: str, state: str, reason: str, fields: dict[str, Any]) -> None:
+        await self._registry.set_state(ws, sid, state, reason=reason, **fields)
+
+    async def update_registry(self, ws: str, sid: str, fields: dict[str, Any]) -> None:
+        await self._registry.update(ws, sid, **fields)
 
     async def close_session(self, ws: str, sid: str) -> bool:
         async with self._session_lock((ws, sid)):  # an open in progress finishes first, then is closed whole
@@ -258,8 +292,8 @@ class BrowserHost:
             return grain.state.value
         if self._closing:
             return "stopped"
-        port = LocalPage(self, ws, sid)
-        grain = port.owner = SessionLifecycle(self._config, ws, sid, port, self._redis)
+        port = LocalPort(self, ws, sid)
+        grain = port.owner = SessionLifecycle(self._config, ws, sid, port)
         self._grains[key] = grain  # before any wait: a second activate finds it and does not start another
         async with self._opening:
             if self._grains.get(key) is not grain:
@@ -335,7 +369,9 @@ class BrowserHost:
     async def _route(self, hosted: HostedSession, kind: PageSignal, payload: dict[str, Any]) -> None:
         ws, sid = hosted.ws, hosted.sid
         if kind is PageSignal.MESSAGE:
-            await self._inbound.message(ws, sid, payload)
+            await self._inbound.message(ws, sid, payload, PageMedia(hosted.page))
+        elif kind in MESSAGE_CHANGE_SIGNALS:
+            await self._inbound.message_change(ws, sid, kind, payload)
         elif kind is PageSignal.ACK:
             await self._inbound.ack(ws, sid, payload["id"], int(payload["ack"]))
         elif kind in LIFECYCLE_SIGNALS:

@@ -9,8 +9,11 @@ state after a crash. Where it runs is the hosting mode's business:
 * `host` hosting: as a grain inside the node's BrowserHost, next to its page,
   talking to it by plain method calls (actors/browser_host.py).
 
-The page is reached through a `PagePort`, so the state machine is the same code
-in both.
+It reaches its page and its records (the event stream, the registry, the saved
+auth state) through a `HostPort` to the node's BrowserHost, which holds the
+Redis connection and the master key: the state machine is the same code in both
+modes, and a SessionActor process imports no Redis client and no cryptography
+(about 21 MB of private memory per session, bench/results/README.md).
 """
 
 from __future__ import annotations
@@ -20,18 +23,12 @@ import logging
 import time
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
-
 from wa_ray.sessions.state import SOCKET_STATES, PageSignal, SessionState
-from wa_ray.storage.auth_store import open_auth_store
-from wa_ray.storage.events import EventLog
-from wa_ray.storage.registry import SessionRegistry
 from wa_ray.events import (
     SESSION_DISCONNECTED,
     SESSION_QR,
     SESSION_READY,
     SESSION_STATUS,
-    Event,
 )
 from wa_ray.runtime import RuntimeConfig
 
@@ -44,26 +41,34 @@ DOWN_STATES = frozenset({SessionState.DISCONNECTED, SessionState.LOGGED_OUT, Ses
 RECONNECT_DELAYS_S = (0.5, 1, 2, 5, 10, 30)
 
 
-class PagePort(Protocol):
-    """The session's page in the node's BrowserHost, already bound to (workspace, session)."""
+class HostPort(Protocol):
+    """The session's page and records in the node's BrowserHost, already bound to (workspace, session)."""
 
     async def attach(self) -> dict[str, Any] | None: ...
 
-    async def open(self, storage_state: bytes | None) -> None: ...
+    async def open(self, restore: bool) -> None:
+        """A new page; `restore`: from the saved auth state, if there is one."""
 
     async def close(self) -> None: ...
 
-    async def storage_state(self) -> bytes: ...
+    async def save_auth(self) -> None:
+        """The page's auth state into the auth store."""
+
+    async def delete_auth(self) -> None: ...
+
+    async def publish(self, type_: str, data: dict[str, Any]) -> None: ...
+
+    async def set_state(self, state: str, reason: str, fields: dict[str, Any]) -> None:
+        """The registry's record of the session: its state, why, and `fields`."""
+
+    async def update(self, fields: dict[str, Any]) -> None: ...
 
 
 class SessionLifecycle:
-    def __init__(self, config: RuntimeConfig, ws: str, sid: str, page: PagePort, redis: aioredis.Redis) -> None:
+    def __init__(self, config: RuntimeConfig, ws: str, sid: str, port: HostPort) -> None:
         self._config = config
         self._ws, self._sid = ws, sid
-        self._page = page
-        self._events = EventLog(redis)
-        self._registry = SessionRegistry(redis)
-        self._auth = open_auth_store(config, redis)
+        self._port = port
         self._state = SessionState.STOPPED
         self._qr_count = 0
         self._me: dict[str, Any] | None = None
@@ -84,7 +89,7 @@ class SessionLifecycle:
         if self._started:
             return self._state.value
         self._started = True
-        live = await self._page.attach()
+        live = await self._port.attach()
         if live and live.get("preopened"):
             async with self._lock:  # the page's later signals queue behind the ones it said before we came
                 await self._transition(SessionState.INITIALIZING, "starting")
@@ -103,9 +108,8 @@ class SessionLifecycle:
         return self._state.value
 
     async def _open_page(self) -> None:
-        state = await self._auth.load(self._ws, self._sid)
         self._qr_count = 0
-        await self._page.open(state)
+        await self._port.open(restore=True)
 
     async def on_page_signal(self, kind: PageSignal | str, payload: dict[str, Any]) -> None:
         async with self._lock:
@@ -123,7 +127,7 @@ class SessionLifecycle:
         elif kind is PageSignal.STATE:
             await self._on_socket_state(payload.get("state", ""), bool(payload.get("hasSynced")))
         elif kind is PageSignal.LOGOUT:
-            await self._auth.delete(self._ws, self._sid)
+            await self._port.delete_auth()
             self._qr_count = 0  # the page offers fresh codes to relink
             await self._transition(SessionState.LOGGED_OUT, "unlinked from the phone")
         elif kind in (PageSignal.CRASH, PageSignal.PAGE_CLOSED):
@@ -147,13 +151,13 @@ class SessionLifecycle:
     async def _on_qr(self, qr: str) -> None:
         self._qr_count += 1
         if self._qr_count > self._config.qr_max_refs:
-            await self._page.close()
+            await self._port.close()
             await self._transition(SessionState.FAILED, "qr_timeout: no scan before the codes ran out")
             return
         if self._state is not SessionState.QR_REQUIRED:
             await self._transition(SessionState.QR_REQUIRED, "link this device by scanning the QR")
         expires_in = QR_FIRST_TTL_S if self._qr_count == 1 else QR_NEXT_TTL_S
-        await self._registry.update(self._ws, self._sid, qr=qr, qr_at=time.time())
+        await self._port.update({"qr": qr, "qr_at": time.time()})
         await self._publish(SESSION_QR, {"qr": qr, "seq": self._qr_count, "expires_in": expires_in})
 
     async def _reconnect(self) -> None:
@@ -170,7 +174,7 @@ class SessionLifecycle:
                 log.warning("reconnect of %s/%s failed: %s", self._ws, self._sid, exc)
 
     async def _save_auth(self) -> None:
-        await self._auth.save(self._ws, self._sid, await self._page.storage_state())
+        await self._port.save_auth()
 
     async def reopen(self, reason: str) -> None:
         """The page is gone without a signal (its BrowserHost was restarted): reconnect from saved state."""
@@ -178,21 +182,21 @@ class SessionLifecycle:
             await self._handle(PageSignal.CRASH, {"reason": reason})
 
     async def restart(self) -> str:
-        await self._page.close()
+        await self._port.close()
         await self._transition(SessionState.INITIALIZING, "restart requested")
         await self._open_page()
         return self._state.value
 
     async def logout(self) -> str:
-        await self._page.close()
-        await self._auth.delete(self._ws, self._sid)
+        await self._port.close()
+        await self._port.delete_auth()
         await self._transition(SessionState.LOGGED_OUT, "logout requested")
         return self._state.value
 
     async def stop(self, purge: bool) -> None:
-        await self._page.close()
+        await self._port.close()
         if purge:
-            await self._auth.delete(self._ws, self._sid)
+            await self._port.delete_auth()
         await self._transition(SessionState.STOPPED, "deleted" if purge else "stopped")
 
     async def status(self) -> dict[str, Any]:
@@ -203,10 +207,10 @@ class SessionLifecycle:
         if new is previous:
             return
         self._state = new
-        await self._registry.set_state(self._ws, self._sid, new.value, reason=reason, **fields)
+        await self._port.set_state(new.value, reason, fields)
         await self._publish(SESSION_STATUS, {"state": new.value, "previous": previous.value, "reason": reason})
         if new in DOWN_STATES and previous is SessionState.CONNECTED:
             await self._publish(SESSION_DISCONNECTED, {"state": new.value, "reason": reason})
 
     async def _publish(self, type_: str, data: dict[str, Any]) -> None:
-        await self._events.publish(Event(type_, self._ws, self._sid, data))
+        await self._port.publish(type_, data)
