@@ -2,7 +2,7 @@
 
 Every event is the same envelope, `{id, type, workspace_id, session_id, ts, data}`; `type` says which
 `data` follows. For `message.received`, `data.kind` tells the payloads apart: `text`, a media kind
-(`image`, `video`, `audio`, `voice`, `document`, `sticker`), `location`, `contacts`, or `unknown`
+(`image`, `video`, `audio`, `voice`, `document`, `sticker`), `location`, `contacts`, `poll`, or `unknown`
 (a kind we do not model yet; `type` keeps the provider's raw type). Any of them may quote a message:
 `reply_to`. Reactions, revokes and edits are events of their own.
 
@@ -36,7 +36,7 @@ class InboundMedia(BaseModel):
 
     model_config = ConfigDict(**_OUT)
     media_id: str | None = Field(description="set when status is `stored`: GET /v1/workspaces/{ws}/media/{media_id}")
-    mimetype: str
+    mimetype: str | None
     filename: str | None = Field(description="the sender's file name (documents), cleaned; else null")
     size: int | None = Field(description="bytes: of what was stored, else what the provider announced (or null)")
     sha256: str | None = Field(description="hex SHA-256 of the bytes (the stored ones when stored)")
@@ -82,7 +82,7 @@ class ReceivedCommon(BaseModel):
 
     model_config = ConfigDict(**_OUT)
     wa_message_id: str = Field(description="WhatsApp's id of this message; the dedupe key")
-    from_: str = Field(alias="from", description="the sender's number, digits only")
+    from_: str | None = Field(alias="from", description="the sender's number, digits only")
     chat_id: str = Field(description="the chat: `<number>@c.us`, or `<id>@g.us` for a group")
     author: str | None = Field(description="in a group, the member who wrote it; else null")
     to: str | None = Field(description="the receiving number (ours)")
@@ -106,7 +106,7 @@ class TextReceived(ReceivedCommon):
         {**_CLOUD, "kind": "text", "type": "chat", "text": "Yes, that one",
          "reply_to": {"wa_message_id": "wamid.HBgLMTU1NTk4NzAwMDA=", "message_id": "msg_01jf3k9q8z7x6w5v4t3s2r1p0n"}})
     kind: Literal["text"]
-    text: str
+    text: str | None = Field(description="the text (null only when the provider sent none)")
 
 
 class MediaReceived(ReceivedCommon):
@@ -147,7 +147,7 @@ class LocationReceived(ReceivedCommon):
                       "address": "Bela Vista, São Paulo - SP"}})
     kind: Literal["location"]
     text: str | None = None
-    location: InboundLocation
+    location: InboundLocation | None = Field(description="null when the provider's location was malformed")
 
 
 class ContactsReceived(ReceivedCommon):
@@ -159,7 +159,16 @@ class ContactsReceived(ReceivedCommon):
                                 "TEL;type=CELL;waid=5511912345678:+55 11 91234-5678\nEND:VCARD"}]})
     kind: Literal["contacts"]
     text: str | None = None
-    contacts: list[InboundContact]
+    contacts: list[InboundContact] | None = Field(
+        description="one per card; null when the provider's cards were malformed")
+
+
+class PollReceived(ReceivedCommon):
+    """A poll was created in the chat (WhatsApp Web); its question and options are not carried yet."""
+
+    model_config = _examples({**_BASE, "kind": "poll", "type": "poll_creation", "text": None})
+    kind: Literal["poll"]
+    text: str | None = None
 
 
 class UnknownReceived(ReceivedCommon):
@@ -171,7 +180,7 @@ class UnknownReceived(ReceivedCommon):
 
 
 MessageReceivedData = Annotated[
-    TextReceived | MediaReceived | LocationReceived | ContactsReceived | UnknownReceived,
+    TextReceived | MediaReceived | LocationReceived | ContactsReceived | PollReceived | UnknownReceived,
     Field(discriminator="kind")]
 
 
@@ -188,7 +197,7 @@ class MessageReactionData(BaseModel):
     target_wa_message_id: str | None = Field(description="the WhatsApp id of the message reacted to")
     target_message_id: str | None = Field(description="our msg_... id when we sent that message, else null")
     emoji: str = Field(description='the reaction; "" means the reaction was removed')
-    from_: str = Field(alias="from")
+    from_: str | None = Field(alias="from")
     provider: Provider
 
 
@@ -197,7 +206,7 @@ class MessageRevokedData(BaseModel):
                               "provider": "webjs"})
     wa_message_id: str = Field(description="the WhatsApp id of the message deleted for everyone")
     message_id: str | None = Field(description="our msg_... id when it was one of ours, else null")
-    from_: str = Field(alias="from")
+    from_: str | None = Field(alias="from")
     provider: Provider
 
 
@@ -208,7 +217,7 @@ class MessageEditedData(BaseModel):
     wa_message_id: str = Field(description="the WhatsApp id of the edited message")
     message_id: str | None
     text: str | None = Field(description="the new text")
-    from_: str = Field(alias="from")
+    from_: str | None = Field(alias="from")
     provider: Provider
 
 
@@ -251,7 +260,7 @@ def _first_example(model: type[BaseModel]) -> dict[str, Any]:
 class MessageReceivedEvent(_Envelope):
     model_config = ConfigDict(**_OUT, json_schema_extra={"examples": [
         _envelope("message.received", _first_example(m))
-        for m in (TextReceived, MediaReceived, LocationReceived, ContactsReceived, UnknownReceived)]})
+        for m in (TextReceived, MediaReceived, LocationReceived, ContactsReceived, PollReceived, UnknownReceived)]})
     type: Literal["message.received"]
     data: MessageReceivedData
 
@@ -295,5 +304,5 @@ EVENT_MODELS: dict[str, type[_Envelope]] = {
 # message.received's kind -> the model of its `data`
 RECEIVED_MODELS: dict[str, type[ReceivedCommon]] = {
     "text": TextReceived, **{k: MediaReceived for k in ("image", "video", "audio", "voice", "document", "sticker")},
-    "location": LocationReceived, "contacts": ContactsReceived, "unknown": UnknownReceived,
+    "location": LocationReceived, "contacts": ContactsReceived, "poll": PollReceived, "unknown": UnknownReceived,
 }

@@ -20,7 +20,7 @@ from wa_ray.serve_app.send_models import SendMessage
 pytestmark = pytest.mark.asyncio
 
 INBOUND_KINDS = {Kind.TEXT.value, *(k.value for k in MEDIA_KINDS), Kind.LOCATION.value, Kind.CONTACTS.value,
-                 "unknown"}
+                 Kind.POLL.value, "unknown"}
 
 
 @pytest.fixture
