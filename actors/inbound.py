@@ -16,11 +16,15 @@ payload. Kept off Ray RPC on purpose: acks and inbound messages are the hot path
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from wa_ray.actors import inbound_webjs
 from wa_ray.actors.routing import FailoverRouter
+from wa_ray.sessions.page_media import PageMedia
+from wa_ray.sessions.state import PageSignal
 from wa_ray.sessions.master_keys import master_and_previous
 from wa_ray.storage import keys
 from wa_ray.storage.events import EventLog
@@ -41,26 +45,31 @@ class InboundRecorder:
         self._messages = MessageStore(redis)
         self._router = FailoverRouter(redis, ProviderStore(redis, *master_and_previous(config)),
                                       self._messages)
+        self._page_media = inbound_webjs.PageMediaIntake(redis, config)
 
     async def _first_time(self, ws: str, wa_id: str) -> bool:
         return bool(await self._redis.set(keys.seen(ws, wa_id), 1, nx=True, ex=SEEN_TTL_S))
 
     # ----------------------------------------------------------- WhatsApp Web
-    async def message(self, ws: str, sid: str, msg: dict[str, Any]) -> None:
-        if not await self._first_time(ws, msg["id"]):
+    async def message(self, ws: str, sid: str, msg: dict[str, Any], media: PageMedia | None = None) -> None:
+        """Any kind, normalized by actors/inbound_webjs.py; a media is pulled from the page (`media`) into
+        the media store first when the workspace's policy says so (bounded wait)."""
+        if not isinstance(msg.get("id"), str) or not await self._first_time(ws, msg["id"]):
             return
-        data = {
-            "wa_message_id": msg["id"],
-            "from": _number(msg["from"]),
-            "chat_id": msg["from"],
-            "author": msg.get("author"),
-            "to": _number(msg["to"]),
-            "text": msg.get("body"),
-            "type": msg.get("type"),
-            "timestamp": msg.get("t"),
-            "provider": WEBJS,
-        }
+
+        async def fetch_media(info: inbound_webjs.PageMediaInfo) -> dict[str, Any]:
+            return await self._page_media.fetch(ws, info, media)
+
+        data = await inbound_webjs.received(msg, fetch_media=fetch_media,
+                                            message_of=functools.partial(self._messages.by_wa_id, ws))
         await self._events.publish(Event(MESSAGE_RECEIVED, ws, sid, data))
+
+    async def message_change(self, ws: str, sid: str, kind: PageSignal, payload: dict[str, Any]) -> None:
+        """A reaction, revoke or edit the page reported: its event, once per WhatsApp id."""
+        change = await inbound_webjs.change(kind, payload, message_of=functools.partial(self._messages.by_wa_id, ws))
+        if change is None or not await self._first_time(ws, change.dedupe):
+            return
+        await self._events.publish(Event(change.type, ws, sid, change.data))
 
     async def ack(self, ws: str, sid: str, wa_id: str, ack: int) -> None:
         message_id = await self._messages.by_wa_id(ws, wa_id)

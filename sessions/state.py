@@ -47,12 +47,17 @@ class PageSignal(StrEnum):
     ERROR = "error"
     MESSAGE = "message"
     ACK = "ack"
+    REACTION = "reaction"  # someone reacted to a message, or removed their reaction (emoji "")
+    REVOKE = "revoke"  # the sender deleted a message for everyone
+    EDIT = "edit"  # the sender edited a message's text or caption
     CRASH = "crash"
     PAGE_CLOSED = "page_closed"
 
 
-# The signals the session's lifecycle owner hears; `message` and `ack` are the data plane's.
-LIFECYCLE_SIGNALS = frozenset(set(PageSignal) - {PageSignal.MESSAGE, PageSignal.ACK})
+# What happened to a message already there: each becomes an event of its own (actors/inbound_webjs.py).
+MESSAGE_CHANGE_SIGNALS = frozenset({PageSignal.REACTION, PageSignal.REVOKE, PageSignal.EDIT})
+# The signals the session's lifecycle owner hears; messages, acks and message changes are the data plane's.
+LIFECYCLE_SIGNALS = frozenset(set(PageSignal) - {PageSignal.MESSAGE, PageSignal.ACK} - MESSAGE_CHANGE_SIGNALS)
 # The signals after which the page cannot send until it is linked again.
 UNSENDABLE_SIGNALS = frozenset({PageSignal.LOGOUT, PageSignal.CRASH, PageSignal.PAGE_CLOSED})
 

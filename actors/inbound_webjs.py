@@ -1,0 +1,261 @@
+"""WhatsApp Web inbound, normalized: what the page bridge reports becomes the typed event data of
+`message.received`, `message.reaction`, `message.revoked` and `message.edited` (the contract in
+wa_ray/message_kinds.py and the Events section of the design).
+
+The bridge (sessions/bridge.js) reports the fields whatsapp-web.js 1.34.7 reads from the page's Msg model;
+the mapping functions hold no I/O of their own: the media download (`fetch_media`, normally
+`PageMediaIntake.fetch`) and the lookup of our own message by its WhatsApp id (`message_of`) are handed in.
+
+Invariants:
+* The page's report is untrusted shape: every field is type-checked and bounded; a wrong one is dropped
+  (None), never an exception, so one odd message cannot stop a session's inbound.
+* `kind` is a `Kind` value or "unknown"; `type` keeps WhatsApp's own type.
+* `text` is the text of a text message, the caption of a media message, else None.
+* `reply_to.message_id` / `target_message_id` / `message_id` name our message only when the WhatsApp id
+  is one of this workspace's (MessageStore.by_wa_id), else None.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from wa_ray.actors.media_intake import intake
+from wa_ray.events import MESSAGE_EDITED, MESSAGE_REACTION, MESSAGE_REVOKED
+from wa_ray.message_kinds import MEDIA_KINDS, Kind
+from wa_ray.runtime import RuntimeConfig
+from wa_ray.sessions.media_access import media_store_for
+from wa_ray.sessions.page_media import MediaUnavailable, PageMedia
+from wa_ray.sessions.state import PageSignal
+from wa_ray.storage.media import MediaStore
+from wa_ray.storage.media_policy import MediaPolicyStore
+from wa_ray.storage.messages import WEBJS
+
+# WhatsApp's message types (Msg.type) and the kind each is.
+WA_TYPE_KIND: dict[str, Kind] = {
+    "chat": Kind.TEXT,
+    "image": Kind.IMAGE,
+    "video": Kind.VIDEO,
+    "audio": Kind.AUDIO,
+    "ptt": Kind.VOICE,
+    "document": Kind.DOCUMENT,
+    "sticker": Kind.STICKER,
+    "location": Kind.LOCATION,
+    "vcard": Kind.CONTACTS,
+    "multi_vcard": Kind.CONTACTS,
+    "poll_creation": Kind.POLL,
+}
+UNKNOWN = "unknown"
+TEXT_MAX = 65536
+VCARD_MAX = 16384
+VCARDS_MAX = 50
+ID_MAX = 256
+
+# The page's description of a received media -> the event's `media` object (actors/media_intake.py).
+FetchMedia = Callable[["PageMediaInfo"], Awaitable[dict[str, Any]]]
+MessageOf = Callable[[str], Awaitable[str | None]]
+
+
+@dataclass(frozen=True)
+class PageMediaInfo:
+    """What the page announced of a media; the bytes are fetched only if the policy says so."""
+
+    wa_message_id: str
+    mimetype: str
+    filename: str | None
+    size: int | None
+    sha256: str | None  # hex, from WhatsApp's filehash (base64 SHA-256 of the plain bytes)
+
+
+def _text(value: Any, limit: int = TEXT_MAX) -> str | None:
+    return value[:limit] if isinstance(value, str) else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _id(value: Any) -> str | None:
+    return value if isinstance(value, str) and 0 < len(value) <= ID_MAX else None
+
+
+def number(wid: Any) -> str | None:
+    """`15551234@c.us` -> `15551234`."""
+    return wid.split("@", 1)[0] if isinstance(wid, str) else None
+
+
+def kind_of(wa_type: Any) -> str:
+    kind = WA_TYPE_KIND.get(wa_type) if isinstance(wa_type, str) else None
+    return kind.value if kind is not None else UNKNOWN
+
+
+def hex_sha256(filehash: Any) -> str | None:
+    """WhatsApp's base64 filehash as hex; None unless it is a SHA-256."""
+    if not isinstance(filehash, str) or len(filehash) > 64:
+        return None
+    try:
+        raw = base64.b64decode(filehash, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw.hex() if len(raw) == 32 else None
+
+
+def location_of(raw: Any) -> dict[str, Any] | None:
+    """WhatsApp keeps name and address in `loc`, one per line."""
+    if not isinstance(raw, dict):
+        return None
+    lat, lng = _float(raw.get("lat")), _float(raw.get("lng"))
+    if lat is None or lng is None:
+        return None
+    lines = (_text(raw.get("loc"), 2048) or "").split("\n", 1)
+    name = lines[0].strip() or None
+    address = lines[1].strip() if len(lines) > 1 and lines[1].strip() else None
+    return {"latitude": lat, "longitude": lng, "name": name, "address": address}
+
+
+def _vcard_lines(vcard: str) -> list[str]:
+    """Unfolded lines (RFC 6350: a line starting with a space or tab continues the previous one)."""
+    lines: list[str] = []
+    for line in vcard.replace("\r\n", "\n").split("\n"):
+        if line[:1] in (" ", "\t") and lines:
+            lines[-1] += line[1:]
+        elif line:
+            lines.append(line)
+    return lines
+
+
+def contact_of(vcard: str) -> dict[str, Any]:
+    """One contact of the event from a vCard: its FN and TEL lines (with WhatsApp's `waid` parameter)."""
+    formatted = ""
+    phones: list[dict[str, Any]] = []
+    for line in _vcard_lines(vcard):
+        head, _, value = line.partition(":")
+        params = head.split(";")
+        name = params[0].split(".")[-1].upper()  # item1.TEL -> TEL
+        if name == "FN" and not formatted:
+            formatted = value.strip()
+        elif name == "TEL" and value.strip():
+            phone: dict[str, Any] = {"phone": value.strip()}
+            for param in params[1:]:
+                key, _, val = param.partition("=")
+                if key.lower() == "waid" and val.isdigit():
+                    phone["wa_id"] = val
+            phones.append(phone)
+    return {"name": {"formatted_name": formatted}, "phones": phones, "vcard": vcard}
+
+
+def contacts_of(raw: Any) -> list[dict[str, Any]] | None:
+    if not isinstance(raw, list):
+        return None
+    cards = [c for c in raw[:VCARDS_MAX] if isinstance(c, str) and 0 < len(c) <= VCARD_MAX]
+    return [contact_of(c) for c in cards]
+
+
+async def received(msg: dict[str, Any], *, fetch_media: FetchMedia, message_of: MessageOf) -> dict[str, Any]:
+    """The data of `message.received` for one message the bridge reported (`msg` has a string `id`)."""
+    wa_type = _text(msg.get("type"), 64)
+    kind = kind_of(wa_type)
+    data: dict[str, Any] = {
+        "wa_message_id": msg["id"],
+        "from": number(msg.get("from")),
+        "chat_id": _text(msg.get("from"), ID_MAX),
+        "author": _text(msg.get("author"), ID_MAX),
+        "to": number(msg.get("to")),
+        "text": _text(msg.get("body")) if kind == Kind.TEXT else None,
+        "type": wa_type,
+        "kind": kind,
+        "timestamp": _int(msg.get("t")),
+        "provider": WEBJS,
+    }
+    media = msg.get("media")
+    if kind in MEDIA_KINDS and isinstance(media, dict):
+        data["text"] = _text(media.get("caption"))
+        size = _int(media.get("size"))
+        info = PageMediaInfo(wa_message_id=msg["id"], mimetype=_text(media.get("mimetype"), 255) or "",
+                             filename=_text(media.get("filename"), 1024),
+                             size=size if size is not None and size >= 0 else None,
+                             sha256=hex_sha256(media.get("filehash")))
+        data["media"] = await fetch_media(info)
+    elif kind == Kind.LOCATION:
+        data["location"] = location_of(msg.get("location"))
+    elif kind == Kind.CONTACTS:
+        data["contacts"] = contacts_of(msg.get("vcards"))
+    quoted = msg.get("quoted")
+    quoted_id = _id(quoted.get("id")) if isinstance(quoted, dict) else None
+    if quoted_id is not None:
+        data["reply_to"] = {"wa_message_id": quoted_id, "message_id": await message_of(quoted_id)}
+    return data
+
+
+@dataclass(frozen=True)
+class MessageChange:
+    """An event about a message already there; `dedupe` names it once across redeliveries."""
+
+    type: str
+    data: dict[str, Any]
+    dedupe: str
+
+
+async def change(kind: PageSignal, payload: dict[str, Any], *, message_of: MessageOf) -> MessageChange | None:
+    """The event of a `reaction`, `revoke` or `edit` page signal; None for a payload without its ids."""
+    sender = number(payload.get("from"))
+    if kind is PageSignal.REACTION:
+        reaction_id, target = _id(payload.get("id")), _id(payload.get("target"))
+        emoji = _text(payload.get("emoji"), 64)
+        if reaction_id is None or target is None or emoji is None:
+            return None
+        return MessageChange(MESSAGE_REACTION, {
+            "wa_message_id": reaction_id, "target_wa_message_id": target,
+            "target_message_id": await message_of(target), "emoji": emoji, "from": sender, "provider": WEBJS,
+        }, f"reaction:{reaction_id}")
+    wa_id = _id(payload.get("id"))
+    if wa_id is None:
+        return None
+    if kind is PageSignal.REVOKE:
+        return MessageChange(MESSAGE_REVOKED, {
+            "wa_message_id": wa_id, "message_id": await message_of(wa_id), "from": sender, "provider": WEBJS,
+        }, f"revoke:{wa_id}")
+    if kind is PageSignal.EDIT:
+        edit_id = _id(payload.get("edit_id"))
+        text = _text(payload.get("text"))
+        if edit_id is None:
+            return None
+        return MessageChange(MESSAGE_EDITED, {
+            "wa_message_id": wa_id, "message_id": await message_of(wa_id), "text": text, "from": sender,
+            "provider": WEBJS,
+        }, f"edit:{edit_id}")
+    return None
+
+
+class PageMediaIntake:
+    """A received media from its page into the media store, under the workspace's media policy
+    (actors/media_intake.py decides whether and how much is downloaded). The store is opened on first use,
+    so a process that never receives media never reads the key material."""
+
+    def __init__(self, redis: aioredis.Redis, config: RuntimeConfig) -> None:
+        self._redis, self._config = redis, config
+        self._store: MediaStore | None = None
+        self._policies = MediaPolicyStore(redis)
+
+    async def fetch(self, ws: str, info: PageMediaInfo, page: PageMedia | None) -> dict[str, Any]:
+        if self._store is None:
+            self._store = media_store_for(self._redis, self._config)
+
+        async def chunks() -> Any:
+            if page is None:
+                raise MediaUnavailable(info.wa_message_id)
+            return await page.chunks(info.wa_message_id)
+
+        return await intake(self._store, await self._policies.get(ws), ws, mimetype=info.mimetype,
+                            filename=info.filename, size_hint=info.size, sha256=info.sha256, chunks_factory=chunks)
