@@ -47,24 +47,45 @@ the intent it left, nor keep its pending entries from being claimed
 
 Pacing (storage/pacing.py) happens before the intent, so a crash while waiting
 leaves the message simply queued.
+
+Every kind but template goes through the same path (sessions/page.py PageItem).
+A reply's quoted message and a reaction's target are page message ids: our
+own `msg_...` id is resolved to the WhatsApp id it was sent under (same
+workspace only), anything else is taken as a WhatsApp id; a target the page
+does not know fails the message with `target_not_found`. Media is fetched once
+(actors/media_fetch.py), decrypted into a 0600 file for the duration of the
+send and read by the browser from disk. A reaction leaves no message of ours
+on the page, so a reaction whose send was cut off is sent again from the same
+document; setting the same emoji twice is the same state.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import secrets
+import tempfile
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from wa_ray.actors.routing import FailoverRouter
 from wa_ray.sessions.master_keys import master_and_previous
-from wa_ray.sessions.page import PageGone, PageSession, outgoing_id
+from wa_ray.actors.media_fetch import MediaFailure, media_for_send
+from wa_ray.egress_http import guard_for
+from wa_ray.message_kinds import MEDIA_KINDS, FailureCode, Kind
+from wa_ray.sessions.media_access import media_store_for
+from wa_ray.sessions.page import PageGone, PageItem, PageMedia, PageSession, TargetNotFound, outgoing_id
+from wa_ray.sessions.vcard import page_cards
+from wa_ray.storage.media import MediaStore
 from wa_ray.storage import keys
 from wa_ray.storage.events import EventLog
-from wa_ray.storage.messages import WEBJS, MessageStore
+from wa_ray.storage.messages import WEBJS, MessageStore, content_of
 from wa_ray.storage.pacing import PacingPolicy, PacingStore, decide
 from wa_ray.storage.providers import ProviderStore
 from wa_ray.storage.stream_consumer import Entry, Outcome, StreamConsumer
@@ -86,6 +107,15 @@ PAUSE_RECHECK_S = 5.0
 UNCONFIRMED = ("unconfirmed: the page sending it went away mid-send; whether WhatsApp got it cannot be known, "
                "and it is not sent again so WhatsApp never gets it twice")
 SENDABLE = ("queued", "sending")
+TARGET_UNKNOWN = "target_not_found: the message it refers to is unknown to this WhatsApp Web session"
+
+
+class KindFailure(Exception):
+    """A message that cannot be sent as it stands (its media, its target): failed with a stable code."""
+
+    def __init__(self, code: FailureCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
 
 
 class SessionSender(StreamConsumer):
@@ -102,6 +132,9 @@ class SessionSender(StreamConsumer):
         self._router = FailoverRouter(redis, ProviderStore(redis, *master_and_previous(config)),
                                       self._messages)
         self._streams = [keys.queue(ws, sid, p) for p in keys.PRIORITIES]
+        self._config = config
+        self._media: MediaStore | None = None  # made at the first media send
+        self._guard: Any = None
         self._paused = False
         self.connected = asyncio.Event()
         self._unresolved: dict[str, float] = {}  # message id -> when this sender first could not resolve it
@@ -305,10 +338,20 @@ class SessionSender(StreamConsumer):
         await self._messages.bind_wa_id(self._ws, message_id, serialized)
         started = time.monotonic()
         try:
-            # asyncio.timeout, not wait_for: 3.11's wait_for drops a cancellation that lands as the send
-            # fails (the host closing the page does both), and the sender would outlive its page
-            async with asyncio.timeout(SEND_TIMEOUT_S):
-                sent = await self._page.send(record["to"], record["text"], key)
+            async with self._page_item(record, key) as item:
+                # asyncio.timeout, not wait_for: 3.11's wait_for drops a cancellation that lands as the send
+                # fails (the host closing the page does both), and the sender would outlive its page
+                async with asyncio.timeout(SEND_TIMEOUT_S):
+                    sent = await self._page.send_item(item)
+        except KindFailure as failure:
+            await self._router.fail_or_failover({**record, "status": "sending"}, failure.reason,
+                                                error=failure.code, failover=False, allowed=("sending",))
+            return Outcome.FAILED
+        except TargetNotFound:
+            await self._router.fail_or_failover({**record, "status": "sending"}, TARGET_UNKNOWN,
+                                                error=FailureCode.TARGET_NOT_FOUND, failover=False,
+                                                allowed=("sending",))
+            return Outcome.FAILED
         except (PageGone, TimeoutError):
             return self._later(message_id)  # resolved against the page on the next pass
         except Exception as exc:
@@ -316,10 +359,65 @@ class SessionSender(StreamConsumer):
         if sent.refused:
             await self._refused(record)
             return Outcome.DONE
-        await self._mark_sent(record, sent.id, send_ms=(time.monotonic() - started) * 1000)
+        await self._mark_sent(record, sent.id or serialized, send_ms=(time.monotonic() - started) * 1000)
         if (await self._pacing.policy(self._ws)).enabled:
             await self._pacing.record(self._ws, self._sid, message_id)
         return Outcome.DONE
+
+    # ------------------------------------------------------------ kinds
+    @contextlib.asynccontextmanager
+    async def _page_item(self, record: dict[str, str], key: str) -> AsyncIterator[PageItem]:
+        """The page's view of the message: targets resolved, contacts as vCards, media in a 0600 plain file
+        that lives as long as the send. Raises KindFailure."""
+        kind, content = content_of(record)
+        quoted = target = None
+        page_content: dict[str, Any] = content
+        if kind == Kind.REACTION:
+            target = await self._target(str(content.get("message_id") or ""))
+            page_content = {"emoji": str(content.get("emoji") or "")}
+        elif content.get("reply_to"):
+            quoted = await self._target(str(content["reply_to"]))
+        if kind == Kind.CONTACTS:
+            page_content = {"vcards": page_cards(list(content.get("contacts") or []))}
+        if kind not in MEDIA_KINDS:
+            yield PageItem(record["to"], key, kind, page_content, quoted, target)
+            return
+        store = self._media_store()
+        try:
+            info = await media_for_send(store, self._ws, kind, content, self._guard)
+        except MediaFailure as failure:
+            raise KindFailure(failure.code, failure.reason) from None
+        if content.get("media_id") != info.media_id:
+            await self._messages.set_media(record["message_id"], info.media_id)
+        folder = Path(self._config.data_dir) / "send-tmp"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, path = tempfile.mkstemp(dir=folder, prefix="media-")
+        os.close(fd)
+        try:
+            await store.export_plain(self._ws, info.media_id, path)
+            filename = content.get("filename") or info.filename
+            yield PageItem(record["to"], key, kind, {"caption": content.get("caption")}, quoted, target,
+                           PageMedia(path, info.mimetype, filename))
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    def _media_store(self) -> MediaStore:
+        if self._media is None:
+            self._media = media_store_for(self._redis, self._config)
+            self._guard = guard_for(self._config)
+        return self._media
+
+    async def _target(self, ref: str) -> str:
+        """The page message id a reply or reaction refers to: our message's WhatsApp id (this workspace's
+        only, and only one sent from WhatsApp Web), or an inbound WhatsApp id as given."""
+        if not ref.startswith("msg_"):
+            return ref
+        target = await self._messages.record(ref)
+        wa_id = target.get("wa_message_id") or ""
+        if target.get("workspace_id") != self._ws or not wa_id.startswith(("true_", "false_")):
+            raise KindFailure(FailureCode.TARGET_NOT_FOUND, TARGET_UNKNOWN)
+        return wa_id
 
     def _later(self, message_id: str) -> Outcome:
         """A `sending` message left unresolved for now; remembers since when (the bound counts from there)."""

@@ -41,6 +41,8 @@ _ACK_AND_DOC = """(id) => {
   return [m ? (m.ack || 0) : null, window.__warayDoc || null];
 }"""
 _SEND = "(m) => window.__waray.send(m)"
+_SEND_MANY = "(items) => window.__waray.sendMany(items)"
+_FILE_SLOT = "(token) => window.__waray.fileSlot(token)"
 _STATE = "window.__waray ? window.__waray.state() : null"
 # Playwright's words for a page, context or browser that is gone, or a document replaced under the call.
 _GONE_TEXTS = ("has been closed", "Target closed", "Execution context was destroyed", "navigation",
@@ -77,10 +79,42 @@ class PageAck:
 
 @dataclass(frozen=True)
 class PageSend:
-    """The page's answer to a send: the message's serialized id, and whether the server refused it."""
+    """The page's answer to a send: the message's serialized id (None for a reaction: WhatsApp keeps no
+    message of ours for it), and whether the server refused it."""
 
-    id: str
+    id: str | None
     refused: bool
+
+
+@dataclass(frozen=True)
+class PageMedia:
+    """A media file to send: a plain 0600 file the browser reads from disk (never base64 through evaluate)."""
+
+    path: str
+    mimetype: str
+    filename: str | None = None
+
+
+@dataclass(frozen=True)
+class PageItem:
+    """One message of any kind for the page. `content` is what the bridge reads for the kind (the content
+    dict, contacts as `vcards`); `quoted_id`/`target_id` are page message ids (serialized)."""
+
+    number: str
+    key: str
+    kind: str
+    content: dict[str, Any]
+    quoted_id: str | None = None
+    target_id: str | None = None
+    media: PageMedia | None = None
+
+
+class TargetNotFound(Exception):
+    """The message a reply quotes or a reaction is on is not known to this page."""
+
+
+class PageSendError(Exception):
+    """The page threw while sending one message (it may or may not hold it: ask ack_of)."""
 
 
 class PageSession:
@@ -178,6 +212,49 @@ class PageSession:
                                               "waitUntilMsgSent": wait_until_sent})
         return PageSend(result["id"], result.get("result") == "ERROR")
 
+    async def send_many(self, items: list[PageItem], *, wait_until_sent: bool = True
+                        ) -> list[PageSend | TargetNotFound | PageSendError]:
+        """Several messages of any kind in one evaluate, in order; a result (or the exception it stands for)
+        per item. Media files go into file inputs of the bridge first: the browser reads them from disk, so
+        the bytes are in no Python or driver buffer on their way in. Raises PageGone."""
+        payload = []
+        for n, item in enumerate(items):
+            entry: dict[str, Any] = {"to": chat_id(item.number), "keyId": item.key, "kind": item.kind,
+                                     "content": item.content, "quotedId": item.quoted_id,
+                                     "targetId": item.target_id, "waitUntilMsgSent": wait_until_sent}
+            if item.media is not None:
+                slot = f"m{n}"
+                await self._fill_slot(slot, item.media.path)
+                entry["media"] = {"slot": slot, "mimetype": item.media.mimetype, "filename": item.media.filename}
+            payload.append(entry)
+        results = await self._evaluate(_SEND_MANY, payload)
+        return [_page_result(r) for r in results]
+
+    async def send_item(self, item: PageItem, *, wait_until_sent: bool = True) -> PageSend:
+        """One message of any kind; raises TargetNotFound, PageSendError or PageGone."""
+        (result,) = await self.send_many([item], wait_until_sent=wait_until_sent)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def _fill_slot(self, slot: str, path: str) -> None:
+        page = self.page
+        if page is None:
+            raise PageGone("page is not open")
+        try:
+            handle = await page.evaluate_handle(_FILE_SLOT, slot)
+            try:
+                element = handle.as_element()
+                if element is None:
+                    raise PageSendError("the bridge gave no file input")
+                await element.set_input_files(path)
+            finally:
+                await handle.dispose()
+        except Exception as exc:
+            if document_gone(exc):
+                raise PageGone(str(exc)) from exc
+            raise
+
     async def state(self) -> dict[str, Any] | None:
         return await self._page().evaluate(_STATE)
 
@@ -216,6 +293,15 @@ class PageSession:
         if self.page is None:
             raise RuntimeError("page is not open")
         return self.page
+
+
+def _page_result(result: dict[str, Any]) -> PageSend | TargetNotFound | PageSendError:
+    error = result.get("error")
+    if error == "target_not_found":
+        return TargetNotFound("the message it refers to is unknown to the page")
+    if error:
+        return PageSendError(str(result.get("message") or error)[:400])
+    return PageSend(result.get("id"), result.get("result") == "ERROR")
 
 
 def document_gone(exc: BaseException) -> bool:

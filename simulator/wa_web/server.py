@@ -31,6 +31,7 @@ from wa_ray.simulator.wa_web.api_models import (
 )
 from wa_ray.simulator.wa_web import phone_kinds
 from wa_ray.simulator.wa_web.config import SimConfig
+from wa_ray.simulator.wa_web.mms import UploadTooLarge
 from wa_ray.simulator.wa_web.state import PageConn, SimError, SimState
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -207,6 +208,20 @@ async def phone_conflict(request: Request) -> Response:
 
 
 @api
+async def mms_upload(request: Request) -> Response:
+    """A page's media upload: the body is the file, streamed to the spool (mms.py)."""
+    mimetype = request.headers.get("content-type", "application/octet-stream")
+    media_type = request.query_params.get("type", "document")
+    try:
+        upload = await sim(request).mms.receive(request.stream(), mimetype, media_type)
+    except UploadTooLarge as exc:
+        raise SimError(413, "too_large", str(exc)) from exc
+    return JSONResponse({"direct_path": upload.direct_path, "url": f"/_sim/mms{upload.direct_path}",
+                         "enc_filehash": upload.sha256, "media_key": secrets.token_hex(16),
+                         "size": upload.size})
+
+
+@api
 async def sim_config(request: Request) -> Response:
     cfg = sim(request).config
     if request.method == "PUT":
@@ -252,6 +267,7 @@ def create_app(config: SimConfig | None = None) -> Starlette:
         Route(f"{p}/conflict", phone_conflict, methods=["POST"]),
         Route("/_sim/config", sim_config, methods=["GET", "PUT"]),
         Route("/_sim/stats", sim_stats, methods=["GET"]),
+        Route("/_sim/mms/upload", mms_upload, methods=["POST"]),
         Route("/_sim/groups/{group_id}", sim_group, methods=["GET"]),
         *phone_kinds.routes(api, parse),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wa_ray.simulator.wa_web.config import PhoneConfig, SimConfig
+from wa_ray.simulator.wa_web.mms import MmsStore
+from wa_ray.simulator.wa_web.received import received_fields
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +148,7 @@ class InboxEntry:
     type: str = "chat"
     group_id: str | None = None
     via: str = "phone"  # "phone" or the sending device id
+    extra: dict[str, Any] = field(default_factory=dict)  # a page-sent message's kind fields (received.py)
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -159,6 +162,7 @@ class InboxEntry:
         }
         if self.group_id:
             out["group_id"] = self.group_id
+        out.update(self.extra)
         return out
 
 
@@ -194,6 +198,7 @@ class SimState:
         self.groups: dict[str, list[InboxEntry]] = {}
         self.counters = Counters()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.mms = MmsStore()  # what pages upload, named by directPath in the messages they send
 
     # ----------------------------------------------------------------- helpers
     def phone(self, number: str) -> Phone:
@@ -226,6 +231,7 @@ class SimState:
         for page in list(self.pages.values()):
             if page.ref_task:
                 page.ref_task.cancel()
+        self.mms.close()
 
     def device_pages(self, device_id: str, active_only: bool = True) -> list[PageConn]:
         return [p for p in self.pages.values() if p.device_id == device_id and (p.active or not active_only)]
@@ -526,6 +532,7 @@ class SimState:
             "ts": time.time(),
             "type": str(msg.get("type") or "chat"),
             "via": device.device_id,
+            "extra": received_fields(msg, self.mms),
         }
         if to.endswith("@g.us"):
             # Groups have no recipient phone: keep a log and ack with sim defaults.
@@ -546,6 +553,8 @@ class SimState:
             return
         # Record every send, repeated ids included: duplicates must stay visible.
         recipient.inbox.append(InboxEntry(from_=device.number, to=rnum, **entry_kw))
+        if "reaction" in entry_kw["extra"]:
+            self._react(recipient, device.number, entry_kw["extra"]["reaction"])
         await self._ack(device.device_id, key, 1)
         self._schedule_acks(device.device_id, key, recipient.config.delivered_ms, recipient.config.read_ms)
         if rnum != device.number:
@@ -561,6 +570,17 @@ class SimState:
                 "notifyName": device.pushname,
             }
             self._later(recipient.config.latency_ms, self._deliver_inbound(rnum, inbound))
+
+    @staticmethod
+    def _react(recipient: Phone, sender: str, reaction: dict[str, Any]) -> None:
+        """A reaction from `sender` on one of its messages in `recipient`'s inbox: set, or removed by ""."""
+        for entry in recipient.inbox:
+            if entry.id == reaction["target_id"] and entry.from_ == sender and reaction["target_from_me"]:
+                reactions = entry.extra.setdefault("reactions", {})
+                if reaction["emoji"]:
+                    reactions[sender] = reaction["emoji"]
+                else:
+                    reactions.pop(sender, None)
 
     def _schedule_acks(self, device_id: str, key: str, delivered_ms: int | None, read_ms: int | None) -> None:
         if delivered_ms is None:

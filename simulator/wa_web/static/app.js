@@ -621,6 +621,8 @@
 
   // Per-message send results: resolved by the first server ack (or -1).
   const pendingResults = new Map();
+  // Kind-specific fields a sent message carries on the wire (media.js and others add theirs).
+  const wireHooks = [];
 
   const handlers = {
     welcome(d) { pageConfig = { ...pageConfig, ...(d.config || {}) }; },
@@ -714,7 +716,9 @@
       list.push(resolve);
       pendingResults.set(key, list);
     });
-    transport.sendMsg({ key, id: stored.id.id, to: chat.id._serialized, body: stored.body ?? '', type: stored.type || 'chat', t: stored.t });
+    const wire = { key, id: stored.id.id, to: chat.id._serialized, body: stored.body ?? '', type: stored.type || 'chat', t: stored.t };
+    for (const hook of wireHooks) Object.assign(wire, hook(stored));
+    transport.sendMsg(wire);
     render();
     return [Promise.resolve(stored), result];
   };
@@ -819,6 +823,11 @@
     WAWebE2EProtoUtils: { typeAttributeFromProtobuf: () => 'text' },
     WAWebMiscBrowserUtils: { info: () => ({ name: 'Chrome', version: '130', os: 'Linux' }) },
   };
+
+  // Page modules kept in their own files (static/media.js, ...) register in window.__waSimExtensions
+  // before this file runs; each gets the internals it builds on and returns the modules it adds.
+  const internals = { Collections, MsgModel, MsgKey, ContactModel, createWid, transport, pendingResults, wireHooks, render };
+  for (const extend of window.__waSimExtensions || []) Object.assign(modules, extend(internals) || {});
 
   const requireModule = (name) => (Object.prototype.hasOwnProperty.call(modules, name) ? modules[name] : undefined);
   window.require = requireModule;
