@@ -28,11 +28,87 @@
     return wid ? { id: wid._serialized, number: wid.user } : null;
   };
 
-  const serializeMsg = (m) => ({
-    id: m.id._serialized, key: m.id.id, from: (m.from && m.from._serialized) || String(m.from),
-    to: (m.to && m.to._serialized) || String(m.to), body: m.body, type: m.type, t: m.t,
-    fromMe: !!m.id.fromMe, author: m.author ? (m.author._serialized || String(m.author)) : null,
-  });
+  const widOf = (w) => (w ? (w._serialized || String(w)) : null);
+  const isMe = (w) => {
+    const user = req('WAWebUserPrefsMeUser');
+    return !!w && !!user && (user.isMeAccount ? user.isMeAccount(w) : widOf(user.getMaybeMePnUser()) === widOf(w));
+  };
+
+  // What a received message carries, read from the fields whatsapp-web.js 1.34.7's Message reads
+  // (src/structures/Message.js): media (directPath, mimetype, filename, size, filehash, caption), a
+  // location (lat, lng, loc), contact cards (body of a vcard, vcardList of a multi_vcard), and the
+  // quoted message of a reply (quotedStanzaID, quotedParticipant, quotedRemoteJid) as its serialized id.
+  const serializeMsg = (m) => {
+    const out = {
+      id: m.id._serialized, key: m.id.id, from: widOf(m.from), to: widOf(m.to),
+      body: m.directPath || m.type === 'location' ? null : m.body, type: m.type, t: m.t,
+      fromMe: !!m.id.fromMe, author: widOf(m.author),
+    };
+    if (m.directPath) {
+      out.media = { mimetype: m.mimetype || null, filename: m.filename || null, size: typeof m.size === 'number' ? m.size : null,
+        filehash: m.filehash || null, caption: m.caption == null ? null : String(m.caption) };
+    }
+    if (m.type === 'location') out.location = { lat: m.lat, lng: m.lng, loc: m.loc || null };
+    if (m.type === 'vcard') out.vcards = [String(m.body || '')];
+    if (m.type === 'multi_vcard') out.vcards = (m.vcardList || []).map((c) => String(c.vcard || ''));
+    if (m.quotedStanzaID) {
+      const remote = m.quotedRemoteJid || m.id.remote;
+      const participant = m.quotedParticipant;
+      const MsgKey = req('WAWebMsgKey');
+      const key = new MsgKey({ fromMe: isMe(participant), remote, id: m.quotedStanzaID,
+        participant: remote && remote.isGroup && remote.isGroup() ? participant : undefined });
+      out.quoted = { id: key._serialized, fromMe: key.fromMe };
+    }
+    return out;
+  };
+
+  // Media of a received message, for the host to pull in chunks: downloaded and decrypted in the page as
+  // whatsapp-web.js's Message.downloadMedia does (resolve mediaData, then the DownloadManager), held
+  // until closed. Inbound media is capped by the workspace's policy before anyone opens it.
+  const heldMedia = new Map();
+  api.mediaOpen = async (id) => {
+    const { Msg } = req('WAWebCollections');
+    const msg = Msg.get(id) || ((await Msg.getMessagesById([id])) || {}).messages?.[0];
+    if (!msg || !msg.mediaData || msg.mediaData.mediaStage === 'REUPLOADING') return null;
+    if (msg.mediaData.mediaStage !== 'RESOLVED') await msg.downloadMedia({ downloadEvenIfExpensive: true, rmrReason: 1 });
+    const stage = String(msg.mediaData.mediaStage || '');
+    if (stage.includes('ERROR') || stage === 'FETCHING') return null;
+    const mockQpl = { addAnnotations() { return this; }, addPoint() { return this; } };
+    const data = await req('WAWebDownloadManager').downloadManager.downloadAndMaybeDecrypt({
+      directPath: msg.directPath, encFilehash: msg.encFilehash, filehash: msg.filehash, mediaKey: msg.mediaKey,
+      mediaKeyTimestamp: msg.mediaKeyTimestamp, type: msg.type, signal: new AbortController().signal, downloadQpl: mockQpl });
+    const handle = Math.random().toString(36).slice(2) + Date.now().toString(36);
+    heldMedia.set(handle, new Uint8Array(data));
+    return { handle, size: data.byteLength };
+  };
+  api.mediaChunk = (handle, offset, length) => {
+    const bytes = heldMedia.get(handle);
+    if (!bytes) throw new Error('media handle unknown');
+    const part = bytes.subarray(offset, offset + length);
+    let s = '';
+    for (let i = 0; i < part.length; i += 0x8000) s += String.fromCharCode.apply(null, part.subarray(i, i + 0x8000));
+    return btoa(s);
+  };
+  api.mediaClose = (handle) => { heldMedia.delete(handle); };
+
+  // Reactions reach the page's reaction table (WAWebAddonReactionTableMode.reactionTableMode.bulkUpsert),
+  // where whatsapp-web.js hooks them too (injectToFunction); ours are reported by the send, not here.
+  const hookReactions = () => {
+    const mod = req('WAWebAddonReactionTableMode');
+    const table = mod && mod.reactionTableMode;
+    if (!table || typeof table.bulkUpsert !== 'function') return;
+    const original = table.bulkUpsert;
+    table.bulkUpsert = function bulkUpsert(...args) {
+      try {
+        for (const r of args[0] || []) {
+          if (!r || !r.id || r.id.fromMe) continue;
+          emit('reaction', { id: r.id._serialized, target: r.reactionParentKey && r.reactionParentKey._serialized,
+            emoji: r.reactionText || '', from: widOf(r.author || r.from), t: Math.floor((r.reactionTimestamp || 0) / 1000) });
+        }
+      } catch (e) { emit('error', { where: 'reaction', message: String(e) }); }
+      return original.apply(this, args);
+    };
+  };
 
   let lastQr = null;  // state and ref changes both announce a code: report each code once
   const reportQr = async () => {
@@ -64,6 +140,17 @@
       if (m.isNewMsg && !m.id.fromMe && m.type !== 'ciphertext') emit('message', serializeMsg(m));
     });
     Msg.on('change:ack', (m, ack) => { if (m.id.fromMe) emit('ack', { id: m.id._serialized, ack }); });
+    // Deleted for everyone: the message's type turns to 'revoked' (whatsapp-web.js: message_revoke_everyone).
+    Msg.on('change:type', (m) => {
+      if (m.type === 'revoked' && !m.id.fromMe) emit('revoke', { id: m.id._serialized, from: widOf(m.author || m.from), t: m.revokeTimestamp || null });
+    });
+    // Edited: body (or a media caption) changes with latestEditMsgKey set (whatsapp-web.js: message_edit).
+    Msg.on('change:body change:caption', (m, text) => {
+      if (m.id.fromMe || m.type === 'revoked' || !m.latestEditMsgKey) return;
+      emit('edit', { id: m.id._serialized, edit_id: widOf(m.latestEditMsgKey), from: widOf(m.author || m.from),
+        text: text == null ? null : String(text), t: m.latestEditSenderTimestampMs ? Math.floor(m.latestEditSenderTimestampMs / 1000) : null });
+    });
+    hookReactions();
 
     // A restored session may have synced before we attached: report where we are now.
     emit('state', { state: Socket.state, hasSynced: !!Socket.hasSynced });
