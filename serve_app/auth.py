@@ -18,6 +18,7 @@ request (the SSE stream).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import re
 import time
@@ -34,7 +35,7 @@ from wa_ray.storage import keys
 from wa_ray.storage.apikeys import ApiKey, ApiKeyStore
 from wa_ray.storage.batch import Batcher
 from wa_ray.storage.ratelimit import RateLimiter, Verdict, verdict
-from wa_ray.signing import signature
+from wa_ray.signing import signature_for_digest
 
 WINDOW_S = 300
 NONCE_TTL_S = 600
@@ -97,11 +98,16 @@ class Authenticator:
     def keys(self) -> ApiKeyStore:
         return self._keys
 
-    async def authenticate(self, request: Request, *, stream_token: str | None = None) -> Principal:
-        """HMAC headers win; else the console cookie; else (events only) a stream token."""
+    async def authenticate(self, request: Request, *, stream_token: str | None = None,
+                           body_sha256: str | None = None) -> Principal:
+        """HMAC headers win; else the console cookie; else (events only) a stream token.
+
+        `body_sha256`: for a body the handler streams (a media upload), the digest the client declared
+        (X-Content-SHA256) is what the signature is checked against; the handler must compare it with the
+        body it then reads, and discard what it stored when they differ."""
         h = request.headers
         if any(n in h for n in ("x-key-id", "x-signature", "x-timestamp", "x-nonce")):
-            return await self.verify(request)
+            return await self.verify(request, body_sha256)
         cookie = request.cookies.get(CONSOLE_COOKIE)
         if cookie:
             if request.method in _UNSAFE and h.get(CONSOLE_HEADER) != "1":
@@ -111,7 +117,7 @@ class Authenticator:
             return await self.from_token(stream_token, "stream")
         raise ApiError(401, "unauthenticated", "X-Key-Id, X-Timestamp, X-Nonce and X-Signature are required")
 
-    async def verify(self, request: Request) -> Principal:
+    async def verify(self, request: Request, body_sha256: str | None = None) -> Principal:
         h = request.headers
         key_id, ts, nonce, sig = h.get("x-key-id"), h.get("x-timestamp"), h.get("x-nonce"), h.get("x-signature")
         if not (key_id and ts and nonce and sig):
@@ -123,10 +129,10 @@ class Authenticator:
         if not _NONCE.fullmatch(nonce):
             raise ApiError(401, "bad_nonce", "X-Nonce must be 8-128 printable ASCII characters")
         key = await self._keys.get(key_id) if len(key_id) <= 64 else None
-        body = await request.body()
+        digest = body_sha256 if body_sha256 is not None else hashlib.sha256(await request.body()).hexdigest()
         # Computed even for an unknown key, so the answer time does not tell which key ids exist.
-        expected = signature(key.secret if key else _DUMMY_SECRET, ts, nonce, request.method,
-                             signed_target(request), body)
+        expected = signature_for_digest(key.secret if key else _DUMMY_SECRET, ts, nonce, request.method,
+                                        signed_target(request), digest)
         good = hmac.compare_digest(expected.encode(), sig.encode("latin-1")) and bool(_SIG.fullmatch(sig))
         if key is None or not good:
             raise ApiError(403, "bad_signature", "signature does not match")

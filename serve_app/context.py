@@ -14,9 +14,11 @@ from wa_ray.serve_app.auth import Authenticator
 from wa_ray.serve_app.provider_selector import SelectorClient
 from wa_ray.serve_app.sse import EventHub
 from wa_ray.sessions.master_keys import master_and_previous
+from wa_ray.sessions.media_access import media_store_for
 from wa_ray.storage.audit import AuditLog
 from wa_ray.storage.batch import Batcher
 from wa_ray.storage.events import EventLog
+from wa_ray.storage.media import MediaStore
 from wa_ray.storage.messages import MessageStore
 from wa_ray.storage.metrics import MetricsStore
 from wa_ray.storage.providers import ProviderStore
@@ -43,6 +45,7 @@ class AppContext:
     hub: EventHub
     egress: EgressGuard  # decides the URLs callers name (webhook, Cloud API base URL) at write time
     selector: SelectorClient  # the provider choice: the selector deployment's snapshots, cached per workspace
+    media: MediaStore  # uploaded and fetched media, encrypted at rest (storage/media.py)
 
     @classmethod
     def build(cls, config: RuntimeConfig, selector_handle: Any = None) -> AppContext:
@@ -56,7 +59,8 @@ class AppContext:
                    MessageStore(redis, batch=batch), events, WebhookConfigStore(redis, master, previous),
                    AuditLog(redis, batch=batch), MetricsStore(redis), EventHub(redis, events),
                    guard_for(config),
-                   SelectorClient(ProviderStore(redis, master, previous), config.provider_cache_ttl_s, selector_handle))
+                   SelectorClient(ProviderStore(redis, master, previous), config.provider_cache_ttl_s, selector_handle),
+                   media_store_for(redis, config))
 
     def supervisor(self) -> Any:
         """The supervisor's handle; ValueError when it (or Ray) is not there.

@@ -10,24 +10,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from wa_ray.serve_app.send_models import SendMessage  # noqa: F401  (the union of kinds; re-exported)
 from wa_ray.storage.events import STREAM_ID_PATTERN
+from wa_ray.storage.messages import content_of
 from wa_ray.storage.outbox import TENANT_MAX_ATTEMPTS, TENANT_MAX_DELAY_S, TENANT_MIN_DELAY_S
 from wa_ray.storage.pacing import FLOAT_LIMITS, INT_LIMITS, MAX_STEPS, STEP_GAP_LIMITS, STEP_RATE_LIMITS
-from wa_ray.ids import ID_PATTERN, PHONE_PATTERN
 
 STRICT_INPUT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 Priority = Literal["urgent", "high", "normal", "bulk"]
 Provider = Literal["webjs", "meta"]
-
-
-class SendMessage(BaseModel):
-    model_config = STRICT_INPUT
-    to: str = Field(pattern=PHONE_PATTERN, description="recipient, E.164 digits without '+'")
-    text: str = Field(min_length=1, max_length=4096)
-    session_id: str | None = Field(default=None, pattern=ID_PATTERN,
-                                   description="WhatsApp Web session to send from; default: a connected one")
-    priority: Priority = "normal"
 
 
 class MessageAccepted(BaseModel):
@@ -49,17 +41,22 @@ class MessageOut(BaseModel):
     reason: str | None = Field(default=None, description="why it failed")
     error_code: int | None = None
     failover: bool = Field(default=False, description="it was retried on the other provider")
+    type: str = Field(default="text", description="the message kind")
+    content: dict[str, Any] = Field(default_factory=dict, description="the kind's content, as accepted")
+    error: str | None = Field(default=None, description="the stable failure code (media_too_large, ...)")
     history: list[dict[str, Any]]
 
     @classmethod
     def from_record(cls, r: dict[str, Any]) -> MessageOut:
         code = r.get("error_code")
+        kind, content = content_of(r)
         return cls(
             message_id=r["message_id"], workspace_id=r["workspace_id"], session_id=r.get("session_id") or None,
             to=r["to"], status=r["status"], provider=r.get("provider") or "webjs", priority=r["priority"],
             created_at=float(r["created_at"]), wa_message_id=r.get("wa_message_id") or None,
             reason=r.get("reason") or None, error_code=int(code) if code and str(code).lstrip("-").isdigit() else None,
-            failover=r.get("failover") == "1", history=r["history"],
+            failover=r.get("failover") == "1", type=kind, content=content, error=r.get("error") or None,
+            history=r["history"],
         )
 
 

@@ -7,19 +7,23 @@ entry to Redis in one atomic step, and only then answers 202.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 
-from wa_ray.serve_app import meta_webhooks, provider_api, webhook_admin_api
+from wa_ray.serve_app import media_api, meta_webhooks, provider_api, webhook_admin_api
 from wa_ray.serve_app.context import AppContext
 from wa_ray.serve_app.deps import check_id, ctx, session_record, workspace, writable_workspace
+from wa_ray.serve_app.egress_check import allowed_url
 from wa_ray.serve_app.errors import ApiError
-from wa_ray.serve_app.message_models import MessageAccepted, MessageOut, SendMessage
+from wa_ray.serve_app.message_models import MessageAccepted, MessageOut
+from wa_ray.serve_app.send_models import AnySend, SendMessage
 from wa_ray.serve_app.provider_selector import Snapshot, choose
 from wa_ray.storage.messages import META, WEBJS, OutboundMessage, fingerprint
-from wa_ray.ids import new_id
+from wa_ray.ids import is_valid_id, new_id
+from wa_ray.message_kinds import MEDIA_KINDS, MEDIA_LIMITS, FailureCode, Kind, media_fits, provider_sends
 
 router = APIRouter()
 
@@ -30,10 +34,17 @@ async def send_message(body: SendMessage, request: Request, ws: str = Depends(wr
                        idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> JSONResponse:
     c: AppContext = request.app.state.ctx  # not Depends(ctx): one dependency node less on the hottest route
     snap = await c.selector.snapshot(ws)
-    provider, sid = await _route(c, snap, ws, body.session_id)
-    msg = OutboundMessage(new_id("msg"), ws, sid, body.to, body.text, body.priority, provider)
-    accepted = await c.messages.accept(msg, idempotency_key,
-                                       fingerprint(body.to, body.text, body.priority, body.session_id))
+    kind = body.kind
+    if kind == Kind.TEXT and not body.preview_url and body.reply_to is None:
+        content, fp = None, fingerprint(body.to, body.text, body.priority, body.session_id)  # as before kinds
+    else:
+        content = await _checked_content(c, ws, body)
+        fp = fingerprint(body.to, orjson.dumps([kind.value, content], option=orjson.OPT_SORT_KEYS).decode(),
+                         body.priority, body.session_id)
+    provider, sid = await _route_kind(c, snap, ws, kind, body.session_id)
+    msg = OutboundMessage(new_id("msg"), ws, sid, body.to, body.text_of(), body.priority, provider,
+                          kind=kind.value, content=content)
+    accepted = await c.messages.accept(msg, idempotency_key, fp)
     if not accepted.same_request:
         raise ApiError(409, "idempotency_key_reused", "this Idempotency-Key was used for a different message",
                        {"message_id": accepted.message_id})
@@ -43,6 +54,59 @@ async def send_message(body: SendMessage, request: Request, ws: str = Depends(wr
     first = await c.messages.record(accepted.message_id)
     return JSONResponse(MessageAccepted(message_id=accepted.message_id, status=first.get("status", "queued"),
                                         provider=first.get("provider") or WEBJS).model_dump(), 202)
+
+
+async def _checked_content(c: AppContext, ws: str, body: AnySend) -> dict[str, Any]:
+    """The content dict, after the checks that need the store or the guard: a media id of this workspace
+    that fits the kind, a media url the guard allows, a quoted or reacted-to message of ours that is this
+    workspace's. None of the 422s names what it refused."""
+    content = body.content()
+    kind = body.kind
+    if kind in MEDIA_KINDS:
+        if content["media_id"]:
+            info = await c.media.info(ws, content["media_id"])
+            if info is None:
+                raise ApiError(422, FailureCode.MEDIA_NOT_FOUND, "media.media_id: no such media in this workspace",
+                               {"field": "media.media_id"})
+            refused = media_fits(kind, info.mimetype, info.size)
+            if refused is not None:
+                raise ApiError(422, refused, f"media.media_id: the stored media does not fit a {kind.value}",
+                               {"field": "media.media_id", "limit_bytes": MEDIA_LIMITS[kind].max_bytes})
+        else:
+            await allowed_url(c, content["url"], "media.url")
+    for field, ref in (("reply_to", content.get("reply_to")),
+                       ("message_id", content.get("message_id") if kind == Kind.REACTION else None)):
+        if ref and ref.startswith("msg_"):
+            record = await c.messages.record(ref) if is_valid_id(ref) else {}
+            if not record or record.get("workspace_id") != ws:
+                raise ApiError(422, FailureCode.TARGET_NOT_FOUND, f"{field}: no such message in this workspace",
+                               {"field": field})
+    return content
+
+
+async def _route_kind(c: AppContext, snap: Snapshot, ws: str, kind: Kind,
+                      session_id: str | None) -> tuple[str, str]:
+    """(provider, session id) for a message of `kind`: a pinned provider that cannot send it is 422;
+    templates go to the Cloud API, polls to WhatsApp Web, the rest as text does."""
+    if snap.override in (WEBJS, META) and not provider_sends(snap.override, kind):
+        raise ApiError(422, FailureCode.KIND_NOT_SUPPORTED,
+                       f"this workspace is pinned to a provider that cannot send a {kind.value}",
+                       {"type": kind.value, "provider": snap.override})
+    if kind == Kind.TEMPLATE:
+        if not snap.meta_configured:
+            raise ApiError(422, FailureCode.KIND_NOT_SUPPORTED,
+                           "templates are sent by the Cloud API, which this workspace has not configured",
+                           {"type": kind.value, "provider": META})
+        return META, ""
+    if kind == Kind.POLL:
+        if session_id:
+            await session_record(c, ws, session_id)
+            return WEBJS, session_id
+        sid = snap.default_session()
+        if sid is None:
+            raise ApiError(409, "no_session", "polls are sent by WhatsApp Web and this workspace has no session")
+        return WEBJS, sid
+    return await _route(c, snap, ws, session_id)
 
 
 async def _route(c: AppContext, snap: Snapshot, ws: str, session_id: str | None) -> tuple[str, str]:
@@ -76,5 +140,5 @@ async def get_message(mid: str, ws: str = Depends(workspace), c: AppContext = De
 
 
 # The pipeline's other routes ride on this router, so the ingress's one include brings them all.
-for _sub in (provider_api.router, webhook_admin_api.router, meta_webhooks.router):
+for _sub in (provider_api.router, webhook_admin_api.router, meta_webhooks.router, media_api.router):
     router.include_router(_sub)

@@ -7,6 +7,7 @@ client's disconnect reaches the endpoint at once.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from wa_ray.message_kinds import UPLOAD_MAX_BYTES
 from wa_ray.serve_app.errors import error_body
 from wa_ray.storage.audit import AuditEntry, AuditLog, outcome_of
 
@@ -22,6 +24,35 @@ log = logging.getLogger(__name__)
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 DEFAULT_BODY_LIMIT = 64 * 1024  # a 4096-char message is at most ~16 KiB of UTF-8 plus JSON
 BODY_LIMITS: dict[str, int] = {"/webhooks/": 1024 * 1024}  # Meta batches several statuses per POST
+
+
+# Bodies a handler streams itself (a media upload): counted as they pass, never buffered here. The handler
+# catches BodyTooLarge from `receive` and answers 413.
+STREAMED_BODIES = re.compile(r"^/v1/workspaces/[^/]+/media$")
+STREAMED_BODY_LIMIT = UPLOAD_MAX_BYTES + 64 * 1024  # the file plus its multipart framing
+
+
+class BodyTooLarge(Exception):
+    """Raised by a streamed body's `receive` once more than its limit arrived."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body over {limit} bytes")
+        self.limit = limit
+
+
+def _counted(receive: Receive, limit: int) -> Receive:
+    size = 0
+
+    async def counted() -> Message:
+        nonlocal size
+        message = await receive()
+        if message["type"] == "http.request":
+            size += len(message.get("body", b""))
+            if size > limit:
+                raise BodyTooLarge(limit)
+        return message
+
+    return counted
 
 
 def body_limit(path: str) -> int:
@@ -52,7 +83,8 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = body_limit(scope["path"])
+        streamed = scope["method"] == "POST" and bool(STREAMED_BODIES.fullmatch(scope["path"]))
+        limit = STREAMED_BODY_LIMIT if streamed else body_limit(scope["path"])
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None:
             if not declared.isdigit():
@@ -62,6 +94,9 @@ class BodyLimit:
                 await _send_error(send, 413, "body_too_large", f"request body over {limit} bytes",
                                   {"limit_bytes": limit})
                 return
+        if streamed:
+            await self.app(scope, _counted(receive, limit), send)
+            return
         chunks, size = [], 0
         while True:
             message = await receive()

@@ -2,7 +2,8 @@
 
 A file lives at `<root>/<workspace>/<media_id>` (0600, directories 0700); its metadata (mimetype, file
 name, size, sha256, times) is a Redis string with a TTL of the retention period, and the file is removed
-by `sweep` once that period is over. Nothing but a valid id (wa_ray/ids.py) ever reaches a path.
+by `sweep` once that period is over (run by `put` itself, at most every SWEEP_EVERY_S per store).
+Nothing but a valid id (wa_ray/ids.py) ever reaches a path.
 
 File format (chunked AES-256-GCM, one key per file):
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import secrets
 import struct
@@ -55,6 +57,9 @@ CHUNK = 256 * 1024  # plaintext bytes per sealed chunk
 _TAG = 16
 DEFAULT_RETENTION_S = 30 * 24 * 3600
 _PART_MAX_AGE_S = 3600  # a `.part` file older than this is an abandoned upload
+SWEEP_EVERY_S = 600.0
+
+log = logging.getLogger(__name__)
 
 
 class MediaError(Exception):
@@ -137,6 +142,7 @@ class MediaStore:
         self._root = Path(root)
         self._keys = tuple(master_keys)  # current first
         self._retention_s = retention_s
+        self._next_sweep = 0.0
 
     # -- paths ------------------------------------------------------------------------------------
 
@@ -190,7 +196,19 @@ class MediaStore:
         now = time.time()
         info = MediaInfo(media_id, ws, mimetype, filename, size, digest.hexdigest(), now, now + self._retention_s)
         await self._save(info)
+        await self._sweep_now_and_then(now)
         return info
+
+    async def _sweep_now_and_then(self, now: float) -> None:
+        """The background sweep rides on writes: at most once per SWEEP_EVERY_S per store, never failing
+        the write (metadata expires on its own in Redis; only disk space waits for the next write)."""
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_EVERY_S
+        try:
+            await self.sweep(now)
+        except Exception:
+            log.warning("media sweep failed", exc_info=True)
 
     async def put_bytes(self, ws: str, data: bytes, *, mimetype: str, filename: str | None = None) -> MediaInfo:
         async def once() -> AsyncIterator[bytes]:
