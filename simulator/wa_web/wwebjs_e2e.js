@@ -1,7 +1,8 @@
 /*
  * End-to-end check of the simulator with the unmodified whatsapp-web.js
  * library as the client: QR -> authenticated -> ready, send + acks, inbound
- * message, restore from LocalAuth without QR, phone-side unlink -> disconnected.
+ * message, every kind received (in_*) and sent (out_*), restore from LocalAuth
+ * without QR, phone-side unlink -> disconnected.
  *
  * Usage: SIM=http://127.0.0.1:PORT AUTH_DIR=/tmp/x NODE_PATH=<dir>/node_modules node wwebjs_e2e.js
  * Prints one JSON object per line ({"ev": ...}); exits 0 on success.
@@ -16,7 +17,7 @@ const PEER = process.env.PEER || '15550901';
 
 // Must happen before whatsapp-web.js itself is loaded: Client.js copies it.
 require('whatsapp-web.js/src/util/Constants').WhatsWebURL = SIM + '/';
-const { Client, LocalAuth } = require('whatsapp-web.js');
+const { Client, LocalAuth, Location, MessageMedia } = require('whatsapp-web.js');
 
 const emit = (ev, data = {}) => console.log(JSON.stringify({ ev, ...data }));
 const post = async (path, body) => {
@@ -94,6 +95,34 @@ const receiveKinds = async (client, sent) => {
   emit('in_edit', { id: edited.id._serialized, newBody, prevBody, body: edited.body });
 };
 
+// The library sends each kind through its own send path (processMediaData, Location, vCards, quotedMessageId,
+// Message.react); the phone's inbox says what arrived (issue 13 proof, outbound).
+const sendKinds = async (client, inbound) => {
+  const peer = `${PEER}@c.us`;
+  const landed = async (match, what) => {
+    const pred = typeof match === 'function' ? match : (m) => m.id === match;
+    for (let i = 0; i < 100; i++) {
+      const r = await fetch(`${SIM}/_phone/${PEER}/inbox`);
+      const entry = (await r.json()).messages.find(pred);
+      if (entry) return entry;
+      await sleep(50);
+    }
+    throw new Error('not in the phone inbox: ' + what);
+  };
+  const image = await client.sendMessage(peer, new MessageMedia('image/png', PNG_B64, 'dot.png'), { caption: 'from the library' });
+  emit('out_image', await landed(image.id.id, 'image'));
+  const doc = await client.sendMessage(peer, new MessageMedia('application/pdf', DOC_B64, 'invoice-42.pdf'), { sendMediaAsDocument: true, caption: 'invoice' });
+  emit('out_document', await landed(doc.id.id, 'document'));
+  const loc = await client.sendMessage(peer, new Location(52.52, 13.405, { name: 'Brandenburger Tor', address: 'Pariser Platz' }));
+  emit('out_location', await landed(loc.id.id, 'location'));
+  const card = await client.sendMessage(peer, VCARD);
+  emit('out_vcard', await landed(card.id.id, 'vcard'));
+  const reply = await client.sendMessage(peer, 'a reply', { quotedMessageId: inbound.id._serialized });
+  emit('out_reply', await landed(reply.id.id, 'reply'));
+  await inbound.react('🎉');
+  emit('out_reaction', await landed((m) => m.type === 'reaction' && m.reaction && m.reaction.target_id === inbound.id.id, 'reaction'));
+};
+
 const makeClient = () => new Client({
   authStrategy: new LocalAuth({ dataPath: AUTH_DIR }),
   webVersionCache: { type: 'none' },
@@ -125,8 +154,9 @@ const makeClient = () => new Client({
 
     const got = new Promise((r) => client.once('message', r));
     emit('inbound', await post(`/_phone/${PEER}/messages`, { to: ME, body: 'hello back' }));
-    await within(got, 5000, 'message');
+    const hello = await within(got, 5000, 'message');
     await receiveKinds(client, sent);
+    await sendKinds(client, hello);
     await client.destroy();
 
     client = makeClient();

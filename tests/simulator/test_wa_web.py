@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import shutil
@@ -291,8 +293,53 @@ def test_real_whatsapp_web_js_client(tmp_path: Path) -> None:
     names = [e["ev"] for e in events]
     assert proc.returncode == 0, (names, proc.stdout[-3000:], proc.stderr[-3000:])
     assert names[:3] == ["qr", "scan", "authenticated"] and events[0]["parts"] == 5
-    assert [e["ack"] for e in events if e["ev"] == "ack"] == [1, 2, 3]
+    first = next(e["id"] for e in events if e["ev"] == "sent")
+    assert [e["ack"] for e in events if e["ev"] == "ack" and e["id"] == first] == [1, 2, 3]
     assert any(e["ev"] == "message" and e["body"] == "hello back" for e in events)
     assert "ready_restored" in names and "unexpected_qr" not in names
     assert events[-1] == {"ev": "disconnected", "reason": "UNPAIRED"}
-    assert [m.body for m in inbox] == ["hello from whatsapp-web.js"]
+    assert inbox[0].body == "hello from whatsapp-web.js"
+    _check_kinds_received({e["ev"]: e for e in events})
+    _check_kinds_sent({e["ev"]: e for e in events})
+
+
+PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+DOC = b"%PDF-1.4\n% wa-ray invoice 42\n" + b"x" * 3000 + b"\n%%EOF\n"  # as wwebjs_e2e.js builds them
+VCARD = "BEGIN:VCARD\nVERSION:3.0\nFN:Ada Lovelace\nTEL;type=CELL;waid=15550777:+1 555 50777\nEND:VCARD"
+
+
+def _check_kinds_received(ev: dict[str, dict]) -> None:
+    """The library's own `message`/`message_reaction`/`message_revoke_everyone`/`message_edit` events carry
+    what the phone sent; downloadMedia() gives the same bytes back (decrypted in the page)."""
+    assert ev["in_image"] | {"id": None} == {"ev": "in_image", "id": None, "hasMedia": True, "body": "a picture",
+                                             "mimetype": "image/png", "same": True}
+    assert ev["in_document"] == {"ev": "in_document", "body": "your invoice", "filename": "invoice-42.pdf",
+                                 "mimetype": "application/pdf", "size": len(DOC), "same": True}
+    assert ev["in_location"] == {"ev": "in_location", "lat": 52.52, "lng": 13.405,
+                                 "description": "Brandenburger Tor\nPariser Platz, Berlin"}
+    assert ev["in_vcard"]["vCards"] == [VCARD]
+    sent = ev["sent"]["id"]
+    assert (ev["in_reply"]["quotedId"], ev["in_reply"]["quotedBody"], ev["in_reply"]["fromMe"]) == (
+        sent, "hello from whatsapp-web.js", True)
+    assert (ev["in_reaction"]["reaction"], ev["in_reaction"]["msgId"], ev["in_reaction"]["reactions"]) == (
+        "👍", sent, ["👍"])
+    assert (ev["in_reaction_removed"]["reaction"], ev["in_reaction_removed"]["msgId"]) == ("", sent)
+    assert (ev["in_revoke"]["type"], ev["in_revoke"]["id"]) == ("revoked", f"false_15550901@c.us_{ev['in_image']['id']}")
+    assert (ev["in_edit"]["newBody"], ev["in_edit"]["prevBody"], ev["in_edit"]["body"]) == (
+        "see you at 6", "see you at 5", "see you at 6")
+
+
+def _check_kinds_sent(ev: dict[str, dict]) -> None:
+    """What the library sent (its own MessageMedia/Location/vCard/quotedMessageId/react path) is what the
+    phone's inbox shows, media by the sha256 of the uploaded bytes."""
+    image, doc = ev["out_image"], ev["out_document"]
+    assert (image["kind"], image["caption"], image["media"]["mimetype"], image["media"]["sha256"]) == (
+        "image", "from the library", "image/png", hashlib.sha256(PNG).hexdigest())
+    assert (doc["kind"], doc["caption"], doc["media"]["filename"], doc["media"]["sha256"]) == (
+        "document", "invoice", "invoice-42.pdf", hashlib.sha256(DOC).hexdigest())
+    assert ev["out_location"]["location"] == {"latitude": 52.52, "longitude": 13.405,
+                                              "description": "Brandenburger Tor\nPariser Platz"}
+    assert (ev["out_vcard"]["kind"], ev["out_vcard"]["vcards"]) == ("contacts", [VCARD])
+    hello = ev["inbound"]["body"]["id"]
+    assert (ev["out_reply"]["body"], ev["out_reply"]["quoted_id"]) == ("a reply", hello)
+    assert ev["out_reaction"]["reaction"] == {"target_id": hello, "target_from_me": False, "emoji": "🎉"}

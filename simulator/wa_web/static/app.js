@@ -735,6 +735,7 @@
     const msg = new MsgModel({
       id: key, body: m.body, type: m.type || 'chat', t: m.t, from: chatWid, to: me() || m.to, author,
       self: 'in', ack: 1, isNewMsg: true, local: false, notifyName: m.notifyName,
+      ...(m.attrs || {}), // kind-specific fields, already shaped by static/inbound.js
     });
     Msg.add(msg);
     chat.msgs.add(msg);
@@ -826,7 +827,8 @@
 
   // Page modules kept in their own files (static/media.js, ...) register in window.__waSimExtensions
   // before this file runs; each gets the internals it builds on and returns the modules it adds.
-  const internals = { Collections, MsgModel, MsgKey, ContactModel, createWid, transport, pendingResults, wireHooks, render };
+  const internals = { Collections, MsgModel, MsgKey, ContactModel, createWid, transport, pendingResults, wireHooks, render,
+    handlers, receiveMsg, getOrCreateChat, me };
   for (const extend of window.__waSimExtensions || []) Object.assign(modules, extend(internals) || {});
 
   const requireModule = (name) => (Object.prototype.hasOwnProperty.call(modules, name) ? modules[name] : undefined);
