@@ -15,6 +15,10 @@ owner, when) is recorded before the request. A request whose answer is lost
 carry our message id (`biz_opaque_callback_data`), so if Meta did accept it a
 `sent`/`delivered` status settles it, and only after `confirm_s` without one is
 it treated as not accepted and failed over.
+
+Every kind but poll goes out (`_prepare`): media uploaded once per business number, replies quoting the
+wamid, reactions on a wamid, templates with Meta's 132000/132001 as `template_params`/`template_missing`,
+and a text refused for the 24 h window re-sent once as the workspace's fallback template.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import logging
 import random
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -33,7 +38,11 @@ from wa_ray.actors.cloud_api import CloudApiClient, Failure, SendResult
 from wa_ray.actors.routing import FailoverRouter
 from wa_ray.sessions.master_keys import master_and_previous
 from wa_ray.storage import keys
-from wa_ray.storage.messages import META, MessageStore
+from wa_ray.actors.media_fetch import MediaFailure, media_for_send
+from wa_ray.message_kinds import MEDIA_KINDS, FailureCode, Kind, provider_sends
+from wa_ray.sessions.media_access import media_store_for
+from wa_ray.storage.media import MediaError
+from wa_ray.storage.messages import META, MessageStore, content_of
 from wa_ray.storage.pacing import SlidingWindow, TokenBucket
 from wa_ray.storage.providers import CloudCredentials, ProviderConfig, ProviderStore
 from wa_ray.storage.redis_client import connect
@@ -54,6 +63,28 @@ PACING = Pacing(read_count=200, retry_later_s=0.5, error_pause_s=2.0)
 THROTTLE_BASE_S, THROTTLE_MAX_S = 0.5, 8.0
 
 
+RE_ENGAGEMENT = 131047  # outside the 24 h customer-service window: only a template goes through
+# Meta's template errors are the request's fault: no retry, no failover (the other provider has no templates)
+TEMPLATE_ERRORS = {132001: FailureCode.TEMPLATE_MISSING, 132000: FailureCode.TEMPLATE_PARAMS}
+
+
+@dataclass(frozen=True)
+class Prepared:
+    kind: Kind
+    content: dict[str, Any]
+    reply_wa_id: str | None
+    cloud_media_id: str | None
+
+
+@dataclass(frozen=True)
+class Refused:
+    """This message cannot go out on the Cloud API as it is; `error` its stable code."""
+
+    reason: str
+    error: str | None
+    failover: bool = True
+
+
 @ray.remote(num_cpus=0, max_concurrency=100, max_restarts=-1)
 class CloudSender(ConcurrentConsumer):
     """Each incarnation is a consumer of its own (`cloud@{epoch}`) and reclaims, at a workspace's first
@@ -67,7 +98,9 @@ class CloudSender(ConcurrentConsumer):
         self._providers = ProviderStore(redis, *master_and_previous(config))
         self._messages = MessageStore(redis)
         self._router = FailoverRouter(redis, self._providers, self._messages)
-        self._client = CloudApiClient(guard_for(config), max_connections=CONCURRENCY)  # checked at every send
+        self._guard = guard_for(config)
+        self._client = CloudApiClient(self._guard, max_connections=CONCURRENCY)  # checked at every send
+        self._media = media_store_for(redis, config)
         self._configs: dict[str, tuple[float, ProviderConfig]] = {}
         self._throughput: dict[str, SlidingWindow] = {}
         self._pairs: dict[tuple[str, str], TokenBucket] = {}
@@ -132,7 +165,17 @@ class CloudSender(ConcurrentConsumer):
         if not await self._messages.transition(message_id, ws, "sending", expect=("queued", "sending"),
                                                provider=META, fields=intent, note={"provider": META}):
             return Outcome.DONE
-        result = await self._send_with_backoff(creds, record)
+        sending = {**record, "status": "sending"}
+        prepared = await self._prepare(creds, sending)
+        if isinstance(prepared, Refused):
+            await self._router.fail_or_failover(sending, prepared.reason, error=prepared.error,
+                                                failover=prepared.failover, allowed=("sending",))
+            return Outcome.DONE
+        result = await self._send_with_backoff(creds, record, prepared)
+        if not result.ok and result.code == RE_ENGAGEMENT and prepared.kind == Kind.TEXT:
+            fallback = await self._fallback(creds, record, prepared)
+            if fallback is not None:
+                result = await self._send_with_backoff(creds, record, fallback)
         if result.ok:
             await self._sent(record, result.wamid or "")
             if breaker.get("state", "closed") != "closed" or int(breaker.get("failures") or 0):
@@ -145,10 +188,102 @@ class CloudSender(ConcurrentConsumer):
         if result.failure is Failure.UNKNOWN and await self._confirmed(
                 message_id, float(intent["intent_at"]), creds.options.confirm_s):
             return Outcome.DONE
-        await self._router.fail_or_failover(record, result.reason(), code=result.code, allowed=("sending",))
+        error = TEMPLATE_ERRORS.get(result.code or 0)
+        await self._router.fail_or_failover(record, result.reason(), code=result.code, allowed=("sending",),
+                                            error=error, failover=error is None)
         return Outcome.DONE
 
-    async def _send_with_backoff(self, creds: CloudCredentials, record: dict[str, str]) -> SendResult:
+    # ------------------------------------------------------------ what to send
+    async def _prepare(self, creds: CloudCredentials, record: dict[str, str]) -> Prepared | Refused:
+        """The request's parts: the kind and content, the wamid a reply quotes, Meta's media id.
+
+        A reply to one of our messages quotes its wamid when that message went out on the Cloud API; a
+        message sent on WhatsApp Web (or an inbound WhatsApp Web id) has no id the Cloud API knows, so the
+        message goes out without the quote and its history says so. A reaction cannot go without its
+        target: no wamid is `target_not_found`. Media is taken from the media store (a url is fetched once,
+        through the egress guard, by `media_for_send`) and uploaded to this number once: the Cloud media id
+        is kept on the record per phone_number_id, so a retry does not upload again."""
+        kind_raw, content = content_of(record)
+        try:
+            kind = Kind(kind_raw)
+        except ValueError:
+            return Refused(f"cloud_api: unknown message kind {kind_raw[:40]}", FailureCode.KIND_NOT_SUPPORTED, False)
+        if not provider_sends(META, kind):
+            return Refused(f"cloud_api: the Cloud API cannot send a {kind.value}", FailureCode.KIND_NOT_SUPPORTED)
+        ws, mid = record["workspace_id"], record["message_id"]
+        if kind == Kind.REACTION:
+            target = await self._wamid_of(ws, str(content.get("message_id") or ""))
+            if target is None:
+                return Refused("cloud_api: the reacted-to message has no Cloud API id", FailureCode.TARGET_NOT_FOUND)
+            content = {**content, "message_id": target}
+        reply_wa_id = None
+        if content.get("reply_to"):
+            reply_wa_id = await self._wamid_of(ws, str(content["reply_to"]))
+            if reply_wa_id is None:
+                await self._messages.transition(mid, ws, "sending", expect=("sending",), note={
+                    "provider": META, "note": "reply_to has no Cloud API id: sent without the quote"})
+        cloud_media_id = None
+        if kind in MEDIA_KINDS:
+            field = f"cloud_media:{creds.phone_number_id}"
+            cloud_media_id = await self._redis.hget(keys.message(mid), field)
+            if not cloud_media_id:
+                uploaded = await self._upload(creds, record, kind, content)
+                if isinstance(uploaded, Refused):
+                    return uploaded
+                cloud_media_id = uploaded
+                await self._redis.hset(keys.message(mid), field, cloud_media_id)
+        return Prepared(kind, content, reply_wa_id, cloud_media_id)
+
+    async def _upload(self, creds: CloudCredentials, record: dict[str, str], kind: Kind,
+                      content: dict[str, Any]) -> str | Refused:
+        ws, mid = record["workspace_id"], record["message_id"]
+        try:
+            info = await media_for_send(self._media, ws, kind, content, self._guard)
+        except MediaFailure as failure:
+            return Refused(f"cloud_api: {failure.reason}", failure.code, False)  # the media's fault: no failover
+        if not content.get("media_id"):
+            await self._messages.set_media(mid, info.media_id)
+        try:
+            data = b"".join([chunk async for chunk in self._media.chunks(ws, info.media_id)])
+        except MediaError:
+            return Refused("cloud_api: the stored media is gone or unreadable", FailureCode.MEDIA_NOT_FOUND, False)
+        upload = await self._client.upload_media(creds, data, info.mimetype, content.get("filename") or info.filename)
+        if not upload.ok:
+            return Refused(upload.reason(), None, True)
+        return upload.media_id or ""
+
+    async def _wamid_of(self, ws: str, ref: str) -> str | None:
+        """The Cloud API id of a message reference: our id (`msg_...`) of a message this workspace sent on
+        the Cloud API, or an inbound wamid as is; None for anything else (a WhatsApp Web id)."""
+        if not ref:
+            return None
+        if ref.startswith("wamid."):
+            return ref
+        if not ref.startswith("msg_"):
+            return None
+        target = await self._messages.record(ref)
+        if not target or target.get("workspace_id") != ws or target.get("provider") != META:
+            return None
+        wamid = target.get("wa_message_id") or ""
+        return wamid if wamid.startswith("wamid.") else None
+
+    async def _fallback(self, creds: CloudCredentials, record: dict[str, str], text: Prepared) -> Prepared | None:
+        """The workspace's fallback template for a text refused for the 24 h window (131047), once; the
+        history records that it was used."""
+        template = creds.options.fallback_template
+        if not template or not template.get("name") or not template.get("language"):
+            return None
+        components: list[dict[str, Any]] = []
+        if template.get("body_parameter") == "text":
+            components = [{"type": "body", "parameters": [{"type": "text", "text": text.content.get("text", "")}]}]
+        await self._messages.transition(record["message_id"], record["workspace_id"], "sending", expect=("sending",),
+                                        note={"provider": META, "fallback_template": template["name"],
+                                              "note": "outside the 24 h window (131047): sent as the fallback template"})
+        content = {"name": template["name"], "language": template["language"], "components": components}
+        return Prepared(Kind.TEMPLATE, content, text.reply_wa_id, None)
+
+    async def _send_with_backoff(self, creds: CloudCredentials, record: dict[str, str],
+                                 prepared: Prepared) -> SendResult:
         """Meta's throttling answers (130429, 131056) are retried here, on the same number, with backoff."""
         opts = creds.options
 
@@ -165,7 +300,8 @@ class CloudSender(ConcurrentConsumer):
         async for attempt in retrying:
             with attempt:
                 await self._rate(creds, record["to"])
-                result = await self._client.send_text(creds, record["to"], record["text"], record["message_id"])
+                result = await self._client.send(creds, record["to"], prepared.kind, prepared.content,
+                                                 record["message_id"], prepared.reply_wa_id, prepared.cloud_media_id)
             if not attempt.retry_state.outcome.failed:
                 attempt.retry_state.set_result(result)
         return result

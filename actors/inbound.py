@@ -21,6 +21,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from wa_ray.actors import inbound_cloud
 from wa_ray.actors import inbound_webjs
 from wa_ray.actors.routing import FailoverRouter
 from wa_ray.sessions.page_media import PageMedia
@@ -46,6 +47,8 @@ class InboundRecorder:
         self._router = FailoverRouter(redis, ProviderStore(redis, *master_and_previous(config)),
                                       self._messages)
         self._page_media = inbound_webjs.PageMediaIntake(redis, config)
+        self._config = config
+        self._cloud: inbound_cloud.CloudInboundDeps | None = None  # made at the first Cloud API message
 
     async def _first_time(self, ws: str, wa_id: str) -> bool:
         return bool(await self._redis.set(keys.seen(ws, wa_id), 1, nx=True, ex=SEEN_TTL_S))
@@ -62,7 +65,8 @@ class InboundRecorder:
 
         data = await inbound_webjs.received(msg, fetch_media=fetch_media,
                                             message_of=functools.partial(self._messages.by_wa_id, ws))
-        await self._events.publish(Event(MESSAGE_RECEIVED, ws, sid, data))
+        if data is not None:
+            await self._events.publish(Event(MESSAGE_RECEIVED, ws, sid, data))
 
     async def message_change(self, ws: str, sid: str, kind: PageSignal, payload: dict[str, Any]) -> None:
         """A reaction, revoke or edit the page reported: its event, once per WhatsApp id."""
@@ -106,22 +110,29 @@ class InboundRecorder:
                     await self._cloud_status(ws, status)
 
     async def _cloud_message(self, ws: str, msg: dict[str, Any], name: str | None, business: str | None) -> None:
-        wamid, sender, stamp = _text(msg.get("id")), _text(msg.get("from")), _text(msg.get("timestamp"))
+        """Every kind, normalized by actors/inbound_cloud.py (media downloaded first, bounded)."""
+        wamid = _text(msg.get("id"))
         if not wamid or not await self._first_time(ws, wamid):
             return
-        data = {
-            "wa_message_id": wamid,
-            "from": sender,
-            "chat_id": f"{sender}@c.us",
-            "author": None,
-            "to": business,
-            "text": _text(_dict(msg.get("text")).get("body")),
-            "type": "chat" if msg.get("type") == "text" else _text(msg.get("type")),
-            "timestamp": int(stamp) if stamp and stamp.isascii() and stamp.isdigit() and len(stamp) <= 12 else None,
-            "name": name,
-            "provider": META,
-        }
-        await self._events.publish(Event(MESSAGE_RECEIVED, ws, None, data))
+        cloud = self._cloud_inbound()
+
+        async def fetch_media(kind: Any, obj: dict[str, Any]) -> dict[str, Any]:
+            creds = (await cloud.providers.get(ws)).cloud
+            return await inbound_cloud.download_media(cloud.client, cloud.media, creds, ws,
+                                                      await cloud.policies.get(ws), obj)
+
+        async def message_of(wa_id: str) -> str | None:
+            return await self._messages.by_wa_id(ws, wa_id)
+
+        normalized = await inbound_cloud.normalize(msg, name=name, business=business, fetch_media=fetch_media,
+                                                   message_of=message_of)
+        if normalized is not None:
+            await self._events.publish(Event(normalized[0], ws, None, normalized[1]))
+
+    def _cloud_inbound(self) -> inbound_cloud.CloudInboundDeps:
+        if self._cloud is None:
+            self._cloud = inbound_cloud.CloudInboundDeps.create(self._redis, self._config)
+        return self._cloud
 
     async def _cloud_status(self, ws: str, status: dict[str, Any]) -> None:
         wamid = _text(status.get("id"))

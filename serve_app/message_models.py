@@ -60,6 +60,14 @@ class MessageOut(BaseModel):
         )
 
 
+class FallbackTemplateIn(BaseModel):
+    model_config = STRICT_INPUT
+    name: str = Field(min_length=1, max_length=512, pattern=r"^[a-z0-9_]+$")
+    language: str = Field(min_length=2, max_length=15, pattern=r"^[A-Za-z]{2,3}(_[A-Za-z0-9]{2,8})?$")
+    body_parameter: Literal["text"] | None = Field(
+        default=None, description="`text`: the message's text is the template's one body parameter; null: none")
+
+
 class CloudApiIn(BaseModel):
     model_config = STRICT_INPUT
     phone_number_id: str = Field(pattern=r"^[0-9]{1,32}$")
@@ -80,6 +88,9 @@ class CloudApiIn(BaseModel):
     breaker_cooldown_s: float = Field(default=30.0, gt=0, le=3600)
     confirm_s: float = Field(default=20.0, ge=0, le=3600)
     timeout_s: float = Field(default=10.0, gt=0, le=120)
+    fallback_template: FallbackTemplateIn | None = Field(
+        default=None, description="a text message refused for the 24-hour window (131047) is sent once more as "
+                                  "this template before it fails")
 
 
 class ProviderIn(BaseModel):

@@ -6,7 +6,8 @@ digest); `GET` shows it without secrets, with what new messages take now.
 `cloud.graph_base_url` is Meta's unless an admin key names another (403 for
 other keys), and then it passes the egress guard (422 `egress_denied`).
 A Cloud API number belongs to one workspace: claiming one another workspace
-configured is 409 `number_taken` and changes nothing.
+configured is 409 `number_taken` and changes nothing. `cloud.fallback_template` ({name, language,
+body_parameter}) names the template a text refused for the 24-hour window (131047) is re-sent as, once.
 `PUT /v1/workspaces/{ws}/pacing` overrides the pacing policy field by field
 (`{"enabled": false}` for load tests); `GET` shows the policy in force.
 """
@@ -42,7 +43,8 @@ async def put_provider(body: ProviderIn, ws: str = Depends(writable_workspace),
         options = CloudOptions(throughput_per_second=b.throughput_per_second, pair_burst=b.pair_burst,
                                pair_refill_s=b.pair_refill_s, max_throttle_retries=b.max_throttle_retries,
                                breaker_failures=b.breaker_failures, breaker_cooldown_s=b.breaker_cooldown_s,
-                               confirm_s=b.confirm_s, timeout_s=b.timeout_s)
+                               confirm_s=b.confirm_s, timeout_s=b.timeout_s,
+                               fallback_template=b.fallback_template.model_dump() if b.fallback_template else None)
         cloud = CloudCredentials(b.phone_number_id, b.access_token, b.app_secret, graph_base_url,
                                  b.graph_version, options)
     config = ProviderConfig(body.priority, body.override, body.failover_grace_s, cloud)

@@ -1,0 +1,170 @@
+"""Cloud API inbound: Meta's webhook message objects of every kind, as our typed inbound events.
+
+Meta's message object (developers.facebook.com, "messages" webhook reference) carries `type` and an object
+of that name: `text.body`; `image`/`video`/`audio`/`document`/`sticker` with `id` (a media id to fetch),
+`mime_type`, `sha256`, `caption` (image/video/document), `filename` (document), `voice: true` (a voice
+note); `location` {latitude, longitude, name, address}; `contacts` [{name, phones, ...}]; `reaction`
+{message_id, emoji}; `context` {from, id} on a reply; `unsupported` (or anything else) for what the Cloud
+API does not deliver. `normalize` maps each to the contract's event shape:
+
+* `message.received` with `kind` (a Kind value, or "unknown"), `text` (the text or the caption), `media`,
+  `location`, `contacts`, `reply_to` beside today's fields (`type` keeps Meta's raw type, "chat" for text);
+* `message.reaction` for a reaction.
+
+Media is downloaded as Meta documents it: `GET /{media-id}` with the workspace's access token gives a url,
+fetched with the same token, both through the egress guard (the Graph base url is the workspace's, so
+the url it answers is never trusted further than the guard allows); the bytes stream into the media store
+up to the workspace's cap. Whether and up to what size is the workspace's media policy, applied by the
+shared intake (actors/media_intake.py): the wait is bounded, and a download that fails or takes too long
+leaves the event with `media.status` "failed".
+Nothing here raises on a malformed object: a field that is not the documented shape is absent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from wa_ray.actors.cloud_api import CloudApiClient, MediaDownloadFailed
+from wa_ray.actors.media_intake import intake
+from wa_ray.events import MESSAGE_RECEIVED, MESSAGE_REACTION
+from wa_ray.message_kinds import Kind
+from wa_ray.storage.media import MediaStore
+from wa_ray.config import RuntimeConfig
+from wa_ray.egress_http import guard_for
+from wa_ray.sessions.master_keys import master_and_previous
+from wa_ray.sessions.media_access import media_store_for
+from wa_ray.storage.media_policy import MediaPolicy, MediaPolicyStore
+from wa_ray.storage.messages import META
+from wa_ray.storage.providers import CloudCredentials, ProviderStore
+
+@dataclass(frozen=True)
+class CloudInboundDeps:
+    """What a Cloud API media download needs, made once per process that receives Cloud API webhooks."""
+
+    providers: ProviderStore
+    client: CloudApiClient
+    media: MediaStore
+    policies: MediaPolicyStore
+
+    @classmethod
+    def create(cls, redis: aioredis.Redis, config: RuntimeConfig) -> CloudInboundDeps:
+        return cls(ProviderStore(redis, *master_and_previous(config)), CloudApiClient(guard_for(config), 16),
+                   media_store_for(redis, config), MediaPolicyStore(redis))
+
+
+MEDIA_WAIT_S = 30.0  # the longest a received message's event waits for its media
+_MEDIA_TYPES = {"image": Kind.IMAGE, "video": Kind.VIDEO, "audio": Kind.AUDIO, "document": Kind.DOCUMENT,
+                "sticker": Kind.STICKER}
+
+# (message type, Meta's media object) -> the contract's `media` object
+MediaFetcher = Callable[[Kind, dict[str, Any]], Awaitable[dict[str, Any]]]
+# a WhatsApp id -> our message id (msg_...) of this workspace, or None
+MessageOf = Callable[[str], Awaitable[str | None]]
+
+
+async def normalize(msg: dict[str, Any], *, name: str | None, business: str | None,
+                    fetch_media: MediaFetcher, message_of: MessageOf) -> tuple[str, dict[str, Any]] | None:
+    """(event type, data) for one webhook message object; None when it has no id or sender."""
+    wamid, sender, stamp = _text(msg.get("id")), _text(msg.get("from")), _text(msg.get("timestamp"))
+    if not wamid or not sender:
+        return None
+    raw_type = _text(msg.get("type")) or "unknown"
+    if raw_type == "reaction":
+        reaction = _dict(msg.get("reaction"))
+        target = _text(reaction.get("message_id"))
+        return MESSAGE_REACTION, {
+            "wa_message_id": wamid, "target_wa_message_id": target,
+            "target_message_id": await message_of(target) if target else None,
+            "emoji": _text(reaction.get("emoji")) or "", "from": sender, "provider": META,
+        }
+    data: dict[str, Any] = {
+        "wa_message_id": wamid, "from": sender, "chat_id": f"{sender}@c.us", "author": None, "to": business,
+        "text": None, "type": "chat" if raw_type == "text" else raw_type,
+        "timestamp": int(stamp) if stamp and stamp.isascii() and stamp.isdigit() and len(stamp) <= 12 else None,
+        "name": name, "provider": META, "kind": "unknown",
+    }
+    if raw_type == "text":
+        data.update(kind=Kind.TEXT.value, text=_text(_dict(msg.get("text")).get("body")))
+    elif raw_type in _MEDIA_TYPES:
+        obj = _dict(msg.get(raw_type))
+        kind = Kind.VOICE if raw_type == "audio" and obj.get("voice") is True else _MEDIA_TYPES[raw_type]
+        data["kind"] = kind.value
+        if raw_type in ("image", "video", "document"):
+            data["text"] = _text(obj.get("caption"), 1024)
+        data["media"] = await fetch_media(kind, obj)
+    elif raw_type == "location":
+        loc = _dict(msg.get("location"))
+        lat, lng = _number(loc.get("latitude")), _number(loc.get("longitude"))
+        if lat is not None and lng is not None:
+            data["kind"] = Kind.LOCATION.value
+            data["location"] = {"latitude": lat, "longitude": lng, "name": _text(loc.get("name"), 1024),
+                                "address": _text(loc.get("address"), 1024)}
+    elif raw_type == "contacts":
+        contacts = [_contact(c) for c in _dicts(msg.get("contacts"))][:50]
+        if contacts:
+            data.update(kind=Kind.CONTACTS.value, contacts=contacts)
+    context = _dict(msg.get("context"))
+    quoted = _text(context.get("id"))
+    if quoted:
+        data["reply_to"] = {"wa_message_id": quoted, "message_id": await message_of(quoted)}
+    return MESSAGE_RECEIVED, data
+
+
+def _contact(contact: dict[str, Any]) -> dict[str, Any]:
+    name = _dict(contact.get("name"))
+    phones = []
+    for phone in _dicts(contact.get("phones"))[:20]:
+        entry: dict[str, Any] = {"phone": _text(phone.get("phone"), 64)}
+        if _text(phone.get("wa_id"), 64):
+            entry["wa_id"] = _text(phone.get("wa_id"), 64)
+        phones.append(entry)
+    return {"name": {"formatted_name": _text(name.get("formatted_name"), 512)}, "phones": phones, "vcard": None}
+
+
+async def download_media(client: CloudApiClient, store: MediaStore, creds: CloudCredentials | None, ws: str,
+                         policy: MediaPolicy, obj: dict[str, Any]) -> dict[str, Any]:
+    """The contract's `media` object for a received media, through the shared intake (actors/media_intake.py:
+    the policy, the cap, the bounded wait, cleaned names). The url is asked for only when a download happens."""
+    media_id = _text(obj.get("id"), 128)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        if creds is None or not media_id:
+            raise MediaDownloadFailed("no credentials or no media id")
+        info = await client.media_info(creds, media_id)
+        if info is None:
+            raise MediaDownloadFailed("no media url")
+        return client.download(creds, str(info["url"]), policy.max_bytes)
+
+    return await intake(store, policy, ws, mimetype=_text(obj.get("mime_type"), 255) or "application/octet-stream",
+                        filename=_text(obj.get("filename"), 255), size_hint=None, chunks_factory=chunks,
+                        sha256=_text(obj.get("sha256"), 128), timeout_s=MEDIA_WAIT_S)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if -180.0 <= number <= 180.0 else None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _text(value: Any, limit: int = 4096) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        value = str(value)
+    return value[:limit] if isinstance(value, str) else None
