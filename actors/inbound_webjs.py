@@ -162,14 +162,18 @@ def contacts_of(raw: Any) -> list[dict[str, Any]] | None:
     return [contact_of(c) for c in cards]
 
 
-async def received(msg: dict[str, Any], *, fetch_media: FetchMedia, message_of: MessageOf) -> dict[str, Any]:
-    """The data of `message.received` for one message the bridge reported (`msg` has a string `id`)."""
+async def received(msg: dict[str, Any], *, fetch_media: FetchMedia,
+                   message_of: MessageOf) -> dict[str, Any] | None:
+    """The data of `message.received` for one message the bridge reported (`msg` has a string `id`);
+    None for a report without its chat, which names no conversation to put it in."""
+    if _id(msg.get("from")) is None:
+        return None
     wa_type = _text(msg.get("type"), 64)
     kind = kind_of(wa_type)
     data: dict[str, Any] = {
         "wa_message_id": msg["id"],
         "from": number(msg.get("from")),
-        "chat_id": _text(msg.get("from"), ID_MAX),
+        "chat_id": msg["from"],
         "author": _text(msg.get("author"), ID_MAX),
         "to": number(msg.get("to")),
         "text": _text(msg.get("body")) if kind == Kind.TEXT else None,

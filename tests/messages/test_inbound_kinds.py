@@ -10,9 +10,11 @@ import hashlib
 from typing import Any
 
 import httpx
+from pydantic import TypeAdapter
 
 from tests.events import EventCollector, collect_events
 from tests.flows import link_session, stream_url
+from wa_ray.serve_app.event_models import MessageReceivedData
 
 WS = "in-kinds"
 SESSION_NUMBER = "15552310"
@@ -42,6 +44,7 @@ async def phone_send(phone_api: httpx.AsyncClient, phone: str, path: str, body: 
 
 async def received(events: EventCollector, wa_id: str) -> dict[str, Any]:
     event = await events.wait_for(lambda e: e["type"] == "message.received" and e["data"]["wa_message_id"] == wa_id)
+    TypeAdapter(MessageReceivedData).validate_python(event["data"])  # the OpenAPI schema of its kind
     return event["data"]
 
 
