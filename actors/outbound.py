@@ -108,6 +108,8 @@ UNCONFIRMED = ("unconfirmed: the page sending it went away mid-send; whether Wha
                "and it is not sent again so WhatsApp never gets it twice")
 SENDABLE = ("queued", "sending")
 TARGET_UNKNOWN = "target_not_found: the message it refers to is unknown to this WhatsApp Web session"
+# A plain media file outlives its send only when the process died mid-send; past this age it is deleted.
+STALE_PLAIN_S = 600.0
 
 
 class KindFailure(Exception):
@@ -391,6 +393,7 @@ class SessionSender(StreamConsumer):
             await self._messages.set_media(record["message_id"], info.media_id)
         folder = Path(self._config.data_dir) / "send-tmp"
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        await asyncio.to_thread(_remove_stale_plain, folder)
         fd, path = tempfile.mkstemp(dir=folder, prefix="media-")
         os.close(fd)
         try:
@@ -519,3 +522,12 @@ class SessionSender(StreamConsumer):
         else:
             await self._redis.delete(key)
             await self._events.publish(Event(SESSION_RESUMED, self._ws, self._sid, {"reason": "hourly_cap"}))
+
+
+def _remove_stale_plain(folder: Path) -> None:
+    """Plain media files left by a process that died mid-send (a live send's file is far younger)."""
+    cutoff = time.time() - STALE_PLAIN_S
+    for entry in folder.glob("media-*"):
+        with contextlib.suppress(FileNotFoundError):
+            if entry.stat().st_mtime < cutoff:
+                entry.unlink()

@@ -54,6 +54,8 @@ def media_server() -> Iterator[str]:
                     sent += len(chunk)
                     yield chunk
             return StreamingResponse(body(), media_type="video/mp4", headers={"content-length": str(BIG)})
+        if name not in FILES:
+            return Response(status_code=404)
         data, mimetype = FILES[name]
         return Response(data, media_type=mimetype)
 
@@ -221,9 +223,28 @@ async def test_a_target_the_page_does_not_know_fails_the_message(api, phone_api,
         failed = await wait_status(api, ws, mid, DONE | {"failed"})
         assert failed["status"] == "failed", failed
         assert failed["history"][-1]["error"] == "target_not_found"
+    # our own message that never reached WhatsApp has no WhatsApp id to quote
+    reply = await accept(api, ws, {"to": to, "text": "re: the failed one", "reply_to": mid})
+    failed = await wait_status(api, ws, reply, DONE | {"failed"})
+    assert (failed["status"], failed["history"][-1]["error"]) == ("failed", "target_not_found")
     ok = await accept(api, ws, {"to": to, "text": "still sending"})  # nothing stuck behind them
     assert (await delivered_entry(api, phone_api, ws, ok, to))["body"] == "still sending"
     assert [m["body"] for m in (await inbox(phone_api, to))[before:]] == ["still sending"]
+
+
+async def test_media_that_cannot_be_sent_fails_with_its_code(api, phone_api, service, media_server) -> None:
+    ws, phone, to = "kinds-web-badmedia", "15552410051", "15552410052"
+    await linked(api, phone_api, service, ws, "k1", phone)
+    before = len(await inbox(phone_api, to))
+    for body, code in (({"type": "image", "media": {"url": media_server + "missing.png"}}, "media_fetch_failed"),
+                       ({"type": "image", "media": {"url": media_server + "invoice.pdf"}}, "media_type_not_allowed"),
+                       ({"type": "sticker", "media": {"url": media_server + "clip.mp4"}}, "media_type_not_allowed")):
+        mid = await accept(api, ws, {"to": to, **body})
+        failed = await wait_status(api, ws, mid, DONE | {"failed"})
+        assert (failed["status"], failed["history"][-1]["error"]) == ("failed", code), failed
+    ok = await accept(api, ws, {"to": to, "type": "image", "media": {"url": media_server + "photo.png"}})
+    assert (await delivered_entry(api, phone_api, ws, ok, to))["media"]["sha256"] == hashlib.sha256(PNG).hexdigest()
+    assert len(await inbox(phone_api, to)) == before + 1
 
 
 def _read_status(pid: int, field: str) -> int:
