@@ -14,6 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
+from wa_ray.bench.mix import DEFAULT_DOCUMENT_BYTES, DEFAULT_IMAGE_BYTES, DEFAULT_MIX, VIDEO_BYTES, MixSpec, parse_mix
 from wa_ray.bench.throughput import DEFAULT_PEAK_RATES, PEAK_THRESHOLD_MS, BenchConfig, run_peak, run_throughput, summary_table
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -73,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--step", type=_positive(float), default=20.0, help="with --find-peak: seconds per step")
     tp.add_argument("--threshold-ms", type=_positive(float), default=PEAK_THRESHOLD_MS)
     tp.add_argument("--keep-going", action="store_true", help="with --find-peak: run every step even after a fail")
+    tp.add_argument("--mix", nargs="?", const=DEFAULT_MIX, default=None, metavar="KIND:WEIGHT,...",
+                    help=f"send a mix of kinds (default when given alone: {DEFAULT_MIX}); media uploaded once, sent "
+                         "by media_id; adds per-kind latency, CPU per MB of media and a video memory probe")
+    tp.add_argument("--image-bytes", type=_positive(int), default=DEFAULT_IMAGE_BYTES, help="with --mix")
+    tp.add_argument("--document-bytes", type=_positive(int), default=DEFAULT_DOCUMENT_BYTES, help="with --mix")
+    tp.add_argument("--video-bytes", type=int, default=VIDEO_BYTES,
+                    help="with --mix: size of the video whose sending is memory-probed after the step (0: no probe)")
 
     pk = sub.add_parser("throughput-peak", help="step the rate up; report the highest with p99 accept->ack < 2 s")
     common(pk, "off")
@@ -109,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = BenchConfig(sessions=args.sessions, pacing=pacing, out_dir=args.out,
                       link_concurrency=args.link_concurrency, raw=args.raw, warmup_s=max(0.0, args.warmup),
                       profile_dir=str(args.profile) if args.profile else None)
+    if peak and getattr(args, "mix", None):
+        build_parser().error("--mix runs with a fixed rate, not with --find-peak")
     if peak:
         report, paths = run_peak(cfg, args.rates, args.step, args.drain_timeout, args.threshold_ms,
                                  args.keep_going, console, idle_s=getattr(args, "idle", 0.0))
@@ -117,13 +127,35 @@ def main(argv: list[str] | None = None) -> int:
         out.print(f"peak: [bold]{found.get('peak_rate_per_min')} msg/min[/] with p99 accept->ack < "
                   f"{found.get('threshold_ms'):g} ms ({cfg.sessions} sessions)")
     else:
-        report, paths = run_throughput(cfg, args.rate, args.duration, args.drain_timeout, console)
+        mix = None
+        if getattr(args, "mix", None):
+            try:
+                mix = MixSpec(parse_mix(args.mix), args.image_bytes, args.document_bytes, max(0, args.video_bytes))
+            except ValueError as exc:
+                build_parser().error(f"--mix: {exc}")
+        report, paths = run_throughput(cfg, args.rate, args.duration, args.drain_timeout, console, mix)
         out.print(summary_table(report))
+        for step in report.steps:
+            if step.media:
+                out.print(_mix_lines(step.media))
     if report.cleanup and report.cleanup.get("leftovers_killed"):
         out.print(f"[yellow]ended leftover processes: {report.cleanup['leftovers_killed']}[/]")
     for kind, path in paths.items():
         out.print(f"{kind}: {path}")
     return 0 if all(s.ok for s in report.steps[:1]) else 1
+
+
+def _mix_lines(media: dict) -> str:
+    rows = [f"{k}: accepted {r['accepted']}, acked {r['acked']}, delivered {r['delivered']}, accept->ack p99 "
+            f"{r['accept_to_ack_ms']['p99']} ms" for k, r in media["by_kind"].items()]
+    line = (f"media delivered {media['media_delivered_mb']} MB, corrupted {media['media_corrupted']}, "
+            f"service CPU s per media MB {media['service_cpu_s_per_media_mb']} (upper bound)")
+    probe = media.get("video_probe")
+    if probe:
+        line += (f"\nvideo probe: {probe.get('error') or ''}PSS {probe['baseline_pss_mb']} -> peak "
+                 f"{probe['peak_pss_mb']} MB (+{probe['peak_over_baseline_mb']}), accept->ack "
+                 f"{probe.get('accept_to_ack_ms')} ms, intact {probe.get('delivered_intact')}")
+    return "\n".join(rows + [line])
 
 
 if __name__ == "__main__":

@@ -97,6 +97,7 @@ class StepResult:
     messages: list[dict[str, Any]] | None = None  # per-message records (--raw)
     profile: dict[str, Any] | None = None  # py-spy summaries by process (--profile)
     redis: dict[str, Any] | None = None  # Redis commands per accepted message, by command
+    media: dict[str, Any] | None = None  # --mix: per-kind figures, media integrity, CPU per MB, the video probe
 
     def p99_ack_ms(self) -> float | None:
         return self.latency_ms["accept_to_ack"].p99
@@ -209,12 +210,36 @@ def _step_md(step: StepResult, heading: bool) -> list[str]:
         out += [(f"Redis per accepted message (background polling included): "
                  f"{step.redis['commands_per_message']} commands, "
                 f"{step.redis['server_usec_per_message']} us of server time; by command: {by}."), ""]
+    if step.media:
+        out += _media_md(step.media)
     if step.profile:
         out += ["py-spy self time (share of samples) by package, per process:", ""]
         for proc, summary in step.profile.items():
             pk = ", ".join(f"{k} {v:.0%}" for k, v in list(summary["self_by_package"].items())[:8])
             out.append(f"- {proc} ({summary['samples']} samples): {pk}")
         out.append("")
+    return out
+
+
+def _media_md(media: dict[str, Any]) -> list[str]:
+    out = [f"Mix: {media['mix']}.", "", "| kind | planned | accepted | acked | delivered | ack p50 ms | ack p99 ms |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+    for kind, row in media["by_kind"].items():
+        ack = row["accept_to_ack_ms"]
+        out.append(f"| {kind} | {row['planned']} | {row['accepted']} | {row['acked']} | {row['delivered']} | "
+                   f"{_fmt(ack['p50'])} | {_fmt(ack['p99'])} |")
+    per_mb = media["service_cpu_s_per_media_mb"]
+    out += ["", (f"Media delivered {media['media_delivered_mb']} MB, corrupted on the phone {media['media_corrupted']}; "
+                 f"service CPU {media['service_cpu_s']} s over the step, "
+                 f"{'-' if per_mb is None else per_mb} CPU s per MB of media (text messages' CPU included: "
+                 "an upper bound)."), ""]
+    probe = media.get("video_probe")
+    if probe:
+        out += [(f"Video probe ({probe['size_bytes']} B, uploaded in {probe.get('upload_ms')} ms, accept -> ack "
+                 f"{probe.get('accept_to_ack_ms')} ms, delivered intact: {probe.get('delivered_intact')}): service PSS "
+                 f"{probe['baseline_pss_mb']} MB before, peak {probe['peak_pss_mb']} MB (+{probe['peak_over_baseline_mb']}"
+                 f" MB; +{probe['peak_while_sending_over_baseline_mb']} MB after the upload, while sending); largest "
+                 f"growth by component: {probe['largest_growth_by_component_mb']}."), ""]
     return out
 
 

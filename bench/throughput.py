@@ -32,6 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from wa_ray.bench.harness import WORKSPACE, Harness, HarnessOptions, Live, SessionLink
 from wa_ray.bench.idle import measure_idle
 from wa_ray.bench.machine import CpuAccount
+from wa_ray.bench.mix import MixPlan, MixSpec, inbox_entries, inbox_key, media_corrupted, mix_summary, video_probe
 from wa_ray.bench.profile import StepProfiler
 from wa_ray.bench.report import (
     LATENCY_PATHS,
@@ -62,6 +63,7 @@ class StepParams:
     priority: str = "normal"
     raw: bool = False
     profile_dir: str | None = None  # py-spy the hot processes during the sending phase
+    mix: str | None = None  # --mix: the kinds' shares and media sizes (bench/mix.py); None: text only
 
 
 @dataclass
@@ -76,6 +78,7 @@ class Submission:
     status_code: int | None = None
     message_id: str | None = None
     error: str | None = None
+    kind: str = "text"  # a media kind carries `text` as its caption
 
 
 @dataclass
@@ -93,7 +96,8 @@ class LoopLag:
 
 
 # ------------------------------------------------------------------ one step
-async def run_step(live: Live, params: StepParams, label: str, console: Console) -> StepResult:
+async def run_step(live: Live, params: StepParams, label: str, console: Console,
+                   plan: MixPlan | None = None) -> StepResult:
     links = live.links[: params.sessions]
     tag = f"{label}-{secrets.token_hex(3)}"
     interval = 60.0 / params.rate_per_min
@@ -113,15 +117,17 @@ async def run_step(live: Live, params: StepParams, label: str, console: Console)
         drive = progress.add_task(f"{label}: sending", total=planned, stats="")
         ticker = asyncio.create_task(_tick(progress, drive, subs, live))
         loop = asyncio.get_running_loop()
+        kinds = plan.sequence() if plan else None
         t0_loop, t0_wall = loop.time(), time.time()
         for k in range(planned):
             delay = t0_loop + k * interval - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             link = links[k % len(links)]
-            sub = Submission(k, link.session_id, link.recipient, f"bench {tag} #{k:06d}", t0_wall + k * interval)
+            sub = Submission(k, link.session_id, link.recipient, f"bench {tag} #{k:06d}", t0_wall + k * interval,
+                             kind=kinds.next() if kinds else "text")
             subs.append(sub)
-            task = asyncio.create_task(_post(live, sub, params.priority, tag))
+            task = asyncio.create_task(_post(live, sub, params.priority, tag, plan))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             progress.advance(drive)
@@ -142,9 +148,12 @@ async def run_step(live: Live, params: StepParams, label: str, console: Console)
     lag_task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await lag_task
-    inbox = await _inbox_counts(live, links, tag)
+    inbox, entries = await _inbox(live, links, tag)
     result = _result(label, started_at, params, subs, live, inbox, tag, lag, t0_wall, posted_until, drain_s, drained,
                      cpu)
+    if plan:
+        result.media = _mix_result(plan, subs, live, inbox, entries, tag, cpu)
+        result.ok = result.ok and result.media["media_corrupted"] == 0
     result.redis = _redis_per_message(redis_before, redis_after, result.counts.accepted)
     if profiler:
         result.profile = to_jsonable(await asyncio.to_thread(profiler.finish))
@@ -173,8 +182,24 @@ def _redis_per_message(before: dict[str, tuple[int, int]], after: dict[str, tupl
     }
 
 
-async def _post(live: Live, sub: Submission, priority: str, tag: str) -> None:
-    body = {"session_id": sub.session_id, "to": sub.to, "text": sub.text, "priority": priority}
+def _mix_result(plan: MixPlan, subs: list[Submission], live: Live, inbox: Counter[str],
+                entries: list[dict[str, Any]], tag: str, cpu: dict[str, Any]) -> dict[str, Any]:
+    accepted = {s.text: s.accept_at for s in subs if s.message_id}
+    acked_at: dict[str, float] = {}
+    for s in subs:
+        t = live.timeline.messages.get(s.message_id) if s.message_id else None
+        if t is not None and t.ack_at is not None:
+            acked_at[s.text] = t.ack_at
+    expected = {s.text: plan.media[s.kind].sha256 for s in subs if s.kind in plan.media}
+    return mix_summary(plan, {s.text: s.kind for s in subs}, accepted, acked_at, inbox,
+                       media_corrupted(entries, f"bench {tag} #", expected), cpu)
+
+
+async def _post(live: Live, sub: Submission, priority: str, tag: str, plan: MixPlan | None = None) -> None:
+    if plan:
+        body = plan.body(sub.kind, sub.to, sub.session_id, sub.text, priority)
+    else:
+        body = {"session_id": sub.session_id, "to": sub.to, "text": sub.text, "priority": priority}
     sub.accept_at = time.time()
     try:
         # One deadline for the whole call (pool wait included): httpx's timeouts are per phase.
@@ -215,12 +240,16 @@ async def _drain(live: Live, subs: list[Submission], timeout_s: float) -> bool:
     return True
 
 
-async def _inbox_counts(live: Live, links: list[SessionLink], tag: str) -> Counter[str]:
+async def _inbox(live: Live, links: list[SessionLink], tag: str) -> tuple[Counter[str], list[dict[str, Any]]]:
+    """This run's messages on the recipients' phones (text by body, media by caption): counts, and the entries."""
     prefix = f"bench {tag} #"
     counts: Counter[str] = Counter()
-    for bodies in await asyncio.gather(*(live.inbox_bodies(link.recipient) for link in links)):
-        counts.update(b for b in bodies if b.startswith(prefix))
-    return counts
+    ours: list[dict[str, Any]] = []
+    for entries in await asyncio.gather(*(inbox_entries(live.phones, link.recipient) for link in links)):
+        mine = [e for e in entries if inbox_key(e).startswith(prefix)]
+        counts.update(inbox_key(e) for e in mine)
+        ours += mine
+    return counts, ours
 
 
 @contextlib.contextmanager
@@ -387,7 +416,7 @@ def _notes(harness: Harness, machine: dict[str, Any], cfg: BenchConfig) -> list[
 
 
 def run_throughput(cfg: BenchConfig, rate: float, duration_s: float, drain_timeout_s: float,
-                   console: Console) -> tuple[ThroughputReport, dict[str, Path]]:
+                   console: Console, mix: MixSpec | None = None) -> tuple[ThroughputReport, dict[str, Path]]:
     harness = Harness(HarnessOptions(sessions=cfg.sessions, pacing=cfg.pacing))
     report: ThroughputReport | None = None
     console.print("starting simulator, webhook receiver, Redis, Ray, Serve, Chromium...")
@@ -397,8 +426,16 @@ def run_throughput(cfg: BenchConfig, rate: float, duration_s: float, drain_timeo
 
         async def body(live: Live) -> ThroughputReport:
             params = StepParams(cfg.sessions, rate, duration_s, cfg.pacing, drain_timeout_s, raw=cfg.raw,
-                                profile_dir=cfg.profile_dir)
-            step = await run_step(live, params, f"{rate:g}msg-min", console)
+                                profile_dir=cfg.profile_dir, mix=mix.describe() if mix else None)
+            plan = None
+            if mix:
+                with console.status("uploading the mix's media once (POST /media)..."):
+                    plan = await MixPlan.prepare(live.api, WORKSPACE, mix)
+            step = await run_step(live, params, f"{rate:g}msg-min", console, plan)
+            if mix and mix.video_probe_bytes and step.media is not None:
+                with console.status(f"video probe: {mix.video_probe_bytes} B video, service memory sampled..."):
+                    step.media["video_probe"] = await video_probe(live, WORKSPACE, mix.video_probe_bytes)
+                step.ok = step.ok and step.media["video_probe"].get("delivered_intact") is True
             return ThroughputReport("throughput", now_iso(), _command(), machine,
                                     _harness_info(harness, live.links, cfg), [step], notes=_notes(harness, machine, cfg))
 
