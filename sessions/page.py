@@ -88,7 +88,11 @@ class PageSend:
 
 @dataclass(frozen=True)
 class PageMedia:
-    """A media file to send: a plain 0600 file the browser reads from disk (never base64 through evaluate)."""
+    """A media file to send: a plain 0600 file the browser reads from disk (never base64 through evaluate).
+
+    Through a file input, not a route: Playwright's route.fulfill(path=...) reads the whole file into this
+    process and base64s it into the protocol message (measured for 16 MB: this process's peak RSS +101 MB,
+    against +0 MB for set_input_files, whose path the local browser opens itself)."""
 
     path: str
     mimetype: str
