@@ -64,6 +64,7 @@ THROTTLE_BASE_S, THROTTLE_MAX_S = 0.5, 8.0
 
 
 RE_ENGAGEMENT = 131047  # outside the 24 h customer-service window: only a template goes through
+MEDIA_UPLOAD_ERROR = 131053  # Meta does not know (any more) the media id we sent
 # Meta's template errors are the request's fault: no retry, no failover (the other provider has no templates)
 TEMPLATE_ERRORS = {132001: FailureCode.TEMPLATE_MISSING, 132000: FailureCode.TEMPLATE_PARAMS}
 
@@ -172,6 +173,15 @@ class CloudSender(ConcurrentConsumer):
                                                 failover=prepared.failover, allowed=("sending",))
             return Outcome.DONE
         result = await self._send_with_backoff(creds, record, prepared)
+        if not result.ok and result.code == MEDIA_UPLOAD_ERROR and prepared.cloud_media_id:
+            # Meta keeps an upload for 30 days: a retry's kept id may be gone; upload again, once
+            await self._redis.hdel(keys.message(message_id), f"cloud_media:{creds.phone_number_id}")
+            prepared = await self._prepare(creds, sending)
+            if isinstance(prepared, Refused):
+                await self._router.fail_or_failover(sending, prepared.reason, error=prepared.error,
+                                                    failover=prepared.failover, allowed=("sending",))
+                return Outcome.DONE
+            result = await self._send_with_backoff(creds, record, prepared)
         if not result.ok and result.code == RE_ENGAGEMENT and prepared.kind == Kind.TEXT:
             fallback = await self._fallback(creds, record, prepared)
             if fallback is not None:

@@ -228,6 +228,15 @@ async def test_kinds_through_the_service_reach_the_simulator(api, service, pinne
     assert got["data"]["reply_to"] == {"wa_message_id": first_done["wa_message_id"],
                                        "message_id": first["message_id"]}
 
+    # a quote of a WhatsApp Web message cannot be expressed on the Cloud API: sent without it, and said so
+    unquoted = await _accept(api, WS, {"to": to, "text": "about that", "reply_to": f"true_{to}@c.us_3EB0C0FFEE"})
+    done = await wait_status(api, WS, unquoted["message_id"], {"sent", "delivered", "read", "failed"})
+    assert done["status"] != "failed", done
+    assert [h["note"] for h in done["history"] if h.get("note")] == [
+        "reply_to has no Cloud API id: sent without the quote"]
+    [logged] = [m for m in pinned.control.sent(to=to) if m["request"]["biz_opaque_callback_data"] == unquoted["message_id"]]
+    assert "context" not in logged["request"] and logged["content"] == {"body": "about that", "preview_url": False}
+
     # a WhatsApp Web message id has no Cloud API id: a reaction to it cannot go out here
     web_target = await _accept(api, WS, {"type": "reaction", "to": to, "message_id": f"true_{to}@c.us_3EB0C0FFEE",
                                          "emoji": "\U0001f44d"})
