@@ -186,10 +186,6 @@ class InboundRecorder:
             await asyncio.sleep(0.02)
 
 
-def _number(wid: str) -> str:
-    return wid.split("@", 1)[0]
-
-
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -343,3 +344,64 @@ def _check_kinds_sent(ev: dict[str, dict]) -> None:
     hello = ev["inbound"]["body"]["id"]
     assert (ev["out_reply"]["body"], ev["out_reply"]["quoted_id"]) == ("a reply", hello)
     assert ev["out_reaction"]["reaction"] == {"target_id": hello, "target_from_me": False, "emoji": "🎉"}
+
+
+async def test_phone_kinds_validated_and_delivered_in_order_after_offline(sim: RunningSimulator,
+                                                                         context: BrowserContext) -> None:
+    """What a phone sends an offline device (a text, a picture, then a reaction, an edit and a revoke of them)
+    reaches the page in order when it is back; bad bodies and unknown targets are refused at the phone API."""
+    page = await link(context, sim, "15550031")
+    async with AsyncPhoneClient(sim.url, "15550032") as phone, httpx.AsyncClient(base_url=sim.url) as http:
+        bad = await http.post("/_phone/15550032/kinds", json={"to": "15550031", "kind": "image"})
+        assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_body"
+        bad = await http.post("/_phone/15550032/kinds", json={"to": "15550031", "kind": "location", "latitude": 1,
+                                                              "longitude": 2, "caption": "no"})
+        assert bad.status_code == 422
+        with pytest.raises(PhoneError) as unknown:
+            await phone.react("15550031", "3ANOSUCHMESSAGE", "👍")
+        assert (unknown.value.status, unknown.value.code) == (404, "target_unknown")
+
+        await page.close()  # the device is offline now: what follows waits for it
+        async with AsyncPhoneClient(sim.url, "15550031") as linked:
+            for _ in range(100):
+                if not (await linked.devices())[0]["online"]:
+                    break
+                await asyncio.sleep(0.02)
+        text = await phone.send("15550031", "v1")
+        png = bytes(range(200))
+        image = await phone.send_kind("15550031", "image", mimetype="image/png",
+                                      data_b64=base64.b64encode(png).decode(), caption="pic")
+        await phone.react("15550031", text, "❤️")
+        await phone.edit("15550031", text, "v2")
+        await phone.revoke("15550031", image)
+        async with AsyncPhoneClient(sim.url, "15550031") as linked:
+            with pytest.raises(PhoneError) as not_theirs:  # a phone edits only what it sent
+                await linked.edit("15550032", text, "x")
+            assert not_theirs.value.code == "target_unknown"
+            for _ in range(100):  # each is queued after the sender's latency
+                if [d["pending"] for d in await linked.devices()] == [5]:
+                    break
+                await asyncio.sleep(0.02)
+            assert [d["pending"] for d in await linked.devices()] == [5]
+
+        page = await context.new_page()
+        await page.goto(sim.url)
+        await wait_state(page, "CONNECTED")
+        await page.wait_for_function(
+            f"(window.require('WAWebCollections').Msg.get('false_15550032@c.us_{image}') || {{}}).type === 'revoked'",
+            timeout=5000)
+        got = await page.evaluate(f"""() => {{
+          const Msg = window.require('WAWebCollections').Msg;
+          const t = Msg.get('false_15550032@c.us_{text}');
+          const i = Msg.get('false_15550032@c.us_{image}');
+          return {{ body: t.body, edited: !!t.latestEditMsgKey, hasReaction: t.hasReaction, image: i.type,
+                    protocolKey: i.protocolMessageKey && i.protocolMessageKey._serialized, path: i.directPath }};
+        }}""")
+        path = got.pop("path")
+        assert got == {"body": "v2", "edited": True, "hasReaction": True, "image": "revoked",
+                       "protocolKey": f"false_15550032@c.us_{image}"}
+        # the media server holds the file encrypted (AES-CBC padded + 10-byte MAC): only the mediaKey opens it
+        served = await http.get(path)
+        assert served.status_code == 200 and png not in served.content
+        assert len(served.content) == (len(png) // 16 + 1) * 16 + 10
+        assert (await http.get("/v/t62.7118-24/MNOSUCH.enc")).status_code == 404
