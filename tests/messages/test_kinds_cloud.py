@@ -5,6 +5,7 @@ and turns every inbound kind from Meta's webhook into a typed event."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import httpx
@@ -366,3 +367,50 @@ async def test_a_media_message_on_a_dead_web_session_fails_over_to_the_cloud_api
     assert (logged["kind"], logged["content"]["caption"], logged["content"]["sha256"]) == (
         "image", "moved", hashlib.sha256(PNG).hexdigest())
     assert not await inbox(phone_api, to)  # nothing went out on WhatsApp Web
+
+
+async def test_inbound_media_follows_the_workspace_media_policy(api, service, meta_app) -> None:
+    ws, pnid, token, user = "msg-kinds-policy", "700314", "tok-kinds-policy", "15557780050"
+    meta_app.control.register_phone_number(pnid, token)
+    await put_provider(api, ws, priority="meta", cloud=cloud_config(meta_app, pnid, token))
+    async with collect_events(await stream_url(api, service.base_url, ws)) as events:
+        async def media_of(policy: dict, changed: bool) -> dict:
+            assert (await api.put(f"/v1/workspaces/{ws}/media-policy", json=policy)).status_code == 200
+            if changed:
+                await asyncio.sleep(5.2)  # a policy read once is cached up to 5 s in the receiving process
+            sent = meta_app.control.inbound_message(user, pnid, {"type": "image", "image": {}}, media=PNG,
+                                                    mime_type="image/png")
+            got = await events.wait_for(lambda e: e["type"] == "message.received"
+                                        and e["data"]["wa_message_id"] == sent["id"])
+            return got["data"]["media"]
+
+        off = await media_of({"download": "off", "max_bytes": 16 * 1024 * 1024}, changed=False)
+        assert (off["status"], off["media_id"], off["sha256"]) == ("off", None, hashlib.sha256(PNG).hexdigest())
+        small = await media_of({"download": "eager", "max_bytes": 100}, changed=True)
+        assert (small["status"], small["media_id"]) == ("too_large", None)
+
+
+async def test_malformed_webhook_objects_never_raise() -> None:
+    from wa_ray.actors.inbound_cloud import normalize
+
+    async def no_media(kind, obj):
+        raise AssertionError("no media expected")
+
+    async def unknown(wa_id):
+        return None
+
+    odd = [{}, {"id": "wamid.1"}, {"id": 5, "from": ["x"]},
+           {"id": "wamid.2", "from": "1555", "type": "location", "location": {"latitude": "north", "longitude": 1}},
+           {"id": "wamid.3", "from": "1555", "type": "contacts", "contacts": "Ana"},
+           {"id": "wamid.4", "from": "1555", "type": "reaction", "reaction": None},
+           {"id": "wamid.5", "from": "1555", "type": "text", "text": {"body": ["x"]}, "context": "y"},
+           {"id": "wamid.6", "from": "1555", "type": {"x": 1}, "timestamp": "99999999999999999"}]
+    results = [await normalize(m, name=None, business=None, fetch_media=no_media, message_of=unknown) for m in odd]
+    assert results[:3] == [None, None, None]
+    assert results[3][1]["kind"] == "unknown" and "location" not in results[3][1]
+    assert results[4][1]["kind"] == "unknown"
+    assert results[5] == ("message.reaction", {"wa_message_id": "wamid.4", "target_wa_message_id": None,
+                                               "target_message_id": None, "emoji": "", "from": "1555",
+                                               "provider": "meta"})
+    assert (results[6][1]["kind"], results[6][1]["text"], "reply_to" in results[6][1]) == ("text", None, False)
+    assert (results[7][1]["type"], results[7][1]["timestamp"]) == ("unknown", None)
