@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from wa_ray.simulator.wa_web import media_crypto
-from wa_ray.simulator.wa_web.state import InboxEntry, SimError, SimState, new_msg_id, validate_number
+from wa_ray.simulator.wa_web.state import InboxEntry, SimError, SimState, group_wid, new_msg_id, validate_number
 
 # The WhatsApp message type of each media kind a phone can send.
 MEDIA_TYPES = {"image": "image", "video": "video", "audio": "audio", "voice": "ptt", "document": "document",
@@ -39,11 +39,13 @@ DIRECT_PREFIX = "/v/t62.7118-24/"
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    to: str  # the linked number that receives it
+    group_id: str | None = None  # sent in this group (to's copy of it), else the chat between the two
+
 
 class KindBody(_Body):
     """One message of any kind but text (text stays POST /messages). `quoted_id` makes it a reply."""
 
-    to: str
     kind: Literal["image", "video", "audio", "voice", "document", "sticker", "location", "contacts"]
     data_b64: str | None = Field(default=None, max_length=MEDIA_MAX_BYTES * 4 // 3 + 4)
     mimetype: str | None = Field(default=None, max_length=200)
@@ -70,18 +72,15 @@ class KindBody(_Body):
 
 
 class ReactionBody(_Body):
-    to: str
     target_id: str = Field(min_length=1, max_length=128)
     emoji: str = Field(max_length=32)  # "" removes the reaction
 
 
 class RevokeBody(_Body):
-    to: str
     target_id: str = Field(min_length=1, max_length=128)
 
 
 class EditBody(_Body):
-    to: str
     target_id: str = Field(min_length=1, max_length=128)
     body: str = Field(min_length=1, max_length=4096)
 
@@ -104,14 +103,20 @@ class PhoneKinds:
     def media(self, token: str) -> bytes | None:
         return self._media.get(token)
 
-    def _envelope(self, sender: str, rnum: str, msg_id: str, wa_type: str, body: str) -> dict[str, Any]:
+    def _envelope(self, sender: str, rnum: str, gwid: str | None, msg_id: str, wa_type: str,
+                  body: str) -> dict[str, Any]:
         phone = self._sim.phone(sender)
-        return {"id": msg_id, "from": f"{sender}@c.us", "to": f"{rnum}@c.us", "author": None, "body": body,
-                "t": int(time.time()), "type": wa_type, "notifyName": phone.config.pushname or f"Phone {sender}"}
+        return {"id": msg_id, "from": gwid or f"{sender}@c.us", "to": f"{rnum}@c.us",
+                "author": f"{sender}@c.us" if gwid else None, "body": body, "t": int(time.time()), "type": wa_type,
+                "notifyName": phone.config.pushname or f"Phone {sender}"}
 
-    def _record(self, sender: str, rnum: str, msg_id: str, wa_type: str, body: str) -> None:
+    def _record(self, sender: str, rnum: str, gwid: str | None, msg_id: str, wa_type: str, body: str) -> None:
+        now = time.time()
         self._sim.phone(rnum).inbox.append(
-            InboxEntry(id=msg_id, from_=sender, to=rnum, body=body, ts=time.time(), type=wa_type))
+            InboxEntry(id=msg_id, from_=sender, to=rnum, body=body, ts=now, type=wa_type, group_id=gwid))
+        if gwid:
+            self._sim.groups.setdefault(gwid, []).append(
+                InboxEntry(id=msg_id, from_=sender, to=gwid, body=body, ts=now, type=wa_type, group_id=gwid))
 
     def _store_media(self, plain: bytes, wa_type: str) -> dict[str, Any]:
         enc = media_crypto.encrypt(plain, wa_type)
@@ -123,18 +128,24 @@ class PhoneKinds:
                 "directPath": DIRECT_PREFIX + token, "filehash": enc.filehash, "encFilehash": enc.enc_filehash,
                 "size": len(plain)}
 
-    def _sent_by(self, sender: str, rnum: str, target_id: str) -> bool:
-        """`sender` sent `target_id` to `rnum` (what it may revoke or edit)."""
-        return any(e.id == target_id and e.from_ == sender for e in self._sim.phone(rnum).inbox)
+    def _sent_by(self, sender: str, rnum: str, gwid: str | None, target_id: str) -> bool:
+        """`sender` sent `target_id` to `rnum` or to the group (what it may revoke or edit)."""
+        log = self._sim.groups.get(gwid, []) if gwid else self._sim.phone(rnum).inbox
+        return any(e.id == target_id and e.from_ == sender for e in log)
 
-    def _between(self, sender: str, rnum: str, target_id: str) -> bool:
-        """`target_id` is a message of the chat between the two (what either may react to or quote)."""
-        return self._sent_by(sender, rnum, target_id) or self._sent_by(rnum, sender, target_id)
+    def _between(self, sender: str, rnum: str, gwid: str | None, target_id: str) -> bool:
+        """`target_id` is a message of the chat (what anyone in it may react to or quote)."""
+        if gwid:
+            return any(e.id == target_id for e in self._sim.groups.get(gwid, []))
+        return self._sent_by(sender, rnum, None, target_id) or self._sent_by(rnum, sender, None, target_id)
+
+    def _parties(self, number: str, body: _Body) -> tuple[str, str, str | None]:
+        return (self._sim.phone(number).number, validate_number(body.to, "to"),
+                group_wid(body.group_id) if body.group_id else None)
 
     async def send(self, number: str, body: KindBody) -> str:
-        sender = self._sim.phone(number).number
-        rnum = validate_number(body.to, "to")
-        if body.quoted_id and not self._between(sender, rnum, body.quoted_id):
+        sender, rnum, gwid = self._parties(number, body)
+        if body.quoted_id and not self._between(sender, rnum, gwid, body.quoted_id):
             raise SimError(404, "target_unknown", "no such message in this chat", {"quoted_id": body.quoted_id})
         msg_id = new_msg_id()
         attrs: dict[str, Any] = {}
@@ -166,42 +177,40 @@ class PhoneKinds:
                 attrs = {"vcardList": [{"displayName": vcard_name(c), "vcard": c} for c in cards]}
         if body.quoted_id:
             attrs["quotedStanzaID"] = body.quoted_id
-        msg = self._envelope(sender, rnum, msg_id, wa_type, text)
+        msg = self._envelope(sender, rnum, gwid, msg_id, wa_type, text)
         msg["attrs"] = attrs
-        self._record(sender, rnum, msg_id, wa_type, text)
+        self._record(sender, rnum, gwid, msg_id, wa_type, text)
         self._sim.deliver_later(rnum, msg)
         return msg_id
 
     async def react(self, number: str, body: ReactionBody) -> str:
-        sender = self._sim.phone(number).number
-        rnum = validate_number(body.to, "to")
-        if not self._between(sender, rnum, body.target_id):
+        sender, rnum, gwid = self._parties(number, body)
+        if not self._between(sender, rnum, gwid, body.target_id):
             raise SimError(404, "target_unknown", "no such message in this chat", {"target_id": body.target_id})
         msg_id = new_msg_id()
-        msg = self._envelope(sender, rnum, msg_id, "reaction", "")
+        msg = self._envelope(sender, rnum, gwid, msg_id, "reaction", "")
         msg["reaction"] = {"target_id": body.target_id, "text": body.emoji}
-        self._record(sender, rnum, msg_id, "reaction", body.emoji)
+        self._record(sender, rnum, gwid, msg_id, "reaction", body.emoji)
         self._sim.deliver_later(rnum, msg)
         return msg_id
 
-    async def _protocol(self, number: str, to: str, target_id: str, subtype: str, text: str) -> str:
-        sender = self._sim.phone(number).number
-        rnum = validate_number(to, "to")
-        if not self._sent_by(sender, rnum, target_id):
+    async def _protocol(self, number: str, body: _Body, target_id: str, subtype: str, text: str) -> str:
+        sender, rnum, gwid = self._parties(number, body)
+        if not self._sent_by(sender, rnum, gwid, target_id):
             raise SimError(404, "target_unknown", "this phone sent no such message to that chat",
                            {"target_id": target_id})
         msg_id = new_msg_id()
-        msg = self._envelope(sender, rnum, msg_id, "protocol", text)
+        msg = self._envelope(sender, rnum, gwid, msg_id, "protocol", text)
         msg["protocol"] = {"subtype": subtype, "target_id": target_id}
-        self._record(sender, rnum, msg_id, f"protocol:{subtype}", text)
+        self._record(sender, rnum, gwid, msg_id, f"protocol:{subtype}", text)
         self._sim.deliver_later(rnum, msg)
         return msg_id
 
     async def revoke(self, number: str, body: RevokeBody) -> str:
-        return await self._protocol(number, body.to, body.target_id, "revoke", "")
+        return await self._protocol(number, body, body.target_id, "revoke", "")
 
     async def edit(self, number: str, body: EditBody) -> str:
-        return await self._protocol(number, body.to, body.target_id, "edit", body.body)
+        return await self._protocol(number, body, body.target_id, "edit", body.body)
 
 
 def kinds_of(request: Request) -> PhoneKinds:

@@ -152,6 +152,23 @@ async def test_every_kind_arrives_typed(api: httpx.AsyncClient, phone_api: httpx
         assert event["data"] == {"wa_message_id": wa_in(PHONE, draft), "message_id": None, "text": "see you at 6",
                                  "from": PHONE, "provider": "webjs"}
 
+        # in a group: the chat is the group, the author the member, a reply names the member's message
+        group = {**to, "group_id": "120363000000002310"}
+        hello = await phone_send(phone_api, PHONE, "messages", {**group, "body": "hello group"})
+        hello_wa = f"false_120363000000002310@g.us_{hello}_{PHONE}@c.us"
+        await received(events, hello_wa)
+        pic = await phone_send(phone_api, PHONE, "kinds", {**group, "kind": "image", "mimetype": "image/png",
+                                                           "data_b64": base64.b64encode(PNG).decode(),
+                                                           "quoted_id": hello})
+        data = await received(events, f"false_120363000000002310@g.us_{pic}_{PHONE}@c.us")
+        assert (data["chat_id"], data["author"], data["kind"]) == ("120363000000002310@g.us", f"{PHONE}@c.us", "image")
+        assert data["reply_to"] == {"wa_message_id": hello_wa, "message_id": None}
+        await assert_stored(api, data, PNG, "image/png")
+        group_react = await phone_send(phone_api, PHONE, "reactions", {**group, "target_id": hello, "emoji": "🙏"})
+        event = await events.wait_for(lambda e: e["type"] == "message.reaction"
+                                      and group_react in e["data"]["wa_message_id"])
+        assert (event["data"]["target_wa_message_id"], event["data"]["from"]) == (hello_wa, PHONE)
+
         # each arrived once
         ids = [e["data"]["wa_message_id"] for e in events.of_type("message.received")]
         assert len(ids) == len(set(ids))

@@ -99,11 +99,15 @@
     const shape = (m) => {
       const chatWid = createWid(m.from);
       const attrs = { ...(m.attrs || {}) };
-      if (attrs.directPath) attrs.mediaData = { mediaStage: 'INIT', type: m.type };
+      if (attrs.directPath) {
+        attrs.mediaData = { mediaStage: 'INIT', type: m.type };
+        attrs.deprecatedMms3Url = location.origin + attrs.directPath;
+      }
       if (attrs.quotedStanzaID) {
         const q = inChat(chatWid, attrs.quotedStanzaID);
         attrs.quotedMsg = q ? quotedFields(q) : { type: 'chat', body: '' };
-        attrs.quotedParticipant = q && q.id.fromMe ? me() : createWid(m.author || m.from);
+        // who wrote the quoted message: us, its group member, or (unknown) the sender of the reply
+        attrs.quotedParticipant = !q ? createWid(m.author || m.from) : q.id.fromMe ? me() : (q.author || q.from);
         attrs.quotedRemoteJid = chatWid;
       }
       return { ...m, attrs };
