@@ -26,12 +26,15 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from wa_ray.message_kinds import MEDIA_LIMITS, UPLOAD_MAX_BYTES, base_mimetype
 from wa_ray.serve_app.context import AppContext
 from wa_ray.serve_app.deps import check_id, ctx, workspace
 from wa_ray.serve_app.errors import ApiError
+from wa_ray.serve_app.models import ErrorBody
+from wa_ray.serve_app.openapi import errors
 from wa_ray.serve_app.middleware import BodyTooLarge
 from wa_ray.storage.media import MediaCorrupt, MediaNotFound, MediaTooLarge
 
@@ -132,7 +135,27 @@ def clean_filename(raw: str) -> str | None:
     return name[:_FILENAME_MAX]
 
 
-@router.post("/v1/workspaces/{ws}/media", status_code=201)
+class MediaOut(BaseModel):
+    media_id: str
+    mimetype: str
+    filename: str | None
+    size: int
+    sha256: str = Field(description="hex, of the file's bytes")
+    expires_at: float = Field(description="unix time after which the media is deleted")
+
+
+_UPLOAD_BODY = {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"], "additionalProperties": False,
+    "properties": {"file": {"type": "string", "format": "binary",
+                            "description": "the file; its part's Content-Type is the media's type"}}}}}}
+_UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+    **errors(400, 413, 422),
+    415: {"model": ErrorBody, "description": "Not multipart/form-data"},
+}
+
+
+@router.post("/v1/workspaces/{ws}/media", status_code=201, response_model=MediaOut, responses=_UPLOAD_ERRORS,
+             openapi_extra={"requestBody": _UPLOAD_BODY})
 async def upload_media(request: Request, ws: str = Depends(upload_workspace)) -> JSONResponse:
     c: AppContext = request.app.state.ctx
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
@@ -198,7 +221,9 @@ def upload_out(public: dict[str, Any]) -> dict[str, Any]:
     return {k: public[k] for k in ("media_id", "mimetype", "filename", "size", "sha256", "expires_at")}
 
 
-@router.get("/v1/workspaces/{ws}/media/{media_id}")
+@router.get("/v1/workspaces/{ws}/media/{media_id}", response_class=StreamingResponse, responses={
+    200: {"description": "the file's bytes, with its Content-Type", "content": {"application/octet-stream": {}}},
+    410: {"model": ErrorBody, "description": "The stored file failed its integrity check"}})
 async def get_media(media_id: str, ws: str = Depends(workspace), c: AppContext = Depends(ctx)) -> StreamingResponse:
     info = await c.media.info(ws, check_id(media_id, "media"))
     if info is None:

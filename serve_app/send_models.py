@@ -12,11 +12,9 @@ the senders read.
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Annotated, Any, Literal
 
-import orjson
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 from pydantic_core import PydanticCustomError
 
 from wa_ray.ids import ID_PATTERN, PHONE_PATTERN
@@ -29,8 +27,11 @@ URL_MAX = 2048
 FILENAME_PATTERN = r"^[^/\\\x00-\x1f\x7f]{1,240}$"  # a name, never a path
 TEMPLATE_NAME_PATTERN = r"^[a-z0-9_]{1,512}$"
 LANGUAGE_PATTERN = r"^[A-Za-z]{2,3}(_[A-Za-z0-9]{2,8})?$"
-TEMPLATE_PARAMETER_MAX_BYTES = 4096
-EMOJI_MAX = 32  # code points: the longest ZWJ sequences are ~10
+# "" or up to 32 code points (the longest ZWJ sequences are ~10) of anything but letters, whitespace and
+# control or invisible format characters (the joiner U+200D and the variation selector U+FE0F are part of
+# emoji); a pattern, so the published schema says the same as the check
+EMOJI_PATTERN = (r"^[^\sA-Za-z\x00-\x1f\x7f-\x9f\u00ad\u061c\u200b\u200c\u200e\u200f\u2028-\u202e"
+                 r"\u2060-\u2064\u2066-\u206f\ufeff]{0,32}$")
 
 Priority = Literal["urgent", "high", "normal", "bulk"]
 
@@ -82,49 +83,43 @@ class TextMessage(_Replyable):
         return self.text
 
 
-class MediaRef(BaseModel):
+class MediaByUrl(BaseModel):
     model_config = STRICT
-    url: str | None = Field(default=None, min_length=1, max_length=URL_MAX,
-                            description="fetched by the sender through the egress guard")
-    media_id: str | None = Field(default=None, pattern=ID_PATTERN, description="from POST .../media")
+    url: str = Field(min_length=1, max_length=URL_MAX, description="fetched by the sender through the egress guard")
 
-    @model_validator(mode="after")
-    def _exactly_one(self) -> MediaRef:
-        if (self.url is None) == (self.media_id is None):
-            raise _rule("media_ref", "give exactly one of url and media_id")
-        return self
+
+class MediaById(BaseModel):
+    model_config = STRICT
+    media_id: str = Field(pattern=ID_PATTERN, description="from POST /v1/workspaces/{ws}/media")
+
+
+MediaRef = MediaByUrl | MediaById  # exactly one of the two: extra fields are refused
 
 
 class _Media(_Replyable):
+    """Caption and file name are fields only of the kinds that have them, so the schema says it too."""
+
     media: MediaRef
-    caption: str | None = Field(default=None, min_length=1, max_length=CAPTION_MAX,
-                                description="image, video and document only")
-    filename: str | None = Field(default=None, pattern=FILENAME_PATTERN, description="document only")
-
-    @model_validator(mode="after")
-    def _kind_fields(self) -> _Media:
-        from wa_ray.message_kinds import CAPTION_KINDS
-
-        if self.caption is not None and self.kind not in CAPTION_KINDS:
-            raise _rule("caption_not_allowed", "caption is only allowed on image, video and document")
-        if self.filename is not None and self.kind != Kind.DOCUMENT:
-            raise _rule("filename_not_allowed", "filename is only allowed on document")
-        return self
 
     def kind_content(self) -> dict[str, Any]:
-        return {"media_id": self.media.media_id, "url": self.media.url, "caption": self.caption,
-                "filename": self.filename}
+        return {"media_id": getattr(self.media, "media_id", None), "url": getattr(self.media, "url", None),
+                "caption": getattr(self, "caption", None), "filename": getattr(self, "filename", None)}
 
     def text_of(self) -> str:
-        return self.caption or ""
+        return getattr(self, "caption", None) or ""
+
+
+Caption = Annotated[str | None, Field(default=None, min_length=1, max_length=CAPTION_MAX)]
 
 
 class ImageMessage(_Media):
     type: Literal["image"]
+    caption: Caption = None
 
 
 class VideoMessage(_Media):
     type: Literal["video"]
+    caption: Caption = None
 
 
 class AudioMessage(_Media):
@@ -132,11 +127,15 @@ class AudioMessage(_Media):
 
 
 class VoiceMessage(_Media):
+    """Push-to-talk: an ogg/opus audio shown as a voice note."""
+
     type: Literal["voice"]
 
 
 class DocumentMessage(_Media):
     type: Literal["document"]
+    caption: Caption = None
+    filename: str | None = Field(default=None, pattern=FILENAME_PATTERN, description="the name the recipient sees")
 
 
 class StickerMessage(_Media):
@@ -200,15 +199,7 @@ class ReactionMessage(_Common):
 
     type: Literal["reaction"]
     message_id: str = Field(pattern=MESSAGE_REF_PATTERN, description="ours (msg_...) or an inbound WhatsApp id")
-    emoji: str = Field(max_length=EMOJI_MAX, description='one emoji; "" removes our reaction')
-
-    @field_validator("emoji")
-    @classmethod
-    def _one_emoji(cls, value: str) -> str:
-        if any(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf") and ch not in "\u200d\ufe0f"
-               or ch.isascii() and ch.isalpha() for ch in value):
-            raise _rule("emoji", "emoji must be a single emoji or empty")
-        return value
+    emoji: str = Field(pattern=EMOJI_PATTERN, description='one emoji; "" removes our reaction')
 
     def kind_content(self) -> dict[str, Any]:
         return {"message_id": self.message_id, "emoji": self.emoji}
@@ -217,13 +208,14 @@ class ReactionMessage(_Common):
 class PollMessage(_Replyable):
     type: Literal["poll"]
     name: str = Field(min_length=1, max_length=255)
-    options: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(min_length=2, max_length=12)
+    options: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        min_length=2, max_length=12, json_schema_extra={"uniqueItems": True})
     allow_multiple: bool = False
 
     @field_validator("options")
     @classmethod
     def _distinct(cls, options: list[str]) -> list[str]:
-        if len({o.strip().casefold() for o in options}) != len(options):
+        if len(set(options)) != len(options):
             raise _rule("poll_options", "poll options must be distinct")
         return options
 
@@ -231,23 +223,38 @@ class PollMessage(_Replyable):
         return {"name": self.name, "options": self.options, "allow_multiple": self.allow_multiple}
 
 
+TemplateScalar = Annotated[str, Field(max_length=1024)] | int | float | bool
+TemplateObject = Annotated[dict[Annotated[str, Field(pattern=r"^[a-z0-9_]{1,32}$")], TemplateScalar],
+                           Field(max_length=10)]
+
+
+class TemplateParameter(BaseModel):
+    """One Cloud API template parameter: its type and the field of that type, each bounded."""
+
+    model_config = STRICT
+    type: Literal["text", "currency", "date_time", "image", "document", "video", "location", "payload", "action",
+                  "coupon_code"]
+    parameter_name: str | None = Field(default=None, pattern=r"^[a-z0-9_]{1,64}$")
+    text: str | None = Field(default=None, max_length=1024)
+    payload: str | None = Field(default=None, max_length=256)
+    coupon_code: str | None = Field(default=None, max_length=64)
+    currency: TemplateObject | None = None
+    date_time: TemplateObject | None = None
+    image: TemplateObject | None = None
+    document: TemplateObject | None = None
+    video: TemplateObject | None = None
+    location: TemplateObject | None = None
+    action: TemplateObject | None = None
+
+
 class TemplateComponent(BaseModel):
-    """A Cloud API template component, passed verbatim; its parameters bounded in number and size."""
+    """A Cloud API template component, passed on as given (bounded in number and size)."""
 
     model_config = STRICT
     type: Literal["header", "body", "button"]
     sub_type: Literal["quick_reply", "url", "copy_code", "flow", "catalog"] | None = None
     index: Annotated[int, Field(ge=0, le=9)] | Annotated[str, Field(pattern=r"^[0-9]$")] | None = None
-    parameters: list[dict[str, Any]] = Field(default_factory=list, max_length=20)
-
-    @field_validator("parameters")
-    @classmethod
-    def _bounded(cls, parameters: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        for p in parameters:
-            if not isinstance(p.get("type"), str) or len(orjson.dumps(p)) > TEMPLATE_PARAMETER_MAX_BYTES:
-                raise _rule("template_parameter",
-                            f"each parameter needs a type and at most {TEMPLATE_PARAMETER_MAX_BYTES} bytes")
-        return parameters
+    parameters: list[TemplateParameter] = Field(default_factory=list, max_length=20)
 
 
 class TemplateMessage(_Replyable):
