@@ -172,6 +172,9 @@ class CloudSender(ConcurrentConsumer):
             await self._router.fail_or_failover(sending, prepared.reason, error=prepared.error,
                                                 failover=prepared.failover, allowed=("sending",))
             return Outcome.DONE
+        if record.get("fallback") == "1" and prepared.kind == Kind.TEXT:
+            # its 131047 came in a status webhook (actors/inbound.py): this time it goes as the template
+            prepared = await self._fallback(creds, record, prepared) or prepared
         result = await self._send_with_backoff(creds, record, prepared)
         if not result.ok and result.code == MEDIA_UPLOAD_ERROR and prepared.cloud_media_id:
             # Meta keeps an upload for 30 days: a retry's kept id may be gone; upload again, once
@@ -182,7 +185,8 @@ class CloudSender(ConcurrentConsumer):
                                                     failover=prepared.failover, allowed=("sending",))
                 return Outcome.DONE
             result = await self._send_with_backoff(creds, record, prepared)
-        if not result.ok and result.code == RE_ENGAGEMENT and prepared.kind == Kind.TEXT:
+        if not result.ok and result.code == RE_ENGAGEMENT and prepared.kind == Kind.TEXT and record.get(
+                "fallback") != "1":
             fallback = await self._fallback(creds, record, prepared)
             if fallback is not None:
                 result = await self._send_with_backoff(creds, record, fallback)
@@ -286,6 +290,7 @@ class CloudSender(ConcurrentConsumer):
         components: list[dict[str, Any]] = []
         if template.get("body_parameter") == "text":
             components = [{"type": "body", "parameters": [{"type": "text", "text": text.content.get("text", "")}]}]
+        await self._redis.hset(keys.message(record["message_id"]), "fallback", "1")  # once, whichever way 131047 came
         await self._messages.transition(record["message_id"], record["workspace_id"], "sending", expect=("sending",),
                                         note={"provider": META, "fallback_template": template["name"],
                                               "note": "outside the 24 h window (131047): sent as the fallback template"})

@@ -36,6 +36,7 @@ from wa_ray.events import MESSAGE_ACK, MESSAGE_RECEIVED, MESSAGE_SENT, Event
 
 ACK_STATUS = {2: "delivered", 3: "read", 4: "read"}  # 4 = played (voice): read for text purposes
 ACK_ERROR = -1
+RE_ENGAGEMENT = 131047  # the Cloud API's "outside the 24 h window"
 SEEN_TTL_S = 7 * 24 * 3600
 
 
@@ -156,10 +157,29 @@ class InboundRecorder:
             details = _text(_dict(error.get("error_data")).get("details")) or _text(error.get("message")) or _text(
                 error.get("title"))
             record = await self._messages.record(message_id)
+            if record and record.get("provider") == META and code == RE_ENGAGEMENT and await self._fallback(
+                    ws, record):
+                return
             if record and record.get("provider") == META:
                 await self._router.fail_or_failover(record, f"cloud_api (#{code}): {details}",
                                                     code=code if isinstance(code, int) else None,
                                                     allowed=("sending", "sent"))
+
+    async def _fallback(self, ws: str, record: dict[str, str]) -> bool:
+        """A text Meta refused for the 24 h window after accepting it (131047 in a `failed` status) goes
+        once more, as the workspace's fallback template (the cloud sender sends a record marked
+        `fallback` as that template); True when it was queued again."""
+        if (record.get("kind") or "text") != "text" or record.get("fallback") == "1":
+            return False
+        await self._after_sent(record["message_id"])  # the sender records `sent` first, or it would undo this
+        record = await self._messages.record(record["message_id"]) or record
+        cloud = (await self._cloud_inbound().providers.get(ws)).cloud
+        template = cloud.options.fallback_template if cloud is not None else None
+        if not template:
+            return False
+        return await self._messages.requeue_once(record["message_id"], record, "fallback", {
+            "fallback_template": template.get("name"),
+            "reason": "cloud_api (#131047): outside the 24 h window, queued again as the fallback template"})
 
     async def _message_of(self, ws: str, wamid: str, opaque: str | None) -> str | None:
         """The message of `ws` this status is about; None for any other workspace's message."""

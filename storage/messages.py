@@ -96,6 +96,22 @@ if ARGV[7] ~= '' then redis.call('XACK', KEYS[4], ARGV[8], ARGV[7]) end
 return 1
 """
 
+# Queue a message again on its own provider, once per mark (a record field set to '1' here). ARGV: allowed
+# statuses, provider, mark field, history entry, message id.
+_REQUEUE_ONCE = """
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return 0 end
+local ok = false
+for s in string.gmatch(ARGV[1], '[^,]+') do if s == cur then ok = true end end
+if not ok then return 0 end
+if redis.call('HGET', KEYS[1], 'provider') ~= ARGV[2] then return 0 end
+if redis.call('HGET', KEYS[1], ARGV[3]) == '1' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'queued', ARGV[3], '1', 'owner', '')
+redis.call('RPUSH', KEYS[2], ARGV[4])
+redis.call('XADD', KEYS[3], '*', 'm', ARGV[5])
+return 1
+"""
+
 
 @dataclass(frozen=True)
 class OutboundMessage:
@@ -150,6 +166,7 @@ class MessageStore:
         self._accept = redis.register_script(_ACCEPT)
         self._transition = redis.register_script(_TRANSITION)
         self._reroute = redis.register_script(_REROUTE)
+        self._requeue_once = redis.register_script(_REQUEUE_ONCE)
 
     async def accept(self, msg: OutboundMessage, idempotency_key: str | None,
                      request_fingerprint: str | None = None) -> Accepted:
@@ -229,6 +246,19 @@ class MessageStore:
                   queue_of(ws, to_provider, session_id, record["priority"]), from_stream or keys.message(message_id)],
             args=[to_provider, session_id, ",".join(allowed), note, reason[:300], message_id, entry_id,
                   keys.QUEUE_GROUP],
+        ))
+
+    async def requeue_once(self, message_id: str, record: dict[str, str], mark: str, note: dict[str, Any],
+                           allowed: tuple[str, ...] = ("sending", "sent")) -> bool:
+        """Queue a message again on the provider it is on, at most once per `mark` (a record field): the
+        Cloud API's fallback template for a text whose 131047 came in a status webhook. Status, mark,
+        history and queue entry are one step; False when it was marked before or moved on meanwhile."""
+        provider = record.get("provider") or WEBJS
+        entry = history_entry("queued", time.time(), provider=provider, **note)
+        return bool(await self._requeue_once(
+            keys=[keys.message(message_id), keys.message_history(message_id),
+                  queue_of(record["workspace_id"], provider, record.get("session_id", ""), record["priority"])],
+            args=[",".join(allowed), provider, mark, entry, message_id],
         ))
 
     async def bind_wa_id(self, ws: str, message_id: str, wa_id: str) -> None:

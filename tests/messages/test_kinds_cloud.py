@@ -13,7 +13,7 @@ import pytest
 
 from tests.events import collect_events
 from tests.flows import stream_url
-from tests.messages.helpers import cloud_config, inbox, put_provider, wait_status
+from tests.messages.helpers import cloud_config, eventually, inbox, message, put_provider, wait_status
 from wa_ray.actors.cloud_api import CloudApiClient, Failure, message_body
 from wa_ray.egress import EgressGuard, EgressPolicy, no_dns_resolver
 from wa_ray.storage.providers import CloudCredentials, CloudOptions
@@ -199,6 +199,34 @@ async def test_a_text_outside_the_window_goes_as_the_fallback_template(api, pinn
     assert (logged["kind"], logged["content"]["name"]) == ("template", "we_miss_you")
     assert logged["content"]["body_parameters"] == ["your parcel is at the door"]
     assert [h["fallback_template"] for h in done["history"] if h.get("fallback_template")] == ["we_miss_you"]
+
+
+async def test_a_131047_reported_by_webhook_also_gets_the_fallback_template(api, pinned) -> None:
+    """Meta may accept a text and report 131047 later in a `failed` status: it is queued again, once, and
+    goes as the template."""
+    to = "15557780014"
+    pinned.control.set_failure_delivery("webhook")
+    try:
+        accepted = await _accept(api, WS, {"to": to, "text": "your order shipped"})
+        done = await eventually(lambda: _if_template_sent(api, pinned, to, accepted["message_id"]), timeout=30)
+    finally:
+        pinned.control.set_failure_delivery("response")
+    assert done["status"] in ("sent", "delivered", "read"), done
+    logged = [m for m in pinned.control.sent(to=to)]
+    assert [(m["kind"], m["failed_code"]) for m in logged] == [("text", 131047), ("template", None)]
+    assert logged[1]["content"]["body_parameters"] == ["your order shipped"]
+    assert [h["fallback_template"] for h in done["history"] if h.get("fallback_template")] == [
+        "we_miss_you", "we_miss_you"]  # queued again for it, then sent as it
+    assert "failed" not in [h["status"] for h in done["history"]]
+
+
+async def _if_template_sent(api, sim, to: str, mid: str) -> dict | None:
+    got = await message(api, WS, mid)
+    if got["status"] == "failed" or any(m["kind"] == "template" for m in sim.control.sent(to=to)):
+        if got["status"] in ("queued", "sending"):
+            return None
+        return got
+    return None
 
 
 async def test_kinds_through_the_service_reach_the_simulator(api, service, pinned) -> None:
