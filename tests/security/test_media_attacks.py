@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -265,3 +266,20 @@ async def test_redirect_to_a_denied_address_is_not_followed(service, live_redis)
     assert failed.value.code == FailureCode.MEDIA_FETCH_FAILED and "3xx" in failed.value.reason
     assert "169.254" not in failed.value.reason and hits == ["/a.png"]
     assert files(service, "mr-redirect") == set()
+
+
+async def test_large_upload_streams_through_and_back(service, tenants) -> None:
+    """A 20 MB document goes through the proxy, the middleware and the store in pieces and comes back whole."""
+    (a, client_a, _), _ = tenants
+    data = os.urandom(20 * 1024 * 1024)
+    up = await upload(client_a, a, data, "application/pdf", "big.pdf")
+    assert up.status_code == 201, up.text
+    info = up.json()
+    assert (info["size"], info["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
+    digest, size = hashlib.sha256(), 0
+    async with client_a.stream("GET", f"/v1/workspaces/{a}/media/{info['media_id']}") as response:
+        assert response.status_code == 200 and int(response.headers["content-length"]) == len(data)
+        async for piece in response.aiter_bytes():
+            digest.update(piece)
+            size += len(piece)
+    assert (size, digest.hexdigest()) == (len(data), info["sha256"])
