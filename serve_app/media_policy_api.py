@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from wa_ray.serve_app.context import AppContext
 from wa_ray.serve_app.deps import ctx, workspace, writable_workspace
@@ -32,7 +33,16 @@ class MediaPolicyIn(BaseModel):
     model_config = ConfigDict(**STRICT_INPUT, json_schema_extra={"examples": [{"download": "eager", "max_bytes": 16777216},
                                                                               {"download": "off"}]})
     download: Literal["eager", "off"] = Field(default="eager", description=_DOWNLOAD)
-    max_bytes: StrictInt = Field(default=DEFAULT_MAX_BYTES, ge=MIN_MAX_BYTES, le=MAX_MAX_BYTES, description=_MAX_BYTES)
+    max_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=MIN_MAX_BYTES, le=MAX_MAX_BYTES, description=_MAX_BYTES)
+
+    @field_validator("max_bytes", mode="before")
+    @classmethod
+    def _a_json_number(cls, value: object) -> object:
+        # a JSON integer, or a number with an integral value (JSON Schema's `integer` allows 16.0); never a
+        # string or a boolean, which lax int parsing would take
+        if isinstance(value, str | bool):
+            raise PydanticCustomError("int_type", "max_bytes must be an integer")
+        return value
 
 
 class MediaPolicyOut(BaseModel):
