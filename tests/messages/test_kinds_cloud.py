@@ -387,9 +387,13 @@ async def test_a_media_message_on_a_dead_web_session_fails_over_to_the_cloud_api
                            cloud=cloud_config(sim, pnid, token))
         stuck = await _accept(api, ws, {"type": "image", "to": to, "session_id": "k1", "caption": "moved",
                                         "media": {"media_id": upload.json()["media_id"]}})
-        assert stuck["provider"] == "webjs"
+        poll = await _accept(api, ws, {"type": "poll", "to": to, "session_id": "k1", "name": "Lunch?",
+                                       "options": ["yes", "no"]})
+        assert stuck["provider"] == poll["provider"] == "webjs"
         await put_provider(api, ws, priority="webjs", failover_grace_s=0, cloud=cloud_config(sim, pnid, token))
         moved = await wait_status(api, ws, stuck["message_id"], {"sent", "delivered", "read", "failed"})
+        # the Cloud API has no polls: the poll does not move, and fails saying why
+        await _failed_with(api, ws, poll["message_id"], "kind_not_supported")
     assert moved["status"] != "failed" and moved["provider"] == "meta" and moved["failover"] is True, moved
     [logged] = [m for m in sim.control.sent(to=to) if m["request"]["biz_opaque_callback_data"] == stuck["message_id"]]
     assert (logged["kind"], logged["content"]["caption"], logged["content"]["sha256"]) == (
