@@ -97,6 +97,10 @@ class MediaInfo:
                 "size": self.size, "sha256": self.sha256, "expires_at": self.expires_at}
 
 
+def media_root(data_dir: str | Path) -> Path:
+    return Path(data_dir) / "media"
+
+
 def new_media_id() -> str:
     return f"med_{secrets.token_hex(12)}"
 
@@ -242,6 +246,11 @@ class MediaStore:
         `info` would say None; MediaCorrupt at the first chunk that fails (the stream stops there)."""
         if await self.info(ws, media_id) is None:
             raise MediaNotFound("no such media")
+        async for _index, _last, plain in self._opened(ws, media_id):
+            yield plain
+
+    async def _opened(self, ws: str, media_id: str) -> AsyncIterator[tuple[int, bool, bytes]]:
+        """(index, last, plaintext) of each chunk of the file on disk, authenticated."""
         path = self._path(ws, media_id)
         try:
             fh = await asyncio.to_thread(open, path, "rb")
@@ -255,12 +264,46 @@ class MediaStore:
             while True:
                 following = await asyncio.to_thread(fh.read, CHUNK + _TAG) if len(block) == CHUNK + _TAG else b""
                 last = not following
-                yield await asyncio.to_thread(sealer.open, index, last, block)
+                yield index, last, await asyncio.to_thread(sealer.open, index, last, block)
                 if last:
                     return
                 block, index = following, index + 1
         finally:
             await asyncio.to_thread(fh.close)
+
+    # -- key rotation -----------------------------------------------------------------------------
+
+    def stored(self) -> list[tuple[str, str]]:
+        """(workspace, media id) of every media file on disk (not the half-written ones)."""
+        if not self._root.is_dir():
+            return []
+        return sorted((p.parent.name, p.name) for p in self._root.glob("*/*")
+                      if is_valid_id(p.parent.name) and is_valid_id(p.name))
+
+    async def rekey(self, ws: str, media_id: str) -> bool:
+        """Rewrite one file under the current key (False: it already is). Streamed chunk by chunk into a
+        temp file, fsynced, then renamed over the old one, so a crash leaves one whole file or the other.
+        MediaCorrupt when the old file does not authenticate: rotation must stop rather than retire the
+        only key that might still open it."""
+        path = self._path(ws, media_id)
+        with open(path, "rb") as fh:
+            key_id = fh.read(HEADER)[len(MAGIC):len(MAGIC) + 8].decode("ascii", "replace")
+        current_id, master = self._keys[0]
+        if key_id == current_id:
+            return False
+        header = MAGIC + current_id.encode() + os.urandom(_SALT)
+        sealer = _Sealer.for_file(master, header, ws, media_id)
+        tmp = path.with_name(f"{media_id}.part")
+        fh = await asyncio.to_thread(_open_new, tmp)
+        try:
+            await asyncio.to_thread(fh.write, header)
+            async for index, last, plain in self._opened(ws, media_id):
+                await asyncio.to_thread(_write_sealed, fh, sealer, index, last, plain)
+            await asyncio.to_thread(_finish, fh, tmp, path)
+        except BaseException:
+            await asyncio.to_thread(_discard, fh, tmp)
+            raise
+        return True
 
     def _sealer_for(self, header: bytes, ws: str, media_id: str) -> _Sealer:
         if len(header) != HEADER or header[:len(MAGIC)] != MAGIC:

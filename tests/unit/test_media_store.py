@@ -145,3 +145,29 @@ async def test_factory_reads_current_and_previous_keys(redis, tmp_path: Path) ->
     write_key_file(key_file, [new, old])  # rotate-key: the new key first, the old one still listed
     assert await read_all(media_store_for(redis, config), "acme", info.media_id) == b"kept"
     assert (tmp_path / "media" / "acme" / info.media_id).exists()
+
+
+async def test_rotation_rewrites_media_under_the_new_key(redis, tmp_path: Path) -> None:
+    from wa_ray.entry.rotation import RotationError, rotate
+
+    old, new = MasterKey(os.urandom(32)), MasterKey(os.urandom(32))
+    before = MediaStore(redis, tmp_path / "media", [(old.key_id.decode(), old.key)])
+    data = os.urandom(2 * CHUNK + 9)
+    big = await before.put("acme", pieces(data), mimetype="video/mp4", filename=None, max_bytes=10 * CHUNK)
+    small = await before.put_bytes("beta", b"tiny", mimetype="text/plain")
+
+    report = await rotate(tmp_path, redis, [old], new)
+    assert report.media == 2
+    after = MediaStore(redis, tmp_path / "media", [(new.key_id.decode(), new.key)])  # the old key retired
+    assert await read_all(after, "acme", big.media_id) == data
+    assert await read_all(after, "beta", small.media_id) == b"tiny"
+    assert (await rotate(tmp_path, redis, [old], new)).media == 0  # re-run: nothing left to do
+
+    # a file no key opens stops the rotation before the old key could be retired
+    third = MasterKey(os.urandom(32))
+    path = tmp_path / "media" / "acme" / big.media_id
+    blob = bytearray(path.read_bytes())
+    blob[HEADER + 3] ^= 1
+    path.write_bytes(bytes(blob))
+    with pytest.raises(RotationError):
+        await rotate(tmp_path, redis, [new], third)

@@ -7,6 +7,8 @@ Every blob kind is covered, each with the associated data its store binds it to:
     API key secret       wa:apikey:{id} .secret                       apikeys.secret_aad(id, role, ws)
     webhook secret       wa:webhook:{ws} .secret                      webhooks.secret_aad(ws, url)
     Cloud API secrets    wa:provider:{ws} .access_token, .app_secret  providers.secret_aad(field, ws, number, url)
+    media files          {data_dir}/media/{ws}/{media_id}            per-file HKDF key bound to ws and id
+                         (storage/media.py MediaStore.rekey: streamed, chunk by chunk)
 
 Crash safety is in the order (wa_ray/entry/cli.py `cmd_rotate_key` does the steps around `reencrypt_all`):
 1. the new key is written to the key file first, with the old ones after it (one atomic, fsynced
@@ -20,6 +22,7 @@ Blobs in the old format (b"WAR1", no associated data) are rewritten too, under t
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +33,7 @@ import redis.asyncio as aioredis
 from wa_ray.sessions.crypto import MasterKey, decrypt, encrypt, is_current
 from wa_ray.storage import apikeys, keys, providers, webhooks
 from wa_ray.storage.auth_store import auth_aad
+from wa_ray.storage.media import MediaError, MediaStore, media_root
 
 class RotationError(RuntimeError):
     pass
@@ -43,6 +47,7 @@ class RotationReport:
     files: int = 0
     redis_auth: int = 0
     secrets: int = 0
+    media: int = 0
     unchanged: int = 0
 
 
@@ -102,6 +107,18 @@ async def reencrypt_all(data_dir: Path, redis: aioredis.Redis, old: Sequence[Mas
         _write_file(path, fresh)
         report.files += 1
         done(str(path))
+    media = MediaStore(redis, media_root(data_dir), [(k.key_id.decode(), k.key) for k in (new, *old)])
+    for ws, media_id in await asyncio.to_thread(media.stored):
+        try:
+            rewritten = await media.rekey(ws, media_id)
+        except MediaError as exc:
+            raise RotationError(f"media {ws}/{media_id}: {exc}; nothing was retired, fix or remove it and run "
+                                f"again") from None
+        if not rewritten:
+            report.unchanged += 1
+            continue
+        report.media += 1
+        done(f"media {ws}/{media_id}")
     async for name in redis.scan_iter(match=f"{keys.PREFIX}:auth:*", count=500):
         _, _, ws, sid = name.split(":", 3)
         value = await redis.get(name)
