@@ -120,8 +120,8 @@ async def test_unsigned_and_rebodied_uploads_store_nothing(service, tenants, raw
     (a, client_a, key_a), _ = tenants
     before = set(await live_redis.keys(keys.media(a, "*")))
     files_before = files(service, a)
-    assert_error(await raw.post(f"/v1/workspaces/{a}/media", files={"file": ("x.pdf", SECRET_BYTES, "application/pdf")}),
-                 401, "unauthenticated")
+    unsigned = await raw.post(f"/v1/workspaces/{a}/media", files={"file": ("x.pdf", SECRET_BYTES, "application/pdf")})
+    assert_error(unsigned, 401, "unauthenticated")
 
     # signed for one body, sent with another (same length): the declared digest does not match
     signed_body = SECRET_BYTES
