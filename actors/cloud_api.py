@@ -22,8 +22,9 @@ reason is shown to the workspace and must not read back what answered.
 from __future__ import annotations
 
 import enum
+import secrets
 from dataclasses import dataclass
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 import httpx
@@ -128,18 +129,26 @@ class CloudApiClient:
             return SendResult(failure=Failure.REJECTED, code=131051, message=_DESCRIBED[131051])
         return await self._post(creds, body)
 
-    async def upload_media(self, creds: CloudCredentials, data: bytes, mimetype: str,
-                           filename: str | None = None) -> MediaUpload:
+    async def upload_media(self, creds: CloudCredentials, data: bytes | AsyncIterable[bytes], mimetype: str,
+                           filename: str | None = None, size: int | None = None) -> MediaUpload:
         """`POST /{phone_number_id}/media` (multipart: file, type, messaging_product) -> Meta's media id.
 
-        The body is built in memory (httpx's multipart needs the bytes or a sync file), so a media is held
-        once here while it is uploaded; the Cloud API's largest kind is 100 MB (documents)."""
+        `data` may be the media store's chunk stream (then `size` is required): the multipart body is
+        written around it as it streams, with its length known up front, so the media is never held
+        whole here."""
+        if isinstance(data, bytes):
+            size, data = len(data), _once(data)
+        if size is None:
+            raise ValueError("a streamed upload needs its size")
+        boundary = secrets.token_hex(16)
+        head, tail = _multipart_frame(boundary, mimetype, filename)
         timeout = httpx.Timeout(max(creds.options.timeout_s, 30.0), connect=min(3.0, creds.options.timeout_s))
         try:
             response = await self._http.post(
-                creds.media_url(), timeout=timeout, headers={"Authorization": f"Bearer {creds.access_token}"},
-                data={"messaging_product": "whatsapp", "type": mimetype},
-                files={"file": (filename or "file", data, mimetype)},
+                creds.media_url(), timeout=timeout, content=_framed(head, data, tail),
+                headers={"Authorization": f"Bearer {creds.access_token}",
+                         "Content-Type": f"multipart/form-data; boundary={boundary}",
+                         "Content-Length": str(len(head) + size + len(tail))},
             )
         except EgressDenied as denied:
             return MediaUpload(failure=Failure.PROVIDER_DOWN, message=f"{denied.code} ({denied.verdict.value})")
@@ -245,6 +254,31 @@ class MediaUpload:
 
 _MEDIA_TYPE = {"image": "image", "video": "video", "audio": "audio", "voice": "audio", "document": "document",
                "sticker": "sticker"}
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def _framed(head: bytes, chunks: AsyncIterable[bytes], tail: bytes) -> AsyncIterator[bytes]:
+    yield head
+    async for chunk in chunks:
+        yield chunk
+    yield tail
+
+
+def _multipart_frame(boundary: str, mimetype: str, filename: str | None) -> tuple[bytes, bytes]:
+    """The multipart/form-data parts before and after the file's bytes (RFC 7578). The file name is the
+    sender's: quotes, backslashes and line breaks become `_` so it cannot end its header early."""
+    safe_name = "".join("_" if c in '"\\\r\n' or ord(c) < 32 else c for c in (filename or "file"))[:200] or "file"
+    safe_type = "".join(c for c in mimetype if c.isprintable() and c not in "\r\n")[:255]
+    lines = [
+        f"--{boundary}", 'Content-Disposition: form-data; name="messaging_product"', "", "whatsapp",
+        f"--{boundary}", 'Content-Disposition: form-data; name="type"', "", safe_type,
+        f"--{boundary}", f'Content-Disposition: form-data; name="file"; filename="{safe_name}"',
+        f"Content-Type: {safe_type}", "", "",
+    ]
+    return "\r\n".join(lines).encode(), f"\r\n--{boundary}--\r\n".encode()
 
 
 def message_body(to: str, kind: str, content: dict[str, Any], message_id: str, reply_wa_id: str | None = None,

@@ -257,11 +257,11 @@ class CloudSender(ConcurrentConsumer):
             return Refused(f"cloud_api: {failure.reason}", failure.code, False)  # the media's fault: no failover
         if not content.get("media_id"):
             await self._messages.set_media(mid, info.media_id)
-        try:
-            data = b"".join([chunk async for chunk in self._media.chunks(ws, info.media_id)])
+        try:  # streamed from the store into the request: never held whole
+            upload = await self._client.upload_media(creds, self._media.chunks(ws, info.media_id), info.mimetype,
+                                                     content.get("filename") or info.filename, size=info.size)
         except MediaError:
             return Refused("cloud_api: the stored media is gone or unreadable", FailureCode.MEDIA_NOT_FOUND, False)
-        upload = await self._client.upload_media(creds, data, info.mimetype, content.get("filename") or info.filename)
         if not upload.ok:
             return Refused(upload.reason(), None, True)
         return upload.media_id or ""

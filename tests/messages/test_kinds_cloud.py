@@ -61,6 +61,16 @@ async def test_media_upload_retrieve_and_download_need_the_numbers_token(cloud_s
         foreign = await raw.get(f"{cloud_sim.url}/v21.0/{up.media_id}", headers={"Authorization": f"Bearer {OTHER_TOKEN}"})
         assert foreign.status_code == 400 and foreign.json()["error"]["code"] == 100
     assert await client.media_info(creds(cloud_sim, OTHER_PNID, OTHER_TOKEN), up.media_id) is None
+
+    async def stream():  # the media store's chunks: streamed into the request, never joined
+        for i in range(0, len(PDF), 1000):
+            yield PDF[i:i + 1000]
+
+    named = await client.upload_media(creds(cloud_sim), stream(), "application/pdf",
+                                      'in"voice\r\nContent-Type: text/html\\.pdf', size=len(PDF))
+    item = cloud_sim.state.media.get(named.media_id)
+    assert (item.data, item.mime_type) == (PDF, "application/pdf")
+    assert item.filename == "in_voice__Content-Type: text/html_.pdf"  # the name cannot end its header early
     with pytest.raises(Exception) as too_big:
         [c async for c in client.download(creds(cloud_sim), info["url"], 100)]
     assert type(too_big.value).__name__ == "MediaTooLarge"
