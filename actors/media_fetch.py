@@ -62,15 +62,17 @@ async def media_for_send(store: MediaStore, ws: str, kind: Kind | str, content: 
     """
     kind = Kind(kind)
     media_id = content.get("media_id")
+    url = content.get("url")
     if media_id:
         info = await store.info(ws, str(media_id))
+        if info is None and url:
+            return await media_for_send(store, ws, kind, {**content, "media_id": None}, client)  # fetched once, expired
         if info is None:
             raise MediaFailure(FailureCode.MEDIA_NOT_FOUND, "the media id is unknown or expired")
         refused = media_fits(kind, info.mimetype, info.size)
         if refused is not None:
             raise MediaFailure(FailureCode(refused), _fits_reason(kind, FailureCode(refused)))
         return info
-    url = content.get("url")
     if not url:
         raise MediaFailure(FailureCode.MEDIA_NOT_FOUND, "the message names no media")
     filename = content.get("filename") or (_filename_of(str(url)) if kind == Kind.DOCUMENT else None)

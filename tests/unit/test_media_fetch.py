@@ -100,6 +100,12 @@ async def test_octet_stream_image_is_sniffed_and_guard_alone_works(store: MediaS
     assert (doc.mimetype, doc.filename) == ("application/octet-stream", "octet")
 
 
+async def test_a_fetched_copy_that_expired_is_fetched_again(store: MediaStore, server: Server) -> None:
+    content = {"media_id": "med_" + "0" * 24, "url": server.url + "/a.png"}  # set_media'd, then swept
+    info = await media_for_send(store, "acme", Kind.IMAGE, content, LOOPBACK_OK)
+    assert info.media_id != content["media_id"] and info.size == len(PNG)
+
+
 async def test_media_id_of_this_workspace_only(store: MediaStore) -> None:
     info = await store.put_bytes("acme", PNG, mimetype="image/png")
     async with GuardedClient(DEFAULT) as client:
