@@ -48,6 +48,7 @@ class InboundRecorder:
         self._router = FailoverRouter(redis, ProviderStore(redis, *master_and_previous(config)),
                                       self._messages)
         self._page_media = inbound_webjs.PageMediaIntake(redis, config)
+        self._in_flight = inbound_webjs.InFlight()
         self._config = config
         self._cloud: inbound_cloud.CloudInboundDeps | None = None  # made at the first Cloud API message
 
@@ -64,17 +65,20 @@ class InboundRecorder:
         async def fetch_media(info: inbound_webjs.PageMediaInfo) -> dict[str, Any]:
             return await self._page_media.fetch(ws, info, media)
 
-        data = await inbound_webjs.received(msg, fetch_media=fetch_media,
-                                            message_of=functools.partial(self._messages.by_wa_id, ws))
-        if data is not None:
-            await self._events.publish(Event(MESSAGE_RECEIVED, ws, sid, data))
+        async with self._in_flight.track(ws, msg["id"]):
+            data = await inbound_webjs.received(msg, fetch_media=fetch_media,
+                                                message_of=functools.partial(self._messages.by_wa_id, ws))
+            if data is not None:
+                await self._events.publish(Event(MESSAGE_RECEIVED, ws, sid, data))
 
     async def message_change(self, ws: str, sid: str, kind: PageSignal, payload: dict[str, Any]) -> None:
         """A reaction, revoke or edit the page reported: its event, once per WhatsApp id."""
         change = await inbound_webjs.change(kind, payload, message_of=functools.partial(self._messages.by_wa_id, ws))
-        if change is None or not await self._first_time(ws, change.dedupe):
+        if change is None:
             return
-        await self._events.publish(Event(change.type, ws, sid, change.data))
+        await self._in_flight.settled(ws, change.target)  # never before the message it is about
+        if await self._first_time(ws, change.dedupe):
+            await self._events.publish(Event(change.type, ws, sid, change.data))
 
     async def ack(self, ws: str, sid: str, wa_id: str, ack: int) -> None:
         message_id = await self._messages.by_wa_id(ws, wa_id)

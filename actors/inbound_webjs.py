@@ -17,15 +17,17 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from wa_ray.actors.media_intake import intake
+from wa_ray.actors.media_intake import DEFAULT_TIMEOUT_S, intake
 from wa_ray.events import MESSAGE_EDITED, MESSAGE_REACTION, MESSAGE_REVOKED
 from wa_ray.message_kinds import MEDIA_KINDS, Kind
 from wa_ray.runtime import RuntimeConfig
@@ -209,6 +211,39 @@ class MessageChange:
     type: str
     data: dict[str, Any]
     dedupe: str
+
+    @property
+    def target(self) -> str:
+        """The WhatsApp id of the message this change is about."""
+        return str(self.data.get("target_wa_message_id") or self.data["wa_message_id"])
+
+
+class InFlight:
+    """Messages of this process between their report and their `message.received`.
+
+    Signals are handled concurrently (a media message waits for its download), so a revoke, edit or
+    reaction that follows a message on the page could otherwise be published before it; `settled` holds
+    such a change until its message is out, bounded by the media wait."""
+
+    def __init__(self, wait_s: float = DEFAULT_TIMEOUT_S + 5) -> None:
+        self._wait_s = wait_s
+        self._open: dict[tuple[str, str], asyncio.Event] = {}
+
+    @contextlib.asynccontextmanager
+    async def track(self, ws: str, wa_id: str) -> AsyncIterator[None]:
+        done = self._open[(ws, wa_id)] = asyncio.Event()
+        try:
+            yield
+        finally:
+            done.set()
+            if self._open.get((ws, wa_id)) is done:
+                del self._open[(ws, wa_id)]
+
+    async def settled(self, ws: str, wa_id: str) -> None:
+        pending = self._open.get((ws, wa_id))
+        if pending is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(pending.wait(), self._wait_s)
 
 
 async def change(kind: PageSignal, payload: dict[str, Any], *, message_of: MessageOf) -> MessageChange | None:

@@ -139,6 +139,16 @@ async def test_every_kind_arrives_typed(api: httpx.AsyncClient, phone_api: httpx
                                       and e["data"]["wa_message_id"].endswith(unreact))
         assert (event["data"]["emoji"], event["data"]["target_message_id"]) == ("", ours)
 
+        # a change right behind its message (still downloading) is published after it, never before
+        quick = await phone_send(phone_api, PHONE, "kinds", {**to, "kind": "document", "mimetype": "application/pdf",
+                                                             "data_b64": base64.b64encode(PDF).decode()})
+        await phone_send(phone_api, PHONE, "reactions", {**to, "target_id": quick, "emoji": "😮"})
+        event = await events.wait_for(lambda e: e["type"] == "message.reaction"
+                                      and e["data"]["target_wa_message_id"] == wa_in(PHONE, quick))
+        order = [e["data"]["wa_message_id"] for e in events.events if e["type"] in ("message.received",
+                                                                                      "message.reaction")]
+        assert order.index(wa_in(PHONE, quick)) < order.index(event["data"]["wa_message_id"])
+
         # the phone deletes its picture for everyone, and edits a text
         await phone_send(phone_api, PHONE, "revoke", {**to, "target_id": image})
         event = await events.wait_for(lambda e: e["type"] == "message.revoked")
