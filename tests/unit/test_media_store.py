@@ -171,3 +171,26 @@ async def test_rotation_rewrites_media_under_the_new_key(redis, tmp_path: Path) 
     path.write_bytes(bytes(blob))
     with pytest.raises(RotationError):
         await rotate(tmp_path, redis, [new], third)
+
+
+async def test_put_and_read_hold_a_few_chunks_not_the_file(store: MediaStore) -> None:
+    """32 MB in and out: peak Python allocations stay a few chunks, whatever the file's size."""
+    import tracemalloc
+
+    piece = os.urandom(64 * 1024)
+
+    async def stream() -> AsyncIterator[bytes]:
+        for _ in range(512):
+            yield piece
+
+    tracemalloc.start()
+    try:
+        info = await store.put("acme", stream(), mimetype="video/mp4", filename=None, max_bytes=64 * 1024 * 1024)
+        async for _chunk in store.chunks("acme", info.media_id):
+            pass
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert info.size == 32 * 1024 * 1024
+    print(f"\npeak {peak / 1024:.0f} KiB for a {info.size // (1024 * 1024)} MB file")
+    assert peak < 8 * CHUNK, peak
