@@ -123,3 +123,29 @@ def test_simulator_media_crypto_round_trip_and_mac() -> None:
         media_crypto.decrypt(enc.enc, "image", enc.media_key)  # another type's keys
     with pytest.raises(ValueError):
         media_crypto.decrypt(enc.enc[:-1] + bytes([enc.enc[-1] ^ 1]), "document", enc.media_key)
+
+
+def test_in_flight_holds_a_change_until_its_message_is_out_and_no_longer() -> None:
+    async def scenario() -> list[str]:
+        order: list[str] = []
+        flight = inbound_webjs.InFlight(wait_s=0.5)
+
+        async def message() -> None:
+            async with flight.track("ws", "m1"):
+                await asyncio.sleep(0.05)
+                order.append("received")
+
+        async def reaction() -> None:
+            await asyncio.sleep(0.01)
+            await flight.settled("ws", "m1")
+            order.append("reaction")
+
+        await asyncio.gather(message(), reaction())
+        await flight.settled("ws", "m1")  # nothing in flight: returns at once
+        async with flight.track("ws", "stuck"):
+            started = asyncio.get_running_loop().time()
+            await flight.settled("ws", "stuck")  # bounded: a stalled message holds its changes 0.5 s at most
+            order.append(f"bounded {asyncio.get_running_loop().time() - started < 1}")
+        return order
+
+    assert asyncio.run(scenario()) == ["received", "reaction", "bounded True"]
