@@ -183,6 +183,15 @@ async def pinned(api, meta_app):
 
 async def test_templates_through_the_service(api, pinned) -> None:
     to = "15557780010"
+    shown = (await api.get(f"/v1/workspaces/{WS}/provider")).json()["cloud"]["options"]["fallback_template"]
+    assert shown == {"name": "we_miss_you", "language": "en_US", "body_parameter": "text"}
+    for bad in ({"name": "Bad Name<script>", "language": "en_US"}, {"name": "ok", "language": "english!!"},
+                {"name": "ok", "language": "en", "body_parameter": "caption"}, {"name": "ok", "language": "en", "x": 1}):
+        refused = await api.put(f"/v1/workspaces/{WS}/provider", json={
+            "priority": "meta", "override": "meta",
+            "cloud": cloud_config(pinned, SVC_PNID, SVC_TOKEN, fallback_template=bad)})
+        assert refused.status_code == 422 and "script" not in refused.text and "english!!" not in refused.text
+    assert (await api.get(f"/v1/workspaces/{WS}/provider")).json()["cloud"]["options"]["fallback_template"] == shown
     component = [{"type": "body", "parameters": [{"type": "text", "text": "12.50 EUR"}]}]
     ok = await _accept(api, WS, {"type": "template", "to": to, "name": "invoice_due", "language": "en_US",
                                  "components": component})
