@@ -36,7 +36,7 @@ from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt
 
 from wa_ray.actors.cloud_api import CloudApiClient, Failure, SendResult
 from wa_ray.actors.routing import FailoverRouter
-from wa_ray.sessions.master_keys import master_and_previous
+from wa_ray.master_keys import master_and_previous
 from wa_ray.storage import keys
 from wa_ray.actors.media_fetch import MediaFailure, media_for_send
 from wa_ray.message_kinds import MEDIA_KINDS, FailureCode, Kind, provider_sends

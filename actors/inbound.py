@@ -26,7 +26,7 @@ from wa_ray.actors import inbound_webjs
 from wa_ray.actors.routing import FailoverRouter
 from wa_ray.sessions.page_media import PageMedia
 from wa_ray.sessions.state import PageSignal
-from wa_ray.sessions.master_keys import master_and_previous
+from wa_ray.master_keys import master_and_previous
 from wa_ray.storage import keys
 from wa_ray.storage.events import EventLog
 from wa_ray.storage.messages import META, WEBJS, MessageStore

@@ -35,7 +35,7 @@ from wa_ray.message_kinds import Kind
 from wa_ray.storage.media import MediaStore
 from wa_ray.config import RuntimeConfig
 from wa_ray.egress_http import guard_for
-from wa_ray.sessions.master_keys import master_and_previous
+from wa_ray.master_keys import master_and_previous
 from wa_ray.sessions.media_access import media_store_for
 from wa_ray.storage.media_policy import MediaPolicy, MediaPolicyStore
 from wa_ray.storage.messages import META

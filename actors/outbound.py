@@ -75,7 +75,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from wa_ray.actors.routing import FailoverRouter
-from wa_ray.sessions.master_keys import master_and_previous
+from wa_ray.master_keys import master_and_previous
 from wa_ray.actors.media_fetch import MediaFailure, media_for_send
 from wa_ray.egress_http import guard_for
 from wa_ray.message_kinds import MEDIA_KINDS, FailureCode, Kind

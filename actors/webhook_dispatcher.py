@@ -37,7 +37,7 @@ import ray
 from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt, wait_exponential_jitter
 
 from wa_ray.actors.webhook_signing import sign
-from wa_ray.sessions.master_keys import master_and_previous
+from wa_ray.master_keys import master_and_previous
 from wa_ray.storage import keys
 from wa_ray.storage.events import decode
 from wa_ray.storage.outbox import Outbox, RetryPolicy

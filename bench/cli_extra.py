@@ -88,7 +88,7 @@ def add_parsers(sub: Any) -> None:
     a.add_argument("--profile", type=Path, default=None, metavar="DIR",
                    help="py-spy the Serve proxy, the Ingress replica and the bench during the wa-ray phase into DIR")
 
-    c = sub.add_parser("crypto", help="AES-256-GCM encrypt+decrypt of a session state (sessions/crypto.py)")
+    c = sub.add_parser("crypto", help="AES-256-GCM encrypt+decrypt of a session state (wa_ray/crypto.py)")
     c.add_argument("--size-mb", type=_pos(float), default=10.0)
     c.add_argument("--runs", type=_pos(int), default=20)
 

@@ -1,4 +1,4 @@
-"""`python -m wa_ray.bench crypto`: AES-256-GCM of a session's auth state with sessions/crypto.py.
+"""`python -m wa_ray.bench crypto`: AES-256-GCM of a session's auth state with wa_ray/crypto.py.
 
 A linked session's state (Playwright storage_state with IndexedDB) is encrypted
 on every save and decrypted on every restore. Per run: `encrypt()` then
@@ -38,7 +38,7 @@ class CryptoConfig:
 def run_crypto(cfg: CryptoConfig, console: Console) -> tuple[Envelope, dict[str, Path]]:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    from wa_ray.sessions.crypto import MasterKey, decrypt, encrypt
+    from wa_ray.crypto import MasterKey, decrypt, encrypt
     from wa_ray.storage.auth_store import FileAuthStore
 
     env = Envelope("crypto", machine=machine_without_service())
@@ -97,7 +97,7 @@ def run_crypto(cfg: CryptoConfig, console: Console) -> tuple[Envelope, dict[str,
     env.goal(f"encrypt+decrypt of {cfg.size_mb:g} MB (median of {cfg.runs})", f"well under {GOAL_MS:g} ms",
              f"{headline} ms", headline is not None and headline < GOAL_MS)
     env.notes.append("baseline 'aesgcm_primitive' is cryptography's AESGCM on the same bytes and header, without "
-                     "sessions/crypto.py around it; the ratio is the wrapper's overhead (key id, header, copying).")
+                     "wa_ray/crypto.py around it; the ratio is the wrapper's overhead (key id, header, copying).")
     env.notes.append("file_store_save_load is storage.auth_store.FileAuthStore.save+load (encrypt, write, fsync, "
                      "rename, read, decrypt) on the temp dir's filesystem: what a save/restore really costs.")
     rows = [[name, s["n"], s["median_ms"], s["p95_ms"], s["min_ms"], s["max_ms"]] for name, s in stats.items()]
@@ -106,7 +106,7 @@ def run_crypto(cfg: CryptoConfig, console: Console) -> tuple[Envelope, dict[str,
         f"{cfg.size_mb:g} MB of state, {cfg.runs} runs (+{cfg.warmup} warm-up). Blob overhead "
         f"{blob_bytes - size} bytes. enc+dec throughput {mb_s} MB/s.", "",
         table(["operation", "n", "median ms", "p95 ms", "min ms", "max ms"], rows), "",
-        f"sessions/crypto.py vs bare AESGCM: **{env.results['wrapper_vs_primitive_ratio']}x**; "
+        f"wa_ray/crypto.py vs bare AESGCM: **{env.results['wrapper_vs_primitive_ratio']}x**; "
         f"FileAuthStore round trip vs crypto alone: {env.results['file_store_vs_crypto_ratio']}x.",
     ])
     env.finish()

@@ -30,7 +30,7 @@ from fastapi import Request
 
 from wa_ray.serve_app.errors import ApiError
 from wa_ray.serve_app.tokens import CLI_ISSUER, Claims, Kind, TokenError, TokenSigner
-from wa_ray.sessions.crypto import MasterKey
+from wa_ray.crypto import MasterKey
 from wa_ray.storage import keys
 from wa_ray.storage.apikeys import ApiKey, ApiKeyStore
 from wa_ray.storage.batch import Batcher

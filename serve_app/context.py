@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from wa_ray.serve_app.auth import Authenticator
 from wa_ray.serve_app.provider_selector import SelectorClient
 from wa_ray.serve_app.sse import EventHub
-from wa_ray.sessions.master_keys import master_and_previous
+from wa_ray.master_keys import master_and_previous
 from wa_ray.sessions.media_access import media_store_for
 from wa_ray.storage.audit import AuditLog
 from wa_ray.storage.batch import Batcher

@@ -36,7 +36,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from ray import serve
 
-from wa_ray.sessions.master_keys import master_and_previous
+from wa_ray.master_keys import master_and_previous
 from wa_ray.storage import keys
 from wa_ray.storage.events import EventLog
 from wa_ray.storage.messages import META, WEBJS, MessageStore

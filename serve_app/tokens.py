@@ -26,7 +26,7 @@ from typing import Literal
 
 import orjson
 
-from wa_ray.sessions.crypto import MasterKey
+from wa_ray.crypto import MasterKey
 
 Kind = Literal["stream", "console"]
 STREAM_TTL_S = 300

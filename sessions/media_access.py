@@ -11,7 +11,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from wa_ray.runtime import RuntimeConfig
-from wa_ray.sessions.master_keys import load_master_keys
+from wa_ray.master_keys import load_master_keys
 from wa_ray.storage.media import MediaStore, media_root
 
 

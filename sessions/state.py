@@ -1,21 +1,14 @@
-"""Session states and the page signals that move between them."""
+"""The page signals that move a session between its states (wa_ray/states.py, re-exported here), and how
+WhatsApp Web's socket states map onto them."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 
+from wa_ray.states import SessionState
 
-class SessionState(StrEnum):
-    INITIALIZING = "initializing"
-    QR_REQUIRED = "qr_required"
-    AUTHENTICATING = "authenticating"
-    CONNECTED = "connected"
-    RECONNECTING = "reconnecting"
-    DISCONNECTED = "disconnected"
-    LOGGED_OUT = "logged_out"
-    BLOCKED = "blocked"
-    FAILED = "failed"
-    STOPPED = "stopped"
+__all__ = ["LIFECYCLE_SIGNALS", "MESSAGE_CHANGE_SIGNALS", "SENDABLE", "SOCKET_STATES", "UNSENDABLE_SIGNALS",
+           "PageSignal", "SessionState"]
 
 
 # Socket.state values of WhatsApp Web (see WWEBJS_SURFACE.md) -> our state.

@@ -28,7 +28,7 @@ from typing import Literal
 
 import redis.asyncio as aioredis
 
-from wa_ray.sessions.crypto import DecryptError, MasterKey, decrypt, encrypt
+from wa_ray.crypto import DecryptError, MasterKey, decrypt, encrypt
 from wa_ray.storage import keys
 from wa_ray.storage.batch import Batcher
 from wa_ray.ids import is_valid_id

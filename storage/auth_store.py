@@ -14,8 +14,8 @@ from typing import Protocol
 
 import redis.asyncio as aioredis
 
-from wa_ray.sessions.crypto import MasterKey, decrypt, encrypt
-from wa_ray.sessions.master_keys import load_master_keys
+from wa_ray.crypto import MasterKey, decrypt, encrypt
+from wa_ray.master_keys import load_master_keys
 from wa_ray.storage import keys
 from wa_ray.ids import require_id
 from wa_ray.runtime import RuntimeConfig

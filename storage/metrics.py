@@ -29,7 +29,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError, WatchError
 
-from wa_ray.sessions.state import SessionState
+from wa_ray.states import SessionState
 from wa_ray.storage import keys
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from wa_ray.sessions.crypto import MasterKey, decrypt, encrypt
+from wa_ray.crypto import MasterKey, decrypt, encrypt
 from wa_ray.storage import keys
 from wa_ray.storage.messages import WEBJS
 from wa_ray.storage.registry import SessionRegistry

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from wa_ray.sessions.crypto import MasterKey, decrypt, encrypt
+from wa_ray.crypto import MasterKey, decrypt, encrypt
 from wa_ray.storage import keys
 
 

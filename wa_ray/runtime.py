@@ -91,7 +91,7 @@ class RuntimeConfig:
     redis_url: str
     web_url: str
     data_dir: str
-    # Where each process reads the master key (sessions/master_keys.py); None: WA_MASTER_KEY in its own
+    # Where each process reads the master key (wa_ray/master_keys.py); None: WA_MASTER_KEY in its own
     # environment. Never the key itself: this config is an actor argument, kept in the GCS.
     master_key_file: str | None = None
     master_key_id: str = ""  # the current key's public id: a process that found another key refuses to run

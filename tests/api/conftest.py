@@ -15,7 +15,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from wa_ray.sessions.master_keys import load_master_keys
+from wa_ray.master_keys import load_master_keys
 from wa_ray.storage.apikeys import ApiKeyStore
 from wa_ray.storage.redis_client import connect
 from wa_ray.signing import HmacAuth

@@ -270,7 +270,7 @@ async def test_browser_token_abuse(raw, make_key, client_for, unique_ws) -> None
 
 async def test_expired_stream_token(service, raw, unique_ws) -> None:
     from wa_ray.serve_app.tokens import TokenSigner
-    from wa_ray.sessions.master_keys import load_master_keys
+    from wa_ray.master_keys import load_master_keys
 
     signer = TokenSigner(load_master_keys(service.config)[0])
     expired, _ = signer.mint("stream", ws=unique_ws, role="read", kid="-", ttl_s=-1)

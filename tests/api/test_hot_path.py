@@ -13,7 +13,7 @@ from dataclasses import asdict
 import orjson
 import pytest
 
-from wa_ray.sessions.crypto import MasterKey
+from wa_ray.crypto import MasterKey
 from wa_ray.storage import keys
 from wa_ray.storage.apikeys import ApiKeyStore
 from wa_ray.storage.audit import AuditEntry, AuditLog

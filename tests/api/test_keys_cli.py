@@ -16,7 +16,7 @@ import httpx
 import pytest
 import ray
 
-from wa_ray.sessions.crypto import MasterKey
+from wa_ray.crypto import MasterKey
 from wa_ray.storage.apikeys import ApiKeyStore
 from wa_ray.storage.embedded import EmbeddedRedis
 from wa_ray.storage.redis_client import connect

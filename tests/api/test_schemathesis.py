@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from wa_ray.sessions.master_keys import load_master_keys
+from wa_ray.master_keys import load_master_keys
 from wa_ray.storage import keys
 from wa_ray.storage.apikeys import ApiKeyStore
 from wa_ray.storage.redis_client import connect

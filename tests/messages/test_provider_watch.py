@@ -7,8 +7,8 @@ import uuid
 import orjson
 
 from wa_ray.serve_app.provider_selector import ProviderSelector, record_first_choice
-from wa_ray.sessions.crypto import MasterKey
-from wa_ray.sessions.master_keys import write_key_file
+from wa_ray.crypto import MasterKey
+from wa_ray.master_keys import write_key_file
 from wa_ray.storage import keys
 from wa_ray.storage.providers import CloudCredentials, ProviderConfig, ProviderStore
 from wa_ray.storage.registry import SessionRegistry

@@ -9,7 +9,7 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from wa_ray.serve_app.provider_selector import SelectorClient, snapshot
-from wa_ray.sessions.crypto import MasterKey
+from wa_ray.crypto import MasterKey
 from wa_ray.storage.providers import CloudCredentials, ProviderConfig, ProviderStore
 
 

@@ -23,8 +23,8 @@ from playwright.async_api import async_playwright
 
 from wa_ray.actors import outbound
 from wa_ray.actors.outbound import SessionSender
-from wa_ray.sessions.crypto import MasterKey
-from wa_ray.sessions.master_keys import write_key_file
+from wa_ray.crypto import MasterKey
+from wa_ray.master_keys import write_key_file
 from wa_ray.sessions.page import PageSession
 from wa_ray.storage import keys
 from wa_ray.storage.messages import MessageStore, OutboundMessage

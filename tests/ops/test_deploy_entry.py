@@ -14,8 +14,8 @@ import pytest
 import ray
 
 from wa_ray.entry import deploy_entry
-from wa_ray.sessions.crypto import MasterKey
-from wa_ray.sessions.master_keys import load_master_keys
+from wa_ray.crypto import MasterKey
+from wa_ray.master_keys import load_master_keys
 from wa_ray.entry.deploy_entry import DeployConfigError, runtime_config, settings_from
 from wa_ray.config import RuntimeConfig, Settings
 

@@ -25,7 +25,7 @@ import pytest
 import ray
 
 from wa_ray.serve_app.tokens import TokenSigner
-from wa_ray.sessions.crypto import MasterKey
+from wa_ray.crypto import MasterKey
 from wa_ray.storage import keys
 from wa_ray.storage.apikeys import ApiKeyStore, ensure_bootstrap
 from wa_ray.storage.streamslots import StreamSlots
@@ -83,7 +83,7 @@ def _error(response: httpx.Response) -> tuple[int, str]:
 
 
 def _master(service) -> MasterKey:
-    from wa_ray.sessions.master_keys import load_master_keys
+    from wa_ray.master_keys import load_master_keys
 
     return load_master_keys(service.config)[0]
 

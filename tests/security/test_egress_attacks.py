@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from wa_ray.sessions.master_keys import master_and_previous
+from wa_ray.master_keys import master_and_previous
 from wa_ray.simulator.cloud_api.testing import serve_in_thread
 from wa_ray.storage import keys
 from wa_ray.storage.events import EventLog

@@ -26,8 +26,8 @@ import ray
 import redis as sync_redis
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from wa_ray.sessions.crypto import DecryptError, MasterKey, decrypt
-from wa_ray.sessions.master_keys import MasterKeyError, load_master_keys, read_key_file, write_key_file
+from wa_ray.crypto import DecryptError, MasterKey, decrypt
+from wa_ray.master_keys import MasterKeyError, load_master_keys, read_key_file, write_key_file
 from wa_ray.storage import keys
 from wa_ray.storage.apikeys import ApiKeyStore
 from wa_ray.storage.auth_store import FileAuthStore, RedisAuthStore

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from playwright.async_api import async_playwright
 
-from wa_ray.sessions.crypto import MasterKey
+from wa_ray.crypto import MasterKey
 from wa_ray.sessions.page import PageSession
 from wa_ray.storage.auth_store import FileAuthStore
 from wa_ray.config import CHROMIUM_FLAGS, default_chromium

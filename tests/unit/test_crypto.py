@@ -3,7 +3,7 @@ import os
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from wa_ray.sessions.crypto import DecryptError, MasterKey, decrypt, encrypt, is_current, key_id_of
+from wa_ray.crypto import DecryptError, MasterKey, decrypt, encrypt, is_current, key_id_of
 
 
 def v1_blob(key: MasterKey, plaintext: bytes) -> bytes:

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 
 from wa_ray.serve_app import errors
 from wa_ray.serve_app.auth import Authenticator
-from wa_ray.sessions.crypto import MasterKey
+from wa_ray.crypto import MasterKey
 from wa_ray.storage.apikeys import ApiKeyStore
 from wa_ray.signing import signed_headers
 

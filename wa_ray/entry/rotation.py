@@ -30,7 +30,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from wa_ray.sessions.crypto import MasterKey, decrypt, encrypt, is_current
+from wa_ray.crypto import MasterKey, decrypt, encrypt, is_current
 from wa_ray.storage import apikeys, keys, providers, webhooks
 from wa_ray.storage.auth_store import auth_aad
 from wa_ray.storage.media import MediaError, MediaStore, media_root

@@ -22,7 +22,7 @@ no module-global cache) and still decides the provider locally from Redis when t
 
 The master key is never wired as a value: `runtime_config` puts only its file (or "this process's
 WA_MASTER_KEY") and its public id into the RuntimeConfig; each process loads it with
-`sessions.master_keys.load_master_keys`, the one loader.
+`wa_ray.master_keys.load_master_keys`, the one loader.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from wa_ray import DISPATCHER_NAME, NAMESPACE, SUPERVISOR_NAME
 from wa_ray.actors.cloud_sender import CLOUD_SENDER_NAME, CloudSender
 from wa_ray.actors.webhook_dispatcher import WebhookDispatcher
 from wa_ray.config import RuntimeConfig, Settings
-from wa_ray.sessions.master_keys import current_key_id, load_master_keys
+from wa_ray.master_keys import current_key_id, load_master_keys
 from wa_ray.storage.embedded import EmbeddedRedis
 from wa_ray.supervisors.session_supervisor import SessionSupervisor
 
