@@ -32,6 +32,7 @@ from wa_ray.storage.events import EventLog
 from wa_ray.storage.messages import META, WEBJS, MessageStore
 from wa_ray.storage.providers import ProviderStore
 from wa_ray.config import RuntimeConfig
+from wa_ray.json_fields import as_dict, dicts, text_of
 from wa_ray.events import MESSAGE_ACK, MESSAGE_RECEIVED, MESSAGE_SENT, Event
 
 ACK_STATUS = {2: "delivered", 3: "read", 4: "read"}  # 4 = played (voice): read for text purposes
@@ -101,22 +102,22 @@ class InboundRecorder:
 
         The receiver checked the signature, not the shape: anything that is not the documented shape
         is skipped, never an exception."""
-        for entry in _dicts(payload.get("entry")):
-            for change in _dicts(entry.get("changes")):
+        for entry in dicts(payload.get("entry")):
+            for change in dicts(entry.get("changes")):
                 value = change.get("value")
                 if not isinstance(value, dict):
                     continue
-                names = {c.get("wa_id"): _text(_dict(c.get("profile")).get("name"))
-                         for c in _dicts(value.get("contacts")) if isinstance(c.get("wa_id"), str)}
-                business = _text(_dict(value.get("metadata")).get("display_phone_number"))
-                for msg in _dicts(value.get("messages")):
-                    await self._cloud_message(ws, msg, names.get(_text(msg.get("from")) or ""), business)
-                for status in _dicts(value.get("statuses")):
+                names = {c.get("wa_id"): text_of(as_dict(c.get("profile")).get("name"))
+                         for c in dicts(value.get("contacts")) if isinstance(c.get("wa_id"), str)}
+                business = text_of(as_dict(value.get("metadata")).get("display_phone_number"))
+                for msg in dicts(value.get("messages")):
+                    await self._cloud_message(ws, msg, names.get(text_of(msg.get("from")) or ""), business)
+                for status in dicts(value.get("statuses")):
                     await self._cloud_status(ws, status)
 
     async def _cloud_message(self, ws: str, msg: dict[str, Any], name: str | None, business: str | None) -> None:
         """Every kind, normalized by actors/inbound_cloud.py (media downloaded first, bounded)."""
-        wamid = _text(msg.get("id"))
+        wamid = text_of(msg.get("id"))
         if not wamid or not await self._first_time(ws, wamid):
             return
         cloud = self._cloud_inbound()
@@ -140,10 +141,10 @@ class InboundRecorder:
         return self._cloud
 
     async def _cloud_status(self, ws: str, status: dict[str, Any]) -> None:
-        wamid = _text(status.get("id"))
+        wamid = text_of(status.get("id"))
         if not wamid:
             return
-        message_id = await self._message_of(ws, wamid, _text(status.get("biz_opaque_callback_data")))
+        message_id = await self._message_of(ws, wamid, text_of(status.get("biz_opaque_callback_data")))
         if message_id is None:
             return
         kind = status.get("status")
@@ -156,10 +157,10 @@ class InboundRecorder:
         elif kind in ("delivered", "read"):
             await self._acked(ws, None, message_id, wamid, kind, META)
         elif kind == "failed":
-            error = next(iter(_dicts(status.get("errors"))), {})
+            error = next(iter(dicts(status.get("errors"))), {})
             code = error.get("code")
-            details = _text(_dict(error.get("error_data")).get("details")) or _text(error.get("message")) or _text(
-                error.get("title"))
+            details = (text_of(as_dict(error.get("error_data")).get("details")) or text_of(error.get("message"))
+                       or text_of(error.get("title")))
             record = await self._messages.record(message_id)
             if record and record.get("provider") == META and code == RE_ENGAGEMENT and await self._fallback(
                     ws, record):
@@ -208,21 +209,3 @@ class InboundRecorder:
             if asyncio.get_running_loop().time() > deadline:
                 return
             await asyncio.sleep(0.02)
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _dicts(value: Any) -> list[dict[str, Any]]:
-    """The objects of a JSON list; anything else (a string, a number, null, a list of ints) is no objects."""
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
-
-
-def _text(value: Any, limit: int = 4096) -> str | None:
-    """A JSON string field, bounded; a number Meta might send as one is taken as its text."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
-        value = str(value)
-    return value[:limit] if isinstance(value, str) else None

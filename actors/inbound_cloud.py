@@ -30,6 +30,7 @@ import redis.asyncio as aioredis
 
 from wa_ray.actors.cloud_api import CloudApiClient, MediaDownloadFailed
 from wa_ray.actors.media_intake import intake
+from wa_ray.json_fields import as_dict, dicts, text_of
 from wa_ray.events import MESSAGE_RECEIVED, MESSAGE_REACTION
 from wa_ray.message_kinds import Kind
 from wa_ray.storage.media import MediaStore
@@ -69,17 +70,17 @@ MessageOf = Callable[[str], Awaitable[str | None]]
 async def normalize(msg: dict[str, Any], *, name: str | None, business: str | None,
                     fetch_media: MediaFetcher, message_of: MessageOf) -> tuple[str, dict[str, Any]] | None:
     """(event type, data) for one webhook message object; None when it has no id or sender."""
-    wamid, sender, stamp = _text(msg.get("id")), _text(msg.get("from")), _text(msg.get("timestamp"))
+    wamid, sender, stamp = text_of(msg.get("id")), text_of(msg.get("from")), text_of(msg.get("timestamp"))
     if not wamid or not sender:
         return None
-    raw_type = _text(msg.get("type")) or "unknown"
+    raw_type = text_of(msg.get("type")) or "unknown"
     if raw_type == "reaction":
-        reaction = _dict(msg.get("reaction"))
-        target = _text(reaction.get("message_id"))
+        reaction = as_dict(msg.get("reaction"))
+        target = text_of(reaction.get("message_id"))
         return MESSAGE_REACTION, {
             "wa_message_id": wamid, "target_wa_message_id": target,
             "target_message_id": await message_of(target) if target else None,
-            "emoji": _text(reaction.get("emoji")) or "", "from": sender, "provider": META,
+            "emoji": text_of(reaction.get("emoji")) or "", "from": sender, "provider": META,
         }
     data: dict[str, Any] = {
         "wa_message_id": wamid, "from": sender, "chat_id": f"{sender}@c.us", "author": None, "to": business,
@@ -88,48 +89,48 @@ async def normalize(msg: dict[str, Any], *, name: str | None, business: str | No
         "name": name, "provider": META, "kind": "unknown",
     }
     if raw_type == "text":
-        data.update(kind=Kind.TEXT.value, text=_text(_dict(msg.get("text")).get("body")))
+        data.update(kind=Kind.TEXT.value, text=text_of(as_dict(msg.get("text")).get("body")))
     elif raw_type in _MEDIA_TYPES:
-        obj = _dict(msg.get(raw_type))
+        obj = as_dict(msg.get(raw_type))
         kind = Kind.VOICE if raw_type == "audio" and obj.get("voice") is True else _MEDIA_TYPES[raw_type]
         data["kind"] = kind.value
         if raw_type in ("image", "video", "document"):
-            data["text"] = _text(obj.get("caption"), 1024)
+            data["text"] = text_of(obj.get("caption"), 1024)
         data["media"] = await fetch_media(kind, obj)
     elif raw_type == "location":
-        loc = _dict(msg.get("location"))
+        loc = as_dict(msg.get("location"))
         lat, lng = _number(loc.get("latitude")), _number(loc.get("longitude"))
         if lat is not None and lng is not None:
             data["kind"] = Kind.LOCATION.value
-            data["location"] = {"latitude": lat, "longitude": lng, "name": _text(loc.get("name"), 1024),
-                                "address": _text(loc.get("address"), 1024)}
+            data["location"] = {"latitude": lat, "longitude": lng, "name": text_of(loc.get("name"), 1024),
+                                "address": text_of(loc.get("address"), 1024)}
     elif raw_type == "contacts":
-        contacts = [_contact(c) for c in _dicts(msg.get("contacts"))][:50]
+        contacts = [_contact(c) for c in dicts(msg.get("contacts"))][:50]
         if contacts:
             data.update(kind=Kind.CONTACTS.value, contacts=contacts)
-    context = _dict(msg.get("context"))
-    quoted = _text(context.get("id"))
+    context = as_dict(msg.get("context"))
+    quoted = text_of(context.get("id"))
     if quoted:
         data["reply_to"] = {"wa_message_id": quoted, "message_id": await message_of(quoted)}
     return MESSAGE_RECEIVED, data
 
 
 def _contact(contact: dict[str, Any]) -> dict[str, Any]:
-    name = _dict(contact.get("name"))
+    name = as_dict(contact.get("name"))
     phones = []
-    for phone in _dicts(contact.get("phones"))[:20]:
-        entry: dict[str, Any] = {"phone": _text(phone.get("phone"), 64)}
-        if _text(phone.get("wa_id"), 64):
-            entry["wa_id"] = _text(phone.get("wa_id"), 64)
+    for phone in dicts(contact.get("phones"))[:20]:
+        entry: dict[str, Any] = {"phone": text_of(phone.get("phone"), 64)}
+        if text_of(phone.get("wa_id"), 64):
+            entry["wa_id"] = text_of(phone.get("wa_id"), 64)
         phones.append(entry)
-    return {"name": {"formatted_name": _text(name.get("formatted_name"), 512)}, "phones": phones, "vcard": None}
+    return {"name": {"formatted_name": text_of(name.get("formatted_name"), 512)}, "phones": phones, "vcard": None}
 
 
 async def download_media(client: CloudApiClient, store: MediaStore, creds: CloudCredentials | None, ws: str,
                          policy: MediaPolicy, obj: dict[str, Any]) -> dict[str, Any]:
     """The contract's `media` object for a received media, through the shared intake (actors/media_intake.py:
     the policy, the cap, the bounded wait, cleaned names). The url is asked for only when a download happens."""
-    media_id = _text(obj.get("id"), 128)
+    media_id = text_of(obj.get("id"), 128)
 
     async def chunks() -> AsyncIterator[bytes]:
         if creds is None or not media_id:
@@ -139,9 +140,9 @@ async def download_media(client: CloudApiClient, store: MediaStore, creds: Cloud
             raise MediaDownloadFailed("no media url")
         return client.download(creds, str(info["url"]), policy.max_bytes)
 
-    return await intake(store, policy, ws, mimetype=_text(obj.get("mime_type"), 255) or "application/octet-stream",
-                        filename=_text(obj.get("filename"), 255), size_hint=None, chunks_factory=chunks,
-                        sha256=_text(obj.get("sha256"), 128), timeout_s=MEDIA_WAIT_S)
+    return await intake(store, policy, ws, mimetype=text_of(obj.get("mime_type"), 255) or "application/octet-stream",
+                        filename=text_of(obj.get("filename"), 255), size_hint=None, chunks_factory=chunks,
+                        sha256=text_of(obj.get("sha256"), 128), timeout_s=MEDIA_WAIT_S)
 
 
 def _number(value: Any) -> float | None:
@@ -152,19 +153,3 @@ def _number(value: Any) -> float | None:
     except ValueError:
         return None
     return number if -180.0 <= number <= 180.0 else None
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _dicts(value: Any) -> list[dict[str, Any]]:
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
-
-
-def _text(value: Any, limit: int = 4096) -> str | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
-        value = str(value)
-    return value[:limit] if isinstance(value, str) else None

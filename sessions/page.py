@@ -201,18 +201,18 @@ class PageSession:
     # ------------------------------------------------------- send protocol
     async def mint_key(self) -> MintedKey:
         """A message key for a send not made yet, and the document it belongs to; raises PageGone."""
-        key, document = await self._evaluate(_MINT_KEY)
+        key, document = await self.evaluate(_MINT_KEY)
         return MintedKey(key, document)
 
     async def ack_of(self, serialized: str) -> PageAck:
         """What this page holds of the message `serialized` (see outgoing_id); raises PageGone."""
-        ack, document = await self._evaluate(_ACK_AND_DOC, serialized)
+        ack, document = await self.evaluate(_ACK_AND_DOC, serialized)
         return PageAck(ack, document)
 
     async def send(self, number: str, body: str, key: str, *, wait_until_sent: bool = True) -> PageSend:
         """Send `body` to `number` under `key`. Waiting, it answers once WhatsApp's server took the message
         or refused it; the bridge never sends a key it already holds. Raises PageGone."""
-        result = await self._evaluate(_SEND, {"to": chat_id(number), "body": body, "keyId": key,
+        result = await self.evaluate(_SEND, {"to": chat_id(number), "body": body, "keyId": key,
                                               "waitUntilMsgSent": wait_until_sent})
         return PageSend(result["id"], result.get("result") == "ERROR")
 
@@ -231,7 +231,7 @@ class PageSession:
                 await self._fill_slot(slot, item.media.path)
                 entry["media"] = {"slot": slot, "mimetype": item.media.mimetype, "filename": item.media.filename}
             payload.append(entry)
-        results = await self._evaluate(_SEND_MANY, payload)
+        results = await self.evaluate(_SEND_MANY, payload)
         return [_page_result(r) for r in results]
 
     async def send_item(self, item: PageItem, *, wait_until_sent: bool = True) -> PageSend:
@@ -262,7 +262,8 @@ class PageSession:
     async def state(self) -> dict[str, Any] | None:
         return await self._page().evaluate(_STATE)
 
-    async def _evaluate(self, script: str, arg: Any = None) -> Any:
+    async def evaluate(self, script: str, arg: Any = None) -> Any:
+        """Run `script` in the page's current document; raises PageGone when there is none to answer."""
         page = self.page
         if page is None:
             raise PageGone("page is not open")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator
 
-from wa_ray.sessions.page import PageGone, PageSession, document_gone
+from wa_ray.sessions.page import PageGone, PageSession
 
 CHUNK_BYTES = 512 * 1024
 _OPEN = "(id) => window.__waray.mediaOpen(id)"
@@ -31,21 +31,10 @@ class PageMedia:
         self._session = session
         self._chunk = chunk_bytes
 
-    async def _evaluate(self, script: str, arg: object) -> object:
-        page = self._session.page
-        if page is None:
-            raise PageGone("page is not open")
-        try:
-            return await page.evaluate(script, arg)
-        except Exception as exc:
-            if document_gone(exc):
-                raise PageGone(str(exc)) from exc
-            raise
-
     async def chunks(self, wa_id: str) -> AsyncIterator[bytes]:
         """Downloads the media of message `wa_id` in the page; the iterator yields it in order and frees
         the page's copy when it ends or is closed. Raises MediaUnavailable or PageGone."""
-        opened = await self._evaluate(_OPEN, wa_id)
+        opened = await self._session.evaluate(_OPEN, wa_id)
         if not isinstance(opened, dict) or not isinstance(opened.get("handle"), str):
             raise MediaUnavailable(wa_id)
         return self._read(str(opened["handle"]), int(opened.get("size") or 0))
@@ -54,13 +43,13 @@ class PageMedia:
         try:
             offset = 0
             while offset < size:
-                part = base64.b64decode(str(await self._evaluate(_CHUNK, [handle, offset, self._chunk])))
+                part = base64.b64decode(str(await self._session.evaluate(_CHUNK, [handle, offset, self._chunk])))
                 if not part:
                     raise MediaUnavailable("page returned an empty chunk")
                 offset += len(part)
                 yield part
         finally:
             try:
-                await self._evaluate(_CLOSE, handle)
+                await self._session.evaluate(_CLOSE, handle)
             except Exception:  # noqa: BLE001 - the page (and its copy) may be gone already
                 pass
