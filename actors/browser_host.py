@@ -29,6 +29,7 @@ from wa_ray.sessions.page_media import PageMedia
 from wa_ray.sessions.state import LIFECYCLE_SIGNALS, MESSAGE_CHANGE_SIGNALS, UNSENDABLE_SIGNALS, PageSignal
 from wa_ray.storage.auth_store import open_auth_store
 from wa_ray.storage.events import EventLog
+from wa_ray.storage.media_pending import PendingMedia
 from wa_ray.storage.redis_client import connect
 from wa_ray.storage.registry import SessionRegistry
 from wa_ray import NAMESPACE, session_actor_name
@@ -365,6 +366,15 @@ class BrowserHost:
         if self._playwright is not None:
             await self._playwright.stop()
         self._browser = self._playwright = None
+
+    async def download_pending(self, pending: PendingMedia) -> str:
+        """A lazily received media of a session here, from its page into the media store under its allotted
+        id (the ingress asks on the first GET, serve_app/lazy_media.py): `stored`, `too_large`, or
+        `unavailable` (no page here for that session, or the page no longer has the media)."""
+        hosted = self._sessions.get((pending.workspace_id, pending.locator.get("session_id", "")))
+        if hosted is None or pending.source != "webjs":
+            return "unavailable"
+        return await self._inbound.pending_media(pending, PageMedia(hosted.page))
 
     async def _route(self, hosted: HostedSession, kind: PageSignal, payload: dict[str, Any]) -> None:
         ws, sid = hosted.ws, hosted.sid

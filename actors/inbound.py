@@ -29,6 +29,7 @@ from wa_ray.sessions.state import PageSignal
 from wa_ray.master_keys import master_and_previous
 from wa_ray.storage import keys
 from wa_ray.storage.events import EventLog
+from wa_ray.storage.media_pending import PendingMedia
 from wa_ray.storage.messages import META, WEBJS, MessageStore
 from wa_ray.storage.providers import ProviderStore
 from wa_ray.config import RuntimeConfig
@@ -64,13 +65,17 @@ class InboundRecorder:
             return
 
         async def fetch_media(info: inbound_webjs.PageMediaInfo) -> dict[str, Any]:
-            return await self._page_media.fetch(ws, info, media)
+            return await self._page_media.fetch(ws, info, media, sid=sid)
 
         async with self._in_flight.track(ws, msg["id"]):
             data = await inbound_webjs.received(msg, fetch_media=fetch_media,
                                                 message_of=functools.partial(self._messages.by_wa_id, ws))
             if data is not None:
                 await self._events.publish(Event(MESSAGE_RECEIVED, ws, sid, data))
+
+    async def pending_media(self, pending: PendingMedia, media: PageMedia) -> str:
+        """A media the `lazy` policy left on the page, stored now under its allotted id (PageMediaIntake)."""
+        return await self._page_media.store_pending(pending, media)
 
     async def message_change(self, ws: str, sid: str, kind: PageSignal, payload: dict[str, Any]) -> None:
         """A reaction, revoke or edit the page reported: its event, once per WhatsApp id."""
@@ -125,7 +130,7 @@ class InboundRecorder:
         async def fetch_media(kind: Any, obj: dict[str, Any]) -> dict[str, Any]:
             creds = (await cloud.providers.get(ws)).cloud
             return await inbound_cloud.download_media(cloud.client, cloud.media, creds, ws,
-                                                      await cloud.policies.get(ws), obj)
+                                                      await cloud.policies.get(ws), obj, cloud.pending)
 
         async def message_of(wa_id: str) -> str | None:
             return await self._messages.by_wa_id(ws, wa_id)

@@ -16,7 +16,8 @@ fetched with the same token, both through the egress guard (the Graph base url i
 the url it answers is never trusted further than the guard allows); the bytes stream into the media store
 up to the workspace's cap. Whether and up to what size is the workspace's media policy, applied by the
 shared intake (actors/media_intake.py): the wait is bounded, and a download that fails or takes too long
-leaves the event with `media.status` "failed".
+leaves the event with `media.status` "failed". Under a `lazy` policy nothing is fetched here: the media id
+is allotted with Meta's media id as its source (`pending`), and `media_chunks` fetches it on the first GET.
 Nothing here raises on a malformed object: a field that is not the documented shape is absent.
 """
 
@@ -38,6 +39,7 @@ from wa_ray.config import RuntimeConfig
 from wa_ray.egress_http import guard_for
 from wa_ray.master_keys import master_and_previous
 from wa_ray.sessions.media_access import media_store_for
+from wa_ray.storage.media_pending import PendingMediaStore
 from wa_ray.storage.media_policy import MediaPolicy, MediaPolicyStore
 from wa_ray.storage.messages import META
 from wa_ray.storage.providers import CloudCredentials, ProviderStore
@@ -50,11 +52,13 @@ class CloudInboundDeps:
     client: CloudApiClient
     media: MediaStore
     policies: MediaPolicyStore
+    pending: PendingMediaStore
 
     @classmethod
     def create(cls, redis: aioredis.Redis, config: RuntimeConfig) -> CloudInboundDeps:
         return cls(ProviderStore(redis, *master_and_previous(config)), CloudApiClient(guard_for(config), 16),
-                   media_store_for(redis, config), MediaPolicyStore(redis))
+                   media_store_for(redis, config), MediaPolicyStore(redis),
+                   PendingMediaStore(redis, config.media_retention_s))
 
 
 MEDIA_WAIT_S = 30.0  # the longest a received message's event waits for its media
@@ -126,23 +130,38 @@ def _contact(contact: dict[str, Any]) -> dict[str, Any]:
     return {"name": {"formatted_name": text_of(name.get("formatted_name"), 512)}, "phones": phones, "vcard": None}
 
 
+async def media_chunks(client: CloudApiClient, creds: CloudCredentials | None, meta_media_id: str | None,
+                       max_bytes: int) -> AsyncIterator[bytes]:
+    """The bytes of one of Meta's media ids, with the workspace's token (GET /{media-id} -> url -> bytes,
+    both through the egress guard). MediaDownloadFailed when Meta does not give it (any more)."""
+    if creds is None or not meta_media_id:
+        raise MediaDownloadFailed("no credentials or no media id")
+    info = await client.media_info(creds, meta_media_id)
+    if info is None:
+        raise MediaDownloadFailed("no media url")
+    return client.download(creds, str(info["url"]), max_bytes)
+
+
 async def download_media(client: CloudApiClient, store: MediaStore, creds: CloudCredentials | None, ws: str,
-                         policy: MediaPolicy, obj: dict[str, Any]) -> dict[str, Any]:
+                         policy: MediaPolicy, obj: dict[str, Any],
+                         pending: PendingMediaStore | None = None) -> dict[str, Any]:
     """The contract's `media` object for a received media, through the shared intake (actors/media_intake.py:
-    the policy, the cap, the bounded wait, cleaned names). The url is asked for only when a download happens."""
+    the policy, the cap, the bounded wait, cleaned names). The url is asked for only when a download happens;
+    under a `lazy` policy only Meta's media id is recorded (`pending`), never the token."""
     media_id = text_of(obj.get("id"), 128)
 
     async def chunks() -> AsyncIterator[bytes]:
-        if creds is None or not media_id:
-            raise MediaDownloadFailed("no credentials or no media id")
-        info = await client.media_info(creds, media_id)
-        if info is None:
-            raise MediaDownloadFailed("no media url")
-        return client.download(creds, str(info["url"]), policy.max_bytes)
+        return await media_chunks(client, creds, media_id, policy.max_bytes)
+
+    async def defer(described: dict[str, Any]) -> str:
+        if pending is None or not media_id:
+            raise MediaDownloadFailed("no media id to fetch later")
+        return (await pending.allot(ws, source="cloud_api", max_bytes=policy.max_bytes,
+                                    locator={"media": media_id}, **described)).media_id
 
     return await intake(store, policy, ws, mimetype=text_of(obj.get("mime_type"), 255) or "application/octet-stream",
                         filename=text_of(obj.get("filename"), 255), size_hint=None, chunks_factory=chunks,
-                        sha256=text_of(obj.get("sha256"), 128), timeout_s=MEDIA_WAIT_S)
+                        sha256=text_of(obj.get("sha256"), 128), timeout_s=MEDIA_WAIT_S, defer=defer)
 
 
 def _number(value: Any) -> float | None:

@@ -21,6 +21,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,9 +35,12 @@ from wa_ray.runtime import RuntimeConfig
 from wa_ray.sessions.media_access import media_store_for
 from wa_ray.sessions.page_media import MediaUnavailable, PageMedia
 from wa_ray.sessions.state import PageSignal
-from wa_ray.storage.media import MediaStore
+from wa_ray.storage.media import MediaStore, MediaTooLarge
+from wa_ray.storage.media_pending import PendingMedia, PendingMediaStore
 from wa_ray.storage.media_policy import MediaPolicyStore
 from wa_ray.storage.messages import WEBJS
+
+log = logging.getLogger(__name__)
 
 # WhatsApp's message types (Msg.type) and the kind each is.
 WA_TYPE_KIND: dict[str, Kind] = {
@@ -280,21 +284,57 @@ async def change(kind: PageSignal, payload: dict[str, Any], *, message_of: Messa
 class PageMediaIntake:
     """A received media from its page into the media store, under the workspace's media policy
     (actors/media_intake.py decides whether and how much is downloaded). The store is opened on first use,
-    so a process that never receives media never reads the key material."""
+    so a process that never receives media never reads the key material. Under a `lazy` policy only the
+    session and the WhatsApp id are recorded (`pending`); the page is asked for the bytes on the first GET
+    (BrowserHost.download_pending)."""
 
     def __init__(self, redis: aioredis.Redis, config: RuntimeConfig) -> None:
         self._redis, self._config = redis, config
         self._store: MediaStore | None = None
         self._policies = MediaPolicyStore(redis)
+        self._pending = PendingMediaStore(redis, config.media_retention_s)
 
-    async def fetch(self, ws: str, info: PageMediaInfo, page: PageMedia | None) -> dict[str, Any]:
+    def store(self) -> MediaStore:
         if self._store is None:
             self._store = media_store_for(self._redis, self._config)
+        return self._store
+
+    async def fetch(self, ws: str, info: PageMediaInfo, page: PageMedia | None, *,
+                    sid: str | None = None) -> dict[str, Any]:
+        policy = await self._policies.get(ws)
 
         async def chunks() -> Any:
             if page is None:
                 raise MediaUnavailable(info.wa_message_id)
             return await page.chunks(info.wa_message_id)
 
-        return await intake(self._store, await self._policies.get(ws), ws, mimetype=info.mimetype,
-                            filename=info.filename, size_hint=info.size, sha256=info.sha256, chunks_factory=chunks)
+        async def defer(described: dict[str, Any]) -> str:
+            if sid is None:
+                raise MediaUnavailable(info.wa_message_id)
+            return (await self._pending.allot(ws, source="webjs", max_bytes=policy.max_bytes, locator={
+                "session_id": sid, "wa_message_id": info.wa_message_id}, **described)).media_id
+
+        return await intake(self.store(), policy, ws, mimetype=info.mimetype, filename=info.filename,
+                            size_hint=info.size, sha256=info.sha256, chunks_factory=chunks, defer=defer)
+
+    async def store_pending(self, pending: PendingMedia, page: PageMedia) -> str:
+        """`stored` (under the id the event announced), `too_large` (over the cap of the policy at receipt),
+        or `unavailable` (the page cannot give it, or the download failed or took longer than the wait)."""
+        chunks: AsyncIterator[bytes] | None = None
+        try:
+            async with asyncio.timeout(DEFAULT_TIMEOUT_S):
+                chunks = await page.chunks(pending.locator.get("wa_message_id", ""))
+                await self.store().put(pending.workspace_id, chunks, mimetype=pending.mimetype,
+                                       filename=pending.filename, max_bytes=pending.max_bytes,
+                                       media_id=pending.media_id)
+        except MediaTooLarge:
+            return "too_large"
+        except Exception as exc:  # noqa: BLE001 - the caller answers with a clear error, not a trace
+            log.warning("pending media of workspace %s not stored: %s", pending.workspace_id, type(exc).__name__)
+            return "unavailable"
+        finally:
+            close = getattr(chunks, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
+        return "stored"

@@ -4,12 +4,15 @@ Both inbound normalizers (WhatsApp Web and the Cloud API) describe a received me
 `media` object of `message.received`:
 
     {"media_id": str | None, "mimetype": str, "filename": str | None, "size": int | None,
-     "sha256": str | None, "status": "stored" | "off" | "too_large" | "failed"}
+     "sha256": str | None, "status": "stored" | "pending" | "off" | "too_large" | "failed"}
 
 Invariants:
 * Nothing is downloaded unless the policy is `eager` and the size the provider announced (if any) fits
   `max_bytes`: `chunks_factory` is called only then, so a policy of `off` or an announced size over the
   cap costs no byte of traffic.
+* `lazy` downloads nothing either: `defer` (the normalizer's, which knows where the media is) allots the
+  media id and records the source (storage/media_pending.py), and the object says `pending` with that id;
+  the first GET of the id downloads it (serve_app/lazy_media.py). A `defer` that fails is `failed`.
 * A stream that turns out larger than announced stops at `max_bytes` (the store's own check) and leaves
   nothing stored; so does a download that fails or takes longer than `timeout_s`. `media_id` is set only
   with `status: stored`, and then `size`/`sha256` are what was stored, not what was announced.
@@ -33,8 +36,10 @@ from wa_ray.storage.media_policy import MediaPolicy
 
 log = logging.getLogger(__name__)
 
-Status = Literal["stored", "off", "too_large", "failed"]
+Status = Literal["stored", "pending", "off", "too_large", "failed"]
 ChunksFactory = Callable[[], Awaitable[AsyncIterator[bytes]]]
+# the cleaned description {mimetype, filename, size, sha256} -> the media id allotted for a later download
+Deferral = Callable[[dict[str, Any]], Awaitable[str]]
 DEFAULT_TIMEOUT_S = 60.0  # the bounded wait before `message.received` is published without the media
 NAME_MAX = 255
 FALLBACK_MIMETYPE = "application/octet-stream"
@@ -66,7 +71,7 @@ def media_object(status: Status, *, mimetype: str, filename: str | None, size: i
 
 async def intake(store: MediaStore, policy: MediaPolicy, ws: str, *, mimetype: str, filename: str | None,
                  size_hint: int | None, chunks_factory: ChunksFactory, sha256: str | None = None,
-                 timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[str, Any]:
+                 timeout_s: float = DEFAULT_TIMEOUT_S, defer: Deferral | None = None) -> dict[str, Any]:
     """The `media` object of a received message; downloads it into `store` when the policy says so.
 
     `size_hint`/`sha256`: what the provider announced (None when it did not); they describe the media
@@ -75,10 +80,12 @@ async def intake(store: MediaStore, policy: MediaPolicy, ws: str, *, mimetype: s
     announced = size_hint if isinstance(size_hint, int) and not isinstance(size_hint, bool) and size_hint >= 0 else None
     described = {"mimetype": mimetype, "filename": filename, "size": announced,
                  "sha256": sha256 if isinstance(sha256, str) and len(sha256) <= 128 else None}
-    if not policy.eager:
+    if not (policy.eager or policy.lazy):
         return media_object("off", **described)
     if announced is not None and announced > policy.max_bytes:
         return media_object("too_large", **described)
+    if policy.lazy:
+        return await _deferred(ws, described, defer)
     chunks: AsyncIterator[bytes] | None = None
     try:
         async with asyncio.timeout(timeout_s):
@@ -93,6 +100,17 @@ async def intake(store: MediaStore, policy: MediaPolicy, ws: str, *, mimetype: s
         await _close(chunks)
     return media_object("stored", mimetype=info.mimetype, filename=info.filename, size=info.size,
                         sha256=info.sha256, media_id=info.media_id)
+
+
+async def _deferred(ws: str, described: dict[str, Any], defer: Deferral | None) -> dict[str, Any]:
+    if defer is None:  # a normalizer that cannot say where the media is: nothing to fetch it from later
+        return media_object("failed", **described)
+    try:
+        media_id = await defer(dict(described))
+    except Exception as exc:  # noqa: BLE001 - the message still goes out, described
+        log.warning("inbound media of workspace %s not deferred: %s", ws, type(exc).__name__)
+        return media_object("failed", **described)
+    return media_object("pending", media_id=media_id, **described)
 
 
 async def _close(chunks: AsyncIterator[bytes] | None) -> None:

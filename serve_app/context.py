@@ -11,6 +11,7 @@ import ray
 import redis.asyncio as aioredis
 
 from wa_ray.serve_app.auth import Authenticator
+from wa_ray.serve_app.lazy_media import LazyMedia
 from wa_ray.serve_app.provider_selector import SelectorClient
 from wa_ray.serve_app.sse import EventHub
 from wa_ray.master_keys import master_and_previous
@@ -46,6 +47,7 @@ class AppContext:
     egress: EgressGuard  # decides the URLs callers name (webhook, Cloud API base URL) at write time
     selector: SelectorClient  # the provider choice: the selector deployment's snapshots, cached per workspace
     media: MediaStore  # uploaded and fetched media, encrypted at rest (storage/media.py)
+    lazy_media: LazyMedia  # downloads a `lazy` workspace's received media on its first GET
 
     @classmethod
     def build(cls, config: RuntimeConfig, selector_handle: Any = None) -> AppContext:
@@ -55,12 +57,14 @@ class AppContext:
         master, previous = master_and_previous(config)  # read here, in the replica: never an argument
         events = EventLog(redis)
         batch = Batcher(redis)  # one group commit for the hot path's commands (storage/batch.py)
+        media, guard = media_store_for(redis, config), guard_for(config)
+        providers = ProviderStore(redis, master, previous)
         return cls(config, redis, Authenticator(redis, master, previous, batch=batch), SessionRegistry(redis),
                    MessageStore(redis, batch=batch), events, WebhookConfigStore(redis, master, previous),
                    AuditLog(redis, batch=batch), MetricsStore(redis), EventHub(redis, events),
-                   guard_for(config),
-                   SelectorClient(ProviderStore(redis, master, previous), config.provider_cache_ttl_s, selector_handle),
-                   media_store_for(redis, config))
+                   guard,
+                   SelectorClient(providers, config.provider_cache_ttl_s, selector_handle),
+                   media, LazyMedia(redis, media, providers, guard, config.media_retention_s))
 
     def supervisor(self) -> Any:
         """The supervisor's handle; ValueError when it (or Ray) is not there.

@@ -35,13 +35,16 @@ class InboundMedia(BaseModel):
     """A received media: described always, stored as the workspace's media policy says."""
 
     model_config = ConfigDict(**_OUT)
-    media_id: str | None = Field(description="set when status is `stored`: GET /v1/workspaces/{ws}/media/{media_id}")
+    media_id: str | None = Field(description="set when status is `stored` or `pending`: "
+                                             "GET /v1/workspaces/{ws}/media/{media_id}")
     mimetype: str | None
     filename: str | None = Field(description="the sender's file name (documents), cleaned; else null")
     size: int | None = Field(description="bytes: of what was stored, else what the provider announced (or null)")
     sha256: str | None = Field(description="hex SHA-256 of the bytes (the stored ones when stored)")
-    status: Literal["stored", "off", "too_large", "failed"] = Field(
-        description="`stored`: media_id is set; `off`: the media policy downloads nothing; `too_large`: over "
+    status: Literal["stored", "pending", "off", "too_large", "failed"] = Field(
+        description="`stored`: media_id is set; `pending`: media_id is set but not downloaded yet (a `lazy` "
+                    "media policy: the first GET downloads it, 502 `media_unavailable` if the provider no "
+                    "longer has it); `off`: the media policy downloads nothing; `too_large`: over "
                     "the policy's max_bytes; `failed`: the download failed or took too long")
 
 
@@ -125,6 +128,10 @@ class MediaReceived(ReceivedCommon):
         {**_BASE, "kind": "voice", "type": "ptt", "text": None,
          "media": {"media_id": None, "mimetype": "audio/ogg; codecs=opus", "filename": None, "size": 23104,
                    "sha256": None, "status": "off"}},
+        {**_CLOUD, "kind": "image", "type": "image", "text": None,
+         "media": {"media_id": "med_3b5d7f9a1c2e4a6b8d0f1e3c", "mimetype": "image/png", "filename": None,
+                   "size": None, "sha256": "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb",
+                   "status": "pending"}},
         {**_BASE, "kind": "video", "type": "video", "text": None,
          "media": {"media_id": None, "mimetype": "video/mp4", "filename": None, "size": 41943040,
                    "sha256": None, "status": "too_large"}},

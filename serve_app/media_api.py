@@ -11,7 +11,9 @@ is hashed as it streams; a body that does not match its declared digest is delet
 upload is stored only if it is exactly what the key signed.
 
 `GET /v1/workspaces/{ws}/media/{id}` streams a media file back to its own workspace (404 for any other: the
-store's keys name the workspace). A file that fails its integrity check is never served: 410 before the
+store's keys name the workspace). A received media still `pending` (a `lazy` media policy) is downloaded
+first, once, under that id (serve_app/lazy_media.py: 502 `media_unavailable` when the provider no longer
+has it). A file that fails its integrity check is never served: 410 before the
 first byte, or a cut connection (shorter than Content-Length) if a later chunk fails.
 """
 
@@ -223,9 +225,11 @@ def upload_out(public: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/v1/workspaces/{ws}/media/{media_id}", response_class=StreamingResponse, responses={
     200: {"description": "the file's bytes, with its Content-Type", "content": {"application/octet-stream": {}}},
-    410: {"model": ErrorBody, "description": "The stored file failed its integrity check"}})
+    410: {"model": ErrorBody, "description": "The stored file failed its integrity check"},
+    502: {"model": ErrorBody, "description": "A pending received media could not be downloaded from its provider"},
+    504: {"model": ErrorBody, "description": "A pending received media's download did not finish in time"}})
 async def get_media(media_id: str, ws: str = Depends(workspace), c: AppContext = Depends(ctx)) -> StreamingResponse:
-    info = await c.media.info(ws, check_id(media_id, "media"))
+    info = await c.lazy_media.resolve(ws, check_id(media_id, "media"))
     if info is None:
         raise ApiError(404, "not_found", "media not found")
     chunks = c.media.chunks(ws, media_id)

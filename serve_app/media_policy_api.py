@@ -23,7 +23,9 @@ from wa_ray.storage.media_policy import DEFAULT_MAX_BYTES, MAX_MAX_BYTES, MIN_MA
 router = APIRouter(tags=["media"])
 
 _DOWNLOAD = ("`eager`: a received message's media is downloaded into the media store before "
-             "`message.received` is published (its `media.media_id` is set); `off`: nothing is downloaded "
+             "`message.received` is published (its `media.media_id` is set); `lazy`: nothing is downloaded at "
+             "receipt, the event carries a `media_id` with `media.status` `pending` and the first "
+             "`GET .../media/{media_id}` downloads it; `off`: nothing is downloaded "
              "(`media.status` is `off`, `media_id` null)")
 _MAX_BYTES = ("media larger than this is not downloaded (`media.status` `too_large`); "
               f"{MIN_MAX_BYTES}..{MAX_MAX_BYTES} bytes")
@@ -31,8 +33,9 @@ _MAX_BYTES = ("media larger than this is not downloaded (`media.status` `too_lar
 
 class MediaPolicyIn(BaseModel):
     model_config = ConfigDict(**STRICT_INPUT, json_schema_extra={"examples": [{"download": "eager", "max_bytes": 16777216},
+                                                                              {"download": "lazy"},
                                                                               {"download": "off"}]})
-    download: Literal["eager", "off"] = Field(default="eager", description=_DOWNLOAD)
+    download: Literal["eager", "lazy", "off"] = Field(default="eager", description=_DOWNLOAD)
     max_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=MIN_MAX_BYTES, le=MAX_MAX_BYTES, description=_MAX_BYTES)
 
     @field_validator("max_bytes", mode="before")
@@ -46,7 +49,7 @@ class MediaPolicyIn(BaseModel):
 
 
 class MediaPolicyOut(BaseModel):
-    download: Literal["eager", "off"] = Field(description=_DOWNLOAD)
+    download: Literal["eager", "lazy", "off"] = Field(description=_DOWNLOAD)
     max_bytes: int = Field(description=_MAX_BYTES)
 
     @classmethod
@@ -59,7 +62,7 @@ def _store(c: AppContext) -> MediaPolicyStore:
 
 
 @router.get("/v1/workspaces/{ws}/media-policy", response_model=MediaPolicyOut, responses=errors(),
-            summary="This workspace's inbound media policy (download eager/off, size cap)")
+            summary="This workspace's inbound media policy (download eager/lazy/off, size cap)")
 async def get_media_policy(ws: str = Depends(workspace), c: AppContext = Depends(ctx)) -> MediaPolicyOut:
     return MediaPolicyOut.of(await _store(c).get(ws))
 

@@ -242,6 +242,16 @@ def media(ws: str, media_id: str) -> str:
     return f"{PREFIX}:media:{ws}:{media_id}"
 
 
+def media_pending(ws: str, media_id: str) -> str:
+    """JSON of a received media allotted an id but not downloaded yet (lazy policy, storage/media_pending.py)."""
+    return f"{PREFIX}:media-pending:{ws}:{media_id}"
+
+
+def media_pending_lock(ws: str, media_id: str) -> str:
+    """Held (SET NX, with a TTL) by the one request downloading a pending media."""
+    return f"{PREFIX}:media-pending-lock:{ws}:{media_id}"
+
+
 def media_expiry() -> str:
     """Sorted set `ws/media_id` -> expiry time: what the media sweep deletes from disk."""
     return f"{PREFIX}:media-expiry"

@@ -163,12 +163,15 @@ class MediaStore:
     # -- writing ----------------------------------------------------------------------------------
 
     async def put(self, ws: str, chunks: AsyncIterable[bytes], *, mimetype: str, filename: str | None,
-                  max_bytes: int) -> MediaInfo:
+                  max_bytes: int, media_id: str | None = None) -> MediaInfo:
         """Encrypt `chunks` into a new file as they arrive (never the whole body in memory); MediaTooLarge
-        as soon as more than `max_bytes` came, leaving nothing behind."""
+        as soon as more than `max_bytes` came, leaving nothing behind. `media_id`: an id allotted earlier
+        (a lazily downloaded media keeps the id its event announced); a new one when None."""
         if not is_valid_id(ws):
             raise ValueError("invalid workspace id")
-        media_id = new_media_id()
+        if media_id is not None and not is_valid_id(media_id):
+            raise ValueError("invalid media id")
+        media_id = media_id or new_media_id()
         directory = await asyncio.to_thread(self._dir, ws)
         final, part = directory / media_id, directory / f"{media_id}.part"
         key_id, master = self._keys[0]

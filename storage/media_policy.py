@@ -2,7 +2,9 @@
 
 `download`: `eager` (the default) downloads a received message's media into the media store before
 `message.received` is published, so the event carries a `media_id` the client can fetch at once; `off`
-downloads nothing and the event carries the media's description with `media_id: null`. `max_bytes`
+downloads nothing and the event carries the media's description with `media_id: null`; `lazy` downloads
+nothing at receipt either, but allots the `media_id` at once (`status: pending`) and remembers where the
+media is (storage/media_pending.py): the first `GET .../media/{id}` downloads and stores it. `max_bytes`
 caps what is downloaded (default 16 MB, never above the media store's upload cap `UPLOAD_MAX_BYTES`);
 a larger media is described, not stored (`status: too_large`).
 
@@ -24,8 +26,8 @@ import redis.asyncio as aioredis
 from wa_ray.message_kinds import MB, UPLOAD_MAX_BYTES
 from wa_ray.storage import keys
 
-Download = Literal["eager", "off"]
-DOWNLOADS: tuple[str, ...] = ("eager", "off")
+Download = Literal["eager", "lazy", "off"]
+DOWNLOADS: tuple[str, ...] = ("eager", "lazy", "off")
 DEFAULT_MAX_BYTES = 16 * MB
 MIN_MAX_BYTES = 1
 MAX_MAX_BYTES = UPLOAD_MAX_BYTES
@@ -39,6 +41,10 @@ class MediaPolicy:
     @property
     def eager(self) -> bool:
         return self.download == "eager"
+
+    @property
+    def lazy(self) -> bool:
+        return self.download == "lazy"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -27,7 +27,7 @@ from wa_ray.storage.redis_client import connect
 from wa_ray.storage.registry import SessionRegistry
 from wa_ray.supervisors.placement import SLOT, PlacementError, QuotaExceeded, least_loaded, nodes_from_ray
 from wa_ray.supervisors.session_handles import ActorSession, GrainSession, SessionGone, SessionHandle
-from wa_ray import NAMESPACE, session_actor_name
+from wa_ray import NAMESPACE, browser_host_name, session_actor_name
 from wa_ray.runtime import RuntimeConfig
 
 log = logging.getLogger(__name__)
@@ -330,7 +330,7 @@ class SessionSupervisor:
     def _host(self, node_id: str) -> Any:
         if node_id not in self._hosts:
             self._hosts[node_id] = BrowserHost.options(
-                name=f"browser-host:{node_id[:16]}", namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+                name=browser_host_name(node_id), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
             ).remote(self._config)
         return self._hosts[node_id]

@@ -104,7 +104,7 @@ async def test_message_received_has_a_schema_and_an_example_per_kind(spec) -> No
     assert _errors(spec, data, {**text, "kind": "image"})  # an image needs `media`
     assert _errors(spec, data, {**text, "kind": "sticker-ish"})
     statuses = schemas["InboundMedia"]["properties"]["status"]["enum"]
-    assert set(statuses) == {"stored", "off", "too_large", "failed"}
+    assert set(statuses) == {"stored", "pending", "off", "too_large", "failed"}
 
 
 async def test_failure_codes_are_published(spec) -> None:

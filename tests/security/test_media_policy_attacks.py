@@ -82,7 +82,7 @@ async def test_bad_values_are_422_not_echoed_and_not_stored(make_key, client_for
     stored = await live_redis.get(keys.media_policy(unique_ws))
     marker = "zq" + secrets.token_hex(6)
     bodies = [
-        f'{{"download": "{marker}"}}', '{"download": "EAGER"}', '{"download": "lazy"}', '{"download": null}',
+        f'{{"download": "{marker}"}}', '{"download": "EAGER"}', '{"download": "LAZY"}', '{"download": null}',
         '{"download": 1}', '{"download": ["eager"]}',
         '{"max_bytes": 0}', '{"max_bytes": -1}', f'{{"max_bytes": {UPLOAD_MAX_BYTES + 1}}}',
         '{"max_bytes": NaN}', '{"max_bytes": Infinity}', '{"max_bytes": 1e309}', f'{{"max_bytes": {2**80}}}',
@@ -93,7 +93,7 @@ async def test_bad_values_are_422_not_echoed_and_not_stored(make_key, client_for
     for body in bodies:
         r = await owner.put(_path(unique_ws), content=body.encode(), headers={"content-type": "application/json"})
         assert _error(r) == (422, "validation_error"), (body[:60], r.status_code, r.text[:300])
-        assert marker not in r.text and "lazy" not in r.text and "EAGER" not in r.text, r.text
+        assert marker not in r.text and "LAZY" not in r.text and "EAGER" not in r.text, r.text
     for body in (b"{not json", b"\xff\xfe"):
         r = await owner.put(_path(unique_ws), content=body, headers={"content-type": "application/json"})
         assert _error(r) == (400, "malformed_json"), (body, r.text[:200])
@@ -103,7 +103,7 @@ async def test_bad_values_are_422_not_echoed_and_not_stored(make_key, client_for
 
 async def test_a_stored_bad_policy_reads_as_the_default(make_key, client_for, unique_ws, live_redis) -> None:
     owner = client_for(await make_key("workspace", unique_ws))
-    for raw_value in (b'{"download": "lazy", "max_bytes": 1e400}', b'{"max_bytes": 1208925819614629174706176}',
+    for raw_value in (b'{"download": "later", "max_bytes": 1e400}', b'{"max_bytes": 1208925819614629174706176}',
                       b'{"download": ["off"], "max_bytes": -5}', b'{"max_bytes": true}', b"not json", b"[1]", b'"x"'):
         await live_redis.set(keys.media_policy(unique_ws), raw_value)
         r = await owner.get(_path(unique_ws))

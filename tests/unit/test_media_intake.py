@@ -13,6 +13,7 @@ import pytest
 
 from wa_ray.actors.media_intake import clean_filename, clean_mimetype, intake
 from wa_ray.storage.media import MediaStore
+from wa_ray.storage.media_pending import PendingMediaStore
 from wa_ray.storage.media_policy import MediaPolicy, MediaPolicyStore
 
 pytestmark = pytest.mark.asyncio
@@ -139,3 +140,40 @@ async def test_sender_chosen_names_and_types_are_cleaned(store) -> None:
     assert clean_filename("a" * 1000) == "a" * 255 and clean_filename("..") is None and clean_filename(5) is None
     assert clean_mimetype("application/pdf; charset=binary") == "application/pdf; charset=binary"
     assert clean_mimetype(None) == clean_mimetype("é/x") == "application/octet-stream"
+
+
+async def test_lazy_allots_an_id_and_downloads_nothing(store, redis, tmp_path) -> None:
+    pending = PendingMediaStore(redis, 600)
+    source, data = Source(b"x" * 5000), b"x" * 5000
+
+    async def defer(described: dict) -> str:
+        return (await pending.allot(WS, source="webjs", max_bytes=10_000, locator={"session_id": "s1",
+                                                                                   "wa_message_id": "w1"},
+                                    **described)).media_id
+
+    media = await intake(store, MediaPolicy("lazy", 10_000), WS, mimetype="image/png", filename="a/b.png",
+                         size_hint=len(data), sha256="ab" * 32, chunks_factory=source, defer=defer)
+    assert media["status"] == "pending" and media["filename"] == "a_b.png" and media["size"] == len(data)
+    assert source.opened == 0 and _files(tmp_path) == [] and await store.info(WS, media["media_id"]) is None
+    record = await pending.get(WS, media["media_id"])
+    assert record is not None and record.locator == {"session_id": "s1", "wa_message_id": "w1"}
+    assert await pending.get("ws-other", media["media_id"]) is None  # keyed by workspace
+    # the first GET's download stores it under the announced id
+    info = await store.put(WS, await source(), mimetype=record.mimetype, filename=record.filename,
+                           max_bytes=record.max_bytes, media_id=record.media_id)
+    assert info.media_id == media["media_id"] and await _read(store, info.media_id) == data
+    # over the cap: described, no id allotted; no place to fetch from later, or a failing one: failed
+    big = await intake(store, MediaPolicy("lazy", 100), WS, mimetype="image/png", filename=None,
+                       size_hint=len(data), chunks_factory=source, defer=defer)
+    assert (big["status"], big["media_id"]) == ("too_large", None)
+    nowhere = await intake(store, MediaPolicy("lazy", 10_000), WS, mimetype="image/png", filename=None,
+                           size_hint=None, chunks_factory=source)
+    assert (nowhere["status"], nowhere["media_id"]) == ("failed", None)
+
+    async def broken(described: dict) -> str:
+        raise ConnectionError("redis went away")
+
+    failed = await intake(store, MediaPolicy("lazy", 10_000), WS, mimetype="image/png", filename=None,
+                          size_hint=None, chunks_factory=source, defer=broken)
+    assert (failed["status"], failed["media_id"]) == ("failed", None)
+    assert source.opened == 1  # only the store's own put above opened it

@@ -21,7 +21,7 @@ async def test_default_set_and_bounds(redis) -> None:
     await store.set("ws-a", MediaPolicy("off", 10))
     assert await store.get("ws-a") == MediaPolicy("off", 10)  # the writer's own cache is dropped
     assert await store.get("ws-b") == MediaPolicy()
-    for bad in (MediaPolicy("lazy", 10), MediaPolicy("off", 0), MediaPolicy("off", UPLOAD_MAX_BYTES + 1),  # type: ignore[arg-type]
+    for bad in (MediaPolicy("later", 10), MediaPolicy("off", 0), MediaPolicy("off", UPLOAD_MAX_BYTES + 1),  # type: ignore[arg-type]
                 MediaPolicy("off", True)):  # type: ignore[arg-type]
         with pytest.raises(ValueError):
             await store.set("ws-a", bad)
