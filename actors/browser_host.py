@@ -18,24 +18,27 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import ray
-from playwright.async_api import Browser, Playwright, async_playwright
+from typing import TYPE_CHECKING
 
-from wa_ray.actors.inbound import InboundRecorder
-from wa_ray.actors.outbound import SessionSender
+import ray
+
 from wa_ray.actors.session_lifecycle import SessionLifecycle
-from wa_ray.sessions.page import PageSession
-from wa_ray.sessions.page_media import PageMedia
 from wa_ray.sessions.state import LIFECYCLE_SIGNALS, MESSAGE_CHANGE_SIGNALS, UNSENDABLE_SIGNALS, PageSignal
-from wa_ray.storage.auth_store import open_auth_store
-from wa_ray.storage.events import EventLog
-from wa_ray.storage.media_pending import PendingMedia
-from wa_ray.storage.redis_client import connect
-from wa_ray.storage.registry import SessionRegistry
 from wa_ray import NAMESPACE, session_actor_name
 from wa_ray.events import Event
 from wa_ray.runtime import RuntimeConfig, chromium_launch_flags
 from wa_ray.tasks import background
+
+# Only the host's own process imports the data plane, Playwright and Redis (in BrowserHost's methods):
+# every process that holds a BrowserHost handle imports this module, because Ray loads an actor's class to
+# build a handle to it, and every SessionActor holds one. Imported here, they cost each SessionActor
+# process ~36 MB of private memory it never uses (bench/results/README.md, 2026-12-06).
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, Playwright
+
+    from wa_ray.actors.outbound import SessionSender
+    from wa_ray.sessions.page import PageSession
+    from wa_ray.storage.media_pending import PendingMedia
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +114,12 @@ class BrowserHost:
     async def __init__(self, config: RuntimeConfig) -> None:
         self._config = config
         self._incarnation = uuid.uuid4().hex
+        from wa_ray.actors.inbound import InboundRecorder
+        from wa_ray.storage.auth_store import open_auth_store
+        from wa_ray.storage.events import EventLog
+        from wa_ray.storage.redis_client import connect
+        from wa_ray.storage.registry import SessionRegistry
+
         self._redis = connect(config.redis_url)
         self._inbound = InboundRecorder(self._redis, config)
         self._events = EventLog(self._redis)
@@ -135,6 +144,8 @@ class BrowserHost:
         async with self._launch_lock:
             if self._browser is None or not self._browser.is_connected():
                 if self._playwright is None:
+                    from playwright.async_api import async_playwright
+
                     self._playwright = await async_playwright().start()
                 self._browser = await self._playwright.chromium.launch(
                     executable_path=self._config.chromium, args=chromium_launch_flags(self._config.chromium_flags),
@@ -165,6 +176,8 @@ class BrowserHost:
             self._refilling = background(self._refill_spares(), "spare pages refill")
 
     async def _refill_spares(self) -> None:
+        from wa_ray.sessions.page import PageSession
+
         while len(self._spares) < self._config.spare_pages and not self._closing:
             browser = await self._ensure_browser()
             spare = PageSession(browser, self._config.web_url, None)
@@ -185,6 +198,9 @@ class BrowserHost:
         whose context does not exist yet to close, and that page would load anyway, take the WhatsApp
         device over, and keep a sender whose heartbeat makes the intent it holds look owned forever
         (actors/outbound.py)."""
+        from wa_ray.actors.outbound import SessionSender
+        from wa_ray.sessions.page import PageSession
+
         if self._closing:
             raise RuntimeError("the browser host is shutting down")
         key = (ws, sid)
@@ -321,7 +337,7 @@ class BrowserHost:
     # ------------------------------------------------------------ restarts
     async def _tell_sessions_to_reopen(self) -> None:
         node = ray.get_runtime_context().get_node_id()
-        registry = SessionRegistry(self._redis)
+        registry = self._registry
         for ws, sid in await registry.all():
             record = await registry.get(ws, sid) or {}
             if record.get("node_id") != node:
@@ -371,6 +387,8 @@ class BrowserHost:
         """A lazily received media of a session here, from its page into the media store under its allotted
         id (the ingress asks on the first GET, serve_app/lazy_media.py): `stored`, `too_large`, or
         `unavailable` (no page here for that session, or the page no longer has the media)."""
+        from wa_ray.sessions.page_media import PageMedia
+
         hosted = self._sessions.get((pending.workspace_id, pending.locator.get("session_id", "")))
         if hosted is None or pending.source != "webjs":
             return "unavailable"
@@ -379,6 +397,8 @@ class BrowserHost:
     async def _route(self, hosted: HostedSession, kind: PageSignal, payload: dict[str, Any]) -> None:
         ws, sid = hosted.ws, hosted.sid
         if kind is PageSignal.MESSAGE:
+            from wa_ray.sessions.page_media import PageMedia
+
             await self._inbound.message(ws, sid, payload, PageMedia(hosted.page))
         elif kind in MESSAGE_CHANGE_SIGNALS:
             await self._inbound.message_change(ws, sid, kind, payload)
