@@ -51,6 +51,8 @@ def cmd_demo(settings: Settings, phone: str) -> None:
         try:
             run_demo(console, service.base_url, sim.url, key_id, secret, phone)
             _wait_for_interrupt()
+        except KeyboardInterrupt:
+            pass  # Ctrl-C while the demo still follows its events is how it ends, not an error to trace
         finally:
             service.stop()
 
