@@ -110,6 +110,10 @@
     };
   };
 
+  // Shared with the other bridge files (bridge_conversations.js): one serializer of page messages.
+  api.serializeMsg = serializeMsg;
+  api.widOf = widOf;
+
   let lastQr = null;  // state and ref changes both announce a code: report each code once
   const reportQr = async () => {
     const Conn = req('WAWebConnModel').Conn;
