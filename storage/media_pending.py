@@ -19,6 +19,7 @@ Invariants:
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
@@ -53,6 +54,12 @@ class PendingMedia:
     created_at: float = 0.0
 
 
+def stable_media_id(ws: str, key: str) -> str:
+    """A media id of the store's shape (`med_` + 24 hex) derived from the workspace and `key`; ids are
+    only ever looked up within their workspace, so knowing the derivation opens nothing of another one."""
+    return "med_" + hashlib.sha256(f"{ws}\x00{key}".encode()).hexdigest()[:24]
+
+
 class PendingMediaStore:
     def __init__(self, redis: aioredis.Redis, retention_s: int = DEFAULT_RETENTION_S) -> None:
         self._redis = redis
@@ -69,6 +76,22 @@ class PendingMediaStore:
                                         ex=self._retention_s, nx=True)
         if not created:  # 96 random bits: never in practice, but an id is never handed out twice
             raise RuntimeError("media id collision")
+        return pending
+
+    async def allot_stable(self, ws: str, key: str, *, source: Source, mimetype: str, filename: str | None,
+                           size: int | None, sha256: str | None, max_bytes: int,
+                           locator: dict[str, str]) -> PendingMedia:
+        """The id of a media named by `key` (unique within the workspace: the session and WhatsApp message
+        id of a page's message), the same at every call: derived from (ws, key), recorded once (SET NX), so
+        announcing the same message again (a repeated sync, a listing) names the same media. An id whose
+        media was stored meanwhile stays served from the store (it is looked up there first)."""
+        if not is_valid_id(ws):
+            raise ValueError("invalid workspace id")
+        media_id = stable_media_id(ws, key)
+        pending = PendingMedia(media_id, ws, source, mimetype, filename, size, sha256, max_bytes, dict(locator),
+                               time.time())
+        await self._redis.set(keys.media_pending(ws, media_id), orjson.dumps(asdict(pending)),
+                              ex=self._retention_s, nx=True)
         return pending
 
     async def get(self, ws: str, media_id: str) -> PendingMedia | None:
