@@ -38,6 +38,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from wa_ray.simulator.cloud_api import errors, kinds
+from wa_ray.simulator.cloud_api.access import access_token, require_access
 from wa_ray.simulator.cloud_api.errors import GraphError
 from wa_ray.simulator.cloud_api.ids import new_fbtrace_id, new_wamid
 from wa_ray.simulator.cloud_api.models import (
@@ -47,7 +48,6 @@ from wa_ray.simulator.cloud_api.models import (
     MarkReadRequest,
     SendMessageRequest,
 )
-from wa_ray.simulator.cloud_api.registry import TokenCheck
 from wa_ray.simulator.cloud_api.sent_log import SentMessage
 from wa_ray.simulator.cloud_api.state import SimState, normalize_number
 
@@ -90,13 +90,7 @@ async def _handle(request: Request, state: SimState, version: str) -> Response:
     if not VERSION_RE.match(version):
         raise errors.unknown_path(f"/{version}/")
     phone_number_id = request.path_params["phone_number_id"]
-    check = state.registry.check(_access_token(request), phone_number_id)
-    if check is TokenCheck.INVALID:
-        raise errors.invalid_token()
-    if check is TokenCheck.EXPIRED:
-        raise errors.expired_token()
-    if check is TokenCheck.NOT_ALLOWED:
-        raise errors.unknown_object(phone_number_id)
+    require_access(state.registry, access_token(request), phone_number_id)
     phone = state.registry.phones[phone_number_id]
 
     raw = await _json_body(request)
@@ -168,14 +162,6 @@ async def _handle(request: Request, state: SimState, version: str) -> Response:
         },
         version=version,
     )
-
-
-def _access_token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() in ("bearer", "oauth") and token.strip():
-        return token.strip()
-    return request.query_params.get("access_token")
 
 
 async def _json_body(request: Request) -> dict[str, Any]:

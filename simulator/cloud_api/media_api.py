@@ -11,37 +11,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from wa_ray.simulator.cloud_api import errors
+from wa_ray.simulator.cloud_api.access import access_token, require_access
 from wa_ray.simulator.cloud_api.errors import GraphError
 from wa_ray.simulator.cloud_api.graph_api import VERSION_RE, graph_error, graph_json
 from wa_ray.simulator.cloud_api.media import MAX_UPLOAD_BYTES, MediaItem
 from wa_ray.simulator.cloud_api.registry import TokenCheck
 
 
-def _token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() in ("bearer", "oauth") and token.strip():
-        return token.strip()
-    return request.query_params.get("access_token")
-
-
 def _owner_phone(request: Request, item: MediaItem | None, object_id: str) -> MediaItem:
     """The item when the request's token may use it; Graph's errors otherwise."""
     state = request.app.state.sim
-    token = _token(request)
+    # An unknown id is checked against no number: a good token then gets the same answer as a foreign id.
+    require_access(state.registry, access_token(request), item.phone_number_id if item else "", object_id)
     if item is None:
-        check = state.registry.check(token, "")
-        if check is TokenCheck.INVALID:
-            raise errors.invalid_token()
-        if check is TokenCheck.EXPIRED:
-            raise errors.expired_token()
-        raise errors.unknown_object(object_id)
-    check = state.registry.check(token, item.phone_number_id)
-    if check is TokenCheck.INVALID:
-        raise errors.invalid_token()
-    if check is TokenCheck.EXPIRED:
-        raise errors.expired_token()
-    if check is TokenCheck.NOT_ALLOWED:
         raise errors.unknown_object(object_id)
     return item
 
@@ -52,13 +34,7 @@ async def upload_endpoint(request: Request) -> Response:
     try:
         if not VERSION_RE.match(version):
             raise errors.unknown_path(f"/{version}/")
-        check = state.registry.check(_token(request), pnid)
-        if check is TokenCheck.INVALID:
-            raise errors.invalid_token()
-        if check is TokenCheck.EXPIRED:
-            raise errors.expired_token()
-        if check is TokenCheck.NOT_ALLOWED:
-            raise errors.unknown_object(pnid)
+        require_access(state.registry, access_token(request), pnid)
         try:
             form = await request.form(max_files=1, max_fields=10)
         except Exception:
@@ -107,10 +83,10 @@ async def download_endpoint(request: Request) -> Response:
     """The media url: bytes with the owning number's token, 401 without a token, 404 for anything else."""
     state = request.app.state.sim
     item = state.media.get(request.path_params["media_id"])
-    if not _token(request):
+    if not access_token(request):
         return Response(b"", status_code=401, headers={"WWW-Authenticate": 'Bearer realm="media"'})
     if item is None or not secrets.compare_digest(item.nonce, request.path_params["nonce"]):
         return Response(b"", status_code=404)
-    if state.registry.check(_token(request), item.phone_number_id) is not TokenCheck.OK:
+    if state.registry.check(access_token(request), item.phone_number_id) is not TokenCheck.OK:
         return Response(b"", status_code=404)
     return Response(item.data, media_type=item.mime_type)
