@@ -25,7 +25,7 @@ import enum
 import secrets
 from dataclasses import dataclass
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import orjson
@@ -82,12 +82,27 @@ def classify(code: int | None, http_status: int | None) -> Failure:
 
 
 @dataclass(frozen=True)
-class SendResult:
-    wamid: str | None = None
+class ApiAnswer:
+    """What a Graph call answered when it did not succeed: the fields a failure reason is made of.
+
+    Each kind of call is a subclass that adds its success value and names itself in `prefix`, so every
+    failure reason reads the same way whatever the call was."""
+
+    prefix: ClassVar[str] = "cloud_api"
     failure: Failure | None = None
     code: int | None = None
     http_status: int | None = None
     message: str = ""
+
+    def reason(self) -> str:
+        """`{prefix} (#code): our description`: `message` is always ours (see the module docstring)."""
+        code = f" (#{self.code})" if self.code is not None else ""
+        return f"{self.prefix}{code}: {self.message}"[:500]
+
+
+@dataclass(frozen=True)
+class SendResult(ApiAnswer):
+    wamid: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -96,11 +111,6 @@ class SendResult:
     @property
     def retryable(self) -> bool:
         return self.failure in RETRYABLE
-
-    def reason(self) -> str:
-        """`cloud_api (#code): our description`: `message` is always ours (see the module docstring)."""
-        code = f" (#{self.code})" if self.code is not None else ""
-        return f"cloud_api{code}: {self.message}"[:500]
 
 
 class CloudApiClient:
@@ -236,20 +246,13 @@ class MediaDownloadFailed(Exception):
 
 
 @dataclass(frozen=True)
-class MediaUpload:
+class MediaUpload(ApiAnswer):
+    prefix: ClassVar[str] = "cloud_api media upload"
     media_id: str | None = None
-    failure: Failure | None = None
-    code: int | None = None
-    http_status: int | None = None
-    message: str = ""
 
     @property
     def ok(self) -> bool:
         return self.media_id is not None
-
-    def reason(self) -> str:
-        code = f" (#{self.code})" if self.code is not None else ""
-        return f"cloud_api media upload{code}: {self.message}"[:500]
 
 
 _MEDIA_TYPE = {"image": "image", "video": "video", "audio": "audio", "voice": "audio", "document": "document",
