@@ -87,7 +87,8 @@ async def normalize(msg: dict[str, Any], *, name: str | None, business: str | No
             "emoji": text_of(reaction.get("emoji")) or "", "from": sender, "provider": META,
         }
     data: dict[str, Any] = {
-        "wa_message_id": wamid, "from": sender, "chat_id": f"{sender}@c.us", "author": None, "to": business,
+        "wa_message_id": wamid, "from": sender, "chat_id": f"{sender}@c.us", "from_id": f"{sender}@c.us",
+        "author": None, "is_group": False, "to": business,
         "text": None, "type": "chat" if raw_type == "text" else raw_type,
         "timestamp": int(stamp) if stamp and stamp.isascii() and stamp.isdigit() and len(stamp) <= 12 else None,
         "name": name, "provider": META, "kind": "unknown",

@@ -10,6 +10,9 @@ Invariants:
 * The page's report is untrusted shape: every field is type-checked and bounded; a wrong one is dropped
   (None), never an exception, so one odd message cannot stop a session's inbound.
 * `kind` is a `Kind` value or "unknown"; `type` keeps WhatsApp's own type.
+* Addressing (`addressing`): `from` is a phone number only from a `@c.us` id or the phone wid the page
+  resolved a `@lid` to (the bridge's `from_pn`/`author_pn`); a `@lid` itself is never read as a number. In
+  a group the sender is the author, never the group.
 * `text` is the text of a text message, the caption of a media message, else None.
 * `reply_to.message_id` / `target_message_id` / `message_id` name our message only when the WhatsApp id
   is one of this workspace's (MessageStore.by_wa_id), else None.
@@ -39,6 +42,7 @@ from wa_ray.storage.media import MediaStore, MediaTooLarge
 from wa_ray.storage.media_pending import PendingMedia, PendingMediaStore
 from wa_ray.storage.media_policy import MediaPolicyStore
 from wa_ray.storage.messages import WEBJS
+from wa_ray.wa_ids import is_lid, phone_of
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +101,42 @@ def _id(value: Any) -> str | None:
 
 
 def number(wid: Any) -> str | None:
-    """`15551234@c.us` -> `15551234`."""
-    return wid.split("@", 1)[0] if isinstance(wid, str) else None
+    """The phone number of a `@c.us` id; None for a group, a `@lid` (never a number made from it) or
+    anything else (wa_ray/wa_ids.phone_of)."""
+    return phone_of(wid)
+
+
+def sender_number(wid: Any, pn: Any) -> str | None:
+    """The sender's phone: its own `@c.us` id's number, else the phone wid the page resolved a `@lid` to."""
+    return phone_of(wid) or phone_of(pn)
+
+
+def addressing(msg: dict[str, Any]) -> dict[str, Any] | None:
+    """Who wrote a page message and where (the contract's section 5): `chat_id`, `from` (the sender's
+    phone or None), `from_id` (the sender's id as the page reports it, a `@lid` kept opaque), `author`
+    (in a group, the participant: its phone id where the page knows it, else its `@lid`; None in a 1:1
+    chat) and `is_group`. None when the report names no chat.
+
+    A received message's `from` is its chat (the group, in a group) and `author` the participant; one of
+    ours (fromMe) has the chat in `to`."""
+    from_me = msg.get("fromMe") is True
+    chat = _id(msg.get("to") if from_me else msg.get("from")) or _id(msg.get("from"))
+    if chat is None:
+        return None
+    group = chat.endswith("@g.us")
+    author = _id(msg.get("author"))
+    if group:
+        sender, sender_pn = author, _id(msg.get("author_pn"))
+    else:
+        sender, sender_pn = _id(msg.get("from")), _id(msg.get("from_pn"))
+    resolved = sender_pn if sender is not None and is_lid(sender) and phone_of(sender_pn) else sender
+    return {
+        "chat_id": chat,
+        "from": sender_number(sender, sender_pn),
+        "from_id": sender,
+        "author": resolved if group else None,
+        "is_group": group,
+    }
 
 
 def kind_of(wa_type: Any) -> str:
@@ -172,15 +210,14 @@ async def received(msg: dict[str, Any], *, fetch_media: FetchMedia,
                    message_of: MessageOf) -> dict[str, Any] | None:
     """The data of `message.received` for one message the bridge reported (`msg` has a string `id`);
     None for a report without its chat, which names no conversation to put it in."""
-    if _id(msg.get("from")) is None:
+    where = addressing(msg)
+    if where is None:
         return None
     wa_type = _text(msg.get("type"), 64)
     kind = kind_of(wa_type)
     data: dict[str, Any] = {
         "wa_message_id": msg["id"],
-        "from": number(msg.get("from")),
-        "chat_id": msg["from"],
-        "author": _text(msg.get("author"), ID_MAX),
+        **where,
         "to": number(msg.get("to")),
         "text": _text(msg.get("body")) if kind == Kind.TEXT else None,
         "type": wa_type,
@@ -252,7 +289,7 @@ class InFlight:
 
 async def change(kind: PageSignal, payload: dict[str, Any], *, message_of: MessageOf) -> MessageChange | None:
     """The event of a `reaction`, `revoke` or `edit` page signal; None for a payload without its ids."""
-    sender = number(payload.get("from"))
+    sender = sender_number(payload.get("from"), payload.get("from_pn"))
     if kind is PageSignal.REACTION:
         reaction_id, target = _id(payload.get("id")), _id(payload.get("target"))
         emoji = _text(payload.get("emoji"), 64)

@@ -85,9 +85,16 @@ class ReceivedCommon(BaseModel):
 
     model_config = ConfigDict(**_OUT)
     wa_message_id: str = Field(description="WhatsApp's id of this message; the dedupe key")
-    from_: str | None = Field(alias="from", description="the sender's number, digits only")
-    chat_id: str = Field(description="the chat: `<number>@c.us`, or `<id>@g.us` for a group")
-    author: str | None = Field(description="in a group, the member who wrote it; else null")
+    from_: str | None = Field(alias="from", description=(
+        "the sender's phone number, digits only; in a group the member who wrote it. Null when WhatsApp names "
+        "the sender only by a `@lid` whose number the session does not know (never a number made from it)"))
+    chat_id: str = Field(description="the chat: `<number>@c.us`, `<id>@g.us` for a group, or `<id>@lid`")
+    from_id: str | None = Field(default=None, description=(
+        "the sender's WhatsApp id as reported: `<number>@c.us` or an opaque `<id>@lid`"))
+    author: str | None = Field(description=(
+        "in a group, the member who wrote it: `<number>@c.us` where the session knows the number, else its "
+        "`@lid`; null in a one-to-one chat"))
+    is_group: bool = Field(default=False, description="true when the chat is a group")
     to: str | None = Field(description="the receiving number (ours)")
     type: str | None = Field(description="the provider's raw type (e.g. `chat`, `image`, `ptt`); use `kind`")
     timestamp: int | None = Field(description="unix seconds, as the provider stamped it")
@@ -97,15 +104,23 @@ class ReceivedCommon(BaseModel):
 
 
 _BASE = {"wa_message_id": "3EB0C431D5A9F1E2B7A4", "from": "15551230001", "chat_id": "15551230001@c.us",
-         "author": None, "to": "15559870000", "timestamp": 1765000000, "provider": "webjs"}
+         "from_id": "15551230001@c.us", "author": None, "is_group": False, "to": "15559870000",
+         "timestamp": 1765000000, "provider": "webjs"}
+_GROUP = {**_BASE, "wa_message_id": "false_120363012345678901@g.us_3EB0D1E2F3A4B5C6D7E8_15551230001@c.us",
+          "chat_id": "120363012345678901@g.us", "author": "15551230001@c.us", "is_group": True}
+_LID = {**_BASE, "wa_message_id": "false_123456789012345@lid_3EB0E1F2A3B4C5D6E7F8", "from": None,
+        "chat_id": "123456789012345@lid", "from_id": "123456789012345@lid"}
 _CLOUD = {"wa_message_id": "wamid.HBgLMTU1NTEyMzAwMDEVAgASGBQzRUIwQzQzMUQ1QTlGMUUyQjdBNAA=",
-          "from": "15551230001", "chat_id": "15551230001@c.us", "author": None, "to": "15559870000",
+          "from": "15551230001", "chat_id": "15551230001@c.us", "from_id": "15551230001@c.us", "author": None,
+          "is_group": False, "to": "15559870000",
           "timestamp": 1765000000, "provider": "meta", "name": "Ana Souza"}
 
 
 class TextReceived(ReceivedCommon):
     model_config = _examples(
         {**_BASE, "kind": "text", "type": "chat", "text": "Hi, is my order on its way?"},
+        {**_GROUP, "kind": "text", "type": "chat", "text": "Can someone confirm the delivery date?"},
+        {**_LID, "kind": "text", "type": "chat", "text": "Hello from a number you have not saved"},
         {**_CLOUD, "kind": "text", "type": "chat", "text": "Yes, that one",
          "reply_to": {"wa_message_id": "wamid.HBgLMTU1NTk4NzAwMDA=", "message_id": "msg_01jf3k9q8z7x6w5v4t3s2r1p0n"}})
     kind: Literal["text"]

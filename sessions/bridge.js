@@ -34,6 +34,19 @@
     return !!w && !!user && (user.isMeAccount ? user.isMeAccount(w) : widOf(user.getMaybeMePnUser()) === widOf(w));
   };
 
+  // The phone wid behind a @lid, as whatsapp-web.js's enforceLidAndPnRetrieval reads it
+  // (WAWebApiContact.getPhoneNumber); null for any other wid, or a lid whose phone the page does not know.
+  const pnOf = (w) => {
+    const s = widOf(w);
+    if (!s || !s.endsWith('@lid')) return null;
+    try {
+      const ApiContact = req('WAWebApiContact');
+      if (!ApiContact || typeof ApiContact.getPhoneNumber !== 'function') return null;
+      const wid = typeof w === 'object' ? w : req('WAWebWidFactory').createWid(s);
+      return widOf(ApiContact.getPhoneNumber(wid)) || null;
+    } catch (e) { return null; }
+  };
+
   // What a received message carries, read from the fields whatsapp-web.js 1.34.7's Message reads
   // (src/structures/Message.js): media (directPath, mimetype, filename, size, filehash, caption), a
   // location (lat, lng, loc), contact cards (body of a vcard, vcardList of a multi_vcard), and the
@@ -42,7 +55,7 @@
     const out = {
       id: m.id._serialized, key: m.id.id, from: widOf(m.from), to: widOf(m.to),
       body: m.directPath || m.type === 'location' ? null : m.body, type: m.type, t: m.t,
-      fromMe: !!m.id.fromMe, author: widOf(m.author),
+      fromMe: !!m.id.fromMe, author: widOf(m.author), from_pn: pnOf(m.from), author_pn: pnOf(m.author),
     };
     if (m.directPath) {
       out.media = { mimetype: m.mimetype || null, filename: m.filename || null, size: typeof m.size === 'number' ? m.size : null,
@@ -103,7 +116,7 @@
         for (const r of args[0] || []) {
           if (!r || !r.id || r.id.fromMe) continue;
           emit('reaction', { id: r.id._serialized, target: r.reactionParentKey && r.reactionParentKey._serialized,
-            emoji: r.reactionText || '', from: widOf(r.author || r.from), t: Math.floor((r.reactionTimestamp || 0) / 1000) });
+            emoji: r.reactionText || '', from: widOf(r.author || r.from), from_pn: pnOf(r.author || r.from), t: Math.floor((r.reactionTimestamp || 0) / 1000) });
         }
       } catch (e) { emit('error', { where: 'reaction', message: String(e) }); }
       return original.apply(this, args);
@@ -146,12 +159,13 @@
     Msg.on('change:ack', (m, ack) => { if (m.id.fromMe) emit('ack', { id: m.id._serialized, ack }); });
     // Deleted for everyone: the message's type turns to 'revoked' (whatsapp-web.js: message_revoke_everyone).
     Msg.on('change:type', (m) => {
-      if (m.type === 'revoked' && !m.id.fromMe) emit('revoke', { id: m.id._serialized, from: widOf(m.author || m.from), t: m.revokeTimestamp || null });
+      if (m.type === 'revoked' && !m.id.fromMe) emit('revoke', { id: m.id._serialized, from: widOf(m.author || m.from), from_pn: pnOf(m.author || m.from), t: m.revokeTimestamp || null });
     });
     // Edited: body (or a media caption) changes with latestEditMsgKey set (whatsapp-web.js: message_edit).
     Msg.on('change:body change:caption', (m, text) => {
       if (m.id.fromMe || m.type === 'revoked' || !m.latestEditMsgKey) return;
       emit('edit', { id: m.id._serialized, edit_id: widOf(m.latestEditMsgKey), from: widOf(m.author || m.from),
+        from_pn: pnOf(m.author || m.from),
         text: text == null ? null : String(text), t: m.latestEditSenderTimestampMs ? Math.floor(m.latestEditSenderTimestampMs / 1000) : null });
     });
     hookReactions();
