@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 Signal = Callable[[PageSignal, dict[str, Any]], Awaitable[None]]
 BRIDGE_JS = resources.files("wa_ray.sessions").joinpath("bridge.js").read_text()
+CONVERSATIONS_JS = resources.files("wa_ray.sessions").joinpath("bridge_conversations.js").read_text()
 RESTORE_JS = resources.files("wa_ray.sessions").joinpath("storage_restore.js").read_text()
 BLANK_HTML = "<html></html>"
 
@@ -147,6 +148,7 @@ class PageSession:
         )
         await self.context.expose_binding("__warayEmit", self._binding)
         await self.context.add_init_script(BRIDGE_JS)
+        await self.context.add_init_script(CONVERSATIONS_JS)  # extends the bridge: runs after it
         self.page = await self.context.new_page()
         self.page.on("crash", lambda _p: self._fire(PageSignal.CRASH, {}))
         self.page.on("close", lambda _p: self._fire(PageSignal.PAGE_CLOSED, {}))
