@@ -21,6 +21,10 @@ MESSAGE_EDITED = "message.edited"  # the sender edited a message's text
 PROVIDER_CHANGED = "provider.changed"
 SESSION_PAUSED = "session.paused"  # the session hit its hourly send cap: no sends until `resume_at`
 SESSION_RESUMED = "session.resumed"
+SESSION_SYNC = "session.sync"  # a history sync's progress: phase, done, total (actors/session_sync.py)
+CHATS_SYNCED = "chats.synced"  # a batch of a sync's chats (<= 100), newest first
+CONTACTS_SYNCED = "contacts.synced"  # a batch of a sync's contacts (<= 200)
+MESSAGES_SYNCED = "messages.synced"  # a batch of one chat's synced messages (<= 100), oldest first
 
 EVENT_TYPES = frozenset(
     {
@@ -39,6 +43,10 @@ EVENT_TYPES = frozenset(
         PROVIDER_CHANGED,
         SESSION_PAUSED,
         SESSION_RESUMED,
+        SESSION_SYNC,
+        CHATS_SYNCED,
+        CONTACTS_SYNCED,
+        MESSAGES_SYNCED,
     }
 )
 
