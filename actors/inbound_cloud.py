@@ -31,7 +31,7 @@ import redis.asyncio as aioredis
 
 from wa_ray.actors.cloud_api import CloudApiClient, MediaDownloadFailed
 from wa_ray.actors.media_intake import intake
-from wa_ray.json_fields import as_dict, dicts, text_of
+from wa_ray.json_fields import as_dict, coordinate_of, dicts, text_of
 from wa_ray.events import MESSAGE_RECEIVED, MESSAGE_REACTION
 from wa_ray.message_kinds import Kind
 from wa_ray.storage.media import MediaStore
@@ -104,7 +104,7 @@ async def normalize(msg: dict[str, Any], *, name: str | None, business: str | No
         data["media"] = await fetch_media(kind, obj)
     elif raw_type == "location":
         loc = as_dict(msg.get("location"))
-        lat, lng = _number(loc.get("latitude")), _number(loc.get("longitude"))
+        lat, lng = coordinate_of(loc.get("latitude")), coordinate_of(loc.get("longitude"))
         if lat is not None and lng is not None:
             data["kind"] = Kind.LOCATION.value
             data["location"] = {"latitude": lat, "longitude": lng, "name": text_of(loc.get("name"), 1024),
@@ -165,11 +165,3 @@ async def download_media(client: CloudApiClient, store: MediaStore, creds: Cloud
                         sha256=text_of(obj.get("sha256"), 128), timeout_s=MEDIA_WAIT_S, defer=defer)
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if -180.0 <= number <= 180.0 else None

@@ -33,6 +33,7 @@ import redis.asyncio as aioredis
 
 from wa_ray.actors.media_intake import DEFAULT_TIMEOUT_S, intake
 from wa_ray.events import MESSAGE_EDITED, MESSAGE_REACTION, MESSAGE_REVOKED
+from wa_ray.json_fields import number_of, string_of
 from wa_ray.message_kinds import MEDIA_KINDS, Kind
 from wa_ray.runtime import RuntimeConfig
 from wa_ray.sessions.media_access import media_store_for
@@ -82,18 +83,8 @@ class PageMediaInfo:
     sha256: str | None  # hex, from WhatsApp's filehash (base64 SHA-256 of the plain bytes)
 
 
-def _text(value: Any, limit: int = TEXT_MAX) -> str | None:
-    return value[:limit] if isinstance(value, str) else None
-
-
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _float(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
 
 
 def _id(value: Any) -> str | None:
@@ -159,10 +150,10 @@ def location_of(raw: Any) -> dict[str, Any] | None:
     """WhatsApp keeps name and address in `loc`, one per line."""
     if not isinstance(raw, dict):
         return None
-    lat, lng = _float(raw.get("lat")), _float(raw.get("lng"))
+    lat, lng = number_of(raw.get("lat")), number_of(raw.get("lng"))
     if lat is None or lng is None:
         return None
-    lines = (_text(raw.get("loc"), 2048) or "").split("\n", 1)
+    lines = (string_of(raw.get("loc"), 2048) or "").split("\n", 1)
     name = lines[0].strip() or None
     address = lines[1].strip() if len(lines) > 1 and lines[1].strip() else None
     return {"latitude": lat, "longitude": lng, "name": name, "address": address}
@@ -213,13 +204,13 @@ async def received(msg: dict[str, Any], *, fetch_media: FetchMedia,
     where = addressing(msg)
     if where is None:
         return None
-    wa_type = _text(msg.get("type"), 64)
+    wa_type = string_of(msg.get("type"), 64)
     kind = kind_of(wa_type)
     data: dict[str, Any] = {
         "wa_message_id": msg["id"],
         **where,
         "to": number(msg.get("to")),
-        "text": _text(msg.get("body")) if kind == Kind.TEXT else None,
+        "text": string_of(msg.get("body"), TEXT_MAX) if kind == Kind.TEXT else None,
         "type": wa_type,
         "kind": kind,
         "timestamp": _int(msg.get("t")),
@@ -227,10 +218,10 @@ async def received(msg: dict[str, Any], *, fetch_media: FetchMedia,
     }
     media = msg.get("media")
     if kind in MEDIA_KINDS and isinstance(media, dict):
-        data["text"] = _text(media.get("caption"))
+        data["text"] = string_of(media.get("caption"), TEXT_MAX)
         size = _int(media.get("size"))
-        info = PageMediaInfo(wa_message_id=msg["id"], mimetype=_text(media.get("mimetype"), 255) or "",
-                             filename=_text(media.get("filename"), 1024),
+        info = PageMediaInfo(wa_message_id=msg["id"], mimetype=string_of(media.get("mimetype"), 255) or "",
+                             filename=string_of(media.get("filename"), 1024),
                              size=size if size is not None and size >= 0 else None,
                              sha256=hex_sha256(media.get("filehash")))
         data["media"] = await fetch_media(info)
@@ -292,7 +283,7 @@ async def change(kind: PageSignal, payload: dict[str, Any], *, message_of: Messa
     sender = sender_number(payload.get("from"), payload.get("from_pn"))
     if kind is PageSignal.REACTION:
         reaction_id, target = _id(payload.get("id")), _id(payload.get("target"))
-        emoji = _text(payload.get("emoji"), 64)
+        emoji = string_of(payload.get("emoji"), 64)
         if reaction_id is None or target is None or emoji is None:
             return None
         return MessageChange(MESSAGE_REACTION, {
@@ -308,7 +299,7 @@ async def change(kind: PageSignal, payload: dict[str, Any], *, message_of: Messa
         }, f"revoke:{wa_id}")
     if kind is PageSignal.EDIT:
         edit_id = _id(payload.get("edit_id"))
-        text = _text(payload.get("text"))
+        text = string_of(payload.get("text"), TEXT_MAX)
         if edit_id is None:
             return None
         return MessageChange(MESSAGE_EDITED, {
