@@ -190,13 +190,19 @@ async def set_status_delays(request: Request) -> JSONResponse:
     return JSONResponse(state.describe())
 
 
+def _registered_phone(state: SimState, phone_number_id: str) -> PhoneNumber:
+    """The registered number, else the control API's 404: a user can only write to a number that exists."""
+    phone = state.registry.phones.get(phone_number_id)
+    if phone is None:
+        raise ControlError(404, "unknown_phone_number", f"phone_number_id {phone_number_id} is not registered")
+    return phone
+
+
 @_handler
 async def inbound(request: Request) -> JSONResponse:
     state = _state(request)
     body = await _body(request, InboundIn)
-    phone = state.registry.phones.get(body.phone_number_id)
-    if phone is None:
-        raise ControlError(404, "unknown_phone_number", f"phone_number_id {body.phone_number_id} is not registered")
+    phone = _registered_phone(state, body.phone_number_id)
     wamid = state.receive_inbound(phone, body.from_, body.body, body.name)
     return JSONResponse({"id": wamid, "wa_id": normalize_number(body.from_)}, status_code=201)
 
@@ -205,9 +211,7 @@ async def inbound(request: Request) -> JSONResponse:
 async def inbound_message(request: Request) -> JSONResponse:
     state = _state(request)
     body = await _body(request, InboundMessageIn)
-    phone = state.registry.phones.get(body.phone_number_id)
-    if phone is None:
-        raise ControlError(404, "unknown_phone_number", f"phone_number_id {body.phone_number_id} is not registered")
+    phone = _registered_phone(state, body.phone_number_id)
     message = dict(body.message)
     kind = message.get("type")
     if not isinstance(kind, str) or not kind:

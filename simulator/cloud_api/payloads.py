@@ -97,32 +97,6 @@ def status_payload(
     return envelope(phone, {"statuses": [item]})
 
 
-def inbound_text_payload(
-    phone: PhoneNumber,
-    *,
-    wamid: str,
-    from_wa_id: str,
-    profile_name: str,
-    body: str,
-    timestamp: float,
-) -> dict[str, Any]:
-    return envelope(
-        phone,
-        {
-            "contacts": [{"profile": {"name": profile_name}, "wa_id": from_wa_id}],
-            "messages": [
-                {
-                    "from": from_wa_id,
-                    "id": wamid,
-                    "timestamp": str(int(timestamp)),
-                    "text": {"body": body},
-                    "type": "text",
-                }
-            ],
-        },
-    )
-
-
 def inbound_message_payload(
     phone: PhoneNumber,
     *,

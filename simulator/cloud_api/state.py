@@ -23,7 +23,7 @@ from wa_ray.simulator.cloud_api.ids import new_wamid
 from wa_ray.simulator.cloud_api.lifecycle import StatusLifecycle
 from wa_ray.simulator.cloud_api.limits import PairRateLimiter, ThroughputLimiter
 from wa_ray.simulator.cloud_api.media import MediaStore
-from wa_ray.simulator.cloud_api.payloads import inbound_message_payload, inbound_text_payload
+from wa_ray.simulator.cloud_api.payloads import inbound_message_payload
 from wa_ray.simulator.cloud_api.registry import Registry
 from wa_ray.simulator.cloud_api.sent_log import SentLog
 from wa_ray.simulator.cloud_api.templates import Templates
@@ -103,20 +103,13 @@ class SimState:
     # ---- inbound (user -> business) ----------------------------------------
 
     def receive_inbound(self, phone: PhoneNumber, from_number: str, body: str, name: str) -> str:
-        """A user writes to the business: open the window, send the webhook."""
-        wa_id = normalize_number(from_number)
-        self.windows.open(phone.phone_number_id, wa_id)
-        wamid = new_wamid(wa_id)
-        self.inbound_ids.add(wamid)
-        payload = inbound_text_payload(
-            phone, wamid=wamid, from_wa_id=wa_id, profile_name=name, body=body, timestamp=self.clock.now()
-        )
-        self.dispatcher.submit(payload, kind="message", wamid=wamid, status=None)
-        return wamid
+        """A user writes a text to the business: the text case of `receive_inbound_message`."""
+        return self.receive_inbound_message(phone, from_number, name, {"text": {"body": body}, "type": "text"})
 
     def receive_inbound_message(self, phone: PhoneNumber, from_number: str, name: str,
                                 message: dict[str, Any]) -> str:
-        """A user sends any kind (`message` is Meta's message object without from/id/timestamp)."""
+        """A user sends any kind (`message` is Meta's message object without from/id/timestamp): open the
+        window, send the webhook."""
         wa_id = normalize_number(from_number)
         self.windows.open(phone.phone_number_id, wa_id)
         wamid = new_wamid(wa_id)
