@@ -78,3 +78,25 @@ async def eventually(check, timeout: float = 20.0, every: float = 0.1) -> Any:
         if time.monotonic() > deadline:
             raise TimeoutError(f"condition never held; last: {value!r}")
         await asyncio.sleep(every)
+
+
+class PageSignals:
+    """Records what a page signals (a PageSession's callback) so a test can wait for one kind.
+
+    `seen` keeps every (kind, payload) in order; `wait` returns the first payload of a kind, polling, and
+    names the kinds it did see when the kind never comes."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, dict[str, Any]]] = []
+
+    async def __call__(self, kind: Any, payload: dict[str, Any]) -> None:
+        self.seen.append((str(kind), payload))
+
+    async def wait(self, kind: str, timeout: float = 20) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for k, p in self.seen:
+                if k == kind:
+                    return p
+            await asyncio.sleep(0.02)
+        raise TimeoutError(f"{kind} not signalled; saw {[k for k, _ in self.seen]}")

@@ -5,15 +5,13 @@ sent twice."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import time
-from typing import Any
 
 import httpx
 import pytest
 from playwright.async_api import async_playwright
 
+from tests.messages.helpers import PageSignals
 from wa_ray.config import CHROMIUM_FLAGS, default_chromium
 from wa_ray.sessions.page import PageItem, PageMedia, PageSend, PageSession, TargetNotFound, outgoing_id
 
@@ -21,28 +19,11 @@ PHONE, TO = "15552420001", "15552420002"
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 64 + b"\n%%EOF\n"
 
 
-class Signals:
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, dict[str, Any]]] = []
-
-    async def __call__(self, kind: Any, payload: dict[str, Any]) -> None:
-        self.seen.append((str(kind), payload))
-
-    async def wait(self, kind: str, timeout: float = 20) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for k, p in self.seen:
-                if k == kind:
-                    return p
-            await asyncio.sleep(0.02)
-        raise TimeoutError(f"{kind} not signalled")
-
-
 @pytest.fixture
 async def page(web_sim):
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=default_chromium(), args=list(CHROMIUM_FLAGS))
-        signals = Signals()
+        signals = PageSignals()
         session = PageSession(browser, web_sim.url + "/", signals)
         await session.open(None)
         qr = (await signals.wait("qr"))["qr"]

@@ -21,6 +21,7 @@ import httpx
 import pytest
 from playwright.async_api import async_playwright
 
+from tests.messages.helpers import PageSignals
 from wa_ray.actors import outbound
 from wa_ray.actors.outbound import SessionSender
 from wa_ray.crypto import MasterKey
@@ -35,26 +36,17 @@ WS = "sender-bound"
 SENT = {"sent", "delivered", "read"}
 
 
-class Host:
+class Host(PageSignals):
     """What the BrowserHost does for a sender, and no more: the page's `ready` lets it send."""
 
     def __init__(self) -> None:
-        self.seen: list[tuple[str, dict[str, Any]]] = []
+        super().__init__()
         self.sender: SessionSender | None = None
 
     async def __call__(self, kind: str, payload: dict[str, Any]) -> None:
-        self.seen.append((kind, payload))
+        await super().__call__(kind, payload)
         if kind == "ready" and self.sender is not None:
             self.sender.connected.set()
-
-    async def wait(self, kind: str, timeout: float = 20) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for k, p in self.seen:
-                if k == kind:
-                    return p
-            await asyncio.sleep(0.02)
-        raise TimeoutError(f"{kind} not signalled; saw {[k for k, _ in self.seen]}")
 
 
 @pytest.fixture
