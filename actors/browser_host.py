@@ -394,6 +394,19 @@ class BrowserHost:
             return "unavailable"
         return await self._inbound.pending_media(pending, PageMedia(hosted.page))
 
+    async def conversation(self, ws: str, sid: str, op: str, params: dict[str, Any]) -> dict[str, Any]:
+        """A conversation call on a session's page here (chats, messages, contacts, read, presence, ...;
+        actors/conversations.py), answered as data; `{"error": "no_page"}` when this host has no page for it."""
+        from wa_ray.actors.conversations import ConversationCalls
+
+        hosted = self._sessions.get((ws, sid))
+        if hosted is None:
+            return {"error": "no_page"}
+        calls: ConversationCalls | None = getattr(self, "_conversation_calls", None)  # made at first use
+        if calls is None:
+            calls = self._conversation_calls = ConversationCalls(self._redis, self._config)
+        return await calls.call(ws, sid, hosted.page, op, params)
+
     async def _route(self, hosted: HostedSession, kind: PageSignal, payload: dict[str, Any]) -> None:
         ws, sid = hosted.ws, hosted.sid
         if kind is PageSignal.MESSAGE:

@@ -93,6 +93,7 @@ from wa_ray.config import RuntimeConfig
 from wa_ray.events import MESSAGE_SENT, SESSION_PAUSED, SESSION_RESUMED, Event
 
 log = logging.getLogger(__name__)
+PRESENCE_WAIT_S = 2.0  # the longest a typing/paused chat state may hold up a paced send
 
 BATCH_UNPACED = 50
 BLOCK_MS = 1000
@@ -295,7 +296,7 @@ class SessionSender(StreamConsumer):
 
     async def _first_send(self, record: dict[str, str]) -> Outcome:
         """A queued message: paced, then its intent recorded (key, document, owner), then sent."""
-        if not await self._pace(len(record["text"])):
+        if not await self._pace(len(record["text"]), record.get("to")):
             return Outcome.LATER
         try:
             minted = await self._page.mint_key()
@@ -490,8 +491,9 @@ class SessionSender(StreamConsumer):
             await self._redis.hset(keys.message(message_id), "late_sent_event", "1")  # once, on a later pass too
 
     # --------------------------------------------------------------- pacing
-    async def _pace(self, length: int) -> bool:
-        """Wait as the policy says; False when the session dropped meanwhile (the message stays queued)."""
+    async def _pace(self, length: int, to: str | None = None) -> bool:
+        """Wait as the policy says; False when the session dropped meanwhile (the message stays queued).
+        The typing delay shows as typing in the recipient's chat (then paused), as a person's would."""
         while True:
             policy = await self._pacing.policy(self._ws)
             if not policy.enabled:
@@ -505,10 +507,34 @@ class SessionSender(StreamConsumer):
             if not self.connected.is_set():
                 return False
         await self._set_paused(False, None)
-        wait = decision.wait_s + policy.typing_s(length)
-        if wait > 0:
-            await asyncio.sleep(wait)
+        typing = policy.typing_s(length)
+        if decision.wait_s > 0:
+            await asyncio.sleep(decision.wait_s)
+        if typing > 0:
+            await self._typing_for(to, typing)
         return self.connected.is_set()
+
+    async def _typing_for(self, to: str | None, seconds: float) -> None:
+        """Typing in the chat of `to` for `seconds`, then paused. The presence is a courtesy: a failed or
+        slow chat state never fails or delays the send beyond its own typing delay."""
+        from wa_ray.sessions.conversations import PageConversations
+        from wa_ray.wa_ids import recipient_id
+
+        chat = recipient_id(to) if to and self.connected.is_set() else None
+        conv = PageConversations(self._page)
+        started = time.monotonic()
+        if chat is not None:
+            try:
+                await asyncio.wait_for(conv.chat_state(chat, "typing"), min(seconds, PRESENCE_WAIT_S))
+            except Exception as exc:  # noqa: BLE001 - see the docstring
+                log.debug("typing presence failed: %s", type(exc).__name__)
+                chat = None
+        await asyncio.sleep(max(0.0, seconds - (time.monotonic() - started)))
+        if chat is not None:
+            try:
+                await asyncio.wait_for(conv.chat_state(chat, "paused"), PRESENCE_WAIT_S)
+            except Exception as exc:  # noqa: BLE001
+                log.debug("paused presence failed: %s", type(exc).__name__)
 
     async def _set_paused(self, paused: bool, until: float | None) -> None:
         if paused == self._paused:

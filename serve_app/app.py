@@ -26,7 +26,7 @@ from ray.serve.config import BackpressureConfig
 from ray.serve.handle import DeploymentHandle
 
 from wa_ray.serve_app import admin_api, console, errors, events_api, openapi, ops_api, sessions_api, workspace_api
-from wa_ray.serve_app import media_policy_api
+from wa_ray.serve_app import conversations_api, media_policy_api
 from wa_ray.serve_app.admission import Admission
 from wa_ray.serve_app.context import AppContext
 from wa_ray.serve_app.messages_api import router as messages_router
@@ -51,7 +51,8 @@ def build_app(context: AppContext) -> FastAPI:
     api.state.ctx = context
     gate = api.state.admission = Admission(context.redis, context.audit)
     for router in (sessions_api.router, messages_router, workspace_api.router, events_api.router,
-                   admin_api.router, ops_api.router, console.router, media_policy_api.router):
+                   admin_api.router, ops_api.router, console.router, media_policy_api.router,
+                   conversations_api.router):
         api.include_router(router)
     api.add_middleware(BodyLimit)
     api.add_middleware(RequestContext, audit=context.audit)  # outside BodyLimit: oversized bodies are audited too

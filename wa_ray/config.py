@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     egress_dns: bool = True
     # WA_MEDIA_RETENTION_S: how long uploaded and fetched media stays in the encrypted media store
     media_retention_s: int = Field(default=30 * 24 * 3600, ge=60)
+    # WA_NUMBER_CHECK_PER_MIN: number checks (GET .../contacts/{number}/exists) per session and minute, bursts
+    # of as many; bulk checks are a ban signal
+    number_check_per_min: int = Field(default=20, ge=1, le=600)
 
     def key_file(self) -> Path | None:
         """The key file processes read, or None when WA_MASTER_KEY (each process's environment) wins."""
@@ -107,4 +110,5 @@ class Settings(BaseSettings):
             http_port=self.http_port, dashboard_port=self.dashboard_port,
             egress_allow=split_allow(self.egress_allow), egress_dns=self.egress_dns,
             media_retention_s=self.media_retention_s,
+            number_check_per_min=self.number_check_per_min,
         )

@@ -119,4 +119,5 @@ class RuntimeConfig:
     egress_allow: tuple[str, ...] = ()  # WA_EGRESS_ALLOW: CIDRs and host names tenants' URLs may reach
     egress_dns: bool = True  # WA_EGRESS_DNS=false: tenant-named hosts are never looked up (IP literals only)
     media_retention_s: int = 30 * 24 * 3600  # WA_MEDIA_RETENTION_S: how long stored media is kept
+    number_check_per_min: int = 20  # WA_NUMBER_CHECK_PER_MIN: number checks per session and minute
     chromium_flags: tuple[str, ...] = field(default=CHROMIUM_FLAGS)

@@ -1,0 +1,80 @@
+"""The ingress's way to a session's live page: its node's BrowserHost, found from the registry.
+
+`call_page(c, ws, sid, method, *args)` reads the session's registry record, checks that the session is
+`connected` (a page that is not linked cannot answer for the number), finds the BrowserHost of the node
+the record names (by name, wa_ray.browser_host_name) and calls `method(ws, sid, *args)` on it. Failures
+are the API's errors, never a 500:
+
+* no such session (or another workspace's): 404 `session_not_found`;
+* not connected, no node yet, the host gone, or the host has no page for it (`{"error": "no_page" |
+  "page_gone"}`): 409 `session_unavailable` with `details: {state}`;
+* no answer within `timeout_s`: 504 `session_timeout`.
+
+Any other answer is returned as is for the caller to read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+
+import ray
+
+from wa_ray import NAMESPACE, browser_host_name
+from wa_ray.ids import ID_PATTERN
+from wa_ray.serve_app.context import AppContext
+from wa_ray.serve_app.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 10.0
+_SID = re.compile(ID_PATTERN)
+_GONE = ("no_page", "page_gone")
+
+
+def _unavailable(state: str | None) -> ApiError:
+    return ApiError(409, "session_unavailable", "the session is not connected to WhatsApp",
+                    {"state": state or "unknown"})
+
+
+def _not_found() -> ApiError:
+    return ApiError(404, "session_not_found", "session not found")
+
+
+async def connected_record(c: AppContext, ws: str, sid: str) -> dict[str, str]:
+    """The registry record of a connected session of `ws`; the errors above otherwise."""
+    if not _SID.fullmatch(sid):
+        raise _not_found()  # a malformed id is never used as a key
+    record = await c.registry.get(ws, sid)
+    if record is None:
+        raise _not_found()
+    state = record.get("state")
+    if state != "connected" or not record.get("node_id"):
+        raise _unavailable(state)
+    return record
+
+
+async def call_page(c: AppContext, ws: str, sid: str, method: str, *args: Any,
+                    timeout_s: float = DEFAULT_TIMEOUT_S) -> Any:
+    """`BrowserHost.<method>(ws, sid, *args)` on the node hosting the session's page."""
+    record = await connected_record(c, ws, sid)
+    if not ray.is_initialized():
+        raise _unavailable(record.get("state"))
+    try:
+        host = ray.get_actor(browser_host_name(record["node_id"]), namespace=NAMESPACE)
+    except ValueError:
+        raise _unavailable(record.get("state")) from None
+    try:
+        result = await asyncio.wait_for(getattr(host, method).remote(ws, sid, *args), timeout_s)
+    except TimeoutError:
+        raise ApiError(504, "session_timeout", "the session's page did not answer in time") from None
+    except ray.exceptions.RayActorError:
+        raise _unavailable(record.get("state")) from None
+    except ray.exceptions.RayTaskError as exc:
+        log.warning("page call %s of %s/%s failed: %s", method, ws, sid, type(exc.cause).__name__)
+        raise ApiError(502, "page_error", "the session's page could not answer") from None
+    if isinstance(result, dict) and result.get("error") in _GONE:
+        raise _unavailable(record.get("state"))
+    return result
