@@ -255,3 +255,8 @@ def media_pending_lock(ws: str, media_id: str) -> str:
 def media_expiry() -> str:
     """Sorted set `ws/media_id` -> expiry time: what the media sweep deletes from disk."""
     return f"{PREFIX}:media-expiry"
+
+
+def sync_policy(ws: str) -> str:
+    """JSON of a workspace's history sync policy (days, max_chats, messages_per_chat, on_link)."""
+    return f"{PREFIX}:sync-policy:{ws}"
