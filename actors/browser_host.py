@@ -105,6 +105,9 @@ class LocalPort:
     async def update(self, fields: dict[str, Any]) -> None:
         await self._host.update_registry(self._ws, self._sid, fields)
 
+    async def sync(self, reason: str) -> str | None:
+        return await self._host.sync(self._ws, self._sid, reason)
+
 
 # Ray restarts a dead host in place (same handle for every SessionActor); the fresh incarnation has no
 # pages, so it tells the sessions registered on its node to reopen from saved state. The host announces
@@ -382,6 +385,21 @@ class BrowserHost:
         if self._playwright is not None:
             await self._playwright.stop()
         self._browser = self._playwright = None
+
+    async def sync(self, ws: str, sid: str, reason: str = "api") -> str | dict[str, str] | None:
+        """Start a history sync of a session here (actors/session_sync.py): its sync_id, or None when one
+        runs already or, for `link` (the first connect of a newly linked number), when the workspace's
+        policy says not to sync on link; `{"error": "no_page"}` when this host has no page for it."""
+        from wa_ray.actors.session_sync import SessionSync
+        from wa_ray.sessions.conversations import PageConversations
+
+        hosted = self._sessions.get((ws, sid))
+        if hosted is None:
+            return {"error": "no_page"}
+        syncs: SessionSync | None = getattr(self, "_syncs", None)  # made at first use
+        if syncs is None:
+            syncs = self._syncs = SessionSync(self._redis, self._config.media_retention_s)
+        return await syncs.start(ws, sid, PageConversations(hosted.page), "link" if reason == "link" else "api")
 
     async def download_pending(self, pending: PendingMedia) -> str:
         """A lazily received media of a session here, from its page into the media store under its allotted

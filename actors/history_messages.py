@@ -6,7 +6,7 @@ kinds, fields and bounds, plus `from_me`. Only the media differs.
 
 Invariants:
 * The shape is `message.received`'s (serve_app/event_models.MessageReceivedData) plus `from_me: bool`.
-* `chat_id` names the conversation: for a message we sent (from_me) that is the recipient (`to`), not us.
+* `chat_id` names the conversation (inbound_webjs.addressing): for a message we sent (from_me), the recipient.
 * Media is never downloaded here: history can hold thousands of media and a sync must not pull them. Its
   id is announced `pending` (the first GET downloads it from the page, serve_app/lazy_media.py) whatever
   the workspace's download mode, except `off`, which announces no id; over the policy's `max_bytes` it
@@ -64,8 +64,5 @@ async def history_payload(ws: str, sid: str, raw: dict[str, Any], pending: Pendi
     data = await received(raw, fetch_media=media, message_of=message_of or _nobody)
     if data is None:
         return None
-    from_me = raw.get("fromMe") is True
-    data["from_me"] = from_me
-    if from_me:
-        data["chat_id"] = _wid(raw.get("to")) or data["chat_id"]
+    data["from_me"] = raw.get("fromMe") is True
     return data

@@ -54,6 +54,9 @@ class RemotePort:
     async def update(self, fields: dict[str, Any]) -> None:
         await self._host.update_registry.remote(self._ws, self._sid, fields)
 
+    async def sync(self, reason: str) -> str | None:
+        return await self._host.sync.remote(self._ws, self._sid, reason)
+
 
 @ray.remote(num_cpus=0, max_concurrency=100)
 class SessionActor:

@@ -63,6 +63,9 @@ class HostPort(Protocol):
 
     async def update(self, fields: dict[str, Any]) -> None: ...
 
+    async def sync(self, reason: str) -> str | None:
+        """Start a history sync of the page (actors/session_sync.py); `link`: only if the policy says so."""
+
 
 class SessionLifecycle:
     def __init__(self, config: RuntimeConfig, ws: str, sid: str, port: HostPort) -> None:
@@ -76,6 +79,7 @@ class SessionLifecycle:
         self._lock = asyncio.Lock()
         self._reconnecting: asyncio.Task[None] | None = None
         self._started = False
+        self._linking = False  # a code (QR or pairing) was offered since the page opened: READY is a new link
 
     @property
     def state(self) -> SessionState:
@@ -124,6 +128,9 @@ class SessionLifecycle:
             await self._transition(SessionState.CONNECTED, "page synced", me=(self._me or {}).get("number"))
             await self._publish(SESSION_READY, {"me": self._me, "pushname": payload.get("pushname")})
             await self._save_auth()
+            if self._linking:  # newly linked, not restored: its history syncs once (policy on_link)
+                self._linking = False
+                await self._sync_on_link()
         elif kind is PageSignal.STATE:
             await self._on_socket_state(payload.get("state", ""), bool(payload.get("hasSynced")))
         elif kind is PageSignal.LOGOUT:
@@ -176,6 +183,12 @@ class SessionLifecycle:
     async def _save_auth(self) -> None:
         await self._port.save_auth()
 
+    async def _sync_on_link(self) -> None:
+        try:
+            await self._port.sync("link")
+        except Exception as exc:  # noqa: BLE001 - the link stands without its history; POST .../sync retries
+            log.warning("sync on link of %s/%s not started: %s", self._ws, self._sid, type(exc).__name__)
+
     async def reopen(self, reason: str) -> None:
         """The page is gone without a signal (its BrowserHost was restarted): reconnect from saved state."""
         async with self._lock:
@@ -207,6 +220,8 @@ class SessionLifecycle:
         if new is previous:
             return
         self._state = new
+        if new is SessionState.QR_REQUIRED:
+            self._linking = True
         await self._port.set_state(new.value, reason, fields)
         await self._publish(SESSION_STATUS, {"state": new.value, "previous": previous.value, "reason": reason})
         if new in DOWN_STATES and previous is SessionState.CONNECTED:

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
-from wa_ray.serve_app.event_models import EVENT_MODELS
+from wa_ray.serve_app.sync_event_models import ALL_EVENT_MODELS as EVENT_MODELS  # message + sync events
 from wa_ray.serve_app.models import ErrorBody
 
 _DESCRIPTIONS = {
