@@ -81,6 +81,7 @@ from wa_ray.egress_http import guard_for
 from wa_ray.message_kinds import MEDIA_KINDS, FailureCode, Kind
 from wa_ray.sessions.media_access import media_store_for
 from wa_ray.sessions.page import PageGone, PageItem, PageMedia, PageSession, TargetNotFound, outgoing_id
+from wa_ray.wa_ids import is_group_id
 from wa_ray.sessions.vcard import page_cards
 from wa_ray.storage.media import MediaStore
 from wa_ray.storage import keys
@@ -143,6 +144,7 @@ class SessionSender(StreamConsumer):
         self._unresolved: dict[str, float] = {}  # message id -> when this sender first could not resolve it
         self._stopped = False
         self._page_seen = False
+        self._me: str | None = None  # our number, for the ids of group messages
 
     def stop(self) -> None:
         """The host is closing this sender's page: no new send, and the loop ends within PAGE_CHECK_S
@@ -290,7 +292,7 @@ class SessionSender(StreamConsumer):
         still owe its `message.sent`."""
         if record and record.get("status") in ("delivered", "read") and record.get("provider") == WEBJS:
             await self._sent_event_if_overtaken(message_id, {
-                "message_id": message_id, "wa_message_id": outgoing_id(record["to"], record.get("wa_key", "")),
+                "message_id": message_id, "wa_message_id": await self._wa_id(record, record.get("wa_key", "")),
                 "to": record["to"], "provider": WEBJS, "send_ms": 0.0, "failover": record.get("failover") == "1"})
         return Outcome.DONE
 
@@ -317,7 +319,7 @@ class SessionSender(StreamConsumer):
         owner = record.get("owner") or ""
         if owner != self.epoch and owner and not overdue and await self._redis.exists(keys.sender_alive(owner)):
             return self._later(message_id)  # its sender is alive and on it
-        serialized = outgoing_id(record["to"], key)
+        serialized = await self._wa_id(record, key)
         try:
             held = await self._page.ack_of(serialized)
         except PageGone:
@@ -336,7 +338,7 @@ class SessionSender(StreamConsumer):
     async def _send(self, record: dict[str, str], key: str) -> Outcome:
         """The page send under the intent's key, waiting for the server's answer."""
         message_id = record["message_id"]
-        serialized = outgoing_id(record["to"], key)
+        serialized = await self._wa_id(record, key)
         # bound before the send: an ack can overtake the send's own reply
         await self._messages.bind_wa_id(self._ws, message_id, serialized)
         started = time.monotonic()
@@ -423,6 +425,13 @@ class SessionSender(StreamConsumer):
             raise KindFailure(FailureCode.TARGET_NOT_FOUND, TARGET_UNKNOWN)
         return wa_id
 
+    async def _wa_id(self, record: dict[str, str], key: str) -> str:
+        """Our message's serialized id (sessions/page.outgoing_id); in a group it names us too, by the number
+        this session is linked to (its registry record, read once)."""
+        if self._me is None and is_group_id(record["to"]):
+            self._me = await self._redis.hget(keys.session(self._ws, self._sid), "me") or None
+        return outgoing_id(record["to"], key, self._me)
+
     def _later(self, message_id: str) -> Outcome:
         """A `sending` message left unresolved for now; remembers since when (the bound counts from there)."""
         self._unresolved.setdefault(message_id, time.monotonic())
@@ -469,7 +478,7 @@ class SessionSender(StreamConsumer):
 
     async def _mark_sent(self, record: dict[str, str], wa_id: str, send_ms: float = 0.0) -> None:
         message_id = record["message_id"]
-        if wa_id != outgoing_id(record["to"], record.get("wa_key", "")):  # else bound before the send
+        if wa_id != await self._wa_id(record, record.get("wa_key", "")):  # else bound before the send
             await self._messages.bind_wa_id(self._ws, message_id, wa_id)
         data = {"message_id": message_id, "wa_message_id": wa_id, "to": record["to"], "provider": WEBJS,
                 "send_ms": round(send_ms, 2), "failover": record.get("failover") == "1"}

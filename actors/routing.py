@@ -12,7 +12,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from wa_ray.storage import keys
-from wa_ray.storage.messages import META, WEBJS, MessageStore
+from wa_ray.storage.messages import META, WEBJS, MessageStore, may_move
 from wa_ray.storage.providers import ProviderStore
 from wa_ray.events import MESSAGE_FAILED, Event
 from wa_ray.message_kinds import Kind, provider_sends
@@ -35,12 +35,14 @@ class FailoverRouter:
         reached WhatsApp). The queue entry (`from_stream`, `entry_id`) is acked in the same step.
         `error` is our stable code (wa_ray/message_kinds.py FailureCode) when the failure has one; `code`
         is the provider's numeric one. A kind the other provider cannot send (a poll, a template) never
-        moves: it fails here with the reason it failed for.
+        moves, nor does a strict message or one to a group or a @lid on its way to the Cloud API
+        (storage/messages.may_move): it fails here with the reason it failed for.
         """
         mid, ws = record["message_id"], record["workspace_id"]
         current = record.get("provider") or WEBJS
         other = META if current == WEBJS else WEBJS
-        if failover and record.get("failover", "0") == "0" and provider_sends(other, Kind(record.get("kind") or "text")):
+        if (failover and record.get("failover", "0") == "0" and may_move(record, other)
+                and provider_sends(other, Kind(record.get("kind") or "text"))):
             health = await self._providers.health(ws)
             session = health.best_session(record.get("session_id") or None) if other == WEBJS else None
             if (other == WEBJS and session) or (other == META and health.meta):

@@ -24,6 +24,7 @@ from wa_ray.serve_app.provider_selector import Snapshot, choose
 from wa_ray.storage.messages import META, WEBJS, OutboundMessage, fingerprint
 from wa_ray.ids import is_valid_id, new_id
 from wa_ray.message_kinds import MEDIA_KINDS, MEDIA_LIMITS, FailureCode, Kind, media_fits, provider_sends
+from wa_ray.wa_ids import is_group_id, is_lid
 
 router = APIRouter()
 
@@ -41,7 +42,7 @@ async def send_message(body: SendMessage, request: Request, ws: str = Depends(wr
         content = await _checked_content(c, ws, body)
         fp = fingerprint(body.to, orjson.dumps([kind.value, content], option=orjson.OPT_SORT_KEYS).decode(),
                          body.priority, body.session_id)
-    provider, sid = await _route_kind(c, snap, ws, kind, body.session_id)
+    provider, sid = await _route_kind(c, snap, ws, kind, body.session_id, web_only=_web_only(body.to))
     msg = OutboundMessage(new_id("msg"), ws, sid, body.to, body.text_of(), body.priority, provider,
                           kind=kind.value, content=content)
     accepted = await c.messages.accept(msg, idempotency_key, fp)
@@ -84,10 +85,26 @@ async def _checked_content(c: AppContext, ws: str, body: AnySend) -> dict[str, A
     return content
 
 
+def _web_only(to: str) -> bool:
+    """A group or a @lid: an address only WhatsApp Web has (the Cloud API sends to phone numbers)."""
+    return is_group_id(to) or is_lid(to)
+
+
+def _recipient_not_supported(why: str) -> ApiError:
+    return ApiError(422, "recipient_not_supported", f"a group or @lid recipient is sent by WhatsApp Web only; {why}",
+                    {"field": "to", "provider": META})
+
+
 async def _route_kind(c: AppContext, snap: Snapshot, ws: str, kind: Kind,
-                      session_id: str | None) -> tuple[str, str]:
+                      session_id: str | None, *, web_only: bool = False) -> tuple[str, str]:
     """(provider, session id) for a message of `kind`: a pinned provider that cannot send it is 422;
-    templates go to the Cloud API, polls to WhatsApp Web, the rest as text does."""
+    templates go to the Cloud API, polls to WhatsApp Web, the rest as text does. A group or @lid recipient
+    (`web_only`) goes to WhatsApp Web or is 422 `recipient_not_supported` where only the Cloud API could
+    take it."""
+    if web_only and snap.override == META:
+        raise _recipient_not_supported("this workspace is pinned to the Cloud API")
+    if web_only and kind == Kind.TEMPLATE:
+        raise _recipient_not_supported("templates are sent by the Cloud API")
     if snap.override in (WEBJS, META) and not provider_sends(snap.override, kind):
         raise ApiError(422, FailureCode.KIND_NOT_SUPPORTED,
                        f"this workspace is pinned to a provider that cannot send a {kind.value}",
@@ -106,7 +123,24 @@ async def _route_kind(c: AppContext, snap: Snapshot, ws: str, kind: Kind,
         if sid is None:
             raise ApiError(409, "no_session", "polls are sent by WhatsApp Web and this workspace has no session")
         return WEBJS, sid
+    if web_only:
+        return await _route_web(c, snap, ws, session_id)
     return await _route(c, snap, ws, session_id)
+
+
+async def _route_web(c: AppContext, snap: Snapshot, ws: str, session_id: str | None) -> tuple[str, str]:
+    """(WEBJS, session id) for a recipient only WhatsApp Web addresses, whatever the provider health says:
+    it waits in the session's queue rather than go to the Cloud API."""
+    if session_id:
+        if session_id not in snap.sessions:
+            await session_record(c, ws, session_id)
+        return WEBJS, session_id
+    sid = snap.default_session()
+    if sid is None:
+        if snap.meta_configured:
+            raise _recipient_not_supported("this workspace has no session")
+        raise ApiError(409, "no_session", "this workspace has no session; create one to send to a group or a @lid")
+    return WEBJS, sid
 
 
 async def _route(c: AppContext, snap: Snapshot, ws: str, session_id: str | None) -> tuple[str, str]:

@@ -19,6 +19,7 @@ from pydantic_core import PydanticCustomError
 
 from wa_ray.ids import ID_PATTERN, PHONE_PATTERN
 from wa_ray.message_kinds import CAPTION_MAX, TEXT_MAX, Kind
+from wa_ray.wa_ids import GROUP_ID_PATTERN, LID_PATTERN
 
 STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 # ours (msg_...), a WhatsApp Web id (true_1555...@c.us_3EB0...) or a Cloud API wamid (base64 with = + /)
@@ -36,13 +37,23 @@ EMOJI_PATTERN = (r"^[^\sA-Za-z\x00-\x1f\x7f-\x9f\u00ad\u061c\u200b\u200c\u200e\u
 Priority = Literal["urgent", "high", "normal", "bulk"]
 
 
+def _unanchored(pattern: str) -> str:
+    return pattern.removeprefix("^").removesuffix("$")
+
+
+# a phone number (either provider), or a WhatsApp id only WhatsApp Web addresses: a group or a @lid
+RECIPIENT_PATTERN = "^(?:" + "|".join(_unanchored(p) for p in (PHONE_PATTERN, GROUP_ID_PATTERN, LID_PATTERN)) + ")$"
+
+
 def _rule(code: str, message: str) -> PydanticCustomError:
     return PydanticCustomError(code, message)
 
 
 class _Common(BaseModel):
     model_config = STRICT
-    to: str = Field(pattern=PHONE_PATTERN, description="recipient, E.164 digits without '+'")
+    to: str = Field(pattern=RECIPIENT_PATTERN, description=(
+        "recipient: a phone number (E.164 digits without '+'), a group id (`<id>@g.us`) or a `<id>@lid`; "
+        "a group or a @lid is sent by WhatsApp Web only, never by the Cloud API"))
     session_id: str | None = Field(default=None, pattern=ID_PATTERN,
                                    description="WhatsApp Web session to send from; default: a connected one")
     priority: Priority = "normal"

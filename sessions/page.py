@@ -19,6 +19,7 @@ from playwright.async_api import Error as PlaywrightError
 
 from wa_ray.sessions.state import PageSignal
 from wa_ray.tasks import background
+from wa_ray.wa_ids import is_group_id, recipient_id, user_id
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +55,19 @@ class PageGone(Exception):
     """The page (or its document) is not there to answer: the outcome of a send in flight is open."""
 
 
-def chat_id(number: str) -> str:
-    """The WhatsApp chat id of a phone number."""
-    return f"{number}@c.us"
+def chat_id(to: str) -> str:
+    """The WhatsApp chat id of a recipient: a phone number's `@c.us` id, a WhatsApp id (a group, a `@lid`)
+    as it is."""
+    return recipient_id(to)
 
 
-def outgoing_id(number: str, key: str) -> str:
-    """The serialized id WhatsApp gives our message to `number` sent under `key` (fromMe, chat, key)."""
-    return f"true_{chat_id(number)}_{key}"
+def outgoing_id(to: str, key: str, me: str | None = None) -> str:
+    """The serialized id WhatsApp gives our message to `to` sent under `key` (fromMe, chat, key); in a group
+    the key also names us, the participant (`me`: our phone number), as the bridge's MsgKey does."""
+    chat = chat_id(to)
+    if is_group_id(chat) and me:
+        return f"true_{chat}_{key}_{user_id(me)}"
+    return f"true_{chat}_{key}"
 
 
 @dataclass(frozen=True)
@@ -102,8 +108,9 @@ class PageMedia:
 
 @dataclass(frozen=True)
 class PageItem:
-    """One message of any kind for the page. `content` is what the bridge reads for the kind (the content
-    dict, contacts as `vcards`); `quoted_id`/`target_id` are page message ids (serialized)."""
+    """One message of any kind for the page. `number` is the recipient (a phone number or a WhatsApp id);
+    `content` is what the bridge reads for the kind (the content dict, contacts as `vcards`);
+    `quoted_id`/`target_id` are page message ids (serialized)."""
 
     number: str
     key: str

@@ -31,6 +31,7 @@ from wa_ray.storage import keys
 from wa_ray.storage.batch import Batcher
 from wa_ray.storage.events import MAX_EVENTS_PER_WORKSPACE, encode
 from wa_ray.events import MESSAGE_QUEUED, Event
+from wa_ray.wa_ids import is_group_id, is_lid
 
 IDEMPOTENCY_TTL_S = 24 * 3600
 WA_ID_TTL_S = 7 * 24 * 3600
@@ -127,6 +128,7 @@ class OutboundMessage:
     provider: str = WEBJS
     kind: str = "text"
     content: dict[str, Any] | None = None
+    strict: bool = False  # leaves from `session_id` or not at all: no failover (may_move)
 
 
 def content_of(record: dict[str, str]) -> tuple[str, dict[str, Any]]:
@@ -136,6 +138,14 @@ def content_of(record: dict[str, str]) -> tuple[str, dict[str, Any]]:
     if raw:
         return kind, orjson.loads(raw)
     return kind, {"text": record.get("text", ""), "preview_url": False}
+
+
+def may_move(record: dict[str, str], to_provider: str) -> bool:
+    """Whether the failover may hand a message to `to_provider`: a strict one never leaves its session, and
+    a group or @lid recipient is addressed by WhatsApp Web alone (the Cloud API knows phone numbers only)."""
+    if record.get("strict") == "1":
+        return False
+    return not (to_provider == META and (is_group_id(record.get("to")) or is_lid(record.get("to"))))
 
 
 def fingerprint(*parts: str | None) -> str:
@@ -183,6 +193,8 @@ class MessageStore:
         }
         if msg.content is not None:
             record["content"] = orjson.dumps(msg.content).decode()
+        if msg.strict:
+            record["strict"] = "1"
         event = Event(MESSAGE_QUEUED, msg.workspace_id, msg.session_id or None,
                       {"message_id": msg.message_id, "to": msg.to, "priority": msg.priority,
                        "provider": msg.provider, "type": msg.kind}, ts=now)
@@ -236,7 +248,10 @@ class MessageStore:
     async def reroute(self, message_id: str, record: dict[str, str], to_provider: str, session_id: str,
                       reason: str, allowed: tuple[str, ...] = ("queued", "sending"),
                       from_stream: str = "", entry_id: str = "") -> bool:
-        """Hand a message to the other provider's queue, once per message (the failover)."""
+        """Hand a message to the other provider's queue, once per message (the failover); never one that
+        may not move there (may_move)."""
+        if not may_move(record, to_provider):
+            return False
         ws = record["workspace_id"]
         now = time.time()
         note = history_entry("queued", now, provider=to_provider, rerouted_from=record.get("provider"),

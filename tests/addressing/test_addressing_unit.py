@@ -82,3 +82,29 @@ async def test_changes_by_a_lid_carry_no_fake_number() -> None:
     edited = await change(PageSignal.EDIT, {"id": "x2", "edit_id": "e1", "text": "t", "from": "123456789012345@lid",
                                             "from_pn": "15551230003@c.us"}, message_of=_nobody)
     assert edited is not None and edited.data["from"] == "15551230003"
+
+
+def test_page_ids_of_a_recipient() -> None:
+    from wa_ray.sessions.page import chat_id, outgoing_id
+
+    assert chat_id("15551230001") == "15551230001@c.us"
+    assert chat_id("120363012345678901@g.us") == "120363012345678901@g.us"
+    assert chat_id("123456789012345@lid") == "123456789012345@lid"
+    assert outgoing_id("15551230001", "3EB0AA") == "true_15551230001@c.us_3EB0AA"
+    assert outgoing_id("120363012345678901@g.us", "3EB0AA", "15559870000") == (
+        "true_120363012345678901@g.us_3EB0AA_15559870000@c.us")
+
+
+def test_send_body_recipients() -> None:
+    import pytest
+    from pydantic import TypeAdapter, ValidationError
+
+    from wa_ray.serve_app.send_models import SendMessage
+
+    adapter = TypeAdapter(SendMessage)
+    for to in ("15551230001", "120363012345678901@g.us", "15551230001-1600000000@g.us", "123456789012345@lid"):
+        assert adapter.validate_python({"to": to, "text": "x"}).to == to
+    for to in ("15551230001@c.us", "abc@g.us", "1@g.us", "12@lid@lid", "123@lid ", "+15551230001", "1" * 40 + "@lid",
+               "123@s.whatsapp.net", ""):
+        with pytest.raises(ValidationError):
+            adapter.validate_python({"to": to, "text": "x"})
