@@ -230,7 +230,9 @@ def routes(api: Any, parse: Any) -> list[Route]:
         return run
 
     async def download(request: Request) -> Response:
-        data = kinds_of(request).media(request.path_params["token"])
+        token = request.path_params["token"]
+        # live media first, then a seeded history's pictures (conversations.py)
+        data = kinds_of(request).media(token) or request.app.state.conversations.media(token)
         if data is None:
             return Response(status_code=404)
         return Response(data, media_type="application/octet-stream")

@@ -29,7 +29,7 @@ from wa_ray.simulator.wa_web.api_models import (
     SimConfigBody,
     UnlinkBody,
 )
-from wa_ray.simulator.wa_web import phone_kinds
+from wa_ray.simulator.wa_web import conversations, phone_kinds
 from wa_ray.simulator.wa_web.config import SimConfig
 from wa_ray.simulator.wa_web.mms import UploadTooLarge
 from wa_ray.simulator.wa_web.state import PageConn, SimError, SimState
@@ -270,11 +270,14 @@ def create_app(config: SimConfig | None = None) -> Starlette:
         Route("/_sim/mms/upload", mms_upload, methods=["POST"]),
         Route("/_sim/groups/{group_id}", sim_group, methods=["GET"]),
         *phone_kinds.routes(api, parse),
+        *conversations.routes(api, parse),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.sim = state
     app.state.phone_kinds = phone_kinds.PhoneKinds(state)
+    app.state.conversations = conversations.Conversations(state)
+    app.state.conversations.install()
     return app
 
 

@@ -136,6 +136,8 @@ class PageConn:
     active: bool = True
     ref_task: asyncio.Task[None] | None = None
     connected_at: float = field(default_factory=time.time)
+    # The seeded history version this page already holds (sent in its hello; None: nothing yet).
+    history_version: str | None = None
 
 
 @dataclass
@@ -174,6 +176,9 @@ class Phone:
     banned: bool = False
     dropped_until: float = 0.0
     next_device: int = 1
+    # What linked pages did in chats with this phone (conversations.py): read receipts, chat states.
+    reads: list[dict[str, Any]] = field(default_factory=list)
+    chatstates: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -199,6 +204,10 @@ class SimState:
         self.counters = Counters()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.mms = MmsStore()  # what pages upload, named by directPath in the messages they send
+        # Extensions (conversations.py) plug in here: page frame types they answer, and coroutines run
+        # when a page is bound to a device, before it hears `paired`/`connected` (history sync).
+        self.frame_handlers: dict[str, Callable[[PageConn, dict[str, Any]], Awaitable[None]]] = {}
+        self.attach_hooks: list[Callable[[PageConn, Device], Awaitable[None]]] = []
 
     # ----------------------------------------------------------------- helpers
     def phone(self, number: str) -> Phone:
@@ -280,8 +289,13 @@ class SimState:
             await self._page_send(page, data.get("msg") or {})
         elif kind == "seen":
             self.counters.seen += 1
+            if "seen" in self.frame_handlers:
+                await self.frame_handlers["seen"](page, data)
         elif kind == "refresh_qr":
-            if page.device_id is None and (page.ref_task is None or page.ref_task.done()):
+            # A live pairing code keeps the page UNPAIRED: no QR rotation (and no UNPAIRED_IDLE) behind it.
+            live_code = any(r.page_id == page.page_id and not r.used and r.expires_at > time.monotonic()
+                            for r in self.pairings.values())
+            if page.device_id is None and not live_code and (page.ref_task is None or page.ref_task.done()):
                 page.ref_task = self.spawn(self._ref_cycle(page))
         elif kind == "logout":
             # The page logged itself out (AppState.logout()): forget the device.
@@ -292,9 +306,13 @@ class SimState:
             await self._takeover(page)
         elif kind == "pairing_request":
             await self._pairing_request(page, data)
+        elif isinstance(kind, str) and kind in self.frame_handlers:
+            await self.frame_handlers[kind](page, data)
 
     async def _hello(self, page: PageConn, data: dict[str, Any]) -> None:
         keys = data.get("keys") or {}
+        held = data.get("history")
+        page.history_version = held if isinstance(held, str) else None
         page.keys = QrKeys(
             noise_pub=str(keys.get("noise_pub", "")),
             identity_pub=str(keys.get("identity_pub", "")),
@@ -330,6 +348,8 @@ class SimState:
             page.ref_task = None
         device.last_seen = time.time()
         phone = self.phones[device.number]
+        for hook in self.attach_hooks:
+            await hook(page, device)
         # A banned account comes up blocked: never CONNECTED, nothing flushed either way.
         payload: dict[str, Any] = {
             "type": "paired" if fresh else "connected",

@@ -197,7 +197,8 @@ class PhoneClient:
 
     def __init__(self, base_url: str, number: str, timeout: float = 10.0) -> None:
         self.number = number
-        self._http = httpx.Client(base_url=f"{base_url.rstrip('/')}/_phone/{number}", timeout=timeout)
+        self._root = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=f"{self._root}/_phone/{number}", timeout=timeout)
 
     def close(self) -> None:
         self._http.close()
@@ -257,13 +258,29 @@ class PhoneClient:
     def conflict(self) -> int:
         return int(_check(self._http.post("/conflict", json={}))["pages"])
 
+    def seed_history(self, **fields: Any) -> dict[str, Any]:
+        """POST /history (conversations.HistoryBody: chats, messages_per_chat, groups, contacts, lid_contacts,
+        lid_unknown, days, seed) -> {"chats": [ids newest first], "contacts": n, "version"}."""
+        return dict(_check(self._http.post("/history", json=fields)))
+
+    def reads(self) -> list[dict[str, Any]]:
+        return list(_check(self._http.get("/reads"))["reads"])
+
+    def chatstates(self) -> list[dict[str, Any]]:
+        return list(_check(self._http.get("/chatstates"))["states"])
+
+    def set_registered(self, numbers: list[str]) -> list[str]:
+        """PUT /_sim/registered: numbers registered on WhatsApp besides every phone the simulator knows."""
+        return list(_check(self._http.put(self._root + "/_sim/registered", json={"numbers": numbers}))["numbers"])
+
 
 class AsyncPhoneClient:
     """Same API as PhoneClient, for async tests."""
 
     def __init__(self, base_url: str, number: str, timeout: float = 10.0) -> None:
         self.number = number
-        self._http = httpx.AsyncClient(base_url=f"{base_url.rstrip('/')}/_phone/{number}", timeout=timeout)
+        self._root = base_url.rstrip("/")
+        self._http = httpx.AsyncClient(base_url=f"{self._root}/_phone/{number}", timeout=timeout)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -324,3 +341,16 @@ class AsyncPhoneClient:
 
     async def conflict(self) -> int:
         return int(_check(await self._http.post("/conflict", json={}))["pages"])
+
+    async def seed_history(self, **fields: Any) -> dict[str, Any]:
+        return dict(_check(await self._http.post("/history", json=fields)))
+
+    async def reads(self) -> list[dict[str, Any]]:
+        return list(_check(await self._http.get("/reads"))["reads"])
+
+    async def chatstates(self) -> list[dict[str, Any]]:
+        return list(_check(await self._http.get("/chatstates"))["states"])
+
+    async def set_registered(self, numbers: list[str]) -> list[str]:
+        resp = await self._http.put(self._root + "/_sim/registered", json={"numbers": numbers})
+        return list(_check(resp)["numbers"])

@@ -111,10 +111,11 @@
       }
       return this;
     }
+    // Attribute accessors live on the model's class prototype, defined once per key: per-instance
+    // accessors make every model its own shape, and reading `t` of 5,000 chats then costs milliseconds.
     _accessor(k) {
-      if (Object.prototype.hasOwnProperty.call(this, k)) return;
-      if (k in this) return; // a method or getter of the class wins
-      Object.defineProperty(this, k, {
+      if (k in this) return; // an own field, a method or getter of the class, or an accessor made before
+      Object.defineProperty(Object.getPrototypeOf(this), k, {
         get() { return this.attributes[k]; },
         set(v) { this.set(k, v); },
         enumerable: true,
@@ -343,7 +344,6 @@
       a.id = createWid(a.id);
       super(a);
       Object.defineProperty(this, 'msgs', { value: new Collection(MsgModel), enumerable: false });
-      Object.defineProperty(this, 'mute', { value: { expiration: 0, isMuted: false }, enumerable: false });
       if (this.id.isGroup()) {
         const gm = GroupMetadata.get(this.id) || GroupMetadata.add(new GroupMetadataModel({ id: this.id, subject: this.name || this.id.user }));
         Object.defineProperty(this, 'groupMetadata', { value: gm, enumerable: false });
@@ -354,8 +354,10 @@
     get formattedTitle() { return this.name || (this.groupMetadata && this.groupMetadata.subject) || Contact.get(this.id)?.formattedName || '+' + this.id.user; }
     get contact() { return Contact.get(this.id); }
     get lastReceivedKey() { const m = this.msgs.last(); return m ? m.id : undefined; }
+    // muteExpiration: 0 not muted, -1 always, else the epoch second it ends.
+    get mute() { const e = this.muteExpiration || 0; return { expiration: e, isMuted: e === -1 || e * 1000 > Date.now() }; }
     serialize() {
-      return { ...super.serialize(), isGroup: this.isGroup, formattedTitle: this.formattedTitle, lastReceivedKey: plain(this.lastReceivedKey) };
+      return { ...super.serialize(), isGroup: this.isGroup, formattedTitle: this.formattedTitle, lastReceivedKey: plain(this.lastReceivedKey), msgs: this.msgs };
     }
   }
 
@@ -606,8 +608,11 @@
       type: 'hello',
       creds: creds ? { device_id: creds.device_id, token: creds.token } : null,
       keys: { noise_pub: keys.noisePub, identity_pub: keys.identityPub, adv_secret: keys.advSecret, platform: DEVICE_PLATFORM },
+      ...Object.assign({}, ...helloHooks.map((h) => h())),
     });
   };
+  // Fields extensions add to the hello (history.js: the history version this page holds).
+  const helloHooks = [];
 
   const onTransportClosed = () => {
     if (creds && (Socket.state === 'CONNECTED' || Socket.state === 'OPENING')) setState('TIMEOUT');
@@ -656,6 +661,8 @@
       if (!p) return;
       pairingRequests.delete(d.req);
       if (d.error) p.reject(new Error(d.error)); else p.resolve(d.code);
+      // A live code replaces the QR: the page is UNPAIRED (not idle) while the phone may enter it.
+      if (!d.error && Socket.state === 'UNPAIRED_IDLE') setState('UNPAIRED');
       render(d.code);
     },
   };
@@ -827,8 +834,8 @@
 
   // Page modules kept in their own files (static/media.js, ...) register in window.__waSimExtensions
   // before this file runs; each gets the internals it builds on and returns the modules it adds.
-  const internals = { Collections, MsgModel, MsgKey, ContactModel, createWid, transport, pendingResults, wireHooks, render,
-    handlers, receiveMsg, getOrCreateChat, me };
+  const internals = { Collections, MsgModel, MsgKey, ContactModel, ChatModel, GroupMetadataModel, Model, Collection, createWid,
+    transport, pendingResults, wireHooks, helloHooks, render, handlers, receiveMsg, getOrCreateChat, me, UserPrefsMeUser };
   for (const extend of window.__waSimExtensions || []) Object.assign(modules, extend(internals) || {});
 
   const requireModule = (name) => (Object.prototype.hasOwnProperty.call(modules, name) ? modules[name] : undefined);
