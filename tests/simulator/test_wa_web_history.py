@@ -309,3 +309,77 @@ async def test_five_thousand_chats_sync_fast(sim: RunningSimulator, context: Bro
     }""")
     assert listing < 30, listing
     await wait_state(page, "CONNECTED")
+
+
+CODE_JS = """async (phone) => {
+  const api = window.require('WAWebAltDeviceLinkingApi');
+  api.setPairingType('ALT_DEVICE_LINKING');
+  await api.initializeAltDeviceLinking();
+  return api.startAltLinkingFlow(phone, true);
+}"""
+
+
+async def test_pairing_code_stays_unpaired_and_brings_history(context: BrowserContext) -> None:
+    """With a live pairing code the page stays UNPAIRED (no QR rotation into UNPAIRED_IDLE, even when
+    refreshQR is asked); entering the code links it and the history is there before hasSynced."""
+    from wa_ray.simulator.wa_web.config import SimConfig
+
+    with running_web_simulator(SimConfig(qr_first_ttl_s=0.4, qr_next_ttl_s=0.3, qr_max_refs=2)) as short:
+        async with AsyncPhoneClient(short.url, "15551010") as phone:
+            seeded = await phone.seed_history(chats=12, messages_per_chat=2, groups=2, seed=2)
+            page = await context.new_page()
+            await page.goto(short.url)
+            await wait_state(page, "UNPAIRED")
+            code = await page.evaluate(CODE_JS, "15551010")
+            assert len(code) == 8
+            await page.evaluate("window.require('WAWebCmd').Cmd.refreshQR()")
+            states: list[str] = []
+            for _ in range(12):  # well past the two refs' lifetimes
+                states.append(await page.evaluate("window.require('WAWebSocketModel').Socket.state"))
+                await page.wait_for_timeout(100)
+            assert set(states) == {"UNPAIRED"}, states
+            await page.evaluate("""window.require('WAWebSocketModel').Socket.on('change:hasSynced', () => {
+              window.__atSync = window.require('WAWebCollections').Chat.getModelsArray().map((c) => c.id._serialized);
+            })""")
+            await phone.link_with_code(code)
+            await wait_state(page, "CONNECTED")
+            await page.wait_for_function("window.__atSync !== undefined")
+            assert sorted(await page.evaluate("window.__atSync")) == sorted(seeded["chats"])
+
+
+async def test_restore_gets_history_and_a_new_seed_replaces_it(sim: RunningSimulator, browser: Any,
+                                                             context: BrowserContext) -> None:
+    """A restored browser (saved storage) gets the history again; a reconnect of a page that holds it gets
+    nothing twice; a new seed reaches a linked page at its next reconnect and replaces the old chats, while a
+    message that arrived live stays."""
+    async with AsyncPhoneClient(sim.url, "15551011") as phone, AsyncPhoneClient(sim.url, "15551012") as peer:
+        first = await phone.seed_history(chats=10, messages_per_chat=2, groups=1, seed=1)
+        page = await link_page(context, sim.url, "15551011")
+        await page.wait_for_function("window.require('WAWebCollections').Chat.length === 10")
+        saved = await context.storage_state(indexed_db=True)
+        await page.close()
+        restored = await browser.new_context(storage_state=saved)
+        try:
+            page = await restored.new_page()
+            await page.goto(sim.url)
+            await wait_state(page, "CONNECTED")
+            await page.wait_for_function("window.require('WAWebCollections').Chat.length === 10")
+            await peer.send("15551011", "live one")
+            await page.wait_for_function("window.require('WAWebCollections').Chat.length === 11")
+            frames_before = await page.evaluate("window.require('WAWebCollections').Msg.length")
+            await phone.drop(0.3)
+            await page.wait_for_function("window.require('WAWebSocketModel').Socket.state === 'TIMEOUT'")
+            await wait_state(page, "CONNECTED")
+            assert await page.evaluate("window.require('WAWebCollections').Msg.length") == frames_before
+
+            second = await phone.seed_history(chats=4, messages_per_chat=1, groups=0, seed=2)
+            await phone.drop(0.3)
+            await page.wait_for_function("window.require('WAWebSocketModel').Socket.state === 'TIMEOUT'")
+            await wait_state(page, "CONNECTED")
+            await page.wait_for_function("window.require('WAWebCollections').Chat.length === 5")
+            ids = await page.evaluate(
+                "window.require('WAWebCollections').Chat.getModelsArray().map((c) => c.id._serialized)")
+            assert sorted(ids) == sorted([*second["chats"], "15551012@c.us"])
+            assert not set(first["chats"]) & set(ids)
+        finally:
+            await restored.close()
