@@ -44,6 +44,7 @@ class MessageOut(BaseModel):
     type: str = Field(default="text", description="the message kind")
     content: dict[str, Any] = Field(default_factory=dict, description="the kind's content, as accepted")
     error: str | None = Field(default=None, description="the stable failure code (media_too_large, ...)")
+    strict: bool = Field(default=False, description="sent from its session or not at all (no failover)")
     history: list[dict[str, Any]]
 
     @classmethod
@@ -56,7 +57,7 @@ class MessageOut(BaseModel):
             created_at=float(r["created_at"]), wa_message_id=r.get("wa_message_id") or None,
             reason=r.get("reason") or None, error_code=int(code) if code and str(code).lstrip("-").isdigit() else None,
             failover=r.get("failover") == "1", type=kind, content=content, error=r.get("error") or None,
-            history=r["history"],
+            strict=r.get("strict") == "1", history=r["history"],
         )
 
 

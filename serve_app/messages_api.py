@@ -36,15 +36,19 @@ async def send_message(body: SendMessage, request: Request, ws: str = Depends(wr
     c: AppContext = request.app.state.ctx  # not Depends(ctx): one dependency node less on the hottest route
     snap = await c.selector.snapshot(ws)
     kind = body.kind
+    strict = ("strict",) if body.strict else ()  # a part only when set: other fingerprints stay as they were
     if kind == Kind.TEXT and not body.preview_url and body.reply_to is None:
-        content, fp = None, fingerprint(body.to, body.text, body.priority, body.session_id)  # as before kinds
+        content, fp = None, fingerprint(body.to, body.text, body.priority, body.session_id, *strict)  # as before kinds
     else:
         content = await _checked_content(c, ws, body)
         fp = fingerprint(body.to, orjson.dumps([kind.value, content], option=orjson.OPT_SORT_KEYS).decode(),
-                         body.priority, body.session_id)
-    provider, sid = await _route_kind(c, snap, ws, kind, body.session_id, web_only=_web_only(body.to))
+                         body.priority, body.session_id, *strict)
+    if body.strict and body.session_id:
+        provider, sid = await _route_strict(c, snap, ws, kind, body.session_id)
+    else:
+        provider, sid = await _route_kind(c, snap, ws, kind, body.session_id, web_only=_web_only(body.to))
     msg = OutboundMessage(new_id("msg"), ws, sid, body.to, body.text_of(), body.priority, provider,
-                          kind=kind.value, content=content)
+                          kind=kind.value, content=content, strict=body.strict)
     accepted = await c.messages.accept(msg, idempotency_key, fp)
     if not accepted.same_request:
         raise ApiError(409, "idempotency_key_reused", "this Idempotency-Key was used for a different message",
@@ -83,6 +87,24 @@ async def _checked_content(c: AppContext, ws: str, body: AnySend) -> dict[str, A
                 raise ApiError(422, FailureCode.TARGET_NOT_FOUND, f"{field}: no such message in this workspace",
                                {"field": field})
     return content
+
+
+async def _route_strict(c: AppContext, snap: Snapshot, ws: str, kind: Kind, sid: str) -> tuple[str, str]:
+    """(WEBJS, sid) for a strict message: its own session or nothing. A session that is not connected now
+    is 409 `session_unavailable` with its state, so the caller learns it at once; an accepted one waits in
+    that session's queue or fails there (storage/messages.may_move keeps it from any failover)."""
+    if not provider_sends(WEBJS, kind):
+        raise ApiError(422, FailureCode.KIND_NOT_SUPPORTED, f"a strict message leaves from its session, and "
+                       f"WhatsApp Web cannot send a {kind.value}", {"type": kind.value, "provider": WEBJS})
+    if snap.override == META:
+        raise ApiError(409, "provider_pinned", "this workspace is pinned to the Cloud API; a strict message "
+                       "leaves only from its session", {"provider": META})
+    record = await session_record(c, ws, sid)  # 404 for a session that does not exist in this workspace
+    state = record.get("state") or "initializing"
+    if state != "connected":
+        raise ApiError(409, "session_unavailable", "the session is not connected; a strict message leaves only "
+                       "from it", {"state": state})
+    return WEBJS, sid
 
 
 def _web_only(to: str) -> bool:

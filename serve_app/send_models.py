@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from wa_ray.ids import ID_PATTERN, PHONE_PATTERN
@@ -57,6 +57,15 @@ class _Common(BaseModel):
     session_id: str | None = Field(default=None, pattern=ID_PATTERN,
                                    description="WhatsApp Web session to send from; default: a connected one")
     priority: Priority = "normal"
+    strict: bool = Field(default=False, description=(
+        "reply from this very session: needs `session_id`; the message never leaves from another session or "
+        "provider (no failover), and a session that is not connected now is 409 `session_unavailable`"))
+
+    @model_validator(mode="after")
+    def _strict_names_its_session(self) -> _Common:
+        if self.strict and not self.session_id:
+            raise _rule("strict_needs_session", "strict needs session_id: the session the message must leave from")
+        return self
 
     @property
     def kind(self) -> Kind:
