@@ -1,8 +1,9 @@
 /*
  * End-to-end check of the simulator with the unmodified whatsapp-web.js
  * library as the client: QR -> authenticated -> ready, send + acks, inbound
- * message, every kind received (in_*) and sent (out_*), restore from LocalAuth
- * without QR, phone-side unlink -> disconnected.
+ * message, every kind received (in_*) and sent (out_*), the conversation calls
+ * against a seeded history (conv_*), a second client linked with a pairing code
+ * (code_*), restore from LocalAuth without QR, phone-side unlink -> disconnected.
  *
  * Usage: SIM=http://127.0.0.1:PORT AUTH_DIR=/tmp/x NODE_PATH=<dir>/node_modules node wwebjs_e2e.js
  * Prints one JSON object per line ({"ev": ...}); exits 0 on success.
@@ -14,6 +15,10 @@ const AUTH_DIR = process.env.AUTH_DIR;
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const ME = process.env.ME || '15550900';
 const PEER = process.env.PEER || '15550901';
+const ME2 = process.env.ME2 || '15550902'; // linked by pairing code
+const UNREGISTERED = '4915199999999';
+// The history ME's phone holds before the library links (conversations.py / history.py).
+const HISTORY = { chats: 30, messages_per_chat: 80, groups: 3, contacts: 10, lid_contacts: 2, lid_unknown: 1, seed: 14 };
 
 // Must happen before whatsapp-web.js itself is loaded: Client.js copies it.
 require('whatsapp-web.js/src/util/Constants').WhatsWebURL = SIM + '/';
@@ -123,15 +128,99 @@ const sendKinds = async (client, inbound) => {
   emit('out_reaction', await landed((m) => m.type === 'reaction' && m.reaction && m.reaction.target_id === inbound.id.id, 'reaction'));
 };
 
-const makeClient = () => new Client({
-  authStrategy: new LocalAuth({ dataPath: AUTH_DIR }),
+const makeClient = (extra = {}) => new Client({
+  authStrategy: new LocalAuth({ dataPath: AUTH_DIR + (extra.pairWithPhoneNumber ? '-code' : '') }),
   webVersionCache: { type: 'none' },
   puppeteer: { executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-quic', '--disable-background-networking'] },
+  ...extra,
 });
+
+const getJson = async (path) => (await fetch(SIM + path)).json();
+const poll = async (fn, what) => {
+  for (let i = 0; i < 100; i++) {
+    const v = await fn();
+    if (v) return v;
+    await sleep(50);
+  }
+  throw new Error('never happened: ' + what);
+};
+
+// The library's conversation calls against the seeded history (issue 14 proof).
+const conversations = async (client, seeded) => {
+  const chats = await client.getChats();
+  const group = chats.find((c) => c.isGroup && c.participants && c.participants.length);
+  const withLast = chats.filter((c) => c.lastMessage).length;
+  emit('conv_chats', { count: chats.length, seededFound: seeded.chats.filter((id) => chats.some((c) => c.id._serialized === id)).length,
+    withLast, group: group && { id: group.id._serialized, name: group.name, participants: group.participants.map((p) => p.id._serialized),
+      lastMessage: group.lastMessage ? group.lastMessage.id._serialized : null } });
+
+  const contacts = await client.getContacts();
+  emit('conv_contacts', { count: contacts.length, myContacts: contacts.filter((c) => c.isMyContact).length,
+    lids: contacts.filter((c) => c.id.server === 'lid').map((c) => c.id._serialized) });
+  const saved = contacts.find((c) => c.isMyContact && c.name);
+  const byId = await client.getContactById(saved.id._serialized);
+  emit('conv_contact', { id: byId.id._serialized, name: byId.name, number: byId.number, same: byId.name === saved.name });
+
+  const long = await client.getChatById(seeded.chats[1]);
+  const fetched = await long.fetchMessages({ limit: 60 });
+  const ts = fetched.map((m) => m.timestamp);
+  emit('conv_fetch', { count: fetched.length, unique: new Set(fetched.map((m) => m.id._serialized)).size,
+    ordered: ts.every((t, i) => i === 0 || ts[i - 1] <= t), fromMe: fetched.filter((m) => m.fromMe).length });
+
+  emit('conv_registered', { peer: await client.isRegisteredUser(`${PEER}@c.us`), unknown: await client.isRegisteredUser(`${UNREGISTERED}@c.us`),
+    numberId: (await client.getNumberId(PEER))?._serialized || null });
+
+  const wait = next(client, 'message', (m) => m.from === `${PEER}@c.us` && m.body === 'read me', 5000, 'read me');
+  const unread = await post(`/_phone/${PEER}/messages`, { to: ME, body: 'read me' });
+  await wait;
+  const peerChat = await client.getChatById(`${PEER}@c.us`);
+  const seen = await peerChat.sendSeen();
+  const read = await poll(async () => (await getJson(`/_phone/${PEER}/reads`)).reads.find((r) => r.ids.includes(unread.body.id)), 'read receipt');
+  emit('conv_seen', { seen, chat: read.chat, by: read.by, unreadAfter: (await client.getChatById(`${PEER}@c.us`)).unreadCount });
+
+  await peerChat.sendStateTyping();
+  await peerChat.clearState();
+  const states = await poll(async () => {
+    const s = (await getJson(`/_phone/${PEER}/chatstates`)).states;
+    return s.length >= 2 && s;
+  }, 'chat states');
+  emit('conv_states', { states: states.map((x) => x.state), chat: states[0].chat });
+
+  emit('conv_pic', { url: await client.getProfilePicUrl(`${PEER}@c.us`), none: (await client.getProfilePicUrl(`${UNREGISTERED}@c.us`)) || null });
+
+  const lidIds = await client.pupPage.evaluate(() => window.require('WAWebCollections').Contact.getModelsArray()
+    .filter((c) => c.id.isLid()).map((c) => ({ lid: c.id._serialized, known: !!c.phoneNumber })));
+  const known = lidIds.find((x) => x.known).lid;
+  const unknown = lidIds.find((x) => !x.known).lid;
+  emit('conv_lid', { known, unknown, pairs: await client.getContactLidAndPhone([known, unknown, `${PEER}@c.us`]) });
+};
+
+// A second client, never linked, asks for a pairing code; the phone enters it; the library gets ready.
+const pairingCode = async () => {
+  const client = makeClient({ pairWithPhoneNumber: { phoneNumber: ME2, showNotification: true } });
+  try {
+    let entered = false;
+    client.on('qr', () => emit('code_unexpected_qr'));
+    client.on('code', async (code) => {
+      emit('code', { length: code.length });
+      if (entered) return;
+      entered = true;
+      emit('code_entered', await post(`/_phone/${ME2}/pairing-code`, { code }));
+    });
+    const ready = new Promise((r) => client.once('ready', r));
+    await client.initialize();
+    await within(ready, 20000, 'ready after pairing code');
+    emit('code_ready', { wid: client.info.wid._serialized });
+  } finally {
+    await client.destroy();
+  }
+};
 
 (async () => {
   let client = makeClient();
   try {
+    const seeded = await post(`/_phone/${ME}/history`, HISTORY);
+    if (seeded.status !== 200) throw new Error('seeding failed: ' + JSON.stringify(seeded.body));
     let scanned = false;
     client.on('qr', async (qr) => {
       emit('qr', { parts: qr.split(',').length });
@@ -157,7 +246,9 @@ const makeClient = () => new Client({
     const hello = await within(got, 5000, 'message');
     await receiveKinds(client, sent);
     await sendKinds(client, hello);
+    await conversations(client, seeded.body);
     await client.destroy();
+    await pairingCode();
 
     client = makeClient();
     client.on('qr', () => emit('unexpected_qr'));

@@ -302,6 +302,37 @@ def test_real_whatsapp_web_js_client(tmp_path: Path) -> None:
     assert inbox[0].body == "hello from whatsapp-web.js"
     _check_kinds_received({e["ev"]: e for e in events})
     _check_kinds_sent({e["ev"]: e for e in events})
+    _check_conversations({e["ev"]: e for e in events}, running.url)
+    assert "code_unexpected_qr" not in names and [e["length"] for e in events if e["ev"] == "code"] == [8]
+    assert {e["ev"]: e for e in events}["code_ready"]["wid"] == "15550902@c.us"
+
+
+def _check_conversations(ev: dict[str, dict], url: str) -> None:
+    """The library's getChats/getContacts/getContactById/fetchMessages/isRegisteredUser/sendSeen/
+    sendStateTyping/getProfilePicUrl/getContactLidAndPhone against the seeded history (30 chats x 80)."""
+    chats = ev["conv_chats"]
+    assert (chats["count"], chats["seededFound"], chats["withLast"]) == (31, 30, 31)  # + the chat with PEER
+    group = chats["group"]
+    assert group["name"].startswith("Group ") and group["lastMessage"] and len(group["participants"]) == 6
+    assert "15550900@c.us" in group["participants"]
+    assert sum(p.endswith("@lid") for p in group["participants"]) == 1  # the lid whose phone is unknown
+    contacts = ev["conv_contacts"]
+    assert contacts["count"] >= 40 and contacts["myContacts"] >= 10
+    assert len(contacts["lids"]) == 4  # 1 lid_unknown chat + the 3 groups' unknown lids; known lids come as phones
+    assert ev["conv_contact"]["same"] and ev["conv_contact"]["number"] == ev["conv_contact"]["id"].split("@")[0]
+    assert ev["conv_fetch"] | {"ev": None, "fromMe": None} == {"ev": None, "count": 60, "unique": 60, "ordered": True,
+                                                                "fromMe": None}
+    assert ev["conv_registered"] == {"ev": "conv_registered", "peer": True, "unknown": False,
+                                     "numberId": "15550901@c.us"}
+    assert ev["conv_seen"] == {"ev": "conv_seen", "seen": True, "chat": "15550901@c.us", "by": "15550900",
+                               "unreadAfter": 0}
+    assert ev["conv_states"]["states"][-2:] == ["composing", "paused"]
+    assert ev["conv_pic"]["url"] == f"{url}/_sim/pp/15550901@c.us.png" and ev["conv_pic"]["none"] is None
+    lid = ev["conv_lid"]
+    known, unknown, peer = lid["pairs"]
+    assert known["lid"] == lid["known"] and known["pn"].endswith("@c.us")
+    assert unknown == {"lid": lid["unknown"]}  # never a number made from the lid
+    assert peer["pn"] == "15550901@c.us" and peer["lid"].endswith("@lid")
 
 
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
