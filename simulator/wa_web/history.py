@@ -52,8 +52,8 @@ class HistoryBody(BaseModel):
     def _fits(self) -> HistoryBody:
         if self.groups + self.lid_contacts + self.lid_unknown > self.chats:
             raise ValueError("groups + lid_contacts + lid_unknown must not exceed chats")
-        if self.chats * self.messages_per_chat > 2_000_000:
-            raise ValueError("at most 2,000,000 messages in a history")
+        if self.chats * self.messages_per_chat > 500_000:
+            raise ValueError("at most 500,000 messages in a history")
         return self
 
 

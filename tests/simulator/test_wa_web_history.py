@@ -4,6 +4,7 @@ sendSeen, sendChatstate, getProfilePicUrl, enforceLidAndPnRetrieval)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +15,7 @@ from playwright.async_api import BrowserContext, Page
 
 from wa_ray.simulator.wa_web.testing import (
     AsyncPhoneClient,
+    PhoneClient,
     PhoneError,
     RunningSimulator,
     link_page,
@@ -268,7 +270,7 @@ async def test_reads_and_chatstates(sim: RunningSimulator, context: BrowserConte
             states = await peer.chatstates()
             if len(states) == 3:
                 break
-            time.sleep(0.02)
+            await asyncio.sleep(0.02)
         reads = await peer.reads()
         assert [(r["chat"], r["ids"], r["by"]) for r in reads] == [("15551005@c.us", [first, second], "15551004")]
         assert [s["state"] for s in states] == ["composing", "recording", "paused"]
@@ -286,6 +288,11 @@ async def test_history_body_validated(sim: RunningSimulator) -> None:
         bad = await http.post("/_phone/15551006/history", json={"nope": 1})
         assert bad.status_code == 422
         assert (await http.post("/_phone/12/history", json={})).status_code == 400
+        bad = await http.post("/_phone/15551006/history", json={"chats": 5000, "messages_per_chat": 200})
+        assert bad.status_code == 422  # more than 500,000 messages
+    with PhoneClient(sim.url, "15551006") as phone:
+        assert phone.set_registered(["15559990001", "15559990001"]) == ["15559990001"]
+        assert phone.set_registered([]) == []
 
 
 async def test_five_thousand_chats_sync_fast(sim: RunningSimulator, context: BrowserContext) -> None:
@@ -383,3 +390,31 @@ async def test_restore_gets_history_and_a_new_seed_replaces_it(sim: RunningSimul
             assert not set(first["chats"]) & set(ids)
         finally:
             await restored.close()
+
+
+async def test_group_read_receipts_go_to_each_author(sim: RunningSimulator, context: BrowserContext) -> None:
+    """sendSeen in a group: the author of the unread message gets the receipt, through its lid when the page
+    knows the lid's phone (the seeded group's last message is by such a lid); the sync PhoneClient reads it."""
+    with PhoneClient(sim.url, "15551020") as phone:
+        seeded = phone.seed_history(chats=4, messages_per_chat=9, groups=1, contacts=2, lid_contacts=0,
+                                    lid_unknown=0, seed=21)
+    group = seeded["chats"][0]
+    assert group.endswith("@g.us")
+    page = await link_page(context, sim.url, "15551020")
+    await page.wait_for_function("window.require('WAWebCollections').Chat.length === 4")
+    got = await page.evaluate("""async (id) => {
+      const chat = window.require('WAWebCollections').Chat.get(id);
+      const last = chat.msgs.last();
+      const unread = chat.unreadCount;
+      await window.require('WAWebUpdateUnreadChatAction').sendSeen({ chat, threadId: undefined });
+      const pn = window.require('WAWebLidMigrationUtils').toPn(last.author);
+      return { unread, id: last.id.id, author: last.author._serialized, pn: pn && pn._serialized, after: chat.unreadCount };
+    }""", group)
+    assert got["unread"] == 1 and got["after"] == 0 and got["author"].endswith("@lid") and got["pn"]
+    with PhoneClient(sim.url, got["pn"].split("@")[0]) as author:
+        for _ in range(100):
+            if author.reads():
+                break
+            await asyncio.sleep(0.02)
+        assert [(r["chat"], r["ids"]) for r in author.reads()] == [(group, [got["id"]])]
+        assert author.chatstates() == []
