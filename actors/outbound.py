@@ -525,20 +525,19 @@ class SessionSender(StreamConsumer):
 
     async def _typing_for(self, to: str | None, seconds: float) -> None:
         """Typing in the chat of `to` for `seconds`, then paused. The presence is a courtesy: a failed or
-        slow chat state never fails or delays the send beyond its own typing delay."""
+        slow chat state never fails the send, and holds it up by PRESENCE_WAIT_S at most."""
         from wa_ray.sessions.conversations import PageConversations
         from wa_ray.wa_ids import recipient_id
 
         chat = recipient_id(to) if to and self.connected.is_set() else None
         conv = PageConversations(self._page)
-        started = time.monotonic()
         if chat is not None:
-            try:
-                await asyncio.wait_for(conv.chat_state(chat, "typing"), min(seconds, PRESENCE_WAIT_S))
+            try:  # the delay counts from when the chat shows typing
+                await asyncio.wait_for(conv.chat_state(chat, "typing"), PRESENCE_WAIT_S)
             except Exception as exc:  # noqa: BLE001 - see the docstring
                 log.debug("typing presence failed: %s", type(exc).__name__)
                 chat = None
-        await asyncio.sleep(max(0.0, seconds - (time.monotonic() - started)))
+        await asyncio.sleep(seconds)
         if chat is not None:
             try:
                 await asyncio.wait_for(conv.chat_state(chat, "paused"), PRESENCE_WAIT_S)

@@ -31,12 +31,16 @@ M = 81  # messages per chat: the page holds the latest 50, the rest comes from t
 HISTORY = {"chats": 120, "messages_per_chat": M, "groups": 3, "contacts": 30, "lid_contacts": 2,
            "lid_unknown": 2, "days": 30, "seed": SEED}
 MESSAGE = TypeAdapter(MessageReceivedData)
+TYPING = {"typing": True, "typing_min_s": 1.0, "typing_max_s": 1.0, "typing_per_char_s": 0.0, "typing_jitter": 0.0}
 
 
 @pytest.fixture(scope="module")
 async def live(service, web_sim, admin_secret: str) -> AsyncIterator[Seeded]:
     async with httpx.AsyncClient(base_url=service.base_url, auth=HmacAuth(ADMIN_KEY_ID, admin_secret),
                                  timeout=30) as api, httpx.AsyncClient(base_url=web_sim.url, timeout=30) as phone:
+        # a fixed typing delay for the paced send below (set before the session's sender first reads it)
+        paced = await api.put(f"/v1/workspaces/{WS}/pacing", json=TYPING)
+        assert paced.status_code == 200, paced.text
         yield await seed_and_link(api, phone, service.base_url, WS, SID, NUMBER, HISTORY)
 
 
@@ -215,6 +219,29 @@ async def test_unknown_session_chat_and_unlinked_session(api, live: Seeded) -> N
             assert error["code"] == "session_unavailable" and error["details"]["state"] != "connected"
     finally:
         await api.delete(f"/v1/workspaces/{WS}/sessions/c-unlinked")
+
+
+async def test_paced_send_shows_typing_for_its_delay(api, phone_api, live: Seeded) -> None:
+    """Pacing's typing delay, when on, is shown in the recipient's chat: typing for the delay, then paused."""
+    partner = history_number(SEED, 11)
+    since = time.time() - 0.5
+    sent = await api.post(f"/v1/workspaces/{WS}/messages", json={"to": partner, "text": "on my way",
+                                                                 "session_id": SID})
+    assert sent.status_code == 202, sent.text
+
+    async def states() -> list[dict[str, Any]]:
+        got = (await phone_api.get(f"/_phone/{partner}/chatstates")).json()["states"]
+        return [s for s in got if s["ts"] >= since]
+
+    seen = await wait_for(states, lambda s: [x["state"] for x in s][-2:] == ["composing", "paused"], timeout_s=20)
+    composing, paused = seen[-2], seen[-1]
+    assert paused["ts"] - composing["ts"] >= 0.9  # shown for the typing delay (1 s), not flashed
+    assert composing["chat"].split("@")[0] in (partner, NUMBER)
+
+    async def status() -> str:
+        return (await api.get(f"/v1/workspaces/{WS}/messages/{sent.json()['message_id']}")).json()["status"]
+
+    await wait_for(status, lambda st: st in ("sent", "delivered", "read"), timeout_s=20)
 
 
 async def test_number_check_and_its_rate_limit(api, phone_api, live: Seeded) -> None:
