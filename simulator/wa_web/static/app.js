@@ -750,13 +750,6 @@
     render();
   };
 
-  const sendSeen = async (arg) => {
-    const chat = arg && arg.chat ? arg.chat : arg;
-    if (!chat || !chat.id) return;
-    chat.set('unreadCount', 0);
-    transport.send({ type: 'seen', chat: chat.id._serialized });
-  };
-
   // ------------------------------------------------------------ pairing code
   const pairingRequests = new Map();
   let pairingSeq = 0;
@@ -814,7 +807,7 @@
     WAWebWid: Wid,
     WAWebFindChatAction: { findOrCreateLatestChat: async (wid) => getOrCreateChat(wid) },
     WAWebStreamModel: { Stream },
-    WAWebUpdateUnreadChatAction: { sendSeen },
+    // WAWebUpdateUnreadChatAction (sendSeen with its read receipts) lives in static/history.js.
     WAWebChatGetters: {
       getIsNewsletter: (chat) => !!(chat && chat.id && chat.id.isNewsletter && chat.id.isNewsletter()),
       getIsBroadcast: (chat) => !!(chat && chat.id && chat.id.isBroadcast && chat.id.isBroadcast()),
