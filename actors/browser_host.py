@@ -105,6 +105,12 @@ class LocalPort:
     async def update(self, fields: dict[str, Any]) -> None:
         await self._host.update_registry(self._ws, self._sid, fields)
 
+    async def login(self) -> dict[str, Any]:
+        return await self._host.login_of(self._ws, self._sid)
+
+    async def pairing_code(self, phone: str) -> str:
+        return await self._host.pairing_code(self._ws, self._sid, phone)
+
     async def sync(self, reason: str) -> str | None:
         return await self._host.sync(self._ws, self._sid, reason)
 
@@ -284,6 +290,19 @@ class BrowserHost:
 
     async def update_registry(self, ws: str, sid: str, fields: dict[str, Any]) -> None:
         await self._registry.update(ws, sid, **fields)
+
+    async def login_of(self, ws: str, sid: str) -> dict[str, Any]:
+        """How the session links: `{"login": "qr"|"code", "phone": digits|None}` from its registry record."""
+        record = await self._registry.get(ws, sid) or {}
+        code = record.get("login") == "code" and (record.get("phone") or "").isdigit()
+        return {"login": "code", "phone": record["phone"]} if code else {"login": "qr", "phone": None}
+
+    async def pairing_code(self, ws: str, sid: str, phone: str) -> str:
+        """A pairing code from the session's page (PageSession.pairing_code); raises when there is no page."""
+        hosted = self._sessions.get((ws, sid))
+        if hosted is None:
+            raise RuntimeError("the session has no page")
+        return await hosted.page.pairing_code(phone)
 
     async def close_session(self, ws: str, sid: str) -> bool:
         async with self._session_lock((ws, sid)):  # an open in progress finishes first, then is closed whole

@@ -54,6 +54,12 @@ class RemotePort:
     async def update(self, fields: dict[str, Any]) -> None:
         await self._host.update_registry.remote(self._ws, self._sid, fields)
 
+    async def login(self) -> dict[str, Any]:
+        return await self._host.login_of.remote(self._ws, self._sid)
+
+    async def pairing_code(self, phone: str) -> str:
+        return await self._host.pairing_code.remote(self._ws, self._sid, phone)
+
     async def sync(self, reason: str) -> str | None:
         return await self._host.sync.remote(self._ws, self._sid, reason)
 

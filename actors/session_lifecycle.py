@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from wa_ray.sessions.state import SOCKET_STATES, PageSignal, SessionState
 from wa_ray.events import (
     SESSION_DISCONNECTED,
+    SESSION_PAIRING_CODE,
     SESSION_QR,
     SESSION_READY,
     SESSION_STATUS,
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 QR_FIRST_TTL_S = 60
 QR_NEXT_TTL_S = 20
+PAIRING_CODE_TTL_S = 180  # WhatsApp's pairing codes live 3 minutes
 DOWN_STATES = frozenset({SessionState.DISCONNECTED, SessionState.LOGGED_OUT, SessionState.BLOCKED,
                          SessionState.FAILED, SessionState.RECONNECTING})
 RECONNECT_DELAYS_S = (0.5, 1, 2, 5, 10, 30)
@@ -66,6 +68,12 @@ class HostPort(Protocol):
     async def sync(self, reason: str) -> str | None:
         """Start a history sync of the page (actors/session_sync.py); `link`: only if the policy says so."""
 
+    async def login(self) -> dict[str, Any]:
+        """How the session links: `{"login": "qr"|"code", "phone": digits|None}` (its registry record)."""
+
+    async def pairing_code(self, phone: str) -> str:
+        """A pairing code for `phone` from the page (as whatsapp-web.js requestPairingCode asks for one)."""
+
 
 class SessionLifecycle:
     def __init__(self, config: RuntimeConfig, ws: str, sid: str, port: HostPort) -> None:
@@ -80,6 +88,9 @@ class SessionLifecycle:
         self._reconnecting: asyncio.Task[None] | None = None
         self._started = False
         self._linking = False  # a code (QR or pairing) was offered since the page opened: READY is a new link
+        self._login: dict[str, Any] | None = None  # read once from the registry (login "qr" or "code", phone)
+        self._pairing: asyncio.Task[None] | None = None  # asks for pairing codes while the page is unlinked
+        self._code_count = 0
 
     @property
     def state(self) -> SessionState:
@@ -113,6 +124,7 @@ class SessionLifecycle:
 
     async def _open_page(self) -> None:
         self._qr_count = 0
+        self._stop_pairing()
         await self._port.open(restore=True)
 
     async def on_page_signal(self, kind: PageSignal | str, payload: dict[str, Any]) -> None:
@@ -123,6 +135,7 @@ class SessionLifecycle:
         if kind is PageSignal.QR:
             await self._on_qr(payload["qr"])
         elif kind is PageSignal.READY:
+            self._stop_pairing()
             self._me = payload.get("me")
             self._reconnects = 0
             await self._transition(SessionState.CONNECTED, "page synced", me=(self._me or {}).get("number"))
@@ -136,6 +149,7 @@ class SessionLifecycle:
         elif kind is PageSignal.LOGOUT:
             await self._port.delete_auth()
             self._qr_count = 0  # the page offers fresh codes to relink
+            self._stop_pairing()
             await self._transition(SessionState.LOGGED_OUT, "unlinked from the phone")
         elif kind in (PageSignal.CRASH, PageSignal.PAGE_CLOSED):
             if self._state not in (SessionState.STOPPED, SessionState.FAILED):
@@ -155,7 +169,20 @@ class SessionLifecycle:
             return
         await self._transition(mapped, f"socket {socket_state}")
 
+    async def _login_mode(self) -> dict[str, Any]:
+        if self._login is None:
+            try:
+                self._login = await self._port.login()
+            except Exception as exc:  # noqa: BLE001 - the record cannot be read now: QR, and ask again next time
+                log.warning("login mode of %s/%s unknown: %s", self._ws, self._sid, type(exc).__name__)
+                return {"login": "qr", "phone": None}
+        return self._login
+
     async def _on_qr(self, qr: str) -> None:
+        login = await self._login_mode()
+        if login.get("login") == "code" and login.get("phone"):
+            await self._want_code(str(login["phone"]))
+            return
         self._qr_count += 1
         if self._qr_count > self._config.qr_max_refs:
             await self._port.close()
@@ -166,6 +193,46 @@ class SessionLifecycle:
         expires_in = QR_FIRST_TTL_S if self._qr_count == 1 else QR_NEXT_TTL_S
         await self._port.update({"qr": qr, "qr_at": time.time()})
         await self._publish(SESSION_QR, {"qr": qr, "seq": self._qr_count, "expires_in": expires_in})
+
+    async def _want_code(self, phone: str) -> None:
+        """The page wants a login and this session links with a pairing code: no QR is published; codes are
+        asked for (and renewed) by one task while the page stays unlinked."""
+        if self._state is not SessionState.QR_REQUIRED:
+            await self._transition(SessionState.QR_REQUIRED, "link this device by entering the pairing code on the phone")
+        if self._pairing is None or self._pairing.done():
+            self._pairing = asyncio.get_running_loop().create_task(self._pair(phone))
+
+    def _stop_pairing(self) -> None:
+        if self._pairing is not None and self._pairing is not asyncio.current_task():
+            self._pairing.cancel()
+        self._pairing = None
+        self._code_count = 0
+
+    async def _pair(self, phone: str) -> None:
+        """A code now, then a new one every `pairing_code_interval_s` while unlinked (what requestPairingCode's
+        interval does), at most `pairing_code_max` asks; then the session fails as a QR timeout does. The
+        code goes out in `session.pairing_code` only: never into the registry, a log line or an error."""
+        asks = 0
+        while self._state is SessionState.QR_REQUIRED:
+            if asks >= self._config.pairing_code_max:
+                async with self._lock:
+                    if self._state is SessionState.QR_REQUIRED:
+                        await self._port.close()
+                        await self._transition(SessionState.FAILED,
+                                               "pairing_timeout: no pairing code entered before the codes ran out")
+                return
+            asks += 1
+            try:
+                code = await self._port.pairing_code(phone)
+            except Exception as exc:  # noqa: BLE001 - the page may be reloading: the next ask may do
+                log.warning("pairing code of %s/%s not given: %s", self._ws, self._sid, type(exc).__name__)
+            else:
+                if self._state is not SessionState.QR_REQUIRED:
+                    return
+                self._code_count += 1
+                await self._publish(SESSION_PAIRING_CODE, {"code": code, "expires_in": PAIRING_CODE_TTL_S,
+                                                           "seq": self._code_count})
+            await asyncio.sleep(self._config.pairing_code_interval_s)
 
     async def _reconnect(self) -> None:
         """Reopen the page from saved state with backoff until it opens; `ready` then says connected."""
@@ -195,25 +262,29 @@ class SessionLifecycle:
             await self._handle(PageSignal.CRASH, {"reason": reason})
 
     async def restart(self) -> str:
+        self._stop_pairing()
         await self._port.close()
         await self._transition(SessionState.INITIALIZING, "restart requested")
         await self._open_page()
         return self._state.value
 
     async def logout(self) -> str:
+        self._stop_pairing()
         await self._port.close()
         await self._port.delete_auth()
         await self._transition(SessionState.LOGGED_OUT, "logout requested")
         return self._state.value
 
     async def stop(self, purge: bool) -> None:
+        self._stop_pairing()
         await self._port.close()
         if purge:
             await self._port.delete_auth()
         await self._transition(SessionState.STOPPED, "deleted" if purge else "stopped")
 
     async def status(self) -> dict[str, Any]:
-        return {"state": self._state.value, "me": self._me, "qr_count": self._qr_count}
+        return {"state": self._state.value, "me": self._me, "qr_count": self._qr_count,
+                "pairing_code_count": self._code_count}
 
     async def _transition(self, new: SessionState, reason: str, **fields: Any) -> None:
         previous = self._state

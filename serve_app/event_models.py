@@ -260,6 +260,19 @@ class MessageFailedData(BaseModel):
     first_error: str | None = Field(default=None, description="why the first provider failed, after a failover")
 
 
+# -- session events ----------------------------------------------------------------------------------
+
+class SessionPairingCodeData(BaseModel):
+    """A session created with `login: "code"` publishes this instead of `session.qr`: the code to enter on
+    the phone (WhatsApp > Linked devices > Link with phone number). A new one follows every `expires_in`
+    seconds while the device is not linked, up to a limit; then the session fails as a QR timeout does."""
+
+    model_config = _examples({"code": "K7PM3QXD", "expires_in": 180, "seq": 1})
+    code: str = Field(pattern=r"^[A-Z0-9]{8}$", description="the 8-character pairing code")
+    expires_in: int = Field(description="seconds the code stays valid")
+    seq: int = Field(ge=1, description="1 for the first code of a login, counting up with each renewal")
+
+
 # -- envelopes ---------------------------------------------------------------------------------------
 
 class _Envelope(BaseModel):
@@ -315,6 +328,13 @@ class MessageFailedEvent(_Envelope):
     data: MessageFailedData
 
 
+class SessionPairingCodeEvent(_Envelope):
+    model_config = ConfigDict(**_OUT, json_schema_extra={"examples": [
+        _envelope("session.pairing_code", _first_example(SessionPairingCodeData))]})
+    type: Literal["session.pairing_code"]
+    data: SessionPairingCodeData
+
+
 # event type -> the envelope model that documents it
 EVENT_MODELS: dict[str, type[_Envelope]] = {
     "message.received": MessageReceivedEvent,
@@ -322,6 +342,7 @@ EVENT_MODELS: dict[str, type[_Envelope]] = {
     "message.revoked": MessageRevokedEvent,
     "message.edited": MessageEditedEvent,
     "message.failed": MessageFailedEvent,
+    "session.pairing_code": SessionPairingCodeEvent,
 }
 # message.received's kind -> the model of its `data`
 RECEIVED_MODELS: dict[str, type[ReceivedCommon]] = {

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
-from wa_ray.ids import ID_PATTERN
+from wa_ray.ids import ID_PATTERN, PHONE_PATTERN
 
 Role = Literal["admin", "workspace", "read"]
 SessionStateName = Literal["initializing", "qr_required", "authenticating", "connected", "reconnecting",
@@ -34,6 +35,19 @@ class ErrorBody(BaseModel):
 class CreateSession(BaseModel):
     model_config = ConfigDict(extra="forbid")
     session_id: str | None = Field(default=None, pattern=ID_PATTERN, description="omit for a generated id")
+    login: Literal["qr", "code"] = Field(default="qr", description=(
+        "how the device links: `qr` publishes `session.qr` codes to scan; `code` publishes "
+        "`session.pairing_code` codes to enter on the phone of `phone` (renewed every 3 minutes while unlinked)"))
+    phone: str | None = Field(default=None, pattern=PHONE_PATTERN, description=(
+        "with login `code`: the number that links, E.164 digits without '+'"))
+
+    @model_validator(mode="after")
+    def _phone_goes_with_code(self) -> CreateSession:
+        if self.login == "code" and self.phone is None:
+            raise PydanticCustomError("phone_required", "login code needs phone: the number that links")
+        if self.login == "qr" and self.phone is not None:
+            raise PydanticCustomError("phone_without_code", "phone is only for login code")
+        return self
 
 
 class SessionOut(BaseModel):
@@ -46,6 +60,8 @@ class SessionOut(BaseModel):
     reason: str | None = None
     me: str | None = Field(default=None, description="the linked phone number once connected")
     restarts: int = 0
+    login: Literal["qr", "code"] = Field(default="qr", description="how the device links (see CreateSession)")
+    phone: str | None = Field(default=None, description="with login `code`: the number asked to link")
 
     @classmethod
     def from_record(cls, record: dict[str, str]) -> SessionOut:
@@ -55,6 +71,8 @@ class SessionOut(BaseModel):
             since=float(record["since"]) if record.get("since") else None,
             reason=record.get("reason") or None, me=record.get("me") or None,
             restarts=int(record.get("restarts") or 0),
+            login="code" if record.get("login") == "code" else "qr",
+            phone=(record.get("phone") or None) if record.get("login") == "code" else None,
         )
 
 

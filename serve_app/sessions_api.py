@@ -23,7 +23,16 @@ router = APIRouter(prefix="/v1/workspaces/{ws}/sessions", tags=["sessions"])
 async def create_session(body: CreateSession, ws: str = Depends(writable_workspace),
                          c: AppContext = Depends(ctx)) -> SessionOut:
     sid = body.session_id or new_id("s")
-    record = await supervisor_call(c, "create_session", ws, sid)
+    fresh = await c.registry.get(ws, sid) is None
+    if fresh:
+        # before the page opens: its lifecycle reads how it links from here (an existing session keeps its own)
+        await c.registry.update(ws, sid, login=body.login, phone=body.phone or "")
+    try:
+        record = await supervisor_call(c, "create_session", ws, sid)
+    except ApiError:
+        if fresh and not (await c.registry.get(ws, sid) or {}).get("node_id"):
+            await c.registry.remove(ws, sid)  # never placed: leave no half record behind
+        raise
     return SessionOut.from_record(record or await session_record(c, ws, sid))
 
 
@@ -68,6 +77,9 @@ async def logout_session(sid: str, ws: str = Depends(writable_workspace), c: App
 async def session_qr(sid: str, format: Literal["raw", "png"] = Query("raw"), ws: str = Depends(workspace),
                      c: AppContext = Depends(ctx)) -> QrOut | Response:
     record = await session_record(c, ws, sid)
+    if record.get("login") == "code":
+        raise ApiError(409, "pairing_code_login", "this session links with a pairing code (session.pairing_code "
+                       "events), not a QR", {"state": record.get("state")})
     if record.get("state") != "qr_required" or not record.get("qr"):
         raise ApiError(409, "no_qr", "session is not waiting for a QR scan", {"state": record.get("state")})
     if format == "png":

@@ -359,6 +359,18 @@
     if (result.error === 'page_error') throw new Error(result.message);
     return result;
   };
+  // Pairing-code login, as whatsapp-web.js's Client.requestPairingCode does in the page: wait for the
+  // module, switch the page to ALT_DEVICE_LINKING, initialize it and start the flow for `phone` (digits);
+  // answers the 8-character code. The caller renews it while the page stays unpaired.
+  api.requestPairingCode = async (phone, showNotification) => {
+    for (let i = 0; i < 120 && !req('WAWebAltDeviceLinkingApi'); i += 1) await new Promise((r) => setTimeout(r, 250));
+    const linking = req('WAWebAltDeviceLinkingApi');
+    if (!linking) throw new Error('pairing code linking is not available on this page');
+    linking.setPairingType('ALT_DEVICE_LINKING');
+    await linking.initializeAltDeviceLinking();
+    return linking.startAltLinkingFlow(String(phone), showNotification !== false);
+  };
+
   api.state = () => {
     const Socket = req('WAWebSocketModel') && req('WAWebSocketModel').Socket;
     return Socket ? { state: Socket.state, hasSynced: !!Socket.hasSynced, me: me() } : null;

@@ -8,6 +8,7 @@ it; they never write page JS or WhatsApp ids themselves.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -46,6 +47,8 @@ _SEND = "(m) => window.__waray.send(m)"
 _SEND_MANY = "(items) => window.__waray.sendMany(items)"
 _FILE_SLOT = "(token) => window.__waray.fileSlot(token)"
 _STATE = "window.__waray ? window.__waray.state() : null"
+_PAIRING_CODE = "(phone) => window.__waray.requestPairingCode(phone, true)"
+PAIRING_CODE_PATTERN = re.compile(r"^[A-Z0-9]{8}$")
 # Playwright's words for a page, context or browser that is gone, or a document replaced under the call.
 _GONE_TEXTS = ("has been closed", "Target closed", "Execution context was destroyed", "navigation",
                "Target crashed", "crashed")
@@ -119,6 +122,10 @@ class PageItem:
     quoted_id: str | None = None
     target_id: str | None = None
     media: PageMedia | None = None
+
+
+class PairingFailed(Exception):
+    """The page gave no pairing code (the message never carries one)."""
 
 
 class TargetNotFound(Exception):
@@ -270,6 +277,21 @@ class PageSession:
 
     async def state(self) -> dict[str, Any] | None:
         return await self._page().evaluate(_STATE)
+
+    async def pairing_code(self, phone: str) -> str:
+        """A pairing code for linking this page to `phone` (digits); raises PageGone, or PairingFailed when
+        the page answers anything but an 8-character code (the code itself is never put in the error)."""
+        if not phone.isdigit():
+            raise PairingFailed("phone must be digits")
+        try:
+            code = await self.evaluate(_PAIRING_CODE, phone)
+        except PageGone:
+            raise
+        except Exception as exc:
+            raise PairingFailed(f"the page did not give a pairing code ({type(exc).__name__})") from None
+        if not isinstance(code, str) or PAIRING_CODE_PATTERN.match(code) is None:
+            raise PairingFailed("the page answered something that is not a pairing code")
+        return code
 
     async def evaluate(self, script: str, arg: Any = None) -> Any:
         """Run `script` in the page's current document; raises PageGone when there is none to answer."""

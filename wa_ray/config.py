@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     auth_store: Literal["file", "redis"] = "file"
     master_key_previous: str | None = None  # with WA_MASTER_KEY: still accepted for decryption while rotating
     qr_max_refs: int = 6
+    # login "code" sessions: a new pairing code this often while unlinked (WhatsApp's codes live 3 minutes),
+    # and how many codes before the session fails as a QR timeout does
+    pairing_code_interval_s: float = Field(default=180.0, gt=0)
+    pairing_code_max: int = Field(default=5, ge=1)
     webhook_max_attempts: int = 8
     webhook_base_delay_s: float = 1.0
     webhook_max_delay_s: float = 300.0
@@ -100,6 +104,7 @@ class Settings(BaseSettings):
             session_hosting=self.session_hosting, spare_pages=self.spare_pages,
             sessions_per_workspace=self.sessions_per_workspace, auth_store=self.auth_store,
             qr_max_refs=self.qr_max_refs, webhook_max_attempts=self.webhook_max_attempts,
+            pairing_code_interval_s=self.pairing_code_interval_s, pairing_code_max=self.pairing_code_max,
             webhook_base_delay_s=self.webhook_base_delay_s, webhook_max_delay_s=self.webhook_max_delay_s,
             webhook_timeout_s=self.webhook_timeout_s, pacing=self.pacing, pacing_per_minute=self.pacing_per_minute,
             pacing_per_hour=self.pacing_per_hour, typing_delay=self.typing_delay,

@@ -9,6 +9,7 @@ from typing import Any
 SESSION_STATUS = "session.status"
 SESSION_QR = "session.qr"
 SESSION_READY = "session.ready"
+SESSION_PAIRING_CODE = "session.pairing_code"  # the code to enter on the phone (login "code"), renewed while unlinked
 SESSION_DISCONNECTED = "session.disconnected"
 MESSAGE_RECEIVED = "message.received"
 MESSAGE_QUEUED = "message.queued"
@@ -31,6 +32,7 @@ EVENT_TYPES = frozenset(
         SESSION_STATUS,
         SESSION_QR,
         SESSION_READY,
+        SESSION_PAIRING_CODE,
         SESSION_DISCONNECTED,
         MESSAGE_RECEIVED,
         MESSAGE_QUEUED,

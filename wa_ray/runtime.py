@@ -102,6 +102,8 @@ class RuntimeConfig:
     sessions_per_workspace: int = 100
     auth_store: str = "file"
     qr_max_refs: int = 6
+    pairing_code_interval_s: float = 180.0  # a login "code" session asks for a new code this often while unlinked
+    pairing_code_max: int = 5  # codes per login before the session fails (as qr_max_refs for QR)
     webhook_max_attempts: int = 8
     webhook_base_delay_s: float = 1.0
     webhook_max_delay_s: float = 300.0
