@@ -482,6 +482,12 @@ class SimState:
             # Phone-number linking replaces the QR on the real page.
             page.ref_task.cancel()
             page.ref_task = None
+        now = time.monotonic()
+        for old_code, old in list(self.pairings.items()):
+            if old.page_id == page.page_id:
+                old.used = True  # a new code replaces the one the page showed before
+            if old.expires_at + REF_MEMORY_S < now:
+                del self.pairings[old_code]
         code = "".join(secrets.choice(PAIRING_ALPHABET) for _ in range(8))
         self.pairings[code] = PairingRecord(
             code=code, number=number, page_id=page.page_id, expires_at=time.monotonic() + PAIRING_TTL_S

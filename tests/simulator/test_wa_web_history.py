@@ -348,7 +348,12 @@ async def test_pairing_code_stays_unpaired_and_brings_history(context: BrowserCo
             await page.evaluate("""window.require('WAWebSocketModel').Socket.on('change:hasSynced', () => {
               window.__atSync = window.require('WAWebCollections').Chat.getModelsArray().map((c) => c.id._serialized);
             })""")
-            await phone.link_with_code(code)
+            renewed = await page.evaluate(CODE_JS, "15551010")  # the library renews it every 180 s
+            with pytest.raises(PhoneError) as replaced:
+                await phone.link_with_code(code)
+            assert replaced.value.status == 410 and renewed != code
+            assert await page.evaluate("window.require('WAWebSocketModel').Socket.state") == "UNPAIRED"
+            await phone.link_with_code(renewed)
             await wait_state(page, "CONNECTED")
             await page.wait_for_function("window.__atSync !== undefined")
             assert sorted(await page.evaluate("window.__atSync")) == sorted(seeded["chats"])
