@@ -233,6 +233,7 @@ def _bases(unique_ws: str) -> dict[tuple[str, str], dict[str, Any]]:
                                                             "access_token": "t", "app_secret": "s"}},
         ("put", "/v1/workspaces/{ws}/pacing"): {},
         ("put", "/v1/workspaces/{ws}/media-policy"): {},
+        ("put", "/v1/workspaces/{ws}/sync-policy"): {},
         ("put", "/v1/workspaces/{ws}/webhook/policy"): {},
         ("post", "/v1/workspaces/{ws}/stream-tokens"): {},
         ("post", "/v1/console-tokens"): {"workspace_id": unique_ws},
