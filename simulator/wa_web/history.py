@@ -50,6 +50,12 @@ class HistoryBody(BaseModel):
 
     @model_validator(mode="after")
     def _fits(self) -> HistoryBody:
+        special = ("groups", "lid_contacts", "lid_unknown")
+        if not self.model_fields_set & set(special):  # defaults shrink to fit a small history
+            left = self.chats
+            for name in special:
+                setattr(self, name, min(getattr(self, name), left))
+                left -= getattr(self, name)
         if self.groups + self.lid_contacts + self.lid_unknown > self.chats:
             raise ValueError("groups + lid_contacts + lid_unknown must not exceed chats")
         if self.chats * self.messages_per_chat > 500_000:
@@ -192,12 +198,15 @@ class _Builder:
         n, g = b.chats, b.groups
         group_at = {j * n // g for j in range(g)} if g else set()  # spread over the list; distinct as g <= n
         span = b.days * 86400
+        # Messages of a chat lie `gap` seconds apart, and every message stays inside the last `days` days.
+        self.gap = max(1, min(37 if b.messages_per_chat < 200 else 7, (span // 2) // max(1, b.messages_per_chat - 1)))
+        spread = span - self.gap * max(0, b.messages_per_chat - 1) - 120
         chats: list[dict[str, Any]] = []
         messages: dict[str, list[dict[str, Any]]] = {}
         groups: dict[str, dict[str, Any]] = {}
         one_to_one = 0
         for ci in range(n):
-            chat_t = self.now - 60 - (ci * (span - 3600)) // max(1, n)
+            chat_t = self.now - 60 - (ci * spread) // max(1, n)
             if ci in group_at:
                 gid = f"1203630{self.seed % 1000:03d}{ci:07d}@g.us"
                 parts = [person(ci + 1_000_000 + k, saved=k == 0)["id"] for k in range(3)]
@@ -238,7 +247,7 @@ class _Builder:
 
     def messages(self, ci: int, chat_id: str, authors: list[str], chat_t: int) -> list[dict[str, Any]]:
         m_count = self.body.messages_per_chat
-        gap = 37 if m_count < 200 else 7
+        gap = self.gap
         group = chat_id.endswith("@g.us")
         out = []
         me = f"{self.owner}@c.us"
