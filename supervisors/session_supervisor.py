@@ -135,7 +135,9 @@ class SessionSupervisor:
             fresh = False
             if new:
                 await self._check_quota(ws, sid)
-                fresh = await self._registry.get(ws, sid) is None  # no saved state to open the page from
+                # never placed, so no saved state to open the page from (the create route may have written
+                # how it links, login and phone, into the record first)
+                fresh = not (await self._registry.get(ws, sid) or {}).get("node_id")
             node = least_loaded(self._nodes(), self._placed.values(), frozenset(self._draining))
             handle = self._place(ws, sid, node)
             self._actors[(ws, sid)] = handle
