@@ -64,8 +64,11 @@ class Conversations:
         history = self.histories.get(device.number)
         if history is None or page.history_version == history.version:
             return
-        for frame in history.sync_frames():
-            await page.send(frame)
+        try:
+            for frame in history.sync_frames():
+                await page.send(frame)
+        except Exception:  # noqa: BLE001 - the page went away mid-transfer; its next hello asks again
+            return
         page.history_version = history.version
 
     def media(self, token: str) -> bytes | None:
