@@ -45,16 +45,31 @@ from wa_ray.serve_app.models import ErrorBody
 from wa_ray.serve_app.openapi import errors
 from wa_ray.serve_app.session_pages import call_page, connected_record
 from wa_ray.storage.ratelimit import RateLimiter
-from wa_ray.wa_ids import is_chat_id, is_group_id, phone_of
+from wa_ray.wa_ids import CHAT_ID_PATTERN, GROUP_ID_PATTERN, phone_of
 
 router = APIRouter(prefix="/v1/workspaces/{ws}/sessions/{sid}", tags=["conversations"])
 
 CURSOR_MAX = 400  # characters of an encoded cursor; ours are well under
 MESSAGES_TIMEOUT_S = 20.0  # a page of messages may load earlier ones from the phone first
 _NUMBER = re.compile(r"^[1-9][0-9]{4,19}$")
+# fullmatch, not match: `$` also matches before a trailing newline
+_CHAT = re.compile(CHAT_ID_PATTERN)
+_GROUP = re.compile(GROUP_ID_PATTERN)
+
+
+def is_chat_id(value: object) -> bool:
+    return isinstance(value, str) and _CHAT.fullmatch(value) is not None
+
+
+def is_group_id(value: object) -> bool:
+    return isinstance(value, str) and _GROUP.fullmatch(value) is not None
+
 # A page message id: fromMe_chat_key, with the participant of a group message.
 _MESSAGE_ID = re.compile(r"^(?:true|false)_[0-9]{1,20}(?:-[0-9]{1,20})?@(?:c\.us|g\.us|lid)_[A-Za-z0-9]{1,64}"
                          r"(?:_[0-9]{1,20}@(?:c\.us|lid))?$")
+
+
+_CURSOR_TEXT = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _responses(*extra: int) -> dict[int | str, dict[str, Any]]:
@@ -72,7 +87,7 @@ def encode_cursor(value: Any) -> str:
 
 
 def decode_cursor(text: str) -> Any:
-    if len(text) > CURSOR_MAX or not re.fullmatch(r"[A-Za-z0-9_-]+", text):
+    if len(text) > CURSOR_MAX or not _CURSOR_TEXT.fullmatch(text):
         raise _invalid_cursor()
     try:
         return orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
