@@ -57,7 +57,7 @@ class _Common(BaseModel):
     session_id: str | None = Field(default=None, pattern=ID_PATTERN,
                                    description="WhatsApp Web session to send from; default: a connected one")
     priority: Priority = "normal"
-    strict: bool = Field(default=False, description=(
+    strict: bool = Field(default=False, strict=True, description=(
         "reply from this very session: needs `session_id`; the message never leaves from another session or "
         "provider (no failover), and a session that is not connected now is 409 `session_unavailable`"))
 
