@@ -188,3 +188,19 @@ async def test_the_policy_limits_what_a_sync_reads(api, phone_api, service) -> N
         assert chat_id in history["chats"][:40]
         assert 1 <= len(msgs) <= 2
         assert all(m["timestamp"] >= cutoff for m in msgs), chat_id
+
+
+async def test_a_number_linked_with_a_pairing_code_syncs_on_link(api, phone_api, service) -> None:
+    ws, sid, number = "sync-code", "s1", "15557140004"
+    history = await seed(phone_api, number, chats=30, messages_per_chat=2, groups=1, contacts=5,
+                         lid_contacts=1, lid_unknown=1, days=10, seed=717)
+    async with collect_events(await stream_url(api, service.base_url, ws)) as events:
+        created = await api.post(f"/v1/workspaces/{ws}/sessions",
+                                 json={"session_id": sid, "login": "code", "phone": number})
+        assert created.status_code == 201, created.text
+        got = await events.wait_for(lambda e: e["type"] == "session.pairing_code" and e["session_id"] == sid)
+        entered = await phone_api.post(f"/_phone/{number}/pairing-code", json={"code": got["data"]["code"]})
+        assert entered.status_code == 200, entered.text
+        run = await sync_run(events, sid)
+    assert chat_ids(run) == history["chats"]
+    assert_progress(run, 30)
