@@ -45,6 +45,8 @@ class SessionSyncData(BaseModel):
     done: int = Field(ge=0, description="items of the phase published so far (chats, contacts, chats whose "
                                         "messages are out); never goes down within a phase")
     total: int = Field(ge=0, description="items of the phase in this run; `done` ends equal to it")
+    failed_in: Literal["chats", "contacts", "messages"] | None = Field(
+        default=None, description="with `failed`: the phase the run stopped in")
 
 
 class ChatsSyncedData(BaseModel):
