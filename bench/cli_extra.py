@@ -100,10 +100,17 @@ def add_parsers(sub: Any) -> None:
     ch.add_argument("--faults", type=_names(("actor", "chromium", "supervisor", "dispatcher", "redis", "host")),
                     default=[], help="fault kinds (default: the scenario's list)")
 
+    cs = sub.add_parser("chats", help="GET .../chats?limit=50 from a session holding --chats chats: p50/p95/p99")
+    cs.add_argument("--chats", type=_pos(int), default=5000, help="chats seeded on the phone before linking")
+    cs.add_argument("--messages-per-chat", type=_pos(int), default=2)
+    cs.add_argument("--requests", type=_pos(int), default=500, help="measured requests")
+    cs.add_argument("--warmup", type=_nonneg(int), default=20, help="unrecorded requests first")
+    cs.add_argument("--concurrency", type=_pos(int), default=1, help="requests in flight at once")
+
     sm = sub.add_parser("smoke", help="every bench at toy size on one service (what tests/bench runs)")
     sm.add_argument("--no-baselines", action="store_true", help="skip the Playwright and whatsapp-web.js parts")
 
-    for p in (d, q, r, a, c, ch, sm):
+    for p in (d, q, r, a, c, ch, sm, cs):
         p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
         p.add_argument("-v", "--verbose", action="store_true")
 
@@ -150,6 +157,12 @@ def run(args: argparse.Namespace, console: Console, out: Console) -> int:
 
         env, paths = run_api(ApiConfig(rate=args.rate, duration_s=args.duration, warmup_s=args.warmup,
                                        targets=args.targets, out_dir=args.out, profile_dir=args.profile), console)
+    elif args.command == "chats":
+        from wa_ray.bench.chats import ChatsConfig, run_chats, summary
+
+        env, paths = run_chats(ChatsConfig(chats=args.chats, messages_per_chat=args.messages_per_chat,
+                                           requests=args.requests, warmup=args.warmup,
+                                           concurrency=args.concurrency, out_dir=args.out), console)
     elif args.command == "chaos":
         from wa_ray.bench.chaos import ChaosConfig, run_chaos, summary
 
