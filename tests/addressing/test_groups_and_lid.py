@@ -123,3 +123,52 @@ async def test_phone_number_record_and_fingerprint_unchanged(redis) -> None:
     assert "strict" not in record and record["to"] == PHONE
     again = await store.accept(OutboundMessage("msg_fp000002", "ws-fp", "s1", PHONE, "hello", "normal", WEBJS), "key-1")
     assert (again.created, again.same_request, again.message_id) == (False, True, "msg_fp000001")
+
+
+LID_SESSION_NUMBER = "15553450"
+
+
+async def test_lid_senders_resolved_where_the_page_knows_the_phone(api: httpx.AsyncClient,
+                                                                   phone_api: httpx.AsyncClient, service) -> None:
+    """The seeded history holds one 1:1 chat with a @lid whose phone the page knows and one whose phone it
+    does not, and groups with @lid members; the session's own page serializes them (the bridge asks
+    WAWebApiContact.getPhoneNumber) and the listing types them as message.received payloads."""
+    ws = "addr-lid"
+    seeded = await phone_api.post(f"/_phone/{LID_SESSION_NUMBER}/history", json={
+        "chats": 6, "messages_per_chat": 6, "groups": 2, "contacts": 4, "lid_contacts": 1, "lid_unknown": 1,
+        "days": 5, "seed": 14})
+    assert seeded.status_code == 200, seeded.text
+    lid_chats = [c for c in seeded.json()["chats"] if c.endswith("@lid")]
+    group_chats = [c for c in seeded.json()["chats"] if c.endswith("@g.us")]
+    assert len(lid_chats) == 2 and len(group_chats) == 2, seeded.json()
+    async with collect_events(await stream_url(api, service.base_url, ws)) as events:
+        await link_session(api, phone_api, events, ws, "l1", LID_SESSION_NUMBER)
+    senders: dict[str, set[Any]] = {}
+    for chat in lid_chats:
+        listed = await api.get(f"/v1/workspaces/{ws}/sessions/l1/chats/{chat}/messages", params={"limit": 50})
+        assert listed.status_code == 200, listed.text
+        theirs = [m for m in listed.json()["items"] if not m["from_me"]]
+        assert theirs, listed.json()
+        for m in theirs:
+            TypeAdapter(MessageReceivedData).validate_python(m)
+            assert (m["chat_id"], m["from_id"], m["author"], m["is_group"]) == (chat, chat, None, False)
+        senders[chat] = {m["from"] for m in theirs}
+    known = [c for c, s in senders.items() if s != {None}]
+    unknown = [c for c, s in senders.items() if s == {None}]
+    assert len(known) == 1 and len(unknown) == 1, senders
+    (phone,) = senders[known[0]]
+    assert phone.isdigit() and phone != known[0].split("@")[0]  # the page's number, never the lid's digits
+    # group members that are @lid: the author is the phone id where known, the lid otherwise; never a fake number
+    lid_authors = 0
+    for gid in group_chats:
+        listed = await api.get(f"/v1/workspaces/{ws}/sessions/l1/chats/{gid}/messages", params={"limit": 50})
+        assert listed.status_code == 200, listed.text
+        for m in (m for m in listed.json()["items"] if not m["from_me"]):
+            assert m["chat_id"] == gid and m["is_group"] is True and m["author"], m
+            if m["from_id"].endswith("@lid"):
+                lid_authors += 1
+                assert m["from"] is None or m["author"] == f"{m['from']}@c.us", m
+                assert m["from"] is None or m["from"] != m["from_id"].split("@")[0]
+            else:
+                assert m["from"] == m["from_id"].split("@")[0] and m["author"] == m["from_id"], m
+    assert lid_authors, "the seeded groups have @lid members who wrote"
