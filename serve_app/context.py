@@ -4,7 +4,7 @@ from one: nothing is looked up by name in a module-global cache."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import ray
@@ -48,6 +48,8 @@ class AppContext:
     selector: SelectorClient  # the provider choice: the selector deployment's snapshots, cached per workspace
     media: MediaStore  # uploaded and fetched media, encrypted at rest (storage/media.py)
     lazy_media: LazyMedia  # downloads a `lazy` workspace's received media on its first GET
+    # BrowserHost handles by node id, so a page call does not look the actor up (a blocking GCS call) each time
+    page_hosts: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def build(cls, config: RuntimeConfig, selector_handle: Any = None) -> AppContext:

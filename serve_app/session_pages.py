@@ -2,7 +2,8 @@
 
 `call_page(c, ws, sid, method, *args)` reads the session's registry record, checks that the session is
 `connected` (a page that is not linked cannot answer for the number), finds the BrowserHost of the node
-the record names (by name, wa_ray.browser_host_name) and calls `method(ws, sid, *args)` on it. Failures
+the record names (by name, wa_ray.browser_host_name; the handle is kept in the replica's context, and
+dropped when the actor is gone) and calls `method(ws, sid, *args)` on it. Failures
 are the API's errors, never a 500:
 
 * no such session (or another workspace's): 404 `session_not_found`;
@@ -62,15 +63,20 @@ async def call_page(c: AppContext, ws: str, sid: str, method: str, *args: Any,
     record = await connected_record(c, ws, sid)
     if not ray.is_initialized():
         raise _unavailable(record.get("state"))
-    try:
-        host = ray.get_actor(browser_host_name(record["node_id"]), namespace=NAMESPACE)
-    except ValueError:
-        raise _unavailable(record.get("state")) from None
+    node = record["node_id"]
+    host = c.page_hosts.get(node)
+    if host is None:
+        try:
+            host = ray.get_actor(browser_host_name(node), namespace=NAMESPACE)
+        except ValueError:
+            raise _unavailable(record.get("state")) from None
+        c.page_hosts[node] = host
     try:
         result = await asyncio.wait_for(getattr(host, method).remote(ws, sid, *args), timeout_s)
     except TimeoutError:
         raise ApiError(504, "session_timeout", "the session's page did not answer in time") from None
     except ray.exceptions.RayActorError:
+        c.page_hosts.pop(node, None)  # looked up again next time
         raise _unavailable(record.get("state")) from None
     except ray.exceptions.RayTaskError as exc:
         log.warning("page call %s of %s/%s failed: %s", method, ws, sid, type(exc.cause).__name__)
