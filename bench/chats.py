@@ -11,6 +11,8 @@ links and the page receives them at sync, as a real device gets the phone's hist
 whole list is walked once in pages of 50 (checked complete; its time is reported too). The measured
 requests alternate the first page and pages at cursors spread over the list (a deeper page costs the same
 filter and sort), `--concurrency` at a time (1: one after the other), after `--warmup` unrecorded ones.
+Every fifth, a signed GET of the session's record (same auth and registry read, no page) is timed as the
+baseline: the difference is what the page call costs.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ async def measure(cfg: ChatsConfig, live: Any, console: Console) -> dict[str, An
     spread = [cursors[(k * 7919) % len(cursors)] for k in range(max(1, cfg.requests + cfg.warmup))]
     plan = [None if k % 2 == 0 else spread[k] for k in range(cfg.requests + cfg.warmup)]
     samples: list[tuple[bool, float]] = []
+    baseline: list[float] = []
     errors: list[str] = []
     queue: asyncio.Queue[tuple[int, str | None]] = asyncio.Queue()
     for item in enumerate(plan):
@@ -110,12 +113,18 @@ async def measure(cfg: ChatsConfig, live: Any, console: Console) -> dict[str, An
                     errors.append(f"{got.status_code} {got.text[:120]}")
                 elif k >= cfg.warmup:
                     samples.append((cursor is None, ms))
+                if k % 5 == 0:  # the same signed path without the page: what the service costs around it
+                    t0 = time.perf_counter()
+                    record = await live.api.get(base)
+                    if record.status_code == 200 and k >= cfg.warmup:
+                        baseline.append((time.perf_counter() - t0) * 1000)
                 bar.update(task, advance=1, info=f"{ms:.1f} ms")
 
         await asyncio.gather(*(worker() for _ in range(cfg.concurrency)))
 
     return {"link_s": round(link_s, 2), "link_to_all_listed_s": round(synced_s, 2),
-            "walk_all_pages_s": round(walk_s, 3), "pages": len(cursors), "samples": samples, "errors": errors}
+            "walk_all_pages_s": round(walk_s, 3), "pages": len(cursors), "samples": samples,
+            "baseline": baseline, "errors": errors}
 
 
 def _stats(ms: list[float]) -> dict[str, Any]:
@@ -147,10 +156,11 @@ def run_chats(cfg: ChatsConfig, console: Console) -> tuple[Envelope, dict[str, P
     all_ms = [ms for _, ms in raw.get("samples", [])]
     first = [ms for is_first, ms in raw.get("samples", []) if is_first]
     deeper = [ms for is_first, ms in raw.get("samples", []) if not is_first]
-    stats = {"all": _stats(all_ms), "first_page": _stats(first), "deeper_pages": _stats(deeper)}
+    stats = {"all": _stats(all_ms), "first_page": _stats(first), "deeper_pages": _stats(deeper),
+             "baseline_get_session": _stats(raw.get("baseline", []))}
     config = {k: v for k, v in vars(cfg).items() if k != "out_dir"}
     env.results = {"config": config, "stats_ms": stats,
-                   **{k: v for k, v in raw.items() if k != "samples"},
+                   **{k: v for k, v in raw.items() if k not in ("samples", "baseline")},
                    "samples_ms": [round(ms, 3) for ms in all_ms]}
     if raw.get("errors"):
         env.results["errors"] = raw["errors"][:20]
@@ -163,6 +173,8 @@ def run_chats(cfg: ChatsConfig, console: Console) -> tuple[Envelope, dict[str, P
     env.notes.append("latency is client-side: signing, HTTP, the Serve proxy and replica, auth (nonce + rate limit), "
                      "the registry read, the BrowserHost call over Ray, the page evaluate (one filter and one sort "
                      "of the page's chats, the page's 50 serialized) and the typing of 50 last messages")
+    env.notes.append("baseline_get_session: GET .../sessions/s00 (signed, auth, the registry read, no page), "
+                     "every fifth request: the part of a listing that is the service around the page call")
     env.notes.append("the simulator's page holds the seeded chats in its own collections, as WhatsApp Web does; "
                      "the real site's chat models are heavier, so the page part may cost more there")
     rows = [[name, s["n"], s["p50"], s["p95"], s["p99"], s["max"]] for name, s in stats.items()]
