@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
@@ -142,40 +143,67 @@ def _outcome(result: dict[str, Any]) -> dict[str, Any]:
     raise ApiError(502, "page_error", "the session's page could not answer")
 
 
-async def _conversation(c: AppContext, ws: str, sid: str, op: str, params: dict[str, Any],
+@dataclass(frozen=True)
+class LiveSession:
+    """A connected session of the caller's workspace, found before anything else of the request is read."""
+
+    ws: str
+    sid: str
+    record: dict[str, str]
+
+
+async def live_session(sid: str, ws: str = Depends(workspace), c: AppContext = Depends(ctx)) -> LiveSession:
+    # a dependency runs before the route's own parameters are validated: an unknown session is 404 and an
+    # unlinked one 409 whatever else the request carries
+    return LiveSession(ws, sid, await connected_record(c, ws, sid))
+
+
+async def writable_live_session(sid: str, ws: str = Depends(writable_workspace),
+                                c: AppContext = Depends(ctx)) -> LiveSession:
+    return LiveSession(ws, sid, await connected_record(c, ws, sid))
+
+
+async def _conversation(c: AppContext, s: LiveSession, op: str, params: dict[str, Any],
                         timeout_s: float = 10.0) -> dict[str, Any]:
-    return _outcome(await call_page(c, ws, sid, "conversation", op, params, timeout_s=timeout_s))
+    return _outcome(await call_page(c, s.ws, s.sid, "conversation", op, params, timeout_s=timeout_s,
+                                    record=s.record))
 
 
 _LIMIT = Query(50, ge=1, le=100, description="items per page, 1..100")
-_CURSOR = Query(None, max_length=CURSOR_MAX, description="`next_cursor` of the previous page")
+_CURSOR_PATTERN = rf"^[A-Za-z0-9_-]{{1,{CURSOR_MAX}}}$"
+_CURSOR = Query(None, pattern=_CURSOR_PATTERN, description="`next_cursor` of the previous page")
+_CHAT_PATH = Path(pattern=CHAT_ID_PATTERN, description="`<number>@c.us`, `<id>@g.us` or `<n>@lid`")
+_USER_PATTERN = r"^(?:[1-9][0-9]{4,19}@c\.us|[0-9]{1,20}@lid)$"
 
 
-@router.get("/chats", response_model=ChatPage, responses=_responses(),
-            summary="The session's chats, newest activity first, from its live page")
-async def list_chats(sid: str, cursor: str | None = _CURSOR, limit: int = _LIMIT,
-                     archived: bool | None = Query(None, description="only archived (true) or unarchived (false)"),
-                     ws: str = Depends(workspace), c: AppContext = Depends(ctx)) -> ORJSONResponse:
-    after = _chat_cursor(cursor)
-    got = await _conversation(c, ws, sid, "chats", {"cursor": after, "limit": limit, "archived": archived})
+def _page(got: dict[str, Any]) -> ORJSONResponse:
     nxt = got.get("next")
     return ORJSONResponse({"items": got["items"], "next_cursor": encode_cursor(nxt) if nxt else None})
 
 
+@router.get("/chats", response_model=ChatPage, responses=_responses(),
+            summary="The session's chats, newest activity first, from its live page")
+async def list_chats(cursor: str | None = _CURSOR, limit: int = _LIMIT,
+                     archived: bool | None = Query(None, description="only archived (true) or unarchived (false)"),
+                     s: LiveSession = Depends(live_session), c: AppContext = Depends(ctx)) -> ORJSONResponse:
+    after = _chat_cursor(cursor)
+    return _page(await _conversation(c, s, "chats", {"cursor": after, "limit": limit, "archived": archived}))
+
+
 @router.get("/chats/{chat_id}/messages", response_model=MessagePage, responses=_responses(),
             summary="A chat's messages, oldest to newest: the latest page, or before/after a cursor")
-async def list_messages(sid: str, chat_id: str = Path(max_length=64),
-                        before: str | None = Query(None, max_length=CURSOR_MAX,
+async def list_messages(chat_id: str = _CHAT_PATH,
+                        before: str | None = Query(None, pattern=_CURSOR_PATTERN,
                                                    description="`before_cursor` of a page: the older page"),
-                        after: str | None = Query(None, max_length=CURSOR_MAX,
+                        after: str | None = Query(None, pattern=_CURSOR_PATTERN,
                                                   description="`after_cursor` of a page: the newer page"),
-                        limit: int = _LIMIT, ws: str = Depends(workspace),
+                        limit: int = _LIMIT, s: LiveSession = Depends(live_session),
                         c: AppContext = Depends(ctx)) -> ORJSONResponse:
     _chat_id(chat_id)
     if before is not None and after is not None:
         raise ApiError(422, "invalid_cursor", "give before or after, not both")
     params = {"chat_id": chat_id, "before": _message_cursor(before), "after": _message_cursor(after), "limit": limit}
-    got = await _conversation(c, ws, sid, "messages", params, timeout_s=MESSAGES_TIMEOUT_S)
+    got = await _conversation(c, s, "messages", params, timeout_s=MESSAGES_TIMEOUT_S)
     items = got["items"]
     first = items[0]["wa_message_id"] if items else None
     last = items[-1]["wa_message_id"] if items else None
@@ -186,47 +214,44 @@ async def list_messages(sid: str, chat_id: str = Path(max_length=64),
 
 @router.get("/contacts", response_model=ContactPage, responses=_responses(),
             summary="The session's contacts (people), by id; `q` searches name, push name and number")
-async def list_contacts(sid: str, q: str | None = Query(None, min_length=1, max_length=100),
-                        cursor: str | None = _CURSOR, limit: int = _LIMIT, ws: str = Depends(workspace),
+async def list_contacts(q: str | None = Query(None, min_length=1, max_length=100), cursor: str | None = _CURSOR,
+                        limit: int = _LIMIT, s: LiveSession = Depends(live_session),
                         c: AppContext = Depends(ctx)) -> ORJSONResponse:
     after = _contact_cursor(cursor)
-    got = await _conversation(c, ws, sid, "contacts", {"query": q, "cursor": after, "limit": limit})
-    nxt = got.get("next")
-    return ORJSONResponse({"items": got["items"], "next_cursor": encode_cursor(nxt) if nxt else None})
+    return _page(await _conversation(c, s, "contacts", {"query": q, "cursor": after, "limit": limit}))
 
 
 @router.get("/contacts/{number}/exists", response_model=NumberExistsOut, responses=_responses(429),
             summary="Whether a phone number is on WhatsApp (rate limited per session)")
-async def number_exists(sid: str, number: str = Path(max_length=32), ws: str = Depends(workspace),
-                        c: AppContext = Depends(ctx)) -> NumberExistsOut:
+async def number_exists(number: str = Path(pattern=_NUMBER.pattern, description="international, digits only"),
+                        s: LiveSession = Depends(live_session), c: AppContext = Depends(ctx)) -> NumberExistsOut:
     if not _NUMBER.fullmatch(number):
         raise ApiError(422, "invalid_number", "number must be 5 to 20 digits, international, without +")
-    await connected_record(c, ws, sid)  # an unknown or unlinked session spends none of the budget
-    per_min = c.config.number_check_per_min
-    verdict = await RateLimiter(c.redis).check(f"numcheck:{ws}:{sid}", per_min / 60.0, per_min)
+    per_min = c.config.number_check_per_min  # per session: the budget holds whichever key asks
+    verdict = await RateLimiter(c.redis).check(f"numcheck:{s.ws}:{s.sid}", per_min / 60.0, per_min)
     if not verdict.allowed:
         raise ApiError(429, "rate_limited", "too many number checks for this session",
                        {"retry_after_s": int(verdict.retry_after_header)},
                        headers={"Retry-After": verdict.retry_after_header})
-    got = await _conversation(c, ws, sid, "exists", {"number": number})
+    got = await _conversation(c, s, "exists", {"number": number})
     return NumberExistsOut(number=number, exists=bool(got.get("exists")), id=got.get("id"))
 
 
 @router.get("/contacts/{contact_id}", response_model=ContactOut, responses=_responses(),
             summary="One contact: names, business or not, profile picture URL")
-async def get_contact(sid: str, contact_id: str = Path(max_length=64), ws: str = Depends(workspace),
-                      c: AppContext = Depends(ctx)) -> ORJSONResponse:
+async def get_contact(contact_id: str = Path(pattern=_USER_PATTERN, description="`<number>@c.us` or `<n>@lid`"),
+                      s: LiveSession = Depends(live_session), c: AppContext = Depends(ctx)) -> ORJSONResponse:
     if not is_chat_id(contact_id) or is_group_id(contact_id):
         raise ApiError(422, "invalid_contact_id", "contact_id is not a WhatsApp user id (<number>@c.us or <n>@lid)")
-    got = await _conversation(c, ws, sid, "contact", {"contact_id": contact_id})
+    got = await _conversation(c, s, "contact", {"contact_id": contact_id})
     return ORJSONResponse(got["contact"])
 
 
 @router.post("/chats/{chat_id}/read", response_model=ReadOut, responses=_responses(),
              summary="Mark a chat read: its unread count clears and the sender sees read receipts")
-async def mark_read(sid: str, chat_id: str = Path(max_length=64), ws: str = Depends(writable_workspace),
+async def mark_read(chat_id: str = _CHAT_PATH, s: LiveSession = Depends(writable_live_session),
                     c: AppContext = Depends(ctx)) -> ReadOut:
-    await _conversation(c, ws, sid, "read", {"chat_id": _chat_id(chat_id)})
+    await _conversation(c, s, "read", {"chat_id": _chat_id(chat_id)})
     return ReadOut(chat_id=chat_id)
 
 
@@ -239,29 +264,26 @@ class PresenceIn(BaseModel):
 
 @router.post("/chats/{chat_id}/presence", response_model=PresenceOut, responses=_responses(400),
              summary="Show typing or recording in a chat, or clear it")
-async def set_presence(body: PresenceIn, sid: str, chat_id: str = Path(max_length=64),
-                       ws: str = Depends(writable_workspace), c: AppContext = Depends(ctx)) -> PresenceOut:
-    await _conversation(c, ws, sid, "presence", {"chat_id": _chat_id(chat_id), "state": body.state})
+async def set_presence(body: PresenceIn, chat_id: str = _CHAT_PATH, s: LiveSession = Depends(writable_live_session),
+                       c: AppContext = Depends(ctx)) -> PresenceOut:
+    await _conversation(c, s, "presence", {"chat_id": _chat_id(chat_id), "state": body.state})
     return PresenceOut(chat_id=chat_id, state=body.state)
 
 
 @router.get("/groups", response_model=GroupPage, responses=_responses(),
             summary="The session's group chats with their participant counts")
-async def list_groups(sid: str, cursor: str | None = _CURSOR, limit: int = _LIMIT, ws: str = Depends(workspace),
+async def list_groups(cursor: str | None = _CURSOR, limit: int = _LIMIT, s: LiveSession = Depends(live_session),
                       c: AppContext = Depends(ctx)) -> ORJSONResponse:
     after = _chat_cursor(cursor)
-    got = await _conversation(c, ws, sid, "chats", {"cursor": after, "limit": limit, "groups": True})
-    nxt = got.get("next")
-    return ORJSONResponse({"items": got["items"], "next_cursor": encode_cursor(nxt) if nxt else None})
+    return _page(await _conversation(c, s, "chats", {"cursor": after, "limit": limit, "groups": True}))
 
 
 @router.get("/groups/{group_id}/participants", response_model=ParticipantsOut, responses=_responses(),
             summary="A group's participants (a @lid the page cannot resolve stays a @lid)")
-async def group_participants(sid: str, group_id: str = Path(max_length=64), ws: str = Depends(workspace),
-                             c: AppContext = Depends(ctx)) -> ORJSONResponse:
+async def group_participants(group_id: str = Path(pattern=GROUP_ID_PATTERN, description="`<id>@g.us`"),
+                             s: LiveSession = Depends(live_session), c: AppContext = Depends(ctx)) -> ORJSONResponse:
     if not is_group_id(group_id):
         raise ApiError(422, "invalid_group_id", "group_id is not a WhatsApp group id (<id>@g.us)")
-    got = await _conversation(c, ws, sid, "participants", {"group_id": group_id})
+    got = await _conversation(c, s, "participants", {"group_id": group_id})
     items = [{**p, "number": phone_of(p.get("id"))} for p in got["items"]]  # a number only from a @c.us id
     return ORJSONResponse({"group_id": group_id, "items": items})
-

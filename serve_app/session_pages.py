@@ -58,9 +58,11 @@ async def connected_record(c: AppContext, ws: str, sid: str) -> dict[str, str]:
 
 
 async def call_page(c: AppContext, ws: str, sid: str, method: str, *args: Any,
-                    timeout_s: float = DEFAULT_TIMEOUT_S) -> Any:
-    """`BrowserHost.<method>(ws, sid, *args)` on the node hosting the session's page."""
-    record = await connected_record(c, ws, sid)
+                    timeout_s: float = DEFAULT_TIMEOUT_S, record: dict[str, str] | None = None) -> Any:
+    """`BrowserHost.<method>(ws, sid, *args)` on the node hosting the session's page. `record`: the session's
+    connected_record when the caller read it already."""
+    if record is None:
+        record = await connected_record(c, ws, sid)
     if not ray.is_initialized():
         raise _unavailable(record.get("state"))
     node = record["node_id"]
