@@ -113,7 +113,8 @@ class MessagePage(BaseModel):
     items: list[MessageReceivedData] = Field(description="oldest to newest")
     has_more: bool = Field(description="more messages exist beyond this page in the direction asked")
     before_cursor: str | None = Field(description="pass as `before` for the older page (the first item's id)")
-    after_cursor: str | None = Field(description="pass as `after` for the newer page (the last item's id)")
+    after_cursor: str | None = Field(description="pass as `after` for the newer page (the last item's id); "
+                                                 "on an empty page, the cursor that was given, to poll again")
 
 
 class ParticipantsOut(BaseModel):

@@ -205,11 +205,12 @@ async def list_messages(chat_id: str = _CHAT_PATH,
     params = {"chat_id": chat_id, "before": _message_cursor(before), "after": _message_cursor(after), "limit": limit}
     got = await _conversation(c, s, "messages", params, timeout_s=MESSAGES_TIMEOUT_S)
     items = got["items"]
-    first = items[0]["wa_message_id"] if items else None
-    last = items[-1]["wa_message_id"] if items else None
+    if items:
+        first, last = encode_cursor(items[0]["wa_message_id"]), encode_cursor(items[-1]["wa_message_id"])
+    else:  # nothing newer (or older) yet: the position given stays the one to ask from again
+        first = last = after or before
     return ORJSONResponse({"items": items, "has_more": bool(got.get("has_more")),
-                           "before_cursor": encode_cursor(first) if first else None,
-                           "after_cursor": encode_cursor(last) if last else None})
+                           "before_cursor": first, "after_cursor": last})
 
 
 @router.get("/contacts", response_model=ContactPage, responses=_responses(),

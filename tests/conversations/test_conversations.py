@@ -101,6 +101,9 @@ async def test_messages_before_and_after_cursors(api, live: Seeded) -> None:
     assert [m["wa_message_id"] for m in newer["items"]] == ids[M - 60:M - 30] and newer["has_more"] is True
     tail = await _messages(api, live, chat, limit=100, after=older["after_cursor"])
     assert [m["wa_message_id"] for m in tail["items"]] == ids[M - 30:] and tail["has_more"] is False
+    caught_up = await _messages(api, live, chat, after=tail["after_cursor"])
+    assert caught_up["items"] == [] and caught_up["has_more"] is False
+    assert caught_up["after_cursor"] == tail["after_cursor"]  # poll again from the same place
     again = await _messages(api, live, chat, limit=30)
     assert [m["wa_message_id"] for m in again["items"]] == ids[M - 30:]  # the same ids (and media ids) again
     assert [m.get("media") for m in again["items"]] == [m.get("media") for m in newest["items"]]
