@@ -165,7 +165,7 @@ async def test_presence_shows_on_the_phone(api, phone_api, live: Seeded) -> None
     chat = next(c for c in live.chats if c.endswith("@c.us"))
     partner = chat.split("@")[0]
     since = time.time() - 1
-    for state in ("typing", "paused"):
+    for state in ("recording", "typing", "paused"):
         sent = await api.post(f"{live.base}/chats/{chat}/presence", json={"state": state})
         assert sent.status_code == 200, sent.text
         assert sent.json() == {"chat_id": chat, "state": state}
@@ -174,7 +174,8 @@ async def test_presence_shows_on_the_phone(api, phone_api, live: Seeded) -> None
         got = (await phone_api.get(f"/_phone/{partner}/chatstates")).json()["states"]
         return [s["state"] for s in got if s["ts"] >= since]
 
-    assert (await wait_for(states, lambda s: s[-2:] == ["composing", "paused"]))[-2:] == ["composing", "paused"]
+    seen = await wait_for(states, lambda s: s[-3:] == ["recording", "composing", "paused"])
+    assert seen[-3:] == ["recording", "composing", "paused"]
     bad = await api.post(f"{live.base}/chats/{chat}/presence", json={"state": "online"})
     assert bad.status_code == 422
     unknown = await api.post(f"{live.base}/chats/15550001111@c.us/presence", json={"state": "typing"})
