@@ -11,6 +11,7 @@ Outcomes are data, not exceptions across Ray: `{"error": "chat_not_found" | "cur
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from typing import Any
 
@@ -87,10 +88,12 @@ class ConversationCalls:
             return [None] * len(raws) if keep_none else []
         policy = await self._policies.get(ws)
         message_of = functools.partial(self._messages.by_wa_id, ws)
-        out: list[Any] = []
-        for raw in raws:
-            payload = await history_payload(ws, sid, raw, self._pending, policy=policy,
-                                            message_of=message_of) if isinstance(raw, dict) else None
-            if payload is not None or keep_none:
-                out.append(payload)
-        return out
+
+        async def one(raw: Any) -> dict[str, Any] | None:
+            if not isinstance(raw, dict):
+                return None
+            return await history_payload(ws, sid, raw, self._pending, policy=policy, message_of=message_of)
+
+        # together: a media's pending record and a quote's lookup are Redis round trips each
+        typed = await asyncio.gather(*(one(raw) for raw in raws))
+        return [p for p in typed if p is not None or keep_none]
