@@ -4,10 +4,9 @@ The message pipeline's models (send, status, provider, pacing) live with it in m
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field
 
 from wa_ray.ids import ID_PATTERN, PHONE_PATTERN
 
@@ -32,22 +31,32 @@ class ErrorBody(BaseModel):
 # --- sessions ---------------------------------------------------------------------------------
 
 
-class CreateSession(BaseModel):
+class _NewSession(BaseModel):
     model_config = ConfigDict(extra="forbid")
     session_id: str | None = Field(default=None, pattern=ID_PATTERN, description="omit for a generated id")
-    login: Literal["qr", "code"] = Field(default="qr", description=(
-        "how the device links: `qr` publishes `session.qr` codes to scan; `code` publishes "
-        "`session.pairing_code` codes to enter on the phone of `phone` (renewed every 3 minutes while unlinked)"))
-    phone: str | None = Field(default=None, pattern=PHONE_PATTERN, description=(
-        "with login `code`: the number that links, E.164 digits without '+'"))
 
-    @model_validator(mode="after")
-    def _phone_goes_with_code(self) -> CreateSession:
-        if self.login == "code" and self.phone is None:
-            raise PydanticCustomError("phone_required", "login code needs phone: the number that links")
-        if self.login == "qr" and self.phone is not None:
-            raise PydanticCustomError("phone_without_code", "phone is only for login code")
-        return self
+
+class QrLogin(_NewSession):
+    """Links by QR: the session publishes `session.qr` codes to scan."""
+
+    login: Literal["qr"] = Field(default="qr", description="how the device links: by scanning `session.qr` codes")
+
+    @property
+    def phone(self) -> None:
+        return None
+
+
+class CodeLogin(_NewSession):
+    """Links by pairing code: the session publishes `session.pairing_code` codes to enter on the phone of
+    `phone` (renewed every 3 minutes while unlinked)."""
+
+    login: Literal["code"] = Field(description="how the device links: by entering `session.pairing_code` codes")
+    phone: str = Field(pattern=PHONE_PATTERN, description="the number that links, E.164 digits without '+'")
+
+
+# Two shapes, so the published schema says what the check says: a phone only with login `code`, and then
+# required (a body valid against the schema is never refused).
+CreateSession = Annotated[QrLogin | CodeLogin, Field(description="a QR login (the default) or a pairing-code login")]
 
 
 class SessionOut(BaseModel):

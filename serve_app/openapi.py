@@ -96,8 +96,10 @@ def _add_events(schema: dict[str, Any]) -> None:
     _, defs = models_json_schema([(m, "serialization") for m in EVENT_MODELS.values()],
                                  ref_template="#/components/schemas/{model}")
     components = schema.setdefault("components", {}).setdefault("schemas", {})
+    # Ours win over FastAPI's copy of the same model (a route may return one, e.g. a listed message): its
+    # copy of the examples drops the null fields the event examples show on purpose.
     for name, definition in defs.get("$defs", {}).items():
-        components.setdefault(name, definition)
+        components[name] = definition
     hooks = schema.setdefault("webhooks", {})
     for event_type, model in EVENT_MODELS.items():
         ref = {"$ref": f"#/components/schemas/{model.__name__}"}

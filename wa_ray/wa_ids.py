@@ -31,15 +31,15 @@ _LID = re.compile(LID_PATTERN)
 
 
 def is_chat_id(value: object) -> bool:
-    return isinstance(value, str) and _CHAT_ID.match(value) is not None
+    return isinstance(value, str) and _CHAT_ID.fullmatch(value) is not None
 
 
 def is_group_id(value: object) -> bool:
-    return isinstance(value, str) and _GROUP_ID.match(value) is not None
+    return isinstance(value, str) and _GROUP_ID.fullmatch(value) is not None
 
 
 def is_lid(value: object) -> bool:
-    return isinstance(value, str) and _LID.match(value) is not None
+    return isinstance(value, str) and _LID.fullmatch(value) is not None
 
 
 def user_id(number: str) -> str:
