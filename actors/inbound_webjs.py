@@ -40,7 +40,7 @@ from wa_ray.sessions.media_access import media_store_for
 from wa_ray.sessions.page_media import MediaUnavailable, PageMedia
 from wa_ray.sessions.state import PageSignal
 from wa_ray.storage.media import MediaStore, MediaTooLarge
-from wa_ray.storage.media_pending import PendingMedia, PendingMediaStore
+from wa_ray.storage.media_pending import PendingMedia, PendingMediaStore, stable_media_id
 from wa_ray.storage.media_policy import MediaPolicyStore
 from wa_ray.storage.messages import WEBJS
 from wa_ray.wa_ids import is_lid, phone_of
@@ -336,14 +336,19 @@ class PageMediaIntake:
                 raise MediaUnavailable(info.wa_message_id)
             return await page.chunks(info.wa_message_id)
 
+        # The id a sync or a listing of this message announces too (actors/history_messages.py): one media,
+        # one id, whichever way the backend heard of it first.
+        key = f"{sid}\x00{info.wa_message_id}" if sid is not None else None
+
         async def defer(described: dict[str, Any]) -> str:
-            if sid is None:
+            if key is None:
                 raise MediaUnavailable(info.wa_message_id)
-            return (await self._pending.allot(ws, source="webjs", max_bytes=policy.max_bytes, locator={
-                "session_id": sid, "wa_message_id": info.wa_message_id}, **described)).media_id
+            return (await self._pending.allot_stable(ws, key, source="webjs", max_bytes=policy.max_bytes, locator={
+                "session_id": str(sid), "wa_message_id": info.wa_message_id}, **described)).media_id
 
         return await intake(self.store(), policy, ws, mimetype=info.mimetype, filename=info.filename,
-                            size_hint=info.size, sha256=info.sha256, chunks_factory=chunks, defer=defer)
+                            size_hint=info.size, sha256=info.sha256, chunks_factory=chunks, defer=defer,
+                            media_id=stable_media_id(ws, key) if key is not None else None)
 
     async def store_pending(self, pending: PendingMedia, page: PageMedia) -> str:
         """`stored` (under the id the event announced), `too_large` (over the cap of the policy at receipt),

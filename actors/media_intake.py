@@ -71,11 +71,13 @@ def media_object(status: Status, *, mimetype: str, filename: str | None, size: i
 
 async def intake(store: MediaStore, policy: MediaPolicy, ws: str, *, mimetype: str, filename: str | None,
                  size_hint: int | None, chunks_factory: ChunksFactory, sha256: str | None = None,
-                 timeout_s: float = DEFAULT_TIMEOUT_S, defer: Deferral | None = None) -> dict[str, Any]:
+                 timeout_s: float = DEFAULT_TIMEOUT_S, defer: Deferral | None = None,
+                 media_id: str | None = None) -> dict[str, Any]:
     """The `media` object of a received message; downloads it into `store` when the policy says so.
 
     `size_hint`/`sha256`: what the provider announced (None when it did not); they describe the media
-    when it is not stored. `chunks_factory` is awaited for the byte stream only when a download happens."""
+    when it is not stored. `chunks_factory` is awaited for the byte stream only when a download happens.
+    `media_id`: the id to store it under (None: a new one)."""
     mimetype, filename = clean_mimetype(mimetype), clean_filename(filename)
     announced = size_hint if isinstance(size_hint, int) and not isinstance(size_hint, bool) and size_hint >= 0 else None
     described = {"mimetype": mimetype, "filename": filename, "size": announced,
@@ -90,7 +92,8 @@ async def intake(store: MediaStore, policy: MediaPolicy, ws: str, *, mimetype: s
     try:
         async with asyncio.timeout(timeout_s):
             chunks = await chunks_factory()
-            info = await store.put(ws, chunks, mimetype=mimetype, filename=filename, max_bytes=policy.max_bytes)
+            info = await store.put(ws, chunks, mimetype=mimetype, filename=filename, max_bytes=policy.max_bytes,
+                                   media_id=media_id)
     except MediaTooLarge:
         return media_object("too_large", **described)
     except Exception as exc:  # noqa: BLE001 - any failure of the download is `failed`; the message still goes out

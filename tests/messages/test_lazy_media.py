@@ -98,6 +98,12 @@ async def test_lazy_media_from_the_whatsapp_web_page(api, phone_api, service, li
             "to": WEB_NUMBER, "kind": "image", "mimetype": "image/png", "data_b64": base64.b64encode(PNG).decode()})
         media = (await received(events, wa_in(WEB_PHONE, small)))["media"]
         assert media["status"] == "pending"
+        # the chat's listing (and so a sync) names the same media by the same id: one media, one id
+        listed = await api.get(f"/v1/workspaces/{WS_WEB}/sessions/z1/chats/{WEB_PHONE}@c.us/messages")
+        assert listed.status_code == 200, listed.text
+        by_wa_id = {m["wa_message_id"]: m for m in listed.json()["items"]}
+        assert by_wa_id[wa_in(WEB_PHONE, small)]["media"]["media_id"] == media["media_id"]
+        assert by_wa_id[wa_in(WEB_PHONE, sent)]["media"]["media_id"] == data["media"]["media_id"]
         got = await api.get(f"/v1/workspaces/{WS_WEB}/media/{media['media_id']}")
         assert got.status_code == 200 and got.content == PNG
 
