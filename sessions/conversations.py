@@ -2,9 +2,10 @@
 
 The page functions live in sessions/bridge_conversations.js and read only what whatsapp-web.js 1.34.7
 reads for the same jobs. This class is their one Python caller: every argument goes to the page as
-JSON (`evaluate(script, arg)`), never as source text, so nothing a client sends is ever run. What comes
-back is plain data; page messages are raw `serializeMsg` reports, typed by the caller (the host types
-them as message payloads, actors/history_messages.py).
+JSON (`evaluate_json(script, arg)`), never as source text, so nothing a client sends is ever run. What
+comes back is plain data, as one JSON string (cheap to carry however large the page); page messages are
+raw `serializeMsg` reports, typed by the caller (the host types them as message payloads,
+actors/history_messages.py).
 
 Errors: an unknown chat `ChatNotFound`, an unknown cursor message `CursorUnknown`, an unknown contact
 `ContactNotFound`; a page that is gone `PageGone` (sessions/page.py).
@@ -84,7 +85,7 @@ class PageConversations:
     async def chats(self, *, cursor: tuple[int, str] | None = None, limit: int = 50,
                     archived: bool | None = None, groups: bool = False) -> ChatPageRaw:
         """A page of chats, `t` desc then id asc, after `cursor` ([t, id] of the previous page's last)."""
-        raw = _checked(await self._page.evaluate(_CHATS, {
+        raw = _checked(await self._page.evaluate_json(_CHATS, {
             "cursor": list(cursor) if cursor else None, "limit": min(limit, MAX_PAGE), "archived": archived,
             "groups": groups}))
         nxt = raw.get("next")
@@ -95,33 +96,33 @@ class PageConversations:
                             limit: int = 50, since_ts: int | None = None) -> MessagesRaw:
         """Messages of a chat, oldest to newest: the newest `limit` before `before` (or of all), or the oldest
         `limit` after `after`; none older than `since_ts`. Raises ChatNotFound, CursorUnknown."""
-        raw = _checked(await self._page.evaluate(_MESSAGES, [chat_id, {
+        raw = _checked(await self._page.evaluate_json(_MESSAGES, [chat_id, {
             "before": before, "after": after, "limit": min(limit, MAX_PAGE), "sinceTs": since_ts}]))
         return MessagesRaw(list(raw.get("items") or []), bool(raw.get("has_more")))
 
     async def contacts(self, *, query: str | None = None, cursor: str | None = None,
                        limit: int = 50) -> ContactPageRaw:
-        raw = _checked(await self._page.evaluate(_CONTACTS, {"query": query, "cursor": cursor,
+        raw = _checked(await self._page.evaluate_json(_CONTACTS, {"query": query, "cursor": cursor,
                                                               "limit": min(limit, MAX_PAGE)}))
         return ContactPageRaw(list(raw.get("items") or []), raw.get("next"))
 
     async def contact(self, contact_id: str) -> dict[str, Any]:
         """One contact with its profile picture URL (or None). Raises ContactNotFound."""
-        return dict(_checked(await self._page.evaluate(_CONTACT, contact_id)))
+        return dict(_checked(await self._page.evaluate_json(_CONTACT, contact_id)))
 
     async def number_exists(self, number: str) -> tuple[bool, str | None]:
         """(registered on WhatsApp, its WhatsApp id): WhatsApp's own check, as isRegisteredUser asks it."""
-        raw = _checked(await self._page.evaluate(_EXISTS, number))
+        raw = _checked(await self._page.evaluate_json(_EXISTS, number))
         return bool(raw.get("exists")), raw.get("id")
 
     async def mark_read(self, chat_id: str) -> None:
         """sendSeen: the chat's unread count clears and its sender gets read receipts. Raises ChatNotFound."""
-        _checked(await self._page.evaluate(_READ, chat_id))
+        _checked(await self._page.evaluate_json(_READ, chat_id))
 
     async def chat_state(self, chat_id: str, state: ChatStateName, *, require_chat: bool = False) -> None:
         """Show typing, recording or paused in a chat. Raises ChatNotFound (with `require_chat`)."""
-        _checked(await self._page.evaluate(_STATE, [chat_id, state, {"requireChat": require_chat}]))
+        _checked(await self._page.evaluate_json(_STATE, [chat_id, state, {"requireChat": require_chat}]))
 
     async def group_participants(self, group_id: str) -> list[dict[str, Any]]:
         """Participants of a group the page holds. Raises ChatNotFound."""
-        return list(_checked(await self._page.evaluate(_PARTICIPANTS, group_id)).get("items") or [])
+        return list(_checked(await self._page.evaluate_json(_PARTICIPANTS, group_id)).get("items") or [])

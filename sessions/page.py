@@ -305,6 +305,16 @@ class PageSession:
                 raise PageGone(str(exc)) from exc
             raise
 
+    async def evaluate_json(self, script: str, arg: Any = None) -> Any:
+        """`evaluate` for a large answer: the page sends it as one JSON string, parsed here by orjson.
+
+        Playwright's own result encoding wraps every value in a typed object that its client then
+        validates field by field: for a page of 50 chats that validation was most of the BrowserHost's CPU
+        and of the call's time (py-spy, bench/results/README.md, 2026-12-06). A string is one value.
+        Undefined fields are absent rather than None, so callers read with `.get`."""
+        text = await self.evaluate(f"async (arg) => JSON.stringify((await ({script})(arg)) ?? null)", arg)
+        return orjson.loads(text) if isinstance(text, str) else None
+
     async def storage_state(self) -> bytes:
         state = await self._context().storage_state(indexed_db=True)
         return orjson.dumps(state)
