@@ -292,45 +292,46 @@ def _first_example(model: type[BaseModel]) -> dict[str, Any]:
     return model.model_config["json_schema_extra"]["examples"][0]  # type: ignore[index]
 
 
+def _event_examples(event_type: str, *data_models: type[BaseModel]) -> ConfigDict:
+    """An envelope's config: one example envelope per data model, carrying that model's first example, so
+    an event's examples are its payload's and cannot drift from them."""
+    return ConfigDict(**_OUT, json_schema_extra={"examples": [
+        _envelope(event_type, _first_example(m)) for m in data_models]})
+
+
 class MessageReceivedEvent(_Envelope):
-    model_config = ConfigDict(**_OUT, json_schema_extra={"examples": [
-        _envelope("message.received", _first_example(m))
-        for m in (TextReceived, MediaReceived, LocationReceived, ContactsReceived, PollReceived, UnknownReceived)]})
+    model_config = _event_examples("message.received", TextReceived, MediaReceived, LocationReceived,
+                                   ContactsReceived, PollReceived, UnknownReceived)
     type: Literal["message.received"]
     data: MessageReceivedData
 
 
 class MessageReactionEvent(_Envelope):
-    model_config = ConfigDict(**_OUT, json_schema_extra={"examples": [
-        _envelope("message.reaction", _first_example(MessageReactionData))]})
+    model_config = _event_examples("message.reaction", MessageReactionData)
     type: Literal["message.reaction"]
     data: MessageReactionData
 
 
 class MessageRevokedEvent(_Envelope):
-    model_config = ConfigDict(**_OUT, json_schema_extra={"examples": [
-        _envelope("message.revoked", _first_example(MessageRevokedData))]})
+    model_config = _event_examples("message.revoked", MessageRevokedData)
     type: Literal["message.revoked"]
     data: MessageRevokedData
 
 
 class MessageEditedEvent(_Envelope):
-    model_config = ConfigDict(**_OUT, json_schema_extra={"examples": [
-        _envelope("message.edited", _first_example(MessageEditedData))]})
+    model_config = _event_examples("message.edited", MessageEditedData)
     type: Literal["message.edited"]
     data: MessageEditedData
 
 
 class MessageFailedEvent(_Envelope):
-    model_config = ConfigDict(**_OUT, json_schema_extra={"examples": [
-        _envelope("message.failed", _first_example(MessageFailedData))]})
+    model_config = _event_examples("message.failed", MessageFailedData)
     type: Literal["message.failed"]
     data: MessageFailedData
 
 
 class SessionPairingCodeEvent(_Envelope):
-    model_config = ConfigDict(**_OUT, json_schema_extra={"examples": [
-        _envelope("session.pairing_code", _first_example(SessionPairingCodeData))]})
+    model_config = _event_examples("session.pairing_code", SessionPairingCodeData)
     type: Literal["session.pairing_code"]
     data: SessionPairingCodeData
 

@@ -14,21 +14,20 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from wa_ray.serve_app.conversation_models import ChatOut, ContactOut
 from wa_ray.serve_app.event_models import (
     EVENT_MODELS,
     MessageReceivedData,
-    _envelope,
     _Envelope,
+    _event_examples,
     _examples,
     _first_example,
 )
 
 _SYNC_ID = Field(description="the run's id, as `POST .../sync` answered it (a sync on link has its own)")
 _BATCH = Field(ge=1, description="counts from 1 within the run (within the chat for messages)")
-_OUT = {"extra": "allow", "populate_by_name": True}
 _MESSAGE = {**_first_example(ChatOut)["last_message"]}
 
 
@@ -81,29 +80,25 @@ class MessagesSyncedData(BaseModel):
 
 
 class SessionSyncEvent(_Envelope):
-    model_config = ConfigDict(**_OUT, json_schema_extra={"examples": [
-        _envelope("session.sync", _first_example(SessionSyncData))]})
+    model_config = _event_examples("session.sync", SessionSyncData)
     type: Literal["session.sync"]
     data: SessionSyncData
 
 
 class ChatsSyncedEvent(_Envelope):
-    model_config = ConfigDict(**_OUT, json_schema_extra={"examples": [
-        _envelope("chats.synced", _first_example(ChatsSyncedData))]})
+    model_config = _event_examples("chats.synced", ChatsSyncedData)
     type: Literal["chats.synced"]
     data: ChatsSyncedData
 
 
 class ContactsSyncedEvent(_Envelope):
-    model_config = ConfigDict(**_OUT, json_schema_extra={"examples": [
-        _envelope("contacts.synced", _first_example(ContactsSyncedData))]})
+    model_config = _event_examples("contacts.synced", ContactsSyncedData)
     type: Literal["contacts.synced"]
     data: ContactsSyncedData
 
 
 class MessagesSyncedEvent(_Envelope):
-    model_config = ConfigDict(**_OUT, json_schema_extra={"examples": [
-        _envelope("messages.synced", _first_example(MessagesSyncedData))]})
+    model_config = _event_examples("messages.synced", MessagesSyncedData)
     type: Literal["messages.synced"]
     data: MessagesSyncedData
 
