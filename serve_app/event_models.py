@@ -283,8 +283,8 @@ class _Envelope(BaseModel):
     ts: float = Field(description="unix seconds, when the event was published")
 
 
-def _envelope(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
-    return {"id": "1765000000123-0", "type": event_type, "workspace_id": "acme", "session_id": "support-1",
+def _envelope(event_type: str, data: dict[str, Any], session_id: str | None = "support-1") -> dict[str, Any]:
+    return {"id": "1765000000123-0", "type": event_type, "workspace_id": "acme", "session_id": session_id,
             "ts": 1765000000.123, "data": data}
 
 
@@ -292,11 +292,13 @@ def _first_example(model: type[BaseModel]) -> dict[str, Any]:
     return model.model_config["json_schema_extra"]["examples"][0]  # type: ignore[index]
 
 
-def _event_examples(event_type: str, *data_models: type[BaseModel]) -> ConfigDict:
+def _event_examples(event_type: str, *data_models: type[BaseModel],
+                    session_id: str | None = "support-1") -> ConfigDict:
     """An envelope's config: one example envelope per data model, carrying that model's first example, so
-    an event's examples are its payload's and cannot drift from them."""
+    an event's examples are its payload's and cannot drift from them. `session_id=None` for a
+    workspace-wide event."""
     return ConfigDict(**_OUT, json_schema_extra={"examples": [
-        _envelope(event_type, _first_example(m)) for m in data_models]})
+        _envelope(event_type, _first_example(m), session_id) for m in data_models]})
 
 
 class MessageReceivedEvent(_Envelope):

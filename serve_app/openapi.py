@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
-from wa_ray.serve_app.sync_event_models import ALL_EVENT_MODELS as EVENT_MODELS  # message + sync events
+from wa_ray.serve_app.all_event_models import ALL_EVENT_MODELS as EVENT_MODELS  # every event type
 from wa_ray.serve_app.models import ErrorBody
 
 _DESCRIPTIONS = {
@@ -91,8 +91,9 @@ _SEND_PATH = "/v1/workspaces/{ws}/messages"
 
 
 def _add_events(schema: dict[str, Any]) -> None:
-    """The message events' payloads under components/schemas (each with examples) and as `webhooks`: what
-    SSE and webhook consumers receive, one envelope per event type, `data.kind` naming the payload."""
+    """Every event type's payload under components/schemas (each with examples) and as `webhooks`: what
+    SSE and webhook consumers receive, one envelope per event type (`data.kind` names a received message's
+    payload)."""
     _, defs = models_json_schema([(m, "serialization") for m in EVENT_MODELS.values()],
                                  ref_template="#/components/schemas/{model}")
     components = schema.setdefault("components", {}).setdefault("schemas", {})

@@ -6,8 +6,8 @@ contact are the conversation models (serve_app/conversation_models.py), a messag
 `message.received` payload plus `from_me`: one shape whichever way a client gets them.
 
 They live here, one floor above event_models.py, because the conversation models import the message
-payload from there. `ALL_EVENT_MODELS` is event_models.EVENT_MODELS plus these: what the OpenAPI
-document installs (serve_app/openapi.py). Output models: extra fields are allowed.
+payload from there (serve_app/all_event_models.py gathers every event's model for the OpenAPI
+document). Output models: extra fields are allowed.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from pydantic import BaseModel, Field
 
 from wa_ray.serve_app.conversation_models import ChatOut, ContactOut
 from wa_ray.serve_app.event_models import (
-    EVENT_MODELS,
     MessageReceivedData,
     _Envelope,
     _event_examples,
@@ -109,4 +108,3 @@ SYNC_EVENT_MODELS: dict[str, type[_Envelope]] = {
     "contacts.synced": ContactsSyncedEvent,
     "messages.synced": MessagesSyncedEvent,
 }
-ALL_EVENT_MODELS: dict[str, type[_Envelope]] = {**EVENT_MODELS, **SYNC_EVENT_MODELS}

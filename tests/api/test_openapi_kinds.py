@@ -14,7 +14,7 @@ from pydantic import TypeAdapter
 from referencing import Registry, Resource
 
 from wa_ray.message_kinds import MEDIA_KINDS, FailureCode, Kind
-from wa_ray.serve_app.sync_event_models import ALL_EVENT_MODELS as EVENT_MODELS  # message + sync events
+from wa_ray.serve_app.all_event_models import ALL_EVENT_MODELS as EVENT_MODELS  # every event type
 from wa_ray.serve_app.send_models import SendMessage
 
 pytestmark = pytest.mark.asyncio
