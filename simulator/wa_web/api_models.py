@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Body(BaseModel):
@@ -19,10 +19,22 @@ class UnlinkBody(_Body):
 
 
 class SendBody(_Body):
+    """A phone's text. `as_lid`: it arrives from the phone's @lid address (the chat of a 1:1, or the author in
+    a group), as WhatsApp delivers LID-addressed messages; `pn_known`: the stanza names the phone behind the
+    lid (`sender_pn` / `participant_pn`), so the receiving page learns it, else the page never can."""
+
     to: str
     body: str
     group_id: str | None = None
     type: str = "chat"
+    as_lid: bool = False
+    pn_known: bool = True
+
+    @model_validator(mode="after")
+    def _pn_needs_lid(self) -> SendBody:
+        if "pn_known" in self.model_fields_set and not self.as_lid:
+            raise ValueError("pn_known only applies with as_lid")
+        return self
 
 
 class PhoneConfigBody(_Body):

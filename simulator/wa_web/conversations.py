@@ -80,10 +80,13 @@ class Conversations:
 
     # ------------------------------------------------------------ registry
     def _lid_to_pn(self, lid: str) -> str | None:
+        """The phone behind a lid as the server knows it: a seeded one only where the history gives it, a
+        live phone's own lid (phone sends `as_lid`) always, whatever its page was told."""
         for history in self.histories.values():
             if lid in history.lid_pn:
                 return history.lid_pn[lid]
-        return None
+        number = self._sim.number_of_lid(lid)
+        return f"{number}@c.us" if number else None
 
     def _lid_known(self, lid: str) -> bool:
         return any(lid in h.lid_pn or lid in h.lids_unknown for h in self.histories.values())

@@ -152,7 +152,8 @@ async def phone_unlink(request: Request) -> Response:
 @api
 async def phone_messages(request: Request) -> Response:
     body = await parse(request, SendBody)
-    msg_id = await sim(request).phone_send(request.path_params["number"], body.to, body.body, body.group_id, body.type)
+    msg_id = await sim(request).phone_send(request.path_params["number"], body.to, body.body, body.group_id, body.type,
+                                           as_lid=body.as_lid, pn_known=body.pn_known)
     return JSONResponse({"id": msg_id})
 
 

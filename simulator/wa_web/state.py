@@ -567,7 +567,7 @@ class SimState:
             self._schedule_acks(device.device_id, key, self.config.default_delivered_ms, self.config.default_read_ms)
             return
         try:
-            rnum = validate_number(to, "to")
+            rnum = self._lid_owner(to) if to.endswith("@lid") else validate_number(to, "to")
         except SimError:
             self.counters.failed += 1
             await self._ack(device.device_id, key, -1)
@@ -630,7 +630,21 @@ class SimState:
         """Hand `msg` to `number`'s linked pages after its latency (kept for a device that is offline)."""
         self._later(self.phone(number).config.latency_ms, self._deliver_inbound(number, msg))
 
-    async def phone_send(self, number: str, to: str, body: str, group_id: str | None, msg_type: str = "chat") -> str:
+    def number_of_lid(self, lid: str) -> str | None:
+        """The phone behind a phone's @lid, as the WhatsApp server knows it (a page may not: see phone_send)."""
+        return next((n for n in self.phones if lid_for(n) == lid), None)
+
+    def _lid_owner(self, lid: str) -> str:
+        number = self.number_of_lid(lid)
+        if number is None:
+            raise SimError(404, "lid_unknown", "no phone has this lid", {})
+        return number
+
+    async def phone_send(self, number: str, to: str, body: str, group_id: str | None, msg_type: str = "chat",
+                         as_lid: bool = False, pn_known: bool = True) -> str:
+        """A phone's text to `to`. With `as_lid` it comes from the phone's lid (the chat of a 1:1, the author
+        in a group) as LID-addressed messages do; the phone behind it travels with it (`sender_pn`, or
+        `participant_pn` in a group) only when `pn_known`, so otherwise the page cannot resolve it."""
         sender = self.phone(number)
         rnum = validate_number(to, "to")
         recipient = self.phone(rnum)
@@ -644,16 +658,19 @@ class SimState:
             self.groups.setdefault(gwid, []).append(
                 InboxEntry(id=msg_id, from_=sender.number, to=gwid, body=body, ts=now, type=msg_type, group_id=gwid)
             )
+        sender_wid = lid_for(sender.number) if as_lid else f"{sender.number}@c.us"
         inbound = {
             "id": msg_id,
-            "from": gwid or f"{sender.number}@c.us",
+            "from": gwid or sender_wid,
             "to": f"{rnum}@c.us",
-            "author": f"{sender.number}@c.us" if gwid else None,
+            "author": sender_wid if gwid else None,
             "body": body,
             "t": int(now),
             "type": msg_type,
             "notifyName": sender.config.pushname or f"Phone {sender.number}",
         }
+        if as_lid and pn_known:
+            inbound["participant_pn" if gwid else "sender_pn"] = f"{sender.number}@c.us"
         self._later(recipient.config.latency_ms, self._deliver_inbound(rnum, inbound))
         return msg_id
 

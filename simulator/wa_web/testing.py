@@ -192,6 +192,15 @@ def _check(resp: httpx.Response) -> Any:
     return resp.json()
 
 
+def _send_body(to: str, body: str, group_id: str | None, as_lid: bool, pn_known: bool) -> dict[str, Any]:
+    payload: dict[str, Any] = {"to": to, "body": body}
+    if group_id:
+        payload["group_id"] = group_id
+    if as_lid:
+        payload.update(as_lid=True, pn_known=pn_known)
+    return payload
+
+
 class PhoneClient:
     """Synchronous phone-side control API for one phone number."""
 
@@ -221,11 +230,10 @@ class PhoneClient:
     def unlink(self, device_id: str | None = None) -> list[str]:
         return list(_check(self._http.post("/unlink", json={"device_id": device_id} if device_id else {}))["unlinked"])
 
-    def send(self, to: str, body: str, group_id: str | None = None) -> str:
-        payload: dict[str, Any] = {"to": to, "body": body}
-        if group_id:
-            payload["group_id"] = group_id
-        return str(_check(self._http.post("/messages", json=payload))["id"])
+    def send(self, to: str, body: str, group_id: str | None = None, *, as_lid: bool = False,
+             pn_known: bool = True) -> str:
+        """A text; `as_lid`: from this phone's @lid, its phone told to the page only when `pn_known`."""
+        return str(_check(self._http.post("/messages", json=_send_body(to, body, group_id, as_lid, pn_known)))["id"])
 
     def send_kind(self, to: str, kind: str, **fields: Any) -> str:
         """Any kind but text (phone_kinds.KindBody): media (data_b64, mimetype, ...), location, contacts."""
@@ -305,10 +313,9 @@ class AsyncPhoneClient:
             _check(await self._http.post("/unlink", json={"device_id": device_id} if device_id else {}))["unlinked"]
         )
 
-    async def send(self, to: str, body: str, group_id: str | None = None) -> str:
-        payload: dict[str, Any] = {"to": to, "body": body}
-        if group_id:
-            payload["group_id"] = group_id
+    async def send(self, to: str, body: str, group_id: str | None = None, *, as_lid: bool = False,
+                   pn_known: bool = True) -> str:
+        payload = _send_body(to, body, group_id, as_lid, pn_known)
         return str(_check(await self._http.post("/messages", json=payload))["id"])
 
     async def send_kind(self, to: str, kind: str, **fields: Any) -> str:

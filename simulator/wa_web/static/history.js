@@ -76,6 +76,25 @@
       return wid.isLid() ? ApiContact.getPhoneNumber(wid) : wid.server === 'c.us' ? wid : null;
     };
 
+    // A live message from a lid names the phone behind it only when the sender shares it (the stanza's
+    // sender_pn, or participant_pn in a group): the page learns the mapping and the lid contact's phoneNumber
+    // before the message lands; without it the lid stays unresolved, as on the real page.
+    const receiveLive = handlers.msg;
+    handlers.msg = (d) => {
+      const m = (d && d.msg) || {};
+      const sender = m.author || m.from;
+      const pn = m.author ? m.participant_pn : m.sender_pn;
+      const lid = typeof sender === 'string' && sender.endsWith('@lid') ? createWid(sender) : null;
+      const pnWid = lid && typeof pn === 'string' ? createWid(pn) : null;
+      if (lid && pnWid && pnWid.server === 'c.us') {
+        learnLid(lid, pnWid);
+        const contact = Contact.get(lid);
+        if (contact) contact.set('phoneNumber', pnWid, { silent: true });
+        else Contact.add(new ContactModel({ id: lid, phoneNumber: pnWid }), { silent: true });
+      }
+      return receiveLive(d);
+    };
+
     // ------------------------------------------------------------- history
     let held = null; // the version this page holds completely
     let loading = null;
