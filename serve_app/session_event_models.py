@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from wa_ray.serve_app.event_models import _OUT, Provider, _Envelope, _event_examples, _examples
-from wa_ray.states import SessionState
+from wa_ray.serve_app.models import SessionStateName
 
 ProviderChoice = Literal["webjs", "meta", "none"]  # "none": no provider can send
 
@@ -28,8 +28,8 @@ class SessionStatusData(BaseModel):
         {"state": "connected", "previous": "authenticating", "reason": "page synced"},
         {"state": "reconnecting", "previous": "connected", "reason": "page closed"},
         {"state": "failed", "previous": "qr_required", "reason": "qr_timeout: no scan before the codes ran out"})
-    state: SessionState = Field(description="the state the session is in now")
-    previous: SessionState = Field(description="the state it left; never equal to `state`")
+    state: SessionStateName = Field(description="the state the session is in now")
+    previous: SessionStateName = Field(description="the state it left; never equal to `state`")
     reason: str = Field(description="why, for people (e.g. `socket CONFLICT`, `logout requested`); do not parse")
 
 
@@ -62,7 +62,7 @@ class SessionDisconnectedData(BaseModel):
 
     model_config = _examples({"state": "reconnecting", "reason": "page closed"},
                              {"state": "logged_out", "reason": "unlinked from the phone"})
-    state: SessionState = Field(description="`reconnecting`, `disconnected`, `logged_out`, `blocked` or `failed`")
+    state: SessionStateName = Field(description="`reconnecting`, `disconnected`, `logged_out`, `blocked` or `failed`")
     reason: str = Field(description="why, for people; do not parse")
 
 

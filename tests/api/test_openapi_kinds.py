@@ -1,6 +1,6 @@
 """The OpenAPI document of the running service tells every message kind apart: an example request per kind
 for POST /messages (each one accepted by the real request model and by the published schema), and every
-message event's payload under components/schemas and `webhooks`, each kind of `message.received` with a
+event type's payload under components/schemas and `webhooks`, each kind of `message.received` with a
 schema of its own (selected by `data.kind`) and an example that fits it."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from jsonschema import Draft202012Validator
 from pydantic import TypeAdapter
 from referencing import Registry, Resource
 
+from wa_ray.events import EVENT_TYPES
 from wa_ray.message_kinds import MEDIA_KINDS, FailureCode, Kind
 from wa_ray.serve_app.all_event_models import ALL_EVENT_MODELS as EVENT_MODELS  # every event type
 from wa_ray.serve_app.send_models import SendMessage
@@ -63,8 +64,9 @@ async def test_every_kind_has_a_send_example_the_service_accepts(spec) -> None:
     assert all(ex.get("summary") for ex in examples.values())
 
 
-async def test_every_message_event_has_a_schema_a_webhook_and_examples_that_fit(spec) -> None:
+async def test_every_event_has_a_schema_a_webhook_and_examples_that_fit(spec) -> None:
     schemas = spec["components"]["schemas"]
+    assert set(spec["webhooks"]) >= EVENT_TYPES, sorted(EVENT_TYPES - set(spec["webhooks"]))  # DESIGN.md Events
     for event_type, model in EVENT_MODELS.items():
         name = model.__name__
         assert name in schemas, name
