@@ -143,6 +143,7 @@ class SessionSender(StreamConsumer):
         self.connected = asyncio.Event()
         self._unresolved: dict[str, float] = {}  # message id -> when this sender first could not resolve it
         self._stopped = False
+        self._beating = True  # the heartbeat's loop runs while this holds (run() clears it as it ends)
         self._page_seen = False
         self._me: str | None = None  # our number, for the ids of group messages
 
@@ -171,7 +172,16 @@ class SessionSender(StreamConsumer):
                     if self._page_gone():
                         return
         finally:
+            # The flag ends the heartbeat even if its cancellation is lost: on Python 3.11 asyncio.wait_for
+            # (which redis-py wraps around each command) returns the result instead of raising when a cancel
+            # lands just as the command completes, and a heartbeat that outlived its sender made that
+            # sender's intents look owned forever (a chaos run showed two live senders of one session).
+            self._beating = False
             beat.cancel()
+            try:
+                await asyncio.wait_for(asyncio.shield(beat), HEARTBEAT_S + 1)
+            except BaseException:  # cancelled (as asked), or cancelled again ourselves: the flag ends it
+                pass
             try:
                 await self._redis.delete(keys.sender_alive(self.epoch))
             except BaseException:  # cancelled again or Redis gone: the heartbeat's TTL ends it anyway
@@ -226,12 +236,13 @@ class SessionSender(StreamConsumer):
         return page is None or page.is_closed()  # None after PageSession.close()
 
     async def _heartbeat(self) -> None:
-        while True:
+        while self._beating:
             try:
                 await self._redis.set(keys.sender_alive(self.epoch), self.name, ex=HEARTBEAT_TTL_S)
             except Exception:  # Redis restarting: the sender goes on, so must its heartbeat
                 log.debug("sender %s heartbeat missed", self.epoch)
-            await asyncio.sleep(HEARTBEAT_S)
+            if self._beating:
+                await asyncio.sleep(HEARTBEAT_S)
 
     async def _reclaim(self, min_idle_ms: int) -> None:
         """Take over what other consumers of this session read and never acknowledged (they land in our
