@@ -36,7 +36,9 @@ from wa_ray.tasks import background
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Playwright
 
+    from wa_ray.actors.conversations import ConversationCalls
     from wa_ray.actors.outbound import SessionSender
+    from wa_ray.actors.session_sync import SessionSync
     from wa_ray.sessions.page import PageSession
     from wa_ray.storage.media_pending import PendingMedia
 
@@ -146,6 +148,9 @@ class BrowserHost:
         self._spares_used = 0
         self._preopened_taken = 0  # preopened pages an actor attached to
         self._opening = asyncio.Semaphore(ACTIVATE_CONCURRENCY)
+        # made at first use (their modules load only in a host that syncs or lists)
+        self._syncs: SessionSync | None = None
+        self._conversation_calls: ConversationCalls | None = None
         if ray.get_runtime_context().was_current_actor_reconstructed:
             self._announce = asyncio.get_running_loop().create_task(self._tell_sessions_to_reopen())
 
@@ -415,7 +420,7 @@ class BrowserHost:
         hosted = self._sessions.get((ws, sid))
         if hosted is None:
             return {"error": "no_page"}
-        syncs: SessionSync | None = getattr(self, "_syncs", None)  # made at first use
+        syncs = self._syncs
         if syncs is None:
             syncs = self._syncs = SessionSync(self._redis, self._config.media_retention_s)
         return await syncs.start(ws, sid, PageConversations(hosted.page), "link" if reason == "link" else "api")
@@ -439,7 +444,7 @@ class BrowserHost:
         hosted = self._sessions.get((ws, sid))
         if hosted is None:
             return {"error": "no_page"}
-        calls: ConversationCalls | None = getattr(self, "_conversation_calls", None)  # made at first use
+        calls = self._conversation_calls
         if calls is None:
             calls = self._conversation_calls = ConversationCalls(self._redis, self._config)
         return await calls.call(ws, sid, hosted.page, op, params)
