@@ -260,3 +260,17 @@ def media_expiry() -> str:
 def sync_policy(ws: str) -> str:
     """JSON of a workspace's history sync policy (days, max_chats, messages_per_chat, on_link)."""
     return f"{PREFIX}:sync-policy:{ws}"
+
+
+# --- tallies: per-number daily counts and campaign counts (storage/tallies.py) ---
+
+
+def session_day_stats(ws: str, day: str) -> str:
+    """Hash `{sid}|{metric}` -> count for one UTC day (`YYYYMMDD`): what each of the workspace's numbers did."""
+    return f"{PREFIX}:stats:{ws}:{day}"
+
+
+def campaign_counts(ws: str) -> str:
+    """Hash `{campaign}|{sid or 'meta'}|{status}` -> how many of the campaign's messages are in that status
+    on that number now (the message scripts move a message's count with its status, in the same step)."""
+    return f"{PREFIX}:cmp-n:{ws}"

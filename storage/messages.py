@@ -30,6 +30,7 @@ import redis.asyncio as aioredis
 from wa_ray.storage import keys
 from wa_ray.storage.batch import Batcher
 from wa_ray.storage.events import MAX_EVENTS_PER_WORKSPACE, encode
+from wa_ray.storage.tallies import CLOUD, DAY_TTL_S, day_of
 from wa_ray.events import MESSAGE_QUEUED, Event
 from wa_ray.wa_ids import is_group_id, is_lid
 
@@ -58,6 +59,7 @@ redis.call('EXPIRE', KEYS[3], ARGV[9])
 redis.call('XADD', KEYS[4], '*', 'm', ARGV[1])
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[6], '*', 'e', ARGV[4])
 if ARGV[8] == '1' then redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[7], 'EX', ARGV[5]) end
+if ARGV[10] ~= '' then redis.call('HINCRBY', KEYS[6], ARGV[10], 1) end
 return {1, ARGV[1]}
 """
 
@@ -79,6 +81,16 @@ for k, v in pairs(f) do flat[#flat + 1] = k; flat[#flat + 1] = v end
 redis.call('HSET', KEYS[1], unpack(flat))
 redis.call('RPUSH', KEYS[2], ARGV[5])
 if ARGV[6] ~= '' then redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 'e', ARGV[6]) end
+local sid, prov, cmp = unpack(redis.call('HMGET', KEYS[1], 'session_id', 'provider', 'campaign'))
+if prov == 'webjs' and sid and sid ~= '' then
+  redis.call('HINCRBY', KEYS[4], sid .. '|' .. ARGV[1], 1)
+  redis.call('EXPIRE', KEYS[4], ARGV[8])
+end
+if cmp and cmp ~= '' then
+  local who = (prov == 'meta') and 'meta' or (sid or '')
+  redis.call('HINCRBY', KEYS[5], cmp .. '|' .. who .. '|' .. cur, -1)
+  redis.call('HINCRBY', KEYS[5], cmp .. '|' .. who .. '|' .. ARGV[1], 1)
+end
 return 1
 """
 
@@ -89,8 +101,15 @@ local ok = false
 for s in string.gmatch(ARGV[3], '[^,]+') do if s == cur then ok = true end end
 if not ok then return 0 end
 if tonumber(redis.call('HGET', KEYS[1], 'failover') or '0') >= 1 then return 0 end
+local cmp, oldprov, oldsid = unpack(redis.call('HMGET', KEYS[1], 'campaign', 'provider', 'session_id'))
 redis.call('HSET', KEYS[1], 'status', 'queued', 'provider', ARGV[1], 'session_id', ARGV[2], 'failover', '1',
            'wa_key', '', 'owner', '', 'failover_reason', ARGV[5])
+if cmp and cmp ~= '' then
+  local was = (oldprov == 'meta') and 'meta' or (oldsid or '')
+  local now = (ARGV[1] == 'meta') and 'meta' or ARGV[2]
+  redis.call('HINCRBY', KEYS[5], cmp .. '|' .. was .. '|' .. cur, -1)
+  redis.call('HINCRBY', KEYS[5], cmp .. '|' .. now .. '|queued', 1)
+end
 redis.call('RPUSH', KEYS[2], ARGV[4])
 redis.call('XADD', KEYS[3], '*', 'm', ARGV[6])
 if ARGV[7] ~= '' then redis.call('XACK', KEYS[4], ARGV[8], ARGV[7]) end
@@ -108,6 +127,12 @@ if not ok then return 0 end
 if redis.call('HGET', KEYS[1], 'provider') ~= ARGV[2] then return 0 end
 if redis.call('HGET', KEYS[1], ARGV[3]) == '1' then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'queued', ARGV[3], '1', 'owner', '')
+local cmp, sid = unpack(redis.call('HMGET', KEYS[1], 'campaign', 'session_id'))
+if cmp and cmp ~= '' then
+  local who = (ARGV[2] == 'meta') and 'meta' or (sid or '')
+  redis.call('HINCRBY', KEYS[4], cmp .. '|' .. who .. '|' .. cur, -1)
+  redis.call('HINCRBY', KEYS[4], cmp .. '|' .. who .. '|queued', 1)
+end
 redis.call('RPUSH', KEYS[2], ARGV[4])
 redis.call('XADD', KEYS[3], '*', 'm', ARGV[5])
 return 1
@@ -129,6 +154,7 @@ class OutboundMessage:
     kind: str = "text"
     content: dict[str, Any] | None = None
     strict: bool = False  # leaves from `session_id` or not at all: no failover (may_move)
+    campaign: str = ""  # the campaign it belongs to (storage/tallies.py counts it by number and status)
 
 
 def content_of(record: dict[str, str]) -> tuple[str, dict[str, Any]]:
@@ -179,7 +205,7 @@ class MessageStore:
         self._requeue_once = redis.register_script(_REQUEUE_ONCE)
 
     async def accept(self, msg: OutboundMessage, idempotency_key: str | None,
-                     request_fingerprint: str | None = None) -> Accepted:
+                     request_fingerprint: str | None = None, idempotency_ttl_s: int | None = None) -> Accepted:
         """Returns the message id; an idempotent repeat returns the first id and queues nothing.
 
         `request_fingerprint` identifies the request as the client sent it (before routing picked a
@@ -195,6 +221,9 @@ class MessageStore:
             record["content"] = orjson.dumps(msg.content).decode()
         if msg.strict:
             record["strict"] = "1"
+        if msg.campaign:
+            record["campaign"] = msg.campaign
+        who = msg.session_id if msg.provider == WEBJS else CLOUD
         event = Event(MESSAGE_QUEUED, msg.workspace_id, msg.session_id or None,
                       {"message_id": msg.message_id, "to": msg.to, "priority": msg.priority,
                        "provider": msg.provider, "type": msg.kind}, ts=now)
@@ -202,10 +231,12 @@ class MessageStore:
         idem_key = keys.idempotency(msg.workspace_id, idempotency_key or "-")
         created, value = await self._accept(
             keys=[idem_key, keys.message(msg.message_id), keys.message_history(msg.message_id),
-                  queue_of(msg.workspace_id, msg.provider, msg.session_id, msg.priority), keys.events(msg.workspace_id)],
+                  queue_of(msg.workspace_id, msg.provider, msg.session_id, msg.priority), keys.events(msg.workspace_id),
+                  keys.campaign_counts(msg.workspace_id)],
             args=[msg.message_id, orjson.dumps(record).decode(),
                   history_entry("queued", now, provider=msg.provider), encode(event),
-                  IDEMPOTENCY_TTL_S, MAX_EVENTS_PER_WORKSPACE, fp, "1" if idempotency_key else "0", self._ttl],
+                  idempotency_ttl_s or IDEMPOTENCY_TTL_S, MAX_EVENTS_PER_WORKSPACE, fp, "1" if idempotency_key else "0",
+                  self._ttl, f"{msg.campaign}|{who}|queued" if msg.campaign else ""],
             client=self._batch,  # type: ignore[arg-type]
         )
         if int(created):
@@ -238,11 +269,12 @@ class MessageStore:
         if event is not None:
             event.ts = now
         return bool(await self._transition(
-            keys=[keys.message(message_id), keys.message_history(message_id), keys.events(ws)],
+            keys=[keys.message(message_id), keys.message_history(message_id), keys.events(ws),
+                  keys.session_day_stats(ws, day_of(now)), keys.campaign_counts(ws)],
             args=[status, ",".join(expect), provider,
                   orjson.dumps({k: str(v) for k, v in (fields or {}).items()}).decode(),
                   history_entry(status, now, **(note or {})), encode(event) if event else "",
-                  MAX_EVENTS_PER_WORKSPACE],
+                  MAX_EVENTS_PER_WORKSPACE, DAY_TTL_S],
         ))
 
     async def reroute(self, message_id: str, record: dict[str, str], to_provider: str, session_id: str,
@@ -258,7 +290,8 @@ class MessageStore:
                              reason=reason[:300])
         return bool(await self._reroute(
             keys=[keys.message(message_id), keys.message_history(message_id),
-                  queue_of(ws, to_provider, session_id, record["priority"]), from_stream or keys.message(message_id)],
+                  queue_of(ws, to_provider, session_id, record["priority"]), from_stream or keys.message(message_id),
+                  keys.campaign_counts(ws)],
             args=[to_provider, session_id, ",".join(allowed), note, reason[:300], message_id, entry_id,
                   keys.QUEUE_GROUP],
         ))
@@ -272,7 +305,8 @@ class MessageStore:
         entry = history_entry("queued", time.time(), provider=provider, **note)
         return bool(await self._requeue_once(
             keys=[keys.message(message_id), keys.message_history(message_id),
-                  queue_of(record["workspace_id"], provider, record.get("session_id", ""), record["priority"])],
+                  queue_of(record["workspace_id"], provider, record.get("session_id", ""), record["priority"]),
+                  keys.campaign_counts(record["workspace_id"])],
             args=[",".join(allowed), provider, mark, entry, message_id],
         ))
 

@@ -1,0 +1,79 @@
+"""The tallies the message scripts keep: they move with the status in the same step, never twice."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+import redis.asyncio as aioredis
+
+from wa_ray.storage import tallies
+from wa_ray.storage.embedded import EmbeddedRedis
+from wa_ray.storage.messages import META, WEBJS, MessageStore, OutboundMessage
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    server = EmbeddedRedis(tmp_path_factory.mktemp("tallies") / "redis", fsync="no")
+    url = server.start()
+    yield url
+    server.stop()
+
+
+@pytest_asyncio.fixture
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+def _msg(mid: str, sid: str = "s1", campaign: str = "cmp_1", provider: str = WEBJS) -> OutboundMessage:
+    return OutboundMessage(mid, "ws1", sid, "15550001", "hi", "bulk", provider, campaign=campaign)
+
+
+async def test_campaign_counts_follow_each_status_once(redis: aioredis.Redis) -> None:
+    store = MessageStore(redis)
+    for n in range(3):
+        await store.accept(_msg(f"msg_{n}"), f"cmp_1:{n}")
+    assert await tallies.campaign_counts(redis, "ws1", "cmp_1") == {"s1": {"queued": 3}}
+    assert await store.transition("msg_0", "ws1", "sending", expect=("queued",))
+    assert await store.transition("msg_0", "ws1", "sent")
+    assert not await store.transition("msg_0", "ws1", "sent")  # a repeat moves nothing, counts nothing
+    assert await store.transition("msg_1", "ws1", "failed")
+    assert await tallies.campaign_counts(redis, "ws1", "cmp_1") == {"s1": {"queued": 1, "sent": 1, "failed": 1}}
+    day = await tallies.session_days(redis, "ws1", "s1", [tallies.day_of()])
+    assert day[tallies.day_of()] == {"sending": 1.0, "sent": 1.0, "failed": 1.0}
+
+
+async def test_a_rerouted_message_moves_its_count_to_the_other_number(redis: aioredis.Redis) -> None:
+    store = MessageStore(redis)
+    await store.accept(_msg("msg_r"), None)
+    record = await store.record("msg_r")
+    assert await store.reroute("msg_r", record, META, "", "test")
+    assert await tallies.campaign_counts(redis, "ws1", "cmp_1") == {"meta": {"queued": 1}}
+    assert await store.transition("msg_r", "ws1", "sent")
+    assert await tallies.campaign_counts(redis, "ws1", "cmp_1") == {"meta": {"sent": 1}}
+    # a Cloud API message is no number's: the day stats of s1 stay empty
+    assert (await tallies.session_days(redis, "ws1", "s1", [tallies.day_of()]))[tallies.day_of()] == {}
+
+
+async def test_messages_outside_campaigns_touch_no_campaign_count(redis: aioredis.Redis) -> None:
+    store = MessageStore(redis)
+    await store.accept(_msg("msg_plain", campaign=""), None)
+    assert await store.transition("msg_plain", "ws1", "sent")
+    assert await redis.hlen("wa:cmp-n:ws1") == 0
+    await tallies.bump(redis, "ws1", "s1", "received")
+    await tallies.bump(redis, "ws1", "s1", "uptime_s", 1.5)
+    day = (await tallies.session_days(redis, "ws1", "s1", [tallies.day_of()]))[tallies.day_of()]
+    assert day == {"sent": 1.0, "received": 1.0, "uptime_s": 1.5}
+
+
+async def test_forget_campaign_drops_only_its_counts(redis: aioredis.Redis) -> None:
+    store = MessageStore(redis)
+    await store.accept(_msg("msg_a", campaign="cmp_a"), None)
+    await store.accept(_msg("msg_b", campaign="cmp_b"), None)
+    await tallies.forget_campaign(redis, "ws1", "cmp_a")
+    assert await tallies.campaign_counts(redis, "ws1", "cmp_a") == {}
+    assert await tallies.campaign_counts(redis, "ws1", "cmp_b") == {"s1": {"queued": 1}}
