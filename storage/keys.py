@@ -274,3 +274,9 @@ def campaign_counts(ws: str) -> str:
     """Hash `{campaign}|{sid or 'meta'}|{status}` -> how many of the campaign's messages are in that status
     on that number now (the message scripts move a message's count with its status, in the same step)."""
     return f"{PREFIX}:cmp-n:{ws}"
+
+
+def contacts(ws: str, sid: str) -> str:
+    """Sorted set contact chat id -> when this number first sent to it (0: the contact wrote first, so it
+    is never a new contact of ours): the daily cap on new unique contacts counts the last 24 h of it."""
+    return f"{PREFIX}:contacts:{ws}:{sid}"
