@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     # and how many codes before the session fails as a QR timeout does
     pairing_code_interval_s: float = Field(default=180.0, gt=0)
     pairing_code_max: int = Field(default=5, ge=1)
+    # WhatsApp-side disconnects (CONFLICT, UNLAUNCHED, a TIMEOUT past WA_DISCONNECT_GRACE_S) are retried with
+    # backoff for at most WA_DISCONNECT_RETRY_S from the disconnect, then the session is `failed`
+    disconnect_retry_s: float = Field(default=120.0, gt=0)
+    disconnect_grace_s: float = Field(default=10.0, ge=0)
     webhook_max_attempts: int = 8
     webhook_base_delay_s: float = 1.0
     webhook_max_delay_s: float = 300.0
@@ -105,6 +109,7 @@ class Settings(BaseSettings):
             sessions_per_workspace=self.sessions_per_workspace, auth_store=self.auth_store,
             qr_max_refs=self.qr_max_refs, webhook_max_attempts=self.webhook_max_attempts,
             pairing_code_interval_s=self.pairing_code_interval_s, pairing_code_max=self.pairing_code_max,
+            disconnect_retry_s=self.disconnect_retry_s, disconnect_grace_s=self.disconnect_grace_s,
             webhook_base_delay_s=self.webhook_base_delay_s, webhook_max_delay_s=self.webhook_max_delay_s,
             webhook_timeout_s=self.webhook_timeout_s, pacing=self.pacing, pacing_per_minute=self.pacing_per_minute,
             pacing_per_hour=self.pacing_per_hour, typing_delay=self.typing_delay,

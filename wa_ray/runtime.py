@@ -104,6 +104,8 @@ class RuntimeConfig:
     qr_max_refs: int = 6
     pairing_code_interval_s: float = 180.0  # a login "code" session asks for a new code this often while unlinked
     pairing_code_max: int = 5  # codes per login before the session fails (as qr_max_refs for QR)
+    disconnect_retry_s: float = 120.0  # WA_DISCONNECT_RETRY_S: retry a WhatsApp-side disconnect this long, then fail
+    disconnect_grace_s: float = 10.0  # WA_DISCONNECT_GRACE_S: a TIMEOUT the page may fix itself before a reopen
     webhook_max_attempts: int = 8
     webhook_base_delay_s: float = 1.0
     webhook_max_delay_s: float = 300.0
