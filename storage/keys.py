@@ -280,3 +280,13 @@ def contacts(ws: str, sid: str) -> str:
     """Sorted set contact chat id -> when this number first sent to it (0: the contact wrote first, so it
     is never a new contact of ours): the daily cap on new unique contacts counts the last 24 h of it."""
     return f"{PREFIX}:contacts:{ws}:{sid}"
+
+
+def campaign_contact(ws: str, sid: str, contact: str) -> str:
+    """The campaign that last wrote to `contact` from number `sid` (a reply from the contact counts for it)."""
+    return f"{PREFIX}:cmp-contact:{ws}:{sid}:{contact}"
+
+
+def campaign_replied(campaign: str, contact: str) -> str:
+    """Present once `contact` has replied to `campaign`: a reply counts once however many follow."""
+    return f"{PREFIX}:cmp-replied:{campaign}:{contact}"

@@ -83,7 +83,13 @@ redis.call('RPUSH', KEYS[2], ARGV[5])
 if ARGV[6] ~= '' then redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 'e', ARGV[6]) end
 local sid, prov, cmp = unpack(redis.call('HMGET', KEYS[1], 'session_id', 'provider', 'campaign'))
 if prov == 'webjs' and sid and sid ~= '' then
-  redis.call('HINCRBY', KEYS[4], sid .. '|' .. ARGV[1], 1)
+  -- a day's `sent` counts every message that reached the server, even one whose ack overtook `sent`
+  local function count(metric) redis.call('HINCRBY', KEYS[4], sid .. '|' .. metric, 1) end
+  if ARGV[1] == 'failed' then count('failed') else
+    for _, m in ipairs({'sent', 'delivered', 'read'}) do
+      if RANK[cur] < RANK[m] and RANK[ARGV[1]] >= RANK[m] then count(m) end
+    end
+  end
   redis.call('EXPIRE', KEYS[4], ARGV[8])
 end
 if cmp and cmp ~= '' then

@@ -3,9 +3,10 @@
 The message scripts (storage/messages.py) keep them in the same atomic step as the status change they
 count, so a count never drifts from the records however a sender, an ack or a failover races another:
 
-* `wa:stats:{ws}:{YYYYMMDD}` (UTC days), field `{sid}|{status}`: +1 each time one of the session's
-  WhatsApp Web messages reaches `sending`, `sent`, `delivered`, `read` or `failed`. Other metrics of the
-  day (`received`, `replies`, `uptime_s`) are added with `bump` by whoever sees them.
+* `wa:stats:{ws}:{YYYYMMDD}` (UTC days), field `{sid}|{metric}`: +1 when one of the session's WhatsApp
+  Web messages first reaches `sent` (or beyond: an ack can overtake `sent`), `delivered` (or `read`),
+  `read`, or `failed`. Other metrics of the day (`received`, `replies`, `uptime_s`) are added with
+  `bump` by whoever sees them.
 * `wa:cmp-n:{ws}`, field `{campaign}|{sid or "meta"}|{status}`: how many of a campaign's messages are in
   that status on that number now; a status change is -1 on the old bucket and +1 on the new one.
 

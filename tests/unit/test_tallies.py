@@ -43,8 +43,9 @@ async def test_campaign_counts_follow_each_status_once(redis: aioredis.Redis) ->
     assert not await store.transition("msg_0", "ws1", "sent")  # a repeat moves nothing, counts nothing
     assert await store.transition("msg_1", "ws1", "failed")
     assert await tallies.campaign_counts(redis, "ws1", "cmp_1") == {"s1": {"queued": 1, "sent": 1, "failed": 1}}
+    assert await store.transition("msg_2", "ws1", "read")  # the read ack overtook sent and delivered
     day = await tallies.session_days(redis, "ws1", "s1", [tallies.day_of()])
-    assert day[tallies.day_of()] == {"sending": 1.0, "sent": 1.0, "failed": 1.0}
+    assert day[tallies.day_of()] == {"sent": 2.0, "delivered": 1.0, "read": 1.0, "failed": 1.0}
 
 
 async def test_a_rerouted_message_moves_its_count_to_the_other_number(redis: aioredis.Redis) -> None:
@@ -77,3 +78,15 @@ async def test_forget_campaign_drops_only_its_counts(redis: aioredis.Redis) -> N
     await tallies.forget_campaign(redis, "ws1", "cmp_a")
     assert await tallies.campaign_counts(redis, "ws1", "cmp_a") == {}
     assert await tallies.campaign_counts(redis, "ws1", "cmp_b") == {"s1": {"queued": 1}}
+
+
+async def test_a_reply_counts_once_for_the_campaign_that_wrote(redis: aioredis.Redis) -> None:
+    from wa_ray.storage.campaign_replies import CampaignReplies
+
+    replies = CampaignReplies(redis)
+    assert await replies.note_reply("ws1", "s1", "15550001@c.us") is None  # no campaign wrote to them
+    await replies.remember_recipient("ws1", "s1", "15550001@c.us", "cmp_9")
+    assert await replies.note_reply("ws1", "s1", "15550001@c.us") == "cmp_9"
+    assert await replies.note_reply("ws1", "s1", "15550001@c.us") is None  # the second message is no new reply
+    assert await replies.note_reply("ws1", "s2", "15550001@c.us") is None  # another number was not written from
+    assert await tallies.campaign_counts(redis, "ws1", "cmp_9") == {"s1": {"replied": 1}}
