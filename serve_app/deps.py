@@ -73,10 +73,15 @@ async def admin(request: Request) -> Principal:
     return who
 
 
-async def session_record(c: AppContext, ws: str, sid: str) -> dict[str, str]:
-    record = await c.registry.get(ws, check_id(sid, "session"))
+async def session_record(c: AppContext, ws: str, sid: str, code: str = "not_found") -> dict[str, str]:
+    """The registry record of session `sid` of `ws`. A malformed id and a session `ws` does not have (another
+    workspace's included) are the same 404 `code`, so ids do not leak; a malformed id is never used as a key.
+    `code`: the session routes answer `not_found`, the page routes (session_pages.py) `session_not_found`."""
+    if not _ID_RE.fullmatch(sid):
+        raise ApiError(404, code, "session not found")
+    record = await c.registry.get(ws, sid)
     if record is None:
-        raise ApiError(404, "not_found", "session not found")
+        raise ApiError(404, code, "session not found")
     return record
 
 

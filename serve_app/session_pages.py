@@ -18,20 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from typing import Any
 
 import ray
 
 from wa_ray import NAMESPACE, browser_host_name
-from wa_ray.ids import ID_PATTERN
 from wa_ray.serve_app.context import AppContext
+from wa_ray.serve_app.deps import session_record
 from wa_ray.serve_app.errors import ApiError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 10.0
-_SID = re.compile(ID_PATTERN)
 _GONE = ("no_page", "page_gone")
 
 
@@ -40,17 +38,9 @@ def _unavailable(state: str | None) -> ApiError:
                     {"state": state or "unknown"})
 
 
-def _not_found() -> ApiError:
-    return ApiError(404, "session_not_found", "session not found")
-
-
 async def connected_record(c: AppContext, ws: str, sid: str) -> dict[str, str]:
     """The registry record of a connected session of `ws`; the errors above otherwise."""
-    if not _SID.fullmatch(sid):
-        raise _not_found()  # a malformed id is never used as a key
-    record = await c.registry.get(ws, sid)
-    if record is None:
-        raise _not_found()
+    record = await session_record(c, ws, sid, code="session_not_found")
     state = record.get("state")
     if state != "connected" or not record.get("node_id"):
         raise _unavailable(state)
