@@ -65,6 +65,12 @@ class DropBody(_Body):
     seconds: float = Field(default=5.0, ge=0, le=3600)
 
 
+class ConflictBody(_Body):
+    """`seconds`: how long the other WhatsApp Web keeps taking the account back (0: it lets go at once)."""
+
+    seconds: float = Field(default=0.0, ge=0, le=3600)
+
+
 class BanBody(_Body):
     banned: bool = True
 

@@ -21,6 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from wa_ray.simulator.wa_web.api_models import (
     BanBody,
+    ConflictBody,
     DropBody,
     PairingCodeBody,
     PhoneConfigBody,
@@ -204,7 +205,8 @@ async def phone_ban(request: Request) -> Response:
 
 @api
 async def phone_conflict(request: Request) -> Response:
-    hit = await sim(request).conflict(request.path_params["number"])
+    body = await parse(request, ConflictBody)
+    hit = await sim(request).conflict(request.path_params["number"], body.seconds)
     return JSONResponse({"pages": hit})
 
 

@@ -175,6 +175,8 @@ class Phone:
     inbox: list[InboxEntry] = field(default_factory=list)
     banned: bool = False
     dropped_until: float = 0.0
+    # Until then another WhatsApp Web keeps taking the account back: a takeover or a new page gets CONFLICT.
+    conflict_until: float = 0.0
     next_device: int = 1
     # What linked pages did in chats with this phone (conversations.py): read receipts, chat states.
     reads: list[dict[str, Any]] = field(default_factory=list)
@@ -350,16 +352,18 @@ class SimState:
         phone = self.phones[device.number]
         for hook in self.attach_hooks:
             await hook(page, device)
-        # A banned account comes up blocked: never CONNECTED, nothing flushed either way.
+        # A banned account comes up blocked, one held elsewhere in conflict: never CONNECTED, nothing flushed.
+        held = self._held_elsewhere(phone)
+        page.active = not held
         payload: dict[str, Any] = {
             "type": "paired" if fresh else "connected",
             "me": self.identity(device),
-            "state": "TOS_BLOCK" if phone.banned else "CONNECTED",
+            "state": "TOS_BLOCK" if phone.banned else "CONFLICT" if held else "CONNECTED",
         }
         if fresh:
             payload["creds"] = {"device_id": device.device_id, "token": device.token}
         await self._safe_send(page, payload)
-        if phone.banned:
+        if phone.banned or held:
             return
         await self._flush_pending(page, device)
 
@@ -380,8 +384,16 @@ class SimState:
             "device_id": device.device_id,
         }
 
+    @staticmethod
+    def _held_elsewhere(phone: Phone) -> bool:
+        return phone.conflict_until > time.monotonic()
+
     async def _takeover(self, page: PageConn) -> None:
         if not page.device_id or page.device_id not in self.devices:
+            return
+        if self._held_elsewhere(self.phones[self.devices[page.device_id].number]):
+            # the other WhatsApp Web takes the account straight back
+            await self._safe_send(page, {"type": "state", "state": "CONFLICT"})
             return
         for other in self.device_pages(page.device_id):
             if other is not page:
@@ -695,9 +707,12 @@ class SimState:
         for device in self.phone_devices(phone.number):
             await self.send_to_device(device.device_id, {"type": "state", "state": state})
 
-    async def conflict(self, number: str) -> int:
-        """Pretend the account was opened elsewhere: every live page goes CONFLICT."""
+    async def conflict(self, number: str, seconds: float = 0.0) -> int:
+        """Pretend the account was opened elsewhere: every live page goes CONFLICT. For `seconds` that other
+        WhatsApp Web keeps taking it back (it takes over on conflict itself): takeovers and new pages get
+        CONFLICT too."""
         phone = self.phone(number)
+        phone.conflict_until = time.monotonic() + seconds
         hit = 0
         for device in self.phone_devices(phone.number):
             for page in self.device_pages(device.device_id):

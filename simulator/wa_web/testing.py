@@ -263,8 +263,8 @@ class PhoneClient:
     def ban(self, banned: bool = True) -> None:
         _check(self._http.post("/ban", json={"banned": banned}))
 
-    def conflict(self) -> int:
-        return int(_check(self._http.post("/conflict", json={}))["pages"])
+    def conflict(self, seconds: float = 0.0) -> int:
+        return int(_check(self._http.post("/conflict", json={"seconds": seconds} if seconds else {}))["pages"])
 
     def seed_history(self, **fields: Any) -> dict[str, Any]:
         """POST /history (conversations.HistoryBody: chats, messages_per_chat, groups, contacts, lid_contacts,
@@ -346,8 +346,9 @@ class AsyncPhoneClient:
     async def ban(self, banned: bool = True) -> None:
         _check(await self._http.post("/ban", json={"banned": banned}))
 
-    async def conflict(self) -> int:
-        return int(_check(await self._http.post("/conflict", json={}))["pages"])
+    async def conflict(self, seconds: float = 0.0) -> int:
+        body = {"seconds": seconds} if seconds else {}
+        return int(_check(await self._http.post("/conflict", json=body))["pages"])
 
     async def seed_history(self, **fields: Any) -> dict[str, Any]:
         return dict(_check(await self._http.post("/history", json=fields)))

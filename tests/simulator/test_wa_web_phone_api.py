@@ -229,6 +229,38 @@ async def test_opened_elsewhere_conflicts_and_takeover_swaps(
         await elsewhere.close()
 
 
+async def test_a_held_conflict_answers_every_takeover_with_conflict_until_it_ends(
+    sim: RunningSimulator, browser: Browser, context: BrowserContext
+) -> None:
+    """Another WhatsApp Web that takes over on conflict itself: while it holds the account, a takeover and a
+    page opened from the saved state both stay CONFLICT; once it lets go, a takeover reclaims it."""
+    number = "15551031"
+    page = await linked(context, sim, number)
+    saved = await context.storage_state(indexed_db=True)
+    async with AsyncPhoneClient(sim.url, number) as phone:
+        with pytest.raises(PhoneError) as refused:
+            await phone.conflict(seconds=-1)
+        assert refused.value.status == 422
+        assert await phone.conflict(seconds=2.5) == 1
+        held_from = time.monotonic()
+        await wait_state(page, "CONFLICT")
+        await page.evaluate("window.require('WAWebSocketModel').Socket.takeover()")
+        await asyncio.sleep(0.5)
+        assert await page.evaluate(STATE_JS) == "CONFLICT"
+        assert "CONNECTED" not in (await page.evaluate("window.__t.states"))[-2:]
+        reopened_ctx = await browser.new_context(storage_state=saved)
+        try:
+            reopened = await reopened_ctx.new_page()
+            await reopened.goto(sim.url)
+            await wait_state(reopened, "CONFLICT")
+            await asyncio.sleep(max(0.0, 2.6 - (time.monotonic() - held_from)))
+            await page.evaluate("window.require('WAWebSocketModel').Socket.takeover()")
+            await wait_state(page, "CONNECTED")
+            assert await reopened.evaluate(STATE_JS) == "CONFLICT"
+        finally:
+            await reopened_ctx.close()
+
+
 # ---------------------------------------------------------- latency (slow)
 async def test_latency_injection_slows_both_directions_measurably(
     sim: RunningSimulator, context: BrowserContext
