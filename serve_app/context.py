@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from wa_ray.serve_app.auth import Authenticator
 from wa_ray.serve_app.lazy_media import LazyMedia
+from wa_ray.serve_app.page_hosts import PageHosts
 from wa_ray.serve_app.provider_selector import SelectorClient
 from wa_ray.serve_app.sse import EventHub
 from wa_ray.master_keys import master_and_previous
@@ -48,8 +49,9 @@ class AppContext:
     selector: SelectorClient  # the provider choice: the selector deployment's snapshots, cached per workspace
     media: MediaStore  # uploaded and fetched media, encrypted at rest (storage/media.py)
     lazy_media: LazyMedia  # downloads a `lazy` workspace's received media on its first GET
-    # BrowserHost handles by node id, so a page call does not look the actor up (a blocking GCS call) each time
-    page_hosts: dict[str, Any] = field(default_factory=dict)
+    # BrowserHost handles by node id, so a page call or a lazy download does not look the actor up (a blocking
+    # GCS call) each time; the same one LazyMedia holds
+    page_hosts: PageHosts = field(default_factory=PageHosts)
 
     @classmethod
     def build(cls, config: RuntimeConfig, selector_handle: Any = None) -> AppContext:
@@ -61,12 +63,13 @@ class AppContext:
         batch = Batcher(redis)  # one group commit for the hot path's commands (storage/batch.py)
         media, guard = media_store_for(redis, config), guard_for(config)
         providers = ProviderStore(redis, master, previous)
+        page_hosts = PageHosts()
         return cls(config, redis, Authenticator(redis, master, previous, batch=batch), SessionRegistry(redis),
                    MessageStore(redis, batch=batch), events, WebhookConfigStore(redis, master, previous),
                    AuditLog(redis, batch=batch), MetricsStore(redis), EventHub(redis, events),
                    guard,
                    SelectorClient(providers, config.provider_cache_ttl_s, selector_handle),
-                   media, LazyMedia(redis, media, providers, guard, config.media_retention_s))
+                   media, LazyMedia(redis, media, providers, guard, config.media_retention_s, page_hosts), page_hosts)
 
     def supervisor(self) -> Any:
         """The supervisor's handle; ValueError when it (or Ray) is not there.

@@ -5,8 +5,9 @@ storage/media_pending.py says where the bytes are. `resolve` turns such an id in
 
 * Cloud API: `GET /{media-id}` -> url -> bytes with the workspace's token, read from the provider store
   now (the record holds none), through the egress guard (actors/inbound_cloud.py `media_chunks`).
-* WhatsApp Web: the page of the session holds the media; the node's BrowserHost (found by name from the
-  node the registry gives the session) pulls it from the page into the store (BrowserHost.download_pending).
+* WhatsApp Web: the page of the session holds the media; the BrowserHost of the node the registry gives the
+  session (kept in the replica's PageHosts, serve_app/page_hosts.py, as session_pages.py keeps it) pulls it
+  from the page into the store (BrowserHost.download_pending).
 
 Invariants:
 * Once: one request per id holds the download lock (SET NX with a TTL); the others wait for its outcome,
@@ -28,12 +29,12 @@ from typing import Any
 import ray
 import redis.asyncio as aioredis
 
-from wa_ray import NAMESPACE, browser_host_name
 from wa_ray.actors.cloud_api import CloudApiClient, MediaDownloadFailed
 from wa_ray.actors.inbound_cloud import media_chunks
 from wa_ray.actors.media_intake import DEFAULT_TIMEOUT_S
 from wa_ray.egress import EgressGuard
 from wa_ray.serve_app.errors import ApiError
+from wa_ray.serve_app.page_hosts import PageHosts
 from wa_ray.storage.media import MediaInfo, MediaStore, MediaTooLarge
 from wa_ray.storage.media_pending import PendingMedia, PendingMediaStore
 from wa_ray.storage.providers import ProviderStore
@@ -52,12 +53,13 @@ def _unavailable() -> ApiError:
 
 class LazyMedia:
     def __init__(self, redis: aioredis.Redis, media: MediaStore, providers: ProviderStore, guard: EgressGuard,
-                 retention_s: int) -> None:
+                 retention_s: int, page_hosts: PageHosts) -> None:
         self._media = media
         self._pending = PendingMediaStore(redis, retention_s)
         self._providers = providers
         self._registry = SessionRegistry(redis)
         self._guard = guard
+        self._page_hosts = page_hosts  # the replica's, shared with session_pages.call_page
         self._client: CloudApiClient | None = None  # made at the first Cloud API download
 
     async def resolve(self, ws: str, media_id: str) -> MediaInfo | None:
@@ -121,12 +123,18 @@ class LazyMedia:
 
     async def _from_page(self, pending: PendingMedia) -> None:
         record = await self._registry.get(pending.workspace_id, pending.locator.get("session_id", ""))
-        if not record or not record.get("node_id") or not ray.is_initialized():
+        node = record.get("node_id") if record else None
+        if not node:
+            raise _unavailable()
+        host = self._page_hosts.get(node)
+        if host is None:
+            log.warning("pending media of workspace %s: no host on its node", pending.workspace_id)
             raise _unavailable()
         try:
-            host = ray.get_actor(browser_host_name(record["node_id"]), namespace=NAMESPACE)
             outcome = await host.download_pending.remote(pending)
-        except Exception as exc:  # noqa: BLE001 - no host, or it died mid-call: the page is gone with it
+        except Exception as exc:  # noqa: BLE001 - the host died mid-call (or before): the page is gone with it
+            if isinstance(exc, ray.exceptions.RayActorError):
+                self._page_hosts.forget(node)  # looked up again next time
             log.warning("pending media of workspace %s: host unreachable (%s)", pending.workspace_id,
                         type(exc).__name__)
             raise _unavailable() from None

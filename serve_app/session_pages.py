@@ -2,8 +2,8 @@
 
 `call_page(c, ws, sid, method, *args)` reads the session's registry record, checks that the session is
 `connected` (a page that is not linked cannot answer for the number), finds the BrowserHost of the node
-the record names (by name, wa_ray.browser_host_name; the handle is kept in the replica's context, and
-dropped when the actor is gone) and calls `method(ws, sid, *args)` on it. Failures
+the record names (the replica's PageHosts, serve_app/page_hosts.py: looked up by name once, forgotten
+when the actor is gone) and calls `method(ws, sid, *args)` on it. Failures
 are the API's errors, never a 500:
 
 * no such session (or another workspace's): 404 `session_not_found`;
@@ -22,7 +22,6 @@ from typing import Any
 
 import ray
 
-from wa_ray import NAMESPACE, browser_host_name
 from wa_ray.serve_app.context import AppContext
 from wa_ray.serve_app.deps import session_record
 from wa_ray.serve_app.errors import ApiError
@@ -53,22 +52,16 @@ async def call_page(c: AppContext, ws: str, sid: str, method: str, *args: Any,
     connected_record when the caller read it already."""
     if record is None:
         record = await connected_record(c, ws, sid)
-    if not ray.is_initialized():
-        raise _unavailable(record.get("state"))
     node = record["node_id"]
     host = c.page_hosts.get(node)
     if host is None:
-        try:
-            host = ray.get_actor(browser_host_name(node), namespace=NAMESPACE)
-        except ValueError:
-            raise _unavailable(record.get("state")) from None
-        c.page_hosts[node] = host
+        raise _unavailable(record.get("state"))
     try:
         result = await asyncio.wait_for(getattr(host, method).remote(ws, sid, *args), timeout_s)
     except TimeoutError:
         raise ApiError(504, "session_timeout", "the session's page did not answer in time") from None
     except ray.exceptions.RayActorError:
-        c.page_hosts.pop(node, None)  # looked up again next time
+        c.page_hosts.forget(node)  # looked up again next time
         raise _unavailable(record.get("state")) from None
     except ray.exceptions.RayTaskError as exc:
         log.warning("page call %s of %s/%s failed: %s", method, ws, sid, type(exc.cause).__name__)
