@@ -113,6 +113,9 @@ class LocalPort:
     async def pairing_code(self, phone: str) -> str:
         return await self._host.pairing_code(self._ws, self._sid, phone)
 
+    async def takeover(self) -> bool:
+        return await self._host.takeover(self._ws, self._sid)
+
     async def sync(self, reason: str) -> str | None:
         return await self._host.sync(self._ws, self._sid, reason)
 
@@ -308,6 +311,13 @@ class BrowserHost:
         if hosted is None:
             raise RuntimeError("the session has no page")
         return await hosted.page.pairing_code(phone)
+
+    async def takeover(self, ws: str, sid: str) -> bool:
+        """Ask the session's page to take its account back (PageSession.takeover); False without a page."""
+        hosted = self._sessions.get((ws, sid))
+        if hosted is None:
+            return False
+        return await hosted.page.takeover()
 
     async def close_session(self, ws: str, sid: str) -> bool:
         async with self._session_lock((ws, sid)):  # an open in progress finishes first, then is closed whole

@@ -60,6 +60,9 @@ class RemotePort:
     async def pairing_code(self, phone: str) -> str:
         return await self._host.pairing_code.remote(self._ws, self._sid, phone)
 
+    async def takeover(self) -> bool:
+        return await self._host.takeover.remote(self._ws, self._sid)
+
     async def sync(self, reason: str) -> str | None:
         return await self._host.sync.remote(self._ws, self._sid, reason)
 

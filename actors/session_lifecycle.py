@@ -2,7 +2,9 @@
 
 It turns the page's signals into the design's state machine, publishes every
 transition, saves the auth state once linked, and reopens the page from that
-state after a crash. Where it runs is the hosting mode's business:
+state after a crash. A WhatsApp-side disconnect (CONFLICT, UNLAUNCHED, a long
+TIMEOUT) is retried with backoff within WA_DISCONNECT_RETRY_S, then the session
+is `failed` (actors/disconnect_retry.py). Where it runs is the hosting mode's business:
 
 * `actor` hosting: inside the session's own `SessionActor` process, talking to
   the node's BrowserHost over Ray (actors/session_actor.py);
@@ -23,6 +25,7 @@ import logging
 import time
 from typing import Any, Protocol
 
+from wa_ray.actors.disconnect_retry import SOCKET_CAUSES, DisconnectCause, attempt_offsets, gave_up_reason
 from wa_ray.sessions.state import SOCKET_STATES, PageSignal, SessionState
 from wa_ray.events import (
     SESSION_DISCONNECTED,
@@ -41,6 +44,9 @@ PAIRING_CODE_TTL_S = 180  # WhatsApp's pairing codes live 3 minutes
 DOWN_STATES = frozenset({SessionState.DISCONNECTED, SessionState.LOGGED_OUT, SessionState.BLOCKED,
                          SessionState.FAILED, SessionState.RECONNECTING})
 RECONNECT_DELAYS_S = (0.5, 1, 2, 5, 10, 30)
+# The states a WhatsApp-side disconnect leaves a session in while it is retried (actors/disconnect_retry.py).
+RETRYING_STATES = frozenset({SessionState.DISCONNECTED, SessionState.RECONNECTING})
+ATTEMPT_TIMEOUT_S = 30.0  # one takeover or reopen; the lifecycle's lock is held meanwhile
 
 
 class HostPort(Protocol):
@@ -74,6 +80,9 @@ class HostPort(Protocol):
     async def pairing_code(self, phone: str) -> str:
         """A pairing code for `phone` from the page (as whatsapp-web.js requestPairingCode asks for one)."""
 
+    async def takeover(self) -> bool:
+        """Ask the page to take its account back (CONFLICT, UNLAUNCHED); False when there is no page to ask."""
+
 
 class SessionLifecycle:
     def __init__(self, config: RuntimeConfig, ws: str, sid: str, port: HostPort) -> None:
@@ -91,6 +100,9 @@ class SessionLifecycle:
         self._login: dict[str, Any] | None = None  # read once from the registry (login "qr" or "code", phone)
         self._pairing: asyncio.Task[None] | None = None  # asks for pairing codes while the page is unlinked
         self._code_count = 0
+        self._socket = ""  # the page's last socket state (WhatsApp Web's Socket.state)
+        self._cause: DisconnectCause | None = None  # the latest WhatsApp-side disconnect of a retry episode
+        self._retry: asyncio.Task[None] | None = None  # the episode's attempts, then its give-up
 
     @property
     def state(self) -> SessionState:
@@ -136,6 +148,7 @@ class SessionLifecycle:
             await self._on_qr(payload["qr"])
         elif kind is PageSignal.READY:
             self._stop_pairing()
+            self._stop_retry()
             self._me = payload.get("me")
             self._reconnects = 0
             await self._transition(SessionState.CONNECTED, "page synced", me=(self._me or {}).get("number"))
@@ -147,6 +160,7 @@ class SessionLifecycle:
         elif kind is PageSignal.STATE:
             await self._on_socket_state(payload.get("state", ""), bool(payload.get("hasSynced")))
         elif kind is PageSignal.LOGOUT:
+            self._stop_retry()
             await self._port.delete_auth()
             self._qr_count = 0  # the page offers fresh codes to relink
             self._stop_pairing()
@@ -158,16 +172,78 @@ class SessionLifecycle:
                     self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
 
     async def _on_socket_state(self, socket_state: str, synced: bool) -> None:
+        self._socket = socket_state
         mapped = SOCKET_STATES.get(socket_state)
-        if mapped is SessionState.CONNECTED and synced and self._state is not SessionState.CONNECTED:
-            self._reconnects = 0
-            await self._transition(SessionState.CONNECTED, "connection restored", me=(self._me or {}).get("number"))
+        if mapped is SessionState.CONNECTED and synced:
+            self._stop_retry()
+            if self._state is not SessionState.CONNECTED:
+                self._reconnects = 0
+                await self._transition(SessionState.CONNECTED, "connection restored",
+                                       me=(self._me or {}).get("number"))
             return
         if mapped is None or mapped in (SessionState.CONNECTED, SessionState.QR_REQUIRED):
             return  # `ready` and `qr` carry those transitions with their data
         if mapped is SessionState.INITIALIZING and self._state is not SessionState.INITIALIZING:
             return
         await self._transition(mapped, f"socket {socket_state}")
+        cause = SOCKET_CAUSES.get(socket_state)
+        if cause is not None and self._state in RETRYING_STATES:
+            self._cause = cause  # the give-up names the latest cause: why the session is still down
+            if self._retry is None or self._retry.done():  # one episode, one bound: a repeat joins it
+                self._retry = asyncio.get_running_loop().create_task(self._retry_disconnect(cause))
+
+    async def _retry_disconnect(self, first: DisconnectCause) -> None:
+        """A WhatsApp-side disconnect's retry episode: attempts on the backoff schedule (a lost socket only
+        after its grace, the page may fix it itself), then, if the session is still down when
+        `disconnect_retry_s` has passed since the disconnect, its page closes and it is `failed`.
+
+        Ends quietly once the session leaves the retrying states (recovered, logged out, blocked,
+        restarted, stopped); `_stop_retry` also cancels it then."""
+        loop = asyncio.get_running_loop()
+        budget = self._config.disconnect_retry_s
+        began = loop.time()
+        start = 0.0 if first.takes_over else self._config.disconnect_grace_s
+        for offset in attempt_offsets(budget, start_s=start):
+            await asyncio.sleep(max(0.0, began + offset - loop.time()))
+            async with self._lock:
+                if not self._retrying():
+                    return
+                await self._attempt()
+        await asyncio.sleep(max(0.0, began + budget - loop.time()))
+        async with self._lock:
+            if not self._retrying():
+                return
+            self._retry = None
+            cause = self._cause or first
+            log.warning("%s/%s still down (%s) after %.0f s of retries: failed", self._ws, self._sid, cause, budget)
+            await self._port.close()
+            await self._transition(SessionState.FAILED, gave_up_reason(cause, budget))
+
+    def _retrying(self) -> bool:
+        return self._state in RETRYING_STATES and self._retry is asyncio.current_task()
+
+    async def _attempt(self) -> None:
+        """One recovery attempt, chosen by where the page's socket is now: a takeover after CONFLICT or
+        UNLAUNCHED (falling back to a reopen when there is no page to ask), a reopen from saved state
+        otherwise. Nothing while a crash's reconnect is opening a page, or a page is coming up CONNECTED."""
+        if self._reconnecting is not None and not self._reconnecting.done():
+            return
+        if self._socket == "CONNECTED":
+            return  # linked again; its `ready` follows
+        cause = SOCKET_CAUSES.get(self._socket)
+        try:
+            async with asyncio.timeout(ATTEMPT_TIMEOUT_S):
+                if cause is not None and cause.takes_over and await self._port.takeover():
+                    return
+                await self._open_page()
+        except Exception as exc:  # noqa: BLE001 - the page or its host may be away: the next attempt may do
+            log.warning("disconnect retry of %s/%s failed: %s", self._ws, self._sid, type(exc).__name__)
+
+    def _stop_retry(self) -> None:
+        task, self._retry = self._retry, None
+        self._cause = None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
 
     async def _login_mode(self) -> dict[str, Any]:
         if self._login is None:
@@ -263,6 +339,7 @@ class SessionLifecycle:
 
     async def restart(self) -> str:
         self._stop_pairing()
+        self._stop_retry()
         await self._port.close()
         await self._transition(SessionState.INITIALIZING, "restart requested")
         await self._open_page()
@@ -270,6 +347,7 @@ class SessionLifecycle:
 
     async def logout(self) -> str:
         self._stop_pairing()
+        self._stop_retry()
         await self._port.close()
         await self._port.delete_auth()
         await self._transition(SessionState.LOGGED_OUT, "logout requested")
@@ -277,6 +355,7 @@ class SessionLifecycle:
 
     async def stop(self, purge: bool) -> None:
         self._stop_pairing()
+        self._stop_retry()
         await self._port.close()
         if purge:
             await self._port.delete_auth()

@@ -371,6 +371,16 @@
     return linking.startAltLinkingFlow(String(phone), showNotification !== false);
   };
 
+  // Take the account back from another WhatsApp Web (CONFLICT, UNLAUNCHED), as whatsapp-web.js's
+  // takeoverOnConflict does: Socket.takeover() of the page itself (window.Store.AppState). Not awaited:
+  // the socket's next state (CONNECTED, or CONFLICT again) is the answer, through `state`.
+  api.takeover = () => {
+    const Socket = req('WAWebSocketModel') && req('WAWebSocketModel').Socket;
+    if (!Socket || typeof Socket.takeover !== 'function') return false;
+    Promise.resolve(Socket.takeover()).catch((e) => emit('error', { where: 'takeover', message: String(e) }));
+    return true;
+  };
+
   api.state = () => {
     const Socket = req('WAWebSocketModel') && req('WAWebSocketModel').Socket;
     return Socket ? { state: Socket.state, hasSynced: !!Socket.hasSynced, me: me() } : null;

@@ -48,6 +48,7 @@ _SEND_MANY = "(items) => window.__waray.sendMany(items)"
 _FILE_SLOT = "(token) => window.__waray.fileSlot(token)"
 _STATE = "window.__waray ? window.__waray.state() : null"
 _PAIRING_CODE = "(phone) => window.__waray.requestPairingCode(phone, true)"
+_TAKEOVER = "window.__waray ? window.__waray.takeover() : false"
 PAIRING_CODE_PATTERN = re.compile(r"^[A-Z0-9]{8}$")
 # Playwright's words for a page, context or browser that is gone, or a document replaced under the call.
 _GONE_TEXTS = ("has been closed", "Target closed", "Execution context was destroyed", "navigation",
@@ -277,6 +278,12 @@ class PageSession:
 
     async def state(self) -> dict[str, Any] | None:
         return await self._page().evaluate(_STATE)
+
+    async def takeover(self) -> bool:
+        """Ask the page to take its account back from another WhatsApp Web (after CONFLICT or UNLAUNCHED);
+        False when the page has no socket to ask yet. The outcome arrives later as a `state` signal.
+        Raises PageGone."""
+        return bool(await self.evaluate(_TAKEOVER))
 
     async def pairing_code(self, phone: str) -> str:
         """A pairing code for linking this page to `phone` (digits); raises PageGone, or PairingFailed when
