@@ -7,12 +7,21 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from wa_ray.storage import keys
+from wa_ray.states import SessionState
+from wa_ray.storage import keys, uptime
+
+# HSET the new state's fields; return the state and `since` it replaces (one atomic step)
+_SWAP_STATE = """
+local previous = redis.call('HMGET', KEYS[1], 'state', 'since')
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return previous
+"""
 
 
 class SessionRegistry:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
+        self._swap_state = redis.register_script(_SWAP_STATE)
 
     async def register(self, ws: str, sid: str, node_id: str) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -25,8 +34,15 @@ class SessionRegistry:
             await pipe.execute()
 
     async def set_state(self, ws: str, sid: str, state: str, **fields: Any) -> None:
-        mapping = {"state": state, "since": time.time(), **{k: "" if v is None else str(v) for k, v in fields.items()}}
-        await self._redis.hset(keys.session(ws, sid), mapping=mapping)
+        """Move to `state`. Leaving `connected` (or re-entering it) credits the stretch since `since` to the
+        days' `uptime_s` (storage/uptime.py): the old state and `since` are read in the same step as the
+        write, so two racing transitions never claim one stretch twice."""
+        now = time.time()
+        mapping = {"state": state, "since": now, **{k: "" if v is None else str(v) for k, v in fields.items()}}
+        flat = [str(x) for kv in mapping.items() for x in kv]
+        previous, since = await self._swap_state(keys=[keys.session(ws, sid)], args=flat)
+        if previous == SessionState.CONNECTED.value and since:
+            await uptime.add_stretch(self._redis, ws, sid, float(since), now)
 
     async def update(self, ws: str, sid: str, **fields: Any) -> None:
         await self._redis.hset(keys.session(ws, sid), mapping={k: "" if v is None else str(v) for k, v in fields.items()})
