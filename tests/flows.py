@@ -1,13 +1,17 @@
-"""Steps several tests share: link a session through the real path."""
+"""Steps several tests share: link a session through the real path, poll until something shows."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import httpx
 
 from tests.events import EventCollector
+
+T = TypeVar("T")
 
 
 async def link_session(api: httpx.AsyncClient, phone_api: httpx.AsyncClient, events: EventCollector,
@@ -34,3 +38,15 @@ async def wait_state(api: httpx.AsyncClient, ws: str, sid: str, state: str, time
 async def stream_url(api: httpx.AsyncClient, base_url: str, ws: str) -> str:
     token = (await api.post(f"/v1/workspaces/{ws}/stream-tokens")).json()["token"]
     return f"{base_url}/v1/workspaces/{ws}/events?token={token}"
+
+
+async def poll(probe: Callable[[], Awaitable[T | None]], what: str, timeout: float = 20.0, every: float = 0.1) -> T:
+    """What `probe()` returns once it returns something other than None, asked every `every` s; TimeoutError
+    naming `what` after `timeout` s. The probe may assert on what it sees (an assertion fails at once)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = await probe()
+        if got is not None:
+            return got
+        await asyncio.sleep(every)
+    raise TimeoutError(f"{what} (not within {timeout}s)")

@@ -5,8 +5,6 @@ send is accepted and fingerprinted exactly as before."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import httpx
@@ -14,7 +12,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from tests.events import collect_events
-from tests.flows import link_session, stream_url
+from tests.flows import link_session, poll, stream_url
 from tests.messages.helpers import APP_SECRET, VERIFY_TOKEN
 from wa_ray.serve_app.event_models import MessageReceivedData
 from wa_ray.storage.messages import META, WEBJS, MessageStore, OutboundMessage, may_move
@@ -33,14 +31,10 @@ def cloud_block(pnid: str) -> dict[str, Any]:
 
 
 async def group_log(phone_api: httpx.AsyncClient, gid: str, body: str, timeout: float = 20.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    async def logged() -> dict[str, Any] | None:
         got = (await phone_api.get(f"/_sim/groups/{gid}")).json()["messages"]
-        hits = [m for m in got if m["body"] == body]
-        if hits:
-            return hits[0]
-        await asyncio.sleep(0.1)
-    raise TimeoutError(f"{body!r} never reached group {gid}")
+        return next((m for m in got if m["body"] == body), None)
+    return await poll(logged, f"{body!r} never reached group {gid}", timeout)
 
 
 async def test_group_send_and_group_inbound(api: httpx.AsyncClient, phone_api: httpx.AsyncClient, service) -> None:

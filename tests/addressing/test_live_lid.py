@@ -6,15 +6,13 @@ phone behind it over WhatsApp Web."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import httpx
 from pydantic import TypeAdapter
 
 from tests.events import EventCollector, collect_events
-from tests.flows import link_session, stream_url
+from tests.flows import link_session, poll, stream_url
 from wa_ray.serve_app.event_models import MessageReceivedData
 from wa_ray.simulator.wa_web.state import lid_for
 from wa_ray.storage.messages import WEBJS
@@ -54,15 +52,12 @@ def assert_no_number_from_lid(data: dict[str, Any], lid: str) -> None:
 
 
 async def inbox_entry(phone_api: httpx.AsyncClient, phone: str, body: str, timeout: float = 20.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    async def received_once() -> dict[str, Any] | None:
         got = (await phone_api.get(f"/_phone/{phone}/inbox")).json()["messages"]
         hits = [m for m in got if m["body"] == body]
-        if hits:
-            assert len(hits) == 1, hits
-            return hits[0]
-        await asyncio.sleep(0.1)
-    raise TimeoutError(f"{body!r} never reached {phone}")
+        assert len(hits) <= 1, hits
+        return hits[0] if hits else None
+    return await poll(received_once, f"{body!r} never reached {phone}", timeout)
 
 
 async def reply_to(api: httpx.AsyncClient, events: EventCollector, to: str, text: str) -> dict[str, Any]:
