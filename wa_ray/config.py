@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     # WA_METRICS_TOKEN: bearer token Prometheus presents for /metrics and the details of /readyz (admin-signed
     # requests work too); unset: only admin-signed requests. Only its SHA-256 reaches the processes.
     metrics_token: str | None = Field(default=None, min_length=32, max_length=256)
+    # WA_METRICS_PER_SESSION: /metrics also reports each session's day counts, connection and ban risk
+    # (wa_session_* series), for at most WA_METRICS_SESSION_MAX sessions, so the cardinality stays bounded
+    metrics_per_session: bool = False
+    metrics_session_max: int = Field(default=500, ge=1, le=100_000)
     # concurrent SSE streams (over them: 429): per token, and per key with its tokens (a key's
     # `max_streams` overrides the latter)
     streams_per_token: int = 5
@@ -117,6 +121,7 @@ class Settings(BaseSettings):
             metrics_token_sha256=(hashlib.sha256(self.metrics_token.encode()).hexdigest()
                                   if self.metrics_token else None),
             streams_per_token=self.streams_per_token, streams_per_key=self.streams_per_key,
+            metrics_per_session=self.metrics_per_session, metrics_session_max=self.metrics_session_max,
             http_port=self.http_port, dashboard_port=self.dashboard_port,
             egress_allow=split_allow(self.egress_allow), egress_dns=self.egress_dns,
             media_retention_s=self.media_retention_s,

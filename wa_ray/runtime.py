@@ -116,6 +116,8 @@ class RuntimeConfig:
     typing_delay: bool = True
     provider_cache_ttl_s: float = 1.0
     metrics_token_sha256: str | None = None  # of WA_METRICS_TOKEN (serve_app/ops_api.py); never the token
+    metrics_per_session: bool = False  # WA_METRICS_PER_SESSION: wa_session_* series on /metrics
+    metrics_session_max: int = 500  # WA_METRICS_SESSION_MAX: at most this many sessions in them
     streams_per_token: int = 5  # concurrent SSE streams per token
     streams_per_key: int = 50  # ... per key with all its tokens (ApiKey.max_streams overrides)
     http_port: int = 8000  # the service's own HTTP port: never an egress destination (wa_ray/egress.py)
