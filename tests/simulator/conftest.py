@@ -1,13 +1,13 @@
-"""One real Chromium for the simulator tests (a fresh context per test)."""
+"""One real Chromium for the simulator tests (a fresh context per test), and a WhatsApp Web simulator per module."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from playwright.async_api import Browser, BrowserContext, async_playwright
 
-from wa_ray.simulator.wa_web.testing import CHROMIUM, CHROMIUM_ARGS
+from wa_ray.simulator.wa_web.testing import CHROMIUM, CHROMIUM_ARGS, RunningSimulator, running_web_simulator
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +27,10 @@ async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
         yield ctx
     finally:
         await ctx.close()
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[RunningSimulator]:
+    """A fresh simulator for each test module (a module may define its own `sim` instead)."""
+    with running_web_simulator() as running:
+        yield running

@@ -65,12 +65,6 @@ SEND_JS = """async ({to, body}) => {
 
 
 @pytest.fixture(scope="module")
-def sim() -> Iterator[RunningSimulator]:
-    with running_web_simulator() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def short_sim() -> Iterator[RunningSimulator]:
     with running_web_simulator(SimConfig(qr_first_ttl_s=0.6, qr_next_ttl_s=0.4, qr_max_refs=2)) as running:
         yield running

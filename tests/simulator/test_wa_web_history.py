@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -101,12 +100,6 @@ LID_PN_JS = """async (userId) => {
   }
   return { lid: lid?._serialized, pn: phone?._serialized };
 }"""
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[RunningSimulator]:
-    with running_web_simulator() as running:
-        yield running
 
 
 async def _hooked(context: BrowserContext, sim: RunningSimulator, number: str) -> Page:

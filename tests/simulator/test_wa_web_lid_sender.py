@@ -5,7 +5,6 @@ WAWebApiContact.getPhoneNumber / WAWebLidMigrationUtils.toPn answer the phone on
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,7 +16,6 @@ from wa_ray.simulator.wa_web.testing import (
     AsyncPhoneClient,
     RunningSimulator,
     link_page,
-    running_web_simulator,
 )
 
 ME = "15551601"
@@ -54,12 +52,6 @@ SEND_JS = """async ({to, body}) => {
       isNewMsg: true, type: 'chat' });
   return { id: key.id, result: (await result).messageSendResult };
 }"""
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[RunningSimulator]:
-    with running_web_simulator() as running:
-        yield running
 
 
 async def _view(page: Any, body: str) -> dict[str, Any]:

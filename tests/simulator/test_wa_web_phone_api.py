@@ -13,7 +13,6 @@ import asyncio
 import itertools
 import time
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -74,12 +73,6 @@ RESEND_JS = """(key) => {
   const chat = window.require('WAWebCollections').Chat.get(msg.to);
   window.require('WAWebSendMsgChatAction').addAndSendMsgToChat(chat, msg);
 }"""
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[RunningSimulator]:
-    with running_web_simulator() as running:
-        yield running
 
 
 async def linked(ctx: BrowserContext, sim: RunningSimulator, number: str) -> Page:

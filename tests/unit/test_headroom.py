@@ -3,32 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
-import pytest
-import pytest_asyncio
 import redis.asyncio as aioredis
 
 from wa_ray.storage import keys
 from wa_ray.storage.contact_log import DAY_S, ContactLog
-from wa_ray.storage.embedded import EmbeddedRedis
 from wa_ray.storage.headroom import headroom
 from wa_ray.storage.pacing import PacingPolicy, PacingStore
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    server = EmbeddedRedis(tmp_path_factory.mktemp("headroom") / "redis", fsync="no")
-    yield server.start()
-    server.stop()
-
-
-@pytest_asyncio.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    await client.flushall()
-    yield client
-    await client.aclose()
 
 
 async def test_a_contact_is_new_once_and_one_who_wrote_first_never(redis: aioredis.Redis) -> None:

@@ -2,31 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 
-import pytest
-import pytest_asyncio
 import redis.asyncio as aioredis
 
 from wa_ray.storage import tallies
-from wa_ray.storage.embedded import EmbeddedRedis
 from wa_ray.storage.messages import META, WEBJS, MessageStore, OutboundMessage
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    server = EmbeddedRedis(tmp_path_factory.mktemp("tallies") / "redis", fsync="no")
-    url = server.start()
-    yield url
-    server.stop()
-
-
-@pytest_asyncio.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    await client.flushall()
-    yield client
-    await client.aclose()
 
 
 def _msg(mid: str, sid: str = "s1", campaign: str = "cmp_1", provider: str = WEBJS) -> OutboundMessage:
