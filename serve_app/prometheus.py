@@ -9,6 +9,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from wa_ray.storage import keys
 from wa_ray.storage.metrics import Snapshot
+from wa_ray.storage.session_metrics import PerSession
 
 _HISTOGRAM_DOCS = {
     "qr_generation_seconds": "Session start (session.status initializing) to its first session.qr",
@@ -87,7 +88,28 @@ def families(s: Snapshot, local: dict[str, int], replica: str) -> list[Metric]:
     return out
 
 
-def render(s: Snapshot, local: dict[str, int], replica: str) -> bytes:
+def session_families(p: PerSession) -> list[Metric]:
+    """The opt-in per-session series (storage/session_metrics.py): bounded by WA_METRICS_SESSION_MAX."""
+    today = GaugeMetricFamily("wa_session_messages_today", "One number's messages of the current UTC day, by "
+                              "metric (sent, delivered, read, failed, received, replies)",
+                              labels=["workspace", "session", "metric"])
+    connected = GaugeMetricFamily("wa_session_connected", "1 when the session is connected",
+                                  labels=["workspace", "session"])
+    risk = GaugeMetricFamily("wa_session_ban_risk", "The number's last ban-risk score (0..100)",
+                             labels=["workspace", "session"])
+    for one in p.series:
+        for metric, n in one.today.items():
+            today.add_metric([one.workspace, one.session, metric], n)
+        connected.add_metric([one.workspace, one.session], 1 if one.connected else 0)
+        if one.ban_risk is not None:
+            risk.add_metric([one.workspace, one.session], one.ban_risk)
+    omitted = GaugeMetricFamily("wa_session_series_omitted", "Sessions left out of the wa_session_* series "
+                                "(past WA_METRICS_SESSION_MAX)", value=p.omitted)
+    return [today, connected, risk, omitted]
+
+
+def render(s: Snapshot, local: dict[str, int], replica: str, per_session: PerSession | None = None) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot(families(s, local, replica)))  # type: ignore[arg-type]
+    extra = session_families(per_session) if per_session is not None else []
+    registry.register(_Snapshot(families(s, local, replica) + extra))  # type: ignore[arg-type]
     return generate_latest(registry)
