@@ -124,6 +124,44 @@ async def test_phone_unlink_ban_and_conflict_states(api, phone_api, service) -> 
         await wait_state(api, WS, "clash", "disconnected")
 
 
+async def test_conflict_from_the_phone_is_taken_over_and_queued_messages_go_once(api, phone_api, service) -> None:
+    """Issue #15: the account opened elsewhere (CONFLICT) -> `disconnected`, a takeover after the first
+    backoff delay -> `connected` ("connection restored"), and what was queued meanwhile is sent exactly once."""
+    number, peer = "15551008", "15551998"
+    async with collect_events(await stream_url(api, service.base_url, WS)) as events:
+        await link_session(api, phone_api, events, WS, "retake", number)
+        mark = len(events.events)
+        before = len((await phone_api.get(f"/_phone/{peer}/inbox")).json()["messages"])
+        assert (await phone_api.post(f"/_phone/{number}/conflict", json={})).json()["pages"] == 1
+        hit = time.monotonic()
+        await events.wait_for(lambda e: e["type"] == "session.status" and e["session_id"] == "retake"
+                              and e["data"]["state"] == "disconnected" and e["data"]["reason"] == "socket CONFLICT")
+        ids = []
+        for n in range(3):
+            r = await api.post(f"/v1/workspaces/{WS}/messages", json={"session_id": "retake", "to": peer,
+                                                                     "text": f"queued in conflict {n}"})
+            assert r.status_code == 202
+            ids.append(r.json()["message_id"])
+        assert not [e for e in events.events[mark:] if e["type"] == "message.sent"
+                    and e["data"]["message_id"] in ids], "nothing is sent while another WhatsApp Web holds it"
+        restored = await events.wait_for(lambda e: e["type"] == "session.status" and e["session_id"] == "retake"
+                                         and e["data"]["state"] == "connected"
+                                         and events.events.index(e) > mark, timeout=15)
+        print(f"conflict -> connected again in {time.monotonic() - hit:.2f} s")
+        assert time.monotonic() - hit >= 1.9, "the takeover waited its first backoff delay"
+        assert restored["data"] == {"state": "connected", "previous": "disconnected", "reason": "connection restored"}
+        for mid in ids:
+            await events.wait_for(lambda e, mid=mid: e["type"] == "message.sent" and e["data"]["message_id"] == mid,
+                                  timeout=30)
+        await asyncio.sleep(1.0)
+        inbox = (await phone_api.get(f"/_phone/{peer}/inbox")).json()["messages"][before:]
+        bodies = [m["body"] for m in inbox if m["body"].startswith("queued in conflict")]
+        assert sorted(bodies) == [f"queued in conflict {n}" for n in range(3)], "each queued message exactly once"
+        assert not [e for e in events.events[mark:] if e["type"] == "session.qr" and e["session_id"] == "retake"]
+        assert not [e for e in events.events[mark:] if e["session_id"] == "retake"
+                    and e["type"] == "session.status" and e["data"]["state"] == "failed"]
+
+
 async def _settled_renderers(host_pid: int) -> int:
     """Chromium spawns and reaps renderers lazily; read the count once it holds still."""
     samples: list[int] = []
