@@ -27,7 +27,9 @@ class SessionStatusData(BaseModel):
         {"state": "qr_required", "previous": "initializing", "reason": "link this device by scanning the QR"},
         {"state": "connected", "previous": "authenticating", "reason": "page synced"},
         {"state": "reconnecting", "previous": "connected", "reason": "page closed"},
-        {"state": "failed", "previous": "qr_required", "reason": "qr_timeout: no scan before the codes ran out"})
+        {"state": "failed", "previous": "qr_required", "reason": "qr_timeout: no scan before the codes ran out"},
+        {"state": "failed", "previous": "disconnected",
+         "reason": "conflict: another WhatsApp Web took over and takeover did not succeed within 120 s"})
     state: SessionStateName = Field(description="the state the session is in now")
     previous: SessionStateName = Field(description="the state it left; never equal to `state`")
     reason: str = Field(description="why, for people (e.g. `socket CONFLICT`, `logout requested`); do not parse")
@@ -58,7 +60,11 @@ class SessionReadyData(BaseModel):
 
 
 class SessionDisconnectedData(BaseModel):
-    """A connected session went down; `session.status` carries the same transition with `previous`."""
+    """A connected session went down; `session.status` carries the same transition with `previous`.
+
+    A WhatsApp-side disconnect (`disconnected` after CONFLICT or UNLAUNCHED, `reconnecting` after a lost
+    socket) is retried by the gateway for up to WA_DISCONNECT_RETRY_S: it ends in `session.status`
+    `connected`, or `failed` with a reason naming the cause (`conflict: ...`, `unlaunched: ...`, `timeout: ...`)."""
 
     model_config = _examples({"state": "reconnecting", "reason": "page closed"},
                              {"state": "logged_out", "reason": "unlinked from the phone"})
