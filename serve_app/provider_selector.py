@@ -11,7 +11,8 @@ into the Ingress (`Ingress.bind(config, ProviderSelector.bind(config))`), so eac
 gets its handle as a constructor argument, never by looking a name up. It does two things:
 
 * `decide(ws)` answers the ingress with a `Snapshot` of the inputs (priority,
-  override, per-session health, Cloud API health). The ingress keeps it per
+  override, per-session health, Cloud API health, and the default sender's:
+  the primary number, the healthy sessions roomiest first, the plan limits). The ingress keeps it per
   workspace for `provider_cache_ttl_s` (1 s by default) in `SelectorClient`
   and applies `choose` itself, so POST /messages makes at most one Ray call
   per workspace per second, not one per message (a Ray call per message
@@ -30,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -40,6 +41,8 @@ from wa_ray.master_keys import master_and_previous
 from wa_ray.storage import keys
 from wa_ray.storage.events import EventLog
 from wa_ray.storage.messages import META, WEBJS, MessageStore
+from wa_ray.storage.numbers import DefaultInputs, NumberStore
+from wa_ray.storage.pacing import PacingPolicy, PacingStore
 from wa_ray.storage.providers import Health, ProviderConfig, ProviderStore
 from wa_ray.storage.redis_client import connect
 from wa_ray.config import RuntimeConfig
@@ -62,11 +65,25 @@ class Snapshot:
     meta: bool
     meta_configured: bool
     at: float
+    # the default sender's inputs (storage/numbers.py): the primary number, the healthy sessions roomiest
+    # first, and the plan limits, so a send needs no Redis call of its own to pick a number or to learn
+    # that the workspace has no daily message limit
+    primary: str | None = None
+    ranked: list[str] = field(default_factory=list)
+    max_numbers: int | None = None
+    messages_per_day: int | None = None
 
     def webjs(self, session_id: str | None = None) -> bool:
         return self.sessions.get(session_id, False) if session_id else any(self.sessions.values())
 
     def default_session(self) -> str | None:
+        """The primary when it can send; else the healthy session with the most headroom; else the first
+        healthy one by id; else (nothing can send) the first session by id, where the message waits."""
+        if self.primary and self.sessions.get(self.primary):
+            return self.primary
+        for sid in self.ranked:
+            if self.sessions.get(sid):
+                return sid
         ready = sorted(s for s, ok in self.sessions.items() if ok)
         return ready[0] if ready else min(self.sessions, default=None)
 
@@ -96,10 +113,30 @@ def why(snapshot: Snapshot, current: str | None) -> str:
     return f"failover: {down}"
 
 
-async def snapshot(store: ProviderStore, ws: str) -> tuple[Snapshot, ProviderConfig, Health]:
+@dataclass(frozen=True)
+class NumberSource:
+    """Where a snapshot reads the default sender's inputs: the numbers and the workspace's pacing policy
+    (the headroom ranking is by it)."""
+
+    numbers: NumberStore
+    pacing: PacingStore
+
+    @classmethod
+    def over(cls, redis: aioredis.Redis, default: PacingPolicy) -> NumberSource:
+        return cls(NumberStore(redis), PacingStore(redis, default))
+
+    async def inputs(self, ws: str, healthy: list[str]) -> DefaultInputs:
+        return await self.numbers.default_inputs(ws, healthy, await self.pacing.policy(ws))
+
+
+async def snapshot(store: ProviderStore, ws: str,
+                   numbers: NumberSource | None = None) -> tuple[Snapshot, ProviderConfig, Health]:
+    """The provider inputs of `ws`; with `numbers`, the default sender's too (the watcher needs only the former)."""
     cfg = await store.get(ws)
     health = await store.health(ws, cfg)
-    snap = Snapshot(ws, cfg.priority, cfg.override, health.sessions, health.meta, health.meta_configured, time.time())
+    extra = await numbers.inputs(ws, [s for s, ok in health.sessions.items() if ok]) if numbers else DefaultInputs()
+    snap = Snapshot(ws, cfg.priority, cfg.override, health.sessions, health.meta, health.meta_configured, time.time(),
+                    extra.primary, extra.ranked, extra.limits.max_numbers, extra.limits.messages_per_day)
     return snap, cfg, health
 
 
@@ -111,11 +148,12 @@ class ProviderSelector:
         self._store = ProviderStore(self._redis, *master_and_previous(config))
         self._messages = MessageStore(self._redis)
         self._events = EventLog(self._redis)
+        self._numbers = NumberSource.over(self._redis, PacingPolicy.from_config(config))
         self._failing: dict[str, str] = {}  # workspace -> the error its last evaluation raised (logged once)
         self._task = asyncio.get_running_loop().create_task(self._watch())
 
     async def decide(self, ws: str) -> dict[str, Any]:
-        snap, _, _ = await snapshot(self._store, ws)
+        snap, _, _ = await snapshot(self._store, ws, self._numbers)
         return asdict(snap)
 
     async def check_health(self) -> None:
@@ -227,6 +265,8 @@ class SelectorClient:
         self._inflight: dict[str, asyncio.Task[Snapshot]] = {}
         self._generation: dict[str, int] = {}  # bumped by invalidate: a fetch begun before it is not cached
         self._handle = handle
+        # deciding locally (no selector) ranks by the seed pacing policy plus the workspace's overrides
+        self._numbers = NumberSource.over(store.redis, PacingPolicy())
 
     async def snapshot(self, ws: str) -> Snapshot:
         hit = self._cache.get(ws)
@@ -256,7 +296,7 @@ class SelectorClient:
                 # stays (Serve routes it to the selector's next replica once there is one)
                 log.warning("provider selector unavailable (%s); deciding locally", type(exc).__name__)
         if snap is None:
-            snap, _, _ = await snapshot(self.store, ws)
+            snap, _, _ = await snapshot(self.store, ws, self._numbers)
         if self._generation.get(ws, 0) == generation:
             self._cache[ws] = (time.monotonic() + self._ttl, snap)
         return snap

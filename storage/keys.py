@@ -290,3 +290,36 @@ def campaign_contact(ws: str, sid: str, contact: str) -> str:
 def campaign_replied(campaign: str, contact: str) -> str:
     """Present once `contact` has replied to `campaign`: a reply counts once however many follow."""
     return f"{PREFIX}:cmp-replied:{campaign}:{contact}"
+
+
+# --- ban risk (storage/ban_risk.py) ---
+
+
+def ban_risk_policy(ws: str) -> str:
+    """JSON of a workspace's ban-risk policy (daily new-contacts cap, warning thresholds, automatic pause)."""
+    return f"{PREFIX}:ban-risk:{ws}"
+
+
+def risk(ws: str, sid: str) -> str:
+    """JSON of a number's last ban-risk evaluation: score, level, factors, at."""
+    return f"{PREFIX}:risk:{ws}:{sid}"
+
+
+def risk_above(ws: str, sid: str) -> str:
+    """Set of the warning thresholds a number's score is at or above now (an event per upward crossing)."""
+    return f"{PREFIX}:risk-above:{ws}:{sid}"
+
+
+def risk_paused(ws: str, sid: str) -> str:
+    """Present while a number is paused by its ban-risk score; only an operator's resume clears it."""
+    return f"{PREFIX}:risk-paused:{ws}:{sid}"
+
+
+def risk_cooldown(ws: str, sid: str) -> str:
+    """Present for the cool-down after an operator's resume: no automatic pause of the number meanwhile."""
+    return f"{PREFIX}:risk-cooldown:{ws}:{sid}"
+
+
+def repliers(ws: str, sid: str, day: str) -> str:
+    """Set of the contacts whose reply to a number was counted on UTC day `day` (one reply per contact a day)."""
+    return f"{PREFIX}:repliers:{ws}:{sid}:{day}"

@@ -192,6 +192,11 @@ class ProviderStore:
         self._breaker_success = redis.register_script(_BREAKER_SUCCESS)
         self._set_config = redis.register_script(_SET_CONFIG)
 
+    @property
+    def redis(self) -> aioredis.Redis:
+        """The connection it reads with: the provider snapshot reads the numbers' inputs beside it."""
+        return self._redis
+
     async def set(self, ws: str, cfg: ProviderConfig, verify_token: str | None) -> None:
         """Replace the workspace's config; `NumberTaken` when another workspace owns the Cloud API number.
 

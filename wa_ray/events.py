@@ -20,12 +20,14 @@ MESSAGE_REACTION = "message.reaction"  # someone reacted to a message (emoji "" 
 MESSAGE_REVOKED = "message.revoked"  # the sender deleted a message for everyone
 MESSAGE_EDITED = "message.edited"  # the sender edited a message's text
 PROVIDER_CHANGED = "provider.changed"
-SESSION_PAUSED = "session.paused"  # the session hit its hourly send cap: no sends until `resume_at`
+SESSION_PAUSED = "session.paused"  # its sender holds sends: hourly cap, daily new-contacts cap or ban risk
 SESSION_RESUMED = "session.resumed"
+SESSION_BAN_RISK = "session.ban_risk"  # a number's ban-risk score crossed a warning threshold upwards
 SESSION_SYNC = "session.sync"  # a history sync's progress: phase, done, total (actors/session_sync.py)
 CHATS_SYNCED = "chats.synced"  # a batch of a sync's chats (<= 100), newest first
 CONTACTS_SYNCED = "contacts.synced"  # a batch of a sync's contacts (<= 200)
 MESSAGES_SYNCED = "messages.synced"  # a batch of one chat's synced messages (<= 100), oldest first
+CAMPAIGN_PROGRESS = "campaign.progress"  # a campaign's totals and ETA (actors/campaign_runner.py)
 
 EVENT_TYPES = frozenset(
     {
@@ -45,10 +47,12 @@ EVENT_TYPES = frozenset(
         PROVIDER_CHANGED,
         SESSION_PAUSED,
         SESSION_RESUMED,
+        SESSION_BAN_RISK,
         SESSION_SYNC,
         CHATS_SYNCED,
         CONTACTS_SYNCED,
         MESSAGES_SYNCED,
+        CAMPAIGN_PROGRESS,
     }
 )
 
