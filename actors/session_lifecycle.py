@@ -125,6 +125,10 @@ class SessionLifecycle:
             return self._state.value
         if live and live.get("hasSynced"):
             self._me = live.get("me")
+            if str(live.get("state")) in SOCKET_CAUSES:  # left disconnected by its predecessor: retried from here
+                async with self._lock:
+                    await self._on_socket_state(str(live["state"]), True)
+                return self._state.value
             await self._transition(SessionState.CONNECTED, "resumed live page")
             return self._state.value
         await self._transition(SessionState.INITIALIZING, "starting")
@@ -151,7 +155,8 @@ class SessionLifecycle:
             self._stop_retry()
             self._me = payload.get("me")
             self._reconnects = 0
-            await self._transition(SessionState.CONNECTED, "page synced", me=(self._me or {}).get("number"))
+            await self._transition(SessionState.CONNECTED, "page synced", me=(self._me or {}).get("number"),
+                                   push_name=payload.get("pushname"))  # the numbers' listing shows it
             await self._publish(SESSION_READY, {"me": self._me, "pushname": payload.get("pushname")})
             await self._save_auth()
             if self._linking:  # newly linked, not restored: its history syncs once (policy on_link)

@@ -47,6 +47,29 @@ async def test_killed_actor_comes_back_connected_without_qr(api, phone_api, serv
         await events.wait_for(lambda e: e["type"] == "message.sent" and e["data"]["message_id"] == sent.json()["message_id"])
 
 
+async def test_an_actor_killed_in_a_conflict_resumes_the_retry_not_a_false_connected(api, phone_api, service) -> None:
+    """The successor of an actor that died while its page was in CONFLICT takes over the retry: it says
+    `disconnected`, not "resumed live page", and comes back connected through a takeover."""
+    if service.settings.session_hosting == "host":
+        pytest.skip("host hosting has no SessionActor to kill (its grain lives and dies with the host)")
+    number = "15551009"
+    async with collect_events(await stream_url(api, service.base_url, WS)) as events:
+        await link_session(api, phone_api, events, WS, "heir", number)
+        mark = len(events.events)
+        # the other WhatsApp Web holds the account 5 s: the successor's first takeover fails, a later one wins
+        assert (await phone_api.post(f"/_phone/{number}/conflict", json={"seconds": 5})).json()["pages"] == 1
+        await wait_state(api, WS, "heir", "disconnected")
+        ray.kill(ray.get_actor(actor_name(WS, "heir"), namespace=NAMESPACE), no_restart=True)
+        await events.wait_for(lambda e: e["type"] == "session.status" and e["session_id"] == "heir"
+                              and e["data"] == {"state": "disconnected", "previous": "stopped",
+                                                "reason": "socket CONFLICT"}, timeout=20)
+        await events.wait_for(lambda e: e["type"] == "session.status" and e["session_id"] == "heir"
+                              and e["data"]["reason"] == "connection restored" and events.events.index(e) > mark,
+                              timeout=30)
+        assert not [e for e in events.events[mark:] if e["session_id"] == "heir" and e["type"] == "session.status"
+                    and e["data"]["reason"] == "resumed live page"], "a page in CONFLICT is not connected"
+
+
 async def _wait_restarted(api, sid: str, restarts: int, timeout: float = 20.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
