@@ -292,6 +292,24 @@ def campaign_replied(campaign: str, contact: str) -> str:
     return f"{PREFIX}:cmp-replied:{campaign}:{contact}"
 
 
+# --- numbers and plan limits (storage/numbers.py, storage/plan_limits.py) ---
+
+
+def primary(ws: str) -> str:
+    """The workspace's primary number: the session id the default sender prefers while it can send."""
+    return f"{PREFIX}:primary:{ws}"
+
+
+def plan_limits(ws: str) -> str:
+    """Hash of the workspace's plan limits set by an admin (`max_numbers`, `messages_per_day`; absent: none)."""
+    return f"{PREFIX}:plan:{ws}"
+
+
+def plan_messages(ws: str, day: str) -> str:
+    """Messages charged against the workspace's `messages_per_day` on one UTC day (`YYYYMMDD`)."""
+    return f"{PREFIX}:plan-msgs:{ws}:{day}"
+
+
 # --- ban risk (storage/ban_risk.py) ---
 
 
