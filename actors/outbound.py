@@ -317,8 +317,9 @@ class SessionSender(StreamConsumer):
             return Outcome.LATER
         intent = {"wa_key": minted.key, "doc": minted.document, "owner": self.epoch, "intent_at": repr(time.time())}
         if not await self._messages.transition(record["message_id"], self._ws, "sending", expect=("queued",),
-                                               provider=WEBJS, fields=intent, note={"provider": WEBJS}):
-            return Outcome.DONE  # rerouted or failed meanwhile
+                                               provider=WEBJS, fields=intent, note={"provider": WEBJS},
+                                               session=self._sid):
+            return Outcome.DONE  # rerouted, failed, or moved to another number (a campaign's) meanwhile
         return await self._send({**record, "status": "sending", **intent}, minted.key)
 
     async def _resume(self, record: dict[str, str]) -> Outcome:

@@ -8,6 +8,7 @@ which imports event_models: gathering them in any one of those would be a circul
 
 from __future__ import annotations
 
+from wa_ray.serve_app.campaign_event_models import CAMPAIGN_EVENT_MODELS
 from wa_ray.serve_app.event_models import EVENT_MODELS, _Envelope
 from wa_ray.serve_app.message_event_models import MESSAGE_EVENT_MODELS
 from wa_ray.serve_app.session_event_models import SESSION_EVENT_MODELS
@@ -15,4 +16,5 @@ from wa_ray.serve_app.sync_event_models import SYNC_EVENT_MODELS
 
 # event type -> the envelope model that documents it
 ALL_EVENT_MODELS: dict[str, type[_Envelope]] = {
-    **EVENT_MODELS, **MESSAGE_EVENT_MODELS, **SESSION_EVENT_MODELS, **SYNC_EVENT_MODELS}
+    **EVENT_MODELS, **MESSAGE_EVENT_MODELS, **SESSION_EVENT_MODELS, **SYNC_EVENT_MODELS,
+    **CAMPAIGN_EVENT_MODELS}

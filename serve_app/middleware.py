@@ -55,9 +55,19 @@ def _counted(receive: Receive, limit: int) -> Receive:
     return counted
 
 
+# A campaign's recipients: a CSV of up to 100,000 rows, or up to 1,000 inline at creation
+PATH_BODY_LIMITS: tuple[tuple[re.Pattern[str], int], ...] = (
+    (re.compile(r"^/v1/workspaces/[^/]+/campaigns/[^/]+/recipients$"), 16 * 1024 * 1024),
+    (re.compile(r"^/v1/workspaces/[^/]+/campaigns$"), 1024 * 1024),
+)
+
+
 def body_limit(path: str) -> int:
     for prefix, limit in BODY_LIMITS.items():
         if path.startswith(prefix):
+            return limit
+    for pattern, limit in PATH_BODY_LIMITS:
+        if pattern.fullmatch(path):
             return limit
     return DEFAULT_BODY_LIMIT
 

@@ -75,6 +75,7 @@ elseif cur == 'read' or cur == 'failed' or RANK[cur] >= RANK[ARGV[1]] then
   return 0
 end
 if ARGV[3] ~= '' and redis.call('HGET', KEYS[1], 'provider') ~= ARGV[3] then return 0 end
+if ARGV[9] ~= '' and redis.call('HGET', KEYS[1], 'session_id') ~= ARGV[9] then return 0 end
 local f = cjson.decode(ARGV[4])
 local flat = {'status', ARGV[1]}
 for k, v in pairs(f) do flat[#flat + 1] = k; flat[#flat + 1] = v end
@@ -265,8 +266,12 @@ class MessageStore:
 
     async def transition(self, message_id: str, ws: str, status: str, *, expect: tuple[str, ...] = (),
                          provider: str = "", fields: dict[str, Any] | None = None,
-                         note: dict[str, Any] | None = None, event: Event | None = None) -> bool:
+                         note: dict[str, Any] | None = None, event: Event | None = None,
+                         session: str = "") -> bool:
         """Move a message to `status`; False when it is already at or past it (or not as expected).
+
+        `session`: only while the record still names this session (a campaign may move a queued message to
+        another number, storage/campaign_moves.py, while the sender that read it was pacing).
 
         `fields` go into the record, `note` only into this history entry; `event` is published
         only when the move happens, so a duplicate ack or a racing sender never doubles an event.
@@ -280,7 +285,7 @@ class MessageStore:
             args=[status, ",".join(expect), provider,
                   orjson.dumps({k: str(v) for k, v in (fields or {}).items()}).decode(),
                   history_entry(status, now, **(note or {})), encode(event) if event else "",
-                  MAX_EVENTS_PER_WORKSPACE, DAY_TTL_S],
+                  MAX_EVENTS_PER_WORKSPACE, DAY_TTL_S, session],
         ))
 
     async def reroute(self, message_id: str, record: dict[str, str], to_provider: str, session_id: str,

@@ -36,6 +36,7 @@ from ray.serve import Application
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from wa_ray import DISPATCHER_NAME, NAMESPACE, SUPERVISOR_NAME
+from wa_ray.actors.campaign_runner import CAMPAIGN_RUNNER_NAME, CampaignRunner
 from wa_ray.actors.cloud_sender import CLOUD_SENDER_NAME, CloudSender
 from wa_ray.actors.webhook_dispatcher import WebhookDispatcher
 from wa_ray.config import RuntimeConfig, Settings
@@ -64,8 +65,8 @@ def runtime_config(settings: Settings, redis_url: str, *, create_key: bool) -> R
 
 
 def start_control_plane(config: RuntimeConfig, near: str | None) -> dict[str, Any]:
-    """The detached supervisor, webhook dispatcher and cloud sender (get_if_exists: a restart of the driver or a
-    re-applied Serve config keeps those already running), warmed up before this returns.
+    """The detached supervisor, webhook dispatcher, cloud sender and campaign runner (get_if_exists: a restart of
+    the driver or a re-applied Serve config keeps those already running), warmed up before this returns.
 
     `near`: the node they prefer (the one that starts the service, or the head): losing a session node then
     never takes the supervisor or the outboxes with it. Soft, so a node that is gone is no obstacle."""
@@ -74,8 +75,11 @@ def start_control_plane(config: RuntimeConfig, near: str | None) -> dict[str, An
     supervisor = SessionSupervisor.options(name=SUPERVISOR_NAME, **common).remote(config)
     dispatcher = WebhookDispatcher.options(name=DISPATCHER_NAME, **common).remote(config)
     cloud_sender = CloudSender.options(name=CLOUD_SENDER_NAME, **common).remote(config)
-    ray.get([supervisor.warm.remote(), dispatcher.start.remote(), cloud_sender.ping.remote()])
-    return {"supervisor": supervisor, "dispatcher": dispatcher, "cloud_sender": cloud_sender}
+    campaigns = CampaignRunner.options(name=CAMPAIGN_RUNNER_NAME, **common).remote(config)
+    ray.get([supervisor.warm.remote(), dispatcher.start.remote(), cloud_sender.ping.remote(),
+             campaigns.ping.remote()])
+    return {"supervisor": supervisor, "dispatcher": dispatcher, "cloud_sender": cloud_sender,
+            "campaign_runner": campaigns}
 
 
 @ray.remote(num_cpus=0)
