@@ -35,6 +35,7 @@ from wa_ray.serve_app.deps import caller, ctx
 from wa_ray.serve_app.errors import ApiError
 from wa_ray.serve_app.models import Check, ErrorBody, Health, Readiness
 from wa_ray.serve_app.prometheus import render
+from wa_ray.storage.ban_risk import risk_of
 from wa_ray.storage.session_metrics import per_session
 from wa_ray import NAMESPACE
 
@@ -96,7 +97,7 @@ async def metrics(request: Request, c: AppContext = Depends(ctx)) -> Response:
     snapshot = await c.metrics.snapshot()
     gate = getattr(request.app.state, "admission", None)
     local = {**c.hub.stats(), **(gate.stats() if gate else {}), "asyncio_tasks": len(asyncio.all_tasks())}
-    sessions = (await per_session(c.redis, c.config.metrics_session_max) if c.config.metrics_per_session
+    sessions = (await per_session(c.redis, c.config.metrics_session_max, risk_of) if c.config.metrics_per_session
                 else None)  # opt-in: one series set per number (storage/session_metrics.py)
     return Response(render(snapshot, local, str(os.getpid()), sessions), media_type=CONTENT_TYPE_LATEST)
 

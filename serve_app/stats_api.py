@@ -21,6 +21,7 @@ from wa_ray.serve_app.deps import ctx, session_record, workspace
 from wa_ray.serve_app.openapi import errors
 from wa_ray.states import SessionState
 from wa_ray.storage import tallies, uptime
+from wa_ray.storage.ban_risk import risk_of
 
 router = APIRouter(prefix="/v1/workspaces/{ws}/sessions", tags=["sessions"])
 
@@ -90,4 +91,4 @@ async def session_stats(sid: str, days: int = Query(7, ge=1, le=MAX_DAYS, descri
         for day, seconds in uptime.split_by_day(float(record["since"]), now):
             if day in per_day:
                 per_day[day][uptime.UPTIME] = per_day[day].get(uptime.UPTIME, 0.0) + seconds
-    return build(sid, per_day, None)
+    return build(sid, per_day, await risk_of(c.redis, ws, sid))

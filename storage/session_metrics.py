@@ -6,11 +6,12 @@ are the first ones by (workspace, session id): a stable set, so a series does no
 scrapes; how many were left out is reported too.
 
 Cost: one pipeline (each shown session's state, each shown workspace's day tallies), plus one ban-risk read
-per shown session when a reader is given.
+per shown session when a reader is given (RISK_READS_AT_ONCE at a time).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ import redis.asyncio as aioredis
 from wa_ray.states import SessionState
 from wa_ray.storage import keys, tallies
 
+RISK_READS_AT_ONCE = 50  # concurrent ban-risk reads per scrape (a few pool connections, not one per session)
 TODAY_METRICS: tuple[str, ...] = ("sent", "delivered", "read", "failed", "received", "replies")
 
 RiskReader = Callable[[aioredis.Redis, str, str], Awaitable[dict[str, Any] | None]]
@@ -55,14 +57,15 @@ async def per_session(redis: aioredis.Redis, limit: int, risk: RiskReader | None
             pipe.hgetall(keys.session_day_stats(ws, day))
         replies = await pipe.execute()
     states, days = replies[:len(shown)], dict(zip(workspaces, replies[len(shown):], strict=True))
+    risks: list[dict[str, Any] | None] = [None] * len(shown)
+    if risk is not None:
+        for i in range(0, len(shown), RISK_READS_AT_ONCE):
+            risks[i:i + RISK_READS_AT_ONCE] = await asyncio.gather(
+                *(risk(redis, ws, sid) for ws, sid in shown[i:i + RISK_READS_AT_ONCE]))
     out = []
-    for (ws, sid), state in zip(shown, states, strict=True):
+    for (ws, sid), state, found in zip(shown, states, risks, strict=True):
         fields = days[ws]
         today = {m: int(float(fields.get(f"{sid}|{m}", 0))) for m in TODAY_METRICS}
-        score = None
-        if risk is not None:
-            found = await risk(redis, ws, sid)
-            if found and isinstance(found.get("score"), int | float):
-                score = float(found["score"])
+        score = float(found["score"]) if found and isinstance(found.get("score"), int | float) else None
         out.append(SessionSeries(ws, sid, state == SessionState.CONNECTED.value, today, score))
     return PerSession(out, len(members) - len(shown))

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 
 import httpx
+import orjson
 import pytest
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
@@ -21,6 +22,7 @@ from wa_ray.serve_app.app import build_app
 from wa_ray.serve_app.context import AppContext
 from wa_ray.storage import keys, tallies
 from wa_ray.storage.redis_client import connect
+from wa_ray.storage.registry import SessionRegistry
 from tests.conftest import OPERATOR
 from tests.events import collect_events
 from tests.flows import link_session, stream_url, wait_state
@@ -70,7 +72,7 @@ async def test_stats_count_sends_acks_and_uptime(api, phone_api, service, linked
     today = time.strftime("%Y-%m-%d", time.gmtime())
     assert [d["day"] for d in fresh["days"]][-1] == today and len(fresh["days"]) == 7
     assert fresh["days"][-1]["uptime_s"] > 0  # connected now: the running stretch counts
-    assert fresh["totals"]["sent"] == 0 and fresh["ban_risk"] is None
+    assert fresh["totals"]["sent"] == 0
 
     # three recipients: one reads, one only gets it delivered, one's phone never acks
     reads, delivers, silent = _number(), _number(), _number()
@@ -94,6 +96,7 @@ async def test_stats_count_sends_acks_and_uptime(api, phone_api, service, linked
     assert body["totals"] | {"uptime_s": 0} == {k: v for k, v in row.items() if k != "day"} | {"uptime_s": 0}
     assert all(d[m] == 0 for d in body["days"][:-1] for m in ("sent", "read", "received"))
     assert body["session_id"] == sid and len((await _stats(api, ws, sid, 1))["days"]) == 1
+    assert body["ban_risk"] is None or isinstance(body["ban_risk"]["score"], int | float)  # Part B's evaluation
     assert len((await _stats(api, ws, sid, 90))["days"]) == 90
 
     # leaving connected credits the stretch to the day; the route then adds the new stretch on top
@@ -126,6 +129,10 @@ async def test_per_session_series_when_on_and_bounded(api, service, linked, live
     ws, sid = linked
     await send(api, ws, _number(), "one for the metrics", session_id=sid)
     await tallies.bump(live_redis, ws, sid, "received", 1)
+    # a second number, registered but never started (no page), with a known ban-risk evaluation
+    registry, other = SessionRegistry(live_redis), "risky"
+    await registry.register(ws, other, "no-node")
+    await live_redis.set(keys.risk(ws, other), orjson.dumps({"score": 64.5, "level": "ok", "factors": {}, "at": 1}))
     context, client = await _ingress(service, metrics_per_session=True, metrics_session_max=100_000)
     try:
         async with client:
@@ -137,8 +144,12 @@ async def test_per_session_series_when_on_and_bounded(api, service, linked, live
                 if (s.labels["workspace"], s.labels["session"]) == (ws, sid)}
         assert mine["received"] == 1 and set(mine) == {"sent", "delivered", "read", "failed", "received", "replies"}
         assert samples["wa_session_series_omitted"][0].value == 0
+        risk = {(s.labels["workspace"], s.labels["session"]): s.value for s in samples["wa_session_ban_risk"]}
+        assert risk[(ws, other)] == 64.5 and connected[(ws, other)] == 0
     finally:
         await context.redis.aclose()
+        await registry.remove(ws, other)
+        await live_redis.delete(keys.risk(ws, other))
 
     context, client = await _ingress(service, metrics_per_session=True, metrics_session_max=1)
     try:

@@ -12,6 +12,7 @@ import secrets
 from collections.abc import AsyncIterator
 
 import httpx
+import orjson
 import pytest
 
 from wa_ray.serve_app.app import build_app
@@ -21,6 +22,8 @@ from wa_ray.storage import keys, tallies
 from tests.conftest import ADMIN_KEY_ID, OPERATOR
 
 pytestmark = pytest.mark.asyncio
+
+RISK = {"score": 77, "level": "warning", "factors": {"new_contacts": 0.9}, "at": 1.0}
 
 
 def _error(response: httpx.Response) -> tuple[int, str]:
@@ -36,14 +39,16 @@ async def victim(live_redis, unique_ws) -> AsyncIterator[tuple[str, str]]:
     await live_redis.hset(keys.session(ws, sid), mapping={"workspace_id": ws, "session_id": sid,
                                                           "state": "qr_required", "since": 1.0})
     await tallies.bump(live_redis, ws, sid, "sent", 5)
+    await live_redis.set(keys.risk(ws, sid), orjson.dumps(RISK))
     yield ws, sid
-    await live_redis.delete(keys.session(ws, sid), keys.session_day_stats(ws, tallies.day_of()))
+    await live_redis.delete(keys.session(ws, sid), keys.session_day_stats(ws, tallies.day_of()), keys.risk(ws, sid))
 
 
 async def test_another_workspaces_session_stats_are_404(make_key, client_for, unique_ws, victim, api) -> None:
     ws_b, sid = victim
     own = await api.get(f"/v1/workspaces/{ws_b}/sessions/{sid}/stats")
     assert own.status_code == 200 and own.json()["totals"]["sent"] == 5  # B's day really is there
+    assert own.json()["ban_risk"] == RISK
     for role in ("workspace", "read"):
         attacker = client_for(await make_key(role, unique_ws))
         paths = [f"/v1/workspaces/{ws_b}/sessions/{sid}/stats",  # B's path: B is not A's workspace
@@ -55,7 +60,7 @@ async def test_another_workspaces_session_stats_are_404(make_key, client_for, un
         for path in paths:
             r = await attacker.get(path, params={"days": 90})
             assert _error(r) == (404, "not_found"), (role, path, r.text)
-            assert "sent" not in r.text and sid not in r.text
+            assert "sent" not in r.text and sid not in r.text and "score" not in r.text
             bodies.append(r.json()["error"]["message"])
         # A's own path: a session of B and no session at all are told apart by nothing
         assert bodies[1] == bodies[2]
