@@ -22,12 +22,13 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from wa_ray.actors import inbound_cloud
+from wa_ray.actors import inbound_tallies
 from wa_ray.actors import inbound_webjs
 from wa_ray.actors.routing import FailoverRouter
 from wa_ray.sessions.page_media import PageMedia
 from wa_ray.sessions.state import PageSignal
 from wa_ray.master_keys import master_and_previous
-from wa_ray.storage import keys
+from wa_ray.storage import keys, tallies
 from wa_ray.storage.events import EventLog
 from wa_ray.storage.media_pending import PendingMedia
 from wa_ray.storage.messages import META, WEBJS, MessageStore
@@ -72,6 +73,8 @@ class InboundRecorder:
                                                 message_of=functools.partial(self._messages.by_wa_id, ws))
             if data is not None:
                 await self._events.publish(Event(MESSAGE_RECEIVED, ws, sid, data))
+                if inbound_tallies.counts_as_inbound(data, msg.get("fromMe") is True):
+                    await inbound_tallies.on_inbound(self._redis, ws, sid, inbound_tallies.contact_of(data))
 
     async def pending_media(self, pending: PendingMedia, media: PageMedia) -> str:
         """A media the `lazy` policy left on the page, stored now under its allotted id (PageMediaIntake)."""
@@ -94,6 +97,8 @@ class InboundRecorder:
             await self._after_sent(message_id)
             record = await self._messages.record(message_id)
             if record and record.get("provider") == WEBJS:
+                if await self._first_time(ws, f"refused:{wa_id}"):  # a ban-risk factor (storage/ban_risk.py)
+                    await tallies.bump(self._redis, ws, sid, "refused")
                 await self._router.fail_or_failover(record, "webjs: WhatsApp refused the message (ack -1)",
                                                     allowed=("sending", "sent"))
             return

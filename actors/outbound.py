@@ -46,7 +46,9 @@ the intent it left, nor keep its pending entries from being claimed
 (re-reading one's own pending list resets their idle time in Redis).
 
 Pacing (storage/pacing.py) happens before the intent, so a crash while waiting
-leaves the message simply queued.
+leaves the message simply queued. So do the ban-risk holds (actors/ban_risk_gate.py: a number paused by
+its ban-risk score, a new contact at the daily new-contacts cap); after a successful send the gate stamps
+the contact and scores the number. Neither touches the intent or how a `sending` message is resolved.
 
 Every kind but template goes through the same path (sessions/page.py PageItem).
 A reply's quoted message and a reaction's target are page message ids: our
@@ -74,6 +76,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from wa_ray.actors.ban_risk_gate import BanRiskGate, Hold
 from wa_ray.actors.routing import FailoverRouter
 from wa_ray.master_keys import master_and_previous
 from wa_ray.actors.media_fetch import MediaFailure, media_for_send
@@ -87,6 +90,7 @@ from wa_ray.storage.media import MediaStore
 from wa_ray.storage import keys
 from wa_ray.storage.events import EventLog
 from wa_ray.storage.messages import WEBJS, MessageStore, content_of
+from wa_ray.storage.ban_risk import OPERATOR_RESUMABLE
 from wa_ray.storage.pacing import PacingPolicy, PacingStore, decide
 from wa_ray.storage.providers import ProviderStore
 from wa_ray.storage.stream_consumer import Entry, Outcome, StreamConsumer
@@ -106,6 +110,7 @@ PAGE_CHECK_S = 1.0  # while offline, how often the sender checks that its page i
 # How long (connected time) a `sending` message may stay unresolved before the page alone decides it; see above.
 UNRESOLVED_LIMIT_S = SEND_TIMEOUT_S + HEARTBEAT_TTL_S
 PAUSE_RECHECK_S = 5.0
+PAUSE_MARK_TTL_S = 30 * 24 * 3600  # a pause without a resume time (ban risk) is marked until it is resumed
 UNCONFIRMED = ("unconfirmed: the page sending it went away mid-send; whether WhatsApp got it cannot be known, "
                "and it is not sent again so WhatsApp never gets it twice")
 SENDABLE = ("queued", "sending")
@@ -139,7 +144,8 @@ class SessionSender(StreamConsumer):
         self._config = config
         self._media: MediaStore | None = None  # made at the first media send
         self._guard: Any = None
-        self._paused = False
+        self._paused: str | None = None  # why this sender holds its sends now (the paused marker's reason)
+        self._risk = BanRiskGate(redis, ws, sid, self._events, self._paused_by_risk)
         self.connected = asyncio.Event()
         self._unresolved: dict[str, float] = {}  # message id -> when this sender first could not resolve it
         self._stopped = False
@@ -377,8 +383,13 @@ class SessionSender(StreamConsumer):
             await self._refused(record)
             return Outcome.DONE
         await self._mark_sent(record, sent.id or serialized, send_ms=(time.monotonic() - started) * 1000)
-        if (await self._pacing.policy(self._ws)).enabled:
+        pacing = await self._pacing.policy(self._ws)
+        if pacing.enabled:
             await self._pacing.record(self._ws, self._sid, message_id)
+        try:
+            await self._risk.after_send(record.get("to"), pacing.per_hour)
+        except Exception:  # the message is sent: a failed stamp or score must not make it look otherwise
+            log.exception("ban-risk bookkeeping after %s failed", message_id)
         return Outcome.DONE
 
     # ------------------------------------------------------------ kinds
@@ -514,20 +525,26 @@ class SessionSender(StreamConsumer):
     # --------------------------------------------------------------- pacing
     async def _pace(self, length: int, to: str | None = None) -> bool:
         """Wait as the policy says; False when the session dropped meanwhile (the message stays queued).
+        The ban-risk holds come first, then the pacing windows (a held session is paused either way).
         The typing delay shows as typing in the recipient's chat (then paused), as a person's would."""
         while True:
             policy = await self._pacing.policy(self._ws)
-            if not policy.enabled:
-                await self._set_paused(False, None)
-                return self.connected.is_set()
-            decision = decide(policy, await self._pacing.window(self._ws, self._sid))
-            if decision.paused_until is None:
+            hold = await self._risk.hold(to)
+            decision = None
+            if hold is None and policy.enabled:
+                decision = decide(policy, await self._pacing.window(self._ws, self._sid))
+                if decision.paused_until is not None:
+                    hold = Hold("hourly_cap", decision.paused_until)
+            if hold is None:
                 break
-            await self._set_paused(True, decision.paused_until)
-            await asyncio.sleep(max(0.05, min(PAUSE_RECHECK_S, decision.paused_until - time.time())))
+            await self._set_paused(hold.reason, hold.resume_at)
+            until = hold.resume_at if hold.resume_at is not None else time.time() + PAUSE_RECHECK_S
+            await asyncio.sleep(max(0.05, min(PAUSE_RECHECK_S, until - time.time())))
             if not self.connected.is_set():
                 return False
-        await self._set_paused(False, None)
+        await self._set_paused(None, None)
+        if decision is None:  # pacing off
+            return self.connected.is_set()
         typing = policy.typing_s(length)
         if decision.wait_s > 0:
             await asyncio.sleep(decision.wait_s)
@@ -556,18 +573,28 @@ class SessionSender(StreamConsumer):
             except Exception as exc:  # noqa: BLE001
                 log.debug("paused presence failed: %s", type(exc).__name__)
 
-    async def _set_paused(self, paused: bool, until: float | None) -> None:
-        if paused == self._paused:
+    async def _set_paused(self, reason: str | None, until: float | None, force: bool = False) -> None:
+        """The paused marker (`{reason}|{resume_at}`, read by the headroom and the provider selector) and
+        `session.paused` / `session.resumed` on each change of why the sender holds. A pause an operator
+        ended (POST .../resume deletes the marker and publishes `session.resumed`) ends here quietly."""
+        if reason == self._paused and not force:
             return
-        self._paused = paused
+        previous, self._paused = self._paused, reason
         key = keys.session_paused(self._ws, self._sid)
-        if paused and until is not None:
-            await self._redis.set(key, repr(until), ex=max(1, int(until - time.time()) + 1))
-            data = {"reason": "hourly_cap", "resume_at": until}
+        if reason is not None:
+            ttl = max(1, int(until - time.time()) + 1) if until is not None else PAUSE_MARK_TTL_S
+            await self._redis.set(key, f"{reason}|{'' if until is None else repr(until)}", ex=ttl)
+            data = {"reason": reason, "resume_at": until}
             await self._events.publish(Event(SESSION_PAUSED, self._ws, self._sid, data))
-        else:
-            await self._redis.delete(key)
-            await self._events.publish(Event(SESSION_RESUMED, self._ws, self._sid, {"reason": "hourly_cap"}))
+        elif previous is not None:
+            removed = await self._redis.delete(key)
+            if removed or previous not in OPERATOR_RESUMABLE:
+                await self._events.publish(Event(SESSION_RESUMED, self._ws, self._sid, {"reason": previous}))
+
+    async def _paused_by_risk(self) -> None:
+        """The ban-risk score reached the policy's `pause_at` (the gate set the pause): marked at once,
+        so the headroom and the provider selector see it before the next send is due."""
+        await self._set_paused("ban_risk", None, force=True)
 
 
 def _remove_stale_plain(folder: Path) -> None:

@@ -11,10 +11,11 @@ from __future__ import annotations
 from wa_ray.serve_app.campaign_event_models import CAMPAIGN_EVENT_MODELS
 from wa_ray.serve_app.event_models import EVENT_MODELS, _Envelope
 from wa_ray.serve_app.message_event_models import MESSAGE_EVENT_MODELS
+from wa_ray.serve_app.risk_event_models import RISK_EVENT_MODELS
 from wa_ray.serve_app.session_event_models import SESSION_EVENT_MODELS
 from wa_ray.serve_app.sync_event_models import SYNC_EVENT_MODELS
 
 # event type -> the envelope model that documents it
 ALL_EVENT_MODELS: dict[str, type[_Envelope]] = {
-    **EVENT_MODELS, **MESSAGE_EVENT_MODELS, **SESSION_EVENT_MODELS, **SYNC_EVENT_MODELS,
+    **EVENT_MODELS, **MESSAGE_EVENT_MODELS, **SESSION_EVENT_MODELS, **SYNC_EVENT_MODELS, **RISK_EVENT_MODELS,
     **CAMPAIGN_EVENT_MODELS}

@@ -28,6 +28,7 @@ from ray.serve.handle import DeploymentHandle
 from wa_ray.serve_app import admin_api, console, errors, events_api, openapi, ops_api, sessions_api, workspace_api
 from wa_ray.serve_app import conversations_api, media_policy_api
 from wa_ray.serve_app import sync_api
+from wa_ray.serve_app import ban_risk_api
 from wa_ray.serve_app import campaigns_api
 from wa_ray.serve_app import stats_api
 from wa_ray.serve_app.admission import Admission
@@ -58,6 +59,7 @@ def build_app(context: AppContext) -> FastAPI:
                    conversations_api.router):
         api.include_router(router)
     api.include_router(sync_api.router)
+    api.include_router(ban_risk_api.router)
     api.include_router(campaigns_api.router)
     api.include_router(stats_api.router)
     api.add_middleware(BodyLimit)

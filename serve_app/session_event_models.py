@@ -3,7 +3,7 @@
 A WhatsApp Web session's lifecycle (actors/session_lifecycle.py) publishes `session.status` on every
 state change, `session.qr` for each code to scan, `session.ready` once linked and synced, and
 `session.disconnected` when a connected session goes down. Its sender (actors/outbound.py) publishes
-`session.paused` / `session.resumed` around the hourly send cap. The provider selector
+`session.paused` / `session.resumed` around its holds (hourly cap, daily new-contacts cap, ban risk). The provider selector
 (serve_app/provider_selector.py) publishes `provider.changed` when the workspace's sending provider flips.
 
 These models document what those publishers send; they are not on the publishing path. Output models:
@@ -72,17 +72,27 @@ class SessionDisconnectedData(BaseModel):
     reason: str = Field(description="why, for people; do not parse")
 
 
-class SessionPausedData(BaseModel):
-    """The session's sender reached the workspace's hourly send cap: queued messages wait, none is lost."""
+PauseReason = Literal["hourly_cap", "daily_contacts_cap", "ban_risk"]
 
-    model_config = _examples({"reason": "hourly_cap", "resume_at": 1765003600.0})
-    reason: Literal["hourly_cap"]
-    resume_at: float = Field(description="unix seconds when sending resumes, if the cap is unchanged")
+
+class SessionPausedData(BaseModel):
+    """The session's sender holds its sends: queued messages wait, none is lost. `hourly_cap`: the pacing
+    policy's per_hour; `daily_contacts_cap`: a message to a new contact while the number's first contacts
+    of the rolling 24 h reached the ban-risk policy's `daily_new_contacts` (messages behind it wait too);
+    `ban_risk`: the number's ban-risk score reached `pause_at`, until POST .../sessions/{sid}/resume."""
+
+    model_config = _examples({"reason": "hourly_cap", "resume_at": 1765003600.0},
+                             {"reason": "daily_contacts_cap", "resume_at": 1765086400.0},
+                             {"reason": "ban_risk", "resume_at": None})
+    reason: PauseReason
+    resume_at: float | None = Field(description="unix seconds when sending resumes, if nothing changes; "
+                                                 "null for `ban_risk` (an operator resumes it)")
 
 
 class SessionResumedData(BaseModel):
-    model_config = _examples({"reason": "hourly_cap"})
-    reason: Literal["hourly_cap"] = Field(description="the pause that ended")
+    model_config = _examples({"reason": "hourly_cap"}, {"reason": "ban_risk", "operator": True})
+    reason: PauseReason = Field(description="the pause that ended")
+    operator: bool = Field(default=False, description="true when POST .../sessions/{sid}/resume ended it")
 
 
 class ProviderChangedData(BaseModel):
