@@ -31,6 +31,7 @@ from wa_ray.serve_app import sync_api
 from wa_ray.serve_app import ban_risk_api
 from wa_ray.serve_app import campaigns_api
 from wa_ray.serve_app import stats_api
+from wa_ray.serve_app import numbers_api
 from wa_ray.serve_app.admission import Admission
 from wa_ray.serve_app.context import AppContext
 from wa_ray.serve_app.messages_api import router as messages_router
@@ -62,6 +63,7 @@ def build_app(context: AppContext) -> FastAPI:
     api.include_router(ban_risk_api.router)
     api.include_router(campaigns_api.router)
     api.include_router(stats_api.router)
+    api.include_router(numbers_api.router)
     api.add_middleware(BodyLimit)
     api.add_middleware(RequestContext, audit=context.audit)  # outside BodyLimit: oversized bodies are audited too
     api.add_middleware(gate.middleware)  # outermost: a shed request costs no body read, auth or Redis call

@@ -20,8 +20,11 @@ from wa_ray.serve_app.egress_check import allowed_url
 from wa_ray.serve_app.errors import ApiError
 from wa_ray.serve_app.message_models import MessageAccepted, MessageOut
 from wa_ray.serve_app.send_models import AnySend, SendMessage
+from wa_ray.serve_app.numbers_api import plan_limit_error
 from wa_ray.serve_app.provider_selector import Snapshot, choose
+from wa_ray.storage import keys
 from wa_ray.storage.messages import META, WEBJS, OutboundMessage, fingerprint
+from wa_ray.storage.plan_limits import PlanLimitStore
 from wa_ray.ids import is_valid_id, new_id
 from wa_ray.message_kinds import MEDIA_KINDS, MEDIA_LIMITS, FailureCode, Kind, media_fits, provider_sends
 from wa_ray.wa_ids import is_group_id, is_lid
@@ -49,7 +52,16 @@ async def send_message(body: SendMessage, request: Request, ws: str = Depends(wr
         provider, sid = await _route_kind(c, snap, ws, kind, body.session_id, web_only=_web_only(body.to))
     msg = OutboundMessage(new_id("msg"), ws, sid, body.to, body.text_of(), body.priority, provider,
                           kind=kind.value, content=content, strict=body.strict)
-    accepted = await c.messages.accept(msg, idempotency_key, fp)
+    # the snapshot says whether the workspace has a daily limit: without one, no call is made for it
+    charged = snap.messages_per_day is not None and await _charge_day(c, ws, idempotency_key)
+    try:
+        accepted = await c.messages.accept(msg, idempotency_key, fp)
+    except BaseException:
+        if charged:
+            await PlanLimitStore(c.redis).refund_messages(ws)
+        raise
+    if charged and not accepted.created:  # an idempotent repeat: the first one was counted
+        await PlanLimitStore(c.redis).refund_messages(ws)
     if not accepted.same_request:
         raise ApiError(409, "idempotency_key_reused", "this Idempotency-Key was used for a different message",
                        {"message_id": accepted.message_id})
@@ -59,6 +71,18 @@ async def send_message(body: SendMessage, request: Request, ws: str = Depends(wr
     first = await c.messages.record(accepted.message_id)
     return JSONResponse(MessageAccepted(message_id=accepted.message_id, status=first.get("status", "queued"),
                                         provider=first.get("provider") or WEBJS).model_dump(), 202)
+
+
+async def _charge_day(c: AppContext, ws: str, idempotency_key: str | None) -> bool:
+    """Count this message against the workspace's messages_per_day (True when it was counted). Over the
+    limit is 409 `plan_limit`, except for a repeat of an Idempotency-Key already accepted, which is answered
+    as the first one was (and counted once)."""
+    charge = await PlanLimitStore(c.redis).charge_messages(ws, 1)
+    if charge.ok:
+        return charge.max is not None
+    if idempotency_key and await c.redis.exists(keys.idempotency(ws, idempotency_key)):
+        return False
+    raise plan_limit_error("messages_per_day", charge.current, charge.max)
 
 
 async def _checked_content(c: AppContext, ws: str, body: AnySend) -> dict[str, Any]:

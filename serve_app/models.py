@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from wa_ray.ids import ID_PATTERN, PHONE_PATTERN
 
@@ -71,9 +71,15 @@ class SessionOut(BaseModel):
     restarts: int = 0
     login: Literal["qr", "code"] = Field(default="qr", description="how the device links (see CreateSession)")
     phone: str | None = Field(default=None, description="with login `code`: the number asked to link")
+    push_name: str | None = Field(default=None, description="the WhatsApp profile name of the linked number")
+    primary: bool = Field(default=False, description="the workspace's primary number: the default sender "
+                                                     "while it is connected (PUT .../sessions/{sid})")
+    created_at: float | None = Field(default=None, description="when the session was first placed (unix s)")
+    last_connected_at: float | None = Field(default=None, description="when it last became connected (unix s)")
 
     @classmethod
-    def from_record(cls, record: dict[str, str]) -> SessionOut:
+    def from_record(cls, record: dict[str, str], primary: str | None = None) -> SessionOut:
+        """`primary`: the workspace's primary session id (storage/numbers.py), if any."""
         return cls(
             workspace_id=record["workspace_id"], session_id=record["session_id"],
             state=record.get("state") or "initializing", node_id=record.get("node_id") or None,
@@ -82,7 +88,25 @@ class SessionOut(BaseModel):
             restarts=int(record.get("restarts") or 0),
             login="code" if record.get("login") == "code" else "qr",
             phone=(record.get("phone") or None) if record.get("login") == "code" else None,
+            push_name=record.get("push_name") or None, primary=bool(primary) and primary == record["session_id"],
+            created_at=_float_or_none(record.get("created_at")),
+            last_connected_at=_float_or_none(record.get("last_connected_at")),
         )
+
+
+class SetSession(BaseModel):
+    """PUT .../sessions/{sid}: what may be changed on an existing session."""
+
+    model_config = ConfigDict(extra="forbid")
+    primary: StrictBool = Field(description="true: make this the workspace's primary number (one per workspace); "
+                                            "false on the primary clears it")
+
+
+def _float_or_none(raw: str | None) -> float | None:
+    try:
+        return float(raw) if raw else None
+    except ValueError:
+        return None
 
 
 class QrOut(BaseModel):

@@ -27,7 +27,8 @@ _ALWAYS = (401, 403, 404, 429)
 # route lists its own with `responses=`, and then these entries are no-ops.
 _EXTRA: dict[tuple[str, str], dict[int, str]] = {
     ("post", "/v1/workspaces/{ws}/messages"): {
-        409: "No session can take the message, or the Idempotency-Key was used for a different message"},
+        409: "No session can take the message, the Idempotency-Key was used for a different message, or "
+             "`plan_limit`: the workspace's messages_per_day is reached (details: limit, current, max)"},
     ("get", "/webhooks/meta"): {403: "Not a subscription handshake, or the verify token does not match"},
     ("post", "/webhooks/meta"): {403: "X-Hub-Signature-256 missing or not matching the raw body",
                                  413: "Request body over the limit"},
@@ -121,8 +122,15 @@ def _add_send_examples(schema: dict[str, Any]) -> None:
         content["examples"] = SEND_EXAMPLES
 
 
-def errors(*extra: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in sorted({*_ALWAYS, *extra})}
+def errors(*extra: int, notes: dict[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
+    """The error responses of a route: the statuses every authenticated route answers plus `extra`;
+    `notes` replaces the generic description of a status where the route says more (its error codes)."""
+    notes = notes or {}
+    return {code: {"model": ErrorBody, "description": notes.get(code, _DESCRIPTIONS[code])}
+            for code in sorted({*_ALWAYS, *extra, *notes})}
+
+
+PLAN_LIMIT_409 = "`plan_limit`: over the workspace's plan limit; details: limit, current, max"
 
 
 def install(app: FastAPI) -> None:

@@ -12,19 +12,24 @@ from wa_ray.serve_app.context import AppContext
 from wa_ray.serve_app.deps import ctx, session_record, supervisor_call, workspace, writable_workspace
 from wa_ray.serve_app.errors import ApiError
 from wa_ray.serve_app.models import CreateSession, QrOut, SessionOut
-from wa_ray.serve_app.openapi import errors
+from wa_ray.serve_app.numbers_api import plan_limit_error
+from wa_ray.serve_app.openapi import PLAN_LIMIT_409, errors
+from wa_ray.storage.numbers import NumberStore
+from wa_ray.storage.plan_limits import PlanLimitStore
 from wa_ray.ids import new_id
 
 router = APIRouter(prefix="/v1/workspaces/{ws}/sessions", tags=["sessions"])
 
 
-@router.post("", status_code=201, response_model=SessionOut, responses=errors(400, 413, 422, 503),
-             summary="Start a session (idempotent per session id)")
+@router.post("", status_code=201, response_model=SessionOut, responses=errors(400, 413, 422, 503, notes={
+    409: f"{PLAN_LIMIT_409} (max_numbers), or `quota_exceeded`: the service's own per-workspace quota"}),
+             summary="Start a session (idempotent per session id; 409 `plan_limit` over max_numbers)")
 async def create_session(body: CreateSession, ws: str = Depends(writable_workspace),
                          c: AppContext = Depends(ctx)) -> SessionOut:
     sid = body.session_id or new_id("s")
     fresh = await c.registry.get(ws, sid) is None
     if fresh:
+        await _take_slot(c, ws, sid)  # 409 over the plan's max_numbers; the slot is the index entry
         # before the page opens: its lifecycle reads how it links from here (an existing session keeps its own)
         await c.registry.update(ws, sid, login=body.login, phone=body.phone or "")
     try:
@@ -33,17 +38,32 @@ async def create_session(body: CreateSession, ws: str = Depends(writable_workspa
         if fresh and not (await c.registry.get(ws, sid) or {}).get("node_id"):
             await c.registry.remove(ws, sid)  # never placed: leave no half record behind
         raise
-    return SessionOut.from_record(record or await session_record(c, ws, sid))
+    return await _out(c, ws, record or await session_record(c, ws, sid))
+
+
+async def _take_slot(c: AppContext, ws: str, sid: str) -> None:
+    """A plan limit under the service's own quota (WA_SESSIONS_PER_WORKSPACE) reserves the id atomically
+    (storage/numbers.py); one at or over it can never bind first, and the supervisor's quota applies."""
+    limit = (await PlanLimitStore(c.redis).get(ws)).max_numbers
+    if limit is not None and limit < c.config.sessions_per_workspace:
+        taken = await NumberStore(c.redis).reserve(ws, sid, limit)
+        if not taken.ok:
+            raise plan_limit_error("max_numbers", taken.current, taken.max)
+
+
+async def _out(c: AppContext, ws: str, record: dict[str, str]) -> SessionOut:
+    return SessionOut.from_record(record, await NumberStore(c.redis).primary(ws))
 
 
 @router.get("", response_model=list[SessionOut], responses=errors(), summary="List the workspace's sessions")
 async def list_sessions(ws: str = Depends(workspace), c: AppContext = Depends(ctx)) -> list[SessionOut]:
-    return [SessionOut.from_record(r) for r in await c.registry.list(ws)]
+    primary = await NumberStore(c.redis).primary(ws)
+    return [SessionOut.from_record(r, primary) for r in await c.registry.list(ws)]
 
 
 @router.get("/{sid}", response_model=SessionOut, responses=errors(), summary="One session's registry record")
 async def get_session(sid: str, ws: str = Depends(workspace), c: AppContext = Depends(ctx)) -> SessionOut:
-    return SessionOut.from_record(await session_record(c, ws, sid))
+    return await _out(c, ws, await session_record(c, ws, sid))
 
 
 @router.delete("/{sid}", status_code=204, response_class=Response, responses=errors(503),
@@ -51,6 +71,8 @@ async def get_session(sid: str, ws: str = Depends(workspace), c: AppContext = De
 async def delete_session(sid: str, ws: str = Depends(writable_workspace), c: AppContext = Depends(ctx)) -> Response:
     await session_record(c, ws, sid)
     await supervisor_call(c, "delete_session", ws, sid)
+    if await NumberStore(c.redis).clear_primary(ws, sid):
+        c.selector.invalidate(ws)
     return Response(status_code=204)
 
 
@@ -59,7 +81,7 @@ async def delete_session(sid: str, ws: str = Depends(writable_workspace), c: App
 async def restart_session(sid: str, ws: str = Depends(writable_workspace), c: AppContext = Depends(ctx)) -> SessionOut:
     await session_record(c, ws, sid)
     await supervisor_call(c, "restart_session", ws, sid)
-    return SessionOut.from_record(await session_record(c, ws, sid))
+    return await _out(c, ws, await session_record(c, ws, sid))
 
 
 @router.post("/{sid}/logout", response_model=SessionOut, responses=errors(503),
@@ -67,7 +89,7 @@ async def restart_session(sid: str, ws: str = Depends(writable_workspace), c: Ap
 async def logout_session(sid: str, ws: str = Depends(writable_workspace), c: AppContext = Depends(ctx)) -> SessionOut:
     await session_record(c, ws, sid)
     await supervisor_call(c, "logout_session", ws, sid)
-    return SessionOut.from_record(await session_record(c, ws, sid))
+    return await _out(c, ws, await session_record(c, ws, sid))
 
 
 @router.get("/{sid}/qr", response_model=QrOut, responses={

@@ -39,6 +39,8 @@ class SessionRegistry:
         write, so two racing transitions never claim one stretch twice."""
         now = time.time()
         mapping = {"state": state, "since": now, **{k: "" if v is None else str(v) for k, v in fields.items()}}
+        if state == SessionState.CONNECTED.value:
+            mapping["last_connected_at"] = now  # the numbers' listing shows when each last came online
         flat = [str(x) for kv in mapping.items() for x in kv]
         previous, since = await self._swap_state(keys=[keys.session(ws, sid)], args=flat)
         if previous == SessionState.CONNECTED.value and since:
