@@ -11,8 +11,9 @@ Rules (storage/ban_risk.py has the policy and the score):
   rolling 24 h reached `daily_new_contacts`, until the oldest of them is 24 h old (or the cap is raised);
   messages to known contacts and to groups are not capped;
 * after an operator's resume neither hold applies for the policy's `resume_cooldown_s`;
-* the score is evaluated at most every EVAL_EVERY_S per number; a send inside that interval leaves one
-  trailing evaluation scheduled, so the last send's effect is never lost.
+* the score is evaluated at most every EVAL_EVERY_S per number, before a send (so failures count) and
+  after one; a send inside that interval leaves one trailing evaluation scheduled, so the last send's
+  effect is never lost.
 """
 
 from __future__ import annotations
@@ -63,10 +64,15 @@ class BanRiskGate:
         self._last_eval = 0.0
         self._trailing: asyncio.Task[None] | None = None
 
-    async def hold(self, to: str | None) -> Hold | None:
+    async def hold(self, to: str | None, per_hour: int) -> Hold | None:
+        """Whether the send to `to` must wait. Scores the number first when a score is due: failures and
+        refusals since the last send count before the next one (a number whose every send is refused
+        never reaches `after_send`)."""
         policy = await self._store.policy(self._ws)
         if not policy.enabled:
             return None
+        if time.monotonic() - self._last_eval >= EVAL_EVERY_S:
+            await self.evaluate(policy, per_hour)
         contact = contact_of(to)
         now = time.time()
         async with self._redis.pipeline(transaction=False) as pipe:

@@ -529,7 +529,7 @@ class SessionSender(StreamConsumer):
         The typing delay shows as typing in the recipient's chat (then paused), as a person's would."""
         while True:
             policy = await self._pacing.policy(self._ws)
-            hold = await self._risk.hold(to)
+            hold = await self._risk.hold(to, policy.per_hour)
             decision = None
             if hold is None and policy.enabled:
                 decision = decide(policy, await self._pacing.window(self._ws, self._sid))

@@ -163,3 +163,55 @@ def test_what_counts_as_inbound_and_whose() -> None:
     assert inbound_tallies.contact_of(one) == "15550001111@c.us"
     assert inbound_tallies.contact_of({**one, "is_group": True}) is None
     assert inbound_tallies.contact_of({**one, "from": None}) is None
+
+
+class _Pauses:
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def __call__(self) -> None:
+        self.count += 1
+
+
+async def test_the_gate_holds_a_new_contact_at_the_cap_only(redis: aioredis.Redis) -> None:
+    from wa_ray.actors.ban_risk_gate import BanRiskGate
+    from wa_ray.storage.events import EventLog
+
+    await BanRiskStore(redis).set_policy("ws", BanRiskPolicy(daily_new_contacts=2, warn_at=(), pause_at=None))
+    gate = BanRiskGate(redis, "ws", "s1", EventLog(redis), _Pauses())
+    log = ContactLog(redis)
+    await log.sent_to("ws", "s1", "1@c.us", at=time.time() - 100)
+    assert await gate.hold("3", per_hour=30) is None  # one slot left
+    await log.sent_to("ws", "s1", "2@c.us")
+    held = await gate.hold("3", per_hour=30)
+    assert held is not None and held.reason == "daily_contacts_cap"
+    assert abs(held.resume_at - (time.time() - 100 + DAY_S)) < 5  # when the oldest first contact ages out
+    assert await gate.hold("1", per_hour=30) is None  # known
+    assert await gate.hold("120363000000000001@g.us", per_hour=30) is None  # a group is no contact
+    await redis.set(keys.risk_cooldown("ws", "s1"), "1")
+    assert await gate.hold("3", per_hour=30) is None  # an operator let it through
+    await redis.delete(keys.risk_cooldown("ws", "s1"))
+    await redis.set(keys.risk_paused("ws", "s1"), "1")
+    assert (await gate.hold("1", per_hour=30)).reason == "ban_risk"  # paused: even a known contact waits
+    await BanRiskStore(redis).set_policy("ws", BanRiskPolicy(enabled=False))
+    gate = BanRiskGate(redis, "ws", "s1", EventLog(redis), _Pauses())
+    assert await gate.hold("3", per_hour=30) is None
+
+
+async def test_refusals_alone_pause_the_number_before_its_next_send(redis: aioredis.Redis) -> None:
+    from wa_ray.actors.ban_risk_gate import BanRiskGate
+    from wa_ray.storage.events import EventLog
+
+    await BanRiskStore(redis).set_policy("ws", BanRiskPolicy(warn_at=(10,), pause_at=25))
+    for metric, n in (("failed", 10), ("refused", 10)):  # every send failed, every one refused: 15 + 15
+        await tallies.bump(redis, "ws", "s1", metric, n)
+    pauses = _Pauses()
+    gate = BanRiskGate(redis, "ws", "s1", EventLog(redis), pauses)
+    held = await gate.hold("5", per_hour=30)
+    assert held is not None and held.reason == "ban_risk" and pauses.count == 1
+    stored = await risk_of(redis, "ws", "s1")
+    assert stored is not None and stored["factors"]["refused"] == 15 and stored["score"] == 30
+    events = await redis.xrange(keys.events("ws"))
+    published = [orjson.loads(fields["e"]) for _, fields in events]
+    assert [(e["type"], e["data"]["threshold"], e["data"]["level"]) for e in published] == \
+        [("session.ban_risk", 10, "warning")]
