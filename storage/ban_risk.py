@@ -74,16 +74,19 @@ def policy_from(raw: Any) -> BanRiskPolicy:
     if not isinstance(raw, dict):
         return default
     warn = raw.get("warn_at")
-    warn_ok = (isinstance(warn, list) and len(warn) <= MAX_WARN_AT and all(_int_in(t, THRESHOLD_LIMITS) for t in warn))
+    warn_ok = isinstance(warn, list) and len(warn) <= MAX_WARN_AT and all(_int_in(t, THRESHOLD_LIMITS) for t in warn)
     pause = raw.get("pause_at", default.pause_at)
+
+    def bounded(name: str, bounds: tuple[int, int]) -> int:
+        value = raw.get(name)
+        return value if _int_in(value, bounds) else getattr(default, name)
+
     return BanRiskPolicy(
         enabled=raw["enabled"] if isinstance(raw.get("enabled"), bool) else default.enabled,
-        daily_new_contacts=raw["daily_new_contacts"] if _int_in(raw.get("daily_new_contacts"),
-                                                                DAILY_NEW_CONTACTS_LIMITS) else default.daily_new_contacts,
+        daily_new_contacts=bounded("daily_new_contacts", DAILY_NEW_CONTACTS_LIMITS),
         warn_at=tuple(sorted(set(warn))) if warn_ok else default.warn_at,
         pause_at=pause if pause is None or _int_in(pause, THRESHOLD_LIMITS) else default.pause_at,
-        resume_cooldown_s=raw["resume_cooldown_s"] if _int_in(raw.get("resume_cooldown_s"),
-                                                              COOLDOWN_LIMITS) else default.resume_cooldown_s)
+        resume_cooldown_s=bounded("resume_cooldown_s", COOLDOWN_LIMITS))
 
 
 # ------------------------------------------------------------------ the score (pure)
