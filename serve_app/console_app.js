@@ -557,7 +557,16 @@
   function renderCampaigns() {
     const list = [...campaigns.values()].sort((a, b) =>
       (CAMPAIGN_ORDER[a.status] ?? 9) - (CAMPAIGN_ORDER[b.status] ?? 9) || (b.created_at || 0) - (a.created_at || 0));
+    // a progress event rebuilds the cards: keep the keyboard focus on the same button of the same campaign
+    const focused = document.activeElement;
+    const holder = focused && focused.closest && focused.closest("#campaigns li");
+    const keep = holder && [holder.dataset.campaignId, [...focused.classList].find((k) => k.startsWith("act-"))];
     $("campaigns").replaceChildren(...list.map(campaignCard));
+    if (keep && keep[1]) {
+      const again = [...$("campaigns").children].find((li) => li.dataset.campaignId === keep[0]);
+      const button = again && again.querySelector(`.${keep[1]}`);
+      if (button) button.focus();
+    }
   }
 
   function campaignCard(c) {
@@ -575,7 +584,8 @@
       h("progress", { className: "campaign-progress", max: Math.max(total, 1), value: Math.min(done, total),
         "aria-label": `progress of ${c.name || c.campaign_id}` }),
       h("p", { className: "campaign-counts", text: `${done} / ${total} done · ${t.delivered || 0} delivered · ` +
-        `${t.read || 0} read · ${t.failed || 0} failed · ${t.replied || 0} replied${eta}` }),
+        `${t.read || 0} read · ${t.failed || 0} failed · ${t.replied || 0} replied${eta}` +
+        (c.waiting && c.status === "running" ? ` · waiting: ${c.waiting}` : "") }),
       perNumber.length ? h("div", { className: "scroll" }, h("table", { className: "campaign-numbers" },
         h("thead", {}, h("tr", {}, ...["number", "queued", "sent", "delivered", "read", "failed", "replied"].map((x) => h("th", { text: x })))),
         h("tbody", {}, ...perNumber.map(([sid, n]) => h("tr", {}, h("td", { text: sid }),
@@ -599,8 +609,24 @@
     if (!c) { if (feature.campaigns) loadCampaigns(); return; }
     Object.assign(c, { status: d.status || c.status, totals: d.totals || c.totals });
     if ("eta_s" in d) c.eta_s = d.eta_s;
+    c.waiting = d.waiting || null;
     if (d.numbers) c.numbers = d.numbers;
     renderCampaigns();
+    refreshCampaignSoon(d.campaign_id);
+  }
+
+  /** Progress events carry totals only; the per-number counts come from GET .../{id}, at most once a second. */
+  const campaignTimers = new Map();
+  function refreshCampaignSoon(cid) {
+    if (campaignTimers.has(cid)) return;
+    const at = ws;
+    campaignTimers.set(cid, setTimeout(async () => {
+      try {
+        const fresh = await api("GET", `${wsPath()}/campaigns/${enc(cid)}`);
+        if (at === ws && campaigns.has(cid)) { campaigns.set(cid, fresh); renderCampaigns(); }
+      } catch (e) { /* the next event tries again */ }
+      campaignTimers.delete(cid);
+    }, 1000));
   }
 
   // --- every workspace (all-workspace tokens) ----------------------------------------------------
