@@ -39,6 +39,7 @@ from ray import serve
 
 from wa_ray.master_keys import master_and_previous
 from wa_ray.storage import keys
+from wa_ray.storage.ban_risk import BanRiskStore
 from wa_ray.storage.events import EventLog
 from wa_ray.storage.messages import META, WEBJS, MessageStore
 from wa_ray.storage.numbers import DefaultInputs, NumberStore
@@ -54,6 +55,7 @@ SELECTOR_DEPLOYMENT = "ProviderSelector"
 WATCH_EVERY_S = 1.0
 SLOW_ROUND_S = 5.0
 REROUTER = "rerouter"
+NO_CONTACT_CAP = 1 << 30  # new-contact room of a number when the workspace's ban-risk policy is off
 
 
 @dataclass(frozen=True)
@@ -115,18 +117,22 @@ def why(snapshot: Snapshot, current: str | None) -> str:
 
 @dataclass(frozen=True)
 class NumberSource:
-    """Where a snapshot reads the default sender's inputs: the numbers and the workspace's pacing policy
-    (the headroom ranking is by it)."""
+    """Where a snapshot reads the default sender's inputs: the numbers, and the workspace's pacing and
+    ban-risk policies (the headroom ranking is by its pacing windows and its daily new-contacts cap; with
+    the ban-risk policy off there is no cap)."""
 
     numbers: NumberStore
     pacing: PacingStore
+    ban_risk: BanRiskStore
 
     @classmethod
     def over(cls, redis: aioredis.Redis, default: PacingPolicy) -> NumberSource:
-        return cls(NumberStore(redis), PacingStore(redis, default))
+        return cls(NumberStore(redis), PacingStore(redis, default), BanRiskStore(redis))
 
     async def inputs(self, ws: str, healthy: list[str]) -> DefaultInputs:
-        return await self.numbers.default_inputs(ws, healthy, await self.pacing.policy(ws))
+        risk = await self.ban_risk.policy(ws)
+        cap = risk.daily_new_contacts if risk.enabled else NO_CONTACT_CAP
+        return await self.numbers.default_inputs(ws, healthy, await self.pacing.policy(ws), cap)
 
 
 async def snapshot(store: ProviderStore, ws: str,

@@ -106,3 +106,11 @@ def test_ranking_and_the_default_sender_rule() -> None:
     assert snap({"z": False, "y": False}, "z", []).default_session() == "y", "nothing can send: first by id"
     old = Snapshot("w", "webjs", None, healthy, False, False, 0.0)  # built as its other users build it
     assert old.default_session() == "a" and old.messages_per_day is None
+
+
+async def test_a_number_out_of_new_contact_room_ranks_after_one_with_room(redis) -> None:
+    now = time.time()
+    await redis.zadd(keys.contacts("w8", "a"), {"1555000001@c.us": now - 60, "1555000002@c.us": now - 60})
+    await redis.zadd(keys.contacts("w8", "b"), {"1555000003@c.us": 0})  # wrote to us first: never new
+    inputs = await NumberStore(redis).default_inputs("w8", ["a", "b"], PacingPolicy(), daily_new_contacts=2)
+    assert inputs.ranked == ["b", "a"], "equal hourly room: the one with new-contact room first"
