@@ -58,6 +58,7 @@ async def open_console(service, browser: Browser) -> AsyncIterator[ConsoleOpener
         context = await browser.new_context(viewport=viewport or {"width": 1100, "height": 900})
         contexts.append(context)
         page = await context.new_page()
+        page.wa_token = minted.json()["token"]  # type: ignore[attr-defined]  (for revocation checks)
         page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
         page.on("console", lambda m: problems.append(m.text)
                 if m.type == "error" and "Content Security Policy" in m.text else None)
