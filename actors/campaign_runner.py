@@ -160,16 +160,16 @@ class CampaignRunner:
                     for sid in numbers.usable}
         room = await self._room(c, numbers.usable, policy)
         open_left = await self._tend_open(c, numbers, inflight, room, window_open)
-        waiting = ""
+        waiting, fed = "", 0
         if not window_open:
             waiting = "schedule"
         elif c.cursor < c.total:
-            waiting = await self._feed(c, numbers.usable, inflight, room)
+            waiting, fed = await self._feed(c, numbers.usable, inflight, room)
         if waiting != c.waiting:
             await self._store.set_waiting(ws, cid, waiting)
             c.waiting = waiting
         c = await self._store.get(ws, cid) or c
-        if c.cursor >= c.total and open_left == 0:
+        if c.cursor >= c.total and open_left == 0 and fed == 0:  # what this step fed is still open
             moved, _ = await self._store.set_status(ws, cid, (RUNNING,), COMPLETED)
             if moved:
                 await self._store.deactivate(ws, cid)
@@ -251,16 +251,17 @@ class CampaignRunner:
         return [(r[0] or "", r[1] or "", r[2] or "", r[3] or "") for r in rows]
 
     async def _feed(self, c: Campaign, usable: list[str], inflight: dict[str, int],
-                    room: dict[str, list[int]]) -> str:
-        """New recipients from the cursor on; the reason it stopped short ("" when nothing stops it)."""
+                    room: dict[str, list[int]]) -> tuple[str, int]:
+        """New recipients from the cursor on: (the reason it stopped short, "" when nothing stops it; how many
+        it fed)."""
         ws, cid = c.workspace_id, c.campaign_id
         if not usable:
-            return "numbers"
+            return "numbers", 0
         if self._plan_wait.get(cid, 0) > time.time():
-            return "plan_limit"
+            return "plan_limit", 0
         budget = sum(max(0, (META_AHEAD if c.kind == "template" else FEED_AHEAD) - inflight.get(s, 0)) for s in room)
         if budget <= 0:
-            return ""
+            return "", 0
         batch = await self._store.recipients(ws, cid, c.cursor, budget)
         phones = [r.to for r in batch]
         assigned = await self._store.assignments(ws, cid, phones)
@@ -268,15 +269,15 @@ class CampaignRunner:
             index = c.cursor + offset
             sid = await self._choose(c, r.to, assigned.get(r.to), inflight, room)
             if sid is None:
-                return ""
+                return "", offset
             await self._store.assign(ws, cid, r.to, sid)
             if not await charge(self._redis, ws, 1):
                 self._plan_wait[cid] = time.time() + PLAN_RETRY_S
-                return "plan_limit"
+                return "plan_limit", offset
             await self._accept(c, index, r, sid)
             await self._store.advance(ws, cid, index + 1)
             self._took(sid, inflight, room)
-        return ""
+        return "", len(batch)
 
     async def _accept(self, c: Campaign, index: int, r: Recipient, sid: str) -> None:
         ws, cid = c.workspace_id, c.campaign_id
