@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.events import collect_events
 from tests.flows import link_session, stream_url
@@ -141,11 +142,13 @@ async def test_csv_draft_pause_resume_then_cancel(api, phone_api, service) -> No
     assert (await api.post(f"/v1/workspaces/{ws}/campaigns/{cid2}/resume")).status_code == 409
 
 
-async def test_a_number_lost_mid_campaign_hands_its_recipients_to_the_others(api, phone_api, service) -> None:
-    ws = "cmp-lost"
+@pytest.mark.parametrize("how", ["unlink", "ban"])
+async def test_a_number_lost_mid_campaign_hands_its_recipients_to_the_others(how, api, phone_api, service) -> None:
+    ws = f"cmp-lost-{how}"
     await put_pacing(api, ws, steps=[[1000, 0.5]], typing=False, per_minute=1000, per_hour=1000)
-    numbers = {"l1": "15553300001", "l2": "15553300002"}
-    rcpts = recipients("1555331", 14)
+    base = {"unlink": "1555330", "ban": "1555332"}[how]
+    numbers = {"l1": f"{base}0001", "l2": f"{base}0002"}
+    rcpts = recipients(f"{base}1", 14)
     async with collect_events(await stream_url(api, service.base_url, ws)) as events:
         for sid, phone in numbers.items():
             await link_session(api, phone_api, events, ws, sid, phone)
@@ -155,8 +158,12 @@ async def test_a_number_lost_mid_campaign_hands_its_recipients_to_the_others(api
         await wait_campaign(api, ws, cid, lambda c: sum(
             n["sent"] + n["delivered"] + n["read"] for sid, n in c["numbers"].items() if sid == "l1") >= 2
             and c["numbers"]["l1"]["queued"] >= 1)
-        # the phone logs the linked device out: l1 is lost with campaign messages still queued on it
-        assert (await phone_api.post(f"/_phone/{numbers['l1']}/unlink", json={})).status_code == 200
+        # the phone logs the linked device out, or WhatsApp bans the number: l1 is lost with campaign messages
+        # still queued on it
+        if how == "unlink":
+            assert (await phone_api.post(f"/_phone/{numbers['l1']}/unlink", json={})).status_code == 200
+        else:
+            assert (await phone_api.post(f"/_phone/{numbers['l1']}/ban", json={"banned": True})).status_code == 200
         await events.wait_for(lambda e: e["type"] == "session.disconnected" and e["session_id"] == "l1")
         done = await wait_campaign(api, ws, cid, lambda c: c["status"] == "completed", timeout=90)
     got = await inboxes(phone_api, rcpts)
