@@ -26,6 +26,8 @@ from wa_ray.serve_app.context import AppContext
 from wa_ray.serve_app.deps import check_id, ctx, workspace, writable_workspace
 from wa_ray.serve_app.errors import ApiError, validation_error
 from wa_ray.serve_app.messages_api import _checked_content
+from wa_ray.serve_app.models import ErrorBody
+from wa_ray.serve_app.openapi import errors
 from wa_ray.serve_app.send_models import SendMessage
 from wa_ray.storage import tallies
 from wa_ray.storage.campaign_view import publish_progress, schedule_of, view
@@ -73,7 +75,9 @@ def _state_error(status: str, action: str) -> ApiError:
 
 
 # ---------------------------------------------------------------------------------------------- create
-@router.post(BASE, status_code=201, response_model=CampaignOut)
+@router.post(BASE, status_code=201, response_model=CampaignOut, tags=["campaigns"], responses=errors(400, 413, 422, notes={
+    422: "Not valid: the message (`validation_error`, `kind_not_supported`, `template_required`, media checks), "
+         "`number_not_found` (details: field, index), `duplicate_recipient`, `too_long`, `no_recipients`"}))
 async def create_campaign(body: CampaignCreate, ws: str = Depends(writable_workspace),
                           c: AppContext = Depends(ctx)) -> CampaignOut:
     kind, content = await _message(c, ws, body.message)
@@ -138,7 +142,12 @@ def _too_long(kind: str, content: dict[str, Any], variables: dict[str, str]) -> 
 
 
 # ------------------------------------------------------------------------------------------ recipients
-@router.post(BASE + "/{cid}/recipients", response_model=RecipientsAdded)
+@router.post(BASE + "/{cid}/recipients", response_model=RecipientsAdded, tags=["campaigns"], responses={**errors(
+    413, notes={409: "`campaign_state`: only a draft takes recipients",
+                422: "`csv_invalid` (details.errors: [{row, column, code}], error_count) or `too_many_recipients`"}),
+    415: {"model": ErrorBody, "description": "`unsupported_media_type`: not text/csv"}},
+    openapi_extra={"requestBody": {"required": True, "content": {"text/csv": {"schema": {
+        "type": "string", "description": "header `phone,<var>,...`; one recipient per row"}}}}})
 async def add_recipients(cid: str, request: Request, ws: str = Depends(writable_workspace),
                          c: AppContext = Depends(ctx)) -> RecipientsAdded:
     camp = await _campaign(c, ws, cid)
@@ -259,41 +268,41 @@ async def _move(c: AppContext, ws: str, cid: str, allowed: tuple[str, ...], to: 
     return camp
 
 
-@router.post(BASE + "/{cid}/start", response_model=CampaignOut)
+@router.post(BASE + "/{cid}/start", response_model=CampaignOut, tags=["campaigns"], responses=errors(409, 422))
 async def start_campaign(cid: str, ws: str = Depends(writable_workspace), c: AppContext = Depends(ctx)) -> CampaignOut:
     return await _out(c, await _start(c, ws, cid))
 
 
-@router.post(BASE + "/{cid}/pause", response_model=CampaignOut)
+@router.post(BASE + "/{cid}/pause", response_model=CampaignOut, tags=["campaigns"], responses=errors(409))
 async def pause_campaign(cid: str, ws: str = Depends(writable_workspace), c: AppContext = Depends(ctx)) -> CampaignOut:
     await _campaign(c, ws, cid)
     return await _out(c, await _move(c, ws, cid, (RUNNING, SCHEDULED), PAUSED, "pause"))
 
 
-@router.post(BASE + "/{cid}/resume", response_model=CampaignOut)
+@router.post(BASE + "/{cid}/resume", response_model=CampaignOut, tags=["campaigns"], responses=errors(409))
 async def resume_campaign(cid: str, ws: str = Depends(writable_workspace), c: AppContext = Depends(ctx)) -> CampaignOut:
     await _campaign(c, ws, cid)
     return await _out(c, await _move(c, ws, cid, (PAUSED,), RUNNING, "resume"))
 
 
-@router.post(BASE + "/{cid}/cancel", response_model=CampaignOut)
+@router.post(BASE + "/{cid}/cancel", response_model=CampaignOut, tags=["campaigns"], responses=errors(409))
 async def cancel_campaign(cid: str, ws: str = Depends(writable_workspace), c: AppContext = Depends(ctx)) -> CampaignOut:
     await _campaign(c, ws, cid)
     return await _out(c, await _move(c, ws, cid, (DRAFT, SCHEDULED, RUNNING, PAUSED), CANCELLED, "cancel"))
 
 
-@router.get(BASE, response_model=CampaignList)
+@router.get(BASE, response_model=CampaignList, tags=["campaigns"], responses=errors(422))
 async def list_campaigns(ws: str = Depends(workspace), c: AppContext = Depends(ctx),
                          limit: int = Query(default=50, ge=1, le=200)) -> CampaignList:
     return CampaignList(campaigns=[await _out(c, camp) for camp in await _store(c).list(ws, limit)])
 
 
-@router.get(BASE + "/{cid}", response_model=CampaignOut)
+@router.get(BASE + "/{cid}", response_model=CampaignOut, tags=["campaigns"], responses=errors())
 async def get_campaign(cid: str, ws: str = Depends(workspace), c: AppContext = Depends(ctx)) -> CampaignOut:
     return await _out(c, await _campaign(c, ws, cid))
 
 
-@router.delete(BASE + "/{cid}", status_code=204)
+@router.delete(BASE + "/{cid}", status_code=204, tags=["campaigns"], responses=errors(409))
 async def delete_campaign(cid: str, ws: str = Depends(writable_workspace), c: AppContext = Depends(ctx)) -> Response:
     camp = await _campaign(c, ws, cid)
     # a cancelled campaign stays active until the runner has cancelled its queued messages
