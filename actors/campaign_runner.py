@@ -13,8 +13,9 @@ repeating a send:
    when usable, else the roomiest), or held when there is none.
 4. Feeding, while the window is open: each number gets new recipients until it has FEED_AHEAD of the
    campaign's messages queued, so a pause or a lost number has little to move. Recipient `cursor` goes
-   to the number with the most headroom (storage/headroom.py; a paused number gets none, a number with no
-   new-contact room gets no contact new to it), keeping an earlier assignment. Per recipient, in this
+   to the number with the most headroom (storage/headroom.py, less what is already queued on it; a paused
+   number gets none, a number with no room under the workspace's ban-risk `daily_new_contacts` gets no
+   contact new to it), keeping an earlier assignment. When no number may take it, `waiting` is "numbers". Per recipient, in this
    order: the assignment (HSET), the plan-limit charge, `accept` with Idempotency-Key `cmp:{cid}:{index}`
    (TTL 35 days: a repeat returns the first message and queues nothing), the open set, then the cursor
    is raised past it. A crash between any two of these re-runs the same recipient: same number, same
@@ -38,6 +39,7 @@ import ray
 from wa_ray.config import RuntimeConfig
 from wa_ray.ids import new_id
 from wa_ray.storage import tallies
+from wa_ray.storage.ban_risk import BanRiskStore
 from wa_ray.storage.campaign_moves import HELD, CampaignMoves
 from wa_ray.storage.campaign_replies import CampaignReplies
 from wa_ray.storage.campaign_view import META_NUMBER, numbers_of, publish_progress, schedule_of
@@ -102,6 +104,7 @@ class CampaignRunner:
         self._registry = SessionRegistry(self._redis)
         self._pacing = PacingStore(self._redis, PacingPolicy.from_config(config))
         self._contacts = ContactLog(self._redis)
+        self._ban_risk = BanRiskStore(self._redis)
         self._replies = CampaignReplies(self._redis)
         self._events = EventLog(self._redis)
         self._published: dict[str, tuple[float, str]] = {}  # cid -> (when, status) of its last progress event
@@ -159,6 +162,9 @@ class CampaignRunner:
         inflight = {sid: counts.get(sid, {}).get("queued", 0) + counts.get(sid, {}).get("sending", 0)
                     for sid in numbers.usable}
         room = await self._room(c, numbers.usable, policy)
+        for sid, r in room.items():  # what is queued on a number is not in its send log yet: count it as sent
+            ahead = inflight.get(sid, 0)
+            room[sid] = [r[0] - ahead, r[1] - ahead, r[2] - ahead]
         open_left = await self._tend_open(c, numbers, inflight, room, window_open)
         waiting, fed = "", 0
         if not window_open:
@@ -180,7 +186,9 @@ class CampaignRunner:
         """Per usable number [hour, new_contacts, minute] still free (paused numbers are left out)."""
         if c.kind == "template":
             return {META_NUMBER: [1 << 30, 1 << 30, 1 << 30]}
-        rooms = await headroom(self._redis, c.workspace_id, usable, policy)
+        risk = await self._ban_risk.policy(c.workspace_id)  # its daily new-contacts cap; off: no cap
+        cap = risk.daily_new_contacts if risk.enabled else 1 << 30
+        rooms = await headroom(self._redis, c.workspace_id, usable, policy, cap)
         return {sid: [h.hour, h.new_contacts, h.minute] for sid, h in rooms.items() if not h.paused}
 
     def _pick(self, c: Campaign, inflight: dict[str, int], room: dict[str, list[int]],
@@ -268,8 +276,8 @@ class CampaignRunner:
         for offset, r in enumerate(batch):
             index = c.cursor + offset
             sid = await self._choose(c, r.to, assigned.get(r.to), inflight, room)
-            if sid is None:
-                return "", offset
+            if sid is None:  # every number is busy (wait), or none may take this recipient now
+                return ("numbers" if not any(inflight.get(s, 0) for s in room) else ""), offset
             await self._store.assign(ws, cid, r.to, sid)
             if not await charge(self._redis, ws, 1):
                 self._plan_wait[cid] = time.time() + PLAN_RETRY_S

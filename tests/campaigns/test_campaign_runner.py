@@ -95,3 +95,26 @@ async def test_plan_limit_makes_the_campaign_wait(api, phone_api, service) -> No
         assert (await api.post(f"/v1/workspaces/{ws}/campaigns/{cid}/cancel")).status_code == 200
         done = await wait_campaign(api, ws, cid, lambda c: c["totals"]["cancelled"] == 2)
         assert done["status"] == "cancelled"
+
+
+async def test_daily_new_contacts_cap_bounds_each_number(api, phone_api, service) -> None:
+    ws = "cmp-cap"
+    await put_pacing(api, ws, steps=[[1000, 0.1]], typing=False, per_minute=1000, per_hour=1000)
+    policy = await api.put(f"/v1/workspaces/{ws}/ban-risk", json={"daily_new_contacts": 2, "pause_at": None})
+    assert policy.status_code == 200, policy.text
+    numbers = {"c1": "15553700001", "c2": "15553700002"}
+    rcpts = recipients("1555371", 6)
+    async with collect_events(await stream_url(api, service.base_url, ws)) as events:
+        for sid, phone in numbers.items():
+            await link_session(api, phone_api, events, ws, sid, phone)
+        cid = (await api.post(f"/v1/workspaces/{ws}/campaigns", json={
+            "name": "cap", "message": {"text": "New {{name}}"}, "recipients": rcpts})).json()["campaign_id"]
+        c = await wait_campaign(api, ws, cid, lambda c: c["waiting"] == "numbers" and c["totals"]["queued"] == 0)
+        await asyncio.sleep(1.0)
+        c = await get_campaign(api, ws, cid)
+    got = await inboxes(phone_api, rcpts)
+    by_number = Counter(m[0]["from"] for m in got.values() if m)
+    assert by_number == {numbers["c1"]: 2, numbers["c2"]: 2}  # two new contacts each, then no room
+    assert max(len(m) for m in got.values()) == 1
+    assert c["status"] == "running" and c["totals"]["pending"] == 2
+    assert (await api.post(f"/v1/workspaces/{ws}/campaigns/{cid}/cancel")).status_code == 200
