@@ -25,7 +25,7 @@
   let allTimer = null;
   const numbers = new Map(); // sid -> merged record (SessionOut + what the stream told since)
   const campaigns = new Map(); // campaign_id -> campaign
-  const feature = { stats: null, campaigns: null, primary: false }; // null = not probed yet
+  const feature = { stats: null, risk: null, campaigns: null, primary: false }; // null = not probed yet
   let linking = null; // {sid, login, deadline, timer} while the add dialog links a number
   let statsSid = null;
 
@@ -171,7 +171,7 @@
     $("workspace").value = name;
     numbers.clear();
     campaigns.clear();
-    feature.stats = feature.campaigns = null;
+    feature.stats = feature.risk = feature.campaigns = null;
     $("numbers").replaceChildren();
     $("campaigns").replaceChildren();
     $("inbound").replaceChildren();
@@ -202,7 +202,7 @@
     const seen = new Set();
     for (const s of list) {
       seen.add(s.session_id);
-      numbers.set(s.session_id, Object.assign(numbers.get(s.session_id) || {}, s));
+      numbers.set(s.session_id, merged(numbers.get(s.session_id), s));
       renderNumber(s.session_id);
     }
     for (const sid of [...numbers.keys()]) if (!seen.has(sid)) removeNumber(sid);
@@ -212,24 +212,66 @@
     loadRisks(list.map((s) => s.session_id));
   }
 
+  /** An API record read before a state change the stream already told must not undo it: the registry's
+   *  `since` (when the state was entered) is older than the event's, so the live state and reason stay. */
+  function merged(live, record) {
+    const out = Object.assign({}, live || {}, record);
+    if (live && live.since && record.since && record.since < live.since) {
+      out.state = live.state;
+      out.reason = live.reason;
+      out.since = live.since;
+    }
+    return out;
+  }
+
   function scheduleRefresh() {
     clearTimeout(refreshTimer);
     refreshTimer = setTimeout(loadNumbers, 400);
   }
 
-  /** Ban risk per number comes with its stats (Part D); probed once, skipped when the route is absent. */
+  /** Per number: today's counts (stats API, Part D) and the ban risk with its pause (ban-risk API, Part B).
+   *  Each API is probed once per workspace; a 404/405 means this service lacks it and it is skipped. */
   async function loadRisks(sids) {
     for (const sid of sids) {
-      if (feature.stats === false) return;
-      try {
-        const stats = await api("GET", `${sessionPath(sid)}/stats?days=1`);
-        feature.stats = true;
-        const n = numbers.get(sid);
-        if (n) { n.ban_risk = stats.ban_risk || null; n.today = stats.totals || null; renderNumber(sid); }
-      } catch (e) {
-        if (missing(e) && feature.stats === null) feature.stats = false;
+      if (feature.stats !== false) {
+        try {
+          const stats = await api("GET", `${sessionPath(sid)}/stats?days=1`);
+          feature.stats = true;
+          patchQuiet(sid, { today: stats.totals || null, ban_risk: stats.ban_risk || null });
+        } catch (e) {
+          if (missing(e) && feature.stats === null) feature.stats = false;
+        }
+      }
+      if (feature.risk !== false) {
+        try {
+          const risk = await api("GET", `${sessionPath(sid)}/ban-risk`);
+          feature.risk = true;
+          const n = numbers.get(sid);
+          const fields = { ban_risk: risk.risk || (n && n.ban_risk) || null };
+          if (risk.paused) fields.paused = { reason: "ban_risk" };
+          else if (n && n.paused && n.paused.reason === "ban_risk") fields.paused = null;
+          patchQuiet(sid, fields);
+        } catch (e) {
+          if (missing(e) && feature.risk === null) feature.risk = false;
+        }
       }
     }
+  }
+
+  /** A send, ack or failure changes the number's day and risk: re-read them, at most every 2 s per number. */
+  const extrasTimers = new Map();
+  function refreshExtrasSoon(sid) {
+    if (!sid || !numbers.has(sid) || extrasTimers.has(sid) || (feature.stats === false && feature.risk === false)) return;
+    const at = ws;
+    extrasTimers.set(sid, setTimeout(async () => {
+      if (at === ws) await loadRisks([sid]);
+      extrasTimers.delete(sid);
+    }, 2000));
+  }
+
+  function patchQuiet(sid, fields) {
+    const n = numbers.get(sid);
+    if (n) { Object.assign(n, fields); renderNumber(sid); }
   }
 
   function card(sid) {
@@ -284,7 +326,8 @@
     q(".today").hidden = q(".today-label").hidden = !n.today;
     if (n.today) q(".today").textContent = `${n.today.sent || 0} sent · ${n.today.delivered || 0} delivered · ${n.today.failed || 0} failed`;
     q(".act-primary").hidden = !feature.primary || !!n.primary;
-    q(".act-resume").hidden = !n.paused;
+    // only an operator ends these pauses; the hourly cap's ends by itself
+    q(".act-resume").hidden = !(n.paused && ["ban_risk", "daily_contacts_cap"].includes(n.paused.reason));
     for (const b of li.querySelectorAll(".needs-write")) b.disabled = !writable();
     li.dataset.primary = n.primary ? "1" : "";
   }
@@ -339,14 +382,21 @@
     }
   }
 
+  function applyRecord(s) {
+    if (!numbers.has(s.session_id)) return;
+    numbers.set(s.session_id, merged(numbers.get(s.session_id), s));
+    renderNumber(s.session_id);
+    fillSendFrom();
+  }
+
   async function restart(sid) {
     const s = await act("Restart", () => api("POST", `${sessionPath(sid)}/restart`));
-    if (s) patchNumber(sid, s);
+    if (s) applyRecord(s);
   }
 
   async function logout(sid) {
     const s = await act("Log out", () => api("POST", `${sessionPath(sid)}/logout`));
-    if (s) patchNumber(sid, s);
+    if (s) applyRecord(s);
   }
 
   async function resumeSending(sid) {
@@ -418,12 +468,13 @@
     try {
       const body = login === "code" ? { session_id: sid, login, phone } : { session_id: sid };
       const s = await api("POST", `${wsPath()}/sessions`, body);
-      numbers.set(sid, Object.assign(numbers.get(sid) || {}, s));
+      numbers.set(sid, merged(numbers.get(sid), s));
       renderNumber(sid);
       sortCards();
       $("numbers-empty").hidden = true;
-      onLinkState(sid, s.state, s.reason);
-      if (linking && s.state === "qr_required" && login === "qr" && !$("qr-img").dataset.seq) showQr(null);
+      const now = numbers.get(sid);
+      onLinkState(sid, now.state, now.reason);
+      if (linking && now.state === "qr_required" && login === "qr" && !$("qr-img").dataset.seq) showQr(null);
     } catch (e) {
       if (linking && linking.sid === sid) $("link-state").textContent = `Could not add the number: ${e.message}`;
     }
@@ -725,9 +776,9 @@
         onProgress(d);
         break;
       case "message.queued": upsertMessage(d.message_id, { status: "queued", to: d.to }); break;
-      case "message.sent": upsertMessage(d.message_id, { status: "sent" }); break;
-      case "message.ack": upsertMessage(d.message_id, { status: d.status }); break;
-      case "message.failed": upsertMessage(d.message_id, { status: "failed" }); break;
+      case "message.sent": upsertMessage(d.message_id, { status: "sent" }); refreshExtrasSoon(sid); break;
+      case "message.ack": upsertMessage(d.message_id, { status: d.status }); refreshExtrasSoon(sid); break;
+      case "message.failed": upsertMessage(d.message_id, { status: "failed" }); refreshExtrasSoon(sid); break;
       case "message.received": addInbound(sid, d); break;
       default: break;
     }

@@ -14,13 +14,14 @@ import re
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.console.conftest import TIMEOUT_MS, shot, wait_state
+from tests.console.conftest import TIMEOUT_MS, link, shot, wait_state
 
 pytestmark = pytest.mark.asyncio
 
 PHONE = "15557101"
 RECIPIENT = "15557102"
 CODE_PHONE = "15557103"
+RISK_PHONE = "15557400"
 
 
 def card(page: Page, sid: str):  # noqa: ANN201 - a Playwright Locator
@@ -93,6 +94,10 @@ async def test_add_by_qr_live_status_stats_primary_and_actions(service, api, pho
         assert (await phone_api.post(f"/_phone/{RECIPIENT}/messages",
                                      json={"to": PHONE, "body": "hi dashboard"})).status_code == 200
         await expect(page.locator("#inbound li").first).to_have_text(f"{RECIPIENT}: hi dashboard", timeout=TIMEOUT_MS)
+        if (await api.get(f"{base}/sales-1/stats?days=1")).status_code == 200:  # the card's day follows the sends
+            await expect(c.locator(".today")).to_contain_text("1 sent", timeout=TIMEOUT_MS)
+        if (await api.get(f"{base}/sales-1/ban-risk")).status_code == 200:  # evaluated after the send
+            await expect(c.locator(".risk")).to_have_text(re.compile(r"^ban risk \d+$"), timeout=TIMEOUT_MS)
         await shot(page, "console.png")
 
         # --- per-number stats: the table when the stats API is there, a plain note when it is not
@@ -136,7 +141,8 @@ async def test_add_by_qr_live_status_stats_primary_and_actions(service, api, pho
         await record_states(page, "sales-1")
         await c.locator(".act-restart").click()
         await page.wait_for_function("() => window.__states.some((s) => s !== 'connected')", timeout=TIMEOUT_MS)
-        await expect(c.locator(".state")).to_have_text("connected", timeout=TIMEOUT_MS)
+        await wait_state(api, ws, "sales-1", "connected")
+        await expect(c.locator(".state")).to_have_text("connected", timeout=5_000)  # the card agrees with the registry
         await expect(page.locator("#error")).to_be_hidden()
 
         # --- logout: unlinked, the phone number is no longer shown
@@ -239,3 +245,41 @@ async def test_phone_sized_screen_and_keyboard(service, api, open_console, uniqu
         await expect(page.locator("#stats-panel")).to_be_visible()
     finally:
         await api.delete(f"{base}/mobile-1")
+
+
+async def test_ban_risk_badge_live_pause_and_resume(service, api, phone_api, open_console, unique_ws) -> None:
+    ws = unique_ws
+    if (await api.get(f"/v1/workspaces/{ws}/ban-risk")).status_code == 404:
+        pytest.skip("the ban-risk API (issue #15 part B) is not on this service")
+    # the ban-risk tests' arithmetic: 4 sends to new contacts, no replies, per_hour 5, a cap of 4 -> score 65
+    assert (await api.put(f"/v1/workspaces/{ws}/pacing", json={"steps": [[100, 0.0]], "per_hour": 5,
+                                                              "typing": False})).status_code == 200
+    policy = {"daily_new_contacts": 4, "warn_at": [20, 40], "pause_at": 60, "resume_cooldown_s": 600}
+    assert (await api.put(f"/v1/workspaces/{ws}/ban-risk", json=policy)).status_code == 200
+    _, page = await open_console(api, ws)
+    try:
+        await expect(page.locator("#stream")).to_have_text("stream open", timeout=TIMEOUT_MS)
+        await link(api, phone_api, ws, "risky", RISK_PHONE)
+        c = card(page, "risky")
+        await expect(c.locator(".state")).to_have_text("connected", timeout=TIMEOUT_MS)
+        await expect(c.locator(".risk")).to_be_hidden()
+        for n in range(4):
+            sent = await api.post(f"/v1/workspaces/{ws}/messages",
+                                  json={"session_id": "risky", "to": f"1555740{n + 1}", "text": f"offer {n}"})
+            assert sent.status_code in (200, 201, 202), sent.text
+        # the session.ban_risk and session.paused events reach the card without a reload
+        await expect(c.locator(".risk")).to_have_attribute("data-level", "critical", timeout=TIMEOUT_MS)
+        await expect(c.locator(".risk")).to_have_text(re.compile(r"^ban risk \d+$"))
+        await expect(c.locator(".paused")).to_have_text("paused: ban_risk", timeout=TIMEOUT_MS)
+        await shot(page, "console-ban-risk.png")
+
+        # after a reload the badge and the pause come from the API
+        await page.reload()
+        await expect(c.locator(".risk")).to_have_attribute("data-level", "critical", timeout=TIMEOUT_MS)
+        await expect(c.locator(".paused")).to_be_visible(timeout=TIMEOUT_MS)
+        await c.locator(".act-resume").click()
+        await expect(c.locator(".paused")).to_be_hidden(timeout=TIMEOUT_MS)
+        await expect(page.locator("#error")).to_be_hidden()
+        assert (await api.get(f"/v1/workspaces/{ws}/sessions/risky/ban-risk")).json()["paused"] is False
+    finally:
+        await api.delete(f"/v1/workspaces/{ws}/sessions/risky")
