@@ -42,7 +42,7 @@ from wa_ray.storage import tallies
 from wa_ray.storage.ban_risk import BanRiskStore
 from wa_ray.storage.campaign_moves import HELD, CampaignMoves
 from wa_ray.storage.campaign_replies import CampaignReplies
-from wa_ray.storage.campaign_view import META_NUMBER, numbers_of, publish_progress, schedule_of
+from wa_ray.storage.campaign_view import META_NUMBER, Numbers, numbers_of, publish_progress, schedule_of
 from wa_ray.storage.campaigns import (
     CAMPAIGN_TTL_S, CANCELLED, COMPLETED, PAUSED, RUNNING, SCHEDULED, Campaign, CampaignStore, Recipient)
 from wa_ray.storage.contact_log import ContactLog
@@ -216,7 +216,7 @@ class CampaignRunner:
         if sid in room:
             room[sid] = [room[sid][0] - 1, room[sid][1] - 1, room[sid][2] - 1]
 
-    async def _tend_open(self, c: Campaign, numbers: Any, inflight: dict[str, int], room: dict[str, list[int]],
+    async def _tend_open(self, c: Campaign, numbers: Numbers, inflight: dict[str, int], room: dict[str, list[int]],
                          window_open: bool) -> int:
         """Prune settled open messages; move the queued ones of lost numbers and the held ones. Returns how
         many open messages are still queued or sending."""
@@ -233,12 +233,13 @@ class CampaignRunner:
             left += 1
             if status != "queued" or c.kind == "template":
                 continue
-            if held == "1" or sid in numbers.lost:
+            if held == "1" or numbers.is_lost(sid):
                 expect = HELD if held == "1" else sid
                 target = None
                 if window_open:
                     assigned = (await self._store.assignments(ws, cid, [to])).get(to)
-                    target = await self._choose(c, to, None if assigned in numbers.lost else assigned, inflight, room)
+                    target = await self._choose(c, to, None if assigned and numbers.is_lost(assigned) else assigned,
+                                                inflight, room)
                 if target is not None:
                     if await self._moves.place(ws, cid, mid, target, c.priority, expect=expect):
                         self._took(target, inflight, room)

@@ -32,12 +32,16 @@ META_NUMBER = tallies.CLOUD
 class Numbers:
     usable: list[str]  # connected, in the campaign's numbers, sorted
     lost: frozenset[str]  # its queued messages move elsewhere
+    known: frozenset[str] = frozenset()  # every session of the workspace: one not among them (deleted) is lost too
+
+    def is_lost(self, sid: str) -> bool:
+        return sid in self.lost or sid not in self.known
 
 
 async def numbers_of(registry: SessionRegistry, c: Campaign, now: float | None = None) -> Numbers:
     now = time.time() if now is None else now
     if c.kind == "template":
-        return Numbers([META_NUMBER], frozenset())
+        return Numbers([META_NUMBER], frozenset(), frozenset([META_NUMBER]))
     records = {r["session_id"]: r for r in await registry.list(c.workspace_id)}
     wanted = set(records) if c.numbers is None else set(c.numbers)
     usable, lost = [], set()
@@ -48,7 +52,7 @@ async def numbers_of(registry: SessionRegistry, c: Campaign, now: float | None =
         elif state in LOST_STATES or now - float(r.get("since") or now) > LOST_GRACE_S:
             lost.add(sid)
     lost |= {sid for sid in (c.numbers or []) if sid not in records}
-    return Numbers(sorted(usable), frozenset(lost))
+    return Numbers(sorted(usable), frozenset(lost), frozenset(records))
 
 
 def schedule_of(c: Campaign) -> Schedule | None:

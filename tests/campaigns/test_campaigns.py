@@ -142,11 +142,11 @@ async def test_csv_draft_pause_resume_then_cancel(api, phone_api, service) -> No
     assert (await api.post(f"/v1/workspaces/{ws}/campaigns/{cid2}/resume")).status_code == 409
 
 
-@pytest.mark.parametrize("how", ["unlink", "ban"])
+@pytest.mark.parametrize("how", ["unlink", "ban", "delete"])
 async def test_a_number_lost_mid_campaign_hands_its_recipients_to_the_others(how, api, phone_api, service) -> None:
     ws = f"cmp-lost-{how}"
     await put_pacing(api, ws, steps=[[1000, 0.5]], typing=False, per_minute=1000, per_hour=1000)
-    base = {"unlink": "1555330", "ban": "1555332"}[how]
+    base = {"unlink": "1555330", "ban": "1555332", "delete": "1555334"}[how]
     numbers = {"l1": f"{base}0001", "l2": f"{base}0002"}
     rcpts = recipients(f"{base}1", 14)
     async with collect_events(await stream_url(api, service.base_url, ws)) as events:
@@ -162,9 +162,12 @@ async def test_a_number_lost_mid_campaign_hands_its_recipients_to_the_others(how
         # still queued on it
         if how == "unlink":
             assert (await phone_api.post(f"/_phone/{numbers['l1']}/unlink", json={})).status_code == 200
-        else:
+        elif how == "ban":
             assert (await phone_api.post(f"/_phone/{numbers['l1']}/ban", json={"banned": True})).status_code == 200
-        await events.wait_for(lambda e: e["type"] == "session.disconnected" and e["session_id"] == "l1")
+        else:  # the operator deletes the session: its number is gone from the workspace
+            assert (await api.delete(f"/v1/workspaces/{ws}/sessions/l1")).status_code in (200, 202, 204)
+        if how != "delete":
+            await events.wait_for(lambda e: e["type"] == "session.disconnected" and e["session_id"] == "l1")
         done = await wait_campaign(api, ws, cid, lambda c: c["status"] == "completed", timeout=90)
     got = await inboxes(phone_api, rcpts)
     counts = {to: len(m) for to, m in got.items()}
