@@ -96,6 +96,7 @@ async def link(api: httpx.AsyncClient, phone_api: httpx.AsyncClient, ws: str, si
     assert created.status_code in (200, 201), created.text
     await wait_state(api, ws, sid, "qr_required")
     qr = (await api.get(f"/v1/workspaces/{ws}/sessions/{sid}/qr")).json()["qr"]
-    scanned = await phone_api.post(f"/_phone/{phone}/scan", json={"qr": qr} | ({"pushname": pushname} if pushname else {}))
+    body = {"qr": qr} | ({"pushname": pushname} if pushname else {})
+    scanned = await phone_api.post(f"/_phone/{phone}/scan", json=body)
     assert scanned.status_code == 200, scanned.text
     return await wait_state(api, ws, sid, "connected")

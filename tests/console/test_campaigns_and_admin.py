@@ -22,7 +22,8 @@ async def test_campaign_progress_pause_and_resume(service, api, phone_api, open_
     if (await api.get(campaigns)).status_code == 404:
         pytest.skip("the campaigns API (issue #15 part C) is not on this service")
     # a 3 s gap between sends: the campaign runs long enough to be paused and resumed from the page
-    assert (await api.put(f"/v1/workspaces/{ws}/pacing", json={"steps": [[100, 3.0]], "typing": False})).status_code == 200
+    paced = await api.put(f"/v1/workspaces/{ws}/pacing", json={"steps": [[100, 3.0]], "typing": False})
+    assert paced.status_code == 200, paced.text
     await link(api, phone_api, ws, "camp-1", PHONE)
     _, page = await open_console(api, ws)
     try:
@@ -43,8 +44,9 @@ async def test_campaign_progress_pause_and_resume(service, api, phone_api, open_
         await expect(row.locator(".campaign-status")).to_have_text("running", timeout=TIMEOUT_MS)
         progress = row.locator("progress")
         await expect(progress).to_have_attribute("max", str(len(RECIPIENTS)))
-        await page.wait_for_function(f"""() => {{ const p = document.querySelector('#campaigns li[data-campaign-id="{cid}"] progress');
-            return p && p.value >= 1; }}""", timeout=TIMEOUT_MS)  # the first send moves the bar live
+        await page.wait_for_function("""(cid) => {
+            const p = document.querySelector(`#campaigns li[data-campaign-id="${cid}"] progress`);
+            return p && p.value >= 1; }""", arg=cid, timeout=TIMEOUT_MS)  # the first send moves the bar live
         await expect(row.locator(".campaign-counts")).to_contain_text(f"/ {len(RECIPIENTS)} done")
         await expect(row.locator(".campaign-numbers")).to_contain_text("camp-1", timeout=TIMEOUT_MS)
         await shot(page, "console-campaigns.png")

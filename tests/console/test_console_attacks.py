@@ -20,7 +20,7 @@ SENDER = "15557302"
 
 FETCH = """async ([method, path, header]) => {
     const r = await fetch(path, {method, credentials: 'same-origin',
-        headers: header ? {'X-WA-Console': '1', 'Content-Type': 'application/json'} : {'Content-Type': 'application/json'},
+        headers: Object.assign({'Content-Type': 'application/json'}, header ? {'X-WA-Console': '1'} : {}),
         body: method === 'GET' ? undefined : '{}'});
     const body = await r.json().catch(() => ({}));
     return [r.status, (body.error || {}).code || null];
@@ -34,7 +34,8 @@ async def call(page: Page, method: str, path: str, header: bool = True) -> tuple
 
 async def test_workspace_token_cannot_reach_another_workspace(service, api, open_console, unique_ws) -> None:
     mine, theirs = unique_ws, f"{unique_ws}-other"
-    assert (await api.post(f"/v1/workspaces/{theirs}/sessions", json={"session_id": "secret-line"})).status_code in (200, 201)
+    planted = await api.post(f"/v1/workspaces/{theirs}/sessions", json={"session_id": "secret-line"})
+    assert planted.status_code in (200, 201), planted.text
     assert (await api.post(f"/v1/workspaces/{mine}/sessions", json={"session_id": "mine-1"})).status_code in (200, 201)
     _, page = await open_console(api, mine)
     try:

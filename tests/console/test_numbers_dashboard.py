@@ -33,7 +33,8 @@ async def record_states(page: Page, sid: str) -> None:
     await page.evaluate("""(sid) => {
         const el = document.querySelector(`#numbers li[data-session-id="${sid}"] .state`);
         window.__states = [];
-        new MutationObserver(() => window.__states.push(el.textContent)).observe(el, {childList: true, characterData: true, subtree: true});
+        new MutationObserver(() => window.__states.push(el.textContent))
+            .observe(el, {childList: true, characterData: true, subtree: true});
     }""", sid)
 
 
@@ -68,7 +69,8 @@ async def test_add_by_qr_live_status_stats_primary_and_actions(service, api, pho
 
         # the phone scans the code the modal shows: the dialog closes and the card turns connected live
         qr = (await api.get(f"{base}/sales-1/qr")).json()["qr"]
-        assert (await phone_api.post(f"/_phone/{PHONE}/scan", json={"qr": qr, "pushname": "Sales One"})).status_code == 200
+        scanned = await phone_api.post(f"/_phone/{PHONE}/scan", json={"qr": qr, "pushname": "Sales One"})
+        assert scanned.status_code == 200, scanned.text
         await expect(page.locator("#add-dialog")).to_be_hidden(timeout=TIMEOUT_MS)
         c = card(page, "sales-1")
         await expect(c.locator(".state")).to_have_text("connected", timeout=TIMEOUT_MS)
