@@ -198,7 +198,6 @@
       return;
     }
     if (at !== ws) return;
-    if (list.length && "primary" in list[0]) feature.primary = true;
     const seen = new Set();
     for (const s of list) {
       seen.add(s.session_id);
@@ -215,6 +214,7 @@
   /** An API record read before a state change the stream already told must not undo it: the registry's
    *  `since` (when the state was entered) is older than the event's, so the live state and reason stay. */
   function merged(live, record) {
+    if ("primary" in record) feature.primary = true; // this service keeps a primary number (Part A)
     const out = Object.assign({}, live || {}, record);
     if (live && live.since && record.since && record.since < live.since) {
       out.state = live.state;

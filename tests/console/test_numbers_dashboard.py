@@ -200,7 +200,9 @@ async def test_add_by_pairing_code(service, api, phone_api, open_console, unique
         c = card(page, "by-code")
         await expect(c.locator(".state")).to_have_text("connected", timeout=TIMEOUT_MS)
         await expect(c.locator(".phone")).to_have_text(CODE_PHONE)
-        await wait_state(api, ws, "by-code", "connected")
+        record = await wait_state(api, ws, "by-code", "connected")
+        if "primary" in record:  # the first number of a workspace can be made primary straight away
+            await expect(c.locator(".act-primary")).to_be_visible()
     finally:
         await api.delete(f"/v1/workspaces/{ws}/sessions/by-code")
 
