@@ -211,15 +211,20 @@
     loadRisks(list.map((s) => s.session_id));
   }
 
-  /** An API record read before a state change the stream already told must not undo it: the registry's
-   *  `since` (when the state was entered) is older than the event's, so the live state and reason stay. */
+  /** An API record read before a change the stream already told must not undo it. The registry's `since`
+   *  (when the state was entered) older than the live one means the whole record is older: the live state,
+   *  phone and name stay. A record of the same state may still lack what the page learnt at ready (the
+   *  registry writes the phone and name just after the state): a missing value never erases a known one. */
+  const LIVE_KEYS = ["state", "reason", "since", "me", "push_name", "last_connected_at"];
+  const LEARNT_KEYS = new Set(["me", "push_name", "last_connected_at"]);
   function merged(live, record) {
     if ("primary" in record) feature.primary = true; // this service keeps a primary number (Part A)
     const out = Object.assign({}, live || {}, record);
-    if (live && live.since && record.since && record.since < live.since) {
-      out.state = live.state;
-      out.reason = live.reason;
-      out.since = live.since;
+    if (!live) return out;
+    const stale = !!(live.since && record.since && record.since < live.since);
+    for (const k of LIVE_KEYS) {
+      if (stale && live[k] !== undefined) out[k] = live[k];
+      else if (LEARNT_KEYS.has(k) && record[k] == null && live[k] != null && out.state === live.state) out[k] = live[k];
     }
     return out;
   }
@@ -356,8 +361,13 @@
   function patchNumber(sid, fields) {
     if (!sid) return;
     const n = numbers.get(sid);
-    if (!n) { scheduleRefresh(); return; }
-    Object.assign(n, fields);
+    if (!n) { // keep what the event says; the listing fills in the rest (or removes a number that is gone)
+      numbers.set(sid, Object.assign({ session_id: sid, workspace_id: ws }, fields));
+      $("numbers-empty").hidden = true;
+      scheduleRefresh();
+    } else {
+      Object.assign(n, fields);
+    }
     renderNumber(sid);
     sortCards();
     fillSendFrom();
