@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from wa_ray.actors.campaign_runner import render
-from wa_ray.storage.campaign_plan import Schedule, eta_s, parse_hm, per_hour
+from wa_ray.storage.campaign_plan import Schedule, duration_s, eta_s, parse_hm, per_hour
 from wa_ray.storage.campaigns import Campaign, summarize
 from wa_ray.storage.pacing import PacingPolicy
 
@@ -66,11 +66,14 @@ def test_parse_hm_refuses(bad: str) -> None:
 
 
 def test_per_hour_follows_the_seed_pacing() -> None:
-    # seed steps: 5 free, then 1 s, 2 s, 3 s gaps; no typing; 0.5 s per send
+    # seed steps: 5 free, then 1 s, 2 s, 3 s gaps, 5 s above 20 a minute; no typing; 0.5 s per send
+    assert per_hour(PacingPolicy(typing=False)) == 1000  # the seed's hourly cap binds
     p = PacingPolicy(typing=False, per_hour=100_000)
-    assert per_hour(PacingPolicy(typing=False)) == 1000  # the seed's hourly cap is below 23 a minute
-    # 5*0.5 + 5*1.5 + 5*2.5 + 5*3.5 = 40 s for 20, then 5.5 s each: 23 in 56.5 s, the 24th would pass 60
-    assert per_hour(p) == 23 * 60
+    # the first minute from quiet holds 23 sends (5*0.5 + 5*1.5 + 5*2.5 + 5*3.5 = 40 s for 20, then 5.5 s
+    # each), but once the window is full the gap stays at 3-5 s: the hour holds fewer than 23 a minute
+    first_minute = sum(1 for n in range(1, 40) if duration_s(n, p) <= 60)
+    assert first_minute == 23
+    assert 15 * 60 < per_hour(p) < 23 * 60
     assert per_hour(PacingPolicy(typing=False, per_hour=100)) == 100  # the hourly cap wins
     assert per_hour(PacingPolicy(typing=False, per_minute=4)) == 4 * 60  # the minute cap wins
     assert per_hour(PacingPolicy(enabled=False)) == 3600 / 0.5
@@ -80,14 +83,27 @@ def test_per_hour_follows_the_seed_pacing() -> None:
                     send_s=0.5) == 30 * 60
 
 
+def test_duration_replays_the_minute_cap_and_the_hourly_pause() -> None:
+    # no gaps, 30 a minute: each minute's 30 leave at once, the next ones when the first of them is 60 s old
+    p = PacingPolicy(steps=((1000, 0.0),), typing=False, per_minute=30, per_hour=100)
+    assert duration_s(30, p, send_s=0.0) == 0.0
+    assert duration_s(31, p, send_s=0.0) == pytest.approx(60.0)
+    assert duration_s(100, p, send_s=0.0) == pytest.approx(180.0)
+    assert duration_s(101, p, send_s=0.0) == pytest.approx(3600.0, abs=1e-3)  # the hourly pause
+    # past the simulated span, the steady rate of its last hour
+    assert duration_s(100 * 10, p, send_s=0.0) == pytest.approx(9 * 3600 + 180.0, rel=0.01)
+
+
 def test_eta_sums_the_numbers_capacity_and_waits_for_the_window() -> None:
     p = PacingPolicy(steps=((1000, 1.0),), typing=False, per_minute=1000, per_hour=100_000)  # 1.5 s per send
     assert eta_s(0, 0, p) == 0.0
     assert eta_s(10, 0, p) is None
-    assert eta_s(400, 1, p) == pytest.approx(600.0)
-    assert eta_s(400, 4, p) == pytest.approx(150.0)
+    # the first send of a quiet number waits for no gap: 0.5 s, then 1.5 s each
+    assert eta_s(400, 1, p) == pytest.approx(0.5 + 399 * 1.5)
+    assert eta_s(400, 4, p) == pytest.approx(0.5 + 99 * 1.5)
+    assert eta_s(401, 4, p) == pytest.approx(0.5 + 100 * 1.5)  # the numbers share evenly, rounded up
     s = Schedule(start_at=1_000.0)
-    assert eta_s(400, 4, p, s, now=400.0) == pytest.approx(600.0 + 150.0)
+    assert eta_s(400, 4, p, s, now=400.0) == pytest.approx(600.0 + 0.5 + 99 * 1.5)
 
 
 def test_render_fills_variables() -> None:
