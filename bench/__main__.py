@@ -1,4 +1,4 @@
-"""`python -m wa_ray.bench <throughput|throughput-peak|density|qr|recovery|api|crypto|chats> ...`.
+"""`python -m wa_ray.bench <throughput|throughput-peak|density|qr|recovery|api|crypto|chats|campaign> ...`.
 
 density, qr and throughput(-peak) also take `--hosting actor,host`: both session hosting modes in one run,
 side by side (bench/hosting.py)."""

@@ -107,10 +107,16 @@ def add_parsers(sub: Any) -> None:
     cs.add_argument("--warmup", type=_nonneg(int), default=20, help="unrecorded requests first")
     cs.add_argument("--concurrency", type=_pos(int), default=1, help="requests in flight at once")
 
+    cp = sub.add_parser("campaign", help="a campaign over linked numbers against its pacing capacity; duplicates")
+    cp.add_argument("--recipients", type=_pos(int), default=10_000)
+    cp.add_argument("--numbers", type=_pos(int), default=20)
+    cp.add_argument("--seed-recipients", type=_pos(int), default=400, help="the seed-steps run afterwards")
+    cp.add_argument("--baseline-messages", type=_pos(int), default=40, help="one number's direct sends")
+
     sm = sub.add_parser("smoke", help="every bench at toy size on one service (what tests/bench runs)")
     sm.add_argument("--no-baselines", action="store_true", help="skip the Playwright and whatsapp-web.js parts")
 
-    for p in (d, q, r, a, c, ch, sm, cs):
+    for p in (d, q, r, a, c, ch, sm, cs, cp):
         p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
         p.add_argument("-v", "--verbose", action="store_true")
 
@@ -163,6 +169,12 @@ def run(args: argparse.Namespace, console: Console, out: Console) -> int:
         env, paths = run_chats(ChatsConfig(chats=args.chats, messages_per_chat=args.messages_per_chat,
                                            requests=args.requests, warmup=args.warmup,
                                            concurrency=args.concurrency, out_dir=args.out), console)
+    elif args.command == "campaign":
+        from wa_ray.bench.campaign import CampaignConfig, run_campaign, summary
+
+        env, paths = run_campaign(CampaignConfig(recipients=args.recipients, numbers=args.numbers,
+                                                 seed_recipients=args.seed_recipients,
+                                                 baseline_messages=args.baseline_messages, out_dir=args.out), console)
     elif args.command == "chaos":
         from wa_ray.bench.chaos import ChaosConfig, run_chaos, summary
 
