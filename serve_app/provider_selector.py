@@ -23,7 +23,10 @@ gets its handle as a constructor argument, never by looking a name up. It does t
   `provider.changed` whenever the workspace-level choice flips (a Redis GETSET
   makes one announcement per flip however many replicas run), and moves
   messages stranded in the queue of a Web session that is gone (logged out,
-  banned, failed) or down for longer than `failover_grace_s` to the Cloud API.
+  banned, failed) or down for longer than `failover_grace_s` to the Cloud API. A campaign's message is
+  not moved (storage/messages.py `may_move`): its entry stays unacknowledged in the rerouter's pending
+  list, where the session's next sender reclaims it if the number comes back, and the campaign runner
+  moves it meanwhile (another number, or the campaign's fallback template) if the number is lost.
 """
 
 from __future__ import annotations

@@ -174,9 +174,14 @@ def content_of(record: dict[str, str]) -> tuple[str, dict[str, Any]]:
 
 
 def may_move(record: dict[str, str], to_provider: str) -> bool:
-    """Whether the failover may hand a message to `to_provider`: a strict one never leaves its session, and
-    a group or @lid recipient is addressed by WhatsApp Web alone (the Cloud API knows phone numbers only)."""
+    """Whether the failover may hand a message to `to_provider`: a strict one never leaves its session, a
+    group or @lid recipient is addressed by WhatsApp Web alone (the Cloud API knows phone numbers only), and a
+    campaign's message never goes to the Cloud API this way: its campaign runner moves it (another number, or
+    the campaign's fallback template; actors/campaign_runner.py), where the failover would send the text as
+    free text, which the Cloud API refuses outside the 24 h window."""
     if record.get("strict") == "1":
+        return False
+    if to_provider == META and record.get("campaign"):
         return False
     return not (to_provider == META and (is_group_id(record.get("to")) or is_lid(record.get("to"))))
 
