@@ -10,6 +10,13 @@ sender that read the record before the move and was pacing records its intent wi
 (MessageStore.transition(session=...)), which fails once the record names another number. So whichever
 sender moves the message `queued -> sending` first is the only one that sends it.
 
+To the Cloud API (`to_cloud`): a queued message whose number is lost, when the campaign has a fallback template
+and no other number can take its recipient, becomes that template on the Cloud API in the same one step: the
+record's provider (meta), session (none), kind and content are replaced, it stays `queued`, and the cloud queue
+gets its entry. It is the same message (same id, same Idempotency-Key), so its recipient still gets one: the
+old session's stale entry is dropped by its sender (not WhatsApp Web's any more), and the step runs only from
+`queued` on WhatsApp Web, so a second run (a crash, a restart) finds it moved and does nothing.
+
 Counts: the same step moves the message's `wa:cmp-n` bucket (storage/tallies.py): `{cid}|{sid}|queued` -1
 and the new one +1, where a held message counts under HELD and a cancelled one under CANCELLED (`failed`).
 """
@@ -18,10 +25,11 @@ from __future__ import annotations
 
 import time
 
+import orjson
 import redis.asyncio as aioredis
 
-from wa_ray.storage import keys
-from wa_ray.storage.messages import history_entry
+from wa_ray.storage import keys, tallies
+from wa_ray.storage.messages import META, history_entry
 
 HELD = "~held"  # not a session id (ids never start with ~): a held message's bucket in wa:cmp-n
 CANCELLED = "~cancelled"
@@ -56,9 +64,40 @@ return 1
 """
 
 
+# KEYS: message, history, the cloud queue, campaign counts. ARGV: campaign id, expected current number ('' any,
+# HELD), the template's content JSON, history entry, message id.
+_TO_CLOUD = """
+local cur, cmp, sid, prov, held = unpack(redis.call('HMGET', KEYS[1], 'status', 'campaign', 'session_id',
+                                                     'provider', 'held'))
+if cur ~= 'queued' or cmp ~= ARGV[1] or prov ~= 'webjs' then return 0 end
+local who = sid or ''
+if held == '1' then who = '""" + HELD + """' end
+if ARGV[2] ~= '' and who ~= ARGV[2] then return 0 end
+redis.call('HINCRBY', KEYS[4], cmp .. '|' .. who .. '|queued', -1)
+redis.call('HSET', KEYS[1], 'provider', 'meta', 'session_id', '', 'held', '', 'owner', '', 'wa_key', '',
+           'kind', 'template', 'content', ARGV[3], 'text', '', 'campaign_fallback', '1')
+redis.call('HINCRBY', KEYS[4], cmp .. '|""" + tallies.CLOUD + """|queued', 1)
+redis.call('RPUSH', KEYS[2], ARGV[4])
+redis.call('XADD', KEYS[3], '*', 'm', ARGV[5])
+return 1
+"""
+
+
 class CampaignMoves:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._move = redis.register_script(_MOVE)
+        self._to_cloud = redis.register_script(_TO_CLOUD)
+
+    async def to_cloud(self, ws: str, cid: str, message_id: str, priority: str, content: dict[str, object],
+                       template: str, expect: str = "") -> bool:
+        """A queued WhatsApp Web message (held, or on a lost number) becomes the campaign's fallback template
+        on the Cloud API, still `queued`; False if it was not queued on WhatsApp Web (as `expect`)."""
+        entry = history_entry("queued", time.time(), campaign_move=True, provider=META, fallback_template=template)
+        return bool(await self._to_cloud(
+            keys=[keys.message(message_id), keys.message_history(message_id), keys.cloud_queue(ws, priority),
+                  keys.campaign_counts(ws)],
+            args=[cid, expect, orjson.dumps(content).decode(), entry, message_id],
+        ))
 
     async def hold(self, ws: str, cid: str, message_id: str, expect: str = "") -> bool:
         """Take a queued message off its number (pause, a lost number); False if it was not queued there."""

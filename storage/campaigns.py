@@ -3,12 +3,15 @@
 Everything the runner (actors/campaign_runner.py) knows lives here, so a restarted runner simply runs
 the next step again:
 
-* `wa:cmp:{ws}:{cid}` hash: name, status, times, the message (kind + content JSON), the numbers ("all" or
-  a JSON list), the schedule JSON, priority, `total` recipients and `cursor`, the index of the next
-  recipient to feed (only ever raised: `advance` is a max).
+* `wa:cmp:{ws}:{cid}` hash: name, status, times, the message (kind + content JSON), the fallback
+  template's content JSON ("" without one), the numbers ("all" or a JSON list), the schedule JSON,
+  priority, `total` recipients and `cursor`, the index of the next recipient to feed (only ever raised:
+  `advance` is a max).
 * `wa:cmp-rcp:{ws}:{cid}` list: recipient i is `{"to", "v": {variables}}` at index i; `wa:cmp-phones`
   set: the campaign's phones, so a phone is a recipient once.
 * `wa:cmp-asg:{ws}:{cid}` hash: phone -> the number it is assigned to (sticky for the campaign).
+* `wa:cmp-idx:{ws}:{cid}` hash: phone -> its recipient index, written as it is fed (the runner renders a
+  fallback template for a message from its recipient's variables).
 * `wa:cmp-open:{ws}:{cid}` set: message ids that may still be queued (the ones a pause, a lost number
   or a cancel may move); pruned once they are past `sending`.
 * `wa:cmp-list:{ws}` zset of campaign ids by creation time; `wa:cmp-active` set of `ws/cid` the runner
@@ -58,6 +61,10 @@ def assignment_key(ws: str, cid: str) -> str:
 
 def open_key(ws: str, cid: str) -> str:
     return _k("cmp-open", ws, cid)
+
+
+def index_key(ws: str, cid: str) -> str:
+    return _k("cmp-idx", ws, cid)
 
 
 def list_key(ws: str) -> str:
@@ -137,6 +144,7 @@ class Campaign:
     started_at: float | None = None
     finished_at: float | None = None
     waiting: str = ""  # "", "schedule", "plan_limit", "numbers"
+    fallback: dict[str, Any] | None = None  # a template's content: the Cloud API's copy for a lost number's recipient
 
     @classmethod
     def from_record(cls, r: dict[str, str]) -> Campaign:
@@ -148,7 +156,8 @@ class Campaign:
             schedule=orjson.loads(r["schedule"]) if r.get("schedule") else None, priority=r["priority"],
             total=int(r.get("total") or 0), cursor=int(r.get("cursor") or 0),
             started_at=float(r["started_at"]) if r.get("started_at") else None,
-            finished_at=float(r["finished_at"]) if r.get("finished_at") else None, waiting=r.get("waiting", ""))
+            finished_at=float(r["finished_at"]) if r.get("finished_at") else None, waiting=r.get("waiting", ""),
+            fallback=orjson.loads(r["fallback"]) if r.get("fallback") else None)
 
 
 class CampaignStore:
@@ -164,7 +173,7 @@ class CampaignStore:
             "created_at": repr(c.created_at), "kind": c.kind, "content": orjson.dumps(c.content).decode(),
             "numbers": orjson.dumps("all" if c.numbers is None else c.numbers).decode(),
             "schedule": orjson.dumps(c.schedule).decode() if c.schedule else "", "priority": c.priority,
-            "total": 0, "cursor": 0,
+            "total": 0, "cursor": 0, "fallback": orjson.dumps(c.fallback).decode() if c.fallback else "",
         }
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(meta_key(c.workspace_id, c.campaign_id), mapping=record)
@@ -219,6 +228,18 @@ class CampaignStore:
     async def assign(self, ws: str, cid: str, phone: str, sid: str) -> None:
         await self._redis.hset(assignment_key(ws, cid), phone, sid)
 
+    async def note_index(self, ws: str, cid: str, phone: str, index: int) -> None:
+        await self._redis.hset(index_key(ws, cid), phone, index)
+
+    async def recipient_of(self, ws: str, cid: str, phone: str) -> Recipient:
+        """The recipient fed with this phone (its variables); no variables when it was fed without a note."""
+        index = await self._redis.hget(index_key(ws, cid), phone)
+        if index is not None:
+            found = await self.recipients(ws, cid, int(index), 1)
+            if found and found[0].to == phone:
+                return found[0]
+        return Recipient(phone)
+
     async def open_messages(self, ws: str, cid: str) -> list[str]:
         return list(await self._redis.smembers(open_key(ws, cid)))
 
@@ -238,7 +259,7 @@ class CampaignStore:
     async def delete(self, ws: str, cid: str) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             for key in (meta_key(ws, cid), recipients_key(ws, cid), phones_key(ws, cid), assignment_key(ws, cid),
-                        open_key(ws, cid)):
+                        open_key(ws, cid), index_key(ws, cid)):
                 pipe.delete(key)
             pipe.zrem(list_key(ws), cid)
             pipe.srem(ACTIVE, f"{ws}/{cid}")
