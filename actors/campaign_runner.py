@@ -22,6 +22,21 @@ repeating a send:
    message. (The one thing a crash can repeat is the plan-limit charge of that one recipient.)
 5. Completed once every recipient was fed and none of its messages is queued or sending.
 
+The fallback template (a campaign's optional `fallback_template`, used only while the workspace has the
+Cloud API configured, `wa:cloud-ws`): a recipient whose number is lost goes to another number of the
+campaign first, as the issue orders. It gets the template from the Cloud API instead when no other number
+can take it: none of the campaign's numbers is usable (connected), or every usable one is out of room for
+it for the day (paused, or at its daily new-contacts cap for a contact new to it). A number that is only
+busy (its few messages ahead queued, its minute or hour window full) is waited for, never bypassed. This
+applies to a queued message on a lost number or held for want of a number (storage/campaign_moves.py
+`to_cloud`: the same message becomes the template in one Lua step, so it is still sent once), and to
+recipients not fed yet once every number the campaign uses is lost (they are accepted on the Cloud API
+with their usual Idempotency-Key). `{{var}}` in the template's parameter `text` is filled from the
+recipient's variables. A message handed to the Cloud API is the cloud sender's from then on (a pause or a
+cancel no longer takes it back), as a template campaign's messages are. The provider failover never moves a
+campaign's message to the Cloud API itself (storage/messages.py `may_move`): it would go as free text,
+which the Cloud API refuses outside the 24 h window; the runner decides, by the rule above.
+
 `campaign.progress` goes out at most every PROGRESS_EVERY_S while running and at each status change the
 runner makes (the API publishes the ones it makes).
 """
@@ -38,7 +53,7 @@ import ray
 
 from wa_ray.config import RuntimeConfig
 from wa_ray.ids import new_id
-from wa_ray.storage import tallies
+from wa_ray.storage import keys, tallies
 from wa_ray.storage.ban_risk import BanRiskStore
 from wa_ray.storage.campaign_moves import HELD, CampaignMoves
 from wa_ray.storage.campaign_replies import CampaignReplies
@@ -70,6 +85,14 @@ def render(text: str | None, variables: dict[str, str]) -> str | None:
     if text is None:
         return None
     return _VAR.sub(lambda m: variables.get(m.group(1), ""), text)
+
+
+def template_for(template: dict[str, Any], variables: dict[str, str]) -> dict[str, Any]:
+    """The fallback template's content for one recipient: every parameter's `text` rendered."""
+    components = [{**comp, "parameters": [{**p, "text": render(p["text"], variables)} if isinstance(p.get("text"), str)
+                                          else p for p in comp.get("parameters") or []]}
+                  for comp in template.get("components") or []]
+    return {**template, "components": components}
 
 
 def message_for(c: Campaign, r: Recipient) -> tuple[str, dict[str, Any]]:
@@ -160,17 +183,21 @@ class CampaignRunner:
         policy = await self._pacing.policy(ws)
         counts = await tallies.campaign_counts(self._redis, ws, cid)
         inflight = {sid: counts.get(sid, {}).get("queued", 0) + counts.get(sid, {}).get("sending", 0)
-                    for sid in numbers.usable}
+                    for sid in [*numbers.usable, META_NUMBER]}
         room = await self._room(c, numbers.usable, policy)
         for sid, r in room.items():  # what is queued on a number is not in its send log yet: count it as sent
             ahead = inflight.get(sid, 0)
             room[sid] = [r[0] - ahead, r[1] - ahead, r[2] - ahead]
-        open_left = await self._tend_open(c, numbers, inflight, room, window_open)
+        fallback = await self._fallback_ready(c)
+        open_left = await self._tend_open(c, numbers, inflight, room, window_open, fallback)
         waiting, fed = "", 0
         if not window_open:
             waiting = "schedule"
         elif c.cursor < c.total:
-            waiting, fed = await self._feed(c, numbers.usable, inflight, room)
+            if fallback and not numbers.usable and self._all_lost(c, numbers):  # their recipients: the template
+                waiting, fed = await self._feed(c, [META_NUMBER], inflight, {META_NUMBER: [1 << 30] * 3})
+            else:
+                waiting, fed = await self._feed(c, numbers.usable, inflight, room)
         if waiting != c.waiting:
             await self._store.set_waiting(ws, cid, waiting)
             c.waiting = waiting
@@ -191,11 +218,36 @@ class CampaignRunner:
         rooms = await headroom(self._redis, c.workspace_id, usable, policy, cap)
         return {sid: [h.hour, h.new_contacts, h.minute] for sid, h in rooms.items() if not h.paused}
 
+    async def _fallback_ready(self, c: Campaign) -> bool:
+        """Whether lost numbers' recipients may get the fallback template: the campaign has one, is not a
+        template campaign, and the workspace has the Cloud API configured now."""
+        if not c.fallback or c.kind == "template":
+            return False
+        return bool(await self._redis.sismember(keys.cloud_workspaces(), c.workspace_id))
+
+    @staticmethod
+    def _all_lost(c: Campaign, numbers: Numbers) -> bool:
+        """Every number the campaign uses is lost (not merely reconnecting): its unfed recipients have none."""
+        wanted = c.numbers if c.numbers is not None else sorted(numbers.known)
+        return bool(wanted) and all(numbers.is_lost(sid) for sid in wanted)
+
+    async def _may_take(self, c: Campaign, phone: str, room: dict[str, list[int]]) -> bool:
+        """Some usable, unpaused number has room for this recipient today (busy or not right now)."""
+        for sid, r in room.items():
+            if sid != META_NUMBER and (r[1] > 0 or not await self._contacts.is_new(
+                    c.workspace_id, sid, recipient_id(phone))):
+                return True
+        return False
+
+    @staticmethod
+    def _ahead(c: Campaign, sid: str) -> int:
+        return META_AHEAD if c.kind == "template" or sid == META_NUMBER else FEED_AHEAD
+
     def _pick(self, c: Campaign, inflight: dict[str, int], room: dict[str, list[int]],
               exclude: frozenset[str] = frozenset()) -> list[str]:
         """Numbers that can take one more message now, roomiest first."""
-        ahead = META_AHEAD if c.kind == "template" else FEED_AHEAD
-        ok = [s for s, r in room.items() if s not in exclude and inflight.get(s, 0) < ahead and r[0] > 0 and r[2] > 0]
+        ok = [s for s, r in room.items()
+              if s not in exclude and inflight.get(s, 0) < self._ahead(c, s) and r[0] > 0 and r[2] > 0]
         return sorted(ok, key=lambda s: (room[s][0], room[s][1], room[s][2], s), reverse=True)
 
     async def _choose(self, c: Campaign, phone: str, assigned: str | None, inflight: dict[str, int],
@@ -217,21 +269,22 @@ class CampaignRunner:
             room[sid] = [room[sid][0] - 1, room[sid][1] - 1, room[sid][2] - 1]
 
     async def _tend_open(self, c: Campaign, numbers: Numbers, inflight: dict[str, int], room: dict[str, list[int]],
-                         window_open: bool) -> int:
-        """Prune settled open messages; move the queued ones of lost numbers and the held ones. Returns how
-        many open messages are still queued or sending."""
+                         window_open: bool, fallback: bool) -> int:
+        """Prune settled open messages; move the queued ones of lost numbers and the held ones (to another
+        number, else, with `fallback`, to the Cloud API as the fallback template when no number may take its
+        recipient today). Returns how many open messages are still queued or sending."""
         ws, cid = c.workspace_id, c.campaign_id
         mids = await self._store.open_messages(ws, cid)
         if not mids:
             return 0
         records = await self._fields(mids)
         done, left = [], 0
-        for mid, (status, sid, held, to) in zip(mids, records, strict=True):
+        for mid, (status, sid, held, to, provider) in zip(mids, records, strict=True):
             if status not in ("queued", "sending"):
                 done.append(mid)
                 continue
             left += 1
-            if status != "queued" or c.kind == "template":
+            if status != "queued" or c.kind == "template" or provider == META:
                 continue
             if held == "1" or numbers.is_lost(sid):
                 expect = HELD if held == "1" else sid
@@ -240,6 +293,9 @@ class CampaignRunner:
                     assigned = (await self._store.assignments(ws, cid, [to])).get(to)
                     target = await self._choose(c, to, None if assigned and numbers.is_lost(assigned) else assigned,
                                                 inflight, room)
+                    if target is None and fallback and not await self._may_take(c, to, room):
+                        await self._to_cloud(c, mid, to, expect)
+                        continue
                 if target is not None:
                     if await self._moves.place(ws, cid, mid, target, c.priority, expect=expect):
                         self._took(target, inflight, room)
@@ -250,14 +306,22 @@ class CampaignRunner:
         await self._store.close_open(ws, cid, done)
         return left
 
-    async def _fields(self, mids: list[str]) -> list[tuple[str, str, str, str]]:
-        from wa_ray.storage import keys
+    async def _to_cloud(self, c: Campaign, mid: str, to: str, expect: str) -> None:
+        """The queued message becomes the fallback template on the Cloud API (one step; a rerun finds it moved)."""
+        if c.fallback is None:
+            return
+        ws, cid = c.workspace_id, c.campaign_id
+        r = await self._store.recipient_of(ws, cid, to)
+        if await self._moves.to_cloud(ws, cid, mid, c.priority, template_for(c.fallback, r.variables),
+                                      str(c.fallback.get("name", "")), expect=expect):
+            await self._store.assign(ws, cid, to, META_NUMBER)
 
+    async def _fields(self, mids: list[str]) -> list[tuple[str, str, str, str, str]]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for mid in mids:
-                pipe.hmget(keys.message(mid), "status", "session_id", "held", "to")
+                pipe.hmget(keys.message(mid), "status", "session_id", "held", "to", "provider")
             rows = await pipe.execute()
-        return [(r[0] or "", r[1] or "", r[2] or "", r[3] or "") for r in rows]
+        return [(r[0] or "", r[1] or "", r[2] or "", r[3] or "", r[4] or "") for r in rows]
 
     async def _feed(self, c: Campaign, usable: list[str], inflight: dict[str, int],
                     room: dict[str, list[int]]) -> tuple[str, int]:
@@ -268,7 +332,7 @@ class CampaignRunner:
             return "numbers", 0
         if self._plan_wait.get(cid, 0) > time.time():
             return "plan_limit", 0
-        budget = sum(max(0, (META_AHEAD if c.kind == "template" else FEED_AHEAD) - inflight.get(s, 0)) for s in room)
+        budget = sum(max(0, self._ahead(c, s) - inflight.get(s, 0)) for s in room)
         if budget <= 0:
             return "", 0
         batch = await self._store.recipients(ws, cid, c.cursor, budget)
@@ -280,6 +344,7 @@ class CampaignRunner:
             if sid is None:  # every number is busy (wait), or none may take this recipient now
                 return ("numbers" if not any(inflight.get(s, 0) for s in room) else ""), offset
             await self._store.assign(ws, cid, r.to, sid)
+            await self._store.note_index(ws, cid, r.to, index)
             if not await charge(self._redis, ws, 1):
                 self._plan_wait[cid] = time.time() + PLAN_RETRY_S
                 return "plan_limit", offset
@@ -291,8 +356,10 @@ class CampaignRunner:
     async def _accept(self, c: Campaign, index: int, r: Recipient, sid: str) -> None:
         ws, cid = c.workspace_id, c.campaign_id
         text, content = message_for(c, r)
-        provider, session = (META, "") if sid == META_NUMBER else (WEBJS, sid)
-        msg = OutboundMessage(new_id("msg"), ws, session, r.to, text, c.priority, provider, kind=c.kind,
+        provider, session, kind = (META, "", c.kind) if sid == META_NUMBER else (WEBJS, sid, c.kind)
+        if sid == META_NUMBER and c.kind != "template" and c.fallback:  # every number lost: the fallback
+            text, content, kind = "", template_for(c.fallback, r.variables), "template"
+        msg = OutboundMessage(new_id("msg"), ws, session, r.to, text, c.priority, provider, kind=kind,
                               content=content, campaign=cid)
         accepted = await self._messages.accept(msg, f"cmp:{cid}:{index}", f"cmp:{cid}:{index}",
                                                idempotency_ttl_s=CAMPAIGN_TTL_S)
@@ -306,9 +373,12 @@ class CampaignRunner:
         mids = await self._store.open_messages(ws, cid)
         records = await self._fields(mids) if mids else []
         done, left = [], 0
-        for mid, (status, _sid, held, _to) in zip(mids, records, strict=True):
+        for mid, (status, _sid, held, _to, provider) in zip(mids, records, strict=True):
             if status not in ("queued", "sending"):
                 done.append(mid)
+                continue
+            if provider == META:  # the Cloud API's (a template campaign, or the fallback): its sender's now
+                left += 1
                 continue
             if status == "queued" and c.status == CANCELLED:
                 if await self._moves.cancel(ws, cid, mid):
