@@ -1,21 +1,27 @@
 """Bodies and answers of /v1/workspaces/{ws}/campaigns (serve_app/campaigns_api.py).
 
 The campaign's `message` is one kind's body as POST /messages takes it, without `to`, `session_id`,
-`strict` and `reply_to` (the route validates it with the send models, serve_app/send_models.py); its
-`text` or `caption` may use `{{var}}`, filled from each recipient's `variables`. Input models refuse
-unknown fields; no rule's message quotes the value it refuses.
+`strict` and `reply_to`, and never a reaction: the models here are built from the send models
+(serve_app/send_models.py) by leaving those fields out (`campaign_kind`), so the published schema says what
+the route accepts and a kind's rules live in one place; the route then checks the body as POST /messages
+does. Its `text` or `caption` may use `{{var}}`, filled from each recipient's `variables`. The optional
+`fallback_template` is a template message of the same shape (`type: template`), whose parameters' `text`
+may use `{{var}}` too. Input models refuse unknown fields; no rule's message quotes the value it refuses.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+import re
+from typing import Annotated, Any, Literal, Union
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_model, field_validator
 
 from wa_ray.ids import ID_PATTERN, PHONE_PATTERN
-from wa_ray.serve_app.send_models import STRICT, Priority
+from wa_ray.serve_app.send_models import (
+    STRICT, AudioMessage, ContactsMessage, DocumentMessage, ImageMessage, LocationMessage, PollMessage, Priority,
+    StickerMessage, TemplateMessage, TextMessage, VideoMessage, VoiceMessage)
 
 VAR_PATTERN = r"^[A-Za-z0-9_]{1,32}$"
 VAR_MAX = 1024
@@ -23,7 +29,46 @@ HM_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 ZONE_PATTERN = r"^[A-Za-z0-9_+\-/]{1,64}$"
 INLINE_MAX = 1000  # more recipients: a draft and POST .../recipients (CSV)
 
-Variables = dict[Annotated[str, Field(pattern=VAR_PATTERN)], Annotated[str, Field(max_length=VAR_MAX)]]
+NOT_IN_MESSAGE = ("to", "session_id", "strict", "reply_to")  # the campaign's, per recipient
+
+
+def campaign_kind(model: type[BaseModel]) -> type[BaseModel]:
+    """`model` (a POST /messages kind) without NOT_IN_MESSAGE: the same fields, bounds and descriptions. Its
+    validators are not carried over; the route validates the body with the send models themselves."""
+    fields: dict[str, Any] = {n: (f.annotation, f) for n, f in model.model_fields.items() if n not in NOT_IN_MESSAGE}
+    return create_model(f"Campaign{model.__name__}", __config__=STRICT, __doc__=model.__doc__, **fields)
+
+
+_KINDS = {k: campaign_kind(m) for k, m in (
+    ("text", TextMessage), ("image", ImageMessage), ("video", VideoMessage), ("audio", AudioMessage),
+    ("voice", VoiceMessage), ("document", DocumentMessage), ("sticker", StickerMessage),
+    ("location", LocationMessage), ("contacts", ContactsMessage), ("poll", PollMessage),
+    ("template", TemplateMessage))}
+
+
+def _campaign_kind_of(value: Any) -> str | None:
+    """The tag: `type`, "text" when absent; None (a 422 that quotes nothing) for a reaction or anything else."""
+    kind = value.get("type", "text") if isinstance(value, dict) else getattr(value, "type", None)
+    return kind if isinstance(kind, str) and kind in _KINDS else None
+
+
+CampaignMessage = Annotated[
+    Union[tuple(Annotated[model, Tag(kind)] for kind, model in _KINDS.items())],  # noqa: UP007 (built, not written)
+    Discriminator(_campaign_kind_of, custom_error_type="unknown_type",
+                  custom_error_message="type must be one of the message kinds a campaign sends (not a reaction)"),
+]
+FallbackTemplate = _KINDS["template"]
+
+
+def message_body(message: BaseModel) -> dict[str, Any]:
+    """The fields the client gave (defaults stay the send models' to fill), for the send models' check."""
+    return message.model_dump(exclude_unset=True)
+
+
+Variables = Annotated[dict[Annotated[str, Field(pattern=VAR_PATTERN)], Annotated[str, Field(max_length=VAR_MAX)]],
+                      Field(json_schema_extra={"additionalProperties": False})]  # names only by VAR_PATTERN
+# the zones the check accepts, so the published schema says it (an unknown name is not a shape error)
+ZONES = sorted(z for z in available_timezones() if re.fullmatch(ZONE_PATTERN, z))
 
 
 class RecipientIn(BaseModel):
@@ -40,9 +85,11 @@ class DailyHours(BaseModel):
 
 class ScheduleIn(BaseModel):
     model_config = STRICT
-    start_at: float | dt.datetime | None = Field(default=None, description="epoch seconds or ISO 8601")
+    start_at: Annotated[float, Field(ge=0, lt=1e11)] | dt.datetime | None = Field(
+        default=None, description="epoch seconds or ISO 8601")
     daily_hours: DailyHours | None = None
-    time_zone: str = Field(default="UTC", pattern=ZONE_PATTERN, description="IANA zone of daily_hours")
+    time_zone: str = Field(default="UTC", pattern=ZONE_PATTERN, description="IANA zone of daily_hours",
+                           json_schema_extra={"enum": ZONES})
 
     @field_validator("time_zone")
     @classmethod
@@ -74,7 +121,14 @@ class ScheduleIn(BaseModel):
 class CampaignCreate(BaseModel):
     model_config = STRICT
     name: str = Field(min_length=1, max_length=200)
-    message: dict[str, Any] = Field(description="one kind's POST /messages body without to/session_id/strict")
+    message: CampaignMessage = Field(description=(
+        "one kind's POST /messages body without to/session_id/strict/reply_to (not a reaction); `text` and "
+        "`caption` may use {{var}}"))
+    fallback_template: FallbackTemplate | None = Field(  # type: ignore[valid-type]
+        default=None, description=(
+            "a template (`type: template`) the Cloud API sends to a recipient whose number is lost mid-campaign "
+            "when no other number of the campaign can take it (needs the workspace's Cloud API); its "
+            "parameters' `text` may use {{var}}"))
     recipients: list[RecipientIn] = Field(default_factory=list, max_length=INLINE_MAX)
     numbers: Literal["all"] | Annotated[list[Annotated[str, Field(pattern=ID_PATTERN)]],
                                         Field(min_length=1, max_length=100)] = "all"

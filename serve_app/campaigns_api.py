@@ -21,7 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 from wa_ray.ids import PHONE_PATTERN, new_id
 from wa_ray.message_kinds import TEXT_MAX, Kind, provider_sends
 from wa_ray.serve_app.campaign_models import (
-    VAR_MAX, VAR_PATTERN, CampaignCreate, CampaignList, CampaignOut, RecipientsAdded)
+    NOT_IN_MESSAGE, VAR_MAX, VAR_PATTERN, CampaignCreate, CampaignList, CampaignOut, RecipientsAdded, message_body)
 from wa_ray.serve_app.context import AppContext
 from wa_ray.serve_app.deps import check_id, ctx, workspace, writable_workspace
 from wa_ray.serve_app.errors import ApiError, validation_error
@@ -40,7 +40,6 @@ from wa_ray.storage.pacing import PacingPolicy, PacingStore
 router = APIRouter()
 BASE = "/v1/workspaces/{ws}/campaigns"
 _SEND = TypeAdapter(SendMessage)
-_NOT_IN_MESSAGE = ("to", "session_id", "strict", "reply_to")
 _PLACEHOLDER_TO = "10000000"
 _PHONE = re.compile(PHONE_PATTERN)
 _VAR = re.compile(VAR_PATTERN)
@@ -76,11 +75,13 @@ def _state_error(status: str, action: str) -> ApiError:
 
 # ---------------------------------------------------------------------------------------------- create
 @router.post(BASE, status_code=201, response_model=CampaignOut, tags=["campaigns"], responses=errors(400, 413, 422, notes={
-    422: "Not valid: the message (`validation_error`, `kind_not_supported`, `template_required`, media checks), "
+    422: "Not valid: the message or fallback_template (`validation_error`, `kind_not_supported` (a template, or "
+         "a fallback_template, without the Cloud API), `template_required`, media checks), "
          "`number_not_found` (details: field, index), `duplicate_recipient`, `too_long`, `no_recipients`"}))
 async def create_campaign(body: CampaignCreate, ws: str = Depends(writable_workspace),
                           c: AppContext = Depends(ctx)) -> CampaignOut:
-    kind, content = await _message(c, ws, body.message)
+    kind, content = await _message(c, ws, message_body(body.message))
+    fallback = await _fallback(c, ws, body) if body.fallback_template is not None and kind != "template" else None
     if body.numbers != "all":
         for i, sid in enumerate(body.numbers):
             if await c.registry.get(ws, sid) is None:
@@ -94,7 +95,7 @@ async def create_campaign(body: CampaignCreate, ws: str = Depends(writable_works
                            {"field": "recipients", "index": i})
     camp = Campaign(new_id("cmp"), ws, body.name, DRAFT, time.time(), kind, content,
                     None if body.numbers == "all" else list(dict.fromkeys(body.numbers)),
-                    body.schedule.stored() if body.schedule else None, body.priority)
+                    body.schedule.stored() if body.schedule else None, body.priority, fallback=fallback)
     store = _store(c)
     await store.create(camp)
     if body.recipients:
@@ -107,7 +108,7 @@ async def create_campaign(body: CampaignCreate, ws: str = Depends(writable_works
 async def _message(c: AppContext, ws: str, raw: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """(kind, content) of a campaign's message, checked as POST /messages checks it, plus the provider
     rule: where only the Cloud API sends (pinned, or Meta-only) it must be a template."""
-    present = [k for k in _NOT_IN_MESSAGE if k in raw]
+    present = [k for k in NOT_IN_MESSAGE if k in raw]
     if present:
         raise ApiError(422, "validation_error", "message: to, session_id, strict and reply_to are the campaign's",
                        {"errors": [{"loc": ["body", "message", k], "type": "not_allowed"} for k in present]})
@@ -131,6 +132,21 @@ async def _message(c: AppContext, ws: str, raw: dict[str, Any]) -> tuple[str, di
     elif not provider_sends(WEBJS, kind):
         raise ApiError(422, "kind_not_supported", f"WhatsApp Web cannot send a {kind.value}", {"type": kind.value})
     return kind.value, await _checked_content(c, ws, body)
+
+
+async def _fallback(c: AppContext, ws: str, body: CampaignCreate) -> dict[str, Any]:
+    """The fallback template's content, checked as POST /messages checks a template; the Cloud API sends it,
+    so a workspace without one configured is 422 `kind_not_supported` (as a template message would be)."""
+    raw = message_body(body.fallback_template)  # type: ignore[arg-type]
+    try:
+        template = _SEND.validate_python({**raw, "to": _PLACEHOLDER_TO})
+    except ValidationError as exc:
+        errors = [validation_error({**e, "loc": ("body", "fallback_template", *e["loc"])}) for e in exc.errors()]
+        raise ApiError(422, "validation_error", "fallback_template is not valid", {"errors": errors}) from None
+    if not (await c.selector.snapshot(ws)).meta_configured:
+        raise ApiError(422, "kind_not_supported", "fallback_template is sent by the Cloud API, which this workspace "
+                       "has not configured", {"type": Kind.TEMPLATE.value, "provider": META, "field": "fallback_template"})
+    return await _checked_content(c, ws, template)
 
 
 def _too_long(kind: str, content: dict[str, Any], variables: dict[str, str]) -> bool:

@@ -245,7 +245,7 @@ class PollMessage(_Replyable):
 
 TemplateScalar = Annotated[str, Field(max_length=1024)] | int | float | bool
 TemplateObject = Annotated[dict[Annotated[str, Field(pattern=r"^[a-z0-9_]{1,32}$")], TemplateScalar],
-                           Field(max_length=10)]
+                           Field(max_length=10, json_schema_extra={"additionalProperties": False})]  # keys by pattern
 
 
 class TemplateParameter(BaseModel):
