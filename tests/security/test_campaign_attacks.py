@@ -124,6 +124,16 @@ async def test_csv_bad_rows_are_422_by_row_and_column_without_values(make_key, c
     {"name": "x", "message": {"text": "hi"}, "numbers": "some"},
     {"name": "x", "message": {"text": "hi"}, "recipients": [{"to": "15554400001", "variables": {"b@d": "v"}}]},
     {"name": "x", "message": {"text": "hi"}, "unknown": 1},
+    {"name": "x", "message": {"text": "hi"}, "fallback_template": {"text": "s3cr3t-value-xyz"}},  # not a template
+    {"name": "x", "message": {"text": "hi"}, "fallback_template": {
+        "type": "template", "name": "s3cr3t-value-xyz", "language": "en_US"}},                # a name by pattern
+    {"name": "x", "message": {"text": "hi"}, "fallback_template": {
+        "type": "template", "name": "t1", "language": "en_US", "to": "15554400001"}},           # the campaign's
+    {"name": "x", "message": {"text": "hi"}, "fallback_template": {
+        "type": "template", "name": "t1", "language": "en_US"}},                               # no Cloud API here
+    {"name": "x", "message": {"text": "hi"}, "fallback_template": {
+        "type": "template", "name": "t1", "language": "en_US",
+        "components": [{"type": "body", "parameters": [{"type": "text", "text": "s3cr3t-value-xyz" * 100}]}]}},
 ])
 async def test_bad_bodies_are_422_without_echo(body, make_key, client_for, unique_ws) -> None:
     client = client_for(await make_key("workspace", unique_ws))
