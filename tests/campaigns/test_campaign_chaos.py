@@ -33,12 +33,15 @@ from tests.flows import link_session, stream_url
 from tests.messages.helpers import put_pacing
 from wa_ray import NAMESPACE, SUPERVISOR_NAME, session_actor_name
 from wa_ray.storage import keys
+from wa_ray.storage.campaigns import open_key
 
 N_RECIPIENTS = 60
 # 3 numbers x one send per 0.3 s (plus the send itself): several seconds of sending, so a kill lands with most
 # recipients still to go; the minute and hour caps are out of reach (not under test here)
 PACING = {"steps": [[1000, 0.3]], "typing": False, "per_minute": 1000, "per_hour": 100_000}
-LATENCY_MS = 40  # to WhatsApp's server and back: a send is in flight when a page dies
+# one way to WhatsApp's server: each send is in flight (`sending`, no ack yet) for a good part of its number's
+# cycle, and the kill waits for one, so a dying page really cuts a send mid-flight
+LATENCY_MS = 250
 KILL_AFTER_SENT = 9
 BROWSER_HOST = "BrowserHost"
 
@@ -94,6 +97,22 @@ async def _records(redis, ws: str, cid: str, n: int) -> list[dict[str, str]]:
     return out
 
 
+async def _in_flight(redis, ws: str, cid: str, timeout: float = 15.0) -> list[str]:
+    """The campaign's messages in `sending` (intent recorded, the server's answer not yet in), once there is one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        mids = sorted(await redis.smembers(open_key(ws, cid)))
+        async with redis.pipeline(transaction=False) as pipe:
+            for mid in mids:
+                pipe.hget(keys.message(mid), "status")
+            statuses = await pipe.execute()
+        sending = [mid for mid, status in zip(mids, statuses, strict=True) if status == "sending"]
+        if sending:
+            return sending
+        await asyncio.sleep(0.01)
+    raise TimeoutError(f"no message of campaign {cid} was ever seen in flight")
+
+
 @pytest.mark.parametrize("fault", list(CASES))
 async def test_kill_9_mid_campaign_reaches_every_recipient_once(fault, api, phone_api, service, live_redis) -> None:
     hosting = service.settings.session_hosting
@@ -120,6 +139,7 @@ async def test_kill_9_mid_campaign_reaches_every_recipient_once(fault, api, phon
         cid = created.json()["campaign_id"]
         at_kill = await wait_campaign(api, ws, cid, lambda c: _sent(c["totals"]) >= KILL_AFTER_SENT
                                       and c["numbers"].get("k1", {}).get("queued", 0) >= 1)
+        in_flight = await _in_flight(live_redis, ws, cid)
         for pid in before:
             os.kill(pid, signal.SIGKILL)
         killed = time.monotonic()
@@ -157,6 +177,7 @@ async def test_kill_9_mid_campaign_reaches_every_recipient_once(fault, api, phon
         assert _sent(done["numbers"][sid]) == by_number[phone], (sid, done["numbers"])
         assert done["numbers"][sid]["queued"] == 0
     assert (await get_campaign(api, ws, cid))["status"] == "completed"
-    print(f"\n{fault} ({hosting} hosting): killed pids {before} -> {after} after {_sent(at_kill['totals'])} sent; "
+    print(f"\n{fault} ({hosting} hosting): killed pids {before} -> {after} after {_sent(at_kill['totals'])} sent, "
+          f"{len(in_flight)} in flight (then {sorted(r['status'] for r in records if r['mid'] in in_flight)}); "
           f"completed {took:.1f} s later; received {received}/{N_RECIPIENTS}, duplicates 0, "
           f"unconfirmed {len(failed)}; per number {dict(by_number)}")
