@@ -16,7 +16,7 @@ Another workspace's session is the same 404 as an unknown one; a bad body is 422
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from wa_ray.events import SESSION_RESUMED, Event
 from wa_ray.serve_app.context import AppContext
 from wa_ray.serve_app.deps import ctx, session_record, workspace, writable_workspace
+from wa_ray.serve_app.json_types import json_int
 from wa_ray.serve_app.message_models import STRICT_INPUT
 from wa_ray.serve_app.openapi import errors
 from wa_ray.storage import keys
@@ -32,7 +33,7 @@ from wa_ray.storage.ban_risk import (COOLDOWN_LIMITS, DAILY_NEW_CONTACTS_LIMITS,
 
 router = APIRouter(tags=["ban risk"])
 
-Threshold = Annotated[int, Field(strict=True, ge=THRESHOLD_LIMITS[0], le=THRESHOLD_LIMITS[1])]
+Threshold = json_int(*THRESHOLD_LIMITS)
 
 
 class BanRiskIn(BaseModel):
@@ -40,16 +41,15 @@ class BanRiskIn(BaseModel):
         {"enabled": True, "daily_new_contacts": 500, "warn_at": [70, 90], "pause_at": 90},
         {"daily_new_contacts": 200}, {"pause_at": None}]})
     enabled: bool | None = Field(default=None, strict=True, description="false: no cap, no score, no pause")
-    daily_new_contacts: int | None = Field(default=None, strict=True, ge=DAILY_NEW_CONTACTS_LIMITS[0],
-                                           le=DAILY_NEW_CONTACTS_LIMITS[1],
-                                           description="first contacts a number may make in a rolling 24 h")
+    daily_new_contacts: json_int(*DAILY_NEW_CONTACTS_LIMITS) | None = Field(  # type: ignore[valid-type]
+        default=None, description="first contacts a number may make in a rolling 24 h")
     warn_at: list[Threshold] | None = Field(default=None, max_length=MAX_WARN_AT,
                                             description="scores (1..100) whose upward crossing publishes "
                                                         "`session.ban_risk`")
     pause_at: Threshold | None = Field(default=None, description="the score that pauses the number until an "
                                                                  "operator resumes it; null: never")
-    resume_cooldown_s: int | None = Field(default=None, strict=True, ge=COOLDOWN_LIMITS[0], le=COOLDOWN_LIMITS[1],
-                                          description="after a resume, no automatic pause for this long")
+    resume_cooldown_s: json_int(*COOLDOWN_LIMITS) | None = Field(  # type: ignore[valid-type]
+        default=None, description="after a resume, no automatic pause for this long")
 
 
 class BanRiskOut(BaseModel):

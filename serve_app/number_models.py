@@ -3,14 +3,13 @@ in models.py beside the other session models."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from pydantic import BaseModel, ConfigDict, Field
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
-
+from wa_ray.serve_app.json_types import json_int
 from wa_ray.storage.plan_limits import MAX_NUMBERS_BOUNDS, MESSAGES_PER_DAY_BOUNDS, PlanLimits
 
-MaxNumbers = Annotated[StrictInt, Field(ge=MAX_NUMBERS_BOUNDS[0], le=MAX_NUMBERS_BOUNDS[1])]
-MessagesPerDay = Annotated[StrictInt, Field(ge=MESSAGES_PER_DAY_BOUNDS[0], le=MESSAGES_PER_DAY_BOUNDS[1])]
+MaxNumbers = json_int(*MAX_NUMBERS_BOUNDS)
+MessagesPerDay = json_int(*MESSAGES_PER_DAY_BOUNDS)
 
 
 class PlanLimitsIn(BaseModel):
