@@ -26,12 +26,8 @@ from ray.serve.config import BackpressureConfig
 from ray.serve.handle import DeploymentHandle
 
 from wa_ray.serve_app import admin_api, console, errors, events_api, openapi, ops_api, sessions_api, workspace_api
-from wa_ray.serve_app import conversations_api, media_policy_api
-from wa_ray.serve_app import sync_api
-from wa_ray.serve_app import ban_risk_api
-from wa_ray.serve_app import campaigns_api
-from wa_ray.serve_app import stats_api
-from wa_ray.serve_app import numbers_api
+from wa_ray.serve_app import (ban_risk_api, campaigns_api, conversations_api, media_policy_api, numbers_api,
+                              stats_api, sync_api)
 from wa_ray.serve_app.admission import Admission
 from wa_ray.serve_app.context import AppContext
 from wa_ray.serve_app.messages_api import router as messages_router
@@ -57,13 +53,9 @@ def build_app(context: AppContext) -> FastAPI:
     gate = api.state.admission = Admission(context.redis, context.audit)
     for router in (sessions_api.router, messages_router, workspace_api.router, events_api.router,
                    admin_api.router, ops_api.router, console.router, media_policy_api.router,
-                   conversations_api.router):
+                   conversations_api.router, sync_api.router, ban_risk_api.router, campaigns_api.router,
+                   stats_api.router, numbers_api.router):
         api.include_router(router)
-    api.include_router(sync_api.router)
-    api.include_router(ban_risk_api.router)
-    api.include_router(campaigns_api.router)
-    api.include_router(stats_api.router)
-    api.include_router(numbers_api.router)
     api.add_middleware(BodyLimit)
     api.add_middleware(RequestContext, audit=context.audit)  # outside BodyLimit: oversized bodies are audited too
     api.add_middleware(gate.middleware)  # outermost: a shed request costs no body read, auth or Redis call
