@@ -7,9 +7,11 @@ Which process hosts a session depends on WA_SESSION_HOSTING: with `actor` (the d
 lifecycle runs in a SessionActor worker of its own, and its page and sender in the node's BrowserHost;
 with `host` the session is a grain of the BrowserHost. `session_host` kills the former (SessionActor
 worker, or BrowserHost under host hosting); `browser_host` kills the BrowserHost under actor hosting too,
-since that is where a send is in flight. A page that dies mid-send may leave one message `failed`
-`unconfirmed` (actors/outbound.py: never sent again); that is allowed only for a recipient whose phone
-did not get it, and the test prints how many there were.
+since that is where a send is in flight; the kill waits for a campaign message in `sending`. A page that
+dies mid-send leaves that message `failed` `unconfirmed` (actors/outbound.py: never sent again). That is the
+only failure allowed and the only way a phone may lack its message; since whether the server took it first
+cannot be known from the new page, an unconfirmed message may be on the phone too (once), and the GET then
+counts it failed. The test prints how many of each there were.
 
 Each process is killed with SIGKILL by its pid (from the Ray state API), and the test checks that Ray or
 the supervisor brought a new one up (a new pid under the same name), so a kill that missed fails the test.
@@ -159,25 +161,32 @@ async def test_kill_9_mid_campaign_reaches_every_recipient_once(fault, api, phon
         for m in ours[r["to"]]:
             assert m["body"] == f"{marker} {r['variables']['name']}"
     failed = [(rec, rcpts[rec["i"]]["to"]) for rec in records if rec["status"] == "failed"]
-    # a send cut mid-flight by a dying page is `unconfirmed` (never sent again); only then may a phone lack it
-    assert all(rec["reason"].startswith("unconfirmed") and not ours[to] for rec, to in failed), failed
-    missing = [to for to, m in ours.items() if not m]
-    assert sorted(missing) == sorted(to for _, to in failed), (missing, records)
+    # A send cut mid-flight by a dying page is failed `unconfirmed` and never sent again (actors/outbound.py):
+    # the only failure allowed, at most one per number (one message per session is between intent and answer),
+    # and the only way a phone may lack its message. Whether the server took it first cannot be known from the
+    # new page, so an unconfirmed one may also be on the phone: once, never twice.
+    assert [rec for rec, _ in failed if not rec["reason"].startswith("unconfirmed")] == [], f"{failed}"
+    assert len(failed) <= len(numbers), f"{failed}"
+    missing = sorted(to for to, m in ours.items() if not m)
+    assert missing == sorted(to for rec, to in failed if not ours[to]), f"{missing} {records}"
+    unconfirmed_received = Counter(ours[to][0]["from"] for _, to in failed if ours[to])
     if fault != "browser_host" and not (fault.startswith("session_host") and hosting == "host"):
-        assert failed == []  # no page died: every recipient was reached
+        assert failed == []  # no page died: every recipient was reached and counted sent
 
-    # the campaign's counts are what the phones received, in total and per number
+    # the campaign's counts are what the phones received (less the unconfirmed ones that got there anyway),
+    # in total and per number
     t = done["totals"]
     received = sum(len(m) for m in ours.values())
     assert t["recipients"] == N_RECIPIENTS and t["pending"] == 0 and t["queued"] == 0 and t["cancelled"] == 0
-    assert _sent(t) == received and t["failed"] == len(failed)
+    assert _sent(t) == received - sum(unconfirmed_received.values()) and t["failed"] == len(failed)
     by_number = Counter(m[0]["from"] for m in ours.values() if m)
     assert set(by_number) <= set(numbers.values())
     for sid, phone in numbers.items():
-        assert _sent(done["numbers"][sid]) == by_number[phone], (sid, done["numbers"])
+        assert _sent(done["numbers"][sid]) == by_number[phone] - unconfirmed_received[phone], (sid, done["numbers"])
         assert done["numbers"][sid]["queued"] == 0
     assert (await get_campaign(api, ws, cid))["status"] == "completed"
     print(f"\n{fault} ({hosting} hosting): killed pids {before} -> {after} after {_sent(at_kill['totals'])} sent, "
           f"{len(in_flight)} in flight (then {sorted(r['status'] for r in records if r['mid'] in in_flight)}); "
           f"completed {took:.1f} s later; received {received}/{N_RECIPIENTS}, duplicates 0, "
-          f"unconfirmed {len(failed)}; per number {dict(by_number)}")
+          f"unconfirmed {len(failed)} (on the phone anyway {sum(unconfirmed_received.values())}); "
+          f"per number {dict(by_number)}")
