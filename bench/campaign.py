@@ -241,8 +241,8 @@ def run_campaign(cfg: CampaignConfig, console: Console) -> tuple[Envelope, dict[
                      "number's sender replayed on the pacing's own decide, from a quiet window, for its even share")
     env.notes.append("took = the campaign's finished_at - started_at (the runner's own record); baseline: one "
                      "number's direct sends (no campaign), first accept to last sent, under the big run's policy")
-    env.notes.append("seed: the seed's progressive steps (1-5 s gaps), to the first recipients again (known "
-                     "contacts); its ratio shows the page's own send time against second-long gaps")
+    env.notes.append("seed: the seed's progressive steps (1-5 s gaps), to the first recipients again with the daily "
+                     "cap of new contacts lifted; its ratio shows the page's own send time against second-long gaps")
     body = "\n".join(["## Result", "", table(
         ["run", "messages", "took s", "ideal s", "ratio", "duplicates", "missing", "CSV upload s"], rows), "",
         f"Per number (big run, from the phones): {big['check']['per_number'] if big else '-'}", ""])
