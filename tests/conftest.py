@@ -8,8 +8,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from redis import Redis as SyncRedis
 import redis.asyncio as aioredis
 
+from wa_ray.storage import keys
 from wa_ray.storage.embedded import EmbeddedRedis, free_port
 from wa_ray.storage.redis_client import connect
 from wa_ray.config import Settings
@@ -17,6 +19,8 @@ from wa_ray.entry.service import Service
 from wa_ray.signing import HmacAuth
 
 ADMIN_KEY_ID = "test-admin"
+# the shared service, once some test has started it: what `_sessions_end_with_their_module` cleans up
+LIVE_SERVICE = pytest.StashKey[Service]()
 EGRESS_ALLOW = "127.0.0.0/8,::1"
 # WA_METRICS_TOKEN of the test service: Prometheus' credential for /metrics and the details of /readyz
 METRICS_TOKEN = secrets.token_urlsafe(32)
@@ -52,7 +56,8 @@ def admin_secret() -> str:
 
 
 @pytest.fixture(scope="session")
-def service(web_sim, admin_secret: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def service(web_sim, admin_secret: str, tmp_path_factory: pytest.TempPathFactory,
+            request: pytest.FixtureRequest) -> Iterator[Service]:
     data_dir: Path = tmp_path_factory.mktemp("wa-ray-data")
     settings = Settings(
         data_dir=data_dir, http_port=free_port(), web_url=web_sim.url + "/", redis_url=None,
@@ -63,10 +68,33 @@ def service(web_sim, admin_secret: str, tmp_path_factory: pytest.TempPathFactory
         egress_allow=EGRESS_ALLOW, egress_dns=False,
     )
     svc = Service(settings).start()
+    request.config.stash[LIVE_SERVICE] = svc
     try:
         yield svc
     finally:
+        del request.config.stash[LIVE_SERVICE]
         svc.stop()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _sessions_end_with_their_module(request: pytest.FixtureRequest, admin_secret: str) -> Iterator[None]:
+    """Deletes every session of the shared service when a test module ends.
+
+    Why: no module reuses another's sessions, but a linked session that outlives its module keeps a page,
+    a sender and its share of the dispatcher busy for the rest of the run; 800 tests in, dozens of idle
+    numbers slowed the whole box, and a test that kills the BrowserHost made every one of them restore at
+    once. Deleting goes through the public route, as a tenant would."""
+    yield
+    svc = request.config.stash.get(LIVE_SERVICE, None)
+    if svc is None:
+        return
+    with SyncRedis.from_url(svc.config.redis_url, decode_responses=True) as r:
+        members = sorted(r.smembers(keys.all_sessions()))
+    with httpx.Client(base_url=svc.base_url, auth=HmacAuth(ADMIN_KEY_ID, admin_secret), timeout=60) as client:
+        for member in members:
+            ws, _, sid = member.partition("/")
+            gone = client.delete(f"/v1/workspaces/{ws}/sessions/{sid}")
+            assert gone.status_code in (204, 404), (member, gone.status_code, gone.text)
 
 
 @pytest.fixture

@@ -185,6 +185,9 @@ async def test_kill_9_mid_campaign_reaches_every_recipient_once(fault, api, phon
         assert _sent(done["numbers"][sid]) == by_number[phone] - unconfirmed_received[phone], (sid, done["numbers"])
         assert done["numbers"][sid]["queued"] == 0
     assert (await get_campaign(api, ws, cid))["status"] == "completed"
+    for sid in numbers:  # the next case's kill must not make these restore too (the service is shared)
+        gone = await api.delete(f"/v1/workspaces/{ws}/sessions/{sid}")
+        assert gone.status_code == 204, gone.text
     print(f"\n{fault} ({hosting} hosting): killed pids {before} -> {after} after {_sent(at_kill['totals'])} sent, "
           f"{len(in_flight)} in flight (then {sorted(r['status'] for r in records if r['mid'] in in_flight)}); "
           f"completed {took:.1f} s later; received {received}/{N_RECIPIENTS}, duplicates 0, "
