@@ -35,16 +35,21 @@ HELD = "~held"  # not a session id (ids never start with ~): a held message's bu
 CANCELLED = "~cancelled"
 CANCELLED_CODE = "campaign_cancelled"
 
-# KEYS: message, history, the destination queue (any key when not placing), campaign counts.
-# ARGV: campaign id, expected current number ('' any, HELD), target (a session id, HELD, CANCELLED),
-# history entry, message id.
-_MOVE = """
+# Both steps start here: only a `queued` WhatsApp Web message of this campaign moves, and `who` is where it
+# is now (its session, or HELD); ARGV[1] is the campaign id, ARGV[2] the expected `who` ('' for any).
+_WHO = """
 local cur, cmp, sid, prov, held = unpack(redis.call('HMGET', KEYS[1], 'status', 'campaign', 'session_id',
                                                      'provider', 'held'))
 if cur ~= 'queued' or cmp ~= ARGV[1] or prov ~= 'webjs' then return 0 end
 local who = sid or ''
 if held == '1' then who = '""" + HELD + """' end
 if ARGV[2] ~= '' and who ~= ARGV[2] then return 0 end
+"""
+
+# KEYS: message, history, the destination queue (any key when not placing), campaign counts.
+# ARGV: campaign id, expected current number ('' any, HELD), target (a session id, HELD, CANCELLED),
+# history entry, message id.
+_MOVE = _WHO + """
 if who == ARGV[3] then return 0 end
 redis.call('HINCRBY', KEYS[4], cmp .. '|' .. who .. '|queued', -1)
 if ARGV[3] == '""" + CANCELLED + """' then
@@ -66,13 +71,7 @@ return 1
 
 # KEYS: message, history, the cloud queue, campaign counts. ARGV: campaign id, expected current number ('' any,
 # HELD), the template's content JSON, history entry, message id.
-_TO_CLOUD = """
-local cur, cmp, sid, prov, held = unpack(redis.call('HMGET', KEYS[1], 'status', 'campaign', 'session_id',
-                                                     'provider', 'held'))
-if cur ~= 'queued' or cmp ~= ARGV[1] or prov ~= 'webjs' then return 0 end
-local who = sid or ''
-if held == '1' then who = '""" + HELD + """' end
-if ARGV[2] ~= '' and who ~= ARGV[2] then return 0 end
+_TO_CLOUD = _WHO + """
 redis.call('HINCRBY', KEYS[4], cmp .. '|' .. who .. '|queued', -1)
 redis.call('HSET', KEYS[1], 'provider', 'meta', 'session_id', '', 'held', '', 'owner', '', 'wa_key', '',
            'kind', 'template', 'content', ARGV[3], 'text', '', 'campaign_fallback', '1')
