@@ -265,6 +265,12 @@ def sync_policy(ws: str) -> str:
 # --- tallies: per-number daily counts and campaign counts (storage/tallies.py) ---
 
 
+def service_alive() -> str:
+    """Epoch seconds the session supervisor last saw the service running (written every few seconds): where a
+    connected stretch that a whole-service stop cut short really ended (storage/uptime.py)."""
+    return f"{PREFIX}:service-alive"
+
+
 def session_day_stats(ws: str, day: str) -> str:
     """Hash `{sid}|{metric}` -> count for one UTC day (`YYYYMMDD`): what each of the workspace's numbers did."""
     return f"{PREFIX}:stats:{ws}:{day}"

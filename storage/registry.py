@@ -17,11 +17,20 @@ redis.call('HSET', KEYS[1], unpack(ARGV))
 return previous
 """
 
+# a session still recorded `connected` (ARGV[1]) starts a new stretch at ARGV[2]; return the `since` it ends
+_RESTART_STRETCH = """
+local state, since = unpack(redis.call('HMGET', KEYS[1], 'state', 'since'))
+if state ~= ARGV[1] or not since then return false end
+redis.call('HSET', KEYS[1], 'since', ARGV[2])
+return since
+"""
+
 
 class SessionRegistry:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
         self._swap_state = redis.register_script(_SWAP_STATE)
+        self._restart_stretch = redis.register_script(_RESTART_STRETCH)
 
     async def register(self, ws: str, sid: str, node_id: str) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -45,6 +54,16 @@ class SessionRegistry:
         previous, since = await self._swap_state(keys=[keys.session(ws, sid)], args=flat)
         if previous == SessionState.CONNECTED.value and since:
             await uptime.add_stretch(self._redis, ws, sid, float(since), now)
+
+    async def end_stretch_at(self, ws: str, sid: str, ended: float | None) -> None:
+        """A session still recorded `connected` whose service stopped (its page went with it): credit its
+        stretch only up to `ended`, when the service was last seen alive, and count from now on as if it had
+        just reconnected, so the restore's own state change does not credit the time the service was down.
+        `ended` None (never seen alive: data from before this was written) credits nothing."""
+        now = time.time()
+        since = await self._restart_stretch(keys=[keys.session(ws, sid)], args=[SessionState.CONNECTED.value, now])
+        if since and ended is not None:
+            await uptime.add_stretch(self._redis, ws, sid, float(since), min(ended, now))
 
     async def update(self, ws: str, sid: str, **fields: Any) -> None:
         await self._redis.hset(keys.session(ws, sid), mapping={k: "" if v is None else str(v) for k, v in fields.items()})

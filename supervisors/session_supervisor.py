@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import ray
@@ -23,6 +24,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from wa_ray.actors.browser_host import BrowserHost
 from wa_ray.actors.session_actor import SessionActor
 from wa_ray.sessions.state import SessionState
+from wa_ray.storage import keys
 from wa_ray.storage.redis_client import connect
 from wa_ray.storage.registry import SessionRegistry
 from wa_ray.supervisors.placement import SLOT, PlacementError, QuotaExceeded, least_loaded, nodes_from_ray
@@ -33,6 +35,9 @@ from wa_ray.runtime import RuntimeConfig
 log = logging.getLogger(__name__)
 
 MONITOR_INTERVAL_S = 1.0
+# how often the supervisor records that the service is alive (keys.service_alive): a whole-service stop
+# credits a connected number at most this much of its downtime as uptime
+ALIVE_EVERY_S = 5.0
 PING_TIMEOUT_S = 5.0
 MAX_RESTARTS = 5
 RESTORE_STAGGER_S = 0.1
@@ -185,6 +190,7 @@ class SessionSupervisor:
 
         jobs = []
         grains = await self._live_grains() if self._grains else {}
+        alive_at = await self._redis.get(keys.service_alive())
         for ws, sid in sorted(await self._registry.all()):
             record = await self._registry.get(ws, sid) or {}
             handle = grains.get((ws, sid)) or self._named(ws, sid)
@@ -195,6 +201,8 @@ class SessionSupervisor:
                 if record.get("state") in RESTORABLE:
                     jobs.append(self._start_if_never_started(ws, sid, handle))
             elif record.get("state") in RESTORABLE:
+                # no live owner: the service stopped under it, so its connected time ended back then
+                await self._registry.end_stretch_at(ws, sid, float(alive_at) if alive_at else None)
                 jobs.append(restore(ws, sid))
         await asyncio.gather(*jobs)
         self._restored.set()
@@ -213,11 +221,16 @@ class SessionSupervisor:
             await asyncio.wait([task])  # its failure is logged by _forget_start
 
     async def _watch(self) -> None:
+        alive_written = 0.0
         while True:
             await asyncio.sleep(MONITOR_INTERVAL_S)
             try:
                 await self._watch_hosts()
                 await self._check_actors()
+                # not before the restore has read the last mark: that is where the stopped stretches ended
+                if self._restored.is_set() and time.time() - alive_written >= ALIVE_EVERY_S:
+                    alive_written = time.time()
+                    await self._redis.set(keys.service_alive(), alive_written)
             except Exception:  # a Redis or Ray hiccup must not end the watch for good
                 log.exception("session watch failed; continuing")
 

@@ -1,5 +1,9 @@
 """Link N sessions, stop the whole service (Ray, Serve, Chromium, embedded Redis), start it again on the
-same data dir, and time how long until every session is connected again, counting QR codes issued."""
+same data dir, and time how long until every session is connected again, counting QR codes issued.
+
+With `--down-s S` the service stays down S seconds, and the first session's uptime is read after the restart
+with the wall-clock bounds it must lie in: its connected time before the stop (less at most the supervisor's
+alive interval) plus its time since the restart, never the downtime (storage/registry.end_stretch_at)."""
 
 from __future__ import annotations
 
@@ -15,11 +19,12 @@ import orjson
 from wa_ray.simulator.wa_web.testing import running_web_simulator
 from tests.scenarios.common import client, link_many, qr_events_since, scenario_settings, wait_all
 from wa_ray.entry.service import Service
+from wa_ray.supervisors.session_supervisor import ALIVE_EVERY_S
 
 WS = "restart"
 
 
-def run(sessions: int) -> dict:
+def run(sessions: int, down_s: float = 0.0) -> dict:
     phones = {f"r{i:02d}": f"1555300{i:04d}" for i in range(sessions)}
     with running_web_simulator() as sim, tempfile.TemporaryDirectory() as tmp:
         settings = scenario_settings(Path(tmp), sim.url + "/")
@@ -28,9 +33,15 @@ def run(sessions: int) -> dict:
             linked_at = time.monotonic()
             asyncio.run(_link(settings, sim.url, phones))
             link_s = time.monotonic() - linked_at
-            asyncio.run(asyncio.sleep(1.0))  # let the last auth states reach disk
+            # let the last auth states reach disk; with a downtime to check, stay connected long enough that
+            # the stretch before the stop must show (it is credited up to an alive mark ALIVE_EVERY_S apart)
+            asyncio.run(asyncio.sleep(ALIVE_EVERY_S + 3 if down_s else 1.0))
+            connected_at = asyncio.run(_last_connected(settings))
         finally:
+            stop_begun = time.time()
             service.stop()
+            stopped = time.time()
+        time.sleep(down_s)
         restart_ms = int(time.time() * 1000)
         started = time.monotonic()
         service = Service(settings).start()
@@ -38,10 +49,18 @@ def run(sessions: int) -> dict:
             up_s = time.monotonic() - started
             connected_s = asyncio.run(_wait(settings, sessions)) + up_s
             qr_after = asyncio.run(_qr(settings, restart_ms))
+            uptime_s = asyncio.run(_uptime(settings))
+            checked = time.time()
         finally:
             service.stop()
+    since_restart = checked - restart_ms / 1000
     return {"sessions": sessions, "link_s": round(link_s, 2), "service_start_s": round(up_s, 2),
-            "restart_to_all_connected_s": round(connected_s, 2), "qr_after_restart": qr_after}
+            "restart_to_all_connected_s": round(connected_s, 2), "qr_after_restart": qr_after,
+            "down_s": round(restart_ms / 1000 - stopped, 2), "uptime_s": round(uptime_s, 2),
+            # the first session's uptime must lie in [min, max]: connected until the last alive mark (at most
+            # ALIVE_EVERY_S before the stop began, never after it ended), then again since the restart
+            "uptime_min_s": round(stop_begun - connected_at - ALIVE_EVERY_S - 1, 2),
+            "uptime_max_s": round(stopped - connected_at + since_restart + 1, 2)}
 
 
 async def _link(settings, sim_url, phones) -> None:
@@ -54,6 +73,19 @@ async def _wait(settings, count: int) -> float:
         return await wait_all(api, WS, "connected", count, timeout=120)
 
 
+async def _last_connected(settings) -> float:
+    async with client(settings) as api:
+        r = await api.get(f"/v1/workspaces/{WS}/sessions/r00")
+        return float(r.json()["last_connected_at"])
+
+
+async def _uptime(settings) -> float:
+    async with client(settings) as api:
+        r = await api.get(f"/v1/workspaces/{WS}/sessions/r00/stats", params={"days": 2})
+        assert r.status_code == 200, r.text
+        return sum(day.get("uptime_s", 0.0) for day in r.json()["days"])
+
+
 async def _qr(settings, since_ms: int) -> int:
     async with client(settings) as api:
         return await qr_events_since(api, WS, since_ms)
@@ -62,5 +94,7 @@ async def _qr(settings, since_ms: int) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--sessions", type=int, default=3)
-    result = run(parser.parse_args().sessions)
+    parser.add_argument("--down-s", type=float, default=0.0)
+    args = parser.parse_args()
+    result = run(args.sessions, args.down_s)
     sys.stdout.write("RESULT " + orjson.dumps(result).decode() + "\n")

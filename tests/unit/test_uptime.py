@@ -80,3 +80,35 @@ async def test_only_a_connected_stretch_counts_and_only_once(redis: aioredis.Red
     await registry.set_state("ws1", "s1", "disconnected")
     await registry.set_state("ws1", "s1", "stopped")  # leaving a non-connected state adds nothing more
     assert await _uptime(redis, time.time()) == pytest.approx(40.0, abs=1.0)
+
+
+async def _total(redis: aioredis.Redis, start: float, end: float) -> float:
+    """uptime_s over the UTC days from `start` to `end` (a test run near midnight spans two)."""
+    return sum([await _uptime(redis, start), await _uptime(redis, end)]
+               if tallies.day_of(start) != tallies.day_of(end) else [await _uptime(redis, end)])
+
+
+async def test_a_service_stop_ends_the_stretch_when_the_service_was_last_alive(redis: aioredis.Redis) -> None:
+    """The whole service stopped under a connected number: the restore credits its stretch up to the last
+    alive mark, never the downtime, and the restore's own state changes start from the restore."""
+    registry = SessionRegistry(redis)
+    await registry.register("ws1", "s1", "node")
+    await registry.set_state("ws1", "s1", "connected")
+    now = time.time()
+    await redis.hset(keys.session("ws1", "s1"), "since", now - 100)  # connected 100 s ago, the service
+    await registry.end_stretch_at("ws1", "s1", now - 60)             # last seen alive 60 s ago
+    assert await _total(redis, now - 100, now) == pytest.approx(40.0)
+    await registry.set_state("ws1", "s1", "starting")  # the restore: only the moment since end_stretch_at counts
+    await registry.end_stretch_at("ws1", "s1", now)   # not connected any more: nothing to end
+    assert await _total(redis, now - 100, time.time()) == pytest.approx(40.0, abs=1.0)
+
+
+async def test_without_an_alive_mark_a_stopped_stretch_credits_nothing(redis: aioredis.Redis) -> None:
+    registry = SessionRegistry(redis)
+    await registry.register("ws1", "s1", "node")
+    await registry.set_state("ws1", "s1", "connected")
+    now = time.time()
+    await redis.hset(keys.session("ws1", "s1"), "since", now - 100)
+    await registry.end_stretch_at("ws1", "s1", None)
+    await registry.set_state("ws1", "s1", "starting")
+    assert await _total(redis, now - 100, time.time()) == pytest.approx(0.0, abs=1.0)
