@@ -25,7 +25,7 @@ from wa_ray.storage.ban_risk import risk_of
 
 router = APIRouter(prefix="/v1/workspaces/{ws}/sessions", tags=["sessions"])
 
-COUNTS = ("sent", "delivered", "read", "failed", "received", "replies")
+COUNTS = ("sent", "delivered", "read", "failed", "refused", "received", "replies")
 MAX_DAYS = 90  # inside tallies.DAY_TTL_S: every day shown still has its key
 
 
@@ -34,6 +34,8 @@ class StatsTotals(BaseModel):
     delivered: int = 0
     read: int = 0
     failed: int = 0
+    refused: int = Field(default=0, description="sends the server refused (ack -1: blocked, or not on WhatsApp); "
+                                                "one of the ban-risk score's factors")
     received: int = Field(default=0, description="inbound messages (not from this number)")
     replies: int = Field(default=0, description="contacts that wrote back within 24 h of a message to them")
     uptime_s: float = Field(default=0.0, description="seconds connected")
@@ -46,10 +48,10 @@ class DayStats(StatsTotals):
 class SessionStats(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "session_id": "main",
-        "days": [{"day": "2026-03-01", "sent": 120, "delivered": 118, "read": 90, "failed": 2, "received": 40,
-                  "replies": 31, "uptime_s": 86400.0}],
-        "totals": {"sent": 120, "delivered": 118, "read": 90, "failed": 2, "received": 40, "replies": 31,
-                   "uptime_s": 86400.0},
+        "days": [{"day": "2026-03-01", "sent": 120, "delivered": 118, "read": 90, "failed": 2, "refused": 1,
+                  "received": 40, "replies": 31, "uptime_s": 86400.0}],
+        "totals": {"sent": 120, "delivered": 118, "read": 90, "failed": 2, "refused": 1, "received": 40,
+                   "replies": 31, "uptime_s": 86400.0},
         "ban_risk": None}]})
 
     session_id: str

@@ -88,11 +88,12 @@ async def test_stats_count_sends_acks_and_uptime(api, phone_api, service, linked
     # inbound counts come from the inbound hook; the route shows whatever the day tallies hold
     await tallies.bump(live_redis, ws, sid, "received", 4)
     await tallies.bump(live_redis, ws, sid, "replies", 2)
+    await tallies.bump(live_redis, ws, sid, "refused", 1)  # counted by the inbound ack hook (actors/inbound.py)
 
     body = await _stats(api, ws, sid)
     row = body["days"][-1]
     assert (row["sent"], row["delivered"], row["read"], row["failed"]) == (3, 2, 1, 0)
-    assert (row["received"], row["replies"]) == (4, 2)
+    assert (row["received"], row["replies"], row["refused"]) == (4, 2, 1)
     assert body["totals"] | {"uptime_s": 0} == {k: v for k, v in row.items() if k != "day"} | {"uptime_s": 0}
     assert all(d[m] == 0 for d in body["days"][:-1] for m in ("sent", "read", "received"))
     assert body["session_id"] == sid and len((await _stats(api, ws, sid, 1))["days"]) == 1
