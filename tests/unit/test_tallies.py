@@ -30,14 +30,23 @@ async def test_campaign_counts_follow_each_status_once(redis: aioredis.Redis) ->
 
 async def test_a_rerouted_message_moves_its_count_to_the_other_number(redis: aioredis.Redis) -> None:
     store = MessageStore(redis)
-    await store.accept(_msg("msg_r"), None)
-    record = await store.record("msg_r")
-    assert await store.reroute("msg_r", record, META, "", "test")
+    # a campaign message on the Cloud API (its fallback template) that the failover hands back to a number
+    await store.accept(_msg("msg_r", sid="", provider=META), None)
     assert await tallies.campaign_counts(redis, "ws1", "cmp_1") == {"meta": {"queued": 1}}
+    assert await store.reroute("msg_r", await store.record("msg_r"), WEBJS, "s1", "test")
+    assert await tallies.campaign_counts(redis, "ws1", "cmp_1") == {"s1": {"queued": 1}}
     assert await store.transition("msg_r", "ws1", "sent")
-    assert await tallies.campaign_counts(redis, "ws1", "cmp_1") == {"meta": {"sent": 1}}
-    # a Cloud API message is no number's: the day stats of s1 stay empty
-    assert (await tallies.session_days(redis, "ws1", "s1", [tallies.day_of()]))[tallies.day_of()] == {}
+    assert await tallies.campaign_counts(redis, "ws1", "cmp_1") == {"s1": {"sent": 1}}
+    assert (await tallies.session_days(redis, "ws1", "s1", [tallies.day_of()]))[tallies.day_of()] == {"sent": 1.0}
+
+
+async def test_the_failover_never_moves_a_campaign_message_to_the_cloud_api(redis: aioredis.Redis) -> None:
+    """Its text would go as free text (storage/messages.may_move); the campaign runner moves it instead."""
+    store = MessageStore(redis)
+    await store.accept(_msg("msg_c"), None)
+    assert not await store.reroute("msg_c", await store.record("msg_c"), META, "", "test")
+    assert await tallies.campaign_counts(redis, "ws1", "cmp_1") == {"s1": {"queued": 1}}
+    assert (await store.record("msg_c"))["provider"] == WEBJS
 
 
 async def test_messages_outside_campaigns_touch_no_campaign_count(redis: aioredis.Redis) -> None:
