@@ -187,17 +187,21 @@
 
   // --- numbers -------------------------------------------------------------------------------
 
+  /** Only the newest list read paints: an older answer landing after a newer one (or after a change this page
+   *  made itself, see `setPrimary`) would paint what was true before it. */
+  let listGeneration = 0;
   async function loadNumbers() {
     if (!ws) return;
     const at = ws;
+    const generation = ++listGeneration;
     let list;
     try {
       list = await api("GET", `${wsPath()}/sessions`);
     } catch (e) {
-      showError(`Could not list the numbers: ${e.message}`);
+      if (generation === listGeneration) showError(`Could not list the numbers: ${e.message}`);
       return;
     }
-    if (at !== ws) return;
+    if (at !== ws || generation !== listGeneration) return;
     const seen = new Set();
     for (const s of list) {
       seen.add(s.session_id);
@@ -423,6 +427,7 @@
         : `Set primary failed: ${e.message}`);
       return;
     }
+    listGeneration++; // a list read before the PUT must not paint the old primary back
     for (const [other, n] of numbers) { n.primary = other === sid; renderNumber(other); }
     sortCards();
   }
@@ -663,6 +668,7 @@
     const fresh = answer && answer.campaign_id ? answer : await act("Refresh", () => api("GET", path));
     if (fresh && fresh.campaign_id) campaigns.set(cid, fresh);
     renderCampaigns();
+    refreshCampaignSoon(cid); // an event may have passed the action's answer on the way
   }
 
   function onProgress(d) {
@@ -676,17 +682,23 @@
     refreshCampaignSoon(d.campaign_id);
   }
 
-  /** Progress events carry totals only; the per-number counts come from GET .../{id}, at most once a second. */
+  /** Progress events carry totals only; the per-number counts come from GET .../{id}, at most once a second.
+   *  Invariant: the last read of a campaign starts after its last event. A read that an event overtook (its
+   *  answer may say `running` after the `completed` event was painted) is followed by another read. */
   const campaignTimers = new Map();
+  const campaignsTold = new Set(); // campaigns with an event since their read in flight started
   function refreshCampaignSoon(cid) {
+    campaignsTold.add(cid);
     if (campaignTimers.has(cid)) return;
     const at = ws;
     campaignTimers.set(cid, setTimeout(async () => {
+      campaignsTold.delete(cid);
       try {
         const fresh = await api("GET", `${wsPath()}/campaigns/${enc(cid)}`);
         if (at === ws && campaigns.has(cid)) { campaigns.set(cid, fresh); renderCampaigns(); }
       } catch (e) { /* the next event tries again */ }
       campaignTimers.delete(cid);
+      if (at === ws && campaignsTold.has(cid)) refreshCampaignSoon(cid);
     }, 1000));
   }
 

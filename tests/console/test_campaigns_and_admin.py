@@ -3,10 +3,11 @@ view an all-workspace console token gets, in real Chromium against the live serv
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
-from playwright.async_api import expect
+from playwright.async_api import Route, expect
 
 from tests.console.conftest import TIMEOUT_MS, link, shot
 
@@ -59,7 +60,34 @@ async def test_campaign_progress_pause_and_resume(service, api, phone_api, open_
         await row.locator(".act-resume").click()
         await expect(row.locator(".campaign-status")).to_have_text(re.compile(r"^(running|completed)$"),
                                                                    timeout=TIMEOUT_MS)
-        await expect(row.locator(".campaign-status")).to_have_text("completed", timeout=120_000)
+
+        # every read of the campaign that says `running` answers only after the page showed the end: the end's
+        # event overtakes it, and the page must not keep that older answer
+        ended, held, late = asyncio.Event(), [], set()
+
+        async def hold_while_running(route: Route) -> None:
+            late.add(asyncio.current_task())
+            try:
+                answer = await route.fetch()
+                if route.request.method == "GET" and (await answer.json()).get("status") == "running":
+                    held.append(route.request.url)
+                    await asyncio.wait_for(ended.wait(), 130)
+                await route.fulfill(response=answer)
+            finally:
+                late.discard(asyncio.current_task())
+
+        await page.route(f"**/campaigns/{cid}", hold_while_running)
+        try:
+            await expect(row.locator(".campaign-status")).to_have_text("completed", timeout=120_000)
+        except AssertionError as stuck:  # tell a page that missed the end from a campaign that never ended
+            record = (await api.get(f"{campaigns}/{cid}")).json()
+            raise AssertionError(f"the page's row is not completed; the API says {record}") from stuck
+        ended.set()
+        while late:
+            await asyncio.sleep(0.05)
+        await page.evaluate("() => new Promise((done) => setTimeout(done, 300))")  # the page reads the old answer
+        assert held, "no read was on its way at the end: this test did not try the race"
+        await expect(row.locator(".campaign-status")).to_have_text("completed", timeout=TIMEOUT_MS)
         await expect(progress).to_have_js_property("value", len(RECIPIENTS))
         await expect(row.locator(".campaign-counts")).to_contain_text(f"{len(RECIPIENTS)} / {len(RECIPIENTS)} done")
         for i, to in enumerate(RECIPIENTS):  # pause and resume sent nobody a message twice

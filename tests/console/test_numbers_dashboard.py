@@ -9,10 +9,11 @@ login shows the code from `session.pairing_code`. Screenshots of each screen lan
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, Route, expect
 
 from tests.console.conftest import TIMEOUT_MS, link, shot, wait_state
 
@@ -126,9 +127,25 @@ async def test_add_by_qr_live_status_stats_primary_and_actions(service, api, pho
         if probe.status_code in (404, 405):
             await expect(c.locator(".act-primary")).to_be_hidden()
         else:
+            # a list read before the PUT, answering after it, must not paint the old primary back
+            listed, release, landed = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+            async def hold_the_list(route: Route) -> None:  # stays for the rest of the test: later reads pass
+                answer = await route.fetch()
+                listed.set()
+                await release.wait()
+                await route.fulfill(response=answer)
+                landed.set()
+
+            await page.route("**/sessions", hold_the_list)
             await page.click("#refresh-numbers")
+            await asyncio.wait_for(listed.wait(), TIMEOUT_MS / 1000)
             await c.locator(".act-primary").click()
             await expect(c.locator(".primary-badge")).to_be_visible(timeout=TIMEOUT_MS)
+            release.set()
+            await asyncio.wait_for(landed.wait(), TIMEOUT_MS / 1000)
+            await page.evaluate("() => new Promise((done) => setTimeout(done, 300))")  # the page reads the answer
+            assert await c.locator(".primary-badge").is_visible()
             await expect(c.locator(".act-primary")).to_be_hidden()
             assert (await api.get(f"{base}/sales-1")).json()["primary"] is True
             await expect(page.locator("#numbers li").first).to_have_attribute("data-session-id", "sales-1")
