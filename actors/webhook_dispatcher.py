@@ -10,7 +10,7 @@ starts in the constructor) delivers it. At least once: receivers dedupe by
 Each POST is signed (`X-Signature` = HMAC-SHA256 of `"{ts}.{raw_body}"`, the
 timestamp inside the signature so a captured delivery cannot be replayed
 later under a fresh timestamp). Retries back off exponentially with jitter
-(tenacity); a 4xx is final except 408 and 429; after the workspace's
+(`backoff_s`); a 4xx is final except 408 and 429; after the workspace's
 `max_attempts` the event goes to the dead-letter list. Each workspace has its
 own in-flight limit, so one dead endpoint never holds up another workspace.
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from enum import Enum
 from typing import Any
@@ -34,13 +35,13 @@ from typing import Any
 import httpx
 import orjson
 import ray
-from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt, wait_exponential_jitter
 
 from wa_ray.actors.webhook_signing import sign
 from wa_ray.master_keys import master_and_previous
 from wa_ray.storage import keys
 from wa_ray.storage.events import decode
-from wa_ray.storage.outbox import Outbox, RetryPolicy
+from wa_ray.storage.batch import Batcher
+from wa_ray.storage.outbox import Finished, FinishQueue, Outbox, RetryPolicy
 from wa_ray.storage.redis_client import connect
 from wa_ray.storage.stream_consumer import ConcurrentConsumer, Entry, Outcome, Pacing
 from wa_ray.storage.webhooks import WebhookConfigStore, WebhookTarget
@@ -58,6 +59,7 @@ CONSUMER = "dispatcher"
 PACING = Pacing(read_count=PER_WORKSPACE, retry_later_s=0.0, error_pause_s=5.0)
 # the webhook stats counter each final outcome adds to (keys.webhook_stats)
 STAT = {Outcome.DONE: "delivered", Outcome.FAILED: "failed", Outcome.DROPPED: "dropped"}
+LANES_TTL_S = 1.0
 
 
 class PostResult(Enum):
@@ -66,6 +68,12 @@ class PostResult(Enum):
     OK = "ok"
     RETRY = "retry"  # worth another attempt: 5xx, 408, 429, or no answer
     PERMANENT = "permanent"  # another attempt would get the same: any other 4xx, a refused destination
+
+
+def backoff_s(policy: RetryPolicy, retry: int) -> float:
+    """Before retry number `retry` (0 = the first): exponential from the base, capped, plus up to one base of
+    jitter so the retries of many events do not land together."""
+    return min(policy.base_delay_s * 2 ** retry, policy.max_delay_s) + random.uniform(0, policy.base_delay_s)
 
 
 def result_of(status: int) -> PostResult:
@@ -86,6 +94,10 @@ class WebhookDispatcher(ConcurrentConsumer):
         self._config = config
         self._targets = WebhookConfigStore(redis, *master_and_previous(config))
         self._outbox = Outbox(redis, RetryPolicy.from_config(config))
+        self._finished = FinishQueue(self._outbox)
+        self._batch = Batcher(redis)
+        self._workspaces: set[str] = set()
+        self._lanes_at = 0.0
         self._client = GuardedClient(guard_for(config), timeout=config.webhook_timeout_s,
                                      limits=httpx.Limits(max_connections=CONNECTIONS))
         self._task = asyncio.get_running_loop().create_task(self.run())
@@ -98,7 +110,12 @@ class WebhookDispatcher(ConcurrentConsumer):
 
     # ------------------------------------------------------------ the consumer
     async def lanes(self) -> dict[str, list[str]]:
-        return {ws: [keys.events(ws), keys.webhook_replay(ws)] for ws in await self._targets.workspaces()}
+        """Every workspace with a webhook, read at most once a second (a new one is read within 1 s; its
+        events wait in its consumer group meanwhile, created at the webhook's `set`)."""
+        now = time.monotonic()
+        if self._lanes_at <= now:
+            self._workspaces, self._lanes_at = await self._targets.workspaces(), now + LANES_TTL_S
+        return {ws: [keys.events(ws), keys.webhook_replay(ws)] for ws in self._workspaces}
 
     def readable(self, lane: str) -> bool:
         return self.in_flight(lane) < PER_WORKSPACE  # a saturated workspace waits its turn
@@ -112,7 +129,7 @@ class WebhookDispatcher(ConcurrentConsumer):
         return [entry for stream in streams for entry in await self.held_all(stream)]
 
     async def ack(self, entry: Entry, outcome: Outcome) -> None:
-        await self._outbox.finish(self.lane_of(entry), entry.stream, entry.id, STAT[outcome])
+        await self._finished.finish(Finished(self.lane_of(entry), entry.stream, entry.id, STAT[outcome]))
 
     async def handle(self, entry: Entry) -> Outcome:
         event = _event_of(entry)
@@ -122,37 +139,40 @@ class WebhookDispatcher(ConcurrentConsumer):
 
     # ------------------------------------------------------------- one event
     async def _deliver(self, ws: str, entry: Entry, event: dict[str, Any]) -> Outcome:
-        policy = await self._outbox.policy(ws)
         body = orjson.dumps(event)
         counter = f"{entry.stream}|{entry.id}"
-        done = int(await self._redis.hget(keys.webhook_attempts(ws), counter) or 0)
-        last: dict[str, Any] = {"attempts": done, "status": None, "why": "no_webhook"}
-
-        async def attempt() -> PostResult:
-            last["attempts"] = await self._outbox.attempt(ws, counter)
-            target = await self._targets.get(ws)  # per attempt: a corrected URL applies to retries
+        raw_policy, (target, attempts) = await asyncio.gather(self._batch.hgetall(keys.webhook_policy(ws)),
+                                                              self._begin(ws, counter))
+        policy = self._outbox.policy_from(raw_policy)
+        done = attempts - 1  # attempts an earlier incarnation made (the counter survives a restart)
+        allowed = max(1, policy.max_attempts - done)
+        status: str | None = None
+        why = "no_webhook"
+        for n in range(allowed):
+            if n:
+                await asyncio.sleep(backoff_s(policy, n - 1))
+                target, attempts = await self._begin(ws, counter)  # a corrected URL applies to retries
             if target is None:
-                last.update(status=None, why="no_webhook")
-                return PostResult.PERMANENT
-            result, last["status"], last["why"] = await self._post(target, event, body)
-            return result
-
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(max(1, policy.max_attempts - done)),
-            wait=wait_exponential_jitter(initial=policy.base_delay_s, max=policy.max_delay_s,
-                                         jitter=policy.base_delay_s),
-            retry=retry_if_result(lambda result: result is PostResult.RETRY),
-            retry_error_callback=lambda state: state.outcome.result(),
-        )
-        result = await retrying(attempt)
-        retries = max(0, int(last["attempts"]) - done - 1)
+                result, status, why = PostResult.PERMANENT, None, "no_webhook"
+            else:
+                result, status, why = await self._post(target, event, body)
+            if result is not PostResult.RETRY:
+                break
+        retries = max(0, attempts - done - 1)
         if retries:
             await self._redis.hincrby(keys.webhook_stats(), "retried", retries)
         if result is PostResult.OK:
             return Outcome.DONE
-        why = "permanent" if result is PostResult.PERMANENT else "max_attempts"
-        await self._outbox.dead_letter(ws, event, f"{why}: {last['why']}", int(last["attempts"]), last["status"])
+        why = f"{'permanent' if result is PostResult.PERMANENT else 'max_attempts'}: {why}"
+        await self._outbox.dead_letter(ws, event, why, attempts, status)
         return Outcome.FAILED
+
+    async def _begin(self, ws: str, counter: str) -> tuple[WebhookTarget | None, int]:
+        """One attempt starts: the target as stored now and the attempt's number, counted before the POST
+        so a crash mid-POST still counts it. Both commands ride the next shared pipeline."""
+        rec, attempts = await asyncio.gather(self._batch.hgetall(keys.webhook(ws)),
+                                             self._batch.command("hincrby", keys.webhook_attempts(ws), counter, 1))
+        return self._targets.target_of(ws, rec), int(attempts)
 
     async def _post(self, target: WebhookTarget, event: dict[str, Any],
                     body: bytes) -> tuple[PostResult, str | None, str]:

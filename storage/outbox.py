@@ -11,7 +11,10 @@ inside), so the receiver sees the same `X-Event-Id` and body and can drop a repe
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +56,16 @@ TENANT_MAX_DELAY_S = 86_400.0
 
 
 @dataclass(frozen=True)
+class Finished:
+    """A delivery settled for good (delivered, dead-lettered or dropped), to acknowledge."""
+
+    ws: str
+    stream: str
+    entry_id: str
+    outcome: str  # the webhook stats counter it adds to
+
+
+@dataclass(frozen=True)
 class RetryPolicy:
     max_attempts: int = 8
     base_delay_s: float = 1.0
@@ -74,7 +87,10 @@ class Outbox:
         self._replay = redis.register_script(_REPLAY)
 
     async def policy(self, ws: str) -> RetryPolicy:
-        raw = await self._redis.hgetall(keys.webhook_policy(ws))
+        return self.policy_from(await self._redis.hgetall(keys.webhook_policy(ws)))
+
+    def policy_from(self, raw: dict[str, str]) -> RetryPolicy:
+        """The policy in a stored override (HGETALL of `keys.webhook_policy(ws)`), the defaults where unset."""
         d = self._default
         # a stored override is clamped to the tenant bounds on read too (it may predate them)
         return RetryPolicy(
@@ -102,12 +118,27 @@ class Outbox:
         return int(await self._redis.hincrby(keys.webhook_attempts(ws), stream_entry, 1))
 
     async def finish(self, ws: str, stream: str, entry_id: str, outcome: str) -> None:
+        await self.finish_many([Finished(ws, stream, entry_id, outcome)])
+
+    async def finish_many(self, done: Sequence[Finished]) -> None:
+        """Acknowledge settled deliveries in one transaction: per stream one XACK (and one XDEL for the
+        replay stream), per workspace one HDEL of their attempt counters, one HINCRBY per outcome."""
+        by_stream: dict[tuple[str, str], list[str]] = defaultdict(list)
+        outcomes: Counter[str] = Counter()
+        for d in done:
+            by_stream[(d.ws, d.stream)].append(d.entry_id)
+            outcomes[d.outcome] += 1
+        counters: dict[str, list[str]] = defaultdict(list)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xack(stream, keys.WEBHOOK_GROUP, entry_id)
-            pipe.hdel(keys.webhook_attempts(ws), f"{stream}|{entry_id}")
-            if stream == keys.webhook_replay(ws):
-                pipe.xdel(stream, entry_id)
-            pipe.hincrby(keys.webhook_stats(), outcome, 1)
+            for (ws, stream), ids in by_stream.items():
+                pipe.xack(stream, keys.WEBHOOK_GROUP, *ids)
+                if stream == keys.webhook_replay(ws):
+                    pipe.xdel(stream, *ids)
+                counters[ws] += [f"{stream}|{entry_id}" for entry_id in ids]
+            for ws, fields in counters.items():
+                pipe.hdel(keys.webhook_attempts(ws), *fields)
+            for outcome, n in outcomes.items():
+                pipe.hincrby(keys.webhook_stats(), outcome, n)
             await pipe.execute()
 
     async def dead_letter(self, ws: str, event: dict[str, Any], reason: str, attempts: int,
@@ -131,3 +162,41 @@ class Outbox:
 
     async def count_retry(self) -> None:
         await self._redis.hincrby(keys.webhook_stats(), "retried", 1)
+
+
+class FinishQueue:
+    """Group commit of `Outbox.finish_many`: the deliveries settled while one transaction is on the wire are
+    acknowledged by the next one. Each caller returns once its own entry is acknowledged (or gets the error),
+    so "acked only after a 2xx or a dead letter" holds per entry, as with one `finish` each."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox = outbox
+        self._pending: list[tuple[Finished, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def finish(self, done: Finished) -> None:
+        loop = asyncio.get_running_loop()
+        acked: asyncio.Future[None] = loop.create_future()
+        self._pending.append((done, acked))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush())
+        await acked
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self._outbox.finish_many([d for d, _ in batch])
+            except Exception as exc:  # every entry of the batch stays pending: its caller tries again
+                for _, acked in batch:
+                    if not acked.done():
+                        acked.set_exception(exc)
+                continue
+            except BaseException:  # cancelled (the actor is going away): nobody acked, say so
+                for _, acked in batch:
+                    if not acked.done():
+                        acked.cancel()
+                raise
+            for _, acked in batch:
+                if not acked.done():
+                    acked.set_result(None)

@@ -28,12 +28,20 @@ def secret_aad(ws: str, url: str) -> bytes:
     return f"webhook-secret:{ws}:{url}".encode()
 
 
+_OPENED_MAX = 4096
+
+
 class WebhookConfigStore:
     def __init__(self, redis: aioredis.Redis, master: MasterKey, previous: Sequence[MasterKey] = ()) -> None:
         self._redis = redis
         self._key = MasterKey(master.derive(PURPOSE))
         # keys of a master key being rotated out still decrypt (wa_ray/entry/rotation.py re-encrypts them)
         self._readers = [self._key, *(MasterKey(k.derive(PURPOSE)) for k in previous)]
+        # Secrets opened, by (blob, associated data): the dispatcher reads the target at every attempt, and
+        # AES-GCM per delivery was its largest CPU cost after the POST. The record is still read each time,
+        # so a changed URL or secret (a new blob) is opened afresh and a deleted webhook is gone at once.
+        # Bounded: cleared when full.
+        self._opened: dict[tuple[str, bytes], str] = {}
 
     async def set(self, ws: str, target: WebhookTarget) -> None:
         stream = keys.events(ws)
@@ -51,11 +59,20 @@ class WebhookConfigStore:
             await pipe.execute()
 
     async def get(self, ws: str) -> WebhookTarget | None:
-        rec = await self._redis.hgetall(keys.webhook(ws))
+        return self.target_of(ws, await self._redis.hgetall(keys.webhook(ws)))
+
+    def target_of(self, ws: str, rec: dict[str, str]) -> WebhookTarget | None:
+        """The target in a stored record (HGETALL of `keys.webhook(ws)`, read by the caller's own pipeline)."""
         if not rec:
             return None
-        secret = decrypt(self._readers, bytes.fromhex(rec["secret"]), secret_aad(ws, rec["url"]))
-        return WebhookTarget(rec["url"], secret.decode())
+        opened = (rec["secret"], secret_aad(ws, rec["url"]))
+        secret = self._opened.get(opened)
+        if secret is None:
+            secret = decrypt(self._readers, bytes.fromhex(opened[0]), opened[1]).decode()
+            if len(self._opened) >= _OPENED_MAX:
+                self._opened.clear()
+            self._opened[opened] = secret
+        return WebhookTarget(rec["url"], secret)
 
     async def workspaces(self) -> set[str]:
         return set(await self._redis.smembers(keys.webhook_workspaces()))
