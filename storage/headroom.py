@@ -45,17 +45,22 @@ async def headroom(redis: aioredis.Redis, ws: str, sids: list[str], policy: Paci
                    now: float | None = None) -> dict[str, Headroom]:
     """Each of `sids`'s headroom under `policy` (unpaced: the caps alone do not apply, everything is room)."""
     now = time.time() if now is None else now
+    paced = policy.enabled  # unpaced, the send log's windows bound nothing: they are not read
     async with redis.pipeline(transaction=False) as pipe:
         for sid in sids:
-            pipe.zcount(keys.pace_log(ws, sid), now - MINUTE, "+inf")
-            pipe.zcount(keys.pace_log(ws, sid), now - HOUR, "+inf")
+            if paced:
+                pipe.zcount(keys.pace_log(ws, sid), now - MINUTE, "+inf")
+                pipe.zcount(keys.pace_log(ws, sid), now - HOUR, "+inf")
             pipe.zcount(keys.contacts(ws, sid), now - DAY_S, "+inf")
             pipe.exists(keys.session_paused(ws, sid))
         replies = await pipe.execute()
     out: dict[str, Headroom] = {}
+    width = 4 if paced else 2
     for i, sid in enumerate(sids):
-        minute, hour, new, paused = replies[4 * i: 4 * i + 4]
-        if policy.enabled:
+        row = replies[width * i: width * i + width]
+        new, paused = row[-2:]
+        if paced:
+            minute, hour = row[0], row[1]
             out[sid] = Headroom(sid, max(0, policy.per_minute - int(minute)), max(0, policy.per_hour - int(hour)),
                                 max(0, daily_new_contacts - int(new)), bool(paused))
         else:

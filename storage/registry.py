@@ -73,13 +73,16 @@ class SessionRegistry:
         return record or None
 
     async def list(self, ws: str) -> list[dict[str, str]]:
+        """Every session record of the workspace, by id; two round trips whatever their number (the provider
+        snapshot reads this every second per workspace and Ingress replica)."""
         sids = sorted(await self._redis.smembers(keys.session_index(ws)))
-        out = []
-        for sid in sids:
-            rec = await self.get(ws, sid)
-            if rec:
-                out.append(rec)
-        return out
+        if not sids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for sid in sids:
+                pipe.hgetall(keys.session(ws, sid))
+            records = await pipe.execute()
+        return [rec for rec in records if rec]
 
     async def all(self) -> list[tuple[str, str]]:
         return [tuple(x.split("/", 1)) for x in await self._redis.smembers(keys.all_sessions())]  # type: ignore[misc]

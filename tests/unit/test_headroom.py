@@ -40,3 +40,15 @@ async def test_headroom_ranks_the_roomier_number_first(redis: aioredis.Redis) ->
     rooms = await headroom(redis, "ws", ["busy", "idle", "none"], policy, daily_new_contacts=5)
     assert rooms["none"].paused and rooms["none"].sends == 0
     assert max(rooms.values(), key=lambda h: h.rank()).sid == "idle"
+
+
+async def test_unpaced_numbers_are_bounded_by_new_contacts_and_pauses_alone(redis: aioredis.Redis) -> None:
+    paced = PacingPolicy(per_minute=30, per_hour=1000)
+    for n in range(40):  # a full minute's window, which binds nothing with pacing off
+        await PacingStore(redis, paced).record("ws", "busy", f"m{n}")
+    await ContactLog(redis).sent_to("ws", "busy", "a@c.us")
+    await redis.set(keys.session_paused("ws", "held"), "1")
+    rooms = await headroom(redis, "ws", ["busy", "held"], PacingPolicy(enabled=False), daily_new_contacts=5)
+    assert (rooms["busy"].minute, rooms["busy"].hour, rooms["busy"].new_contacts) == (1 << 30, 1 << 30, 4)
+    assert rooms["held"].paused and not rooms["busy"].paused
+    assert (await headroom(redis, "ws", ["busy"], paced, daily_new_contacts=5))["busy"].minute == 0
