@@ -32,21 +32,31 @@ async def _demo(console: Console, base_url: str, sim_url: str, key_id: str, secr
         if minted.status_code == 201:
             console.print(f"Console in a browser: [cyan]{base_url}/console#token={minted.json()['token']}[/]")
         async with httpx.AsyncClient(timeout=None) as raw, raw.stream("GET", sse_url) as stream:
-            await api.post(f"/v1/workspaces/{WORKSPACE}/sessions", json={"session_id": SESSION})
+            linked = False
+
+            async def show_and_scan(qr: str) -> None:
+                nonlocal linked
+                segno.make(qr, error="l").terminal(compact=True)
+                console.print(f"Scan it with the simulated phone {phone}:\n  curl -X POST {sim_url}/_phone/{phone}"
+                              f"/scan -H 'content-type: application/json' -d '{{\"qr\": \"{qr}\"}}'")
+                if sys.stdin.isatty():
+                    console.print("...or press Enter and the demo scans it for you.")
+                    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+                # a QR that changed meanwhile is refused: the next session.qr is scanned instead
+                linked = (await sim.post(f"/_phone/{phone}/scan", json={"qr": qr})).status_code == 200
+
+            created = await api.post(f"/v1/workspaces/{WORKSPACE}/sessions", json={"session_id": SESSION})
+            # Run again in the same data dir, the number exists already and may have shown its QR before this
+            # stream opened: scan the current one instead of waiting for the next.
+            if created.is_success and created.json().get("state") == "qr_required":
+                current = await api.get(f"/v1/workspaces/{WORKSPACE}/sessions/{SESSION}/qr")
+                if current.status_code == 200:
+                    await show_and_scan(current.json()["qr"])
             async for event in read_events(stream):
                 body = event.json()
                 console.print(f"[dim]{event.id}[/] [bold]{event.event}[/] {body['data']}")
-                if event.event == "session.qr" and body["data"]["seq"] == 1:
-                    qr = body["data"]["qr"]
-                    segno.make(qr, error="l").terminal(compact=True)
-                    console.print(f"Scan it with the simulated phone {phone}:\n  curl -X POST {sim_url}/_phone/{phone}/scan "
-                                  f"-H 'content-type: application/json' -d '{{\"qr\": \"{qr}\"}}'")
-                    if not sys.stdin.isatty():
-                        await sim.post(f"/_phone/{phone}/scan", json={"qr": qr})
-                    else:
-                        console.print("...or press Enter and the demo scans it for you.")
-                        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-                        await sim.post(f"/_phone/{phone}/scan", json={"qr": qr})
+                if event.event == "session.qr" and not linked:
+                    await show_and_scan(body["data"]["qr"])
                 elif event.event == "session.ready":
                     reply = await api.post(f"/v1/workspaces/{WORKSPACE}/messages",
                                            json={"session_id": SESSION, "to": RECIPIENT, "text": "Hello from wa-ray"})
