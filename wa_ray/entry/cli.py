@@ -37,7 +37,7 @@ def cmd_up(settings: Settings) -> None:
     try:
         _wait_for_interrupt()
     finally:
-        service.stop()
+        _stop(service)
 
 
 def cmd_demo(settings: Settings, phone: str) -> None:
@@ -54,7 +54,16 @@ def cmd_demo(settings: Settings, phone: str) -> None:
         except KeyboardInterrupt:
             pass  # Ctrl-C while the demo still follows its events is how it ends, not an error to trace
         finally:
-            service.stop()
+            _stop(service)
+
+
+def _stop(service: Service) -> None:
+    """Stop every process the service started. A second Ctrl-C (a user pressing twice, or `timeout`, which
+    signals the process and then its group) would break off the stop half way and leave Ray, Chromium or
+    Redis running: it is ignored until the stop is done (SIGTERM and SIGKILL still end it)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    console.print("Stopping: Ray, Chromium and Redis end with it.")
+    service.stop()
 
 
 def rotation_keys(settings: Settings, new_key: str | None) -> tuple[MasterKey, tuple[MasterKey, ...]]:
