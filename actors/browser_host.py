@@ -133,8 +133,10 @@ class BrowserHost:
         from wa_ray.storage.events import EventLog
         from wa_ray.storage.redis_client import connect
         from wa_ray.storage.registry import SessionRegistry
+        from wa_ray.storage.stream_watch import StreamWatch
 
         self._redis = connect(config.redis_url)
+        self._watch = StreamWatch(self._redis)  # one blocking read wakes every hosted session's sender
         self._inbound = InboundRecorder(self._redis, config)
         self._events = EventLog(self._redis)
         self._registry = SessionRegistry(self._redis)
@@ -233,7 +235,8 @@ class BrowserHost:
 
             page = self._take_spare(browser) or PageSession(browser, self._config.web_url, None)
             page.adopt(on_signal)
-            hosted = HostedSession(ws, sid, owner, page, SessionSender(self._redis, ws, sid, page, self._config))
+            sender = SessionSender(self._redis, ws, sid, page, self._config, self._watch)
+            hosted = HostedSession(ws, sid, owner, page, sender)
             self._sessions[key] = hosted
             hosted.tasks.append(asyncio.get_running_loop().create_task(hosted.sender.run()))
             try:
@@ -414,6 +417,7 @@ class BrowserHost:
         self._spares.clear()
         for ws, sid in list(self._sessions):
             await self.close_session(ws, sid)
+        await self._watch.close()
         if self._browser is not None:
             await self._browser.close()
         if self._playwright is not None:

@@ -1,7 +1,10 @@
 """Redis -> page: one sender loop per session, pulling its priority queues.
 
 Runs inside the node's BrowserHost next to the page, so a message costs Redis
-round trips and one `page.evaluate`, never a Ray call.
+round trips and one `page.evaluate`, never a Ray call. An idle sender makes no
+blocking read of its own: the host's one StreamWatch (storage/stream_watch.py)
+wakes it when its queues get an entry, and it looks anyway at each reclaim
+sweep, so a lost wake costs at most RECLAIM_EVERY_S.
 
 Exactly once towards WhatsApp. `sent` means WhatsApp's server took the
 message (ack 1), not that the page was handed it: the page send waits for that
@@ -94,6 +97,7 @@ from wa_ray.storage.ban_risk import OPERATOR_RESUMABLE
 from wa_ray.storage.pacing import PacingPolicy, PacingStore, decide
 from wa_ray.storage.providers import ProviderStore
 from wa_ray.storage.stream_consumer import Entry, Outcome, StreamConsumer
+from wa_ray.storage.stream_watch import StreamWatch
 from wa_ray.config import RuntimeConfig
 from wa_ray.events import MESSAGE_SENT, SESSION_PAUSED, SESSION_RESUMED, Event
 
@@ -101,7 +105,6 @@ log = logging.getLogger(__name__)
 PRESENCE_WAIT_S = 2.0  # the longest a typing/paused chat state may hold up a paced send
 
 BATCH_UNPACED = 50
-BLOCK_MS = 1000
 SEND_TIMEOUT_S = 20.0  # the server's answer; a socket that is down holds it back (the page sends on reconnect)
 HEARTBEAT_S, HEARTBEAT_TTL_S = 3.0, 10
 RECLAIM_EVERY_S, RECLAIM_IDLE_MS = 5.0, 5_000
@@ -130,7 +133,8 @@ class KindFailure(Exception):
 class SessionSender(StreamConsumer):
     """One session's queues, one message at a time: a consumer named `{sid}@{epoch}` per incarnation."""
 
-    def __init__(self, redis: aioredis.Redis, ws: str, sid: str, page: PageSession, config: RuntimeConfig) -> None:
+    def __init__(self, redis: aioredis.Redis, ws: str, sid: str, page: PageSession, config: RuntimeConfig,
+                 watch: StreamWatch | None = None) -> None:
         self.epoch = secrets.token_hex(6)
         super().__init__(redis, keys.QUEUE_GROUP, f"{sid}@{self.epoch}", delete_on_ack=True)
         self._ws, self._sid = ws, sid
@@ -141,6 +145,10 @@ class SessionSender(StreamConsumer):
         self._router = FailoverRouter(redis, ProviderStore(redis, *master_and_previous(config)),
                                       self._messages)
         self._streams = [keys.queue(ws, sid, p) for p in keys.PRIORITIES]
+        # The host's watch wakes this sender when its queues get an entry; a sender made alone has its own.
+        self._watch, self._own_watch = watch or StreamWatch(redis), watch is None
+        self._wake = asyncio.Event()
+        self._maybe_held = True  # our pending list may hold entries: read it before leasing new ones
         self._config = config
         self._media: MediaStore | None = None  # made at the first media send
         self._guard: Any = None
@@ -158,6 +166,7 @@ class SessionSender(StreamConsumer):
         whether or not the task's cancellation reaches it."""
         self._stopped = True
         self.connected.clear()
+        self._wake.set()
 
     # ------------------------------------------------------------------ loop
     async def run(self) -> None:
@@ -195,26 +204,53 @@ class SessionSender(StreamConsumer):
 
     async def _loop(self) -> None:
         await self.join(self._streams)
-        await self._reclaim(0)  # whatever an earlier incarnation read and never finished
-        next_reclaim = time.monotonic() + RECLAIM_EVERY_S
-        while True:
-            await self._wait_connected()
-            if self.connected.is_set() and self._page.page is not None:
-                self._page_seen = True
-            if self._page_gone():
-                return  # for good: a new page comes with a new sender
-            policy = await self._pacing.policy(self._ws)
-            count = 1 if policy.enabled else BATCH_UNPACED
-            batch = await self._own_pending(count) or await self._next(count)
-            for entry in batch:
-                if not self.connected.is_set() or self._stopped:
-                    break  # left in our pending list: picked up again once connected
-                if await self._deliver(entry) is Outcome.LATER:
-                    await asyncio.sleep(RETRY_LATER_S)
-                    break
-            if time.monotonic() > next_reclaim:
-                await self._reclaim(RECLAIM_IDLE_MS)
-                next_reclaim = time.monotonic() + RECLAIM_EVERY_S
+        await self._watch.watch(self._streams, self._wake)
+        try:
+            await self._reclaim(0)  # whatever an earlier incarnation read and never finished
+            self._maybe_held = True
+            next_reclaim = time.monotonic() + RECLAIM_EVERY_S
+            while True:
+                await self._wait_connected()
+                if self.connected.is_set() and self._page.page is not None:
+                    self._page_seen = True
+                if self._page_gone():
+                    return  # for good: a new page comes with a new sender
+                policy = await self._pacing.policy(self._ws)
+                count = 1 if policy.enabled else BATCH_UNPACED
+                self._wake.clear()  # before reading: an entry added from here on sets it again
+                batch = (await self._own_pending(count) if self._maybe_held else []) or \
+                    await self._next(count, paced=policy.enabled)
+                if not batch:
+                    await self._idle(next_reclaim)
+                for entry in batch:
+                    if not self.connected.is_set() or self._stopped:
+                        self._maybe_held = True  # left in our pending list: picked up again once connected
+                        break
+                    if await self._deliver(entry) is Outcome.LATER:
+                        self._maybe_held = True
+                        await asyncio.sleep(RETRY_LATER_S)
+                        break
+                if time.monotonic() > next_reclaim:
+                    if await self.reclaim_any(self._streams, RECLAIM_IDLE_MS):
+                        self._maybe_held = True
+                    next_reclaim = time.monotonic() + RECLAIM_EVERY_S
+        finally:
+            self._watch.unwatch(self._streams, self._wake)
+            if self._own_watch:
+                await self._watch.close()
+
+    async def _idle(self, until: float) -> None:
+        """Nothing to send: wait for the watch to see a new entry, for the next reclaim, or for the page to go
+        away or offline (checked every PAGE_CHECK_S, without Redis)."""
+        while not self._wake.is_set() and self.connected.is_set() and not self._page_gone():
+            left = until - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                async with asyncio.timeout(min(PAGE_CHECK_S, left)):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
 
     async def _wait_connected(self) -> None:
         """Wait for the page to be linked and online, or gone for good; time spent offline does not count
@@ -252,25 +288,32 @@ class SessionSender(StreamConsumer):
 
     async def _reclaim(self, min_idle_ms: int) -> None:
         """Take over what other consumers of this session read and never acknowledged (they land in our
-        pending list, which the loop reads first)."""
+        pending list, which the loop reads first), and drop their names from the group."""
         for stream in self._streams:
             await self.reclaim(stream, min_idle_ms)
 
     async def _own_pending(self, count: int) -> list[Entry]:
-        """Entries this consumer holds but has not acknowledged, highest priority first."""
-        for entries in await self.held(self._streams, count):
+        """Entries this consumer holds but has not acknowledged, highest priority first. Reading them
+        also keeps them from going idle, so no other consumer reclaims them while this one lives."""
+        lists = await self.held(self._streams, count)
+        for entries in lists:
             usable = await self._usable(entries)
             if usable:
                 return usable
+        self._maybe_held = any(len(entries) >= count for entries in lists)
         return []
 
-    async def _next(self, count: int) -> list[Entry]:
-        """New entries, one priority at a time so an urgent message never waits behind a bulk batch."""
-        for stream in self._streams:
-            usable = await self._usable(await self.lease([stream], count))
-            if usable:
-                return usable
-        usable = await self._usable(await self.lease(self._streams, 1, BLOCK_MS))
+    async def _next(self, count: int, paced: bool) -> list[Entry]:
+        """New entries, never a lower priority ahead of a higher one. Paced (one at a time), one priority
+        at a time, so a message waiting for its pacing window holds no other lease; unpaced, one read
+        over the four queues, sent in priority order."""
+        if paced:
+            for stream in self._streams:
+                usable = await self._usable(await self.lease([stream], count))
+                if usable:
+                    return usable
+            return []
+        usable = await self._usable(await self.lease(self._streams, count))
         usable.sort(key=lambda e: self._streams.index(e.stream))
         return usable
 

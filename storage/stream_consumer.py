@@ -127,6 +127,22 @@ class StreamConsumer:
                 await self._redis.xgroup_delconsumer(stream, self.group, other["name"])
         return claimed
 
+    async def reclaim_any(self, streams: Sequence[str], min_idle_ms: int) -> bool:
+        """`reclaim` over `streams`, in one round trip when nobody left anything (the usual case of a
+        periodic sweep). True when anything moved into this consumer's pending list, deleted entries
+        included (Redis 7 reports those apart and drops them from the pending list)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for stream in streams:
+                pipe.xautoclaim(stream, self.group, self.name, min_idle_ms, start_id="0-0", count=RECLAIM_PAGE)
+            replies = await pipe.execute()
+        moved = False
+        for stream, reply in zip(streams, replies):
+            cursor, page, deleted = reply[0], reply[1], reply[2] if len(reply) > 2 else []
+            if page or deleted or cursor != "0-0":
+                moved = True
+                await self.reclaim(stream, min_idle_ms)  # the rest of the pages, and the dead consumer's name
+        return moved
+
     async def ack(self, entry: Entry, outcome: Outcome) -> None:
         """Acknowledge a settled entry (`outcome` is final)."""
         async with self._redis.pipeline(transaction=False) as pipe:
