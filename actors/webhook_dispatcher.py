@@ -160,7 +160,7 @@ class WebhookDispatcher(ConcurrentConsumer):
                 break
         retries = max(0, attempts - done - 1)
         if retries:
-            await self._redis.hincrby(keys.webhook_stats(), "retried", retries)
+            await self._outbox.count_retries(retries)
         if result is PostResult.OK:
             return Outcome.DONE
         why = f"{'permanent' if result is PostResult.PERMANENT else 'max_attempts'}: {why}"

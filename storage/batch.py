@@ -22,22 +22,20 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from wa_ray.storage.group_commit import GroupCommit
+
+
+Command = tuple[str, tuple[Any, ...], dict[str, Any]]
+
 
 class Batcher:
     def __init__(self, redis: aioredis.Redis, max_batch: int = 512) -> None:
         self._redis = redis
-        self._max = max_batch
-        self._pending: list[tuple[str, tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._commit: GroupCommit[Command, Any] = GroupCommit(self._pipeline, max_batch)
 
     def command(self, method: str, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
         """Queue `pipeline.<method>(*args, **kwargs)`; the future gets its reply (or its error)."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((method, args, kwargs, done))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = loop.create_task(self._flush())
-        return done
+        return self._commit.submit((method, args, kwargs))
 
     # the few commands of the hot path, with redis-py's signatures (a Script's `client=` can be a Batcher)
     async def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
@@ -52,28 +50,8 @@ class Batcher:
     async def xadd(self, name: str, fields: dict[str, Any], **kwargs: Any) -> str:
         return await self.command("xadd", name, fields, **kwargs)
 
-    async def _flush(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending[:self._max], self._pending[self._max:]
-            try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for method, args, kwargs, _ in batch:
-                        getattr(pipe, method)(*args, **kwargs)
-                    replies = await pipe.execute(raise_on_error=False)
-            except Exception as exc:
-                for *_, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-                continue
-            except BaseException:  # cancelled (the loop is closing): nobody is left to answer, but say so
-                for *_, done in batch:
-                    if not done.done():
-                        done.cancel()
-                raise
-            for (*_, done), reply in zip(batch, replies, strict=True):
-                if done.done():  # its caller went away; the command ran all the same
-                    continue
-                if isinstance(reply, Exception):
-                    done.set_exception(reply)
-                else:
-                    done.set_result(reply)
+    async def _pipeline(self, commands: list[Command]) -> list[Any]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for method, args, kwargs in commands:
+                getattr(pipe, method)(*args, **kwargs)
+            return list(await pipe.execute(raise_on_error=False))

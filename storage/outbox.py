@@ -11,7 +11,6 @@ inside), so the receiver sees the same `X-Event-Id` and body and can drop a repe
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ import redis.asyncio as aioredis
 
 from wa_ray.storage import keys
 from wa_ray.config import RuntimeConfig
+from wa_ray.storage.group_commit import GroupCommit
 
 # Move dead letters (all, or those whose event id is listed) into the replay stream, in order.
 _REPLAY = """
@@ -113,13 +113,6 @@ class Outbox:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def attempt(self, ws: str, stream_entry: str) -> int:
-        """Count one more delivery attempt (kept in Redis: a restarted dispatcher carries on counting)."""
-        return int(await self._redis.hincrby(keys.webhook_attempts(ws), stream_entry, 1))
-
-    async def finish(self, ws: str, stream: str, entry_id: str, outcome: str) -> None:
-        await self.finish_many([Finished(ws, stream, entry_id, outcome)])
-
     async def finish_many(self, done: Sequence[Finished]) -> None:
         """Acknowledge settled deliveries in one transaction: per stream one XACK (and one XDEL for the
         replay stream), per workspace one HDEL of their attempt counters, one HINCRBY per outcome."""
@@ -160,43 +153,23 @@ class Outbox:
         return int(await self._replay(keys=[keys.dead_letters(ws), keys.webhook_replay(ws)],
                                       args=[",".join(event_ids or [])]))
 
-    async def count_retry(self) -> None:
-        await self._redis.hincrby(keys.webhook_stats(), "retried", 1)
+    async def count_retries(self, n: int) -> None:
+        await self._redis.hincrby(keys.webhook_stats(), "retried", n)
 
 
 class FinishQueue:
-    """Group commit of `Outbox.finish_many`: the deliveries settled while one transaction is on the wire are
-    acknowledged by the next one. Each caller returns once its own entry is acknowledged (or gets the error),
-    so "acked only after a 2xx or a dead letter" holds per entry, as with one `finish` each."""
+    """Group commit of `Outbox.finish_many` (storage/group_commit.py): the deliveries settled while one
+    transaction is on the wire are acknowledged by the next one. Each caller returns once its own entry is
+    acknowledged (or gets the error), so "acked only after a 2xx or a dead letter" holds per entry, as with
+    a transaction each."""
 
     def __init__(self, outbox: Outbox) -> None:
         self._outbox = outbox
-        self._pending: list[tuple[Finished, asyncio.Future[None]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._commit: GroupCommit[Finished, None] = GroupCommit(self._finish)
 
     async def finish(self, done: Finished) -> None:
-        loop = asyncio.get_running_loop()
-        acked: asyncio.Future[None] = loop.create_future()
-        self._pending.append((done, acked))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = loop.create_task(self._flush())
-        await acked
+        await self._commit.submit(done)
 
-    async def _flush(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                await self._outbox.finish_many([d for d, _ in batch])
-            except Exception as exc:  # every entry of the batch stays pending: its caller tries again
-                for _, acked in batch:
-                    if not acked.done():
-                        acked.set_exception(exc)
-                continue
-            except BaseException:  # cancelled (the actor is going away): nobody acked, say so
-                for _, acked in batch:
-                    if not acked.done():
-                        acked.cancel()
-                raise
-            for _, acked in batch:
-                if not acked.done():
-                    acked.set_result(None)
+    async def _finish(self, done: list[Finished]) -> list[None]:
+        await self._outbox.finish_many(done)
+        return [None] * len(done)
