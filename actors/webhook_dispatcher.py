@@ -18,9 +18,15 @@ The URL is the tenant's: every POST goes through the egress guard
 (wa_ray/egress_http.py), checked again at each attempt since DNS may have
 changed since the URL was written; a refused destination is final. Nothing the
 endpoint answers is kept or reported beyond its status class: the response
-body is never read, and a dead letter records the class (`4xx`) and our own
-code (`http_4xx`, `timeout`, `connect_error`, `egress_denied (...)`), so a
-webhook URL cannot be used to read what answers at an address.
+body is read only to be dropped, and a dead letter records the class (`4xx`)
+and our own code (`http_4xx`, `timeout`, `connect_error`, `egress_denied (...)`),
+so a webhook URL cannot be used to read what answers at an address.
+
+The body is drained (up to DRAIN_BYTES within DRAIN_S, then dropped) because an
+HTTP/1.1 connection goes back to the pool only once its response was read to
+the end; one closed unread is closed for good, and every delivery then paid for
+a new TCP (in production TLS) connection. A longer or slower answer is cut off
+there: its connection is closed, and the delivery counts by its status as before.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ log = logging.getLogger(__name__)
 
 PER_WORKSPACE = 32  # deliveries in flight per workspace
 CONNECTIONS = 128
+DRAIN_BYTES, DRAIN_S = 64 * 1024, 1.0  # the most of an answer read (and dropped) to keep its connection
 NO_RETRY_4XX_EXCEPT = frozenset({408, 429})
 CONSUMER = "dispatcher"
 # a delivery never answers LATER; a crashed one is tried again after error_pause_s
@@ -187,9 +194,9 @@ class WebhookDispatcher(ConcurrentConsumer):
             "X-Signature": sign(target.secret, ts, body),
         }
         try:
-            # streamed and closed unread: the body of a tenant-named endpoint is never downloaded
             async with self._client.stream("POST", target.url, content=body, headers=headers) as response:
                 status = response.status_code
+                await _drain(response)
         except EgressDenied as denied:
             log.info("webhook %s to workspace %s: %s", event["id"], event["workspace_id"], denied)
             return PostResult.PERMANENT, None, f"{denied.code} ({denied.verdict.value})"
@@ -197,6 +204,20 @@ class WebhookDispatcher(ConcurrentConsumer):
             log.info("webhook %s to workspace %s: %s", event["id"], event["workspace_id"], type(exc).__name__)
             return PostResult.RETRY, None, _transport_code(exc)
         return result_of(status), status_class(status), f"http_{status_class(status)}"
+
+
+async def _drain(response: httpx.Response) -> None:
+    """Read a short answer to its end (and drop it), so its connection is reused; a long or slow one is cut
+    off (closed with the response). Never raises: the status alone decides the delivery."""
+    read = 0
+    try:
+        async with asyncio.timeout(DRAIN_S):
+            async for chunk in response.aiter_raw():
+                read += len(chunk)
+                if read > DRAIN_BYTES:
+                    return
+    except (TimeoutError, httpx.HTTPError):
+        return
 
 
 def _transport_code(exc: httpx.HTTPError) -> str:

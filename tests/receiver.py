@@ -23,6 +23,7 @@ class Delivery:
     headers: dict[str, str]
     body: bytes
     at: float
+    peer: str = ""  # the sender's host:port, one per connection it used
 
 
 @dataclass
@@ -47,7 +48,8 @@ def running_receiver() -> Iterator[Receiver]:
     receiver = Receiver(url=f"http://127.0.0.1:{port}/hook")
 
     async def hook(request: Request) -> Response:
-        receiver.deliveries.append(Delivery(dict(request.headers), await request.body(), time.time()))
+        peer = f"{request.client.host}:{request.client.port}" if request.client else ""
+        receiver.deliveries.append(Delivery(dict(request.headers), await request.body(), time.time(), peer))
         return Response(status_code=receiver.status)
 
     app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
