@@ -5,11 +5,13 @@ The outbox is the event stream itself read through the consumer group
 is acknowledged only after a 2xx or after it is dead-lettered, so a crash
 leaves it pending and the next incarnation (Ray restarts this actor; its loop
 starts in the constructor) delivers it. At least once: receivers dedupe by
-`X-Event-Id`, the stream id, which a retry or a replay never changes.
+`webhook-id` (also sent as `X-Event-Id`), the stream id, which a retry or a
+replay never changes.
 
-Each POST is signed (`X-Signature` = HMAC-SHA256 of `"{ts}.{raw_body}"`, the
-timestamp inside the signature so a captured delivery cannot be replayed
-later under a fresh timestamp). Retries back off exponentially with jitter
+Each POST is signed per Standard Webhooks (`webhook-signature`, with our first
+scheme's `X-Signature` beside it: actors/webhook_signing.py), the timestamp
+inside the signature so a captured delivery cannot be replayed later under a
+fresh timestamp. Retries back off exponentially with jitter
 (`backoff_s`); a 4xx is final except 408 and 429; after the workspace's
 `max_attempts` the event goes to the dead-letter list. Each workspace has its
 own in-flight limit, so one dead endpoint never holds up another workspace.
@@ -42,7 +44,7 @@ import httpx
 import orjson
 import ray
 
-from wa_ray.actors.webhook_signing import sign
+from wa_ray.actors.webhook_signing import sign, sign_standard, standard_key
 from wa_ray.master_keys import master_and_previous
 from wa_ray.storage import keys
 from wa_ray.storage.events import decode
@@ -187,6 +189,9 @@ class WebhookDispatcher(ConcurrentConsumer):
         ts = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",
+            "webhook-id": event["id"],
+            "webhook-timestamp": ts,
+            "webhook-signature": sign_standard(standard_key(target.secret), event["id"], ts, body),
             "X-Event-Id": event["id"],
             "X-Event-Type": event["type"],
             "X-Workspace-Id": event["workspace_id"],

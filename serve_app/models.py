@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
+from wa_ray.actors.webhook_signing import STANDARD_PREFIX, is_standard_secret
 from wa_ray.ids import ID_PATTERN, PHONE_PATTERN
 
 Role = Literal["admin", "workspace", "read"]
@@ -122,7 +123,18 @@ class WebhookConfig(BaseModel):
     url: str = Field(min_length=1, max_length=2048,
                      description="http(s) URL that receives signed event POSTs; checked by the egress guard "
                                  "(422 `egress_denied`: loopback, link-local, private unless WA_EGRESS_ALLOW, ...)")
-    secret: str = Field(min_length=16, max_length=256, description="HMAC key for X-Signature; stored encrypted")
+    secret: str = Field(min_length=16, max_length=256,
+                        description="the signing secret, stored encrypted: a Standard Webhooks `whsec_<base64 of "
+                                    "24-64 random bytes>` (recommended: every Standard Webhooks verifier takes it "
+                                    "as is), or any other string of 16-256 characters, which keys the signatures "
+                                    "by its UTF-8 bytes (verifiers then take `whsec_` + its base64)")
+
+    @field_validator("secret")
+    @classmethod
+    def _standard_form(cls, secret: str) -> str:
+        if secret.startswith(STANDARD_PREFIX) and not is_standard_secret(secret):
+            raise ValueError("a whsec_ secret must be the base64 of 24 to 64 bytes")
+        return secret
 
 
 class WorkspaceList(BaseModel):

@@ -109,8 +109,21 @@ def _add_events(schema: dict[str, Any]) -> None:
         hooks[event_type] = {"post": {
             "summary": f"{event_type} (webhook body; the same JSON is an SSE event's data)",
             "operationId": "event_" + event_type.replace(".", "_"),
+            "parameters": WEBHOOK_HEADERS,
             "requestBody": {"required": True, "content": {"application/json": {"schema": ref, "examples": examples}}},
             "responses": {"2XX": {"description": "delivered; anything else is retried"}}}}
+
+
+# Standard Webhooks (actors/webhook_signing.py), with an example each; the first scheme's X-* headers ride along.
+WEBHOOK_HEADERS: list[dict[str, Any]] = [
+    {"name": "webhook-id", "in": "header", "required": True, "schema": {"type": "string"},
+     "example": "1733500000000-0", "description": "the event id, stable across retries and replays: dedupe on it"},
+    {"name": "webhook-timestamp", "in": "header", "required": True, "schema": {"type": "string"},
+     "example": "1733500000", "description": "unix seconds of this attempt"},
+    {"name": "webhook-signature", "in": "header", "required": True, "schema": {"type": "string"},
+     "example": "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=",
+     "description": 'v1, + base64 HMAC-SHA256 of "{webhook-id}.{webhook-timestamp}.{raw body}" (Standard Webhooks)'},
+]
 
 
 def _add_send_examples(schema: dict[str, Any]) -> None:
