@@ -167,4 +167,5 @@ async def test_spec_is_served_with_docs(raw) -> None:
             if path.startswith("/v1/"):
                 assert {"401", "403", "404", "429"} <= set(op["responses"]), (method, path)
     docs = await raw.get("/docs")
-    assert docs.status_code == 200 and "openapi.json" in docs.text
+    assert docs.status_code == 200 and "/docs/swagger-ui-bundle.js" in docs.text and "//" not in docs.text
+    assert "/openapi.json" in (await raw.get("/docs/start.js")).text
