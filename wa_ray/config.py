@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # and how many codes before the session fails as a QR timeout does
     pairing_code_interval_s: float = Field(default=180.0, gt=0)
     pairing_code_max: int = Field(default=5, ge=1)
+    # WA_LOG_LEVEL: the level of every process's logs, which are JSON lines (Ray's structured logging; README,
+    # "Logs")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # WhatsApp-side disconnects (CONFLICT, UNLAUNCHED, a TIMEOUT past WA_DISCONNECT_GRACE_S) are retried with
     # backoff for at most WA_DISCONNECT_RETRY_S from the disconnect, then the session is `failed`
     disconnect_retry_s: float = Field(default=120.0, gt=0)
@@ -125,5 +128,5 @@ class Settings(BaseSettings):
             http_port=self.http_port, dashboard_port=self.dashboard_port,
             egress_allow=split_allow(self.egress_allow), egress_dns=self.egress_dns,
             media_retention_s=self.media_retention_s,
-            number_check_per_min=self.number_check_per_min,
+            number_check_per_min=self.number_check_per_min, log_level=self.log_level,
         )

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import socket
 import sys
 import typing
@@ -106,6 +107,9 @@ class GuardedClient(httpx.AsyncClient):
     """An httpx client that can only reach what the guard allows (see the module docstring)."""
 
     def __init__(self, guard: EgressGuard, *, limits: httpx.Limits = httpx.Limits(), **kwargs: typing.Any) -> None:
+        # httpx logs each request's full URL at INFO, and a tenant's URL may carry its own credentials
+        # (`?token=`): in a process that talks to tenants' URLs, httpx says only what went wrong.
+        logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
         super().__init__(transport=GuardedTransport(guard, limits), follow_redirects=False, trust_env=False,
                          **kwargs)
         self.guard = guard

@@ -127,3 +127,4 @@ class RuntimeConfig:
     media_retention_s: int = 30 * 24 * 3600  # WA_MEDIA_RETENTION_S: how long stored media is kept
     number_check_per_min: int = 20  # WA_NUMBER_CHECK_PER_MIN: number checks per session and minute
     chromium_flags: tuple[str, ...] = field(default=CHROMIUM_FLAGS)
+    log_level: str = "INFO"  # WA_LOG_LEVEL; logs are JSON lines (serve_logging)

@@ -19,7 +19,7 @@ from wa_ray.supervisors.placement import SLOT
 from wa_ray import NAMESPACE, SUPERVISOR_NAME
 from wa_ray.config import RuntimeConfig, Settings
 from wa_ray.datadir_lock import hold_shared
-from wa_ray.entry.wiring import APP_NAME, application, bring_up, resolve_redis, runtime_config
+from wa_ray.entry.wiring import APP_NAME, application, bring_up, json_logs, resolve_redis, runtime_config
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +83,13 @@ class Service:
         self.config = runtime_config(s, redis_url, create_key=True)
         if not ray.is_initialized():
             if s.ray_address:
-                ray.init(address=s.ray_address, namespace=NAMESPACE)
+                ray.init(address=s.ray_address, namespace=NAMESPACE, logging_config=json_logs(s.log_level))
             else:
                 # Worker logs stay in Ray's log files (/tmp/ray/session_latest/logs), not on the console.
                 # address="local": never attach to whatever cluster /tmp/ray/ray_current_cluster names
                 context = ray.init(address="local", namespace=NAMESPACE, resources={SLOT: s.sessions_per_node},
-                                   **dashboard_options(s), logging_level=logging.WARNING, log_to_driver=False)
+                                   **dashboard_options(s), logging_level=logging.WARNING, log_to_driver=False,
+                                   logging_config=json_logs(s.log_level))
                 self.dashboard_url = f"http://{context.dashboard_url}" if context.dashboard_url else None
                 if self.dashboard_url:  # the port it got: the egress guard refuses it as one of our own
                     self.config = replace(self.config, dashboard_port=int(self.dashboard_url.rpartition(":")[2]))

@@ -120,9 +120,23 @@ def bring_up(config: RuntimeConfig, settings: Settings, near: str | None) -> dic
     return handles
 
 
+def json_logs(level: str) -> ray.LoggingConfig:
+    """Every process of the job logs JSON lines at WA_LOG_LEVEL (Ray's structured logging: each line carries
+    the worker, actor and task ids, and whatever a call passes as `extra`, e.g. an event id)."""
+    return ray.LoggingConfig(encoding="JSON", log_level=level)
+
+
+def serve_logs(config: RuntimeConfig) -> dict[str, Any]:
+    """The replicas' logs: JSON lines that carry the request id. No access log: mutating calls are in the audit
+    stream, and a line per request would be most of the log at the rates the service is built for."""
+    return {"encoding": "JSON", "log_level": config.log_level, "enable_access_log": False}
+
+
 def application(config: RuntimeConfig) -> Application:
     """The Serve application: the Ingress with the ProviderSelector's handle bound into it."""
     from wa_ray.serve_app.app import Ingress  # late: FastAPI and the routers only where the app is built
     from wa_ray.serve_app.provider_selector import ProviderSelector
 
-    return Ingress.bind(config, ProviderSelector.bind(config))
+    logs = serve_logs(config)
+    selector = ProviderSelector.options(logging_config=logs).bind(config)
+    return Ingress.options(logging_config=logs).bind(config, selector)
