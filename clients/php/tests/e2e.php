@@ -1,0 +1,147 @@
+<?php
+
+declare(strict_types=1);
+
+/*
+ * The PHP client against a running wa-ray, one step per invocation (tests/php/test_php_client.py drives it):
+ *   php e2e.php create <sid>                     createSession; prints the record
+ *   php e2e.php qr <sid>                         sessionQr; prints {qr, since}
+ *   php e2e.php send <sid> <to> <text> <idem>    waits for `connected`, sends the text twice under one
+ *                                                idempotency key, waits for a final status; prints a summary
+ *   php e2e.php delete <sid>                     deleteSession, then getSession must be 404 `not_found`
+ *   php e2e.php webhook <url> <secret>           putWebhook
+ * Environment: WA_RAY_URL, WA_RAY_KEY_ID, WA_RAY_SECRET, WA_RAY_WS. Output: one JSON document on stdout.
+ * Exit 0 on success; 3 on an ApiException (its status and code printed); 1 on any other failure.
+ */
+
+require __DIR__ . '/../autoload.php';
+
+use GuzzleHttp\Psr7\HttpFactory;
+use WaRay\Client\ApiException;
+use WaRay\Client\Client;
+
+function env(string $name): string
+{
+    $value = getenv($name);
+    if ($value === false || $value === '') {
+        throw new RuntimeException("$name is not set");
+    }
+
+    return $value;
+}
+
+function out(mixed $value): void
+{
+    echo json_encode($value, JSON_THROW_ON_ERROR | JSON_UNESCAPED_SLASHES), "\n";
+}
+
+function check(bool $ok, string $what): void
+{
+    if (!$ok) {
+        throw new RuntimeException("check failed: $what");
+    }
+}
+
+/** @return array<string, mixed> */
+function waitFor(Client $api, string $ws, string $sid, string $state, float $timeoutS): array
+{
+    $deadline = microtime(true) + $timeoutS;
+    do {
+        $record = $api->getSession($ws, $sid);
+        if ($record['state'] === $state) {
+            return $record;
+        }
+        usleep(200_000);
+    } while (microtime(true) < $deadline);
+    throw new RuntimeException("session $sid never reached $state; last: " . json_encode($record));
+}
+
+function run(array $argv): void
+{
+    $factory = new HttpFactory();
+    $http = new GuzzleHttp\Client(['timeout' => 30]);
+    $api = new Client(env('WA_RAY_URL'), env('WA_RAY_KEY_ID'), env('WA_RAY_SECRET'), $http, $factory, $factory);
+    $ws = env('WA_RAY_WS');
+    $step = $argv[1] ?? '';
+
+    switch ($step) {
+        case 'create':
+            out($api->createSession($ws, $argv[2]));
+            break;
+
+        case 'qr':
+            out($api->sessionQr($ws, $argv[2]));
+            break;
+
+        case 'send':
+            [, , $sid, $to, $text, $idem] = $argv;
+            $connected = waitFor($api, $ws, $sid, 'connected', 60);
+            $first = $api->sendText($ws, $to, $text, $sid, $idem);
+            $again = $api->sendText($ws, $to, $text, $sid, $idem);  // a retry: the same message, not a second
+            check($first['message_id'] === $again['message_id'], 'an idempotent retry answers the first message');
+            $deadline = microtime(true) + 60;
+            do {
+                $message = $api->getMessage($ws, $first['message_id']);
+                if (in_array($message['status'], ['sent', 'delivered', 'read', 'failed'], true)) {
+                    break;
+                }
+                usleep(200_000);
+            } while (microtime(true) < $deadline);
+            $listed = array_column($api->listSessions($ws), 'session_id');
+            try {
+                $api->sessionQr($ws, $sid);
+                $qrError = null;
+            } catch (ApiException $e) {
+                $qrError = ['status' => $e->status, 'code' => $e->errorCode];
+            }
+            try {
+                $api->getMessage($ws, 'msg_does_not_exist');
+                $missing = null;
+            } catch (ApiException $e) {
+                $missing = ['status' => $e->status, 'code' => $e->errorCode];
+            }
+            $token = $api->createStreamToken($ws, 60, $sid);
+            out([
+                'me' => $connected['me'] ?? null,
+                'message_id' => $first['message_id'],
+                'accepted' => $first['status'],
+                'status' => $message['status'],
+                'message' => $message,
+                'listed' => $listed,
+                'qr_error' => $qrError,
+                'missing_message' => $missing,
+                'stream_token' => ['workspace_id' => $token['workspace_id'], 'session_id' => $token['session_id'],
+                                   'has_token' => is_string($token['token']) && $token['token'] !== '',
+                                   'expires_at' => $token['expires_at']],
+            ]);
+            break;
+
+        case 'delete':
+            $api->deleteSession($ws, $argv[2]);
+            try {
+                $api->getSession($ws, $argv[2]);
+                throw new RuntimeException('the deleted session is still there');
+            } catch (ApiException $e) {
+                out(['deleted' => true, 'after' => ['status' => $e->status, 'code' => $e->errorCode]]);
+            }
+            break;
+
+        case 'webhook':
+            $api->putWebhook($ws, $argv[2], $argv[3]);
+            out(['webhook' => 'set']);
+            break;
+
+        default:
+            throw new RuntimeException("unknown step '$step'");
+    }
+}
+
+try {
+    run($argv);
+} catch (ApiException $e) {
+    out(['error' => ['status' => $e->status, 'code' => $e->errorCode, 'message' => $e->getMessage()]]);
+    exit(3);
+} catch (Throwable $e) {
+    fwrite(STDERR, get_class($e) . ': ' . $e->getMessage() . "\n");
+    exit(1);
+}
