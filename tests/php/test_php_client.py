@@ -44,6 +44,12 @@ def _whsec() -> str:
     return "whsec_" + base64.b64encode(os.urandom(32)).decode()
 
 
+async def _entries(phone_api, number: str, key: str) -> list[dict] | None:
+    """The inbox entries of `number` whose id is `key` (the tail of a wa_message_id), None while there are none."""
+    found = [m for m in await inbox(phone_api, number) if m["id"] == key]
+    return found or None
+
+
 def _write_delivery(path: Path, headers: dict[str, str], body: bytes) -> Path:
     path.write_text(json.dumps({"headers": headers, "body_b64": base64.b64encode(body).decode()}))
     return path
@@ -113,6 +119,20 @@ async def test_a_session_end_to_end_from_php(api, phone_api, service, make_key, 
                                  env={"WA_RAY_WEBHOOK_SECRET": hook_secret})
         assert verified.returncode == 0, verified
         assert verified.json() == {"id": delivery.headers["webhook-id"], "type": "message.sent"}
+
+    # media: PHP uploads a PNG, reads it back, sends it as an image; the phone holds that very file
+    media = await run_php("tests/e2e.php", "media", sid, to, env=env)
+    assert media.returncode == 0, media
+    got = media.json()
+    assert got["message"]["status"] in ("sent", "delivered", "read"), got["message"]
+    entry_id = got["message"]["wa_message_id"].rsplit("_", 1)[1]
+    (entry,) = await poll(lambda: _entries(phone_api, to, entry_id), f"the image on {to}'s phone")
+    assert (entry["kind"], entry["caption"]) == ("image", "from php")
+    assert (entry["media"]["mimetype"], entry["media"]["sha256"]) == ("image/png", got["media"]["sha256"])
+    assert f"{to}@c.us" in got["chats"]
+    assert set(got["contacts_page"]) == {"items", "next_cursor"}
+    assert got["exists"]["number"] == to and isinstance(got["exists"]["exists"], bool)
+    assert got["provider"]["priority"] in ("webjs", "meta") and isinstance(got["provider"]["sessions"], dict)
 
     refused = await run_php("tests/e2e.php", "create", "php2", env=env | {"WA_RAY_SECRET": key.secret + "x"})
     assert refused.returncode == 3, refused

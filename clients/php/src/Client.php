@@ -106,7 +106,84 @@ final class Client
         return $this->call('GET', $this->ws($ws) . '/messages/' . rawurlencode($messageId));
     }
 
+    // --- media ---------------------------------------------------------------------------------------
+
+    /**
+     * Upload a file for later messages (`media: {media_id}` of an image, document, video, audio or sticker):
+     * {media_id, mimetype, filename, size, sha256, expires_at}. Sent as multipart/form-data with one `file`
+     * part; the signature covers the whole body through X-Content-SHA256, so the service stores the upload
+     * only if it is exactly what was signed.
+     */
+    public function uploadMedia(string $ws, string $contents, string $mimetype, ?string $filename = null): array
+    {
+        if (preg_match('#^[A-Za-z0-9!\#$&^_.+-]+/[A-Za-z0-9!\#$&^_.+-]+$#', $mimetype) !== 1) {
+            throw new \InvalidArgumentException('mimetype must be a plain type/subtype');
+        }
+        $boundary = 'wa-ray-' . bin2hex(random_bytes(16));
+        // a name never breaks the part's header: no CR/LF, quotes percent-encoded as browsers do
+        $name = $filename === null ? '' : '; filename="' . str_replace(['"', "\r", "\n"], ['%22', '', ''], $filename) . '"';
+        $body = "--$boundary\r\n"
+            . "Content-Disposition: form-data; name=\"file\"$name\r\n"
+            . "Content-Type: $mimetype\r\n\r\n"
+            . $contents . "\r\n--$boundary--\r\n";
+        $request = $this->requests->createRequest('POST', $this->baseUrl . $this->ws($ws) . '/media')
+            ->withHeader('Accept', 'application/json')
+            ->withHeader('Content-Type', 'multipart/form-data; boundary=' . $boundary)
+            ->withBody($this->streams->createStream($body));
+
+        return $this->decode($this->http->sendRequest($this->signer->sign($request)));
+    }
+
+    /** A stored media file's bytes (uploaded, fetched or received), for this workspace only. */
+    public function getMedia(string $ws, string $mediaId): string
+    {
+        $request = $this->requests->createRequest('GET', $this->baseUrl . $this->ws($ws) . '/media/' . rawurlencode($mediaId));
+        $response = $this->http->sendRequest($this->signer->sign($request));
+        if ($response->getStatusCode() !== 200) {
+            $this->decode($response);  // throws the API's error
+        }
+
+        return (string) $response->getBody();
+    }
+
+    // --- conversations (a connected session's live page) ------------------------------------------
+
+    /** {items, next_cursor}: the session's chats, newest activity first; pass next_cursor for the next page. */
+    public function listChats(string $ws, string $sessionId, ?string $cursor = null, int $limit = 50): array
+    {
+        return $this->call('GET', $this->session($ws, $sessionId) . '/chats' . self::query(['cursor' => $cursor, 'limit' => $limit]));
+    }
+
+    /** {items, next_cursor}: the session's contacts; `q` searches name, push name and number. */
+    public function listContacts(string $ws, string $sessionId, ?string $q = null, ?string $cursor = null, int $limit = 50): array
+    {
+        return $this->call('GET', $this->session($ws, $sessionId) . '/contacts'
+            . self::query(['q' => $q, 'cursor' => $cursor, 'limit' => $limit]));
+    }
+
+    /** {number, exists, id}: whether a number (digits, no +) is on WhatsApp; rate limited per session (429). */
+    public function numberExists(string $ws, string $sessionId, string $number): array
+    {
+        return $this->call('GET', $this->session($ws, $sessionId) . '/contacts/' . rawurlencode($number) . '/exists');
+    }
+
     // --- workspace -----------------------------------------------------------------------------------
+
+    /** The workspace's provider settings (priority, manual override, Cloud API state; secrets never returned). */
+    public function getProvider(string $ws): array
+    {
+        return $this->call('GET', $this->ws($ws) . '/provider');
+    }
+
+    /**
+     * Change the provider settings: the body of PUT /v1/workspaces/{ws}/provider as is.
+     *
+     * @param array<string, mixed> $settings
+     */
+    public function putProvider(string $ws, array $settings): array
+    {
+        return $this->call('PUT', $this->ws($ws) . '/provider', $settings);
+    }
 
     /**
      * {token, expires_at, workspace_id, session_id}: a short-lived token a browser passes as ?token= to
@@ -133,6 +210,15 @@ final class Client
     private function ws(string $ws): string
     {
         return '/v1/workspaces/' . rawurlencode($ws);
+    }
+
+    /** "?a=1&b=2" of the parameters that are set ("" when none), RFC 3986 encoded. */
+    private static function query(array $params): string
+    {
+        $set = array_filter($params, static fn ($v): bool => $v !== null);
+        $set = array_map(static fn ($v) => is_bool($v) ? ($v ? 'true' : 'false') : $v, $set);
+
+        return $set === [] ? '' : '?' . http_build_query($set, '', '&', PHP_QUERY_RFC3986);
     }
 
     private function session(string $ws, string $sessionId): string

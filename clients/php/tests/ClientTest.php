@@ -127,4 +127,43 @@ final class ClientTest extends TestCase
         self::assertSignedCorrectly($t->sent[0]);
         self::assertSignedCorrectly($t->sent[1]);
     }
+    public function testUploadMediaSendsOneSignedFilePart(): void
+    {
+        $png = "\x89PNG\r\n\x1a\n" . random_bytes(32);
+        $t = self::transport([new Response(201, [], '{"media_id":"med_1","mimetype":"image/png","size":40}')]);
+        $out = self::client($t)->uploadMedia('acme', $png, 'image/png', "a\"b\r\n.png");
+
+        self::assertSame('med_1', $out['media_id']);
+        $r = $t->sent[0];
+        self::assertSame('/v1/workspaces/acme/media', $r->getUri()->getPath());
+        self::assertSame(1, preg_match('/^multipart\/form-data; boundary=(wa-ray-[0-9a-f]{32})$/', $r->getHeaderLine('Content-Type'), $m));
+        $body = (string) $r->getBody();
+        self::assertSame(
+            "--{$m[1]}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a%22b.png\"\r\n"
+            . "Content-Type: image/png\r\n\r\n$png\r\n--{$m[1]}--\r\n",
+            $body,
+        );
+        self::assertSame(hash('sha256', $body), $r->getHeaderLine('X-Content-SHA256'));
+        self::assertSignedCorrectly($r);
+    }
+
+    public function testAMimetypeCannotInjectHeaders(): void
+    {
+        $this->expectException(\InvalidArgumentException::class);
+        self::client(self::transport([]))->uploadMedia('acme', 'x', "image/png\r\nX-Evil: 1");
+    }
+
+    public function testListQueriesCarryOnlyTheParametersGiven(): void
+    {
+        $t = self::transport([new Response(200, [], '{"items":[],"next_cursor":null}'),
+                              new Response(200, [], '{"items":[],"next_cursor":null}')]);
+        $c = self::client($t);
+        $c->listContacts('acme', 's1', 'Ada Lovelace & co');
+        $c->listChats('acme', 's1');
+
+        self::assertSame('/v1/workspaces/acme/sessions/s1/contacts', $t->sent[0]->getUri()->getPath());
+        self::assertSame('q=Ada%20Lovelace%20%26%20co&limit=50', $t->sent[0]->getUri()->getQuery());
+        self::assertSame('limit=50', $t->sent[1]->getUri()->getQuery());
+        self::assertSignedCorrectly($t->sent[0]);
+    }
 }

@@ -8,6 +8,8 @@ declare(strict_types=1);
  *   php e2e.php qr <sid>                         sessionQr; prints {qr, since}
  *   php e2e.php send <sid> <to> <text> <idem>    waits for `connected`, sends the text twice under one
  *                                                idempotency key, waits for a final status; prints a summary
+ *   php e2e.php media <sid> <to>                 uploads a PNG, reads it back, sends it as an image, waits for
+ *                                                a final status; lists chats, checks the number, reads the provider
  *   php e2e.php delete <sid>                     deleteSession, then getSession must be 404 `not_found`
  *   php e2e.php webhook <url> <secret>           putWebhook
  * Environment: WA_RAY_URL, WA_RAY_KEY_ID, WA_RAY_SECRET, WA_RAY_WS. Output: one JSON document on stdout.
@@ -56,6 +58,21 @@ function waitFor(Client $api, string $ws, string $sid, string $state, float $tim
     throw new RuntimeException("session $sid never reached $state; last: " . json_encode($record));
 }
 
+/** @return array<string, mixed> the message once its status is final (or the last seen after 60 s) */
+function waitMessage(Client $api, string $ws, string $messageId): array
+{
+    $deadline = microtime(true) + 60;
+    do {
+        $message = $api->getMessage($ws, $messageId);
+        if (in_array($message['status'], ['sent', 'delivered', 'read', 'failed'], true)) {
+            break;
+        }
+        usleep(200_000);
+    } while (microtime(true) < $deadline);
+
+    return $message;
+}
+
 function run(array $argv): void
 {
     $factory = new HttpFactory();
@@ -79,14 +96,7 @@ function run(array $argv): void
             $first = $api->sendText($ws, $to, $text, $sid, $idem);
             $again = $api->sendText($ws, $to, $text, $sid, $idem);  // a retry: the same message, not a second
             check($first['message_id'] === $again['message_id'], 'an idempotent retry answers the first message');
-            $deadline = microtime(true) + 60;
-            do {
-                $message = $api->getMessage($ws, $first['message_id']);
-                if (in_array($message['status'], ['sent', 'delivered', 'read', 'failed'], true)) {
-                    break;
-                }
-                usleep(200_000);
-            } while (microtime(true) < $deadline);
+            $message = waitMessage($api, $ws, $first['message_id']);
             $listed = array_column($api->listSessions($ws), 'session_id');
             try {
                 $api->sessionQr($ws, $sid);
@@ -113,6 +123,26 @@ function run(array $argv): void
                 'stream_token' => ['workspace_id' => $token['workspace_id'], 'session_id' => $token['session_id'],
                                    'has_token' => is_string($token['token']) && $token['token'] !== '',
                                    'expires_at' => $token['expires_at']],
+            ]);
+            break;
+
+        case 'media':
+            [, , $sid, $to] = $argv;
+            $png = hex2bin('89504e470d0a1a0a0000000d4948445200000001000000010806000000'
+                . '1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082');
+            $media = $api->uploadMedia($ws, $png, 'image/png', 'pixel.png');
+            check($media['sha256'] === hash('sha256', $png) && $media['size'] === strlen($png), 'the upload is stored as sent');
+            check($api->getMedia($ws, $media['media_id']) === $png, 'the media reads back byte for byte');
+            $accepted = $api->sendMessage($ws, ['type' => 'image', 'to' => $to, 'session_id' => $sid,
+                                                'media' => ['media_id' => $media['media_id']], 'caption' => 'from php']);
+            $message = waitMessage($api, $ws, $accepted['message_id']);
+            out([
+                'media' => $media,
+                'message' => $message,
+                'chats' => array_column($api->listChats($ws, $sid)['items'], 'id'),
+                'contacts_page' => array_keys($api->listContacts($ws, $sid, limit: 5)),
+                'exists' => $api->numberExists($ws, $sid, $to),
+                'provider' => $api->getProvider($ws),
             ]);
             break;
 
