@@ -100,3 +100,18 @@ class PageSignals:
                     return p
             await asyncio.sleep(0.02)
         raise TimeoutError(f"{kind} not signalled; saw {[k for k, _ in self.seen]}")
+
+
+async def publish_events(service: Any, ws: str, n: int = 1, prefix: str = "event") -> list[str]:
+    """Publish `n` `message.received` events of session s1 straight into the workspace's event stream (what the
+    webhook dispatcher delivers), through the service's own EventLog; their ids, in order."""
+    from wa_ray.events import MESSAGE_RECEIVED, Event
+    from wa_ray.storage.events import EventLog
+    from wa_ray.storage.redis_client import connect
+
+    redis = connect(service.config.redis_url)
+    try:
+        log = EventLog(redis)
+        return [await log.publish(Event(MESSAGE_RECEIVED, ws, "s1", {"text": f"{prefix} {i}"})) for i in range(n)]
+    finally:
+        await redis.aclose()

@@ -14,19 +14,8 @@ import orjson
 from standardwebhooks.webhooks import Webhook
 
 from wa_ray.actors.webhook_signing import standard_secret_of, verify
-from wa_ray.events import MESSAGE_RECEIVED, Event
-from wa_ray.storage.events import EventLog
-from wa_ray.storage.redis_client import connect
+from tests.messages.helpers import publish_events
 from tests.receiver import Receiver, running_receiver
-
-
-async def _publish(service, ws: str, n: int) -> list[str]:
-    redis = connect(service.config.redis_url)
-    try:
-        log = EventLog(redis)
-        return [await log.publish(Event(MESSAGE_RECEIVED, ws, "s1", {"text": f"event {i}"})) for i in range(n)]
-    finally:
-        await redis.aclose()
 
 
 async def _deliveries(hook: Receiver, event_id: str, n: int, timeout: float = 20.0) -> list:
@@ -46,7 +35,7 @@ async def test_every_delivery_verifies_with_the_reference_verifier(api, service)
         with running_receiver() as hook:
             assert (await api.put(f"/v1/workspaces/{ws}/webhook", json={"url": hook.url, "secret": secret})
                     ).status_code == 204
-            ids = await _publish(service, ws, 3)
+            ids = await publish_events(service, ws, 3)
             verifier = Webhook(standard_secret_of(secret))
             for event_id in ids:
                 (delivery,) = await _deliveries(hook, event_id, 1)
@@ -65,7 +54,7 @@ async def test_a_retry_keeps_its_webhook_id_and_is_signed_afresh(api, service) -
                 ).status_code == 204
         await api.put(f"/v1/workspaces/{ws}/webhook/policy", json={"max_attempts": 3, "base_delay_s": 1.1})
         hook.status = 503
-        (event_id,) = await _publish(service, ws, 1)
+        (event_id,) = await publish_events(service, ws, 1)
         await _deliveries(hook, event_id, 1)
         hook.status = 200
         first, second = (await _deliveries(hook, event_id, 2))[:2]

@@ -7,21 +7,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from wa_ray.events import MESSAGE_RECEIVED, Event
-from wa_ray.storage.events import EventLog
-from wa_ray.storage.redis_client import connect
+from tests.messages.helpers import publish_events
 from tests.receiver import running_receiver
 
 SECRET = "whsec-connections-0123456789"
-
-
-async def _publish(service, ws: str, n: int) -> list[str]:
-    redis = connect(service.config.redis_url)
-    try:
-        log = EventLog(redis)
-        return [await log.publish(Event(MESSAGE_RECEIVED, ws, "s1", {"text": f"event {i}"})) for i in range(n)]
-    finally:
-        await redis.aclose()
 
 
 async def test_deliveries_reuse_their_connections(api, service) -> None:
@@ -31,7 +20,7 @@ async def test_deliveries_reuse_their_connections(api, service) -> None:
                 ).status_code == 204
         ids: list[str] = []
         for _ in range(4):  # a few at a time, as a message's events come
-            ids += await _publish(service, ws, 5)
+            ids += await publish_events(service, ws, 5)
             deadline = time.monotonic() + 20
             while {d.headers.get("x-event-id") for d in hook.deliveries} < set(ids):
                 assert time.monotonic() < deadline, "deliveries missing"
@@ -88,7 +77,7 @@ async def test_an_endless_answer_is_cut_off_and_the_delivery_counts(api, service
     async with EndlessAnswer() as endpoint:
         assert (await api.put(f"/v1/workspaces/{ws}/webhook", json={"url": endpoint.url, "secret": SECRET})
                 ).status_code == 204
-        ids = await _publish(service, ws, 3)
+        ids = await publish_events(service, ws, 3)
         deadline = time.monotonic() + 20
         while len(endpoint.closed_after) < len(ids):
             assert time.monotonic() < deadline, f"cut off {len(endpoint.closed_after)} of {len(ids)} answers"

@@ -29,9 +29,8 @@ from starlette.routing import Route
 from wa_ray.master_keys import master_and_previous
 from wa_ray.simulator.cloud_api.testing import serve_in_thread
 from wa_ray.storage import keys
-from wa_ray.storage.events import EventLog
 from wa_ray.storage.webhooks import WebhookConfigStore, WebhookTarget
-from wa_ray.events import MESSAGE_RECEIVED, Event
+from tests.messages.helpers import publish_events
 from tests.messages.helpers import wait_status
 
 SECRET = "whsec-egress-attacks-0123456789"
@@ -163,17 +162,6 @@ async def test_cloud_api_base_url_is_for_admins_only(service, tenant, api) -> No
     await api.put(f"/v1/workspaces/{ws}/provider", json={"priority": "webjs"})
 
 
-async def publish(service, ws: str, n: int = 1) -> list[str]:
-    from wa_ray.storage.redis_client import connect
-
-    redis = connect(service.config.redis_url)
-    try:
-        log = EventLog(redis)
-        return [await log.publish(Event(MESSAGE_RECEIVED, ws, "s1", {"text": f"egress {i}"})) for i in range(n)]
-    finally:
-        await redis.aclose()
-
-
 async def dead_letters(client: httpx.AsyncClient, ws: str, count: int, timeout: float = 20) -> list[dict]:
     deadline = time.monotonic() + timeout
     while True:
@@ -192,7 +180,7 @@ async def test_an_allowed_loopback_receiver_works_and_its_answers_stay_unread(se
         assert r.status_code == 204, r.text
         assert (await client.put(f"/v1/workspaces/{ws}/webhook/policy",
                                  json={"max_attempts": 1, "base_delay_s": 0.1})).status_code == 200
-        [ok] = await publish(service, ws)
+        [ok] = await publish_events(service, ws, prefix="egress")
         deadline = time.monotonic() + 20
         while not ep.hits and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
@@ -204,7 +192,7 @@ async def test_an_allowed_loopback_receiver_works_and_its_answers_stay_unread(se
         for n, (status, body, headers, klass, reason) in enumerate(answers, start=1):
             ep.status, ep.body, ep.headers = status, body, headers
             hits = len(ep.hits)
-            [event_id] = await publish(service, ws)
+            [event_id] = await publish_events(service, ws, prefix="egress")
             letters = await dead_letters(client, ws, n)
             [letter] = [item for item in letters if item["event"]["id"] == event_id]
             assert (letter["status_class"], letter["reason"]) == (klass, reason), letter
@@ -224,7 +212,7 @@ async def test_a_webhook_that_turned_into_our_redis_is_refused_at_send_time(serv
     redis_port = own_ports(service)["redis"]
     store = WebhookConfigStore(live_redis, *master_and_previous(service.config))
     await store.set(ws, WebhookTarget(f"http://127.0.0.1:{redis_port}/", SECRET))  # past the API's check
-    [event_id] = await publish(service, ws)
+    [event_id] = await publish_events(service, ws, prefix="egress")
     [letter] = await dead_letters(client, ws, 1)
     assert letter["event"]["id"] == event_id
     assert (letter["status_class"], letter["reason"]) == (
