@@ -149,9 +149,56 @@ final class Client
     // --- conversations (a connected session's live page) ------------------------------------------
 
     /** {items, next_cursor}: the session's chats, newest activity first; pass next_cursor for the next page. */
-    public function listChats(string $ws, string $sessionId, ?string $cursor = null, int $limit = 50): array
+    public function listChats(string $ws, string $sessionId, ?string $cursor = null, int $limit = 50, ?bool $archived = null): array
     {
-        return $this->call('GET', $this->session($ws, $sessionId) . '/chats' . self::query(['cursor' => $cursor, 'limit' => $limit]));
+        return $this->call('GET', $this->session($ws, $sessionId) . '/chats'
+            . self::query(['cursor' => $cursor, 'limit' => $limit, 'archived' => $archived]));
+    }
+
+    /**
+     * {items, has_more, before_cursor, after_cursor}: a chat's messages, oldest to newest; the latest page, or
+     * the older page before `before_cursor` / the newer page after `after_cursor` of an earlier page (one of them).
+     */
+    public function listChatMessages(
+        string $ws,
+        string $sessionId,
+        string $chatId,
+        ?string $before = null,
+        ?string $after = null,
+        int $limit = 50,
+    ): array {
+        return $this->call('GET', $this->chat($ws, $sessionId, $chatId) . '/messages'
+            . self::query(['before' => $before, 'after' => $after, 'limit' => $limit]));
+    }
+
+    /** {chat_id}: the chat's unread count clears and its senders see read receipts. */
+    public function markChatRead(string $ws, string $sessionId, string $chatId): array
+    {
+        return $this->call('POST', $this->chat($ws, $sessionId, $chatId) . '/read');
+    }
+
+    /** {chat_id, state}: show `typing` or `recording` in a chat (WhatsApp clears it after ~25 s), `paused` clears it. */
+    public function setPresence(string $ws, string $sessionId, string $chatId, string $state): array
+    {
+        return $this->call('POST', $this->chat($ws, $sessionId, $chatId) . '/presence', ['state' => $state]);
+    }
+
+    /** One contact (`<number>@c.us` or `<n>@lid`): names, business or not, profile picture URL. */
+    public function getContact(string $ws, string $sessionId, string $contactId): array
+    {
+        return $this->call('GET', $this->session($ws, $sessionId) . '/contacts/' . rawurlencode($contactId));
+    }
+
+    /** {items, next_cursor}: the session's group chats with their participant counts. */
+    public function listGroups(string $ws, string $sessionId, ?string $cursor = null, int $limit = 50): array
+    {
+        return $this->call('GET', $this->session($ws, $sessionId) . '/groups' . self::query(['cursor' => $cursor, 'limit' => $limit]));
+    }
+
+    /** {group_id, items}: a group's (`<id>@g.us`) participants. */
+    public function groupParticipants(string $ws, string $sessionId, string $groupId): array
+    {
+        return $this->call('GET', $this->session($ws, $sessionId) . '/groups/' . rawurlencode($groupId) . '/participants');
     }
 
     /** {items, next_cursor}: the session's contacts; `q` searches name, push name and number. */
@@ -205,7 +252,195 @@ final class Client
         $this->call('PUT', $this->ws($ws) . '/webhook', ['url' => $url, 'secret' => $secret]);
     }
 
+    /** {max_attempts, base_delay_s, max_delay_s}: how often and how far apart a failed delivery is retried. */
+    public function getWebhookPolicy(string $ws): array
+    {
+        return $this->call('GET', $this->ws($ws) . '/webhook/policy');
+    }
+
+    /** Change the retry policy; an argument left null keeps the service's default. Answers the policy now in force. */
+    public function putWebhookPolicy(string $ws, ?int $maxAttempts = null, ?float $baseDelayS = null, ?float $maxDelayS = null): array
+    {
+        return $this->call('PUT', $this->ws($ws) . '/webhook/policy', self::set([
+            'max_attempts' => $maxAttempts, 'base_delay_s' => $baseDelayS, 'max_delay_s' => $maxDelayS]));
+    }
+
+    /** {total, items: [{event, reason, attempts, status_class, ts}]}: deliveries given up on, oldest first. */
+    public function listDeadLetters(string $ws, int $offset = 0, int $limit = 100): array
+    {
+        return $this->call('GET', $this->ws($ws) . '/webhook/dead-letters' . self::query(['offset' => $offset, 'limit' => $limit]));
+    }
+
+    /**
+     * {replayed}: deliver dead letters again (these event ids, or all when null), each with its own webhook-id,
+     * so a receiver that dedupes on it stays idempotent.
+     *
+     * @param list<string>|null $eventIds
+     */
+    public function replayDeadLetters(string $ws, ?array $eventIds = null): array
+    {
+        return $this->call('POST', $this->ws($ws) . '/webhook/dead-letters/replay', self::set(['event_ids' => $eventIds]));
+    }
+
+    // --- webhook endpoints (several per workspace, each with its own secret, filter and batching) -----
+
+    /**
+     * Add an endpoint: 201 {id, url, events, header_names, batch, description, created_at}, plus `secret` only
+     * when the service generated it (no $secret given): keep it then, it is never shown again.
+     *
+     * @param list<string>|null $events event types, "prefix.*" or "*" (null: the service's default, every event)
+     * @param array<string, string>|null $headers sent with every delivery; only their names are ever read back
+     * @param array{max_events?: int, max_wait_ms?: int}|null $batch deliver up to max_events per POST as a JSON
+     *                                                              array (WebhookVerifier::verifyEvents reads both)
+     */
+    public function createWebhookEndpoint(
+        string $ws,
+        string $url,
+        #[\SensitiveParameter] ?string $secret = null,
+        ?array $events = null,
+        ?array $headers = null,
+        ?array $batch = null,
+        ?string $description = null,
+    ): array {
+        return $this->call('POST', $this->ws($ws) . '/webhooks', self::set([
+            'url' => $url, 'secret' => $secret, 'events' => $events,
+            'headers' => $headers === null ? null : (object) $headers, 'batch' => $batch, 'description' => $description]));
+    }
+
+    /** @return list<array<string, mixed>> the workspace's endpoints (secrets never included) */
+    public function listWebhookEndpoints(string $ws): array
+    {
+        return $this->call('GET', $this->ws($ws) . '/webhooks')['items'] ?? [];
+    }
+
+    public function getWebhookEndpoint(string $ws, string $endpointId): array
+    {
+        return $this->call('GET', $this->endpoint($ws, $endpointId));
+    }
+
+    /**
+     * Change an endpoint: the PATCH body as is, only the fields to change (url, secret, events, headers, batch,
+     * description), e.g. ['events' => ['message.*'], 'batch' => null]. Answers the endpoint.
+     *
+     * @param array<string, mixed> $changes
+     */
+    public function updateWebhookEndpoint(string $ws, string $endpointId, array $changes): array
+    {
+        if (isset($changes['headers']) && is_array($changes['headers'])) {
+            $changes['headers'] = (object) $changes['headers'];  // {} rather than [] when it is emptied
+        }
+
+        return $this->call('PATCH', $this->endpoint($ws, $endpointId), $changes);
+    }
+
+    public function deleteWebhookEndpoint(string $ws, string $endpointId): void
+    {
+        $this->call('DELETE', $this->endpoint($ws, $endpointId));
+    }
+
+    /** {total, items}: the endpoint's dead letters, oldest first. */
+    public function listWebhookEndpointDeadLetters(string $ws, string $endpointId, int $offset = 0, int $limit = 100): array
+    {
+        return $this->call('GET', $this->endpoint($ws, $endpointId) . '/dead-letters'
+            . self::query(['offset' => $offset, 'limit' => $limit]));
+    }
+
+    /**
+     * {replayed}: deliver the endpoint's dead letters again (these event ids, or all when null).
+     *
+     * @param list<string>|null $eventIds
+     */
+    public function replayWebhookEndpointDeadLetters(string $ws, string $endpointId, ?array $eventIds = null): array
+    {
+        return $this->call('POST', $this->endpoint($ws, $endpointId) . '/dead-letters/replay',
+            self::set(['event_ids' => $eventIds]));
+    }
+
+    // --- campaigns -----------------------------------------------------------------------------------
+
+    /**
+     * Create a campaign: the body of POST /v1/workspaces/{ws}/campaigns as is ({name, message, recipients?,
+     * numbers?, schedule?, priority?, fallback_template?, draft?}). 201 with the campaign; it starts at once
+     * unless `draft` is true (then add recipients as CSV and call startCampaign).
+     *
+     * @param array<string, mixed> $campaign
+     */
+    public function createCampaign(string $ws, array $campaign): array
+    {
+        return $this->call('POST', $this->ws($ws) . '/campaigns', $campaign);
+    }
+
+    /**
+     * {added, recipients}: add a draft's recipients as CSV (header `phone,<var>,...`, one recipient per row).
+     * Bad rows are ApiException 422 `csv_invalid` with details.errors [{row, column, code}].
+     */
+    public function addCampaignRecipients(string $ws, string $campaignId, string $csv): array
+    {
+        return $this->send('POST', $this->campaign($ws, $campaignId) . '/recipients', $csv, 'text/csv; charset=utf-8');
+    }
+
+    /** @return list<array<string, mixed>> the workspace's campaigns, newest first */
+    public function listCampaigns(string $ws, int $limit = 50): array
+    {
+        return $this->call('GET', $this->ws($ws) . '/campaigns' . self::query(['limit' => $limit]))['campaigns'] ?? [];
+    }
+
+    /** The campaign with its status, totals and progress. */
+    public function getCampaign(string $ws, string $campaignId): array
+    {
+        return $this->call('GET', $this->campaign($ws, $campaignId));
+    }
+
+    /** Start a draft (running, or scheduled until its window opens); 409 `campaign_state` otherwise. */
+    public function startCampaign(string $ws, string $campaignId): array
+    {
+        return $this->call('POST', $this->campaign($ws, $campaignId) . '/start');
+    }
+
+    public function pauseCampaign(string $ws, string $campaignId): array
+    {
+        return $this->call('POST', $this->campaign($ws, $campaignId) . '/pause');
+    }
+
+    public function resumeCampaign(string $ws, string $campaignId): array
+    {
+        return $this->call('POST', $this->campaign($ws, $campaignId) . '/resume');
+    }
+
+    /** Cancel: its queued messages are withdrawn; it can be deleted once it has stopped. */
+    public function cancelCampaign(string $ws, string $campaignId): array
+    {
+        return $this->call('POST', $this->campaign($ws, $campaignId) . '/cancel');
+    }
+
+    /** Delete a draft, completed or cancelled (and stopped) campaign; 409 `campaign_state` otherwise. */
+    public function deleteCampaign(string $ws, string $campaignId): void
+    {
+        $this->call('DELETE', $this->campaign($ws, $campaignId));
+    }
+
     // --- plumbing ------------------------------------------------------------------------------------
+
+    /** The entries that are not null: an absent field keeps the service's default. */
+    private static function set(array $fields): array
+    {
+        return array_filter($fields, static fn ($v): bool => $v !== null);
+    }
+
+    private function chat(string $ws, string $sessionId, string $chatId): string
+    {
+        return $this->session($ws, $sessionId) . '/chats/' . rawurlencode($chatId);
+    }
+
+    private function endpoint(string $ws, string $endpointId): string
+    {
+        return $this->ws($ws) . '/webhooks/' . rawurlencode($endpointId);
+    }
+
+    private function campaign(string $ws, string $campaignId): string
+    {
+        return $this->ws($ws) . '/campaigns/' . rawurlencode($campaignId);
+    }
 
     private function ws(string $ws): string
     {
@@ -233,12 +468,24 @@ final class Client
      */
     private function call(string $method, string $path, ?array $json = null, array $headers = []): array
     {
+        // a body is always a JSON object: an empty one is {} (json_encode would make it [])
+        $payload = $json === null ? null
+            : json_encode($json === [] ? new \stdClass() : $json, JSON_THROW_ON_ERROR | JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE);
+
+        return $this->send($method, $path, $payload, 'application/json', $headers);
+    }
+
+    /**
+     * @param array<string, string> $headers
+     * @return array<mixed>
+     */
+    private function send(string $method, string $path, ?string $body, string $contentType, array $headers = []): array
+    {
         $request = $this->requests->createRequest($method, $this->baseUrl . $path)
             ->withHeader('Accept', 'application/json');
-        if ($json !== null) {
-            $payload = json_encode($json, JSON_THROW_ON_ERROR | JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE);
-            $request = $request->withHeader('Content-Type', 'application/json')
-                ->withBody($this->streams->createStream($payload));
+        if ($body !== null) {
+            $request = $request->withHeader('Content-Type', $contentType)
+                ->withBody($this->streams->createStream($body));
         }
         foreach ($headers as $name => $value) {
             $request = $request->withHeader($name, $value);

@@ -14,6 +14,10 @@ namespace WaRay\Client;
  * nothing is decoded before the signature holds. A `whsec_<base64>` secret keys the HMAC by its decoded bytes;
  * any other secret by its own bytes (the first form wa-ray accepted). Dedupe on `webhook-id`: a retry or a
  * replay keeps it.
+ *
+ * A delivery is one event (a JSON object) or, from an endpoint with batching, a batch: a JSON array of events
+ * signed as one body, whose `webhook-id` names the batch. verifyEvents() reads both as a list; dedupe a batch's
+ * events on each event's own `id`. verify() is for one-event deliveries and refuses a batch.
  */
 final class WebhookVerifier
 {
@@ -44,6 +48,52 @@ final class WebhookVerifier
      */
     public function verify(string $rawBody, array $headers): array
     {
+        $decoded = $this->verified($rawBody, $headers);
+        if (self::isBatch($rawBody)) {
+            throw new WebhookVerificationException('the delivery is a batch of events: read it with verifyEvents()');
+        }
+        if (!is_array($decoded)) {
+            throw new WebhookVerificationException('webhook body is not a JSON object');
+        }
+
+        return $decoded;
+    }
+
+    /**
+     * The events of a delivery that verifies, in the order sent: a one-event delivery as a list of one, a
+     * batch as its events. Every element is an event array {id, type, workspace_id, session_id, ts, data}.
+     *
+     * @param array<string, string|list<string>> $headers as for verify()
+     * @return list<array<string, mixed>>
+     * @throws WebhookVerificationException
+     */
+    public function verifyEvents(string $rawBody, array $headers): array
+    {
+        $decoded = $this->verified($rawBody, $headers);
+        if (!is_array($decoded)) {
+            throw new WebhookVerificationException('webhook body is neither an event nor a batch of events');
+        }
+        if (!self::isBatch($rawBody)) {
+            return [$decoded];
+        }
+        foreach ($decoded as $event) {
+            if (!is_array($event) || ($event !== [] && array_is_list($event))) {
+                throw new WebhookVerificationException('a batch element is not an event object');
+            }
+        }
+
+        return $decoded;
+    }
+
+    /** A JSON array at the top (a batch) rather than an object; only called on a body that decoded. */
+    private static function isBatch(string $rawBody): bool
+    {
+        return str_starts_with(ltrim($rawBody, " \t\r\n"), '[');
+    }
+
+    /** The decoded body once the headers and the signature hold. */
+    private function verified(string $rawBody, array $headers): mixed
+    {
         $id = self::header($headers, 'webhook-id');
         $timestamp = self::header($headers, 'webhook-timestamp');
         $signatures = self::header($headers, 'webhook-signature');
@@ -72,10 +122,6 @@ final class WebhookVerifier
         } catch (\JsonException $e) {
             throw new WebhookVerificationException('webhook body is not JSON', 0, $e);
         }
-        if (!is_array($event)) {
-            throw new WebhookVerificationException('webhook body is not a JSON object');
-        }
-
         return $event;
     }
 

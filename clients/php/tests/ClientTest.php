@@ -166,4 +166,168 @@ final class ClientTest extends TestCase
         self::assertSame('limit=50', $t->sent[1]->getUri()->getQuery());
         self::assertSignedCorrectly($t->sent[0]);
     }
+
+    public function testCampaignCreateAndListReadTheirAnswers(): void
+    {
+        $t = self::transport([new Response(201, [], '{"campaign_id":"cmp_1","status":"running"}'),
+                              new Response(200, [], '{"campaigns":[{"campaign_id":"cmp_1"}]}'),
+                              new Response(200, [], '{"campaign_id":"cmp_1","status":"running"}')]);
+        $c = self::client($t);
+        $body = ['name' => 'Spring', 'message' => ['type' => 'text', 'text' => 'Hi {{name}}'],
+                 'recipients' => [['to' => '15550001111', 'variables' => ['name' => 'Ada']]]];
+        self::assertSame('cmp_1', $c->createCampaign('acme', $body)['campaign_id']);
+        self::assertSame([['campaign_id' => 'cmp_1']], $c->listCampaigns('acme', 10));
+        self::assertSame('running', $c->getCampaign('acme', 'cmp_1')['status']);
+
+        self::assertSame(['POST', '/v1/workspaces/acme/campaigns'], [$t->sent[0]->getMethod(), $t->sent[0]->getUri()->getPath()]);
+        self::assertSame($body, json_decode((string) $t->sent[0]->getBody(), true));
+        self::assertSame('application/json', $t->sent[0]->getHeaderLine('Content-Type'));
+        self::assertSame('limit=10', $t->sent[1]->getUri()->getQuery());
+        self::assertSame('/v1/workspaces/acme/campaigns/cmp_1', $t->sent[2]->getUri()->getPath());
+        foreach ($t->sent as $r) {
+            self::assertSignedCorrectly($r);
+        }
+    }
+
+    public function testCampaignLifecycleCallsAreBodilessPosts(): void
+    {
+        $answers = array_map(static fn () => new Response(200, [], '{"status":"x"}'), range(1, 4));
+        $t = self::transport([...$answers, new Response(204)]);
+        $c = self::client($t);
+        $c->startCampaign('acme', 'cmp/1');
+        $c->pauseCampaign('acme', 'cmp/1');
+        $c->resumeCampaign('acme', 'cmp/1');
+        $c->cancelCampaign('acme', 'cmp/1');
+        $c->deleteCampaign('acme', 'cmp/1');
+
+        $seen = array_map(static fn (RequestInterface $r): string => $r->getMethod() . ' ' . $r->getUri()->getPath(), $t->sent);
+        self::assertSame([
+            'POST /v1/workspaces/acme/campaigns/cmp%2F1/start',
+            'POST /v1/workspaces/acme/campaigns/cmp%2F1/pause',
+            'POST /v1/workspaces/acme/campaigns/cmp%2F1/resume',
+            'POST /v1/workspaces/acme/campaigns/cmp%2F1/cancel',
+            'DELETE /v1/workspaces/acme/campaigns/cmp%2F1',
+        ], $seen);
+        foreach ($t->sent as $r) {
+            self::assertSame('', (string) $r->getBody());
+            self::assertSignedCorrectly($r);
+        }
+    }
+
+    public function testCampaignRecipientsGoAsSignedCsv(): void
+    {
+        $csv = "phone,name\n15550001111,Ada\n15550002222,Grace\n";
+        $t = self::transport([new Response(200, [], '{"added":2,"recipients":2}')]);
+        self::assertSame(['added' => 2, 'recipients' => 2], self::client($t)->addCampaignRecipients('acme', 'cmp_1', $csv));
+
+        $r = $t->sent[0];
+        self::assertSame('/v1/workspaces/acme/campaigns/cmp_1/recipients', $r->getUri()->getPath());
+        self::assertSame('text/csv; charset=utf-8', $r->getHeaderLine('Content-Type'));
+        self::assertSame($csv, (string) $r->getBody());
+        self::assertSame(hash('sha256', $csv), $r->getHeaderLine('X-Content-SHA256'));
+        self::assertSignedCorrectly($r);
+    }
+
+    public function testChatRoutesEncodeTheChatIdAndCarryTheirBodies(): void
+    {
+        $t = self::transport([new Response(200, [], '{"items":[],"has_more":false,"before_cursor":null,"after_cursor":null}'),
+                              new Response(200, [], '{"chat_id":"15550001111@c.us"}'),
+                              new Response(200, [], '{"chat_id":"15550001111@c.us","state":"typing"}'),
+                              new Response(200, [], '{"group_id":"1203@g.us","items":[]}')]);
+        $c = self::client($t);
+        $c->listChatMessages('acme', 's1', '15550001111@c.us', before: 'abc_-', limit: 20);
+        $c->markChatRead('acme', 's1', '15550001111@c.us');
+        self::assertSame('typing', $c->setPresence('acme', 's1', '15550001111@c.us', 'typing')['state']);
+        $c->groupParticipants('acme', 's1', '1203@g.us');
+
+        self::assertSame('/v1/workspaces/acme/sessions/s1/chats/15550001111%40c.us/messages', $t->sent[0]->getUri()->getPath());
+        self::assertSame('before=abc_-&limit=20', $t->sent[0]->getUri()->getQuery());
+        self::assertSame(['POST', '/v1/workspaces/acme/sessions/s1/chats/15550001111%40c.us/read', ''],
+                         [$t->sent[1]->getMethod(), $t->sent[1]->getUri()->getPath(), (string) $t->sent[1]->getBody()]);
+        self::assertSame('/v1/workspaces/acme/sessions/s1/chats/15550001111%40c.us/presence', $t->sent[2]->getUri()->getPath());
+        self::assertSame('{"state":"typing"}', (string) $t->sent[2]->getBody());
+        self::assertSame('/v1/workspaces/acme/sessions/s1/groups/1203%40g.us/participants', $t->sent[3]->getUri()->getPath());
+        foreach ($t->sent as $r) {
+            self::assertSignedCorrectly($r);
+        }
+    }
+
+    public function testWebhookPolicyDeadLettersAndReplay(): void
+    {
+        $t = self::transport([new Response(200, [], '{"max_attempts":5,"base_delay_s":1.0,"max_delay_s":60.0}'),
+                              new Response(200, [], '{"total":0,"items":[]}'),
+                              new Response(200, [], '{"replayed":3}'),
+                              new Response(200, [], '{"replayed":1}')]);
+        $c = self::client($t);
+        self::assertSame(5, $c->putWebhookPolicy('acme', maxAttempts: 5)['max_attempts']);
+        $c->listDeadLetters('acme', offset: 10, limit: 5);
+        self::assertSame(3, $c->replayDeadLetters('acme')['replayed']);
+        $c->replayDeadLetters('acme', ['1700000000000-0']);
+
+        self::assertSame(['PUT', '/v1/workspaces/acme/webhook/policy', '{"max_attempts":5}'],
+                         [$t->sent[0]->getMethod(), $t->sent[0]->getUri()->getPath(), (string) $t->sent[0]->getBody()]);
+        self::assertSame('offset=10&limit=5', $t->sent[1]->getUri()->getQuery());
+        self::assertSame('/v1/workspaces/acme/webhook/dead-letters/replay', $t->sent[2]->getUri()->getPath());
+        self::assertSame('{}', (string) $t->sent[2]->getBody(), 'replay all: an empty object, not []');
+        self::assertSame('{"event_ids":["1700000000000-0"]}', (string) $t->sent[3]->getBody());
+        foreach ($t->sent as $r) {
+            self::assertSignedCorrectly($r);
+        }
+    }
+
+    public function testWebhookEndpointsCrud(): void
+    {
+        $endpoint = '{"id":"whe_1","url":"https://app.example/hooks","events":["message.*"],"header_names":["X-Tenant"],'
+            . '"batch":{"max_events":50,"max_wait_ms":500},"description":"crm","created_at":1765000000.0,"secret":"whsec_AAAA"}';
+        $t = self::transport([new Response(201, [], $endpoint), new Response(200, [], '{"items":[' . $endpoint . ']}'),
+                              new Response(200, [], $endpoint), new Response(200, [], $endpoint), new Response(204)]);
+        $c = self::client($t);
+        $created = $c->createWebhookEndpoint('acme', 'https://app.example/hooks', events: ['message.*'],
+            headers: ['X-Tenant' => 't1'], batch: ['max_events' => 50, 'max_wait_ms' => 500], description: 'crm');
+        self::assertSame('whsec_AAAA', $created['secret']);
+        self::assertSame(['whe_1'], array_column($c->listWebhookEndpoints('acme'), 'id'));
+        $c->getWebhookEndpoint('acme', 'whe_1');
+        $c->updateWebhookEndpoint('acme', 'whe_1', ['headers' => [], 'batch' => null]);
+        $c->deleteWebhookEndpoint('acme', 'whe_1');
+
+        self::assertSame(['POST', '/v1/workspaces/acme/webhooks'], [$t->sent[0]->getMethod(), $t->sent[0]->getUri()->getPath()]);
+        self::assertSame(['url' => 'https://app.example/hooks', 'events' => ['message.*'], 'headers' => ['X-Tenant' => 't1'],
+                          'batch' => ['max_events' => 50, 'max_wait_ms' => 500], 'description' => 'crm'],
+                         json_decode((string) $t->sent[0]->getBody(), true), 'no secret: the service makes one');
+        self::assertSame(['GET', '/v1/workspaces/acme/webhooks'], [$t->sent[1]->getMethod(), $t->sent[1]->getUri()->getPath()]);
+        self::assertSame(['GET', '/v1/workspaces/acme/webhooks/whe_1'], [$t->sent[2]->getMethod(), $t->sent[2]->getUri()->getPath()]);
+        self::assertSame('PATCH', $t->sent[3]->getMethod());
+        self::assertSame('{"headers":{},"batch":null}', (string) $t->sent[3]->getBody(), 'emptied headers stay an object');
+        self::assertSame(['DELETE', '/v1/workspaces/acme/webhooks/whe_1'], [$t->sent[4]->getMethod(), $t->sent[4]->getUri()->getPath()]);
+        foreach ($t->sent as $r) {
+            self::assertSignedCorrectly($r);
+        }
+    }
+
+    public function testWebhookEndpointSecretAndItsDeadLetters(): void
+    {
+        $t = self::transport([new Response(201, [], '{"id":"whe_2"}'), new Response(200, [], '{"total":1,"items":[]}'),
+                              new Response(200, [], '{"replayed":0}'), new Response(404, [], '{"error":{"code":"not_found","message":"no such endpoint","details":{}}}')]);
+        $c = self::client($t);
+        $secret = 'whsec_' . base64_encode(random_bytes(32));
+        $c->createWebhookEndpoint('acme', 'https://app.example/h', $secret);
+        self::assertSame(1, $c->listWebhookEndpointDeadLetters('acme', 'whe_2', 0, 10)['total']);
+        $c->replayWebhookEndpointDeadLetters('acme', 'whe_2');
+        try {
+            $c->replayWebhookEndpointDeadLetters('acme', 'whe_x', ['1-0']);
+            self::fail('no exception');
+        } catch (ApiException $e) {
+            self::assertSame([404, 'not_found'], [$e->status, $e->errorCode]);
+        }
+
+        self::assertSame(['url' => 'https://app.example/h', 'secret' => $secret], json_decode((string) $t->sent[0]->getBody(), true));
+        self::assertSame('/v1/workspaces/acme/webhooks/whe_2/dead-letters', $t->sent[1]->getUri()->getPath());
+        self::assertSame('offset=0&limit=10', $t->sent[1]->getUri()->getQuery());
+        self::assertSame(['/v1/workspaces/acme/webhooks/whe_2/dead-letters/replay', '{}'],
+                         [$t->sent[2]->getUri()->getPath(), (string) $t->sent[2]->getBody()]);
+        self::assertSame('{"event_ids":["1-0"]}', (string) $t->sent[3]->getBody());
+        foreach ($t->sent as $r) {
+            self::assertSignedCorrectly($r);
+        }
+    }
 }

@@ -118,6 +118,58 @@ final class WebhookVerifierTest extends TestCase
         new WebhookVerifier('whsec_!!!not-base64!!!');
     }
 
+    // a batched delivery: a JSON array of events signed as one body under the batch's own webhook-id
+    private const BATCH_ID = 'bat_01J9Z';
+    private const BATCH = '[{"id":"1796583513000-0","type":"message.received","workspace_id":"acme","session_id":"s1","ts":1796583513.0,"data":{"text":"one"}},{"id":"1796583513001-0","type":"session.status","workspace_id":"acme","session_id":"s1","ts":1796583513.1,"data":{"state":"connected","previous":"authenticating","reason":"page synced"}}]';
+    private const BATCH_SIGNATURE = 'v1,RnQwwMecR5XUK8tXmqIabNU+YCzAAyMSM/yseEraPLk=';  // Python standardwebhooks
+
+    public function testVerifyEventsReadsABatchInOrder(): void
+    {
+        $events = self::verifier()->verifyEvents(self::BATCH, self::headers(self::BATCH_ID, sig: self::BATCH_SIGNATURE));
+        self::assertSame(['1796583513000-0', '1796583513001-0'], array_column($events, 'id'));
+        self::assertSame(['message.received', 'session.status'], array_column($events, 'type'));
+        self::assertSame('connected', $events[1]['data']['state']);
+    }
+
+    public function testVerifyEventsReadsOneEventAsAListOfOne(): void
+    {
+        $events = self::verifier()->verifyEvents(self::BODY, self::headers());
+        self::assertCount(1, $events);
+        self::assertSame(self::ID, $events[0]['id']);
+    }
+
+    public function testABatchIsCheckedLikeOneEvent(): void
+    {
+        $headers = self::headers(self::BATCH_ID, sig: self::BATCH_SIGNATURE);
+        $this->refusedEvents(self::verifier(), str_replace('"one"', '"One"', self::BATCH), $headers);
+        $this->refusedEvents(self::verifier(), self::BATCH, self::headers('1796583513000-0', sig: self::BATCH_SIGNATURE));
+        $this->refusedEvents(self::verifier(now: self::TS + 301), self::BATCH, $headers);
+        // a batch is never read as one event by verify(), even when it verifies
+        $this->refused(self::verifier(), self::BATCH, $headers);
+    }
+
+    public function testABatchOfNonEventsIsRefused(): void
+    {
+        $verifier = self::verifier();
+        foreach (['[1,2]', '[["a"]]', '"text"', '42'] as $body) {
+            $headers = self::headers(sig: $verifier->signature(self::ID, self::TS, $body));
+            $this->refusedEvents($verifier, $body, $headers);
+        }
+    }
+
+    /** @param array<string, string> $headers */
+    private function refusedEvents(WebhookVerifier $verifier, string $body, array $headers): void
+    {
+        try {
+            $verifier->verifyEvents($body, $headers);
+        } catch (WebhookVerificationException) {
+            $this->addToAssertionCount(1);
+
+            return;
+        }
+        self::fail('the delivery was accepted');
+    }
+
     /** @param array<string, string> $headers */
     private function refused(WebhookVerifier $verifier, string $body, array $headers): void
     {
