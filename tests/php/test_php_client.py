@@ -61,7 +61,7 @@ def test_phpunit_suite_passes() -> None:
                           timeout=120, cwd=CLIENT_DIR)
     assert done.returncode == 0, done.stdout + done.stderr
     passed = re.search(r"OK \((\d+) tests?, (\d+) assertions?\)", done.stdout)
-    assert passed and int(passed.group(1)) >= 22, done.stdout
+    assert passed and int(passed.group(1)) >= 42, done.stdout  # the Laravel tests too
 
 
 async def test_a_session_end_to_end_from_php(api, phone_api, service, make_key, unique_ws, run_php: PhpRunner,
