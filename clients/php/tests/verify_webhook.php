@@ -5,6 +5,7 @@ declare(strict_types=1);
 /*
  * Verifies one recorded webhook delivery with WebhookVerifier, as a receiver would:
  *   php verify_webhook.php <delivery.json>     {"headers": {name: value}, "body_b64": "<raw body, base64>"}
+ *   php verify_webhook.php <delivery.json> --events   verifyEvents(): {"events": [{id, type}, ...]} (a batch too)
  * Secret: WA_RAY_WEBHOOK_SECRET. Exit 0 and the event's id and type on stdout when it verifies;
  * exit 2 and the reason on stderr when it does not; 1 on anything else.
  */
@@ -21,8 +22,15 @@ try {
     if ($body === false || !is_string($secret) || $secret === '') {
         throw new RuntimeException('need body_b64 and WA_RAY_WEBHOOK_SECRET');
     }
-    $event = (new WebhookVerifier($secret))->verify($body, $delivery['headers']);
-    echo json_encode(['id' => $event['id'] ?? null, 'type' => $event['type'] ?? null], JSON_THROW_ON_ERROR), "\n";
+    $verifier = new WebhookVerifier($secret);
+    if (($argv[2] ?? '') === '--events') {
+        $events = array_map(static fn (array $e): array => ['id' => $e['id'] ?? null, 'type' => $e['type'] ?? null],
+                            $verifier->verifyEvents($body, $delivery['headers']));
+        echo json_encode(['events' => $events], JSON_THROW_ON_ERROR), "\n";
+    } else {
+        $event = $verifier->verify($body, $delivery['headers']);
+        echo json_encode(['id' => $event['id'] ?? null, 'type' => $event['type'] ?? null], JSON_THROW_ON_ERROR), "\n";
+    }
 } catch (WebhookVerificationException $e) {
     fwrite(STDERR, 'refused: ' . $e->getMessage() . "\n");
     exit(2);
