@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     # WA_NUMBER_CHECK_PER_MIN: number checks (GET .../contacts/{number}/exists) per session and minute, bursts
     # of as many; bulk checks are a ban signal
     number_check_per_min: int = Field(default=20, ge=1, le=600)
+    # Scheduled backups by `wa-ray up` (wa_ray/entry/backup.py): every WA_BACKUP_INTERVAL_S (0 = off) an
+    # encrypted archive into WA_BACKUP_DIR (default data_dir/backups), the newest WA_BACKUP_KEEP kept. The
+    # passphrase comes from WA_BACKUP_PASSPHRASE or the file WA_BACKUP_PASSPHRASE_FILE, read by that module.
+    backup_dir: Path | None = None
+    backup_interval_s: float = Field(default=0.0, ge=0)
+    backup_keep: int = Field(default=7, ge=1)
+    backup_passphrase_file: Path | None = None
 
     def key_file(self) -> Path | None:
         """The key file processes read, or None when WA_MASTER_KEY (each process's environment) wins."""

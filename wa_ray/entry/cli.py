@@ -9,12 +9,17 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from wa_ray.crypto import MasterKey
 from wa_ray.config import Settings
-from wa_ray.entry.service import Service
+
+if TYPE_CHECKING:  # imported where used: `backup` and `restore` need no Ray (it takes seconds to import)
+    from wa_ray.entry.backup import BackupSchedule
+    from wa_ray.entry.service import Service
 
 console = Console()
 
@@ -30,19 +35,67 @@ def _wait_for_interrupt() -> None:
 
 
 def cmd_up(settings: Settings) -> None:
+    from wa_ray.entry.backup import BackupError, read_passphrase
+    from wa_ray.entry.service import Service
+
+    if settings.backup_interval_s > 0:  # a missing passphrase is a start error, not a failed backup hours later
+        try:
+            read_passphrase(settings.backup_passphrase_file)
+        except BackupError as exc:
+            raise SystemExit(f"WA_BACKUP_INTERVAL_S is set: {exc}") from None
     service = Service(settings).start()
     console.print(f"[bold green]wa-ray is up[/] on {service.base_url}  (data in {settings.data_dir.resolve()})")
     console.print(f"Redis: {'embedded' if service.redis else 'REDIS_URL'}; web: {settings.web_url}")
+    schedule = _start_backups(settings, service)
     console.print("Ctrl-C stops it.")
     try:
         _wait_for_interrupt()
     finally:
+        if schedule:
+            schedule.stop()
         _stop(service)
+
+
+def _start_backups(settings: Settings, service: Service) -> BackupSchedule | None:
+    from wa_ray.entry.backup import schedule_from
+
+    schedule = schedule_from(settings, service.config.redis_url)  # type: ignore[union-attr]
+    if schedule:
+        console.print(f"Backups: every {settings.backup_interval_s:g} s into {schedule.directory}, "
+                      f"the newest {schedule.keep} kept")
+        schedule.start()
+    return schedule
+
+
+def cmd_backup(settings: Settings, out: Path, passphrase_file: Path | None) -> None:
+    """One archive of the data dir (running service or not); see wa_ray/entry/backup.py."""
+    from wa_ray.entry.backup import BackupError, create_backup, read_passphrase, service_redis
+
+    try:
+        passphrase = read_passphrase(passphrase_file or settings.backup_passphrase_file)
+        with service_redis(settings) as url:
+            report = create_backup(settings, out, passphrase, url)
+    except BackupError as exc:
+        raise SystemExit(f"backup: {exc}") from None
+    console.print(report.line(), highlight=False, soft_wrap=True)
+
+
+def cmd_restore(settings: Settings, archive: Path, passphrase_file: Path | None, force: bool) -> None:
+    """Restore an archive into the data dir (and Redis) no service holds; see wa_ray/entry/backup.py."""
+    from wa_ray.entry.backup import BackupError, read_passphrase, restore_backup
+
+    try:
+        passphrase = read_passphrase(passphrase_file or settings.backup_passphrase_file)
+        report = restore_backup(settings, archive, passphrase, force=force)
+    except BackupError as exc:
+        raise SystemExit(f"restore: {exc}") from None
+    console.print(report.line(), highlight=False, soft_wrap=True)
 
 
 def cmd_demo(settings: Settings, phone: str) -> None:
     from wa_ray.simulator.wa_web.testing import running_web_simulator
     from wa_ray.entry.demo import run_demo
+    from wa_ray.entry.service import Service
 
     key_id, secret = settings.api_key_id or "demo-admin", settings.api_key_secret or secrets.token_urlsafe(24)
     with running_web_simulator() as sim:
@@ -168,7 +221,16 @@ def main(argv: list[str] | None = None) -> None:
     demo.add_argument("--phone", default="15550001", help="the simulated phone that scans the QR")
     rotate_p = sub.add_parser("rotate-key", help="re-encrypt all stored secrets under a new master key")
     rotate_p.add_argument("--new-key", help="base64 of 32 bytes (default: generate one into the data dir)")
-    for p in (up, demo, rotate_p):
+    backup_p = sub.add_parser("backup", help="write one encrypted archive: Redis snapshot, auth states, master key")
+    backup_p.add_argument("--out", type=Path, required=True, help="the archive to write (must not exist)")
+    restore_p = sub.add_parser("restore", help="restore an archive into a data dir no service runs on")
+    restore_p.add_argument("archive", type=Path)
+    restore_p.add_argument("--force", action="store_true",
+                           help="replace an existing master key / Redis data (default: refuse)")
+    for p in (backup_p, restore_p):
+        p.add_argument("--passphrase-file", type=Path,
+                       help="file whose first line is the passphrase (default: WA_BACKUP_PASSPHRASE)")
+    for p in (up, demo, rotate_p, backup_p, restore_p):
         p.add_argument("--port", type=int, help="HTTP port (default 8000, or WA_HTTP_PORT)")
         p.add_argument("--data-dir", help="data directory (default .wa-ray, or WA_DATA_DIR)")
     args = parser.parse_args(argv)
@@ -178,6 +240,10 @@ def main(argv: list[str] | None = None) -> None:
         cmd_up(settings)
     elif args.command == "rotate-key":
         cmd_rotate_key(settings, args.new_key)
+    elif args.command == "backup":
+        cmd_backup(settings, args.out, args.passphrase_file)
+    elif args.command == "restore":
+        cmd_restore(settings, args.archive, args.passphrase_file, args.force)
     else:
         cmd_demo(settings, args.phone)
 
