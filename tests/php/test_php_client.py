@@ -4,8 +4,9 @@
    delivery signed by the `standardwebhooks` package, the client's requests and error handling.
 2. A workspace key drives PHP through a session's life: PHP creates it and reads its QR, the simulator's phone
    scans it, PHP waits for `connected`, sends a text (retried under one Idempotency-Key) and reads its status,
-   the recipient's phone holds it exactly once, the message.sent webhook verifies in PHP, PHP deletes the
-   session. A wrong secret is refused (403) as PHP sees it.
+   the recipient's phone holds it exactly once, the message.sent webhook verifies in PHP; PHP reads the chat's
+   messages, marks it read, sets presence, sets the webhook policy and runs a draft campaign (CSV recipients,
+   refused pause, cancel, delete), then deletes the session. A wrong secret is refused (403) as PHP sees it.
 3. Webhooks across implementations: a delivery of the running service verifies in PHP as received and is
    refused with one byte of its body, its id or its timestamp changed, or under another secret; payloads signed
    by the Python reference signer (a `whsec_` secret and a first-form one) verify in PHP.
@@ -133,6 +134,26 @@ async def test_a_session_end_to_end_from_php(api, phone_api, service, make_key, 
     assert set(got["contacts_page"]) == {"items", "next_cursor"}
     assert got["exists"]["number"] == to and isinstance(got["exists"]["exists"], bool)
     assert got["provider"]["priority"] in ("webjs", "meta") and isinstance(got["provider"]["sessions"], dict)
+
+    # the rest of the API from PHP: chat messages, read, presence, groups, webhook policy, a draft campaign
+    extras = await run_php("tests/e2e.php", "extras", sid, to, env=env)
+    assert extras.returncode == 0, extras
+    got = extras.json()
+    assert set(got["messages"]["keys"]) == {"items", "has_more", "before_cursor", "after_cursor"}
+    assert text in got["messages"]["texts"], got["messages"]
+    assert got["read"] == {"chat_id": f"{to}@c.us", "read": True}
+    assert got["presence"] == {"chat_id": f"{to}@c.us", "state": "typing"}
+    assert set(got["groups"]) == {"items", "next_cursor"}
+    assert (got["policy"]["max_attempts"], got["policy"]["base_delay_s"]) == (4, 0.5)
+    assert got["policy_read"] == got["policy"]
+    assert got["dead_letters"] == {"total": 0, "items": []} and got["replayed"] == {"replayed": 0}
+    camp = got["campaign"]
+    assert camp["status"] == "draft" and camp["added"] == {"added": 1, "recipients": 1}
+    assert (camp["bad_csv"]["status"], camp["bad_csv"]["code"]) == (422, "csv_invalid")
+    assert camp["bad_csv"]["details"]["errors"][0]["row"] == 2
+    assert "not-a-phone" not in extras.stdout  # bad rows are reported by position, never by value
+    assert (camp["pause"]["status"], camp["pause"]["code"]) == (409, "campaign_state")
+    assert camp["read"] == 1 and camp["listed"] is True and camp["cancelled"] == "cancelled"
 
     refused = await run_php("tests/e2e.php", "create", "php2", env=env | {"WA_RAY_SECRET": key.secret + "x"})
     assert refused.returncode == 3, refused

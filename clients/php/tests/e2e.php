@@ -10,6 +10,9 @@ declare(strict_types=1);
  *                                                idempotency key, waits for a final status; prints a summary
  *   php e2e.php media <sid> <to>                 uploads a PNG, reads it back, sends it as an image, waits for
  *                                                a final status; lists chats, checks the number, reads the provider
+ *   php e2e.php extras <sid> <to>                a connected session's chat messages, read, presence and groups;
+ *                                                the webhook policy and dead letters; a draft campaign's life
+ *                                                (recipients as CSV, a bad CSV, a refused pause, cancel, delete)
  *   php e2e.php delete <sid>                     deleteSession, then getSession must be 404 `not_found`
  *   php e2e.php webhook <url> <secret>           putWebhook
  * Environment: WA_RAY_URL, WA_RAY_KEY_ID, WA_RAY_SECRET, WA_RAY_WS. Output: one JSON document on stdout.
@@ -71,6 +74,18 @@ function waitMessage(Client $api, string $ws, string $messageId): array
     } while (microtime(true) < $deadline);
 
     return $message;
+}
+
+/** @return array{status: int, code: string, details: array}|null the ApiException a call threw, null if none */
+function errorOf(Closure $call): ?array
+{
+    try {
+        $call();
+    } catch (ApiException $e) {
+        return ['status' => $e->status, 'code' => $e->errorCode, 'details' => $e->details];
+    }
+
+    return null;
 }
 
 function run(array $argv): void
@@ -144,6 +159,35 @@ function run(array $argv): void
                 'exists' => $api->numberExists($ws, $sid, $to),
                 'provider' => $api->getProvider($ws),
             ]);
+            break;
+
+        case 'extras':
+            [, , $sid, $to] = $argv;
+            $chat = $to . '@c.us';
+            $page = $api->listChatMessages($ws, $sid, $chat, limit: 5);
+            $policy = $api->putWebhookPolicy($ws, maxAttempts: 4, baseDelayS: 0.5);
+            $campaign = $api->createCampaign($ws, ['name' => 'php draft', 'draft' => true,
+                                                   'message' => ['type' => 'text', 'text' => 'Hi {{name}}']]);
+            $cid = $campaign['campaign_id'];
+            $added = $api->addCampaignRecipients($ws, $cid, "phone,name\n{$to},Ada\n");
+            out([
+                'messages' => ['keys' => array_keys($page), 'texts' => array_column($page['items'], 'text')],
+                'read' => $api->markChatRead($ws, $sid, $chat),
+                'presence' => $api->setPresence($ws, $sid, $chat, 'typing'),
+                'groups' => array_keys($api->listGroups($ws, $sid)),
+                'policy' => $policy,
+                'policy_read' => $api->getWebhookPolicy($ws),
+                'dead_letters' => $api->listDeadLetters($ws, 0, 10),
+                'replayed' => $api->replayDeadLetters($ws),
+                'campaign' => ['status' => $campaign['status'], 'added' => $added,
+                               'bad_csv' => errorOf(static fn () => $api->addCampaignRecipients($ws, $cid, "phone\nnot-a-phone\n")),
+                               'pause' => errorOf(static fn () => $api->pauseCampaign($ws, $cid)),
+                               'read' => $api->getCampaign($ws, $cid)['totals']['recipients'],
+                               'listed' => in_array($cid, array_column($api->listCampaigns($ws), 'campaign_id'), true),
+                               'cancelled' => $api->cancelCampaign($ws, $cid)['status']],
+            ]);
+            $api->deleteCampaign($ws, $cid);
+            check(errorOf(static fn () => $api->getCampaign($ws, $cid))['status'] === 404, 'the deleted campaign is gone');
             break;
 
         case 'delete':
