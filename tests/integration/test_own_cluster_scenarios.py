@@ -19,12 +19,14 @@ def run_scenario(module: str, *args: str, timeout: float = 400) -> dict:
 
 
 def test_whole_service_restart_reconnects_every_session_without_qr() -> None:
-    result = run_scenario("tests.scenarios.service_restart", "--sessions", "3", "--down-s", "5")
+    """The service comes back from `wa-ray backup` taken while it ran, restored into a fresh data dir."""
+    result = run_scenario("tests.scenarios.service_restart", "--sessions", "3", "--down-s", "5", "--backup")
     print(result)
     assert result["qr_after_restart"] == 0
     assert result["sessions"] == 3 and result["restart_to_all_connected_s"] > 0
     # the 5 s the service was down are not uptime (without the alive mark they were counted)
     assert result["uptime_min_s"] <= result["uptime_s"] <= result["uptime_max_s"], result
+    assert result["backup_bytes"] > 0 and result["backup_s"] < 10 and result["restore_s"] < result["down_s"], result
 
 
 def test_two_nodes_spread_limit_and_node_loss() -> None:
