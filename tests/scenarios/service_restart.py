@@ -9,9 +9,9 @@ the downtime, so it adds no time to the scenario; the backup adds its own.
 
 With `--down-s S` the service stays down S seconds, and the first session's uptime is read after the restart
 with the wall-clock bounds it must lie in: its connected time before the stop (less at most the supervisor's
-alive interval) plus its time since the restart, never the downtime (storage/registry.end_stretch_at). With `--backup` the restored Redis is the snapshot's, so the
-stretch before the stop is credited up to the last alive mark the snapshot holds: the bounds are taken from
-the backup's start and end instead of the stop's."""
+alive interval) plus its time since the restart, never the downtime (storage/registry.end_stretch_at).
+With `--backup` the restored Redis is the snapshot's, so the stretch before the stop is credited up to the
+last alive mark the snapshot holds: the bounds are taken from the backup's start and end, not the stop's."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -202,3 +203,28 @@ def test_cli_backup_of_a_stopped_data_dir_and_restore(tmp_path: Path) -> None:
     for run in (out, again, wrong):
         assert PASS.decode() not in run.stdout + run.stderr and keytext not in run.stdout + run.stderr
         assert "wrong passphrase value" not in run.stdout + run.stderr
+
+
+def test_the_schedule_thread_backs_up_every_interval_and_logs_no_secret(source, tmp_path: Path, caplog) -> None:
+    settings, url, _client, _keys = source
+    schedule = BackupSchedule(settings, url, PASS, tmp_path / "backups", interval_s=1.1, keep=1).start()
+    try:
+        deadline = time.monotonic() + 20
+        while len(list((tmp_path / "backups").glob("*.warb"))) < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.5)  # a second backup, then the first is pruned
+    finally:
+        schedule.stop()
+    kept = list((tmp_path / "backups").glob("*.warb"))
+    assert len(kept) == 1
+    assert restore_backup(Settings(data_dir=tmp_path / "fresh"), kept[0], PASS).keys == 3
+
+    password = url.split(":")[2].split("@")[0]
+    broken = BackupSchedule(settings, f"redis://:{password}@127.0.0.1:1/0", PASS, tmp_path / "b2", 0.2, 1).start()
+    try:
+        time.sleep(1.0)
+    finally:
+        broken.stop()
+    failures = [r.getMessage() for r in caplog.records if "scheduled backup failed" in r.getMessage()]
+    assert failures and all(password not in m and PASS.decode() not in m for m in failures), failures
+    assert not list((tmp_path / "b2").glob("*"))  # no partial archive left behind
