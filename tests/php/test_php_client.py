@@ -4,7 +4,8 @@
    delivery signed by the `standardwebhooks` package, the client's requests and error handling.
 2. A workspace key drives PHP through a session's life: PHP creates it and reads its QR, the simulator's phone
    scans it, PHP waits for `connected`, sends a text (retried under one Idempotency-Key) and reads its status,
-   the recipient's phone holds it exactly once, the message.sent webhook verifies in PHP; PHP reads the chat's
+   the recipient's phone holds it exactly once, the message.sent webhook verifies in PHP, the session.qr and
+   session.status deliveries pass the Laravel provider's route and are relayed as Echo broadcasts; PHP reads the chat's
    messages, marks it read, sets presence, sets the webhook policy and runs a draft campaign (CSV recipients,
    refused pause, cancel, delete), then deletes the session. A wrong secret is refused (403) as PHP sees it.
 3. Webhooks across implementations: a delivery of the running service verifies in PHP as received and is
@@ -120,6 +121,36 @@ async def test_a_session_end_to_end_from_php(api, phone_api, service, make_key, 
                                  env={"WA_RAY_WEBHOOK_SECRET": hook_secret})
         assert verified.returncode == 0, verified
         assert verified.json() == {"id": delivery.headers["webhook-id"], "type": "message.sent"}
+
+        # the service's own session.qr and session.status deliveries through the Laravel provider's route: each
+        # dispatched, and relayed to the workspace's private channel as Echo receives them; a forged one is 400
+        def of_type(d: Delivery, type_: str, state: str | None = None) -> bool:
+            event = json.loads(d.body)
+            return event["type"] == type_ and (state is None or event["data"]["state"] == state)
+
+        qr_hook = await hook.wait_for(lambda d: of_type(d, "session.qr"), timeout=5)
+        status_hook = await hook.wait_for(lambda d: of_type(d, "session.status", "connected"), timeout=5)
+        forged = bytearray(status_hook.body)
+        forged[len(forged) // 2] ^= 0x01
+        laravel = await run_php("tests/laravel_webhook.php", *(
+            str(_write_delivery(tmp_path / f"laravel-{n}.json", d.headers, body)) for n, (d, body) in enumerate(
+                ((qr_hook, qr_hook.body), (status_hook, status_hook.body), (status_hook, bytes(forged))))),
+            env={"WA_RAY_WEBHOOK_SECRET": hook_secret})
+        assert laravel.returncode == 0, laravel
+        qr_out, status_out, forged_out = laravel.json()
+        qr_event, status_event = json.loads(qr_hook.body), json.loads(status_hook.body)
+        assert qr_out["status"] == 204 and status_out["status"] == 204
+        for out, event, hooked in ((qr_out, qr_event, qr_hook), (status_out, status_event, status_hook)):
+            assert out["received"] == [{"type": event["type"], "id": event["id"],
+                                        "delivery_id": hooked.headers["webhook-id"]}]
+        assert qr_out["broadcasts"] == [{"channels": [f"private-workspace.{ws}"], "event": "qr-code-generated",
+                                         "payload": {"workspace_id": ws, "session_id": sid, **qr_event["data"],
+                                                     "socket": None}}]
+        assert status_out["broadcasts"] == [{"channels": [f"private-workspace.{ws}"], "event": "session-status-changed",
+                                             "payload": {"workspace_id": ws, "session_id": sid, "state": "connected",
+                                                         "previous": status_event["data"]["previous"],
+                                                         "reason": status_event["data"]["reason"], "socket": None}}]
+        assert forged_out == {"status": 400, "received": [], "broadcasts": []}
 
     # media: PHP uploads a PNG, reads it back, sends it as an image; the phone holds that very file
     media = await run_php("tests/e2e.php", "media", sid, to, env=env)

@@ -4,30 +4,18 @@ declare(strict_types=1);
 
 namespace WaRay\Client\Tests\Laravel;
 
-require_once 'Illuminate/autoload.php';  // Debian's php-laravel-framework, from /usr/share/php
+require_once __DIR__ . '/TestApplication.php';  // and through it Debian's Laravel
 
 use GuzzleHttp\Psr7\Response as PsrResponse;
-use Illuminate\Broadcasting\BroadcastManager;
-use Illuminate\Broadcasting\BroadcastServiceProvider;
-use Illuminate\Broadcasting\Broadcasters\Broadcaster;
 use Illuminate\Broadcasting\Channel;
 use Illuminate\Broadcasting\PrivateChannel;
-use Illuminate\Bus\BusServiceProvider;
-use Illuminate\Config\Repository;
-use Illuminate\Filesystem\FilesystemServiceProvider;
-use Illuminate\Contracts\Debug\ExceptionHandler;
-use Illuminate\Contracts\Http\Kernel as KernelContract;
 use Illuminate\Foundation\Application;
-use Illuminate\Foundation\Http\Kernel;
-use Illuminate\Http\Request;
 use PHPUnit\Framework\TestCase;
 use Psr\Http\Client\ClientInterface;
 use Psr\Http\Message\RequestInterface;
 use Psr\Http\Message\ResponseInterface;
 use Symfony\Component\HttpFoundation\Response;
 use WaRay\Client\Client;
-use WaRay\Client\Laravel\Events\QrCodeGenerated;
-use WaRay\Client\Laravel\Events\SessionStatusChanged;
 use WaRay\Client\Laravel\Events\WebhookReceived;
 use WaRay\Client\Laravel\WaRayServiceProvider;
 use WaRay\Client\WebhookVerifier;
@@ -42,51 +30,26 @@ final class LaravelIntegrationTest extends TestCase
 {
     private const SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
 
-    private Application $app;
+    private TestApplication $laravel;
     /** @var list<WebhookReceived> */
     private array $received = [];
     /** @var list<array{channels: list<string>, classes: list<string>, event: string, payload: array}> */
     private array $broadcasts = [];
+    private Application $app;
 
     /** @param array<string, mixed> $waRay */
     private function boot(array $waRay = []): void
     {
-        $app = new Application(sys_get_temp_dir());
-        $app->instance('config', new Repository([
-            'app' => ['debug' => false],
-            'broadcasting' => ['default' => 'recording', 'connections' => ['recording' => ['driver' => 'recording']]],
-            'wa-ray' => $waRay + ['webhook_secret' => self::SECRET, 'relay' => true, 'url' => 'http://127.0.0.1:8000',
-                                  'key_id' => 'k_laravel', 'secret' => 'laravel-test-secret'],
-        ]));
-        $app->singleton(ExceptionHandler::class, RethrowingHandler::class);
-        $app->singleton(KernelContract::class, BareKernel::class);
-        $app->register(FilesystemServiceProvider::class);
-        $app->register(BusServiceProvider::class);
-        $app->register(BroadcastServiceProvider::class);
-        $recorder = new RecordingBroadcaster();
-        $this->broadcasts = &$recorder->log;
-        $app->make(BroadcastManager::class)->extend('recording', static fn () => $recorder);
-        $app->register(WaRayServiceProvider::class);
-        $app['events']->listen(WebhookReceived::class, function (WebhookReceived $e): void {
-            $this->received[] = $e;
-        });
-        $app->boot();
-        $this->app = $app;
+        $this->laravel = new TestApplication($waRay + ['webhook_secret' => self::SECRET]);
+        $this->app = $this->laravel->app;
+        $this->received = &$this->laravel->received;
+        $this->broadcasts = &$this->laravel->broadcaster->log;
     }
 
     /** @param array<string, string> $headers */
     private function post(string $body, array $headers, string $uri = '/wa-ray/webhook'): Response
     {
-        $server = ['CONTENT_TYPE' => 'application/json'];
-        foreach ($headers as $name => $value) {
-            $server['HTTP_' . strtoupper(str_replace('-', '_', $name))] = $value;
-        }
-        $kernel = $this->app->make(KernelContract::class);
-        $request = Request::create($uri, 'POST', [], [], [], $server, $body);
-        $response = $kernel->handle($request);
-        $kernel->terminate($request, $response);
-
-        return $response;
+        return $this->laravel->post($body, $headers, $uri);
     }
 
     /** @return array<string, string> the headers wa-ray sends with $body, signed now */
@@ -217,58 +180,5 @@ final class LaravelIntegrationTest extends TestCase
             [WaRayServiceProvider::configFile() => $this->app->configPath('wa-ray.php')],
             WaRayServiceProvider::pathsToPublish(WaRayServiceProvider::class, 'wa-ray-config'),
         );
-    }
-}
-
-/** Laravel's broadcaster contract, recording what a Pusher/Reverb connection would be sent. */
-final class RecordingBroadcaster extends Broadcaster
-{
-    /** @var list<array{channels: list<string>, classes: list<string>, event: string, payload: array}> */
-    public array $log = [];
-
-    public function auth($request)
-    {
-    }
-
-    public function validAuthenticationResponse($request, $result)
-    {
-    }
-
-    public function broadcast(array $channels, $event, array $payload = [])
-    {
-        $this->log[] = ['channels' => array_map('strval', $channels), 'classes' => array_map('get_class', $channels),
-                        'event' => $event, 'payload' => $payload];
-    }
-}
-
-/** The HTTP kernel without the app bootstrappers (no .env, no config files): the test set the config itself. */
-final class BareKernel extends Kernel
-{
-    protected $bootstrappers = [];
-}
-
-/** No rendering stack in this app: an exception fails the test with its own message. */
-final class RethrowingHandler implements ExceptionHandler
-{
-    public function report(\Throwable $e)
-    {
-    }
-
-    public function shouldReport(\Throwable $e)
-    {
-        return false;
-    }
-
-    public function render($request, \Throwable $e)
-    {
-        if ($e instanceof \Symfony\Component\HttpKernel\Exception\HttpExceptionInterface) {
-            return new \Illuminate\Http\Response('', $e->getStatusCode());
-        }
-        throw $e;
-    }
-
-    public function renderForConsole($output, \Throwable $e)
-    {
-        throw $e;
     }
 }
