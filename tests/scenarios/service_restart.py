@@ -137,7 +137,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--sessions", type=int, default=3)
     parser.add_argument("--down-s", type=float, default=0.0)
-    parser.add_argument("--backup", action="store_true", help="come back from `wa-ray backup` / `restore` in a fresh dir")
+    parser.add_argument("--backup", action="store_true",
+                        help="come back from `wa-ray backup` / `restore` in a fresh dir")
     args = parser.parse_args()
     result = run(args.sessions, args.down_s, args.backup)
     sys.stdout.write("RESULT " + orjson.dumps(result).decode() + "\n")

@@ -228,3 +228,22 @@ def test_the_schedule_thread_backs_up_every_interval_and_logs_no_secret(source, 
     failures = [r.getMessage() for r in caplog.records if "scheduled backup failed" in r.getMessage()]
     assert failures and all(password not in m and PASS.decode() not in m for m in failures), failures
     assert not list((tmp_path / "b2").glob("*"))  # no partial archive left behind
+
+
+@pytest.mark.parametrize("name", ["../evil", "sessions/../../evil/x/auth.bin", "/etc/evil", "sessions/a/b/other"])
+def test_an_archive_with_an_entry_we_never_write_is_refused(tmp_path: Path, name: str) -> None:
+    import io
+    import tarfile
+
+    from wa_ray.entry.backup_archive import EncryptingWriter
+
+    with (tmp_path / "odd.warb").open("wb") as fh:
+        writer = EncryptingWriter(fh, PASS)
+        with tarfile.open(fileobj=writer, mode="w|") as tar:
+            info = tarfile.TarInfo(name)
+            info.size = 4
+            tar.addfile(info, io.BytesIO(b"evil"))
+        writer.close()
+    with pytest.raises(BackupError, match="unexpected entry"):
+        restore_backup(Settings(data_dir=tmp_path / "d" / "fresh"), tmp_path / "odd.warb", PASS)
+    assert not list(tmp_path.rglob("evil")) and not list((tmp_path / "d" / "fresh").glob(".restore-*"))

@@ -91,7 +91,8 @@ def read_passphrase(passphrase_file: Path | None, env: Mapping[str, str] | None 
     else:
         value = env.get(ENV_PASSPHRASE, "")
         if not value:
-            raise BackupError(f"no backup passphrase: set {ENV_PASSPHRASE} or pass --passphrase-file")
+            raise BackupError(f"no backup passphrase: set {ENV_PASSPHRASE} or WA_BACKUP_PASSPHRASE_FILE "
+                              "(or --passphrase-file)")
     try:
         return check_passphrase(value.encode())
     except ArchiveError as exc:
@@ -228,8 +229,8 @@ def verify_archive(archive: Path, passphrase: bytes) -> None:
 
 def _stage(archive: Path, passphrase: bytes, staging: Path) -> dict:
     """Unpack into `staging` (0700; files 0600), accepting only the members this module writes."""
-    with Path(archive).open("rb") as src, tarfile.open(fileobj=DecryptingReader(src, passphrase),  # type: ignore[call-overload]
-                                                       mode="r|") as tar:
+    with Path(archive).open("rb") as src, \
+            tarfile.open(fileobj=DecryptingReader(src, passphrase), mode="r|") as tar:  # type: ignore[call-overload]
         for member in tar:
             name = member.name
             match = _AUTH_MEMBER.match(name)
