@@ -26,6 +26,7 @@ from wa_ray.storage.metrics import MetricsStore
 from wa_ray.storage.providers import ProviderStore
 from wa_ray.storage.redis_client import connect
 from wa_ray.storage.registry import SessionRegistry
+from wa_ray.storage.webhook_endpoints import WebhookEndpointStore
 from wa_ray.storage.webhooks import WebhookConfigStore
 from wa_ray import NAMESPACE, SUPERVISOR_NAME
 from wa_ray.config import RuntimeConfig
@@ -49,6 +50,7 @@ class AppContext:
     selector: SelectorClient  # the provider choice: the selector deployment's snapshots, cached per workspace
     media: MediaStore  # uploaded and fetched media, encrypted at rest (storage/media.py)
     lazy_media: LazyMedia  # downloads a `lazy` workspace's received media on its first GET
+    webhook_endpoints: WebhookEndpointStore  # a workspace's several endpoints (storage/webhook_endpoints.py)
     # BrowserHost handles by node id, so a page call or a lazy download does not look the actor up (a blocking
     # GCS call) each time; the same one LazyMedia holds
     page_hosts: PageHosts = field(default_factory=PageHosts)
@@ -69,7 +71,8 @@ class AppContext:
                    AuditLog(redis, batch=batch), MetricsStore(redis), EventHub(redis, events),
                    guard,
                    SelectorClient(providers, config.provider_cache_ttl_s, selector_handle),
-                   media, LazyMedia(redis, media, providers, guard, config.media_retention_s, page_hosts), page_hosts)
+                   media, LazyMedia(redis, media, providers, guard, config.media_retention_s, page_hosts),
+                   WebhookEndpointStore(redis, master, previous), page_hosts)
 
     def supervisor(self) -> Any:
         """The supervisor's handle; ValueError when it (or Ray) is not there.

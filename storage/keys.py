@@ -227,6 +227,30 @@ def webhook_replay(ws: str) -> str:
     return f"{PREFIX}:webhook-replay:{ws}"
 
 
+def webhook_endpoints(ws: str) -> str:
+    """Hash: a workspace's webhook endpoints, endpoint id -> its record (storage/webhook_endpoints.py)."""
+    return f"{PREFIX}:webhook-endpoints:{ws}"
+
+
+def webhook_endpoint_lanes() -> str:
+    """Set of "{ws}/{endpoint id}": every endpoint the dispatcher delivers to."""
+    return f"{PREFIX}:webhook-endpoint-lanes"
+
+
+def webhook_queue(ws: str, endpoint: str) -> str:
+    """Stream: the events fanned out to one endpoint, each entry a copy of the event, deleted once settled."""
+    return f"{PREFIX}:webhook-queue:{ws}:{endpoint}"
+
+
+def endpoint_dead_letters(ws: str, endpoint: str) -> str:
+    return f"{PREFIX}:dead-letters:{ws}:{endpoint}"
+
+
+def endpoint_replay(ws: str, endpoint: str) -> str:
+    """Stream: one endpoint's dead letters put back for delivery."""
+    return f"{PREFIX}:webhook-replay:{ws}:{endpoint}"
+
+
 def webhook_policy(ws: str) -> str:
     """Hash: a workspace's webhook retry policy overrides (max_attempts, base_delay_s, max_delay_s)."""
     return f"{PREFIX}:webhook-policy:{ws}"

@@ -63,6 +63,7 @@ class Finished:
     stream: str
     entry_id: str
     outcome: str  # the webhook stats counter it adds to
+    delete: bool = False  # the stream is a queue (replay, an endpoint's): the entry goes once settled
 
 
 @dataclass(frozen=True)
@@ -106,9 +107,9 @@ class Outbox:
             await pipe.execute()
         return await self.policy(ws)
 
-    async def ensure_replay_group(self, ws: str) -> None:
+    async def ensure_replay_group(self, ws: str, endpoint: str | None = None) -> None:
         try:
-            await self._redis.xgroup_create(keys.webhook_replay(ws), keys.WEBHOOK_GROUP, id="0", mkstream=True)
+            await self._redis.xgroup_create(_replay_key(ws, endpoint), keys.WEBHOOK_GROUP, id="0", mkstream=True)
         except aioredis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -122,10 +123,11 @@ class Outbox:
             by_stream[(d.ws, d.stream)].append(d.entry_id)
             outcomes[d.outcome] += 1
         counters: dict[str, list[str]] = defaultdict(list)
+        queues = {d.stream for d in done if d.delete}
         async with self._redis.pipeline(transaction=True) as pipe:
             for (ws, stream), ids in by_stream.items():
                 pipe.xack(stream, keys.WEBHOOK_GROUP, *ids)
-                if stream == keys.webhook_replay(ws):
+                if stream == keys.webhook_replay(ws) or stream in queues:
                     pipe.xdel(stream, *ids)
                 counters[ws] += [f"{stream}|{entry_id}" for entry_id in ids]
             for ws, fields in counters.items():
@@ -135,26 +137,36 @@ class Outbox:
             await pipe.execute()
 
     async def dead_letter(self, ws: str, event: dict[str, Any], reason: str, attempts: int,
-                          status_class: str | None) -> None:
-        """`reason` and `status_class` are our words only (the tenant's endpoint is never quoted)."""
+                          status_class: str | None, endpoint: str | None = None) -> None:
+        """`reason` and `status_class` are our words only (the tenant's endpoint is never quoted).
+        `endpoint`: one of the workspace's endpoints (storage/webhook_endpoints.py), None for its first webhook."""
         record = {"event": event, "reason": reason, "attempts": attempts, "status_class": status_class,
                   "ts": time.time()}
-        await self._redis.rpush(keys.dead_letters(ws), orjson.dumps(record).decode())
+        await self._redis.rpush(_dead_key(ws, endpoint), orjson.dumps(record).decode())
 
-    async def dead_letters(self, ws: str, offset: int = 0, limit: int = 100) -> tuple[int, list[dict[str, Any]]]:
+    async def dead_letters(self, ws: str, offset: int = 0, limit: int = 100,
+                           endpoint: str | None = None) -> tuple[int, list[dict[str, Any]]]:
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.llen(keys.dead_letters(ws))
-            pipe.lrange(keys.dead_letters(ws), offset, offset + limit - 1)
+            pipe.llen(_dead_key(ws, endpoint))
+            pipe.lrange(_dead_key(ws, endpoint), offset, offset + limit - 1)
             total, items = await pipe.execute()
         return int(total), [orjson.loads(i) for i in items]
 
-    async def replay(self, ws: str, event_ids: list[str] | None = None) -> int:
-        await self.ensure_replay_group(ws)
-        return int(await self._replay(keys=[keys.dead_letters(ws), keys.webhook_replay(ws)],
+    async def replay(self, ws: str, event_ids: list[str] | None = None, endpoint: str | None = None) -> int:
+        await self.ensure_replay_group(ws, endpoint)
+        return int(await self._replay(keys=[_dead_key(ws, endpoint), _replay_key(ws, endpoint)],
                                       args=[",".join(event_ids or [])]))
 
     async def count_retries(self, n: int) -> None:
         await self._redis.hincrby(keys.webhook_stats(), "retried", n)
+
+
+def _dead_key(ws: str, endpoint: str | None) -> str:
+    return keys.dead_letters(ws) if endpoint is None else keys.endpoint_dead_letters(ws, endpoint)
+
+
+def _replay_key(ws: str, endpoint: str | None) -> str:
+    return keys.webhook_replay(ws) if endpoint is None else keys.endpoint_replay(ws, endpoint)
 
 
 class FinishQueue:

@@ -238,6 +238,10 @@ def _bases(unique_ws: str) -> dict[tuple[str, str], dict[str, Any]]:
         ("put", "/v1/workspaces/{ws}/sync-policy"): {},
         ("put", "/v1/workspaces/{ws}/ban-risk"): {},
         ("put", "/v1/workspaces/{ws}/webhook/policy"): {},
+        ("post", "/v1/workspaces/{ws}/webhooks"): {"url": "http://127.0.0.1:9/in",
+                                                   "batch": {"max_events": 2, "max_wait_ms": 10}},
+        # {eid}: an endpoint made before the sweep
+        ("patch", "/v1/workspaces/{ws}/webhooks/{eid}"): {"batch": {"max_events": 2, "max_wait_ms": 10}},
         ("post", "/v1/workspaces/{ws}/stream-tokens"): {},
         ("post", "/v1/console-tokens"): {"workspace_id": unique_ws},
         # a draft (nothing sends); its fallback template needs the workspace's Cloud API, set up first
@@ -259,6 +263,9 @@ async def test_every_numeric_field_of_every_mutating_route_is_finite_and_bounded
     cloud = await _send(tenant, "PUT", f"/v1/workspaces/{unique_ws}/provider",
                         orjson.dumps(bases[("put", "/v1/workspaces/{ws}/provider")]))
     assert cloud.status_code == 200, cloud.text[:300]
+    endpoint = await _send(tenant, "POST", f"/v1/workspaces/{unique_ws}/webhooks",
+                           orjson.dumps(bases[("post", "/v1/workspaces/{ws}/webhooks")]))
+    assert endpoint.status_code == 201, endpoint.text[:300]
     swept: dict[tuple[str, str], int] = {}
     for template, item in spec["paths"].items():
         for method, op in item.items():
@@ -271,7 +278,7 @@ async def test_every_numeric_field_of_every_mutating_route_is_finite_and_bounded
             if not leaves:
                 continue
             assert (method, template) in bases, f"no valid base body for {method} {template}: add one"
-            path = template.replace("{ws}", unique_ws)
+            path = template.replace("{ws}", unique_ws).replace("{eid}", endpoint.json()["id"])
             client = api if (method, template) in ADMIN_ONLY else tenant
             top = _object(spec, schema)["properties"]
             for leaf, leaf_schema in leaves:
