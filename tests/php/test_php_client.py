@@ -11,6 +11,8 @@
 3. Webhooks across implementations: a delivery of the running service verifies in PHP as received and is
    refused with one byte of its body, its id or its timestamp changed, or under another secret; payloads signed
    by the Python reference signer (a `whsec_` secret and a first-form one) verify in PHP.
+4. Webhook endpoints from PHP: a batching endpoint with a generated secret and a header; the service's batch (a
+   JSON array) verifies in PHP event by event and passes the Laravel route; dead letters, replay, delete.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 from standardwebhooks.webhooks import Webhook
 
 from wa_ray.actors.webhook_signing import standard_secret_of
-from wa_ray.events import MESSAGE_RECEIVED, Event
+from wa_ray.events import MESSAGE_RECEIVED, SESSION_STATUS, Event
 from wa_ray.storage.events import EventLog
 from wa_ray.storage.redis_client import connect
 from tests.flows import poll, wait_state
@@ -266,3 +268,52 @@ async def test_webhooks_verify_across_implementations(service, make_key, unique_
         tampered = await verify(f"reference-{i}-tampered.json", headers, payload.replace(b"1-0", b"1-1"),
                                 verifier_secret)
         assert tampered.returncode == 2, tampered
+
+
+async def test_webhook_endpoints_from_php(service, make_key, unique_ws, run_php: PhpRunner, tmp_path: Path) -> None:
+    """PHP adds a batching endpoint; the service's batch (a JSON array) verifies in PHP and passes the Laravel
+    route event by event; PHP reads its dead letters, replays, deletes it."""
+    ws = unique_ws
+    key = await make_key("workspace", ws)
+    env = {"WA_RAY_URL": service.base_url, "WA_RAY_KEY_ID": key.key_id, "WA_RAY_SECRET": key.secret,
+           "WA_RAY_WS": ws}
+    with running_receiver() as hook:
+        made = await run_php("tests/e2e.php", "endpoint", hook.url, env=env)
+        assert made.returncode == 0, made
+        got = made.json()
+        endpoint, secret = got["created"], got["created"]["secret"]
+        assert secret.startswith("whsec_") and secret not in json.dumps(got["read"])
+        assert (endpoint["events"], endpoint["header_names"], endpoint["batch"]) == (
+            ["message.*"], ["X-Tenant"], {"max_events": 5, "max_wait_ms": 200})
+        assert got["listed"] == [endpoint["id"]]
+        assert got["updated"]["description"] == got["read"]["description"] == "from php, updated"
+
+        redis = connect(service.config.redis_url)
+        try:
+            log = EventLog(redis)
+            ids = [await log.publish(Event(MESSAGE_RECEIVED, ws, "s1", {"text": f"batched {i}"})) for i in range(3)]
+            await log.publish(Event(SESSION_STATUS, ws, "s1", {"state": "connected"}))  # not subscribed
+        finally:
+            await redis.aclose()
+        first = await hook.wait_for(lambda d: d.body.startswith(b"["), timeout=20)
+        assert first.headers["x-tenant"] == "php"
+        path = _write_delivery(tmp_path / "batch.json", first.headers, first.body)
+        events = await run_php("tests/verify_webhook.php", str(path), "--events", env={"WA_RAY_WEBHOOK_SECRET": secret})
+        assert events.returncode == 0, events
+        batch_ids = [e["id"] for e in events.json()["events"]]
+        assert batch_ids and set(batch_ids) <= set(ids)
+        assert all(e["type"] == "message.received" for e in events.json()["events"])
+        laravel = await run_php("tests/laravel_webhook.php", str(path), env={"WA_RAY_WEBHOOK_SECRET": secret})
+        assert laravel.returncode == 0, laravel
+        (out,) = laravel.json()
+        assert out["status"] == 204 and out["broadcasts"] == []
+        assert out["received"] == [{"type": "message.received", "id": i, "delivery_id": first.headers["webhook-id"]}
+                                   for i in batch_ids]
+        refused = await run_php("tests/verify_webhook.php", str(path), "--events", env={"WA_RAY_WEBHOOK_SECRET": _whsec()})
+        assert refused.returncode == 2, refused
+
+    ended = await run_php("tests/e2e.php", "endpoint-end", endpoint["id"], env=env)
+    assert ended.returncode == 0, ended
+    end = ended.json()
+    assert end["dead_letters"] == {"total": 0, "items": []} and end["replayed"] == {"replayed": 0}
+    assert end["after"]["status"] == 404 and end["unknown_replay"]["status"] == 404

@@ -13,6 +13,9 @@ declare(strict_types=1);
  *   php e2e.php extras <sid> <to>                a connected session's chat messages, read, presence and groups;
  *                                                the webhook policy and dead letters; a draft campaign's life
  *                                                (recipients as CSV, a bad CSV, a refused pause, cancel, delete)
+ *   php e2e.php endpoint <url>                   createWebhookEndpoint (message.* events, batches of up to 5, a
+ *                                                header), list, update, get; prints them with the generated secret
+ *   php e2e.php endpoint-end <id>                the endpoint's dead letters and replay, delete, then get is 404
  *   php e2e.php delete <sid>                     deleteSession, then getSession must be 404 `not_found`
  *   php e2e.php webhook <url> <secret>           putWebhook
  * Environment: WA_RAY_URL, WA_RAY_KEY_ID, WA_RAY_SECRET, WA_RAY_WS. Output: one JSON document on stdout.
@@ -188,6 +191,30 @@ function run(array $argv): void
             ]);
             $api->deleteCampaign($ws, $cid);
             check(errorOf(static fn () => $api->getCampaign($ws, $cid))['status'] === 404, 'the deleted campaign is gone');
+            break;
+
+        case 'endpoint':
+            $created = $api->createWebhookEndpoint($ws, $argv[2], events: ['message.*'], headers: ['X-Tenant' => 'php'],
+                                                   batch: ['max_events' => 5, 'max_wait_ms' => 200], description: 'from php');
+            out([
+                'created' => $created,
+                'listed' => array_column($api->listWebhookEndpoints($ws), 'id'),
+                'updated' => $api->updateWebhookEndpoint($ws, $created['id'], ['description' => 'from php, updated']),
+                'read' => $api->getWebhookEndpoint($ws, $created['id']),
+            ]);
+            break;
+
+        case 'endpoint-end':
+            $id = $argv[2];
+            $deadLetters = $api->listWebhookEndpointDeadLetters($ws, $id, 0, 10);
+            $replayed = $api->replayWebhookEndpointDeadLetters($ws, $id);
+            $api->deleteWebhookEndpoint($ws, $id);
+            out([
+                'dead_letters' => $deadLetters,
+                'replayed' => $replayed,
+                'after' => errorOf(static fn () => $api->getWebhookEndpoint($ws, $id)),
+                'unknown_replay' => errorOf(static fn () => $api->replayWebhookEndpointDeadLetters($ws, $id, ['1-0'])),
+            ]);
             break;
 
         case 'delete':
