@@ -154,12 +154,16 @@ class MetricsStore:
         """Dispatcher counters (delivered/failed/retried, when it records them) plus derived gauges."""
         stats = {k: int(v) for k, v in (await self._redis.hgetall(keys.webhook_stats())).items()}
         workspaces = await self._redis.smembers(keys.webhook_workspaces())
+        endpoints = [m.split("/", 1) for m in await self._redis.smembers(keys.webhook_endpoint_lanes())]
         dead = pending = 0
-        if workspaces:
+        if workspaces or endpoints:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for ws in workspaces:
                     pipe.llen(keys.dead_letters(ws))
                     pipe.xpending(keys.events(ws), keys.WEBHOOK_GROUP)
+                for ws, endpoint in endpoints:  # each endpoint's own (storage/webhook_endpoints.py)
+                    pipe.llen(keys.endpoint_dead_letters(ws, endpoint))
+                    pipe.xpending(keys.webhook_queue(ws, endpoint), keys.WEBHOOK_GROUP)
                 replies = await pipe.execute(raise_on_error=False)
             for i in range(0, len(replies), 2):
                 dead += replies[i] if isinstance(replies[i], int) else 0

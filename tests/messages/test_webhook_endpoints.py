@@ -15,6 +15,7 @@ from wa_ray.events import MESSAGE_RECEIVED, SESSION_STATUS, Event
 from wa_ray.storage import keys
 from wa_ray.storage.events import EventLog
 from wa_ray.storage.redis_client import connect
+from tests.conftest import OPERATOR
 from tests.receiver import Receiver, running_receiver
 
 
@@ -123,6 +124,9 @@ async def test_a_dead_endpoint_holds_up_no_other_and_replays_its_own_dead_letter
         assert {i["reason"] for i in items} == {"max_attempts: http_5xx"} and items[0]["status_class"] == "5xx"
         assert (await api.get(f"/v1/workspaces/{ws}/webhooks/{good['id']}/dead-letters")).json()["total"] == 0
         assert (await api.get(f"/v1/workspaces/{ws}/webhook/dead-letters")).json()["total"] == 0
+        metrics = (await api.get("/metrics", headers=OPERATOR)).text
+        (gauge,) = [line for line in metrics.splitlines() if line.startswith("wa_webhook_dead_letters ")]
+        assert float(gauge.split()[1]) >= 3, "the operator's gauge counts endpoints' dead letters"
 
         dead.status = 200
         before = len(dead.deliveries)
