@@ -94,6 +94,8 @@ class Service:
                 if self.dashboard_url:  # the port it got: the egress guard refuses it as one of our own
                     self.config = replace(self.config, dashboard_port=int(self.dashboard_url.rpartition(":")[2]))
         logging.getLogger("ray.serve").setLevel(logging.WARNING)
+        # the driver's own HTTP calls (the demo, the CLI) log each request at INFO with its URL, query and all
+        logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
         # control plane near this node (the head), then the admin key: both before anything answers HTTP
         self.handles = bring_up(self.config, s, near=ray.get_runtime_context().get_node_id())
         serve.start(http_options={"host": s.http_host, "port": s.http_port, **tls}, detached=False)
