@@ -340,6 +340,9 @@ class CampaignRunner:
         assigned = await self._store.assignments(ws, cid, phones)
         for offset, r in enumerate(batch):
             index = c.cursor + offset
+            if not r.to:  # a recipient erased on its data subject's request (storage/subject_erasure.py)
+                await self._store.advance(ws, cid, index + 1)
+                continue
             sid = await self._choose(c, r.to, assigned.get(r.to), inflight, room)
             if sid is None:  # every number is busy (wait), or none may take this recipient now
                 return ("numbers" if not any(inflight.get(s, 0) for s in room) else ""), offset

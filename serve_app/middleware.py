@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wa_ray.message_kinds import UPLOAD_MAX_BYTES
 from wa_ray.serve_app.errors import error_body
-from wa_ray.storage.audit import AuditEntry, AuditLog, outcome_of
+from wa_ray.storage.audit import AuditEntry, AuditLog, outcome_of, redact_params
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +186,7 @@ class RequestContext:
         principal = state.get("principal")
         route = scope.get("route")
         params = {k: str(v)[:64] for k, v in (scope.get("path_params") or {}).items()}
+        path, params = redact_params(getattr(route, "path", None), scope["path"][:256], params)
         headers = dict(scope.get("headers") or [])
         claimed = headers.get(b"x-key-id", b"").decode("latin-1")[:64] or None
         client = scope.get("client")
@@ -195,7 +196,7 @@ class RequestContext:
             role=principal.role if principal else None,
             method=scope["method"],
             route=getattr(route, "path", None) or "(unmatched)",
-            path=scope["path"][:256],
+            path=path,
             workspace_id=params.get("ws") or (principal.workspace_id if principal else None),
             status=status,
             outcome=outcome_of(status),

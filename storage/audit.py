@@ -52,6 +52,28 @@ class AuditEntry:
     reason: str | None = None  # why a call was refused, when the route says (e.g. ip_not_allowed)
 
 
+# Path parameters that are personal data (a data subject's phone number): an entry keeps only their last two
+# characters, enough for an operator to tell two erasures apart, never enough to find the person.
+REDACTED_PARAMS = frozenset({"number"})
+
+
+def redacted(value: str) -> str:
+    return "**" + value[-2:] if len(value) > 4 else "**"
+
+
+def redact_params(route: str | None, path: str, params: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """(path, params) with REDACTED_PARAMS redacted; the path is rebuilt from the route template so the
+    value appears nowhere in the entry (a route without such a parameter is returned unchanged)."""
+    if not REDACTED_PARAMS & params.keys():
+        return path, params
+    safe = {k: redacted(v) if k in REDACTED_PARAMS else v for k, v in params.items()}
+    try:
+        rebuilt = route.format(**safe) if route else "(redacted)"
+    except (KeyError, IndexError, ValueError):
+        rebuilt = "(redacted)"
+    return rebuilt, safe
+
+
 def outcome_of(status: int) -> str:
     if status < 400:
         return "ok"
