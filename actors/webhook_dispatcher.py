@@ -93,6 +93,7 @@ class WebhookDispatcher(ConcurrentConsumer):
         self._fan_out_from: set[str] = set()  # workspaces with endpoints
         self._fanned: deque[str] = deque(maxlen=FANNED_MEMORY)
         self._lanes_at = 0.0
+        self._version_seen = 0  # the last webhook_lanes_version this incarnation acknowledged
         self._client = GuardedClient(guard_for(config), timeout=config.webhook_timeout_s,
                                      limits=httpx.Limits(max_connections=CONNECTIONS))
         self._task = asyncio.get_running_loop().create_task(self.run())
@@ -109,7 +110,12 @@ class WebhookDispatcher(ConcurrentConsumer):
         one is read within 1 s; its events wait in its consumer group meanwhile, created when it was set)."""
         now = time.monotonic()
         if self._lanes_at <= now:
-            workspaces, endpoints = await asyncio.gather(self._targets.workspaces(), self._endpoints.lanes())
+            async with self._redis.pipeline(transaction=True) as pipe:  # one snapshot of the three
+                pipe.get(keys.webhook_lanes_version())
+                pipe.smembers(keys.webhook_workspaces())
+                pipe.smembers(keys.webhook_endpoint_lanes())
+                version, workspaces, members = await pipe.execute()
+            endpoints = [tuple(m.split("/", 1)) for m in members]
             lanes = {ws: [keys.events(ws), keys.webhook_replay(ws)] for ws in workspaces}
             lanes |= {f"{ws}/{ep}": [keys.webhook_queue(ws, ep), keys.endpoint_replay(ws, ep)]
                       for ws, ep in endpoints}
@@ -117,6 +123,9 @@ class WebhookDispatcher(ConcurrentConsumer):
             self._lane_of_stream = {stream: lane for lane, streams in lanes.items() for stream in streams}
             self.adopted &= set(lanes)  # a deleted endpoint's lane is forgotten
             self._lanes_at = now + LANES_TTL_S
+            if int(version or 0) > self._version_seen:  # told only once the fan-out set above includes it
+                await self._redis.set(keys.webhook_lanes_seen(), version)
+                self._version_seen = int(version)
         return self._lanes
 
     async def lease(self, streams: list[str], count: int, block_ms: int | None = None) -> list[Entry]:

@@ -35,6 +35,7 @@ from wa_ray.storage.webhook_endpoints import (
 
 router = APIRouter(tags=["webhooks"])
 ENDPOINT_ID = r"^we_[0-9a-f]{16}$"
+SEEN_WITHIN_S = 3.0  # the dispatcher reads its lanes each second; longer means it is down (it reads them first)
 _PATH = "/v1/workspaces/{ws}/webhooks"
 
 
@@ -71,8 +72,10 @@ async def create(body: EndpointIn, ws: str = Depends(writable_workspace), c: App
     events, headers = _checked_events(body.events), _checked_headers(body.headers)
     generated = new_secret() if body.secret is None else None
     try:
+        # answered once the dispatcher copies this workspace's events to it: what is published after the 201
+        # reaches the endpoint (a workspace's first endpoint waits up to a second for that)
         endpoint = await c.webhook_endpoints.create(ws, url, body.secret or generated or "", events, headers,
-                                                    _batch(body), body.description)
+                                                    _batch(body), body.description, seen_within_s=SEEN_WITHIN_S)
     except EndpointLimit:
         raise ApiError(409, "quota_exceeded", f"a workspace has at most {MAX_ENDPOINTS} webhook endpoints") from None
     return EndpointOut.of(endpoint.public(), generated)

@@ -237,6 +237,16 @@ def webhook_endpoint_lanes() -> str:
     return f"{PREFIX}:webhook-endpoint-lanes"
 
 
+def webhook_lanes_version() -> str:
+    """Counter: bumped when a workspace gets its first endpoint; the dispatcher writes the value it has read
+    to `webhook_lanes_seen`, so a create can wait until the dispatcher copies that workspace's events."""
+    return f"{PREFIX}:webhook-lanes-version"
+
+
+def webhook_lanes_seen() -> str:
+    return f"{PREFIX}:webhook-lanes-seen"
+
+
 def webhook_queue(ws: str, endpoint: str) -> str:
     """Stream: the events fanned out to one endpoint, each entry a copy of the event, deleted once settled."""
     return f"{PREFIX}:webhook-queue:{ws}:{endpoint}"

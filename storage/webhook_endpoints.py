@@ -20,6 +20,7 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import secrets
@@ -51,11 +52,15 @@ RESERVED_PREFIXES = ("webhook-", "x-event-", "proxy-")
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")  # fullmatch: `$` would pass a trailing newline
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]{0,1024}")
 
+# 0: at the bound; otherwise the lanes version the dispatcher must reach before it copies events to this
+# endpoint (bumped for a workspace's first endpoint only: later ones are read afresh at every event)
 _CREATE = """
-if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+local n = redis.call('HLEN', KEYS[1])
+if n >= tonumber(ARGV[3]) then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[4])
-return 1
+if n == 0 then return redis.call('INCR', KEYS[3]) end
+return math.max(1, tonumber(redis.call('GET', KEYS[3]) or '1'))
 """
 _UPDATE = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
@@ -152,17 +157,24 @@ class WebhookEndpointStore:
 
     # ------------------------------------------------------------------ writes
     async def create(self, ws: str, url: str, secret: str, events: Sequence[str], headers: dict[str, str],
-                     batch: BatchPolicy | None, description: str) -> Endpoint:
+                     batch: BatchPolicy | None, description: str, seen_within_s: float = 0.0) -> Endpoint:
+        """The endpoint made; with `seen_within_s`, returns once the dispatcher copies the workspace's events
+        to it (or after that long, when no dispatcher answers: its next incarnation reads the lanes first)."""
         endpoint = Endpoint("we_" + secrets.token_hex(8), url, tuple(events), tuple(sorted(headers)), batch,
                             description, round(time.time(), 3))
         await self._join(keys.events(ws), "$")  # from now on: earlier events are not replayed into it
         await self._join(keys.webhook_queue(ws, endpoint.id), "0")
         await self._redis.sadd(keys.webhook_workspaces(), ws)
         record = self._record(ws, endpoint, secret, headers)
-        if not await self._create(keys=[keys.webhook_endpoints(ws), keys.webhook_endpoint_lanes()],
-                                  args=[endpoint.id, record, MAX_ENDPOINTS, f"{ws}/{endpoint.id}"]):
+        version = int(await self._create(
+            keys=[keys.webhook_endpoints(ws), keys.webhook_endpoint_lanes(), keys.webhook_lanes_version()],
+            args=[endpoint.id, record, MAX_ENDPOINTS, f"{ws}/{endpoint.id}"]))
+        if not version:
             await self._redis.delete(keys.webhook_queue(ws, endpoint.id))
             raise EndpointLimit
+        deadline = time.monotonic() + seen_within_s
+        while time.monotonic() < deadline and int(await self._redis.get(keys.webhook_lanes_seen()) or 0) < version:
+            await asyncio.sleep(0.05)
         return endpoint
 
     async def update(self, ws: str, endpoint_id: str, changes: dict[str, Any]) -> Endpoint | None:

@@ -70,14 +70,24 @@ async def test_retries_dead_letters_replay_and_a_dispatcher_crash(api, service) 
             assert (await hook.wait(dead, 4))[-1].status == 200
             assert (await api.get(f"/v1/workspaces/{WS}/webhook/dead-letters")).json()["total"] == 0
 
-            # the dispatcher dies while an event waits for its retry: its successor delivers it
+            # the dispatcher dies while an event waits for its retry, at the first webhook and at an endpoint
+            # (whose queue holds its copy): its successor delivers both
             await api.put(f"/v1/workspaces/{WS}/webhook/policy", json={"max_attempts": 5, "base_delay_s": 2.0})
-            survivor = await event(99)
-            hook.script[survivor] = [503]
-            await hook.wait(survivor, 1)
-            ray.kill(ray.get_actor(DISPATCHER_NAME, namespace=NAMESPACE), no_restart=False)  # Ray restarts it
-            hits = await hook.wait(survivor, 2, timeout=60)
-            assert hits[-1].status == 200 and len({h.headers["x-event-id"] for h in hits}) == 1
-            print(f"\nafter a dispatcher kill: {len(hits)} deliveries of one event, same X-Event-Id")
+            with scripted_receiver() as endpoint_hook:
+                made = await api.post(f"/v1/workspaces/{WS}/webhooks", json={"url": endpoint_hook.url})
+                assert made.status_code == 201
+                survivor = await event(99)
+                hook.script[survivor] = [503]
+                endpoint_hook.script[survivor] = [503]
+                await hook.wait(survivor, 1)
+                await endpoint_hook.wait(survivor, 1)
+                ray.kill(ray.get_actor(DISPATCHER_NAME, namespace=NAMESPACE), no_restart=False)  # Ray restarts it
+                hits = await hook.wait(survivor, 2, timeout=60)
+                assert hits[-1].status == 200 and len({h.headers["x-event-id"] for h in hits}) == 1
+                at_endpoint = await endpoint_hook.wait(survivor, 2, timeout=60)
+                assert at_endpoint[-1].status == 200
+                print(f"\nafter a dispatcher kill: {len(hits)} deliveries of one event, same X-Event-Id; "
+                      f"{len(at_endpoint)} at the endpoint")
+                assert (await api.delete(f"/v1/workspaces/{WS}/webhooks/{made.json()['id']}")).status_code == 204
     finally:
         await redis.aclose()
