@@ -381,3 +381,17 @@ def risk_cooldown(ws: str, sid: str) -> str:
 def repliers(ws: str, sid: str, day: str) -> str:
     """Set of the contacts whose reply to a number was counted on UTC day `day` (one reply per contact a day)."""
     return f"{PREFIX}:repliers:{ws}:{sid}:{day}"
+
+
+# --- data protection (storage/workspace_purge.py, storage/retention.py) ---
+
+
+def purged_workspaces() -> str:
+    """Hash ws -> JSON {at, endpoints} of a deleted workspace, for an hour: the supervisor's sweep deletes what
+    a delivery in flight at the delete still wrote for it (dead letters, attempt counters)."""
+    return f"{PREFIX}:purged-workspaces"
+
+
+def retention(ws: str) -> str:
+    """JSON of a workspace's retention policy (days per data kind), within the operator's bounds."""
+    return f"{PREFIX}:retention:{ws}"

@@ -343,6 +343,13 @@ class MediaStore:
         except MediaNotFound:
             pass
 
+    async def delete_workspace(self, ws: str) -> int:
+        """Remove every media file of `ws` from this node's disk, and its directory; the count of files.
+        The metadata keys and expiry entries are the caller's (storage/workspace_purge.py removes them)."""
+        if not is_valid_id(ws):
+            raise ValueError("invalid workspace id")
+        return await asyncio.to_thread(_remove_dir, self._root / ws)
+
     async def sweep(self, now: float | None = None, limit: int = 1000) -> int:
         """Delete the files whose retention is over (and abandoned `.part` files); the count deleted."""
         now = time.time() if now is None else now
@@ -384,6 +391,18 @@ def _discard(fh: BinaryIO, path: Path) -> None:
         fh.close()
     finally:
         path.unlink(missing_ok=True)
+
+
+def _remove_dir(directory: Path) -> int:
+    if not directory.is_dir():
+        return 0
+    removed = 0
+    for entry in directory.iterdir():
+        if entry.is_file() or entry.is_symlink():
+            entry.unlink(missing_ok=True)
+            removed += 0 if entry.name.endswith(".part") else 1
+    directory.rmdir()
+    return removed
 
 
 def _remove_stale_parts(root: Path, now: float) -> None:

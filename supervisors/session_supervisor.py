@@ -27,6 +27,7 @@ from wa_ray.sessions.state import SessionState
 from wa_ray.storage import keys
 from wa_ray.storage.redis_client import connect
 from wa_ray.storage.registry import SessionRegistry
+from wa_ray.storage.workspace_purge import WorkspacePurge
 from wa_ray.supervisors.placement import SLOT, PlacementError, QuotaExceeded, least_loaded, nodes_from_ray
 from wa_ray.supervisors.session_handles import ActorSession, GrainSession, SessionGone, SessionHandle
 from wa_ray import NAMESPACE, browser_host_name, session_actor_name
@@ -231,6 +232,8 @@ class SessionSupervisor:
                 if self._restored.is_set() and time.time() - alive_written >= ALIVE_EVERY_S:
                     alive_written = time.time()
                     await self._redis.set(keys.service_alive(), alive_written)
+                    # a deleted workspace's late writes (storage/workspace_purge.py): named keys, no SCAN
+                    await WorkspacePurge(self._redis).follow_up()
             except Exception:  # a Redis or Ray hiccup must not end the watch for good
                 log.exception("session watch failed; continuing")
 
