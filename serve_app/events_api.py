@@ -27,7 +27,7 @@ from wa_ray.ids import ID_PATTERN
 router = APIRouter(tags=["events"])
 
 
-@router.get("/v1/workspaces/{ws}/events", response_model=None, responses={
+@router.get("/v1/workspaces/{ws}/events", response_model=None, response_class=EventSourceResponse, responses={
     **errors(400, 422, 429), 200: {"description": "text/event-stream; `id:` is the Redis stream id",
                               "content": {"text/event-stream": {"schema": {"type": "string"}}}}},
     summary="Live events (SSE); resumable with Last-Event-ID")

@@ -94,7 +94,7 @@ async def verify(request: Request, c: AppContext = Depends(ctx)) -> PlainTextRes
     return PlainTextResponse(challenge)
 
 
-@router.post("/webhooks/meta")
+@router.post("/webhooks/meta", response_class=Response)  # 200 with an empty body: Meta reads the status only
 async def receive(request: Request, c: AppContext = Depends(ctx)) -> Response:
     body = await request.body()
     try:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
+from fastapi.openapi.utils import get_fields_from_routes, get_openapi
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from wa_ray.serve_app.all_event_models import ALL_EVENT_MODELS as EVENT_MODELS  # every event type
@@ -79,7 +80,7 @@ SEND_EXAMPLES: dict[str, dict[str, Any]] = {
                       "phones": [{"phone": "+5511912345678", "type": "CELL", "wa_id": "5511912345678"}],
                       "emails": [{"email": "bruno@example.com", "type": "WORK"}], "org": {"company": "Acme"}}]}},
     "reaction": {"summary": 'reaction on a message (ours msg_... or a received WhatsApp id); "" removes it',
-                 "value": {"type": "reaction", "to": "15551230001", "message_id": "msg_01jf3k9q8z7x6w5v4t3s2r1p0n",
+                 "value": {"type": "reaction", "to": "15551230001", "message_id": "msg_5f0c1a2b3c4d5e6f",
                            "emoji": "👍"}},
     "poll": {"summary": "poll (WhatsApp Web only: 422 kind_not_supported when the Cloud API is pinned)",
              "value": {"type": "poll", "to": "15551230001", "name": "Which day suits you?",
@@ -135,6 +136,56 @@ def _add_send_examples(schema: dict[str, Any]) -> None:
         content["examples"] = SEND_EXAMPLES
 
 
+def _models(annotation: Any, found: dict[str, type[BaseModel]]) -> None:
+    """Every pydantic model `annotation` names, at any depth, by class name."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if found.setdefault(annotation.__name__, annotation) is not annotation:
+            return
+        for field in annotation.model_fields.values():
+            _models(field.annotation, found)
+        return
+    for arg in get_args(annotation):
+        _models(arg, found)
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+def _restore_examples(schema: dict[str, Any], routes: list[Any]) -> None:
+    """Put back the null fields of the models' examples: FastAPI drops every null from the document, and an
+    example without a required nullable field (`"number": null` of a `@lid` member) would not fit its own
+    schema. Only an example FastAPI passed through changed (same example with its nulls dropped) is restored."""
+    models: dict[str, type[BaseModel]] = {}
+    for field in get_fields_from_routes(routes):  # what get_openapi documents, routers included
+        _models(field.field_info.annotation, models)
+    for name, definition in schema.get("components", {}).get("schemas", {}).items():
+        extra = getattr(models.get(name.removesuffix("-Input").removesuffix("-Output")), "model_config", {}).get(
+            "json_schema_extra")
+        examples = extra.get("examples") if isinstance(extra, dict) else None
+        if examples and definition.get("examples") == _without_nulls(examples):
+            definition["examples"] = examples
+
+
+def _list_examples(schema: dict[str, Any]) -> None:
+    """A 2xx JSON answer that is a list of one model shows a list of that model's first example."""
+    components = schema.get("components", {}).get("schemas", {})
+    for item in schema.get("paths", {}).values():
+        for op in item.values():
+            for status, response in op.get("responses", {}).items():
+                media = response.get("content", {}).get("application/json", {})
+                ref = media.get("schema", {}).get("items", {}).get("$ref", "")
+                if status.startswith("2") and media.get("schema", {}).get("type") == "array" and ref \
+                        and "example" not in media and "examples" not in media:
+                    examples = components.get(ref.rsplit("/", 1)[-1], {}).get("examples")
+                    if examples:
+                        media["example"] = [examples[0]]
+
+
 def errors(*extra: int, notes: dict[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
     """The error responses of a route: the statuses every authenticated route answers plus `extra`;
     `notes` replaces the generic description of a status where the route says more (its error codes)."""
@@ -174,6 +225,8 @@ def install(app: FastAPI) -> None:
                 op["security"] = [hmac_auth, {"ConsoleCookie": []}]
                 if path.endswith("/events"):
                     op["security"].append({"StreamToken": []})
+        _restore_examples(schema, app.routes)
+        _list_examples(schema)
         _add_send_examples(schema)
         _add_events(schema)
         app.openapi_schema = schema
