@@ -40,6 +40,9 @@ class _NewSession(BaseModel):
 class QrLogin(_NewSession):
     """Links by QR: the session publishes `session.qr` codes to scan."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"session_id": "support-1", "login": "qr"}, {}]})
+
     login: Literal["qr"] = Field(default="qr", description="how the device links: by scanning `session.qr` codes")
 
     @property
@@ -51,6 +54,9 @@ class CodeLogin(_NewSession):
     """Links by pairing code: the session publishes `session.pairing_code` codes to enter on the phone of
     `phone` (renewed every 3 minutes while unlinked)."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"session_id": "sales-2", "login": "code", "phone": "15551230001"}]})
+
     login: Literal["code"] = Field(description="how the device links: by entering `session.pairing_code` codes")
     phone: str = Field(pattern=PHONE_PATTERN, description="the number that links, E.164 digits without '+'")
 
@@ -60,7 +66,19 @@ class CodeLogin(_NewSession):
 CreateSession = Annotated[QrLogin | CodeLogin, Field(description="a QR login (the default) or a pairing-code login")]
 
 
+# A connected session as GET .../sessions/{sid} shows it; the event examples' workspace and session.
+SESSION_EXAMPLE: dict[str, Any] = {
+    "workspace_id": "acme", "session_id": "support-1", "state": "connected",
+    "node_id": "5c1f0a9e3b7d2c4a6e8f1b3d5a7c9e0b2d4f6a8c1e3b5d7f9a0c2e4b", "since": 1765000000.123, "reason": None,
+    "me": "15559870000", "restarts": 0, "login": "qr", "phone": None, "push_name": "Acme Support", "primary": True,
+    "created_at": 1764990000.5, "last_connected_at": 1765000000.123}
+
+
 class SessionOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        SESSION_EXAMPLE,
+        {**SESSION_EXAMPLE, "session_id": "sales-2", "state": "qr_required", "node_id": None, "me": None,
+         "push_name": None, "primary": False, "last_connected_at": None, "login": "code", "phone": "15551230001"}]})
     workspace_id: str
     session_id: str
     state: str = Field(description="one of initializing, qr_required, authenticating, connected, reconnecting, "
@@ -98,7 +116,7 @@ class SessionOut(BaseModel):
 class SetSession(BaseModel):
     """PUT .../sessions/{sid}: what may be changed on an existing session."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"primary": True}]})
     primary: StrictBool = Field(description="true: make this the workspace's primary number (one per workspace); "
                                             "false on the primary clears it")
 
@@ -111,6 +129,8 @@ def _float_or_none(raw: str | None) -> float | None:
 
 
 class QrOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"qr": "2@Zm9yLWRvY3Mtb25seQ==,bm90LWEtcmVhbC1rZXk=,ZXhhbXBsZQ==,ZXhhbXBsZQ==", "since": 1765000000.123}]})
     qr: str = Field(description="the raw string to encode as a QR code")
     since: float
 
@@ -119,7 +139,8 @@ class QrOut(BaseModel):
 
 
 class WebhookConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"url": "https://app.example.com/hooks/wa-ray", "secret": "whsec_ZXhhbXBsZS1zZWNyZXQtbm90LWZvci11c2U="}]})
     url: str = Field(min_length=1, max_length=2048,
                      description="http(s) URL that receives signed event POSTs; checked by the egress guard "
                                  "(422 `egress_denied`: loopback, link-local, private unless WA_EGRESS_ALLOW, ...)")
@@ -138,6 +159,7 @@ class WebhookConfig(BaseModel):
 
 
 class WorkspaceList(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"workspaces": ["acme", "globex"]}]})
     workspaces: list[str]
 
 
@@ -145,13 +167,21 @@ class WorkspaceList(BaseModel):
 
 
 class StreamTokenRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"ttl_s": 300, "session_id": "support-1"}, {}]})
     ttl_s: int = Field(default=300, ge=30, le=3600, description="lifetime in seconds")
     session_id: str | None = Field(default=None, pattern=ID_PATTERN,
                                    description="pin the stream to one session's events")
 
 
+# Tokens are `<kind>.<base64url claims>.<hex HMAC>`; the examples' HMAC is all zeros (never a valid token).
+_FAKE_MAC = "0" * 64
+
+
 class StreamToken(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"token": "stream.eyJraW5kIjoic3RyZWFtIiwid3MiOiJhY21lIiwiZXhhbXBsZSI6dHJ1ZX0." + _FAKE_MAC,
+         "expires_at": 1765000300, "workspace_id": "acme", "session_id": "support-1"}]})
     token: str
     expires_at: int
     workspace_id: str
@@ -159,13 +189,19 @@ class StreamToken(BaseModel):
 
 
 class ConsoleTokenRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"workspace_id": "acme", "ttl_s": 900}]})
     workspace_id: str | None = Field(default=None, pattern=ID_PATTERN,
                                      description="bind the console to one workspace; admins may omit it")
     ttl_s: int = Field(default=900, ge=60, le=43_200, description="lifetime in seconds (max 12 h)")
 
 
+_CONSOLE_TOKEN = "console.eyJraW5kIjoiY29uc29sZSIsIndzIjoiYWNtZSIsImV4YW1wbGUiOnRydWV9." + _FAKE_MAC
+
+
 class ConsoleToken(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"token": _CONSOLE_TOKEN, "expires_at": 1765000900, "workspace_id": "acme",
+         "url": "https://wa-ray.example.com/console#token=" + _CONSOLE_TOKEN}]})
     token: str
     expires_at: int
     workspace_id: str | None
@@ -173,11 +209,14 @@ class ConsoleToken(BaseModel):
 
 
 class ConsoleLogin(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"token": _CONSOLE_TOKEN}]})
     token: str = Field(min_length=10, max_length=2048)
 
 
 class ConsoleWhoAmI(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"role": "workspace", "workspace_id": "acme", "workspaces": ["acme"], "expires_at": 1765000900},
+        {"role": "admin", "workspace_id": None, "workspaces": ["acme", "globex"], "expires_at": None}]})
     role: Role
     workspace_id: str | None
     workspaces: list[str]
@@ -205,6 +244,11 @@ class AuditRecord(BaseModel):
 
 
 class AuditPage(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"entries": [
+        {"id": "1765000000123-0", "ts": 1765000000.123, "who": "key:key_3f9a0c2b7d1e", "role": "workspace",
+         "method": "POST", "route": "/v1/workspaces/{ws}/messages", "path": "/v1/workspaces/acme/messages",
+         "workspace_id": "acme", "status": 202, "outcome": "ok", "request_id": "5f0c1a2b3c4d5e6f",
+         "client": "127.0.0.1", "claimed_key": None, "params": None}], "next_before": "1765000000123-0"}]})
     entries: list[AuditRecord]
     next_before: str | None = Field(description="pass as `before` for the next (older) page")
 
@@ -213,6 +257,7 @@ class AuditPage(BaseModel):
 
 
 class Health(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
     status: Literal["ok"]
 
 
@@ -222,6 +267,13 @@ class Check(BaseModel):
 
 
 class Readiness(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"ready": True},
+        {"ready": True, "status": "ready", "checks": {"redis": {"ok": True, "detail": ""},
+                                                      "ray": {"ok": True, "detail": ""},
+                                                      "supervisor": {"ok": True, "detail": "3 sessions placed"},
+                                                      "browser_host": {"ok": True, "detail": ""}},
+         "reasons": []}]})
     ready: bool
     status: Literal["ready", "not_ready"] | None = Field(default=None, description="operators only")
     checks: dict[str, Check] | None = Field(default=None, description="operators only")
