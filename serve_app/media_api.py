@@ -138,6 +138,10 @@ def clean_filename(raw: str) -> str | None:
 
 
 class MediaOut(BaseModel):
+    model_config = {"json_schema_extra": {"examples": [{
+        "media_id": "med_5f2a9c0e7b1d43a8e6f10c2b", "mimetype": "application/pdf", "filename": "invoice-2291.pdf",
+        "size": 48213, "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        "expires_at": 1765086400.0}]}}
     media_id: str
     mimetype: str
     filename: str | None

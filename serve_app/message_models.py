@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from wa_ray.serve_app.message_event_models import MessageAckEvent
 from wa_ray.serve_app.send_models import SendMessage  # noqa: F401  (the union of kinds; re-exported)
 from wa_ray.storage.events import STREAM_ID_PATTERN
 from wa_ray.storage.messages import content_of
@@ -22,13 +23,26 @@ Priority = Literal["urgent", "high", "normal", "bulk"]
 Provider = Literal["webjs", "meta"]
 
 
+_MESSAGE_ID = "msg_5f0c1a2b3c4d5e6f"  # new_id("msg"): msg_ and 16 hex digits
+
+
 class MessageAccepted(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"message_id": _MESSAGE_ID, "status": "queued", "provider": "webjs"}]})
     message_id: str
     status: str
     provider: Provider
 
 
 class MessageOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "message_id": _MESSAGE_ID, "workspace_id": "acme", "session_id": "support-1", "to": "15551230001",
+        "status": "delivered", "provider": "webjs", "priority": "normal", "created_at": 1765000000.123,
+        "wa_message_id": "true_15551230001@c.us_3EB0F1A2B3C4D5E6F7A8", "reason": None, "error_code": None, "failover": False,
+        "type": "text", "content": {"text": "Your order has shipped", "preview_url": False}, "error": None,
+        "strict": False, "history": [{"status": "queued", "ts": 1765000000.123, "provider": "webjs"},
+                                     {"status": "sent", "ts": 1765000001.402},
+                                     {"status": "delivered", "ts": 1765000002.917}]}]})
     message_id: str
     workspace_id: str
     session_id: str | None
@@ -95,7 +109,12 @@ class CloudApiIn(BaseModel):
 
 
 class ProviderIn(BaseModel):
-    model_config = STRICT_INPUT
+    model_config = ConfigDict(**STRICT_INPUT, json_schema_extra={"examples": [
+        {"priority": "webjs", "failover_grace_s": 15.0,
+         "cloud": {"phone_number_id": "106540352242922", "access_token": "EAAG-example-access-token-not-real",
+                   "app_secret": "example-app-secret-not-real", "verify_token": "example-verify-token",
+                   "fallback_template": {"name": "order_update", "language": "en_US", "body_parameter": "text"}}},
+        {"priority": "meta", "override": None}]})
     priority: Provider = "webjs"
     override: Provider | None = Field(default=None, description="force one provider whatever its health")
     failover_grace_s: float = Field(default=15.0, ge=0, le=86_400,
@@ -105,6 +124,15 @@ class ProviderIn(BaseModel):
 
 
 class ProviderOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "priority": "webjs", "override": None, "failover_grace_s": 15.0,
+        "cloud": {"phone_number_id": "106540352242922", "graph_base_url": None, "graph_version": "v21.0",
+                  "options": {"throughput_per_second": 80, "pair_burst": 45, "pair_refill_s": 6.0,
+                              "max_throttle_retries": 8, "breaker_failures": 5, "breaker_cooldown_s": 30.0,
+                              "confirm_s": 20.0, "timeout_s": 10.0, "fallback_template": None},
+                  "access_token": "***", "app_secret": "***"},
+        "current": "webjs", "sessions": {"support-1": True, "sales-2": False}, "cloud_api_healthy": True,
+        "breaker": {"state": "closed", "failures": "0"}}]})
     priority: Provider
     override: Provider | None
     failover_grace_s: float
@@ -132,7 +160,8 @@ StepGap = Annotated[float, Field(ge=STEP_GAP_LIMITS[0], le=STEP_GAP_LIMITS[1])]
 class PacingIn(BaseModel):
     """The bounds are storage/pacing.py's, which also drops a stored value outside them on read."""
 
-    model_config = STRICT_INPUT
+    model_config = ConfigDict(**STRICT_INPUT, json_schema_extra={"examples": [
+        {"per_minute": 20, "per_hour": 600}, {"steps": [[5, 2.0], [15, 5.0]], "above_s": 12.0, "typing": False}]})
     enabled: bool | None = None
     steps: list[tuple[StepRate, StepGap]] | None = Field(
         default=None, max_length=MAX_STEPS,
@@ -150,19 +179,22 @@ class PacingIn(BaseModel):
 class WebhookPolicyIn(BaseModel):
     """Bounded (storage/outbox.py TENANT_*): at most 20 attempts, at least 0.1 s between them."""
 
-    model_config = STRICT_INPUT
+    model_config = ConfigDict(**STRICT_INPUT, json_schema_extra={"examples": [
+        {"max_attempts": 10, "base_delay_s": 2.0, "max_delay_s": 600.0}]})
     max_attempts: int | None = Field(default=None, ge=1, le=TENANT_MAX_ATTEMPTS)
     base_delay_s: float | None = Field(default=None, ge=TENANT_MIN_DELAY_S, le=3600)
     max_delay_s: float | None = Field(default=None, ge=TENANT_MIN_DELAY_S, le=TENANT_MAX_DELAY_S)
 
 
 class ReplayIn(BaseModel):
-    model_config = STRICT_INPUT
+    model_config = ConfigDict(**STRICT_INPUT, json_schema_extra={"examples": [
+        {"event_ids": ["1765000000123-0", "1765000004567-0"]}, {}]})
     event_ids: list[Annotated[str, Field(pattern=STREAM_ID_PATTERN)]] | None = Field(default=None, max_length=10_000,
                                         description="replay only these; all dead letters when absent")
 
 
 class ReplayOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"replayed": 2}]})
     replayed: int
 
 
@@ -177,5 +209,8 @@ class DeadLetter(BaseModel):
 
 
 class DeadLetters(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"total": 1, "items": [{
+        "event": MessageAckEvent.model_config["json_schema_extra"]["examples"][0],  # type: ignore[index]
+        "reason": "max_attempts: http_5xx", "attempts": 8, "status_class": "5xx", "ts": 1765000420.5}]}]})
     total: int
     items: list[DeadLetter]

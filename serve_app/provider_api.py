@@ -80,12 +80,16 @@ async def _describe(c: AppContext, ws: str) -> ProviderOut:
                        sessions=snap.sessions, cloud_api_healthy=snap.meta, breaker=await store.breaker(ws))
 
 
-@router.put("/v1/workspaces/{ws}/pacing")
+# The pacing routes answer the policy in force as a plain object; the example is the built-in default policy.
+_PACING_ANSWER = {200: {"content": {"application/json": {"example": PacingPolicy().to_dict()}}}}
+
+
+@router.put("/v1/workspaces/{ws}/pacing", responses=_PACING_ANSWER)
 async def put_pacing(body: PacingIn, ws: str = Depends(writable_workspace), c: AppContext = Depends(ctx)) -> dict:
     policy = await _pacing(c).set_overrides(ws, body.model_dump(exclude_none=True))
     return policy.to_dict()
 
 
-@router.get("/v1/workspaces/{ws}/pacing")
+@router.get("/v1/workspaces/{ws}/pacing", responses=_PACING_ANSWER)
 async def get_pacing(ws: str = Depends(workspace), c: AppContext = Depends(ctx)) -> dict:
     return (await _pacing(c).policy(ws)).to_dict()

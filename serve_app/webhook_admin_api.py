@@ -21,14 +21,18 @@ def _outbox(c: AppContext) -> Outbox:
     return Outbox(c.redis, RetryPolicy.from_config(c.config))
 
 
-@router.put("/v1/workspaces/{ws}/webhook/policy")
+# The policy routes answer the policy in force as a plain object; the example is the built-in default.
+_POLICY_ANSWER = {200: {"content": {"application/json": {"example": RetryPolicy().__dict__}}}}
+
+
+@router.put("/v1/workspaces/{ws}/webhook/policy", responses=_POLICY_ANSWER)
 async def put_policy(body: WebhookPolicyIn, ws: str = Depends(writable_workspace),
                      c: AppContext = Depends(ctx)) -> dict:
     policy = await _outbox(c).set_policy(ws, body.model_dump(exclude_none=True))
     return policy.__dict__
 
 
-@router.get("/v1/workspaces/{ws}/webhook/policy")
+@router.get("/v1/workspaces/{ws}/webhook/policy", responses=_POLICY_ANSWER)
 async def get_policy(ws: str = Depends(workspace), c: AppContext = Depends(ctx)) -> dict:
     return (await _outbox(c).policy(ws)).__dict__
 
