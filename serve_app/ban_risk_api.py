@@ -53,6 +53,7 @@ class BanRiskIn(BaseModel):
 
 
 class BanRiskOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [BanRiskPolicy().to_dict()]})
     enabled: bool
     daily_new_contacts: int
     warn_at: list[int]
@@ -65,6 +66,9 @@ class BanRiskOut(BaseModel):
 
 
 class ResumeOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"session_id": "support-1", "resumed": "ban_risk", "cooldown_until": 1765003600.0},
+        {"session_id": "support-1", "resumed": None, "cooldown_until": None}]})
     session_id: str
     resumed: Literal["ban_risk", "daily_contacts_cap"] | None = Field(
         description="the pause this ended; null when the number was not paused by either")
@@ -72,6 +76,11 @@ class ResumeOut(BaseModel):
 
 
 class RiskOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "session_id": "support-1", "paused": False, "cooldown": False,
+        "risk": {"score": 72.5, "level": "warning", "at": 1765000000.123,
+                 "factors": {"send_rate": 20.0, "new_contacts": 30.0, "failed": 7.5, "refused": 0.0,
+                             "few_replies": 15.0}}}]})
     session_id: str
     risk: dict[str, Any] | None = Field(description="the last evaluation `{score, level, factors, at}`; null "
                                                     "before the number's first send")

@@ -119,7 +119,18 @@ class ScheduleIn(BaseModel):
 
 
 class CampaignCreate(BaseModel):
-    model_config = STRICT
+    model_config = ConfigDict(**STRICT, json_schema_extra={"examples": [
+        {"name": "December restock", "priority": "bulk",
+         "message": {"type": "text", "text": "Hi {{first_name}}, the boots you asked about are back in stock"},
+         "fallback_template": {"type": "template", "name": "restock_notice", "language": "en_US",
+                               "components": [{"type": "body", "parameters": [{"type": "text", "text": "{{first_name}}"}]}]},
+         "recipients": [{"to": "15551230001", "variables": {"first_name": "Ana"}},
+                        {"to": "15551230002", "variables": {"first_name": "Bruno"}}],
+         "numbers": ["support-1", "sales-2"],
+         "schedule": {"start_at": "2026-12-08T09:00:00-03:00", "daily_hours": {"from": "09:00", "to": "18:00"},
+                      "time_zone": "America/Sao_Paulo"}},
+        {"name": "Catalog draft", "message": {"type": "image", "media": {"media_id": "med_5f2a9c0e7b1d43a8e6f10c2b"},
+                                              "caption": "New arrivals, {{first_name}}"}, "draft": True}]})
     name: str = Field(min_length=1, max_length=200)
     message: CampaignMessage = Field(description=(
         "one kind's POST /messages body without to/session_id/strict/reply_to (not a reaction); `text` and "
@@ -163,8 +174,22 @@ CampaignStatus = Literal["draft", "scheduled", "running", "paused", "completed",
 Waiting = Literal["schedule", "plan_limit", "numbers"]
 
 
+_NUMBER_COUNTS = {"assigned": 60, "queued": 12, "sent": 48, "delivered": 45, "read": 30, "failed": 1, "replied": 4}
+CAMPAIGN_EXAMPLE: dict[str, Any] = {
+    "campaign_id": "cmp_8d3e1f0a2b4c6d7e", "name": "December restock", "status": "running",
+    "created_at": 1765000000.123, "started_at": 1765004400.0, "finished_at": None,
+    "totals": {"recipients": 200, "pending": 80, "queued": 24, "sent": 96, "delivered": 90, "read": 60,
+               "failed": 2, "replied": 8, "cancelled": 0},
+    "numbers": {"support-1": _NUMBER_COUNTS, "sales-2": _NUMBER_COUNTS}, "eta_s": 1860.0, "eta_at": 1765008000.0,
+    "waiting": None}
+
+
 class CampaignOut(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [
+        CAMPAIGN_EXAMPLE,
+        {**CAMPAIGN_EXAMPLE, "status": "draft", "started_at": None, "eta_s": None, "eta_at": None, "numbers": {},
+         "totals": {"recipients": 0, "pending": 0, "queued": 0, "sent": 0, "delivered": 0, "read": 0, "failed": 0,
+                    "replied": 0, "cancelled": 0}}]})
     campaign_id: str
     name: str
     status: CampaignStatus
@@ -179,9 +204,11 @@ class CampaignOut(BaseModel):
 
 
 class CampaignList(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"campaigns": [CAMPAIGN_EXAMPLE]}]})
     campaigns: list[CampaignOut]
 
 
 class RecipientsAdded(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"added": 150, "recipients": 200}]})
     added: int
     recipients: int = Field(description="the campaign's recipients now")

@@ -29,6 +29,10 @@ _CHAT = {"id": "15551230001@c.us", "name": "Ana Souza", "is_group": False, "unre
                           "chat_id": "15551230001@c.us", "author": None, "to": "15559870000",
                           "timestamp": 1765000000, "provider": "webjs", "kind": "text", "type": "chat",
                           "text": "Hi, is my order on its way?", "from_me": False}}
+_GROUP = {**_CHAT, "id": "120363041234567890@g.us", "name": "Support team", "is_group": True, "unread_count": 0,
+          "last_message": None}
+_PARTICIPANTS = [{"id": "15551230001@c.us", "number": "15551230001", "is_admin": True, "is_super_admin": False},
+                 {"id": "208715423957035@lid", "number": None, "is_admin": False, "is_super_admin": False}]
 _CONTACT = {"id": "15551230001@c.us", "number": "15551230001", "name": "Ana Souza", "short_name": "Ana",
             "push_name": "Ana", "is_business": False, "is_enterprise": False, "is_my_contact": True,
             "is_blocked": False, "verified_name": None, "profile_picture_url": None}
@@ -37,8 +41,7 @@ _CONTACT = {"id": "15551230001@c.us", "number": "15551230001", "name": "Ana Souz
 class ChatOut(BaseModel):
     """A chat as the linked WhatsApp Web page holds it (what whatsapp-web.js getChats reports)."""
 
-    model_config = _examples(_CHAT, {**_CHAT, "id": "120363041234567890@g.us", "name": "Support team",
-                                     "is_group": True, "unread_count": 0, "last_message": None})
+    model_config = _examples(_CHAT, _GROUP)
     id: str = Field(description="the chat's WhatsApp id: `<number>@c.us`, `<id>@g.us` (group) or `<n>@lid`")
     name: str | None = Field(description="the chat's title as the page shows it (contact name, push name, "
                                          "group subject or the number)")
@@ -57,14 +60,13 @@ class ChatOut(BaseModel):
 class GroupOut(ChatOut):
     """A group chat with its participant count (`GET .../groups`)."""
 
+    model_config = _examples({**_GROUP, "participants_count": 12})
+
     participants_count: int = Field(description="members of the group as the page knows them")
 
 
 class ParticipantOut(BaseModel):
-    model_config = _examples({"id": "15551230001@c.us", "number": "15551230001", "is_admin": True,
-                              "is_super_admin": False},
-                             {"id": "208715423957035@lid", "number": None, "is_admin": False,
-                              "is_super_admin": False})
+    model_config = _examples(*_PARTICIPANTS)
     id: str = Field(description="the member's WhatsApp id; a `@lid` whose phone the page does not know "
                                 "stays a `@lid`")
     number: str | None = Field(description="the member's phone number, digits, when known; never made "
@@ -95,21 +97,29 @@ class ContactOut(BaseModel):
 
 
 class ChatPage(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"items": [_CHAT, _GROUP], "next_cursor": "WzE3NjUwMDAwMDAsIjEyMDM2MzA0MTIzNDU2Nzg5MEBnLnVzIl0"}]})
     items: list[ChatOut]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null at the end")
 
 
 class GroupPage(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"items": [{**_GROUP, "participants_count": 12}], "next_cursor": None}]})
     items: list[GroupOut]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null at the end")
 
 
 class ContactPage(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [_CONTACT], "next_cursor": None}]})
     items: list[ContactOut]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null at the end")
 
 
 class MessagePage(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "items": [_CHAT["last_message"]], "has_more": True, "before_cursor": "IjNFQjBDNDMxRDVBOUYxRTJCN0E0Ig",
+        "after_cursor": "IjNFQjBDNDMxRDVBOUYxRTJCN0E0Ig"}]})
     items: list[MessageReceivedData] = Field(description="oldest to newest")
     has_more: bool = Field(description="more messages exist beyond this page in the direction asked")
     before_cursor: str | None = Field(description="pass as `before` for the older page (the first item's id)")
@@ -118,6 +128,8 @@ class MessagePage(BaseModel):
 
 
 class ParticipantsOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"group_id": "120363041234567890@g.us", "items": _PARTICIPANTS}]})
     group_id: str
     items: list[ParticipantOut]
 
@@ -131,10 +143,12 @@ class NumberExistsOut(BaseModel):
 
 
 class ReadOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"chat_id": "15551230001@c.us", "read": True}]})
     chat_id: str
     read: Literal[True] = True
 
 
 class PresenceOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"chat_id": "15551230001@c.us", "state": "typing"}]})
     chat_id: str
     state: Literal["typing", "recording", "paused"]

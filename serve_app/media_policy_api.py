@@ -49,6 +49,8 @@ class MediaPolicyIn(BaseModel):
 
 
 class MediaPolicyOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"download": "eager", "max_bytes": DEFAULT_MAX_BYTES},
+                                                              {"download": "lazy", "max_bytes": 5242880}]})
     download: Literal["eager", "lazy", "off"] = Field(description=_DOWNLOAD)
     max_bytes: int = Field(description=_MAX_BYTES)
 

@@ -15,7 +15,8 @@ MessagesPerDay = json_int(*MESSAGES_PER_DAY_BOUNDS)
 class PlanLimitsIn(BaseModel):
     """Both fields are required: a PUT replaces the limits, and null says unlimited in so many words."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"max_numbers": 5, "messages_per_day": 10000}, {"max_numbers": None, "messages_per_day": None}]})
     max_numbers: MaxNumbers | None = Field(description="most sessions (numbers) the workspace may have; null: "
                                                        "unlimited. Lowering it never removes a number")
     messages_per_day: MessagesPerDay | None = Field(description="most messages accepted per UTC day (POST "
@@ -32,6 +33,8 @@ class PlanUsage(BaseModel):
 
 
 class PlanLimitsOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"max_numbers": 5, "messages_per_day": 10000, "usage": {"numbers": 2, "messages_today": 1834}}]})
     max_numbers: int | None
     messages_per_day: int | None
     usage: PlanUsage

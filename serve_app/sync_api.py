@@ -62,6 +62,7 @@ class SyncPolicyIn(BaseModel):
 
 
 class SyncPolicyOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [SyncPolicy().to_dict()]})
     days: int = Field(description=_DAYS)
     max_chats: int = Field(description=_MAX_CHATS)
     messages_per_chat: int = Field(description=_PER_CHAT)

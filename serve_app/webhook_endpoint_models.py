@@ -84,7 +84,7 @@ class EndpointOut(BaseModel):
         "id": "we_5f0c1a2b3c4d5e6f", "url": "https://app.example.com/hooks/wa-ray",
         "events": ["message.*", "session.status"], "header_names": ["Authorization"],
         "batch": {"max_events": 50, "max_wait_ms": 1000}, "description": "inbox", "created_at": 1796515200.0,
-        "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}]}}
+        "secret": "whsec_ZXhhbXBsZS1zZWNyZXQtbm90LWZvci11c2U="}]}}
     id: str
     url: str
     events: list[str]
@@ -100,4 +100,6 @@ class EndpointOut(BaseModel):
 
 
 class EndpointList(BaseModel):
+    model_config = {"json_schema_extra": {"examples": [{"items": [
+        {**EndpointOut.model_config["json_schema_extra"]["examples"][0], "secret": None}]}]}}  # type: ignore[index]
     items: list[EndpointOut]
