@@ -122,7 +122,7 @@ class TextReceived(ReceivedCommon):
         {**_GROUP, "kind": "text", "type": "chat", "text": "Can someone confirm the delivery date?"},
         {**_LID, "kind": "text", "type": "chat", "text": "Hello from a number you have not saved"},
         {**_CLOUD, "kind": "text", "type": "chat", "text": "Yes, that one",
-         "reply_to": {"wa_message_id": "wamid.HBgLMTU1NTk4NzAwMDA=", "message_id": "msg_01jf3k9q8z7x6w5v4t3s2r1p0n"}})
+         "reply_to": {"wa_message_id": "wamid.HBgLMTU1NTk4NzAwMDA=", "message_id": "msg_5f0c1a2b3c4d5e6f"}})
     kind: Literal["text"]
     text: str | None = Field(description="the text (null only when the provider sent none)")
 
@@ -211,7 +211,7 @@ MessageReceivedData = Annotated[
 class MessageReactionData(BaseModel):
     model_config = _examples(
         {"wa_message_id": "3EB0A1B2C3D4E5F6A7B8", "target_wa_message_id": "3EB0C431D5A9F1E2B7A4",
-         "target_message_id": "msg_01jf3k9q8z7x6w5v4t3s2r1p0n", "emoji": "👍", "from": "15551230001",
+         "target_message_id": "msg_5f0c1a2b3c4d5e6f", "emoji": "👍", "from": "15551230001",
          "provider": "webjs"},
         {"wa_message_id": "wamid.HBgLMTU1NTEyMzAwMDEVAgARGBI=", "target_wa_message_id": "wamid.HBgLMTU1NTk4NzAwMDA=",
          "target_message_id": None, "emoji": "", "from": "15551230001", "provider": "meta"})
@@ -247,9 +247,9 @@ class MessageFailedData(BaseModel):
     """A message of ours that will not be delivered. Branch on `error` (stable); `reason` is for people."""
 
     model_config = _examples(
-        {"message_id": "msg_01jf3k9q8z7x6w5v4t3s2r1p0n", "reason": "media: larger than 5242880 bytes for image",
+        {"message_id": "msg_5f0c1a2b3c4d5e6f", "reason": "media: larger than 5242880 bytes for image",
          "provider": "webjs", "code": None, "error": "media_too_large"},
-        {"message_id": "msg_01jf3m2c4d5e6f7g8h9j0k1m2n", "reason": "meta 132001: template name does not exist",
+        {"message_id": "msg_9a8b7c6d5e4f3a2b", "reason": "meta 132001: template name does not exist",
          "provider": "meta", "code": 132001, "error": "template_missing",
          "first_error": "webjs: session disconnected"})
     message_id: str

@@ -20,13 +20,13 @@ from wa_ray.message_kinds import Kind
 from wa_ray.serve_app.event_models import Provider, _Envelope, _event_examples, _examples
 from wa_ray.serve_app.send_models import Priority
 
-_ID = "msg_01jf3k9q8z7x6w5v4t3s2r1p0n"
+_ID = "msg_5f0c1a2b3c4d5e6f"
 
 
 class MessageQueuedData(BaseModel):
     model_config = _examples(
         {"message_id": _ID, "to": "15551230001", "priority": "normal", "provider": "webjs", "type": "text"},
-        {"message_id": "msg_01jf3m2c4d5e6f7g8h9j0k1m2n", "to": "15551230001", "priority": "high",
+        {"message_id": "msg_9a8b7c6d5e4f3a2b", "to": "15551230001", "priority": "high",
          "provider": "meta", "type": "template"})
     message_id: str = Field(description="our id of the message, as POST .../messages answered it")
     to: str = Field(description="the recipient as accepted")
