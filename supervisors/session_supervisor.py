@@ -27,6 +27,8 @@ from wa_ray.sessions.state import SessionState
 from wa_ray.storage import keys
 from wa_ray.storage.redis_client import connect
 from wa_ray.storage.registry import SessionRegistry
+from wa_ray.storage.media import media_root
+from wa_ray.storage.retention import RetentionBounds, RetentionSweep
 from wa_ray.storage.workspace_purge import WorkspacePurge
 from wa_ray.supervisors.placement import SLOT, PlacementError, QuotaExceeded, least_loaded, nodes_from_ray
 from wa_ray.supervisors.session_handles import ActorSession, GrainSession, SessionGone, SessionHandle
@@ -223,6 +225,8 @@ class SessionSupervisor:
 
     async def _watch(self) -> None:
         alive_written = 0.0
+        retention_due = time.time() + self._config.retention_sweep_s
+        retention: asyncio.Task[Any] | None = None
         while True:
             await asyncio.sleep(MONITOR_INTERVAL_S)
             try:
@@ -234,8 +238,20 @@ class SessionSupervisor:
                     await self._redis.set(keys.service_alive(), alive_written)
                     # a deleted workspace's late writes (storage/workspace_purge.py): named keys, no SCAN
                     await WorkspacePurge(self._redis).follow_up()
+                # retention per workspace (storage/retention.py), beside the watch rather than in it: a pass
+                # SCANs the keyspace and must not hold up the actor checks
+                if time.time() >= retention_due and (retention is None or retention.done()):
+                    retention_due = time.time() + self._config.retention_sweep_s
+                    retention = asyncio.create_task(self._retention_sweep())
             except Exception:  # a Redis or Ray hiccup must not end the watch for good
                 log.exception("session watch failed; continuing")
+
+    async def _retention_sweep(self) -> None:
+        try:
+            await RetentionSweep(self._redis, RetentionBounds.of(self._config),
+                                 media_root(self._config.data_dir)).run_once()
+        except Exception:  # the next pass retries; a failed one loses nothing
+            log.exception("retention sweep failed; next pass in %.0f s", self._config.retention_sweep_s)
 
     async def _watch_hosts(self) -> None:
         """A host seen as a new incarnation lost its pages: its sessions reopen them. (The host also

@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     # WA_NUMBER_CHECK_PER_MIN: number checks (GET .../contacts/{number}/exists) per session and minute, bursts
     # of as many; bulk checks are a ban signal
     number_check_per_min: int = Field(default=20, ge=1, le=600)
+    # Data retention bounds per kind (storage/retention.py): a workspace may keep each for at most this many
+    # days, and keeps it that long without a policy of its own; the sweep runs every WA_RETENTION_SWEEP_S
+    retention_max_events_days: int = Field(default=30, ge=1, le=3650)
+    retention_max_messages_days: int = Field(default=90, ge=1, le=3650)
+    retention_max_audit_days: int = Field(default=365, ge=1, le=3650)
+    retention_max_media_days: int = Field(default=30, ge=1, le=3650)
+    retention_sweep_s: float = Field(default=3600.0, ge=10)
     # Scheduled backups by `wa-ray up` (wa_ray/entry/backup.py): every WA_BACKUP_INTERVAL_S (0 = off) an
     # encrypted archive into WA_BACKUP_DIR (default data_dir/backups), the newest WA_BACKUP_KEEP kept. The
     # passphrase comes from WA_BACKUP_PASSPHRASE or the file WA_BACKUP_PASSPHRASE_FILE, read by that module.
@@ -136,4 +143,7 @@ class Settings(BaseSettings):
             egress_allow=split_allow(self.egress_allow), egress_dns=self.egress_dns,
             media_retention_s=self.media_retention_s,
             number_check_per_min=self.number_check_per_min, log_level=self.log_level,
+            retention_max_days=(self.retention_max_events_days, self.retention_max_messages_days,
+                                self.retention_max_audit_days, self.retention_max_media_days),
+            retention_sweep_s=self.retention_sweep_s,
         )

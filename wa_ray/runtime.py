@@ -125,6 +125,10 @@ class RuntimeConfig:
     egress_allow: tuple[str, ...] = ()  # WA_EGRESS_ALLOW: CIDRs and host names tenants' URLs may reach
     egress_dns: bool = True  # WA_EGRESS_DNS=false: tenant-named hosts are never looked up (IP literals only)
     media_retention_s: int = 30 * 24 * 3600  # WA_MEDIA_RETENTION_S: how long stored media is kept
+    # WA_RETENTION_MAX_{EVENTS,MESSAGES,AUDIT,MEDIA}_DAYS: the most days a workspace may keep each kind, and
+    # what it keeps without a policy (storage/retention.py); WA_RETENTION_SWEEP_S: how often the sweep runs
+    retention_max_days: tuple[int, int, int, int] = (30, 90, 365, 30)
+    retention_sweep_s: float = 3600.0
     number_check_per_min: int = 20  # WA_NUMBER_CHECK_PER_MIN: number checks per session and minute
     chromium_flags: tuple[str, ...] = field(default=CHROMIUM_FLAGS)
     log_level: str = "INFO"  # WA_LOG_LEVEL; logs are JSON lines (serve_logging)

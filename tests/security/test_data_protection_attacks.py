@@ -160,3 +160,45 @@ async def test_erase_is_scoped_and_guarded(service, make_key, client_for, unique
             assert _error(r) == (422, "invalid_number") and bad not in r.text, (bad, r.text)
     assert len(await _traces(live_redis, service, ws, number, seeded)) == before
 
+
+
+def _retention(ws: str) -> str:
+    return f"/v1/workspaces/{ws}/retention"
+
+
+BOUNDS = {"events_days": 30, "messages_days": 90, "audit_days": 365, "media_days": 30}
+
+
+async def test_retention_owner_reads_and_replaces_within_the_bounds(make_key, client_for, unique_ws) -> None:
+    owner = client_for(await make_key("workspace", unique_ws, rate_per_s=0))
+    r = await owner.get(_retention(unique_ws))
+    assert r.status_code == 200 and r.json() == {**BOUNDS, "max": BOUNDS}, r.text  # no policy: the bounds
+    r = await owner.put(_retention(unique_ws), json={"events_days": 7, "media_days": 1})
+    assert r.status_code == 200, r.text
+    assert r.json() == {**BOUNDS, "events_days": 7, "media_days": 1, "max": BOUNDS}
+    assert (await owner.get(_retention(unique_ws))).json()["events_days"] == 7
+    for body in ({"events_days": 31}, {"audit_days": 366}, {"media_days": 3650}):
+        r = await owner.put(_retention(unique_ws), json=body)
+        assert _error(r) == (422, "retention_over_bound"), r.text
+        assert r.json()["error"]["details"]["max"] == BOUNDS[next(iter(body))]
+        assert str(next(iter(body.values()))) not in r.text
+    for body in ({"events_days": 0}, {"events_days": "7"}, {"events_days": True}, {"events_days": 1.5},
+                 {"events_days": 99999999999999999999}, {"unknown_days": 3}, {"media_days": -4}):
+        r = await owner.put(_retention(unique_ws), json=body)
+        assert r.status_code == 422, (body, r.text)
+        assert "99999999999999999999" not in r.text and "unknown_days" not in r.text.replace('"loc"', "")
+    assert (await owner.get(_retention(unique_ws))).json()["events_days"] == 7  # nothing bad was stored
+
+
+async def test_retention_is_scoped_and_read_only_keys_cannot_change_it(make_key, client_for, unique_ws) -> None:
+    owner = client_for(await make_key("workspace", unique_ws))
+    assert (await owner.put(_retention(unique_ws), json={"audit_days": 30})).status_code == 200
+    attacker = client_for(await make_key("workspace", f"ws-{secrets.token_hex(4)}"))
+    reader_elsewhere = client_for(await make_key("read", f"ws-{secrets.token_hex(4)}"))
+    for client in (attacker, reader_elsewhere):
+        assert _error(await client.get(_retention(unique_ws))) == (404, "not_found")
+        assert _error(await client.put(_retention(unique_ws), json={"audit_days": 1})) == (404, "not_found")
+    reader = client_for(await make_key("read", unique_ws))
+    assert (await reader.get(_retention(unique_ws))).json()["audit_days"] == 30
+    assert _error(await reader.put(_retention(unique_ws), json={"audit_days": 1})) == (403, "forbidden")
+    assert (await owner.get(_retention(unique_ws))).json()["audit_days"] == 30
