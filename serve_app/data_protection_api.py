@@ -57,7 +57,7 @@ class ErasureOut(BaseModel):
 
 @router.delete("/v1/workspaces/{ws}/contacts/{number}/data", response_model=ErasureOut, responses=errors(422),
                summary="Erase one person's data (by phone number) from this workspace")
-async def erase_subject(number: str = PathParam(description="international, digits only, without +"),
+async def erase_subject(number: str = PathParam(pattern=PHONE_PATTERN, description="international, digits only, without +"),
                         ws: str = Depends(writable_workspace), c: AppContext = Depends(ctx)) -> ErasureOut:
     if not _PHONE.fullmatch(number):
         raise ApiError(422, "invalid_number", "number must be 7 to 15 digits, international, without +")

@@ -142,10 +142,11 @@ def test_schemathesis_finds_no_server_errors(service, fuzz_keys) -> None:
 # file that does not fit the kind, a kind the workspace's provider cannot send (a template with no Cloud API).
 # A campaign's: a number that is not a session of the workspace, a phone twice among the recipients (JSON
 # Schema's uniqueItems compares whole items, the variables differ), a text too long once a recipient's
-# variables fill it, and no recipients without `draft` (a rule across two fields).
+# variables fill it, and no recipients without `draft` (a rule across two fields). A retention's days over the
+# operator's bound (WA_RETENTION_MAX_*_DAYS: set at run time, so the schema says only the absolute cap).
 RUNTIME_REFUSALS = frozenset({"egress_denied", "media_not_found", "target_not_found", "media_type_not_allowed",
                               "media_too_large", "kind_not_supported", "number_not_found", "duplicate_recipient",
-                              "too_long", "no_recipients"})
+                              "too_long", "no_recipients", "retention_over_bound"})
 # A message's rule across two fields, refused as a validation error with its own type: `strict` needs
 # `session_id` (a JSON Schema of each field cannot say it).
 CROSS_FIELD_RULES = frozenset({"strict_needs_session"})

@@ -235,6 +235,7 @@ def _bases(unique_ws: str) -> dict[tuple[str, str], dict[str, Any]]:
             "cloud": {"phone_number_id": str(secrets.randbelow(10**12)), "access_token": "t", "app_secret": "s"}},
         ("put", "/v1/workspaces/{ws}/pacing"): {},
         ("put", "/v1/workspaces/{ws}/media-policy"): {},
+        ("put", "/v1/workspaces/{ws}/retention"): {},
         ("put", "/v1/workspaces/{ws}/sync-policy"): {},
         ("put", "/v1/workspaces/{ws}/ban-risk"): {},
         ("put", "/v1/workspaces/{ws}/webhook/policy"): {},
