@@ -26,7 +26,7 @@ from ray.serve.config import BackpressureConfig
 from ray.serve.handle import DeploymentHandle
 
 from wa_ray.serve_app import admin_api, console, docs_page, errors, events_api, openapi, ops_api, sessions_api
-from wa_ray.serve_app import data_protection_api, webhook_endpoints_api, workspace_api
+from wa_ray.serve_app import batch_send_api, data_protection_api, webhook_endpoints_api, workspace_api
 from wa_ray.serve_app import (ban_risk_api, campaigns_api, conversations_api, media_policy_api, numbers_api,
                               stats_api, sync_api)
 from wa_ray.serve_app.admission import Admission
@@ -52,8 +52,8 @@ def build_app(context: AppContext) -> FastAPI:
     openapi.install(api)
     api.state.ctx = context
     gate = api.state.admission = Admission(context.redis, context.audit)
-    for router in (sessions_api.router, messages_router, workspace_api.router, events_api.router,
-                   admin_api.router, ops_api.router, console.router, media_policy_api.router,
+    for router in (sessions_api.router, messages_router, batch_send_api.router, workspace_api.router,
+                   events_api.router, admin_api.router, ops_api.router, console.router, media_policy_api.router,
                    conversations_api.router, sync_api.router, ban_risk_api.router, campaigns_api.router,
                    stats_api.router, numbers_api.router, webhook_endpoints_api.router, docs_page.router,
                    data_protection_api.router):

@@ -38,6 +38,15 @@ async def send_message(body: SendMessage, request: Request, ws: str = Depends(wr
                        idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> JSONResponse:
     c: AppContext = request.app.state.ctx  # not Depends(ctx): one dependency node less on the hottest route
     snap = await c.selector.snapshot(ws)
+    msg, fp = await prepare(c, snap, ws, body)
+    charged = await charge(c, snap, ws, idempotency_key)
+    accepted = await commit(c, ws, msg, fp, idempotency_key, charged)
+    return JSONResponse(accepted.model_dump(), 202)
+
+
+async def prepare(c: AppContext, snap: Snapshot, ws: str, body: AnySend) -> tuple[OutboundMessage, str]:
+    """The message as it will be stored, routed, and its request fingerprint; every check that may refuse it
+    (ApiError), before anything is stored or counted."""
     kind = body.kind
     strict = ("strict",) if body.strict else ()  # a part only when set: other fingerprints stay as they were
     if kind == Kind.TEXT and not body.preview_url and body.reply_to is None:
@@ -50,10 +59,21 @@ async def send_message(body: SendMessage, request: Request, ws: str = Depends(wr
         provider, sid = await _route_strict(c, snap, ws, kind, body.session_id)
     else:
         provider, sid = await _route_kind(c, snap, ws, kind, body.session_id, web_only=_web_only(body.to))
-    msg = OutboundMessage(new_id("msg"), ws, sid, body.to, body.text_of(), body.priority, provider,
-                          kind=kind.value, content=content, strict=body.strict)
-    # the snapshot says whether the workspace has a daily limit: without one, no call is made for it
-    charged = snap.messages_per_day is not None and await _charge_day(c, ws, idempotency_key)
+    return OutboundMessage(new_id("msg"), ws, sid, body.to, body.text_of(), body.priority, provider,
+                           kind=kind.value, content=content, strict=body.strict), fp
+
+
+async def charge(c: AppContext, snap: Snapshot, ws: str, idempotency_key: str | None) -> bool:
+    """Count the message against the workspace's daily limit (True when counted: `commit` refunds a repeat).
+    The snapshot says whether the workspace has a limit: without one, no call is made for it."""
+    return snap.messages_per_day is not None and await _charge_day(c, ws, idempotency_key)
+
+
+async def commit(c: AppContext, ws: str, msg: OutboundMessage, fp: str, idempotency_key: str | None,
+                 charged: bool) -> MessageAccepted:
+    """The durable accept, then what to answer: the new message, or the first one of an Idempotency-Key
+    repeat (409 `idempotency_key_reused` when the key came with a different message). The accept is the
+    first thing this awaits, so accepts started in an order reach Redis in that order (the queue's order)."""
     try:
         accepted = await c.messages.accept(msg, idempotency_key, fp)
     except BaseException:
@@ -66,11 +86,10 @@ async def send_message(body: SendMessage, request: Request, ws: str = Depends(wr
         raise ApiError(409, "idempotency_key_reused", "this Idempotency-Key was used for a different message",
                        {"message_id": accepted.message_id})
     if accepted.created:
-        return JSONResponse(MessageAccepted(message_id=msg.message_id, status="queued", provider=provider)
-                            .model_dump(), 202)
+        return MessageAccepted(message_id=msg.message_id, status="queued", provider=msg.provider)
     first = await c.messages.record(accepted.message_id)
-    return JSONResponse(MessageAccepted(message_id=accepted.message_id, status=first.get("status", "queued"),
-                                        provider=first.get("provider") or WEBJS).model_dump(), 202)
+    return MessageAccepted(message_id=accepted.message_id, status=first.get("status", "queued"),
+                           provider=first.get("provider") or WEBJS)
 
 
 async def _charge_day(c: AppContext, ws: str, idempotency_key: str | None) -> bool:

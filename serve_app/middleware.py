@@ -55,9 +55,11 @@ def _counted(receive: Receive, limit: int) -> Receive:
     return counted
 
 
-# A campaign's recipients: a CSV of up to 100,000 rows, or up to 1,000 inline at creation
+# A campaign's recipients: a CSV of up to 100,000 rows, or up to 1,000 inline at creation; a batch of up
+# to 1,000 messages (a text of 4,096 characters is about 4 KiB in JSON)
 PATH_BODY_LIMITS: tuple[tuple[re.Pattern[str], int], ...] = (
     (re.compile(r"^/v1/workspaces/[^/]+/campaigns/[^/]+/recipients$"), 16 * 1024 * 1024),
+    (re.compile(r"^/v1/workspaces/[^/]+/messages:batch$"), 4 * 1024 * 1024),
     (re.compile(r"^/v1/workspaces/[^/]+/campaigns$"), 1024 * 1024),
 )
 

@@ -216,6 +216,12 @@ class MessageStore:
         self._reroute = redis.register_script(_REROUTE)
         self._requeue_once = redis.register_script(_REQUEUE_ONCE)
 
+    async def load_accept(self) -> None:
+        """Make sure Redis knows the accept script. Accepts started in an order reach Redis in that order only
+        while it does: a NOSCRIPT answer makes each caller load the script and try again on its own, in
+        whatever order those round trips come back (seen: a batch's queue scrambled after a Redis start)."""
+        await self._redis.script_load(_ACCEPT)
+
     async def accept(self, msg: OutboundMessage, idempotency_key: str | None,
                      request_fingerprint: str | None = None, idempotency_ttl_s: int | None = None) -> Accepted:
         """Returns the message id; an idempotent repeat returns the first id and queues nothing.

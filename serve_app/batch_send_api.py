@@ -1,0 +1,126 @@
+"""`POST /v1/workspaces/{ws}/messages:batch`: up to 1,000 messages in one call, each with its own result.
+
+Each item is what `POST .../messages` takes, plus its own optional `idempotency_key`; each is validated,
+routed, counted and accepted exactly as a call of its own would be, and its result is what that call would
+have answered: `{status: 202, message_id, provider}`, or `{status: 4xx, error}` in the error shape. One bad
+item refuses only itself. The answer is 200 with the results in the items' order; a body that is not a
+batch at all (not JSON, no `messages`, more than 1,000, over 4 MiB) is refused whole.
+
+Order: the accepts are started in the items' order once every item is routed, a message's accept is the
+first thing its commit awaits, and Redis is made to know the accept script first (storage/messages.py
+`load_accept`), so the messages of one session are queued in the order the batch lists them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+
+from wa_ray.serve_app import messages_api
+from wa_ray.serve_app.context import AppContext
+from wa_ray.serve_app.deps import writable_workspace
+from wa_ray.serve_app.errors import ApiError, error_body, validation_error
+from wa_ray.serve_app.message_models import MessageAccepted
+from wa_ray.serve_app.openapi import errors
+from wa_ray.serve_app.send_models import AnySend, SendMessage
+
+router = APIRouter(tags=["messages"])
+MAX_ITEMS = 1000
+_ITEM = TypeAdapter(SendMessage)
+
+
+class BatchIn(BaseModel):
+    model_config = {"extra": "forbid", "json_schema_extra": {"examples": [{"messages": [
+        {"to": "15551230001", "text": "Your order shipped", "idempotency_key": "order-1001"},
+        {"to": "15551230002", "type": "image", "media": {"url": "https://cdn.example.com/p.jpg"},
+         "caption": "New in", "priority": "bulk", "idempotency_key": "promo-7-15551230002"}]}]}}
+    messages: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_ITEMS, description=(
+        "each a body of POST /v1/workspaces/{ws}/messages, plus an optional `idempotency_key` (1-200 characters)"))
+
+
+class ItemResult(BaseModel):
+    index: int
+    status: int = Field(description="what POST .../messages would have answered for this item: 202, or a 4xx")
+    message_id: str | None = None
+    provider: str | None = None
+    error: dict[str, Any] | None = Field(default=None, description="the error shape's `error`, for a 4xx")
+
+
+class BatchOut(BaseModel):
+    model_config = {"json_schema_extra": {"examples": [{"accepted": 1, "refused": 1, "results": [
+        {"index": 0, "status": 202, "message_id": "msg_01JF8ZQ4N5W2V6X7Y8Z9A0B1C2", "provider": "webjs"},
+        {"index": 1, "status": 422, "error": {"code": "validation_error", "message": "request is not valid",
+                                              "details": {"errors": [{"loc": ["to"], "msg": "value is not valid",
+                                                                      "type": "string_pattern_mismatch"}]}}}]}]}}
+    accepted: int
+    refused: int
+    results: list[ItemResult]
+
+
+def _refused(index: int, exc: ApiError) -> ItemResult:
+    return ItemResult(index=index, status=exc.status, error=error_body(exc.code, exc.message, exc.details)["error"])
+
+
+def _parsed(index: int, raw: dict[str, Any]) -> tuple[AnySend, str | None] | ItemResult:
+    item = dict(raw)
+    key = item.pop("idempotency_key", None)
+    if key is not None and not (isinstance(key, str) and 1 <= len(key) <= 200):
+        return _refused(index, ApiError(422, "validation_error", "request is not valid", {"errors": [
+            {"loc": ["idempotency_key"], "msg": "1 to 200 characters", "type": "string_type"}]}))
+    try:
+        return _ITEM.validate_python(item), key
+    except ValidationError as exc:
+        return _refused(index, ApiError(422, "validation_error", "request is not valid",
+                                        {"errors": [validation_error(e) for e in exc.errors()]}))
+
+
+@router.post("/v1/workspaces/{ws}/messages:batch", response_model=BatchOut, responses=errors(400, 409, 413, 422),
+             summary="Up to 1,000 messages in one call, each accepted (or refused) as a call of its own")
+async def send_batch(body: BatchIn, request: Request, ws: str = Depends(writable_workspace)) -> BatchOut:
+    c: AppContext = request.app.state.ctx
+    snap = await c.selector.snapshot(ws)
+    results: list[ItemResult | None] = [None] * len(body.messages)
+    parsed: dict[int, tuple[AnySend, str | None]] = {}
+    for index, raw in enumerate(body.messages):
+        one = _parsed(index, raw)
+        if isinstance(one, ItemResult):
+            results[index] = one
+        else:
+            parsed[index] = one
+
+    async def prepared(index: int) -> tuple[int, Any]:
+        send, key = parsed[index]
+        try:
+            msg, fp = await messages_api.prepare(c, snap, ws, send)
+            return index, (msg, fp, key, await messages_api.charge(c, snap, ws, key))
+        except ApiError as exc:
+            return index, _refused(index, exc)
+
+    ready: list[tuple[int, Any]] = []
+    for index, outcome in await asyncio.gather(*(prepared(i) for i in sorted(parsed))):
+        if isinstance(outcome, ItemResult):
+            results[index] = outcome
+        else:
+            ready.append((index, outcome))
+    # started in the items' order (see the module docstring): one session's messages queue in batch order
+    if ready:
+        await c.messages.load_accept()
+    commits = [asyncio.ensure_future(messages_api.commit(c, ws, msg, fp, key, charged))
+               for _, (msg, fp, key, charged) in ready]
+    for (index, _), done in zip(ready, await asyncio.gather(*commits, return_exceptions=True)):
+        if isinstance(done, ApiError):
+            results[index] = _refused(index, done)
+        elif isinstance(done, BaseException):
+            raise done
+        else:
+            results[index] = _accepted(index, done)
+    final = [r for r in results if r is not None]
+    accepted = sum(1 for r in final if r.status == 202)
+    return BatchOut(accepted=accepted, refused=len(final) - accepted, results=final)
+
+
+def _accepted(index: int, accepted: MessageAccepted) -> ItemResult:
+    return ItemResult(index=index, status=202, message_id=accepted.message_id, provider=accepted.provider)
