@@ -113,10 +113,17 @@ def add_parsers(sub: Any) -> None:
     cp.add_argument("--seed-recipients", type=_pos(int), default=400, help="the seed-steps run afterwards")
     cp.add_argument("--baseline-messages", type=_pos(int), default=40, help="one number's direct sends")
 
+    ab = sub.add_parser("accept-batch", help="messages/s through POST .../messages:batch vs one POST per message")
+    ab.add_argument("--batches", type=_pos(int), default=20)
+    ab.add_argument("--size", type=_pos(int), default=1000, help="messages per batch (at most 1,000)")
+    ab.add_argument("--batch-concurrency", type=_pos(int), default=1, help="batches in flight at once")
+    ab.add_argument("--singles", type=_pos(int), default=2000, help="the baseline: messages sent one POST each")
+    ab.add_argument("--concurrency", type=_pos(int), default=32, help="single POSTs in flight at once")
+
     sm = sub.add_parser("smoke", help="every bench at toy size on one service (what tests/bench runs)")
     sm.add_argument("--no-baselines", action="store_true", help="skip the Playwright and whatsapp-web.js parts")
 
-    for p in (d, q, r, a, c, ch, sm, cs, cp):
+    for p in (d, q, r, a, c, ch, sm, cs, cp, ab):
         p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
         p.add_argument("-v", "--verbose", action="store_true")
 
@@ -175,6 +182,13 @@ def run(args: argparse.Namespace, console: Console, out: Console) -> int:
         env, paths = run_campaign(CampaignConfig(recipients=args.recipients, numbers=args.numbers,
                                                  seed_recipients=args.seed_recipients,
                                                  baseline_messages=args.baseline_messages, out_dir=args.out), console)
+    elif args.command == "accept-batch":
+        from wa_ray.bench.batch_accept import BatchAcceptConfig, run_batch_accept, summary
+
+        env, paths = run_batch_accept(BatchAcceptConfig(batches=args.batches, size=args.size,
+                                                        batch_concurrency=args.batch_concurrency,
+                                                        singles=args.singles, concurrency=args.concurrency,
+                                                        out_dir=args.out), console)
     elif args.command == "chaos":
         from wa_ray.bench.chaos import ChaosConfig, run_chaos, summary
 
