@@ -46,6 +46,9 @@ _PHONE = re.compile(PHONE_PATTERN)
 
 
 class ErasureOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"messages": 3, "media": 1, "events": 9, "contacts": 2, "campaign_recipients": 1, "dead_letters": 0,
+         "markers": 4}]})
     messages: int = Field(description="outbound message records to the number (with their history)")
     media: int = Field(description="stored media named by those messages or by erased events")
     events: int = Field(description="entries of the workspace event stream naming the number or its messages")
@@ -66,6 +69,8 @@ async def erase_subject(number: str = PathParam(pattern=PHONE_PATTERN, descripti
 
 
 class PurgeOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"sessions": 2, "keys": 41, "messages": 120, "api_keys": 1, "media": 7, "memberships": 6}]})
     sessions: int = Field(description="sessions stopped and deleted (auth state included)")
     keys: int = Field(description="Redis keys of the workspace deleted")
     messages: int = Field(description="message records of the workspace deleted")
@@ -115,6 +120,9 @@ class RetentionDays(BaseModel):
 
 
 class RetentionOut(RetentionDays):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"events_days": 7, "messages_days": 30, "audit_days": 365, "media_days": 7,
+         "max": {"events_days": 30, "messages_days": 90, "audit_days": 365, "media_days": 30}}]})
     max: RetentionDays = Field(description="the operator's bounds (WA_RETENTION_MAX_*_DAYS)")
 
     @classmethod

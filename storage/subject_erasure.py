@@ -18,7 +18,8 @@ never touched):
   daily reply sets, and the campaign reply stamps (`wa:cmp-contact:{ws}:*`, `wa:cmp-replied:{cid}:*`).
 * campaign recipients: its entry in each campaign of the workspace is replaced by an empty tombstone (the
   list keeps its length, so the runner's cursor and the other recipients' indexes stay right; the runner
-  skips a tombstone), and the number leaves the campaign's phone set, assignment and index hashes.
+  skips a tombstone), and the number leaves the campaign's phone set, assignment and index hashes; its
+  erased messages leave the campaign's open set.
 * markers: inbound dedupe marks (`wa:seen:{ws}:*`) whose WhatsApp id names the number.
 
 What is NOT erased, and why:
@@ -136,7 +137,7 @@ class SubjectEraser:
         await self._dead_letters(ws, match, message_ids, counts)
         await self._markers(ws, match, message_ids, counts)
         await self._contacts(ws, match, counts)
-        await self._campaigns(ws, match, counts)
+        await self._campaigns(ws, match, message_ids, counts)
         for media_id in sorted(media):
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.exists(keys.media(ws, media_id))
@@ -245,7 +246,7 @@ class SubjectEraser:
         if stamps:
             counts.markers += int(await self._redis.delete(*stamps))
 
-    async def _campaigns(self, ws: str, match: SubjectMatcher, counts: ErasureCounts) -> None:
+    async def _campaigns(self, ws: str, match: SubjectMatcher, message_ids: set[str], counts: ErasureCounts) -> None:
         for cid in await self._redis.zrange(campaigns.list_key(ws), 0, -1):
             listed = campaigns.recipients_key(ws, cid)
             for index, raw in enumerate(await self._redis.lrange(listed, 0, -1)):
@@ -260,6 +261,8 @@ class SubjectEraser:
                 pipe.srem(campaigns.phones_key(ws, cid), match.number)
                 pipe.hdel(campaigns.assignment_key(ws, cid), match.number)
                 pipe.hdel(campaigns.index_key(ws, cid), match.number)
+                if message_ids:  # an erased message is no longer the campaign's to move or hold
+                    pipe.srem(campaigns.open_key(ws, cid), *sorted(message_ids))
                 await pipe.execute()
 
 

@@ -63,6 +63,7 @@ async def _seed(redis, service, ws: str, number: str) -> dict[str, object]:
     await redis.zadd(campaigns.list_key(ws), {cid: 1})
     await redis.rpush(campaigns.recipients_key(ws, cid), orjson.dumps({"to": number, "v": {"name": "Ana"}}))
     await redis.sadd(campaigns.phones_key(ws, cid), number)
+    await redis.sadd(campaigns.open_key(ws, cid), mid)
     await redis.set(keys.campaign_contact(ws, "s1", f"{number}@c.us"), cid)
     await redis.rpush(keys.dead_letters(ws), orjson.dumps({"event": {"id": "1-1", "data": {"to": number}}}))
     return {"mid": mid, "media": (out_media.media_id, in_media.media_id), "cid": cid}
@@ -88,6 +89,8 @@ async def _traces(redis, service, ws: str, number: str, seeded: dict[str, object
         kind = await redis.type(name)
         members = await (redis.zrange(name, 0, -1) if kind == "zset" else redis.smembers(name))
         found += [f"{name} {m}" for m in members if number in m]
+    if await redis.sismember(campaigns.open_key(ws, seeded["cid"]), seeded["mid"]):
+        found.append("campaign open message")
     for raw in await redis.lrange(campaigns.recipients_key(ws, seeded["cid"]), 0, -1):
         if number in raw:
             found.append("campaign recipient")
