@@ -100,6 +100,18 @@ final class Client
         return $this->call('POST', $this->ws($ws) . '/messages', $body, $headers);
     }
 
+    /**
+     * Up to 1,000 messages in one call, each a body of sendMessage() plus its own optional `idempotency_key`:
+     * {accepted, refused, results: [{index, status, message_id?, provider?, error?}]} in the items' order. Each
+     * item is accepted or refused (its own 4xx `status` and `error`) as a call of its own would be.
+     *
+     * @param list<array<string, mixed>> $messages
+     */
+    public function sendBatch(string $ws, array $messages): array
+    {
+        return $this->call('POST', $this->ws($ws) . '/messages:batch', ['messages' => $messages]);
+    }
+
     /** The message's record with its status history. */
     public function getMessage(string $ws, string $messageId): array
     {

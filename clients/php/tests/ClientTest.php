@@ -78,6 +78,24 @@ final class ClientTest extends TestCase
         self::assertSignedCorrectly($r);
     }
 
+    public function testSendBatchPostsTheItemsAndReadsEachResult(): void
+    {
+        $answer = '{"accepted":1,"refused":1,"results":[{"index":0,"status":202,"message_id":"msg_1",'
+            . '"provider":"webjs"},{"index":1,"status":422,"error":{"code":"validation_error","message":"m",'
+            . '"details":{}}}]}';
+        $t = self::transport([new Response(200, [], $answer)]);
+        $out = self::client($t)->sendBatch('acme', [
+            ['to' => '15550001111', 'text' => 'one', 'idempotency_key' => 'k-1'],
+            ['to' => 'bad', 'text' => 'two'],
+        ]);
+
+        self::assertSame([202, 422], array_column($out['results'], 'status'));
+        $r = $t->sent[0];
+        self::assertSame('/v1/workspaces/acme/messages:batch', $r->getUri()->getPath());
+        self::assertSame('k-1', json_decode((string) $r->getBody(), true)['messages'][0]['idempotency_key']);
+        self::assertSignedCorrectly($r);
+    }
+
     public function testIdsAreEncodedSoTheyCannotChangeTheRoute(): void
     {
         $t = self::transport([new Response(200, [], '{"state":"connected"}')]);

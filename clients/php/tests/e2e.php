@@ -114,6 +114,9 @@ function run(array $argv): void
             $first = $api->sendText($ws, $to, $text, $sid, $idem);
             $again = $api->sendText($ws, $to, $text, $sid, $idem);  // a retry: the same message, not a second
             check($first['message_id'] === $again['message_id'], 'an idempotent retry answers the first message');
+            $batch = $api->sendBatch($ws, [['to' => $to, 'text' => "$text (batch)", 'session_id' => $sid,
+                                             'idempotency_key' => "$idem-batch"], ['to' => 'x', 'text' => 'bad']]);
+            check(array_column($batch['results'], 'status') === [202, 422], 'a batch answers each item');
             $message = waitMessage($api, $ws, $first['message_id']);
             $listed = array_column($api->listSessions($ws), 'session_id');
             try {
