@@ -39,7 +39,7 @@ class PhpRun:
 
 def php_binary() -> str:
     found = shutil.which("php")
-    assert found, "php is not installed: run scripts/bootstrap (Debian php-cli, Guzzle, phpunit)"
+    assert found, "php is not installed: run scripts/bootstrap --tests (Debian php-cli, Guzzle, phpunit)"
     return found
 
 

@@ -26,7 +26,7 @@ NPM_DIR = Path(__file__).resolve().parent / "npm"
 
 def _npm_sign(secret: str, msg_id: str, ts: int, body: bytes) -> str:
     node = shutil.which("node")
-    assert node, "node is not installed: run scripts/bootstrap"
+    assert node, "node is not installed: run scripts/bootstrap --tests"
     assert (NPM_DIR / "node_modules" / "standardwebhooks").is_dir(), "run scripts/bootstrap (npm ci in tests/php/npm)"
     done = subprocess.run([node, str(NPM_DIR / "sign.js"), secret, msg_id, str(ts)], input=body, capture_output=True,
                           timeout=30, cwd=NPM_DIR)
