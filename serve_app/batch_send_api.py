@@ -51,7 +51,7 @@ class ItemResult(BaseModel):
 
 class BatchOut(BaseModel):
     model_config = {"json_schema_extra": {"examples": [{"accepted": 1, "refused": 1, "results": [
-        {"index": 0, "status": 202, "message_id": "msg_01JF8ZQ4N5W2V6X7Y8Z9A0B1C2", "provider": "webjs"},
+        {"index": 0, "status": 202, "message_id": "msg_5f0c1a2b3c4d5e6f", "provider": "webjs"},
         {"index": 1, "status": 422, "error": {"code": "validation_error", "message": "request is not valid",
                                               "details": {"errors": [{"loc": ["to"], "msg": "value is not valid",
                                                                       "type": "string_pattern_mismatch"}]}}}]}]}}
