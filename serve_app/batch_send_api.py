@@ -6,9 +6,10 @@ have answered: `{status: 202, message_id, provider}`, or `{status: 4xx, error}` 
 item refuses only itself. The answer is 200 with the results in the items' order; a body that is not a
 batch at all (not JSON, no `messages`, more than 1,000, over 4 MiB) is refused whole.
 
-Order: the accepts are started in the items' order once every item is routed, a message's accept is the
-first thing its commit awaits, and Redis is made to know the accept script first (storage/messages.py
-`load_accept`), so the messages of one session are queued in the order the batch lists them.
+Order: once every item is routed, the accepts go as scripts of 100 messages each, sent in the items' order on
+one pipeline after Redis was made to know the script (storage/messages.py `accept_many`), so the messages of
+one session are queued in the order the batch lists them. An item whose script failed (Redis trouble) is
+raised as the single call's would be: the batch answers 503 and a retry with the same keys repeats nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+import orjson
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from wa_ray.serve_app import messages_api
@@ -26,6 +28,8 @@ from wa_ray.serve_app.errors import ApiError, error_body, validation_error
 from wa_ray.serve_app.message_models import MessageAccepted
 from wa_ray.serve_app.openapi import errors
 from wa_ray.serve_app.send_models import AnySend, SendMessage
+from wa_ray.storage.messages import Accepted
+from wa_ray.storage.plan_limits import PlanLimitStore
 
 router = APIRouter(tags=["messages"])
 MAX_ITEMS = 1000
@@ -60,11 +64,22 @@ class BatchOut(BaseModel):
     results: list[ItemResult]
 
 
-def _refused(index: int, exc: ApiError) -> ItemResult:
-    return ItemResult(index=index, status=exc.status, error=error_body(exc.code, exc.message, exc.details)["error"])
+# Results are plain dicts answered as they are: a Response skips FastAPI's validation and serialization of the
+# answer, a second pass over up to 1,000 results. `ItemResult` and `BatchOut` document their shape.
+Result = dict[str, Any]
 
 
-def _parsed(index: int, raw: dict[str, Any]) -> tuple[AnySend, str | None] | ItemResult:
+def _refused(index: int, exc: ApiError) -> Result:
+    return {"index": index, "status": exc.status, "message_id": None, "provider": None,
+            "error": error_body(exc.code, exc.message, exc.details)["error"]}
+
+
+def _accepted(index: int, accepted: MessageAccepted) -> Result:
+    return {"index": index, "status": 202, "message_id": accepted.message_id, "provider": accepted.provider,
+            "error": None}
+
+
+def _parsed(index: int, raw: dict[str, Any]) -> tuple[AnySend, str | None] | Result:
     item = dict(raw)
     key = item.pop("idempotency_key", None)
     if key is not None and not (isinstance(key, str) and 1 <= len(key) <= 200):
@@ -79,14 +94,14 @@ def _parsed(index: int, raw: dict[str, Any]) -> tuple[AnySend, str | None] | Ite
 
 @router.post("/v1/workspaces/{ws}/messages:batch", response_model=BatchOut, responses=errors(400, 409, 413, 422),
              summary="Up to 1,000 messages in one call, each accepted (or refused) as a call of its own")
-async def send_batch(body: BatchIn, request: Request, ws: str = Depends(writable_workspace)) -> BatchOut:
+async def send_batch(body: BatchIn, request: Request, ws: str = Depends(writable_workspace)) -> Response:
     c: AppContext = request.app.state.ctx
     snap = await c.selector.snapshot(ws)
-    results: list[ItemResult | None] = [None] * len(body.messages)
+    results: list[Result | None] = [None] * len(body.messages)
     parsed: dict[int, tuple[AnySend, str | None]] = {}
     for index, raw in enumerate(body.messages):
         one = _parsed(index, raw)
-        if isinstance(one, ItemResult):
+        if isinstance(one, dict):
             results[index] = one
         else:
             parsed[index] = one
@@ -101,26 +116,32 @@ async def send_batch(body: BatchIn, request: Request, ws: str = Depends(writable
 
     ready: list[tuple[int, Any]] = []
     for index, outcome in await asyncio.gather(*(prepared(i) for i in sorted(parsed))):
-        if isinstance(outcome, ItemResult):
+        if isinstance(outcome, dict):
             results[index] = outcome
         else:
             ready.append((index, outcome))
-    # started in the items' order (see the module docstring): one session's messages queue in batch order
-    if ready:
-        await c.messages.load_accept()
-    commits = [asyncio.ensure_future(messages_api.commit(c, ws, msg, fp, key, charged))
-               for _, (msg, fp, key, charged) in ready]
-    for (index, _), done in zip(ready, await asyncio.gather(*commits, return_exceptions=True)):
-        if isinstance(done, ApiError):
-            results[index] = _refused(index, done)
-        elif isinstance(done, BaseException):
-            raise done
+    # one script per ACCEPT_CHUNK messages, in the items' order (storage/messages.py `accept_many`)
+    accepts = await c.messages.accept_many([(msg, key, fp) for _, (msg, fp, key, _) in ready]) if ready else []
+
+    async def settled(index: int, msg: Any, charged: bool, accepted: Any) -> None:
+        try:
+            if isinstance(accepted, Exception):  # its script failed: as its own call would have, 503
+                if charged:
+                    await PlanLimitStore(c.redis).refund_messages(ws)
+                raise accepted
+            results[index] = _accepted(index, await messages_api.settle(c, ws, msg, accepted, charged))
+        except ApiError as exc:
+            results[index] = _refused(index, exc)
+
+    later = []
+    for (index, (msg, _, _, charged)), accepted in zip(ready, accepts):
+        if isinstance(accepted, Accepted) and accepted.created and not charged:
+            results[index] = {"index": index, "status": 202, "message_id": msg.message_id, "provider": msg.provider,
+                              "error": None}  # what `settle` answers a new message, without a task for each
         else:
-            results[index] = _accepted(index, done)
+            later.append(settled(index, msg, charged, accepted))
+    await asyncio.gather(*later)
     final = [r for r in results if r is not None]
-    accepted = sum(1 for r in final if r.status == 202)
-    return BatchOut(accepted=accepted, refused=len(final) - accepted, results=final)
-
-
-def _accepted(index: int, accepted: MessageAccepted) -> ItemResult:
-    return ItemResult(index=index, status=202, message_id=accepted.message_id, provider=accepted.provider)
+    accepted = sum(1 for r in final if r["status"] == 202)
+    return Response(orjson.dumps({"accepted": accepted, "refused": len(final) - accepted, "results": final}),
+                    media_type="application/json")

@@ -23,7 +23,7 @@ from wa_ray.serve_app.send_models import AnySend, SendMessage
 from wa_ray.serve_app.numbers_api import plan_limit_error
 from wa_ray.serve_app.provider_selector import Snapshot, choose
 from wa_ray.storage import keys
-from wa_ray.storage.messages import META, WEBJS, OutboundMessage, fingerprint
+from wa_ray.storage.messages import META, WEBJS, Accepted, OutboundMessage, fingerprint
 from wa_ray.storage.plan_limits import PlanLimitStore
 from wa_ray.ids import is_valid_id, new_id
 from wa_ray.message_kinds import MEDIA_KINDS, MEDIA_LIMITS, FailureCode, Kind, media_fits, provider_sends
@@ -71,15 +71,19 @@ async def charge(c: AppContext, snap: Snapshot, ws: str, idempotency_key: str | 
 
 async def commit(c: AppContext, ws: str, msg: OutboundMessage, fp: str, idempotency_key: str | None,
                  charged: bool) -> MessageAccepted:
-    """The durable accept, then what to answer: the new message, or the first one of an Idempotency-Key
-    repeat (409 `idempotency_key_reused` when the key came with a different message). The accept is the
-    first thing this awaits, so accepts started in an order reach Redis in that order (the queue's order)."""
+    """The durable accept, then what to answer (`settle`)."""
     try:
         accepted = await c.messages.accept(msg, idempotency_key, fp)
     except BaseException:
         if charged:
             await PlanLimitStore(c.redis).refund_messages(ws)
         raise
+    return await settle(c, ws, msg, accepted, charged)
+
+
+async def settle(c: AppContext, ws: str, msg: OutboundMessage, accepted: Accepted, charged: bool) -> MessageAccepted:
+    """What an accept comes to: the new message, or the first one of an Idempotency-Key repeat (refunding the
+    day's count it took), or 409 `idempotency_key_reused` when the key came with a different message."""
     if charged and not accepted.created:  # an idempotent repeat: the first one was counted
         await PlanLimitStore(c.redis).refund_messages(ws)
     if not accepted.same_request:

@@ -19,8 +19,10 @@ the cloud sender). Both use the consumer group `senders`.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,24 +46,44 @@ TERMINAL = frozenset({"read", "failed"})
 # A late `delivered` ack must not overwrite `read`: statuses only move forward.
 _RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4, "failed": 5}
 
-_ACCEPT = """
-if ARGV[8] == '1' then
-  local existing = redis.call('GET', KEYS[1])
-  if existing then return {0, existing} end
+# One message's accept, `accept_one(K, A)` over its 6 keys and 10 args: the single and the batch scripts are this
+# one body, so they cannot drift apart.
+_ACCEPT_BODY = """
+local function accept_one(K, A)
+  if A[8] == '1' then
+    local existing = redis.call('GET', K[1])
+    if existing then return 0, existing end
+  end
+  local f = cjson.decode(A[2])
+  local flat = {}
+  for k, v in pairs(f) do flat[#flat + 1] = k; flat[#flat + 1] = v end
+  redis.call('HSET', K[2], unpack(flat))
+  redis.call('RPUSH', K[3], A[3])
+  redis.call('EXPIRE', K[2], A[9])
+  redis.call('EXPIRE', K[3], A[9])
+  redis.call('XADD', K[4], '*', 'm', A[1])
+  redis.call('XADD', K[5], 'MAXLEN', '~', A[6], '*', 'e', A[4])
+  if A[8] == '1' then redis.call('SET', K[1], A[1] .. '|' .. A[7], 'EX', A[5]) end
+  if A[10] ~= '' then redis.call('HINCRBY', K[6], A[10], 1) end
+  return 1, A[1]
 end
-local f = cjson.decode(ARGV[2])
-local flat = {}
-for k, v in pairs(f) do flat[#flat + 1] = k; flat[#flat + 1] = v end
-redis.call('HSET', KEYS[2], unpack(flat))
-redis.call('RPUSH', KEYS[3], ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[9])
-redis.call('EXPIRE', KEYS[3], ARGV[9])
-redis.call('XADD', KEYS[4], '*', 'm', ARGV[1])
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[6], '*', 'e', ARGV[4])
-if ARGV[8] == '1' then redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[7], 'EX', ARGV[5]) end
-if ARGV[10] ~= '' then redis.call('HINCRBY', KEYS[6], ARGV[10], 1) end
-return {1, ARGV[1]}
 """
+_ACCEPT = _ACCEPT_BODY + """
+local created, value = accept_one(KEYS, ARGV)
+return {created, value}
+"""
+# Several messages in one call, in order: {created, value, created, value, ...}. Kept to ACCEPT_CHUNK messages
+# a call, so one script never holds Redis for long (each message is a few commands).
+_ACCEPT_MANY = _ACCEPT_BODY + """
+local out = {}
+for i = 0, #KEYS / 6 - 1 do
+  local created, value = accept_one({unpack(KEYS, i * 6 + 1, i * 6 + 6)}, {unpack(ARGV, i * 10 + 1, i * 10 + 10)})
+  out[#out + 1] = created
+  out[#out + 1] = value
+end
+return out
+"""
+ACCEPT_CHUNK = 100
 
 _TRANSITION = """
 local RANK = {queued=0, sending=1, sent=2, delivered=3, read=4, failed=5}
@@ -206,21 +228,23 @@ def history_entry(status: str, now: float, **extra: Any) -> str:
     return orjson.dumps({"status": status, "ts": now, **{k: v for k, v in extra.items() if v is not None}}).decode()
 
 
+def _accepted(msg: OutboundMessage, created: Any, value: str, fp: str) -> Accepted:
+    if int(created):
+        return Accepted(msg.message_id, True)
+    first_id, _, first_fp = value.partition("|")
+    return Accepted(first_id, False, same_request=first_fp == fp)
+
+
 class MessageStore:
     def __init__(self, redis: aioredis.Redis, message_ttl_s: int = MESSAGE_TTL_S, batch: Batcher | None = None) -> None:
         self._redis = redis
         self._batch = batch  # the ingress sends its accepts through it (storage/batch.py)
         self._ttl = message_ttl_s
         self._accept = redis.register_script(_ACCEPT)
+        self._accept_many = redis.register_script(_ACCEPT_MANY)
         self._transition = redis.register_script(_TRANSITION)
         self._reroute = redis.register_script(_REROUTE)
         self._requeue_once = redis.register_script(_REQUEUE_ONCE)
-
-    async def load_accept(self) -> None:
-        """Make sure Redis knows the accept script. Accepts started in an order reach Redis in that order only
-        while it does: a NOSCRIPT answer makes each caller load the script and try again on its own, in
-        whatever order those round trips come back (seen: a batch's queue scrambled after a Redis start)."""
-        await self._redis.script_load(_ACCEPT)
 
     async def accept(self, msg: OutboundMessage, idempotency_key: str | None,
                      request_fingerprint: str | None = None, idempotency_ttl_s: int | None = None) -> Accepted:
@@ -229,6 +253,43 @@ class MessageStore:
         `request_fingerprint` identifies the request as the client sent it (before routing picked a
         provider or session), so a repeat of the same request matches however it was routed.
         """
+        call_keys, args, fp = self._accept_call(msg, idempotency_key, request_fingerprint, idempotency_ttl_s)
+        created, value = await self._accept(keys=call_keys, args=args, client=self._batch)  # type: ignore[arg-type]
+        return _accepted(msg, created, value, fp)
+
+    async def accept_many(self, items: Sequence[tuple[OutboundMessage, str | None, str | None]]
+                          ) -> list[Accepted | Exception]:
+        """`accept` of each (message, Idempotency-Key, request fingerprint), in order: ACCEPT_CHUNK messages a
+        script, the scripts sent in order on the shared pipeline, so they run in the items' order. An item
+        whose script failed gets the error (its chunk's other items too); the others are accepted."""
+        await self.load_accept_many()
+        calls = [self._accept_call(msg, key, fp) for msg, key, fp in items]
+        futures = []
+        for start in range(0, len(calls), ACCEPT_CHUNK):
+            chunk = calls[start:start + ACCEPT_CHUNK]
+            futures.append(asyncio.ensure_future(self._accept_many(
+                keys=[k for call_keys, _, _ in chunk for k in call_keys], args=[a for _, args, _ in chunk for a in args],
+                client=self._batch)))  # type: ignore[arg-type]
+        out: list[Accepted | Exception] = []
+        for start, reply in zip(range(0, len(calls), ACCEPT_CHUNK), await asyncio.gather(*futures,
+                                                                                          return_exceptions=True)):
+            chunk = items[start:start + ACCEPT_CHUNK]
+            if isinstance(reply, Exception):
+                out += [reply] * len(chunk)
+                continue
+            for i, (msg, _, _) in enumerate(chunk):
+                out.append(_accepted(msg, reply[2 * i], reply[2 * i + 1], calls[start + i][2]))
+        return out
+
+    async def load_accept_many(self) -> None:
+        """Make sure Redis knows the batch script. Chunks sent in an order reach Redis in that order only while
+        it does: a NOSCRIPT answer makes each caller load the script and try again on its own, in whatever
+        order those round trips come back (seen: a batch's queue scrambled after a Redis start)."""
+        await self._redis.script_load(_ACCEPT_MANY)
+
+    def _accept_call(self, msg: OutboundMessage, idempotency_key: str | None, request_fingerprint: str | None,
+                     idempotency_ttl_s: int | None = None) -> tuple[list[str], list[Any], str]:
+        """The accept script's keys and args for one message, and its request fingerprint."""
         now = time.time()
         record = {
             "message_id": msg.message_id, "workspace_id": msg.workspace_id, "session_id": msg.session_id,
@@ -247,20 +308,13 @@ class MessageStore:
                        "provider": msg.provider, "type": msg.kind}, ts=now)
         fp = request_fingerprint or fingerprint(msg.to, msg.text, msg.priority, msg.session_id)
         idem_key = keys.idempotency(msg.workspace_id, idempotency_key or "-")
-        created, value = await self._accept(
-            keys=[idem_key, keys.message(msg.message_id), keys.message_history(msg.message_id),
-                  queue_of(msg.workspace_id, msg.provider, msg.session_id, msg.priority), keys.events(msg.workspace_id),
-                  keys.campaign_counts(msg.workspace_id)],
-            args=[msg.message_id, orjson.dumps(record).decode(),
-                  history_entry("queued", now, provider=msg.provider), encode(event),
-                  idempotency_ttl_s or IDEMPOTENCY_TTL_S, MAX_EVENTS_PER_WORKSPACE, fp, "1" if idempotency_key else "0",
-                  self._ttl, f"{msg.campaign}|{who}|queued" if msg.campaign else ""],
-            client=self._batch,  # type: ignore[arg-type]
-        )
-        if int(created):
-            return Accepted(msg.message_id, True)
-        first_id, _, first_fp = value.partition("|")
-        return Accepted(first_id, False, same_request=first_fp == fp)
+        call_keys = [idem_key, keys.message(msg.message_id), keys.message_history(msg.message_id),
+                     queue_of(msg.workspace_id, msg.provider, msg.session_id, msg.priority),
+                     keys.events(msg.workspace_id), keys.campaign_counts(msg.workspace_id)]
+        args = [msg.message_id, orjson.dumps(record).decode(), history_entry("queued", now, provider=msg.provider),
+                encode(event), idempotency_ttl_s or IDEMPOTENCY_TTL_S, MAX_EVENTS_PER_WORKSPACE, fp,
+                "1" if idempotency_key else "0", self._ttl, f"{msg.campaign}|{who}|queued" if msg.campaign else ""]
+        return call_keys, args, fp
 
     async def get(self, message_id: str) -> dict[str, Any] | None:
         async with self._redis.pipeline(transaction=False) as pipe:
