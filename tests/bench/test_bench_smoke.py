@@ -1,4 +1,4 @@
-"""The throughput bench end to end, small, on the real stack: 2 sessions, 60 msg/min for 10 s, with the
+"""The throughput bench end to end, small, on the real stack: 2 sessions, 120 msg/min for 5 s, with the
 `--mix` of text, images and a document sent by media_id, then the video probe. One run checks both the
 report's shape (machine, params, counts, latencies, cleanup) and the media figures: each run starts a Ray
 of its own (about 20 s), so the plain and the mixed bench share one.
@@ -24,7 +24,7 @@ STAT_KEYS = {"n", "p50", "p95", "p99", "max"}
 
 @pytest.mark.timeout(240)
 def test_throughput_bench_smoke(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "wa_ray.bench", "throughput", "--sessions", "2", "--rate", "60", "--duration", "10",
+    cmd = [sys.executable, "-m", "wa_ray.bench", "throughput", "--sessions", "2", "--rate", "120", "--duration", "5",
            "--pacing", "off", "--drain-timeout", "60", "--warmup", "0", "--out", str(tmp_path),
            "--mix", "text:70,image:20,document:10", "--image-bytes", "300000", "--document-bytes", "200000",
            "--video-bytes", "3000000"]
@@ -37,8 +37,8 @@ def test_throughput_bench_smoke(tmp_path: Path) -> None:
     assert latest["kind"] == "throughput"
     assert {"nproc", "ram_total_gib", "cpu_model", "ray", "playwright", "chromium"} <= latest["machine"].keys()
     (step,) = latest["steps"]
-    assert step["params"]["sessions"] == 2 and step["params"]["rate_per_min"] == 60
-    assert step["params"]["duration_s"] == 10
+    assert step["params"]["sessions"] == 2 and step["params"]["rate_per_min"] == 120
+    assert step["params"]["duration_s"] == 5
 
     counts = step["counts"]
     assert COUNT_KEYS <= counts.keys()
