@@ -62,6 +62,24 @@ PACING = Pacing(read_count=PER_WORKSPACE, retry_later_s=0.0, error_pause_s=5.0)
 STAT = {Outcome.DONE: "delivered", Outcome.FAILED: "failed", Outcome.DROPPED: "dropped"}
 LANES_TTL_S = 1.0
 FANNED_MEMORY = 4096  # event entries copied to the endpoints, remembered so a retried handler copies once
+# An attempt begins: the target as stored (the first webhook's hash, or one endpoint's record) and, only while
+# it exists, each entry's attempt counted; answers {record or nothing, the highest count}.
+_BEGIN = """
+local rec
+if ARGV[1] == '' then
+  rec = redis.call('HGETALL', KEYS[1])
+  if #rec == 0 then return {rec, 0} end
+else
+  rec = redis.call('HGET', KEYS[1], ARGV[1])
+  if not rec then return {'', 0} end
+end
+local most = 0
+for i = 2, #ARGV do
+  local n = redis.call('HINCRBY', KEYS[2], ARGV[i], 1)
+  if n > most then most = n end
+end
+return {rec, most}
+"""
 
 
 def backoff_s(policy: RetryPolicy, retry: int) -> float:
@@ -87,6 +105,7 @@ class WebhookDispatcher(ConcurrentConsumer):
         self._finished = FinishQueue(self._outbox)
         self._batch = Batcher(redis)
         self._batches = BatchCollector(self._send_batch)
+        self._begin_script = redis.register_script(_BEGIN)
         self._lanes: dict[str, list[str]] = {}
         self._lane_of_stream: dict[str, str] = {}
         self._limits: dict[str, int] = {}  # lanes allowed more than PER_WORKSPACE in flight (batching)
@@ -211,8 +230,8 @@ class WebhookDispatcher(ConcurrentConsumer):
         counters = [f"{entry.stream}|{entry.id}" for entry in entries]
         raw_policy, (dest, attempts) = await asyncio.gather(self._batch.hgetall(keys.webhook_policy(ws)),
                                                             self._begin(ws, endpoint, counters))
-        if dest is None and endpoint is None:
-            return Outcome.DONE  # no first webhook (the workspace has endpoints only): nothing to deliver here
+        if dest is None:  # no first webhook (endpoints only), or deleted (the endpoint, the workspace): nobody
+            return Outcome.DONE if endpoint is None else Outcome.DROPPED  # to deliver to, nothing to record
         policy = self._outbox.policy_from(raw_policy)
         done = attempts - 1  # attempts an earlier incarnation made (the counter survives a restart)
         allowed = max(1, policy.max_attempts - done)
@@ -221,10 +240,9 @@ class WebhookDispatcher(ConcurrentConsumer):
             if n:
                 await asyncio.sleep(backoff_s(policy, n - 1))
                 dest, attempts = await self._begin(ws, endpoint, counters)  # a corrected URL applies to retries
-            if dest is None:
-                result, status, why = PostResult.PERMANENT, None, "no_webhook"
-            else:
-                result, status, why = await post(self._client, dest, delivery)
+                if dest is None:  # deleted meanwhile: no dead letter for a target (or workspace) that is gone
+                    return Outcome.DROPPED
+            result, status, why = await post(self._client, dest, delivery)
             if result is not PostResult.RETRY:
                 break
         retries = max(0, attempts - done - 1)
@@ -239,15 +257,15 @@ class WebhookDispatcher(ConcurrentConsumer):
 
     async def _begin(self, ws: str, endpoint: str | None, counters: list[str]) -> tuple[Destination | None, int]:
         """One attempt starts: where to as stored now and the attempt's number, counted before the POST so a
-        crash mid-POST still counts it (a batch: its most tried event's). The commands ride the next shared
-        pipeline."""
+        crash mid-POST still counts it (a batch: its most tried event's). One script on the next shared
+        pipeline, which counts nothing when the target is gone: a delivery still in flight when its endpoint or
+        workspace is deleted writes nothing under the deleted names."""
+        where = keys.webhook(ws) if endpoint is None else keys.webhook_endpoints(ws)
+        rec, attempts = await self._begin_script(keys=[where, keys.webhook_attempts(ws)],
+                                                 args=[endpoint or "", *counters], client=self._batch)
         if endpoint is None:
-            read = self._batch.hgetall(keys.webhook(ws))
-        else:
-            read = self._batch.command("hget", keys.webhook_endpoints(ws), endpoint)
-        rec, *attempts = await asyncio.gather(read, *(self._batch.command("hincrby", keys.webhook_attempts(ws),
-                                                                          counter, 1) for counter in counters))
-        return self._destination(ws, endpoint, rec), max(int(a) for a in attempts)
+            rec = dict(zip(rec[::2], rec[1::2]))
+        return self._destination(ws, endpoint, rec or None), int(attempts)
 
     def _destination(self, ws: str, endpoint: str | None, rec: Any) -> Destination | None:
         if endpoint is None:

@@ -201,7 +201,7 @@ class ReplayOut(BaseModel):
 class DeadLetter(BaseModel):
     event: dict[str, Any]
     reason: str = Field(description="our code: `permanent|max_attempts: http_4xx|timeout|connect_error|"
-                                    "egress_denied (...)|no_webhook`")
+                                    "egress_denied (...)`")
     attempts: int
     status_class: str | None = Field(default=None, description="`2xx`..`5xx` of the last answer; never its "
                                                                "exact code or body")
