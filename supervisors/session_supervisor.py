@@ -248,10 +248,15 @@ class SessionSupervisor:
 
     async def _retention_sweep(self) -> None:
         try:
-            await RetentionSweep(self._redis, RetentionBounds.of(self._config),
-                                 media_root(self._config.data_dir)).run_once()
+            await self.sweep_retention()
         except Exception:  # the next pass retries; a failed one loses nothing
             log.exception("retention sweep failed; next pass in %.0f s", self._config.retention_sweep_s)
+
+    async def sweep_retention(self) -> dict[str, int]:
+        """One retention pass (the watch runs one every WA_RETENTION_SWEEP_S): what it removed, by kind."""
+        counts = await RetentionSweep(self._redis, RetentionBounds.of(self._config),
+                                      media_root(self._config.data_dir)).run_once()
+        return dict(vars(counts))
 
     async def _watch_hosts(self) -> None:
         """A host seen as a new incarnation lost its pages: its sessions reopen them. (The host also
