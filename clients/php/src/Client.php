@@ -100,6 +100,135 @@ final class Client
         return $this->call('POST', $this->ws($ws) . '/messages', $body, $headers);
     }
 
+    // --- a typed method per message kind: each is sendMessage() with the kind's body; $options carries what
+    // every kind shares: session_id, priority (urgent|high|normal|bulk), strict, reply_to -------------------
+
+    /**
+     * @param string $media a media_id from uploadMedia(), or an http(s) URL the service fetches
+     * @param array{session_id?: string, priority?: string, strict?: bool, reply_to?: string} $options
+     */
+    public function sendImage(string $ws, string $to, string $media, ?string $caption = null, array $options = [],
+                              ?string $idempotencyKey = null): array
+    {
+        return $this->sendKind($ws, 'image', $to, ['media' => self::media($media), 'caption' => $caption], $options,
+                               $idempotencyKey);
+    }
+
+    /** @param array{session_id?: string, priority?: string, strict?: bool, reply_to?: string} $options */
+    public function sendVideo(string $ws, string $to, string $media, ?string $caption = null, array $options = [],
+                              ?string $idempotencyKey = null): array
+    {
+        return $this->sendKind($ws, 'video', $to, ['media' => self::media($media), 'caption' => $caption], $options,
+                               $idempotencyKey);
+    }
+
+    /** @param array{session_id?: string, priority?: string, strict?: bool, reply_to?: string} $options */
+    public function sendAudio(string $ws, string $to, string $media, array $options = [],
+                              ?string $idempotencyKey = null): array
+    {
+        return $this->sendKind($ws, 'audio', $to, ['media' => self::media($media)], $options, $idempotencyKey);
+    }
+
+    /**
+     * A voice note (push to talk).
+     *
+     * @param array{session_id?: string, priority?: string, strict?: bool, reply_to?: string} $options
+     */
+    public function sendVoice(string $ws, string $to, string $media, array $options = [],
+                              ?string $idempotencyKey = null): array
+    {
+        return $this->sendKind($ws, 'voice', $to, ['media' => self::media($media)], $options, $idempotencyKey);
+    }
+
+    /** @param array{session_id?: string, priority?: string, strict?: bool, reply_to?: string} $options */
+    public function sendDocument(string $ws, string $to, string $media, ?string $filename = null,
+                                 ?string $caption = null, array $options = [], ?string $idempotencyKey = null): array
+    {
+        return $this->sendKind($ws, 'document', $to, ['media' => self::media($media), 'filename' => $filename,
+                                                      'caption' => $caption], $options, $idempotencyKey);
+    }
+
+    /** @param array{session_id?: string, priority?: string, strict?: bool, reply_to?: string} $options */
+    public function sendSticker(string $ws, string $to, string $media, array $options = [],
+                                ?string $idempotencyKey = null): array
+    {
+        return $this->sendKind($ws, 'sticker', $to, ['media' => self::media($media)], $options, $idempotencyKey);
+    }
+
+    /** @param array{session_id?: string, priority?: string, strict?: bool, reply_to?: string} $options */
+    public function sendLocation(string $ws, string $to, float $latitude, float $longitude, ?string $name = null,
+                                 ?string $address = null, array $options = [], ?string $idempotencyKey = null): array
+    {
+        return $this->sendKind($ws, 'location', $to, ['latitude' => $latitude, 'longitude' => $longitude,
+                                                      'name' => $name, 'address' => $address], $options,
+                               $idempotencyKey);
+    }
+
+    /**
+     * @param list<array<string, mixed>> $contacts 1-20 contact cards as the API takes them
+     * @param array{session_id?: string, priority?: string, strict?: bool, reply_to?: string} $options
+     */
+    public function sendContacts(string $ws, string $to, array $contacts, array $options = [],
+                                 ?string $idempotencyKey = null): array
+    {
+        return $this->sendKind($ws, 'contacts', $to, ['contacts' => $contacts], $options, $idempotencyKey);
+    }
+
+    /**
+     * React to a message (ours, msg_..., or an inbound WhatsApp id); "" removes our reaction.
+     *
+     * @param array{session_id?: string, priority?: string, strict?: bool} $options
+     */
+    public function sendReaction(string $ws, string $to, string $messageId, string $emoji, array $options = [],
+                                 ?string $idempotencyKey = null): array
+    {
+        return $this->sendKind($ws, 'reaction', $to, ['message_id' => $messageId, 'emoji' => $emoji], $options,
+                               $idempotencyKey);
+    }
+
+    /**
+     * @param list<string> $choices 2-12 distinct options
+     * @param array{session_id?: string, priority?: string, strict?: bool, reply_to?: string} $options
+     */
+    public function sendPoll(string $ws, string $to, string $name, array $choices, bool $allowMultiple = false,
+                             array $options = [], ?string $idempotencyKey = null): array
+    {
+        return $this->sendKind($ws, 'poll', $to, ['name' => $name, 'options' => $choices,
+                                                  'allow_multiple' => $allowMultiple], $options, $idempotencyKey);
+    }
+
+    /**
+     * A Cloud API template (sent by the Cloud API, whatever the session).
+     *
+     * @param list<array<string, mixed>> $components the template's components as the API takes them
+     * @param array{session_id?: string, priority?: string, strict?: bool, reply_to?: string} $options
+     */
+    public function sendTemplate(string $ws, string $to, string $name, string $language, array $components = [],
+                                 array $options = [], ?string $idempotencyKey = null): array
+    {
+        return $this->sendKind($ws, 'template', $to, ['name' => $name, 'language' => $language,
+                                                      'components' => $components], $options, $idempotencyKey);
+    }
+
+    /**
+     * @param array<string, mixed> $fields the kind's own fields (a null one is left out)
+     * @param array<string, mixed> $options
+     */
+    private function sendKind(string $ws, string $kind, string $to, array $fields, array $options,
+                              ?string $idempotencyKey): array
+    {
+        $body = ['type' => $kind, 'to' => $to] + array_filter($fields, static fn ($v) => $v !== null)
+            + array_filter($options, static fn ($v) => $v !== null);
+
+        return $this->sendMessage($ws, $body, $idempotencyKey);
+    }
+
+    /** @return array{url: string}|array{media_id: string} */
+    private static function media(string $media): array
+    {
+        return preg_match('#^https?://#i', $media) === 1 ? ['url' => $media] : ['media_id' => $media];
+    }
+
     /**
      * Up to 1,000 messages in one call, each a body of sendMessage() plus its own optional `idempotency_key`:
      * {accepted, refused, results: [{index, status, message_id?, provider?, error?}]} in the items' order. Each

@@ -78,6 +78,48 @@ final class ClientTest extends TestCase
         self::assertSignedCorrectly($r);
     }
 
+    public function testEachKindHasATypedMethodThatPostsItsBody(): void
+    {
+        $accepted = '{"message_id":"msg_1","status":"queued","provider":"webjs"}';
+        $t = self::transport(array_fill(0, 11, new Response(202, [], $accepted)));
+        $c = self::client($t);
+        $to = '15550001111';
+        $c->sendImage('acme', $to, 'med_0123456789abcdef01234567', 'look', ['session_id' => 's1']);
+        $c->sendVideo('acme', $to, 'https://cdn.example.com/v.mp4');
+        $c->sendAudio('acme', $to, 'med_a');
+        $c->sendVoice('acme', $to, 'med_v', ['priority' => 'high'], 'voice-1');
+        $c->sendDocument('acme', $to, 'med_d', 'invoice.pdf', 'your invoice');
+        $c->sendSticker('acme', $to, 'med_s');
+        $c->sendLocation('acme', $to, 52.52, 13.405, 'Office', 'Main St 1');
+        $c->sendContacts('acme', $to, [['name' => ['formatted_name' => 'Ana'], 'phones' => [['phone' => '+1555']]]]);
+        $c->sendReaction('acme', $to, 'msg_1', "\u{1F44D}");
+        $c->sendPoll('acme', $to, 'Lunch?', ['yes', 'no'], true, ['reply_to' => 'msg_1']);
+        $c->sendTemplate('acme', $to, 'hello_world', 'en_US');
+
+        $bodies = array_map(static fn ($r) => json_decode((string) $r->getBody(), true), $t->sent);
+        self::assertSame(['image', 'video', 'audio', 'voice', 'document', 'sticker', 'location', 'contacts',
+                          'reaction', 'poll', 'template'], array_column($bodies, 'type'));
+        self::assertSame(['type' => 'image', 'to' => $to, 'media' => ['media_id' => 'med_0123456789abcdef01234567'],
+                          'caption' => 'look', 'session_id' => 's1'], $bodies[0]);
+        self::assertSame(['type' => 'video', 'to' => $to, 'media' => ['url' => 'https://cdn.example.com/v.mp4']],
+                         $bodies[1], 'a null field is left out');
+        self::assertSame('voice-1', $t->sent[3]->getHeaderLine('Idempotency-Key'));
+        self::assertSame('high', $bodies[3]['priority']);
+        self::assertSame(['invoice.pdf', 'your invoice'], [$bodies[4]['filename'], $bodies[4]['caption']]);
+        self::assertSame([52.52, 13.405, 'Office', 'Main St 1'],
+                         [$bodies[6]['latitude'], $bodies[6]['longitude'], $bodies[6]['name'], $bodies[6]['address']]);
+        self::assertSame('Ana', $bodies[7]['contacts'][0]['name']['formatted_name']);
+        self::assertSame(['msg_1', "\u{1F44D}"], [$bodies[8]['message_id'], $bodies[8]['emoji']]);
+        self::assertSame([['yes', 'no'], true, 'msg_1'],
+                         [$bodies[9]['options'], $bodies[9]['allow_multiple'], $bodies[9]['reply_to']]);
+        self::assertSame(['hello_world', 'en_US', []],
+                         [$bodies[10]['name'], $bodies[10]['language'], $bodies[10]['components']]);
+        foreach ($t->sent as $r) {
+            self::assertSame('/v1/workspaces/acme/messages', $r->getUri()->getPath());
+            self::assertSignedCorrectly($r);
+        }
+    }
+
     public function testSendBatchPostsTheItemsAndReadsEachResult(): void
     {
         $answer = '{"accepted":1,"refused":1,"results":[{"index":0,"status":202,"message_id":"msg_1",'

@@ -154,8 +154,7 @@ function run(array $argv): void
             $media = $api->uploadMedia($ws, $png, 'image/png', 'pixel.png');
             check($media['sha256'] === hash('sha256', $png) && $media['size'] === strlen($png), 'the upload is stored as sent');
             check($api->getMedia($ws, $media['media_id']) === $png, 'the media reads back byte for byte');
-            $accepted = $api->sendMessage($ws, ['type' => 'image', 'to' => $to, 'session_id' => $sid,
-                                                'media' => ['media_id' => $media['media_id']], 'caption' => 'from php']);
+            $accepted = $api->sendImage($ws, $to, $media['media_id'], 'from php', ['session_id' => $sid]);
             $message = waitMessage($api, $ws, $accepted['message_id']);
             out([
                 'media' => $media,
