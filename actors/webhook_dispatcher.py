@@ -46,7 +46,7 @@ from wa_ray.storage.batch import Batcher
 from wa_ray.storage.outbox import Finished, FinishQueue, Outbox, RetryPolicy
 from wa_ray.storage.redis_client import connect
 from wa_ray.storage.stream_consumer import ConcurrentConsumer, Entry, Outcome, Pacing
-from wa_ray.storage.webhook_endpoints import WebhookEndpointStore, subscribed
+from wa_ray.storage.webhook_endpoints import WebhookEndpointStore, endpoint_of, subscribed
 from wa_ray.storage.webhooks import WebhookConfigStore
 from wa_ray.config import RuntimeConfig
 from wa_ray.egress_http import GuardedClient, guard_for
@@ -196,7 +196,7 @@ class WebhookDispatcher(ConcurrentConsumer):
             return
         raw = await self._batch.hgetall(keys.webhook_endpoints(ws))
         queues = [keys.webhook_queue(ws, eid) for eid, rec in sorted(raw.items())
-                  if subscribed(orjson.loads(rec)["events"], event["type"])]
+                  if subscribed(endpoint_of(eid, orjson.loads(rec)).events, event["type"])]
         if queues:
             copy = {"ev": orjson.dumps(event)}
             await asyncio.gather(*(self._batch.xadd(queue, copy) for queue in queues))

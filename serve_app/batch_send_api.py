@@ -25,7 +25,6 @@ from wa_ray.serve_app import messages_api
 from wa_ray.serve_app.context import AppContext
 from wa_ray.serve_app.deps import writable_workspace
 from wa_ray.serve_app.errors import ApiError, error_body, validation_error
-from wa_ray.serve_app.message_models import MessageAccepted
 from wa_ray.serve_app.openapi import errors
 from wa_ray.serve_app.send_models import AnySend, SendMessage
 from wa_ray.storage.messages import Accepted
@@ -74,9 +73,8 @@ def _refused(index: int, exc: ApiError) -> Result:
             "error": error_body(exc.code, exc.message, exc.details)["error"]}
 
 
-def _accepted(index: int, accepted: MessageAccepted) -> Result:
-    return {"index": index, "status": 202, "message_id": accepted.message_id, "provider": accepted.provider,
-            "error": None}
+def _accepted(index: int, message_id: str, provider: str) -> Result:
+    return {"index": index, "status": 202, "message_id": message_id, "provider": provider, "error": None}
 
 
 def _parsed(index: int, raw: dict[str, Any]) -> tuple[AnySend, str | None] | Result:
@@ -129,15 +127,15 @@ async def send_batch(body: BatchIn, request: Request, ws: str = Depends(writable
                 if charged:
                     await PlanLimitStore(c.redis).refund_messages(ws)
                 raise accepted
-            results[index] = _accepted(index, await messages_api.settle(c, ws, msg, accepted, charged))
+            answer = await messages_api.settle(c, ws, msg, accepted, charged)
+            results[index] = _accepted(index, answer.message_id, answer.provider)
         except ApiError as exc:
             results[index] = _refused(index, exc)
 
     later = []
     for (index, (msg, _, _, charged)), accepted in zip(ready, accepts):
         if isinstance(accepted, Accepted) and accepted.created and not charged:
-            results[index] = {"index": index, "status": 202, "message_id": msg.message_id, "provider": msg.provider,
-                              "error": None}  # what `settle` answers a new message, without a task for each
+            results[index] = _accepted(index, msg.message_id, msg.provider)  # what `settle` answers a new one
         else:
             later.append(settled(index, msg, charged, accepted))
     await asyncio.gather(*later)

@@ -32,6 +32,7 @@ import redis.asyncio as aioredis
 from wa_ray.storage import keys
 from wa_ray.storage.batch import Batcher
 from wa_ray.storage.events import MAX_EVENTS_PER_WORKSPACE, encode
+from wa_ray.storage.stream_consumer import ensure_group
 from wa_ray.storage.tallies import CLOUD, DAY_TTL_S, day_of
 from wa_ray.events import MESSAGE_QUEUED, Event
 from wa_ray.wa_ids import is_group_id, is_lid
@@ -415,11 +416,7 @@ class MessageStore:
 
     async def ensure_group(self, streams: list[str]) -> None:
         for stream in streams:
-            try:
-                await self._redis.xgroup_create(stream, keys.QUEUE_GROUP, id="0", mkstream=True)
-            except aioredis.ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            await ensure_group(self._redis, stream, keys.QUEUE_GROUP)
 
     async def ensure_queues(self, ws: str, sid: str) -> list[str]:
         streams = [keys.queue(ws, sid, p) for p in keys.PRIORITIES]

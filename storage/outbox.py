@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from wa_ray.storage import keys
 from wa_ray.config import RuntimeConfig
 from wa_ray.storage.group_commit import GroupCommit
+from wa_ray.storage.stream_consumer import ensure_group
 
 # Move dead letters (all, or those whose event id is listed) into the replay stream, in order.
 _REPLAY = """
@@ -108,11 +109,7 @@ class Outbox:
         return await self.policy(ws)
 
     async def ensure_replay_group(self, ws: str, endpoint: str | None = None) -> None:
-        try:
-            await self._redis.xgroup_create(_replay_key(ws, endpoint), keys.WEBHOOK_GROUP, id="0", mkstream=True)
-        except aioredis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        await ensure_group(self._redis, _replay_key(ws, endpoint), keys.WEBHOOK_GROUP)
 
     async def finish_many(self, done: Sequence[Finished]) -> None:
         """Acknowledge settled deliveries in one transaction: per stream one XACK (and one XDEL for the

@@ -32,11 +32,11 @@ import redis.asyncio as aioredis
 from wa_ray.ids import is_valid_id
 from wa_ray.runtime import RuntimeConfig
 from wa_ray.storage import keys
+from wa_ray.storage.key_scan import scan_batches, scan_names
 
 DAY_S = 86_400
 KINDS = ("events", "messages", "audit", "media")
 DEFAULT_MAX_DAYS = (30, 90, 365, 30)  # events, messages, audit, media
-SCAN_COUNT = 1000
 AUDIT_SCAN_MAX = 50_000
 
 
@@ -120,9 +120,9 @@ class RetentionSweep:
     async def run_once(self, now: float | None = None) -> SweepCounts:
         now = time.time() if now is None else now
         counts = SweepCounts()
-        streams = await _scan_all(self._redis, keys.events("*"))
+        streams = await scan_names(self._redis, keys.events("*"))
         workspaces = {s[len(keys.events("")):] for s in streams}
-        workspaces |= {n[len(keys.retention("")):] for n in await _scan_all(self._redis, keys.retention("*"))}
+        workspaces |= {n[len(keys.retention("")):] for n in await scan_names(self._redis, keys.retention("*"))}
         workspaces = {ws for ws in workspaces if is_valid_id(ws)}
         policies = await self._store.all(workspaces)
         for ws, policy in policies.items():
@@ -138,7 +138,7 @@ class RetentionSweep:
 
     async def _messages(self, now: float, policies: dict[str, RetentionPolicy]) -> int:
         prefix, deleted = keys.message(""), 0
-        async for batch in _scan(self._redis, f"{prefix}*"):
+        async for batch in scan_batches(self._redis, f"{prefix}*"):
             names = [n for n in batch if not n.endswith(":history")]
             if not names:
                 continue
@@ -158,7 +158,7 @@ class RetentionSweep:
 
     async def _media(self, now: float, policies: dict[str, RetentionPolicy]) -> int:
         deleted = 0
-        async for batch in _scan(self._redis, keys.media("*", "*")):
+        async for batch in scan_batches(self._redis, keys.media("*", "*")):
             raws = await self._redis.mget(batch)
             for name, raw in zip(batch, raws, strict=True):
                 parts = name.split(":")
@@ -207,17 +207,3 @@ class RetentionSweep:
 def _id_at(ts: float) -> str:
     """The first stream id at time `ts` (stream ids are milliseconds-sequence)."""
     return f"{max(0, int(ts * 1000))}-0"
-
-
-async def _scan(redis: aioredis.Redis, pattern: str):  # type: ignore[no-untyped-def]
-    cursor = 0
-    while True:
-        cursor, batch = await redis.scan(cursor, match=pattern, count=SCAN_COUNT)
-        if batch:
-            yield list(batch)
-        if int(cursor) == 0:
-            return
-
-
-async def _scan_all(redis: aioredis.Redis, pattern: str) -> list[str]:
-    return [name async for batch in _scan(redis, pattern) for name in batch]

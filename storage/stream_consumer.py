@@ -61,6 +61,16 @@ def entries_of(reply: Any) -> list[Entry]:
     return [Entry(stream, entry_id, fields or {}) for stream, items in reply or [] for entry_id, fields in items]
 
 
+async def ensure_group(redis: aioredis.Redis, stream: str, group: str, start: str = "0") -> None:
+    """`group` on `stream` (the stream created if need be), reading from `start`; one that exists is kept as
+    it is (its position included)."""
+    try:
+        await redis.xgroup_create(stream, group, id=start, mkstream=True)
+    except aioredis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
 class StreamConsumer:
     """A consumer named `name` in `group`: what it leases stays its own until acknowledged or reclaimed.
 
@@ -79,11 +89,7 @@ class StreamConsumer:
     async def join(self, streams: Iterable[str], start: str = "0") -> None:
         """The group on each stream (created with the stream if need be), reading from `start`."""
         for stream in streams:
-            try:
-                await self._redis.xgroup_create(stream, self.group, id=start, mkstream=True)
-            except aioredis.ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            await ensure_group(self._redis, stream, self.group, start)
 
     async def lease(self, streams: Sequence[str], count: int, block_ms: int | None = None) -> list[Entry]:
         """New entries, now this consumer's until acknowledged; waits up to `block_ms` for one if given."""

@@ -54,8 +54,8 @@ import redis.asyncio as aioredis
 
 from wa_ray.ids import is_valid_id
 from wa_ray.storage import campaigns, keys
+from wa_ray.storage.key_scan import scan_batches
 
-SCAN_COUNT = 1000
 XRANGE_COUNT = 1000
 _ERASED_RECIPIENT = orjson.dumps({"to": "", "v": {}}).decode()
 
@@ -150,7 +150,7 @@ class SubjectEraser:
     async def _messages(self, ws: str, match: SubjectMatcher, counts: ErasureCounts, media: set[str]) -> set[str]:
         erased: set[str] = set()
         prefix = keys.message("")
-        async for batch in _scan(self._redis, f"{prefix}*"):
+        async for batch in scan_batches(self._redis, f"{prefix}*"):
             names = [k for k in batch if not k.endswith(":history")]
             if not names:
                 continue
@@ -203,7 +203,7 @@ class SubjectEraser:
     async def _dead_letters(self, ws: str, match: SubjectMatcher, message_ids: set[str],
                             counts: ErasureCounts) -> None:
         lists = [keys.dead_letters(ws)]
-        async for batch in _scan(self._redis, keys.endpoint_dead_letters(ws, "*")):
+        async for batch in scan_batches(self._redis, keys.endpoint_dead_letters(ws, "*")):
             lists.extend(batch)
         for name in lists:
             if await self._redis.type(name) != "list":
@@ -221,7 +221,7 @@ class SubjectEraser:
         an erased message."""
         for pattern in (keys.wa_message(ws, "*"), keys.idempotency(ws, "*"), keys.seen(ws, "*")):
             head = pattern[:-1]
-            async for batch in _scan(self._redis, pattern):
+            async for batch in scan_batches(self._redis, pattern):
                 values = await self._redis.mget(batch)
                 doomed = [name for name, value in zip(batch, values, strict=True)
                           if match.names(name[len(head):])
@@ -232,14 +232,14 @@ class SubjectEraser:
     async def _contacts(self, ws: str, match: SubjectMatcher, counts: ErasureCounts) -> None:
         ids = match.chat_ids
         for pattern in (keys.contacts(ws, "*"),):
-            async for batch in _scan(self._redis, pattern):
+            async for batch in scan_batches(self._redis, pattern):
                 for name in batch:
                     counts.contacts += int(await self._redis.zrem(name, *ids))
-        async for batch in _scan(self._redis, keys.repliers(ws, "*", "*")):
+        async for batch in scan_batches(self._redis, keys.repliers(ws, "*", "*")):
             for name in batch:
                 counts.contacts += int(await self._redis.srem(name, *ids))
         stamps: list[str] = []
-        async for batch in _scan(self._redis, keys.campaign_contact(ws, "*", "*")):
+        async for batch in scan_batches(self._redis, keys.campaign_contact(ws, "*", "*")):
             stamps.extend(n for n in batch if n.rsplit(":", 1)[-1] in ids)
         for cid in await self._redis.zrange(campaigns.list_key(ws), 0, -1):
             stamps.extend(keys.campaign_replied(cid, i) for i in ids)
@@ -264,15 +264,3 @@ class SubjectEraser:
                 if message_ids:  # an erased message is no longer the campaign's to move or hold
                     pipe.srem(campaigns.open_key(ws, cid), *sorted(message_ids))
                 await pipe.execute()
-
-
-async def _scan(redis: aioredis.Redis, pattern: str) -> Any:
-    """SCAN in batches (lists of key names); `pattern`'s only glob characters are its own `*`s (ids never
-    hold glob characters: wa_ray/ids.py)."""
-    cursor = 0
-    while True:
-        cursor, batch = await redis.scan(cursor, match=pattern, count=SCAN_COUNT)
-        if batch:
-            yield list(batch)
-        if int(cursor) == 0:
-            return

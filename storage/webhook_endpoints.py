@@ -34,6 +34,7 @@ import redis.asyncio as aioredis
 
 from wa_ray.crypto import MasterKey, decrypt, encrypt
 from wa_ray.storage import keys
+from wa_ray.storage.stream_consumer import ensure_group
 
 PURPOSE = "webhook-endpoints"
 MAX_ENDPOINTS = 10
@@ -136,6 +137,15 @@ class EndpointTarget:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+def endpoint_of(endpoint_id: str, rec: dict[str, Any]) -> Endpoint:
+    """The endpoint in a stored record (decoded JSON of its field in `keys.webhook_endpoints(ws)`): the one
+    reader of that format, the dispatcher's fan-out included."""
+    batch = rec.get("batch")
+    return Endpoint(endpoint_id, rec["url"], tuple(rec["events"]), tuple(rec["header_names"]),
+                    None if batch is None else BatchPolicy(int(batch["max_events"]), int(batch["max_wait_ms"])),
+                    rec.get("description", ""), float(rec["created_at"]))
+
+
 def sealed_aad(ws: str, endpoint: str, url: str) -> bytes:
     return f"webhook-endpoint:{ws}:{endpoint}:{url}".encode()
 
@@ -162,8 +172,9 @@ class WebhookEndpointStore:
         to it (or after that long, when no dispatcher answers: its next incarnation reads the lanes first)."""
         endpoint = Endpoint("we_" + secrets.token_hex(8), url, tuple(events), tuple(sorted(headers)), batch,
                             description, round(time.time(), 3))
-        await self._join(keys.events(ws), "$")  # from now on: earlier events are not replayed into it
-        await self._join(keys.webhook_queue(ws, endpoint.id), "0")
+        # from now on: earlier events are not replayed into it
+        await ensure_group(self._redis, keys.events(ws), keys.WEBHOOK_GROUP, "$")
+        await ensure_group(self._redis, keys.webhook_queue(ws, endpoint.id), keys.WEBHOOK_GROUP)
         await self._redis.sadd(keys.webhook_workspaces(), ws)
         record = self._record(ws, endpoint, secret, headers)
         version = int(await self._create(
@@ -205,12 +216,12 @@ class WebhookEndpointStore:
     # ------------------------------------------------------------------- reads
     async def endpoints(self, ws: str) -> list[Endpoint]:
         raw = await self._redis.hgetall(keys.webhook_endpoints(ws))
-        return sorted((self._endpoint(eid, orjson.loads(rec)) for eid, rec in raw.items()),
+        return sorted((endpoint_of(eid, orjson.loads(rec)) for eid, rec in raw.items()),
                       key=lambda e: (e.created_at, e.id))
 
     async def get(self, ws: str, endpoint_id: str) -> Endpoint | None:
         raw = await self._redis.hget(keys.webhook_endpoints(ws), endpoint_id)
-        return None if raw is None else self._endpoint(endpoint_id, orjson.loads(raw))
+        return None if raw is None else endpoint_of(endpoint_id, orjson.loads(raw))
 
     async def target(self, ws: str, endpoint_id: str) -> EndpointTarget | None:
         return self.target_of(ws, endpoint_id, await self._redis.hget(keys.webhook_endpoints(ws), endpoint_id))
@@ -220,7 +231,7 @@ class WebhookEndpointStore:
         if raw is None:
             return None
         rec = orjson.loads(raw)
-        endpoint = self._endpoint(endpoint_id, rec)
+        endpoint = endpoint_of(endpoint_id, rec)
         opened = (rec["sealed"], sealed_aad(ws, endpoint_id, endpoint.url))
         inner = self._opened.get(opened)
         if inner is None:
@@ -230,14 +241,6 @@ class WebhookEndpointStore:
             self._opened[opened] = inner
         return EndpointTarget(ws, endpoint, inner["secret"], dict(inner["headers"]))
 
-    async def targets(self, ws: str) -> list[EndpointTarget]:
-        raw = await self._redis.hgetall(keys.webhook_endpoints(ws))
-        return [t for eid, rec in sorted(raw.items()) if (t := self.target_of(ws, eid, rec)) is not None]
-
-    async def lanes(self) -> list[tuple[str, str]]:
-        """Every (workspace, endpoint id) to deliver to."""
-        return sorted(tuple(m.split("/", 1)) for m in await self._redis.smembers(keys.webhook_endpoint_lanes()))
-
     # ----------------------------------------------------------------- helpers
     def _record(self, ws: str, endpoint: Endpoint, secret: str, headers: dict[str, str]) -> str:
         sealed = encrypt(self._key, orjson.dumps({"secret": secret, "headers": headers}),
@@ -245,17 +248,3 @@ class WebhookEndpointStore:
         public = endpoint.public()
         del public["id"]
         return orjson.dumps({**public, "sealed": sealed.hex()}).decode()
-
-    @staticmethod
-    def _endpoint(endpoint_id: str, rec: dict[str, Any]) -> Endpoint:
-        batch = rec.get("batch")
-        return Endpoint(endpoint_id, rec["url"], tuple(rec["events"]), tuple(rec["header_names"]),
-                        None if batch is None else BatchPolicy(int(batch["max_events"]), int(batch["max_wait_ms"])),
-                        rec.get("description", ""), float(rec["created_at"]))
-
-    async def _join(self, stream: str, start: str) -> None:
-        try:
-            await self._redis.xgroup_create(stream, keys.WEBHOOK_GROUP, id=start, mkstream=True)
-        except aioredis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise

@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 
 from wa_ray.crypto import MasterKey, decrypt, encrypt
 from wa_ray.storage import keys
+from wa_ray.storage.stream_consumer import ensure_group
 
 
 @dataclass(frozen=True)
@@ -44,13 +45,8 @@ class WebhookConfigStore:
         self._opened: dict[tuple[str, bytes], str] = {}
 
     async def set(self, ws: str, target: WebhookTarget) -> None:
-        stream = keys.events(ws)
-        try:
-            # Deliver from now on: events published before a webhook existed are not replayed into it.
-            await self._redis.xgroup_create(stream, keys.WEBHOOK_GROUP, id="$", mkstream=True)
-        except aioredis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        # Deliver from now on: events published before a webhook existed are not replayed into it.
+        await ensure_group(self._redis, keys.events(ws), keys.WEBHOOK_GROUP, "$")
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.webhook(ws), mapping={"url": target.url,
                                                  "secret": encrypt(self._key, target.secret.encode(),
@@ -73,6 +69,3 @@ class WebhookConfigStore:
                 self._opened.clear()
             self._opened[opened] = secret
         return WebhookTarget(rec["url"], secret)
-
-    async def workspaces(self) -> set[str]:
-        return set(await self._redis.smembers(keys.webhook_workspaces()))

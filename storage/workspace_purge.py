@@ -45,8 +45,8 @@ import redis.asyncio as aioredis
 
 from wa_ray.ids import is_valid_id
 from wa_ray.storage import campaigns, keys
+from wa_ray.storage.key_scan import scan_batches, scan_names
 
-SCAN_COUNT = 1000
 FOLLOW_UP_S = 3600.0
 _SENTINEL = "\x00"
 _CAMPAIGN_KEYS = (campaigns.meta_key, campaigns.recipients_key, campaigns.phones_key, campaigns.assignment_key,
@@ -128,10 +128,10 @@ class WorkspacePurge:
         campaign_ids = await self._redis.zrange(campaigns.list_key(ws), 0, -1)
         doomed = set(exact)
         for pattern in patterns:
-            doomed |= set(await _scan_all(self._redis, pattern))
+            doomed |= set(await scan_names(self._redis, pattern))
         for cid in campaign_ids:
             if is_valid_id(cid):
-                doomed |= set(await _scan_all(self._redis, keys.campaign_replied(cid, "*")))
+                doomed |= set(await scan_names(self._redis, keys.campaign_replied(cid, "*")))
         counts.messages += await self._messages(ws)
         counts.api_keys += await self._api_keys(ws)
         counts.memberships += await self._memberships(ws)
@@ -168,7 +168,7 @@ class WorkspacePurge:
 
     async def _messages(self, ws: str) -> int:
         prefix, deleted = keys.message(""), 0
-        async for batch in _scan(self._redis, f"{prefix}*"):
+        async for batch in scan_batches(self._redis, f"{prefix}*"):
             names = [k for k in batch if not k.endswith(":history")]
             if not names:
                 continue
@@ -183,7 +183,7 @@ class WorkspacePurge:
         owners = await _hget_each(self._redis, [keys.api_key(k) for k in ids], "workspace_id")
         revoked = 0
         for key_id in (k for k, owner in zip(ids, owners, strict=True) if owner == ws):
-            leftovers = await _scan_all(self._redis, keys.nonce(key_id, "*"))
+            leftovers = await scan_names(self._redis, keys.nonce(key_id, "*"))
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.delete(keys.api_key(key_id), keys.rate_limit(key_id), keys.stream_slots(key_id), *leftovers)
                 pipe.srem(keys.api_key_index(), key_id)
@@ -206,11 +206,11 @@ class WorkspacePurge:
         fields_ = [f for f in await self._redis.hkeys(keys.metrics_qr_started()) if f.partition("/")[0] == ws]
         n += int(await self._redis.hdel(keys.metrics_qr_started(), *fields_)) if fields_ else 0
         for pattern in (keys.meta_number("*"), keys.meta_verify("*")):
-            names = await _scan_all(self._redis, pattern)
+            names = await scan_names(self._redis, pattern)
             values = await self._redis.mget(names) if names else []
             owned = [k for k, v in zip(names, values, strict=True) if v == ws]
             n += int(await self._redis.delete(*owned)) if owned else 0
-        for name in await _scan_all(self._redis, keys.meta_verifiers("*")):
+        for name in await scan_names(self._redis, keys.meta_verifiers("*")):
             n += int(await self._redis.srem(name, ws))
         return n
 
@@ -222,17 +222,3 @@ async def _hget_each(redis: aioredis.Redis, names: list[str], field: str) -> lis
         for name in names:
             pipe.hget(name, field)
         return await pipe.execute()
-
-
-async def _scan(redis: aioredis.Redis, pattern: str) -> Any:
-    cursor = 0
-    while True:
-        cursor, batch = await redis.scan(cursor, match=pattern, count=SCAN_COUNT)
-        if batch:
-            yield list(batch)
-        if int(cursor) == 0:
-            return
-
-
-async def _scan_all(redis: aioredis.Redis, pattern: str) -> list[str]:
-    return [name async for batch in _scan(redis, pattern) for name in batch]
