@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -59,6 +61,8 @@ class SimConfigBody(_Body):
     reconnect_ms: int | None = Field(default=None, ge=0)
     default_delivered_ms: int | None = Field(default=None, ge=0)
     default_read_ms: int | None = Field(default=None, ge=0)
+    page_cost: Literal["light", "heavy"] | None = None
+    heavy_devices: int | None = Field(default=None, ge=1, le=16)
 
 
 class DropBody(_Body):

@@ -33,6 +33,13 @@ class SimConfig:
     # Defaults for phones that never got PUT /_phone/{n}/config.
     default_delivered_ms: int | None = 50
     default_read_ms: int | None = 150
+    # What a page spends per message. "light": next to nothing (the default: tests stay fast).
+    # "heavy" (static/heavy.js): what WhatsApp Web spends and the light page does not, so a bench can
+    # report figures closer to the real site: a Signal-style encryption per recipient device (HKDF,
+    # AES, HMAC in WebCrypto), an IndexedDB write per message and per ack, a synchronous chat-list
+    # re-render with layout. Pages already open switch when the config changes.
+    page_cost: str = "light"
+    heavy_devices: int = 3  # devices a message is encrypted for: the recipient's two and our own phone
 
 
 @dataclass

@@ -230,6 +230,7 @@ async def sim_config(request: Request) -> Response:
     if request.method == "PUT":
         body = await parse(request, SimConfigBody)
         apply_partial(cfg, body, {"logout_reload_ms", "default_delivered_ms", "default_read_ms"})
+        await sim(request).config_changed()
     return JSONResponse({k: getattr(cfg, k) for k in SimConfigBody.model_fields})
 
 

@@ -274,7 +274,14 @@ class SimState:
             "sync_fallback_ms": c.sync_fallback_ms,
             "logout_reload_ms": c.logout_reload_ms,
             "reconnect_ms": c.reconnect_ms,
+            "page_cost": c.page_cost,
+            "heavy_devices": c.heavy_devices,
         }
+
+    async def config_changed(self) -> None:
+        """Pages read their config at connect (`welcome`); open ones get the change too."""
+        for page in list(self.pages.values()):
+            await self._safe_send(page, {"type": "config", "config": self.page_config()})
 
     async def page_disconnected(self, page: PageConn) -> None:
         self.pages.pop(page.page_id, None)

@@ -631,6 +631,7 @@
 
   const handlers = {
     welcome(d) { pageConfig = { ...pageConfig, ...(d.config || {}) }; },
+    config(d) { pageConfig = { ...pageConfig, ...(d.config || {}) }; }, // PUT /_sim/config while open
     ref(d) {
       // Conn.ref first: whatsapp-web.js reads it as soon as the state says UNPAIRED.
       Conn.set({ ref: d.ref, refTTL: d.ttl_ms });
@@ -828,7 +829,7 @@
   // Page modules kept in their own files (static/media.js, ...) register in window.__waSimExtensions
   // before this file runs; each gets the internals it builds on and returns the modules it adds.
   const internals = { Collections, MsgModel, MsgKey, ContactModel, ChatModel, GroupMetadataModel, Model, Collection, createWid,
-    transport, pendingResults, wireHooks, helloHooks, render, handlers, receiveMsg, getOrCreateChat, me, UserPrefsMeUser };
+    transport, pendingResults, wireHooks, helloHooks, render, renderNow, handlers, receiveMsg, getOrCreateChat, me, UserPrefsMeUser };
   for (const extend of window.__waSimExtensions || []) Object.assign(modules, extend(internals) || {});
 
   const requireModule = (name) => (Object.prototype.hasOwnProperty.call(modules, name) ? modules[name] : undefined);
