@@ -20,7 +20,7 @@ from wa_ray.crypto import MasterKey
 from wa_ray.storage.apikeys import ApiKeyStore
 from wa_ray.storage.embedded import EmbeddedRedis
 from wa_ray.storage.redis_client import connect
-from wa_ray.entry.keys_cli import running_embedded_port
+from wa_ray.entry.data_redis import running_embedded_port
 from wa_ray.signing import HmacAuth
 
 pytestmark = pytest.mark.asyncio

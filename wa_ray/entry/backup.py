@@ -49,8 +49,7 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -65,7 +64,7 @@ from wa_ray.entry.redis_rdb import (AOF_NAME, EMBEDDED_RDB_MAX_VERSION, Snapshot
                                     install_rdb_as_aof, rdb_version)
 from wa_ray.ids import require_id
 from wa_ray.master_keys import MasterKeyError, keys_from_env, read_key_file, write_key_file
-from wa_ray.storage.embedded import EmbeddedRedis, redis_password, url_for
+from wa_ray.storage.embedded import EmbeddedRedis
 
 log = logging.getLogger(__name__)
 
@@ -114,35 +113,6 @@ class BackupReport:
 
 def _redis_db(url: str) -> int:
     return int((urlparse(url).path or "/0").lstrip("/") or 0)
-
-
-@contextmanager
-def service_redis(settings: Settings) -> Iterator[str]:
-    """A URL of the data dir's Redis for a snapshot: WA_REDIS_URL, the running embedded server, or (no
-    service running) the embedded server started here for the time of the snapshot, with the data dir
-    held exclusively so no service starts on it meanwhile."""
-    if settings.redis_url:
-        yield settings.redis_url
-        return
-    from wa_ray.entry.keys_cli import running_embedded_port
-
-    redis_dir = settings.data_dir / "redis"
-    port = running_embedded_port(redis_dir)
-    if port:
-        yield url_for(port, redis_password(redis_dir, settings.redis_password))
-        return
-    if not (redis_dir / AOF_NAME).exists():
-        raise BackupError(f"no Redis data in {redis_dir}: nothing to back up (is --data-dir right?)")
-    try:
-        lock = hold_exclusive(settings.data_dir)
-    except DataDirBusy as exc:
-        raise BackupError(str(exc)) from None
-    server = EmbeddedRedis(redis_dir, password=settings.redis_password, die_with_parent=True)
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-        lock.close()
 
 
 def create_backup(settings: Settings, out: Path, passphrase: bytes, redis_url: str) -> BackupReport:
@@ -354,7 +324,7 @@ def _install_redis(settings: Settings, manifest: dict, staging: Path, force: boo
 
 def restore_backup(settings: Settings, archive: Path, passphrase: bytes, *, force: bool = False) -> RestoreReport:
     """Restore `archive` into the settings' data dir (and Redis); see the module doc for the guarantees."""
-    from wa_ray.entry.keys_cli import running_embedded_port
+    from wa_ray.entry.data_redis import running_embedded_port
 
     started = time.monotonic()
     if not Path(archive).is_file():

@@ -69,13 +69,14 @@ def _start_backups(settings: Settings, service: Service) -> BackupSchedule | Non
 
 def cmd_backup(settings: Settings, out: Path, passphrase_file: Path | None) -> None:
     """One archive of the data dir (running service or not); see wa_ray/entry/backup.py."""
-    from wa_ray.entry.backup import BackupError, create_backup, read_passphrase, service_redis
+    from wa_ray.entry.backup import BackupError, create_backup, read_passphrase
+    from wa_ray.entry.data_redis import NoDataRedis, data_dir_redis
 
     try:
         passphrase = read_passphrase(passphrase_file or settings.backup_passphrase_file)
-        with service_redis(settings) as url:
+        with data_dir_redis(settings, require_data=True) as url:
             report = create_backup(settings, out, passphrase, url)
-    except BackupError as exc:
+    except (BackupError, NoDataRedis) as exc:
         raise SystemExit(f"backup: {exc}") from None
     console.print(report.line(), highlight=False, soft_wrap=True)
 
@@ -163,7 +164,7 @@ def cmd_rotate_key(settings: Settings, new_key: str | None, on_blob: Callable[[s
     from wa_ray.storage.embedded import EmbeddedRedis
     from wa_ray.storage.redis_client import connect
     from wa_ray.datadir_lock import DataDirBusy, hold_exclusive
-    from wa_ray.entry.keys_cli import running_embedded_port
+    from wa_ray.entry.data_redis import running_embedded_port
     from wa_ray.entry.rotation import RotationError, reencrypt_all
 
     try:

