@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds of unrecorded traffic after linking (0: none)")
         p.add_argument("--profile", type=Path, default=None, metavar="DIR",
                        help="py-spy the proxy, replica, dispatcher, BrowserHost and bench during each step into DIR")
+        p.add_argument("--page-cost", choices=("light", "heavy"), default="light",
+                       help="the simulator page's cost per message: heavy adds WhatsApp Web's encryption per "
+                            "device, IndexedDB writes and re-render (simulator/wa_web/static/heavy.js)")
         p.add_argument("-v", "--verbose", action="store_true")
 
     tp = sub.add_parser("throughput", help="fixed rate for a duration")
@@ -116,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     pacing = args.pacing if args.pacing is not None else not peak
     cfg = BenchConfig(sessions=args.sessions, pacing=pacing, out_dir=args.out,
                       link_concurrency=args.link_concurrency, raw=args.raw, warmup_s=max(0.0, args.warmup),
-                      profile_dir=str(args.profile) if args.profile else None)
+                      profile_dir=str(args.profile) if args.profile else None, page_cost=args.page_cost)
     if peak and getattr(args, "mix", None):
         build_parser().error("--mix runs with a fixed rate, not with --find-peak")
     if peak:

@@ -67,6 +67,7 @@ class HarnessOptions:
     pacing: bool = True
     webhook_base_delay_s: float = 0.2
     sessions_per_node: int = 50
+    page_cost: str = "light"  # the simulator page: "light", or "heavy" (simulator/wa_web/static/heavy.js)
 
 
 @dataclass(frozen=True)
@@ -98,11 +99,12 @@ class Harness:
         return self.service.base_url
 
     def start(self) -> Harness:
+        from wa_ray.simulator.wa_web.config import SimConfig
         from wa_ray.simulator.wa_web.testing import running_web_simulator
 
         try:
             self.data_dir = Path(tempfile.mkdtemp(prefix="wa-ray-bench-"))
-            sim = self._stack.enter_context(running_web_simulator())
+            sim = self._stack.enter_context(running_web_simulator(SimConfig(page_cost=self.options.page_cost)))
             self.sim_url = sim.url
             self.receiver = WebhookReceiver(free_port(), self.webhook_secret).start()
             if self.receiver.pid:

@@ -365,6 +365,7 @@ class BenchConfig:
     raw: bool = False
     warmup_s: float = 5.0  # unrecorded traffic after linking: first connections, cold code paths
     profile_dir: str | None = None
+    page_cost: str = "light"  # the simulator page's cost per message: "light" or "heavy"
 
 
 WARMUP_RATE_PER_MIN = 300.0
@@ -399,6 +400,7 @@ def _harness_info(harness: Harness, live_links: list[SessionLink], cfg: BenchCon
         "link_concurrency": cfg.link_concurrency,
         "warmup": f"{cfg.warmup_s:g} s at {WARMUP_RATE_PER_MIN:g} msg/min, not recorded" if cfg.warmup_s else "none",
         "simulator": "simulator.wa_web in the bench process (default phone acks: delivered 50 ms, read 150 ms)",
+        "page_cost": cfg.page_cost,
         "webhook_receiver": "child process, signature verified on every delivery",
         **harness.runtime_facts(),
     }
@@ -417,7 +419,7 @@ def _notes(harness: Harness, machine: dict[str, Any], cfg: BenchConfig) -> list[
 
 def run_throughput(cfg: BenchConfig, rate: float, duration_s: float, drain_timeout_s: float,
                    console: Console, mix: MixSpec | None = None) -> tuple[ThroughputReport, dict[str, Path]]:
-    harness = Harness(HarnessOptions(sessions=cfg.sessions, pacing=cfg.pacing))
+    harness = Harness(HarnessOptions(sessions=cfg.sessions, pacing=cfg.pacing, page_cost=cfg.page_cost))
     report: ThroughputReport | None = None
     console.print("starting simulator, webhook receiver, Redis, Ray, Serve, Chromium...")
     harness.start()
@@ -448,7 +450,7 @@ def run_throughput(cfg: BenchConfig, rate: float, duration_s: float, drain_timeo
 
 def run_peak(cfg: BenchConfig, rates: list[float], step_s: float, drain_timeout_s: float, threshold_ms: float,
              keep_going: bool, console: Console, idle_s: float = 0.0) -> tuple[ThroughputReport, dict[str, Path]]:
-    harness = Harness(HarnessOptions(sessions=cfg.sessions, pacing=cfg.pacing))
+    harness = Harness(HarnessOptions(sessions=cfg.sessions, pacing=cfg.pacing, page_cost=cfg.page_cost))
     report: ThroughputReport | None = None
     console.print("starting simulator, webhook receiver, Redis, Ray, Serve, Chromium...")
     harness.start()

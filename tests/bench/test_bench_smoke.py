@@ -1,5 +1,7 @@
 """The throughput bench end to end, small, on the real stack: 2 sessions, 120 msg/min for 5 s, with the
-`--mix` of text, images and a document sent by media_id, then the video probe. One run checks both the
+`--mix` of text, images and a document sent by media_id, then the video probe, against the simulator's heavy
+page (`--page-cost heavy`: WhatsApp Web's per-message encryption, IndexedDB writes and renders, which our
+page bridge must live with as it does on the real site). One run checks both the
 report's shape (machine, params, counts, latencies, cleanup) and the media figures: each run starts a Ray
 of its own (about 20 s), so the plain and the mixed bench share one.
 
@@ -16,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.own_cluster
+
 REPO = Path(__file__).resolve().parents[2]
 LATENCY_KEYS = {"accept_to_202", "accept_to_sent", "accept_to_ack", "accept_to_webhook"}
 COUNT_KEYS = {"accepted", "sent", "acked", "webhooked", "lost", "duplicated"}
@@ -27,7 +31,7 @@ def test_throughput_bench_smoke(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "wa_ray.bench", "throughput", "--sessions", "2", "--rate", "120", "--duration", "5",
            "--pacing", "off", "--drain-timeout", "60", "--warmup", "0", "--out", str(tmp_path),
            "--mix", "text:70,image:20,document:10", "--image-bytes", "300000", "--document-bytes", "200000",
-           "--video-bytes", "3000000"]
+           "--video-bytes", "3000000", "--page-cost", "heavy"]
     run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=230, check=False)
     assert run.returncode == 0, f"bench failed\nstdout:\n{run.stdout[-3000:]}\nstderr:\n{run.stderr[-3000:]}"
     latest = json.loads((tmp_path / "throughput-latest.json").read_text())
@@ -35,6 +39,7 @@ def test_throughput_bench_smoke(tmp_path: Path) -> None:
     assert "Mix: text 70%" in (tmp_path / "throughput-latest.md").read_text()
     assert len(list(tmp_path.glob("throughput-2*.json"))) == 1
     assert latest["kind"] == "throughput"
+    assert latest["harness"]["page_cost"] == "heavy"
     assert {"nproc", "ram_total_gib", "cpu_model", "ray", "playwright", "chromium"} <= latest["machine"].keys()
     (step,) = latest["steps"]
     assert step["params"]["sessions"] == 2 and step["params"]["rate_per_min"] == 120
