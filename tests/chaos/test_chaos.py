@@ -15,6 +15,8 @@ import pytest
 from wa_ray.bench.chaos_runner import run_scenario
 from tests.chaos.scenario import FAULT_KINDS
 
+pytestmark = pytest.mark.own_cluster
+
 
 def _run(scale: float, timeout: float) -> tuple[dict, str]:
     seed = os.environ.get("WA_CHAOS_SEED")

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.own_cluster
+
 ROOT = Path(__file__).resolve().parents[2]
 # (tests/messages/test_sender_incarnations.py drives a SessionActor owner: nothing of it runs under `host`)
 MODULES = ("tests/integration/test_session_lifecycle.py", "tests/messages/test_exactly_once.py")

@@ -8,6 +8,8 @@ import sys
 import orjson
 import pytest
 
+pytestmark = pytest.mark.own_cluster
+
 
 def run_scenario(module: str, *args: str, timeout: float = 400) -> dict:
     proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout,

@@ -32,7 +32,7 @@ from wa_ray.signing import HmacAuth
 from wa_ray.storage.embedded import free_port
 from tests.tls_certs import make_ca_and_server_cert
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.own_cluster]
 
 KEY_ID = "ready-admin"
 DEADLINE_S = 120  # Ray, Redis and the control plane on a busy 2-core machine; typically well under half
