@@ -193,4 +193,7 @@ async def test_put_and_read_hold_a_few_chunks_not_the_file(store: MediaStore) ->
         tracemalloc.stop()
     assert info.size == 32 * 1024 * 1024
     print(f"\npeak {peak / 1024:.0f} KiB for a {info.size // (1024 * 1024)} MB file")
-    assert peak < 8 * CHUNK, peak
+    # tracemalloc counts every thread of this process, and in the full suite the process also hosts the Ray
+    # driver's threads: alone the peak is ~1.1 MB (four chunks), in the suite it was seen at 2.1 MB. The bound
+    # is an eighth of the file, so a store that buffered the file (>= 32 MB) still fails it by far.
+    assert peak < 16 * CHUNK < info.size // 8 + 1, peak
