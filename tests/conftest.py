@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -25,15 +26,26 @@ EGRESS_ALLOW = "127.0.0.0/8,::1"
 # WA_METRICS_TOKEN of the test service: Prometheus' credential for /metrics and the details of /readyz
 METRICS_TOKEN = secrets.token_urlsafe(32)
 OPERATOR = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+# set by `scripts/test --all`: the run keeps the `own_cluster` tests
+ALL_TESTS = "WA_TESTS_ALL"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked `own_cluster` run first, in their collected order, the rest after them in theirs.
+    """The default run leaves out the tests marked `own_cluster`; `scripts/test --all` (what CI runs) keeps
+    them, first, in their collected order, the rest after them in theirs.
 
-    Why: each starts a service with a Ray of its own (a minute or more each). Once the shared service is up
-    it stays up to the end of the run, and even idle it keeps about a fifth of a core busy (Serve's
-    controller, proxy and replicas, Ray's log monitor and dashboard agent), which on two cores slowed
-    these tests by a tenth and more. No test depends on another's order."""
+    Why leave them out: each starts a service with a Ray of its own, a minute or more each, seven minutes
+    together, a quarter of the whole run on two cores; the default suite must stay under 20 minutes.
+    A run that names its tests (`scripts/test tests/chaos`) runs what it names.
+    Why first: once the shared service is up it stays up to the end of the run, and even idle it keeps
+    Serve's controller, proxy and replicas, Ray's log monitor and dashboard agent busy, which on two cores
+    slowed these tests by a tenth and more. No test depends on another's order."""
+    named = config.args_source is not pytest.Config.ArgsSource.TESTPATHS
+    if not (named or os.environ.get(ALL_TESTS) == "1"):
+        left_out = [item for item in items if item.get_closest_marker("own_cluster") is not None]
+        if left_out:
+            config.hook.pytest_deselected(items=left_out)
+            items[:] = [item for item in items if item.get_closest_marker("own_cluster") is None]
     items.sort(key=lambda item: item.get_closest_marker("own_cluster") is None)
 
 
