@@ -59,7 +59,7 @@ from wa_ray.storage.campaign_moves import HELD, CampaignMoves
 from wa_ray.storage.campaign_replies import CampaignReplies
 from wa_ray.storage.campaign_view import META_NUMBER, Numbers, numbers_of, publish_progress, schedule_of
 from wa_ray.storage.campaigns import (
-    CAMPAIGN_TTL_S, CANCELLED, COMPLETED, PAUSED, RUNNING, SCHEDULED, Campaign, CampaignStore, Recipient)
+    CAMPAIGN_TTL_S, CANCELLED, COMPLETED, DRAFT, PAUSED, RUNNING, SCHEDULED, Campaign, CampaignStore, Recipient)
 from wa_ray.storage.contact_log import ContactLog
 from wa_ray.storage.events import EventLog
 from wa_ray.storage.headroom import headroom
@@ -165,6 +165,11 @@ class CampaignRunner:
         c = await self._store.get(ws, cid)
         if c is None or c.status == COMPLETED:
             await self._store.deactivate(ws, cid)
+            return
+        if c.status == DRAFT:
+            # the API adds a campaign to ACTIVE before the script that moves it out of draft (one slot per
+            # workspace on a cluster), so a draft here is one on its way in: skip it, never SREM it (that
+            # would race the API's add-then-move and leave a started campaign out of ACTIVE)
             return
         if c.status in (PAUSED, CANCELLED):
             await self._stand_still(c)
@@ -277,7 +282,7 @@ class CampaignRunner:
         mids = await self._store.open_messages(ws, cid)
         if not mids:
             return 0
-        records = await self._fields(mids)
+        records = await self._fields(ws, mids)
         done, left = [], 0
         for mid, (status, sid, held, to, provider) in zip(mids, records, strict=True):
             if status not in ("queued", "sending"):
@@ -316,10 +321,10 @@ class CampaignRunner:
                                       str(c.fallback.get("name", "")), expect=expect):
             await self._store.assign(ws, cid, to, META_NUMBER)
 
-    async def _fields(self, mids: list[str]) -> list[tuple[str, str, str, str, str]]:
+    async def _fields(self, ws: str, mids: list[str]) -> list[tuple[str, str, str, str, str]]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for mid in mids:
-                pipe.hmget(keys.message(mid), "status", "session_id", "held", "to", "provider")
+                pipe.hmget(keys.message(ws, mid), "status", "session_id", "held", "to", "provider")
             rows = await pipe.execute()
         return [(r[0] or "", r[1] or "", r[2] or "", r[3] or "", r[4] or "") for r in rows]
 
@@ -374,7 +379,7 @@ class CampaignRunner:
         """Paused: hold what is queued on numbers. Cancelled: hold, then cancel; then leave ACTIVE."""
         ws, cid = c.workspace_id, c.campaign_id
         mids = await self._store.open_messages(ws, cid)
-        records = await self._fields(mids) if mids else []
+        records = await self._fields(ws, mids) if mids else []
         done, left = [], 0
         for mid, (status, _sid, held, _to, provider) in zip(mids, records, strict=True):
             if status not in ("queued", "sending"):

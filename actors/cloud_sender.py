@@ -105,6 +105,7 @@ class CloudSender(ConcurrentConsumer):
         self._configs: dict[str, tuple[float, ProviderConfig]] = {}
         self._throughput: dict[str, SlidingWindow] = {}
         self._pairs: dict[tuple[str, str], TokenBucket] = {}
+        self._ws_of_stream: dict[str, str] = {}  # a queue's workspace, which the message key needs (filled by lanes)
         loop = asyncio.get_running_loop()
         # started here, not by a call: after a crash Ray restarts the actor and the loops come back with it
         self._tasks = [loop.create_task(self.run()), loop.create_task(self._heartbeat()),
@@ -115,8 +116,11 @@ class CloudSender(ConcurrentConsumer):
 
     # ------------------------------------------------------------ the consumer
     async def lanes(self) -> dict[str, list[str]]:
-        return {ws: [keys.cloud_queue(ws, p) for p in keys.PRIORITIES]
-                for ws in await self._providers.cloud_workspaces()}
+        lanes = {ws: [keys.cloud_queue(ws, p) for p in keys.PRIORITIES]
+                 for ws in await self._providers.cloud_workspaces()}
+        # kept when a workspace leaves the set: its entries still in flight name it (four names per workspace)
+        self._ws_of_stream.update((stream, ws) for ws, streams in lanes.items() for stream in streams)
+        return lanes
 
     def order(self, entries: list[Entry]) -> list[Entry]:
         return sorted(entries, key=lambda e: keys.PRIORITIES.index(e.stream.rsplit(":", 1)[1]))
@@ -128,7 +132,10 @@ class CloudSender(ConcurrentConsumer):
         message_id = entry.fields.get("m")
         if not message_id:
             return Outcome.DROPPED
-        return await self._attempt(message_id)
+        ws = self._ws_of_stream.get(entry.stream)
+        if ws is None:  # not seen: every stream read comes from lanes(), which names it first; never drop a message
+            return Outcome.LATER
+        return await self._attempt(ws, message_id)
 
     async def _heartbeat(self) -> None:
         while True:
@@ -139,11 +146,13 @@ class CloudSender(ConcurrentConsumer):
             await asyncio.sleep(HEARTBEAT_S)
 
     # --------------------------------------------------------------- one send
-    async def _attempt(self, message_id: str) -> Outcome:
-        record = await self._messages.record(message_id)
+    async def _attempt(self, ws: str, message_id: str) -> Outcome:
+        """One send of workspace `ws`'s message (its Cloud API queue named `ws`)."""
+        record = await self._messages.record(ws, message_id)
         if not record or record.get("provider") != META or record.get("status") not in ("queued", "sending"):
             return Outcome.DONE
-        ws = record["workspace_id"]
+        if record.get("workspace_id") != ws:  # defence in depth: the key names ws, so the record must too
+            return Outcome.DONE
         cfg = await self._config(ws)
         if cfg.cloud is None:
             await self._router.fail_or_failover(record, "cloud_api: this workspace has no Cloud API credentials")
@@ -154,7 +163,7 @@ class CloudSender(ConcurrentConsumer):
             if owner != self.epoch and owner and await self._redis.exists(keys.sender_alive(owner)):
                 return Outcome.LATER
             # an earlier request's answer was lost: a status webhook may still show Meta accepted it
-            if await self._confirmed(message_id, float(record.get("intent_at") or 0), creds.options.confirm_s):
+            if await self._confirmed(ws, message_id, float(record.get("intent_at") or 0), creds.options.confirm_s):
                 return Outcome.DONE
         breaker = await self._providers.breaker(ws)
         if breaker.get("state") == "open":
@@ -178,7 +187,7 @@ class CloudSender(ConcurrentConsumer):
         result = await self._send_with_backoff(creds, record, prepared)
         if not result.ok and result.code == MEDIA_UPLOAD_ERROR and prepared.cloud_media_id:
             # Meta keeps an upload for 30 days: a retry's kept id may be gone; upload again, once
-            await self._redis.hdel(keys.message(message_id), f"cloud_media:{creds.phone_number_id}")
+            await self._redis.hdel(keys.message(ws, message_id), f"cloud_media:{creds.phone_number_id}")
             prepared = await self._prepare(creds, sending)
             if isinstance(prepared, Refused):
                 await self._router.fail_or_failover(sending, prepared.reason, error=prepared.error,
@@ -200,7 +209,7 @@ class CloudSender(ConcurrentConsumer):
                 ws, creds.options.breaker_failures, result.reason()):
             log.warning("cloud api circuit opened for %s: %s", ws, result.reason())
         if result.failure is Failure.UNKNOWN and await self._confirmed(
-                message_id, float(intent["intent_at"]), creds.options.confirm_s):
+                ws, message_id, float(intent["intent_at"]), creds.options.confirm_s):
             return Outcome.DONE
         error = TEMPLATE_ERRORS.get(result.code or 0)
         await self._router.fail_or_failover(record, result.reason(), code=result.code, allowed=("sending",),
@@ -239,13 +248,13 @@ class CloudSender(ConcurrentConsumer):
         cloud_media_id = None
         if kind in MEDIA_KINDS:
             field = f"cloud_media:{creds.phone_number_id}"
-            cloud_media_id = await self._redis.hget(keys.message(mid), field)
+            cloud_media_id = await self._redis.hget(keys.message(ws, mid), field)
             if not cloud_media_id:
                 uploaded = await self._upload(creds, record, kind, content)
                 if isinstance(uploaded, Refused):
                     return uploaded
                 cloud_media_id = uploaded
-                await self._redis.hset(keys.message(mid), field, cloud_media_id)
+                await self._redis.hset(keys.message(ws, mid), field, cloud_media_id)
         return Prepared(kind, content, reply_wa_id, cloud_media_id)
 
     async def _upload(self, creds: CloudCredentials, record: dict[str, str], kind: Kind,
@@ -256,7 +265,7 @@ class CloudSender(ConcurrentConsumer):
         except MediaFailure as failure:
             return Refused(f"cloud_api: {failure.reason}", failure.code, False)  # the media's fault: no failover
         if not content.get("media_id"):
-            await self._messages.set_media(mid, info.media_id)
+            await self._messages.set_media(ws, mid, info.media_id)
         try:  # streamed from the store into the request: never held whole
             upload = await self._client.upload_media(creds, self._media.chunks(ws, info.media_id), info.mimetype,
                                                      content.get("filename") or info.filename, size=info.size)
@@ -275,7 +284,7 @@ class CloudSender(ConcurrentConsumer):
             return ref
         if not ref.startswith("msg_"):
             return None
-        target = await self._messages.record(ref)
+        target = await self._messages.record(ws, ref)
         if not target or target.get("workspace_id") != ws or target.get("provider") != META:
             return None
         wamid = target.get("wa_message_id") or ""
@@ -290,8 +299,9 @@ class CloudSender(ConcurrentConsumer):
         components: list[dict[str, Any]] = []
         if template.get("body_parameter") == "text":
             components = [{"type": "body", "parameters": [{"type": "text", "text": text.content.get("text", "")}]}]
-        await self._redis.hset(keys.message(record["message_id"]), "fallback", "1")  # once, whichever way 131047 came
-        await self._messages.transition(record["message_id"], record["workspace_id"], "sending", expect=("sending",),
+        ws, mid = record["workspace_id"], record["message_id"]
+        await self._redis.hset(keys.message(ws, mid), "fallback", "1")  # once, whichever way 131047 came
+        await self._messages.transition(mid, ws, "sending", expect=("sending",),
                                         note={"provider": META, "fallback_template": template["name"],
                                               "note": "outside the 24 h window (131047): sent as the fallback template"})
         content = {"name": template["name"], "language": template["language"], "components": components}
@@ -321,10 +331,10 @@ class CloudSender(ConcurrentConsumer):
                 attempt.retry_state.set_result(result)
         return result
 
-    async def _confirmed(self, message_id: str, since: float, confirm_s: float) -> bool:
+    async def _confirmed(self, ws: str, message_id: str, since: float, confirm_s: float) -> bool:
         """Wait out the confirm window for a status webhook; True when one moved the message on."""
         while True:
-            status = await self._redis.hget(keys.message(message_id), "status")
+            status = await self._redis.hget(keys.message(ws, message_id), "status")
             if status != "sending":
                 return True
             if time.time() >= since + confirm_s:

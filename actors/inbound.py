@@ -94,8 +94,8 @@ class InboundRecorder:
         if message_id is None:
             return
         if ack == ACK_ERROR:
-            await self._after_sent(message_id)
-            record = await self._messages.record(message_id)
+            await self._after_sent(ws, message_id)
+            record = await self._messages.record(ws, message_id)
             if record and record.get("provider") == WEBJS:
                 if await self._first_time(ws, f"refused:{wa_id}"):  # a ban-risk factor (storage/ban_risk.py)
                     await tallies.bump(self._redis, ws, sid, "refused")
@@ -171,7 +171,7 @@ class InboundRecorder:
             code = error.get("code")
             details = (text_of(as_dict(error.get("error_data")).get("details")) or text_of(error.get("message"))
                        or text_of(error.get("title")))
-            record = await self._messages.record(message_id)
+            record = await self._messages.record(ws, message_id)
             if record and record.get("provider") == META and code == RE_ENGAGEMENT and await self._fallback(
                     ws, record):
                 return
@@ -186,8 +186,8 @@ class InboundRecorder:
         `fallback` as that template); True when it was queued again."""
         if (record.get("kind") or "text") != "text" or record.get("fallback") == "1":
             return False
-        await self._after_sent(record["message_id"])  # the sender records `sent` first, or it would undo this
-        record = await self._messages.record(record["message_id"]) or record
+        await self._after_sent(ws, record["message_id"])  # the sender records `sent` first, or it would undo this
+        record = await self._messages.record(ws, record["message_id"]) or record
         cloud = (await self._cloud_inbound().providers.get(ws)).cloud
         template = cloud.options.fallback_template if cloud is not None else None
         if not template:
@@ -200,22 +200,22 @@ class InboundRecorder:
         """The message of `ws` this status is about; None for any other workspace's message."""
         message_id = await self._messages.by_wa_id(ws, wamid)
         # our own id rides along in every status: enough to match one whose send answer was lost
-        if message_id is None and opaque and await self._redis.hget(keys.message(opaque), "workspace_id") == ws:
+        if message_id is None and opaque and await self._redis.hget(keys.message(ws, opaque), "workspace_id") == ws:
             message_id = opaque
             await self._messages.bind_wa_id(ws, message_id, wamid)
         return message_id
 
     # ----------------------------------------------------------------- common
     async def _acked(self, ws: str, sid: str | None, message_id: str, wa_id: str, status: str, provider: str) -> None:
-        await self._after_sent(message_id)
+        await self._after_sent(ws, message_id)
         data = {"message_id": message_id, "wa_message_id": wa_id, "status": status, "provider": provider}
         await self._messages.transition(message_id, ws, status, note={"provider": provider},
                                         event=Event(MESSAGE_ACK, ws, sid, data))
 
-    async def _after_sent(self, message_id: str, timeout_s: float = 2.0) -> None:
+    async def _after_sent(self, ws: str, message_id: str, timeout_s: float = 2.0) -> None:
         """An ack can overtake the sender recording `sent`; keep the history in order."""
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while await self._redis.hget(keys.message(message_id), "status") == "sending":
+        while await self._redis.hget(keys.message(ws, message_id), "status") == "sending":
             if asyncio.get_running_loop().time() > deadline:
                 return
             await asyncio.sleep(0.02)

@@ -336,7 +336,7 @@ class SessionSender(StreamConsumer):
     async def handle(self, entry: Entry) -> Outcome:
         """Send the entry's message, or find out what became of the send an intent recorded."""
         message_id = entry.fields["m"]
-        record = await self._messages.record(message_id)
+        record = await self._messages.record(self._ws, message_id)
         if not self._ours_to_send(record):
             return await self._settled_elsewhere(message_id, record)
         if record["status"] == "sending":
@@ -459,7 +459,7 @@ class SessionSender(StreamConsumer):
         except MediaFailure as failure:
             raise KindFailure(failure.code, failure.reason) from None
         if content.get("media_id") != info.media_id:
-            await self._messages.set_media(record["message_id"], info.media_id)
+            await self._messages.set_media(self._ws, record["message_id"], info.media_id)
         folder = Path(self._config.data_dir) / "send-tmp"
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         await asyncio.to_thread(_remove_stale_plain, folder)
@@ -485,7 +485,7 @@ class SessionSender(StreamConsumer):
         only, and only one sent from WhatsApp Web), or an inbound WhatsApp id as given."""
         if not ref.startswith("msg_"):
             return ref
-        target = await self._messages.record(ref)
+        target = await self._messages.record(self._ws, ref)
         wa_id = target.get("wa_message_id") or ""
         if target.get("workspace_id") != self._ws or not wa_id.startswith(("true_", "false_")):
             raise KindFailure(FailureCode.TARGET_NOT_FOUND, TARGET_UNKNOWN)
@@ -559,11 +559,12 @@ class SessionSender(StreamConsumer):
         waits only so long for us, and a Redis restart or a reclaim can hold `sent` back longer). The
         status stays where the acks put it, but `message.sent` is every sent message's outcome event and
         only this sender publishes it."""
-        record = await self._messages.get(message_id)
+        record = await self._messages.get(self._ws, message_id)
         if record and record["status"] in ("delivered", "read") and not record.get("late_sent_event") \
                 and not any(h.get("status") == "sent" for h in record["history"]):
             await self._events.publish(Event(MESSAGE_SENT, self._ws, self._sid, data))
-            await self._redis.hset(keys.message(message_id), "late_sent_event", "1")  # once, on a later pass too
+            # once, on a later pass too
+            await self._redis.hset(keys.message(self._ws, message_id), "late_sent_event", "1")
 
     # --------------------------------------------------------------- pacing
     async def _pace(self, length: int, to: str | None = None) -> bool:

@@ -321,8 +321,11 @@ async def get_campaign(cid: str, ws: str = Depends(workspace), c: AppContext = D
 @router.delete(BASE + "/{cid}", status_code=204, tags=["campaigns"], responses=errors(409))
 async def delete_campaign(cid: str, ws: str = Depends(writable_workspace), c: AppContext = Depends(ctx)) -> Response:
     camp = await _campaign(c, ws, cid)
-    # a cancelled campaign stays active until the runner has cancelled its queued messages
-    if camp.status not in (DRAFT, COMPLETED, CANCELLED) or await c.redis.sismember(ACTIVE, f"{ws}/{cid}"):
+    # a cancelled campaign stays active until the runner has cancelled its queued messages. A draft has none:
+    # its membership can only be a start that wrote the active set (before the status, for a Redis Cluster)
+    # and then lost the race or crashed, a hint the runner skips (storage/campaigns.py)
+    if camp.status not in (DRAFT, COMPLETED, CANCELLED) or (
+            camp.status != DRAFT and await c.redis.sismember(ACTIVE, f"{ws}/{cid}")):
         raise _state_error(camp.status, "be deleted now (cancel it first, then wait for it to stop)")
     await _store(c).delete(ws, camp.campaign_id)
     await tallies.forget_campaign(c.redis, ws, camp.campaign_id)

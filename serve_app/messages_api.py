@@ -91,7 +91,7 @@ async def settle(c: AppContext, ws: str, msg: OutboundMessage, accepted: Accepte
                        {"message_id": accepted.message_id})
     if accepted.created:
         return MessageAccepted(message_id=msg.message_id, status="queued", provider=msg.provider)
-    first = await c.messages.record(accepted.message_id)
+    first = await c.messages.record(ws, accepted.message_id)
     return MessageAccepted(message_id=accepted.message_id, status=first.get("status", "queued"),
                            provider=first.get("provider") or WEBJS)
 
@@ -129,7 +129,7 @@ async def _checked_content(c: AppContext, ws: str, body: AnySend) -> dict[str, A
     for field, ref in (("reply_to", content.get("reply_to")),
                        ("message_id", content.get("message_id") if kind == Kind.REACTION else None)):
         if ref and ref.startswith("msg_"):
-            record = await c.messages.record(ref) if is_valid_id(ref) else {}
+            record = await c.messages.record(ws, ref) if is_valid_id(ref) else {}
             if not record or record.get("workspace_id") != ws:
                 raise ApiError(422, FailureCode.TARGET_NOT_FOUND, f"{field}: no such message in this workspace",
                                {"field": field})
@@ -236,7 +236,7 @@ async def _route(c: AppContext, snap: Snapshot, ws: str, session_id: str | None)
 
 @router.get("/v1/workspaces/{ws}/messages/{mid}", response_model=MessageOut)
 async def get_message(mid: str, ws: str = Depends(workspace), c: AppContext = Depends(ctx)) -> MessageOut:
-    record = await c.messages.get(check_id(mid, "message"))
+    record = await c.messages.get(ws, check_id(mid, "message"))
     if record is None or record["workspace_id"] != ws:
         raise ApiError(404, "not_found", "message not found")
     return MessageOut.from_record(record)

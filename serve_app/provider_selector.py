@@ -234,7 +234,7 @@ class ProviderSelector:
             claimed = await self._redis.xclaim(stream, keys.QUEUE_GROUP, REROUTER, 0, [pending["message_id"]])
             entries += [(eid, (fields or {}).get("m")) for eid, fields in claimed]
         for entry_id, message_id in entries:
-            record = await self._messages.record(message_id) if message_id else {}
+            record = await self._messages.record(ws, message_id) if message_id else {}
             if not record or record.get("status") != "queued" or record.get("provider") != WEBJS:
                 if not record or record.get("status") not in ("queued", "sending"):
                     await self._redis.xack(stream, keys.QUEUE_GROUP, entry_id)

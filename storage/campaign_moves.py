@@ -93,7 +93,7 @@ class CampaignMoves:
         on the Cloud API, still `queued`; False if it was not queued on WhatsApp Web (as `expect`)."""
         entry = history_entry("queued", time.time(), campaign_move=True, provider=META, fallback_template=template)
         return bool(await self._to_cloud(
-            keys=[keys.message(message_id), keys.message_history(message_id), keys.cloud_queue(ws, priority),
+            keys=[keys.message(ws, message_id), keys.message_history(ws, message_id), keys.cloud_queue(ws, priority),
                   keys.campaign_counts(ws)],
             args=[cid, expect, orjson.dumps(content).decode(), entry, message_id],
         ))
@@ -115,7 +115,7 @@ class CampaignMoves:
         status = "failed" if target == CANCELLED else "queued"
         entry = history_entry(status, time.time(), campaign_move=True, **note)
         return bool(await self._move(
-            keys=[keys.message(message_id), keys.message_history(message_id), queue or keys.message(message_id),
-                  keys.campaign_counts(ws)],
+            keys=[keys.message(ws, message_id), keys.message_history(ws, message_id),
+                  queue or keys.message(ws, message_id), keys.campaign_counts(ws)],
             args=[cid, expect, target, entry, message_id],
         ))

@@ -36,6 +36,6 @@ class CampaignReplies:
         cid = await self._redis.get(keys.campaign_contact(ws, sid, contact))
         if not cid:
             return None
-        counted = await self._note(keys=[keys.campaign_replied(cid, contact), keys.campaign_counts(ws)],
+        counted = await self._note(keys=[keys.campaign_replied(ws, cid, contact), keys.campaign_counts(ws)],
                                    args=[f"{cid}|{sid}|replied", REPLIED_TTL_S])
         return cid if int(counted) else None

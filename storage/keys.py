@@ -1,13 +1,57 @@
-"""Every Redis key name in one place, so ownership and layout are reviewable."""
+"""Every Redis key name in one place, so ownership and layout are reviewable.
+
+The layout is ready for a Redis Cluster (issue 16): every key that one Lua script or one MULTI touches hashes to
+one slot, through a hash tag.
+
+- A workspace's keys are `wa:{<ws>}:<kind>[:<rest>]`. Workspace ids are `[a-z0-9][a-z0-9_-]*` (wa_ray/ids.py),
+  so `{<ws>}` is always a valid tag, and `wa:{<ws>}:` is exactly that workspace's prefix: no other key starts
+  with it, which is what a purge deletes.
+- What one API key owns (its record, generation, revocation, nonces, rate limit, stream slots) is
+  `wa:{k:<key id>}:<kind>`. The `:` in the tag means it can never equal a workspace's.
+- Global keys that one transaction reads together share a tag of their own (`{g:wh}`: the dispatcher's lanes;
+  `{g:metrics}`: the metric fold). Every other global key is untagged and only ever touched by single-key
+  commands; a global index is written before the per-workspace write and removed after it, so a crash leaves
+  at worst a stale member, and its readers treat it as a hint.
+
+`LAYOUT` names this layout; storage/layout_migration.py moves a Redis written by an older one.
+"""
 
 from __future__ import annotations
 
 PREFIX = "wa"
 PRIORITIES: tuple[str, ...] = ("urgent", "high", "normal", "bulk")
+LAYOUT = "2"
+
+
+def tag(ws: str) -> str:
+    """The hash tag of a workspace: all its keys share one slot of a Redis Cluster."""
+    return "{" + ws + "}"
+
+
+def _w(ws: str) -> str:
+    return f"{PREFIX}:{{{ws}}}"
+
+
+def _k(key_id: str) -> str:
+    return f"{PREFIX}:{{k:{key_id}}}"
+
+
+_WEBHOOK_LANES = f"{PREFIX}:{{g:wh}}"
+_METRICS = f"{PREFIX}:{{g:metrics}}"
+
+
+def workspace_prefix(ws: str) -> str:
+    """Every key of the workspace starts with this, and no other key does."""
+    return f"{_w(ws)}:"
+
+
+def layout() -> str:
+    """The layout the data is written in (`LAYOUT`); absent in a Redis written before layouts had a name."""
+    return f"{PREFIX}:layout"
 
 
 def events(ws: str) -> str:
-    return f"{PREFIX}:events:{ws}"
+    return f"{_w(ws)}:events"
 
 
 def workspaces() -> str:
@@ -15,11 +59,11 @@ def workspaces() -> str:
 
 
 def session(ws: str, sid: str) -> str:
-    return f"{PREFIX}:session:{ws}:{sid}"
+    return f"{_w(ws)}:session:{sid}"
 
 
 def session_index(ws: str) -> str:
-    return f"{PREFIX}:sessions:{ws}"
+    return f"{_w(ws)}:sessions"
 
 
 def all_sessions() -> str:
@@ -27,53 +71,55 @@ def all_sessions() -> str:
 
 
 def queue(ws: str, sid: str, priority: str) -> str:
-    return f"{PREFIX}:q:{ws}:{sid}:{priority}"
+    return f"{_w(ws)}:q:{sid}:{priority}"
 
 
-def message(mid: str) -> str:
-    return f"{PREFIX}:msg:{mid}"
+def message(ws: str, mid: str) -> str:
+    """A message's record. It names the workspace so that the accept script, which writes it with the queue
+    and the events of the workspace, stays in one slot; every caller has the workspace at hand."""
+    return f"{_w(ws)}:msg:{mid}"
 
 
-def message_history(mid: str) -> str:
-    return f"{PREFIX}:msg:{mid}:history"
+def message_history(ws: str, mid: str) -> str:
+    return f"{_w(ws)}:msg-history:{mid}"
 
 
 def wa_message(ws: str, wa_id: str) -> str:
     """WhatsApp message id -> our message id, within the workspace that sent it: an ack or a Meta status
     reaching one workspace can never name another workspace's message."""
-    return f"{PREFIX}:wamsg:{ws}:{wa_id}"
+    return f"{_w(ws)}:wamsg:{wa_id}"
 
 
 def idempotency(ws: str, key: str) -> str:
-    return f"{PREFIX}:idem:{ws}:{key}"
+    return f"{_w(ws)}:idem:{key}"
 
 
 def api_key(key_id: str) -> str:
-    return f"{PREFIX}:apikey:{key_id}"
+    return f"{_k(key_id)}:apikey"
 
 
 def nonce(key_id: str, value: str) -> str:
-    return f"{PREFIX}:nonce:{key_id}:{value}"
+    return f"{_k(key_id)}:nonce:{value}"
 
 
 def webhook(ws: str) -> str:
-    return f"{PREFIX}:webhook:{ws}"
+    return f"{_w(ws)}:webhook"
 
 
 def webhook_workspaces() -> str:
-    return f"{PREFIX}:webhook-workspaces"
+    return f"{_WEBHOOK_LANES}:webhook-workspaces"
 
 
 def webhook_attempts(ws: str) -> str:
-    return f"{PREFIX}:webhook-attempts:{ws}"
+    return f"{_w(ws)}:webhook-attempts"
 
 
 def dead_letters(ws: str) -> str:
-    return f"{PREFIX}:dead-letters:{ws}"
+    return f"{_w(ws)}:dead-letters"
 
 
 def auth_state(ws: str, sid: str) -> str:
-    return f"{PREFIX}:auth:{ws}:{sid}"
+    return f"{_w(ws)}:auth:{sid}"
 
 
 QUEUE_GROUP = "senders"
@@ -87,19 +133,30 @@ def api_key_index() -> str:
     return f"{PREFIX}:apikeys"
 
 
-def api_key_generations() -> str:
-    """Hash key id -> its generation, bumped by every create and never deleted: a re-created id is new."""
-    return f"{PREFIX}:apikey-gen"
+def api_key_generation(key_id: str) -> str:
+    """A key id's generation, bumped by every create and never deleted: a re-created id is new."""
+    return f"{_k(key_id)}:apikey-gen"
 
 
-def api_key_revoked() -> str:
-    """Hash key id -> revoked_at: the service's bootstrap key is not re-created over one of these."""
-    return f"{PREFIX}:apikey-revoked"
+def api_key_revoked(key_id: str) -> str:
+    """revoked_at of a key: the service's bootstrap key is not re-created over one of these."""
+    return f"{_k(key_id)}:apikey-revoked"
 
 
-def stream_slots(subject: str) -> str:
-    """Sorted set lease id -> lease expiry (ms): the open SSE streams of one key or token."""
-    return f"{PREFIX}:streams:{subject}"
+def key_stream_slots(key_id: str) -> str:
+    """Sorted set lease id -> lease expiry (ms): the open SSE streams of one API key."""
+    return f"{_k(key_id)}:streams"
+
+
+def token_stream_slots(key_id: str, jti: str) -> str:
+    """The open SSE streams of one stream token, in the slot of the key that issued it: a stream holds a slot
+    of both, in one script."""
+    return f"{_k(key_id)}:streams:token:{jti}"
+
+
+def key_rate_limit(key_id: str) -> str:
+    """The request rate limit of one API key, in its slot: the nonce check and the limit are one script."""
+    return f"{_k(key_id)}:rl"
 
 
 def revoked_token(jti: str) -> str:
@@ -126,25 +183,25 @@ def admission() -> str:
 
 def metrics_cursor() -> str:
     """Hash ws -> the last event id folded into the metric counters."""
-    return f"{PREFIX}:metrics:cursor"
+    return f"{_METRICS}:cursor"
 
 
 def metrics_counters() -> str:
-    return f"{PREFIX}:metrics:counters"
+    return f"{_METRICS}:counters"
 
 
 def metrics_histogram(name: str) -> str:
-    return f"{PREFIX}:metrics:hist:{name}"
+    return f"{_METRICS}:hist:{name}"
 
 
 def metrics_qr_started() -> str:
     """Hash "{ws}/{sid}" -> ts of the session's last `initializing`, until its first QR is seen."""
-    return f"{PREFIX}:metrics:qr-started"
+    return f"{_METRICS}:qr-started"
 
 
 def webhook_stats() -> str:
     """Hash of webhook delivery counters (delivered, failed, retried), written by the dispatcher."""
-    return f"{PREFIX}:stats:webhooks"
+    return f"{_METRICS}:webhook-stats"
 
 
 # --- message pipeline: providers, pacing, sender liveness, webhook outbox (owned by messages) ---
@@ -152,12 +209,12 @@ def webhook_stats() -> str:
 
 def cloud_queue(ws: str, priority: str) -> str:
     """Messages routed to the Cloud API, one stream per priority (same group as the session queues)."""
-    return f"{PREFIX}:cq:{ws}:{priority}"
+    return f"{_w(ws)}:cq:{priority}"
 
 
 def provider(ws: str) -> str:
     """Hash: the workspace's provider config (priority, override, Cloud API credentials encrypted)."""
-    return f"{PREFIX}:provider:{ws}"
+    return f"{_w(ws)}:provider"
 
 
 def provider_workspaces() -> str:
@@ -172,12 +229,12 @@ def cloud_workspaces() -> str:
 
 def provider_current(ws: str) -> str:
     """The provider the selector last announced (provider.changed fires when this flips)."""
-    return f"{PREFIX}:provider-current:{ws}"
+    return f"{_w(ws)}:provider-current"
 
 
 def breaker(ws: str) -> str:
     """Hash: the Cloud API circuit breaker of a workspace (state, failures, opened_at)."""
-    return f"{PREFIX}:breaker:{ws}"
+    return f"{_w(ws)}:breaker"
 
 
 def meta_number(phone_number_id: str) -> str:
@@ -199,17 +256,17 @@ def meta_verifiers(token_digest: str) -> str:
 
 def pacing(ws: str) -> str:
     """JSON of a workspace's pacing overrides."""
-    return f"{PREFIX}:pacing:{ws}"
+    return f"{_w(ws)}:pacing"
 
 
 def pace_log(ws: str, sid: str) -> str:
     """Sorted set of a session's send times over the last hour (the pacing windows)."""
-    return f"{PREFIX}:pace:{ws}:{sid}"
+    return f"{_w(ws)}:pace:{sid}"
 
 
 def session_paused(ws: str, sid: str) -> str:
     """Present (with the resume time) while a session is paused by its hourly cap."""
-    return f"{PREFIX}:paused:{ws}:{sid}"
+    return f"{_w(ws)}:paused:{sid}"
 
 
 def sender_alive(epoch: str) -> str:
@@ -219,71 +276,71 @@ def sender_alive(epoch: str) -> str:
 
 def seen(ws: str, wa_id: str) -> str:
     """Inbound dedupe by WhatsApp message id (web and Cloud API)."""
-    return f"{PREFIX}:seen:{ws}:{wa_id}"
+    return f"{_w(ws)}:seen:{wa_id}"
 
 
 def webhook_replay(ws: str) -> str:
     """Dead letters put back for delivery; read by the dispatcher like the event stream."""
-    return f"{PREFIX}:webhook-replay:{ws}"
+    return f"{_w(ws)}:webhook-replay"
 
 
 def webhook_endpoints(ws: str) -> str:
     """Hash: a workspace's webhook endpoints, endpoint id -> its record (storage/webhook_endpoints.py)."""
-    return f"{PREFIX}:webhook-endpoints:{ws}"
+    return f"{_w(ws)}:webhook-endpoints"
 
 
 def webhook_endpoint_lanes() -> str:
     """Set of "{ws}/{endpoint id}": every endpoint the dispatcher delivers to."""
-    return f"{PREFIX}:webhook-endpoint-lanes"
+    return f"{_WEBHOOK_LANES}:webhook-endpoint-lanes"
 
 
 def webhook_lanes_version() -> str:
     """Counter: bumped when a workspace gets its first endpoint; the dispatcher writes the value it has read
     to `webhook_lanes_seen`, so a create can wait until the dispatcher copies that workspace's events."""
-    return f"{PREFIX}:webhook-lanes-version"
+    return f"{_WEBHOOK_LANES}:webhook-lanes-version"
 
 
 def webhook_lanes_seen() -> str:
-    return f"{PREFIX}:webhook-lanes-seen"
+    return f"{_WEBHOOK_LANES}:webhook-lanes-seen"
 
 
 def webhook_queue(ws: str, endpoint: str) -> str:
     """Stream: the events fanned out to one endpoint, each entry a copy of the event, deleted once settled."""
-    return f"{PREFIX}:webhook-queue:{ws}:{endpoint}"
+    return f"{_w(ws)}:webhook-queue:{endpoint}"
 
 
 def endpoint_dead_letters(ws: str, endpoint: str) -> str:
-    return f"{PREFIX}:dead-letters:{ws}:{endpoint}"
+    return f"{_w(ws)}:dead-letters:{endpoint}"
 
 
 def endpoint_replay(ws: str, endpoint: str) -> str:
     """Stream: one endpoint's dead letters put back for delivery."""
-    return f"{PREFIX}:webhook-replay:{ws}:{endpoint}"
+    return f"{_w(ws)}:webhook-replay:{endpoint}"
 
 
 def webhook_policy(ws: str) -> str:
     """Hash: a workspace's webhook retry policy overrides (max_attempts, base_delay_s, max_delay_s)."""
-    return f"{PREFIX}:webhook-policy:{ws}"
+    return f"{_w(ws)}:webhook-policy"
 
 
 def media_policy(ws: str) -> str:
     """JSON of a workspace's inbound media policy (download, max_bytes)."""
-    return f"{PREFIX}:media-policy:{ws}"
+    return f"{_w(ws)}:media-policy"
 
 
 def media(ws: str, media_id: str) -> str:
     """JSON of one stored media file's metadata (storage/media.py); expires with the retention period."""
-    return f"{PREFIX}:media:{ws}:{media_id}"
+    return f"{_w(ws)}:media:{media_id}"
 
 
 def media_pending(ws: str, media_id: str) -> str:
     """JSON of a received media allotted an id but not downloaded yet (lazy policy, storage/media_pending.py)."""
-    return f"{PREFIX}:media-pending:{ws}:{media_id}"
+    return f"{_w(ws)}:media-pending:{media_id}"
 
 
 def media_pending_lock(ws: str, media_id: str) -> str:
     """Held (SET NX, with a TTL) by the one request downloading a pending media."""
-    return f"{PREFIX}:media-pending-lock:{ws}:{media_id}"
+    return f"{_w(ws)}:media-pending-lock:{media_id}"
 
 
 def media_expiry() -> str:
@@ -293,7 +350,7 @@ def media_expiry() -> str:
 
 def sync_policy(ws: str) -> str:
     """JSON of a workspace's history sync policy (days, max_chats, messages_per_chat, on_link)."""
-    return f"{PREFIX}:sync-policy:{ws}"
+    return f"{_w(ws)}:sync-policy"
 
 
 # --- tallies: per-number daily counts and campaign counts (storage/tallies.py) ---
@@ -307,29 +364,29 @@ def service_alive() -> str:
 
 def session_day_stats(ws: str, day: str) -> str:
     """Hash `{sid}|{metric}` -> count for one UTC day (`YYYYMMDD`): what each of the workspace's numbers did."""
-    return f"{PREFIX}:stats:{ws}:{day}"
+    return f"{_w(ws)}:stats:{day}"
 
 
 def campaign_counts(ws: str) -> str:
     """Hash `{campaign}|{sid or 'meta'}|{status}` -> how many of the campaign's messages are in that status
     on that number now (the message scripts move a message's count with its status, in the same step)."""
-    return f"{PREFIX}:cmp-n:{ws}"
+    return f"{_w(ws)}:cmp-n"
 
 
 def contacts(ws: str, sid: str) -> str:
     """Sorted set contact chat id -> when this number first sent to it (0: the contact wrote first, so it
     is never a new contact of ours): the daily cap on new unique contacts counts the last 24 h of it."""
-    return f"{PREFIX}:contacts:{ws}:{sid}"
+    return f"{_w(ws)}:contacts:{sid}"
 
 
 def campaign_contact(ws: str, sid: str, contact: str) -> str:
     """The campaign that last wrote to `contact` from number `sid` (a reply from the contact counts for it)."""
-    return f"{PREFIX}:cmp-contact:{ws}:{sid}:{contact}"
+    return f"{_w(ws)}:cmp-contact:{sid}:{contact}"
 
 
-def campaign_replied(campaign: str, contact: str) -> str:
+def campaign_replied(ws: str, campaign: str, contact: str) -> str:
     """Present once `contact` has replied to `campaign`: a reply counts once however many follow."""
-    return f"{PREFIX}:cmp-replied:{campaign}:{contact}"
+    return f"{_w(ws)}:cmp-replied:{campaign}:{contact}"
 
 
 # --- numbers and plan limits (storage/numbers.py, storage/plan_limits.py) ---
@@ -337,17 +394,17 @@ def campaign_replied(campaign: str, contact: str) -> str:
 
 def primary(ws: str) -> str:
     """The workspace's primary number: the session id the default sender prefers while it can send."""
-    return f"{PREFIX}:primary:{ws}"
+    return f"{_w(ws)}:primary"
 
 
 def plan_limits(ws: str) -> str:
     """Hash of the workspace's plan limits set by an admin (`max_numbers`, `messages_per_day`; absent: none)."""
-    return f"{PREFIX}:plan:{ws}"
+    return f"{_w(ws)}:plan"
 
 
 def plan_messages(ws: str, day: str) -> str:
     """Messages charged against the workspace's `messages_per_day` on one UTC day (`YYYYMMDD`)."""
-    return f"{PREFIX}:plan-msgs:{ws}:{day}"
+    return f"{_w(ws)}:plan-msgs:{day}"
 
 
 # --- ban risk (storage/ban_risk.py) ---
@@ -355,32 +412,32 @@ def plan_messages(ws: str, day: str) -> str:
 
 def ban_risk_policy(ws: str) -> str:
     """JSON of a workspace's ban-risk policy (daily new-contacts cap, warning thresholds, automatic pause)."""
-    return f"{PREFIX}:ban-risk:{ws}"
+    return f"{_w(ws)}:ban-risk"
 
 
 def risk(ws: str, sid: str) -> str:
     """JSON of a number's last ban-risk evaluation: score, level, factors, at."""
-    return f"{PREFIX}:risk:{ws}:{sid}"
+    return f"{_w(ws)}:risk:{sid}"
 
 
 def risk_above(ws: str, sid: str) -> str:
     """Set of the warning thresholds a number's score is at or above now (an event per upward crossing)."""
-    return f"{PREFIX}:risk-above:{ws}:{sid}"
+    return f"{_w(ws)}:risk-above:{sid}"
 
 
 def risk_paused(ws: str, sid: str) -> str:
     """Present while a number is paused by its ban-risk score; only an operator's resume clears it."""
-    return f"{PREFIX}:risk-paused:{ws}:{sid}"
+    return f"{_w(ws)}:risk-paused:{sid}"
 
 
 def risk_cooldown(ws: str, sid: str) -> str:
     """Present for the cool-down after an operator's resume: no automatic pause of the number meanwhile."""
-    return f"{PREFIX}:risk-cooldown:{ws}:{sid}"
+    return f"{_w(ws)}:risk-cooldown:{sid}"
 
 
 def repliers(ws: str, sid: str, day: str) -> str:
     """Set of the contacts whose reply to a number was counted on UTC day `day` (one reply per contact a day)."""
-    return f"{PREFIX}:repliers:{ws}:{sid}:{day}"
+    return f"{_w(ws)}:repliers:{sid}:{day}"
 
 
 # --- data protection (storage/workspace_purge.py, storage/retention.py) ---
@@ -394,4 +451,4 @@ def purged_workspaces() -> str:
 
 def retention(ws: str) -> str:
     """JSON of a workspace's retention policy (days per data kind), within the operator's bounds."""
-    return f"{PREFIX}:retention:{ws}"
+    return f"{_w(ws)}:retention"

@@ -309,7 +309,8 @@ class MessageStore:
                        "provider": msg.provider, "type": msg.kind}, ts=now)
         fp = request_fingerprint or fingerprint(msg.to, msg.text, msg.priority, msg.session_id)
         idem_key = keys.idempotency(msg.workspace_id, idempotency_key or "-")
-        call_keys = [idem_key, keys.message(msg.message_id), keys.message_history(msg.message_id),
+        call_keys = [idem_key, keys.message(msg.workspace_id, msg.message_id),
+                     keys.message_history(msg.workspace_id, msg.message_id),
                      queue_of(msg.workspace_id, msg.provider, msg.session_id, msg.priority),
                      keys.events(msg.workspace_id), keys.campaign_counts(msg.workspace_id)]
         args = [msg.message_id, orjson.dumps(record).decode(), history_entry("queued", now, provider=msg.provider),
@@ -317,18 +318,20 @@ class MessageStore:
                 "1" if idempotency_key else "0", self._ttl, f"{msg.campaign}|{who}|queued" if msg.campaign else ""]
         return call_keys, args, fp
 
-    async def get(self, message_id: str) -> dict[str, Any] | None:
+    async def get(self, ws: str, message_id: str) -> dict[str, Any] | None:
+        """The record of workspace `ws`'s message with its history; None when it has none by that id."""
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.message(message_id))
-            pipe.lrange(keys.message_history(message_id), 0, -1)
+            pipe.hgetall(keys.message(ws, message_id))
+            pipe.lrange(keys.message_history(ws, message_id), 0, -1)
             record, history = await pipe.execute()
         if not record:
             return None
         record["history"] = [orjson.loads(h) for h in history]
         return record
 
-    async def record(self, message_id: str) -> dict[str, str]:
-        return await self._redis.hgetall(keys.message(message_id))
+    async def record(self, ws: str, message_id: str) -> dict[str, str]:
+        """Workspace `ws`'s message record (no history); empty when it has none by that id."""
+        return await self._redis.hgetall(keys.message(ws, message_id))
 
     async def transition(self, message_id: str, ws: str, status: str, *, expect: tuple[str, ...] = (),
                          provider: str = "", fields: dict[str, Any] | None = None,
@@ -346,7 +349,7 @@ class MessageStore:
         if event is not None:
             event.ts = now
         return bool(await self._transition(
-            keys=[keys.message(message_id), keys.message_history(message_id), keys.events(ws),
+            keys=[keys.message(ws, message_id), keys.message_history(ws, message_id), keys.events(ws),
                   keys.session_day_stats(ws, day_of(now)), keys.campaign_counts(ws)],
             args=[status, ",".join(expect), provider,
                   orjson.dumps({k: str(v) for k, v in (fields or {}).items()}).decode(),
@@ -366,8 +369,9 @@ class MessageStore:
         note = history_entry("queued", now, provider=to_provider, rerouted_from=record.get("provider"),
                              reason=reason[:300])
         return bool(await self._reroute(
-            keys=[keys.message(message_id), keys.message_history(message_id),
-                  queue_of(ws, to_provider, session_id, record["priority"]), from_stream or keys.message(message_id),
+            keys=[keys.message(ws, message_id), keys.message_history(ws, message_id),
+                  queue_of(ws, to_provider, session_id, record["priority"]),
+                  from_stream or keys.message(ws, message_id),
                   keys.campaign_counts(ws)],
             args=[to_provider, session_id, ",".join(allowed), note, reason[:300], message_id, entry_id,
                   keys.QUEUE_GROUP],
@@ -378,12 +382,13 @@ class MessageStore:
         """Queue a message again on the provider it is on, at most once per `mark` (a record field): the
         Cloud API's fallback template for a text whose 131047 came in a status webhook. Status, mark,
         history and queue entry are one step; False when it was marked before or moved on meanwhile."""
+        ws = record["workspace_id"]
         provider = record.get("provider") or WEBJS
         entry = history_entry("queued", time.time(), provider=provider, **note)
         return bool(await self._requeue_once(
-            keys=[keys.message(message_id), keys.message_history(message_id),
-                  queue_of(record["workspace_id"], provider, record.get("session_id", ""), record["priority"]),
-                  keys.campaign_counts(record["workspace_id"])],
+            keys=[keys.message(ws, message_id), keys.message_history(ws, message_id),
+                  queue_of(ws, provider, record.get("session_id", ""), record["priority"]),
+                  keys.campaign_counts(ws)],
             args=[",".join(allowed), provider, mark, entry, message_id],
         ))
 
@@ -394,10 +399,10 @@ class MessageStore:
         """Our message of workspace `ws` with this WhatsApp id (never another workspace's)."""
         return await self._redis.get(keys.wa_message(ws, wa_id))
 
-    async def set_media(self, message_id: str, media_id: str) -> bool:
+    async def set_media(self, ws: str, message_id: str, media_id: str) -> bool:
         """Record the media a url was fetched into on the message's content, so a retry or a failover sends
         that copy and never fetches again. The url stays beside it; False when the message is gone."""
-        key = keys.message(message_id)
+        key = keys.message(ws, message_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             while True:
                 try:

@@ -101,10 +101,10 @@ async def test_failover_never_moves_a_web_only_recipient_to_the_cloud_api(redis)
     for to, movable in ((GROUP, False), (LID, False), (PHONE, True)):
         msg = OutboundMessage(f"msg_{abs(hash(to)) % 10**8:08d}", "ws-move", "s1", to, "t", "normal", WEBJS)
         assert (await store.accept(msg, None)).created
-        record = await store.record(msg.message_id)
+        record = await store.record(msg.workspace_id, msg.message_id)
         assert may_move(record, META) is movable
         assert await store.reroute(msg.message_id, record, META, "", "session down") is movable
-        assert (await store.record(msg.message_id))["provider"] == (META if movable else WEBJS)
+        assert (await store.record(msg.workspace_id, msg.message_id))["provider"] == (META if movable else WEBJS)
     # WhatsApp Web may still take any of them over from the Cloud API side
     assert may_move({"to": GROUP}, WEBJS)
 
@@ -113,7 +113,7 @@ async def test_phone_number_record_and_fingerprint_unchanged(redis) -> None:
     store = MessageStore(redis)
     msg = OutboundMessage("msg_fp000001", "ws-fp", "s1", PHONE, "hello", "normal", WEBJS)
     assert (await store.accept(msg, "key-1")).created
-    record = await store.record(msg.message_id)
+    record = await store.record(msg.workspace_id, msg.message_id)
     assert "strict" not in record and record["to"] == PHONE
     again = await store.accept(OutboundMessage("msg_fp000002", "ws-fp", "s1", PHONE, "hello", "normal", WEBJS), "key-1")
     assert (again.created, again.same_request, again.message_id) == (False, True, "msg_fp000001")

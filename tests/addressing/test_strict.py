@@ -38,12 +38,12 @@ async def test_a_strict_record_never_moves(redis) -> None:
     store = MessageStore(redis)
     msg = OutboundMessage("msg_strict001", "ws-strict", "s1", PHONE, "t", "normal", WEBJS, strict=True)
     assert (await store.accept(msg, None)).created
-    record = await store.record(msg.message_id)
+    record = await store.record(msg.workspace_id, msg.message_id)
     assert record["strict"] == "1"
     assert not may_move(record, META) and not may_move(record, WEBJS)
     assert not await store.reroute(msg.message_id, record, META, "", "session down")
     assert not await store.reroute(msg.message_id, record, WEBJS, "s2", "session down")
-    assert (await store.record(msg.message_id))["session_id"] == "s1"
+    assert (await store.record(msg.workspace_id, msg.message_id))["session_id"] == "s1"
 
 
 async def _send(api: httpx.AsyncClient, ws: str, **body: Any) -> httpx.Response:

@@ -73,7 +73,7 @@ async def _check(shots: list[Shot], live_redis, ws: str, sid: str) -> Counter[in
     async with live_redis.pipeline(transaction=False) as pipe:
         for s in accepted:
             pipe.get(keys.idempotency(ws, s.idem))
-            pipe.hget(keys.message(s.body["message_id"]), "status")
+            pipe.hget(keys.message(ws, s.body["message_id"]), "status")
         replies = await pipe.execute()
     for s, idem, status in zip(accepted, replies[::2], replies[1::2], strict=True):
         assert idem and idem.split("|")[0] == s.body["message_id"], (s, idem)

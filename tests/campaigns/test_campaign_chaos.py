@@ -97,7 +97,7 @@ async def _records(redis, ws: str, cid: str, n: int) -> list[dict[str, str]]:
     out = []
     for i in range(n):
         mid = ((await redis.get(keys.idempotency(ws, f"cmp:{cid}:{i}"))) or "").partition("|")[0]
-        rec = await redis.hgetall(keys.message(mid)) if mid else {}
+        rec = await redis.hgetall(keys.message(ws, mid)) if mid else {}
         out.append({"i": i, "mid": mid, **{k: rec.get(k, "") for k in ("status", "session_id", "held", "reason")}})
     return out
 
@@ -109,7 +109,7 @@ async def _in_flight(redis, ws: str, cid: str, timeout: float = 15.0) -> list[st
         mids = sorted(await redis.smembers(open_key(ws, cid)))
         async with redis.pipeline(transaction=False) as pipe:
             for mid in mids:
-                pipe.hget(keys.message(mid), "status")
+                pipe.hget(keys.message(ws, mid), "status")
             statuses = await pipe.execute()
         sending = [mid for mid, status in zip(mids, statuses, strict=True) if status == "sending"]
         if sending:

@@ -12,6 +12,7 @@ from tests.events import collect_events
 from tests.flows import link_session, stream_url
 from tests.messages.conftest import cloud_sim, meta_app  # noqa: F401 (the Cloud API simulator fixtures)
 from tests.messages.helpers import cloud_config, put_pacing, put_provider
+from wa_ray.storage import campaigns
 
 TEMPLATE = "campaign_fallback"
 
@@ -73,7 +74,7 @@ async def test_a_lost_number_without_another_hands_its_recipients_to_the_fallbac
     assert done["numbers"]["fb1"]["queued"] == 0 and done["totals"]["pending"] == 0
 
     # each moved message is the same message (same id, one history) that became the template, not a copy
-    assert await live_redis.scard(f"wa:cmp-open:{ws}:{cid}") == 0
+    assert await live_redis.scard(campaigns.open_key(ws, cid)) == 0
     moved = 0
     for r in rcpts:
         for m in cloud[r["to"]]:

@@ -22,7 +22,7 @@ async def _records(redis, ws: str, cid: str) -> list[dict]:
     for i in range(12):
         value = await redis.get(keys.idempotency(ws, f"cmp:{cid}:{i}"))
         mid = (value or "").partition("|")[0]
-        out.append({"i": i, "mid": mid, **({k: v for k, v in (await redis.hgetall(keys.message(mid))).items()
+        out.append({"i": i, "mid": mid, **({k: v for k, v in (await redis.hgetall(keys.message(ws, mid))).items()
                                            if k in ("status", "session_id", "held", "error", "reason")} if mid else {})})
     return out
 

@@ -286,7 +286,7 @@ async def _stuck_detail(redis: Any, message_ids: list[str]) -> dict[str, dict[st
     is alive, and which sender consumer holds its queue entry (and how idle it is)."""
     out: dict[str, dict[str, Any]] = {}
     for mid in message_ids:
-        rec = await redis.hgetall(keys.message(mid))
+        rec = await redis.hgetall(keys.message(WS, mid))
         detail: dict[str, Any] = {k: rec.get(k) for k in ("status", "session_id", "owner", "doc", "wa_key",
                                                            "intent_at", "provider", "priority")}
         if rec.get("intent_at"):

@@ -16,7 +16,7 @@ async def test_accept_idempotency_and_history(api, service) -> None:
         first = await send(api, WS, "15552220001", "order 42 shipped", session_id="s1", idempotency_key="ord-42")
         assert first["status"] == "queued" and first["provider"] == "webjs"
         # the 202 means it is in Redis: record, history and queue entry
-        assert await redis.hget(keys.message(first["message_id"]), "status") == "queued"
+        assert await redis.hget(keys.message(WS, first["message_id"]), "status") == "queued"
         assert await redis.xlen(keys.queue(WS, "s1", "normal")) == 1
 
         again = await send(api, WS, "15552220001", "order 42 shipped", session_id="s1", idempotency_key="ord-42")

@@ -122,7 +122,7 @@ async def test_reclaimed_intents_resolve_against_the_page(api, phone_api, servic
             # `read` is the last ack the phone sends: rewriting the record before it arrived let that
             # late ack move the rewritten `sending` intent on to `read`, past the `sent` asserted below
             await wait_status(api, ws, out["message_id"], {"read"})
-        doc = await redis.hget(keys.message(out["message_id"]), "doc")
+        doc = await redis.hget(keys.message(ws, out["message_id"]), "doc")
         await redis.set(keys.sender_alive("alivebeef"), "r1@alivebeef", ex=60)
 
         # messages as a crashed sender leaves them: `sending`, intent recorded, in that sender's pending list
@@ -132,8 +132,8 @@ async def test_reclaimed_intents_resolve_against_the_page(api, phone_api, servic
             else:  # queued on a session waiting for its QR scan, so no sender reads it; handed to r1 below
                 mid = (await send(api, ws, to, text, session_id="parked", priority="bulk"))["message_id"]
             async with redis.pipeline(transaction=True) as pipe:
-                pipe.hset(keys.message(mid), mapping={"status": "sending", "session_id": "r1", "owner": owner,
-                                                      "doc": page_doc, **({"wa_key": key} if key else {})})
+                pipe.hset(keys.message(ws, mid), mapping={"status": "sending", "session_id": "r1", "owner": owner,
+                                                          "doc": page_doc, **({"wa_key": key} if key else {})})
                 pipe.xadd(stream, {"m": mid})
                 pipe.xreadgroup(keys.QUEUE_GROUP, f"r1@{owner}", {stream: ">"})
                 await pipe.execute()

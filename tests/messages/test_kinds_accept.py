@@ -112,7 +112,7 @@ async def test_every_kind_is_accepted_with_its_content(api, ws_with_session, med
 
     redis = connect(service.config.redis_url)
     try:
-        record = await redis.hgetall(keys.message(caption["message_id"]))
+        record = await redis.hgetall(keys.message(ws, caption["message_id"]))
         assert (record["kind"], record["text"]) == ("image", "look")  # record["text"] is the caption
     finally:
         await redis.aclose()

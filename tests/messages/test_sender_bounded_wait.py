@@ -86,7 +86,7 @@ async def _accept(store: MessageStore, sid: str, to: str, text: str) -> str:
 async def _intent(redis, store: MessageStore, sid: str, to: str, text: str, owner: str, **fields: str) -> str:
     """A message as a sender leaves it between intent and answer: `sending`, in that sender's pending list."""
     mid = await _accept(store, sid, to, text)
-    await redis.hset(keys.message(mid), mapping={"status": "sending", "owner": owner, **fields})
+    await redis.hset(keys.message(WS, mid), mapping={"status": "sending", "owner": owner, **fields})
     await redis.xreadgroup(keys.QUEUE_GROUP, f"{sid}@{owner}", {keys.queue(WS, sid, "normal"): ">"})
     return mid
 
@@ -111,7 +111,7 @@ async def _wait_status(store: MessageStore, mid: str, statuses: set[str], timeou
     deadline = time.monotonic() + timeout
     record: dict[str, str] = {}
     while time.monotonic() < deadline:
-        record = await store.record(mid)
+        record = await store.record(WS, mid)
         if record.get("status") in statuses:
             return record
         await asyncio.sleep(0.1)
@@ -190,7 +190,7 @@ async def test_a_key_the_page_keeps_at_ack_0_is_failed_unconfirmed_never_resent(
         await page.close()
     assert failed["reason"].startswith("unconfirmed"), failed
     assert sorted(await _inbox(config, to)) == ["behind it", "slow answer"], "each once: never resent"
-    assert (await store.record(head))["status"] == "failed"
+    assert (await store.record(WS, head))["status"] == "failed"
 
 
 async def test_a_sender_whose_page_closed_stops_and_its_intent_resolves_at_once(browser, config, redis) -> None:
@@ -208,7 +208,7 @@ async def test_a_sender_whose_page_closed_stops_and_its_intent_resolves_at_once(
     first_task = asyncio.create_task(first.run())
     await asyncio.sleep(1.0)
     assert await redis.exists(keys.sender_alive(first.epoch))
-    assert (await store.record(head))["status"] == "sending", "waiting for the server's answer"
+    assert (await store.record(WS, head))["status"] == "sending", "waiting for the server's answer"
 
     await first_page.close()  # the page dies with the intent open
     await asyncio.wait_for(first_task, timeout=10)  # the sender stops by itself

@@ -26,10 +26,10 @@ async def test_a_batch_is_the_single_accepts_in_order_across_chunks(redis: aiore
     assert queued == [m.message_id for m, _, _ in items]
     single = MessageStore(redis, batch=Batcher(redis))
     await single.accept(_msg(10_000), None)
-    one, many = await redis.hgetall(keys.message(_msg(10_000).message_id)), await redis.hgetall(keys.message(
-        _msg(1).message_id))
+    one = await redis.hgetall(keys.message("wa", _msg(10_000).message_id))
+    many = await redis.hgetall(keys.message("wa", _msg(1).message_id))
     assert one.keys() == many.keys() and many["text"] == "text 1" and many["status"] == "queued"
-    assert await redis.lrange(keys.message_history(_msg(1).message_id), 0, -1)
+    assert await redis.lrange(keys.message_history("wa", _msg(1).message_id), 0, -1)
 
 
 async def test_idempotency_keys_repeat_within_a_batch_and_across_calls(redis: aioredis.Redis) -> None:

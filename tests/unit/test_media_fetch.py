@@ -143,7 +143,7 @@ async def test_set_media_is_kept_for_retries(redis) -> None:
     content = {"media_id": None, "url": "https://example.com/a.png", "caption": "hi", "filename": None}
     await messages.accept(OutboundMessage("msg_m", "acme", "main", "15550002", "hi", "normal", kind="image",
                                           content=content), None)
-    assert await messages.set_media("msg_m", "med_abc")
-    kind, stored = content_of(await messages.record("msg_m"))
+    assert await messages.set_media("acme", "msg_m", "med_abc")
+    kind, stored = content_of(await messages.record("acme", "msg_m"))
     assert (kind, stored) == ("image", {**content, "media_id": "med_abc"})
-    assert not await messages.set_media("msg_gone", "med_abc")
+    assert not await messages.set_media("acme", "msg_gone", "med_abc")

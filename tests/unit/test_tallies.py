@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from wa_ray.storage import tallies
+from wa_ray.storage import keys, tallies
 from wa_ray.storage.messages import META, WEBJS, MessageStore, OutboundMessage
 
 
@@ -33,7 +33,7 @@ async def test_a_rerouted_message_moves_its_count_to_the_other_number(redis: aio
     # a campaign message on the Cloud API (its fallback template) that the failover hands back to a number
     await store.accept(_msg("msg_r", sid="", provider=META), None)
     assert await tallies.campaign_counts(redis, "ws1", "cmp_1") == {"meta": {"queued": 1}}
-    assert await store.reroute("msg_r", await store.record("msg_r"), WEBJS, "s1", "test")
+    assert await store.reroute("msg_r", await store.record("ws1", "msg_r"), WEBJS, "s1", "test")
     assert await tallies.campaign_counts(redis, "ws1", "cmp_1") == {"s1": {"queued": 1}}
     assert await store.transition("msg_r", "ws1", "sent")
     assert await tallies.campaign_counts(redis, "ws1", "cmp_1") == {"s1": {"sent": 1}}
@@ -44,16 +44,16 @@ async def test_the_failover_never_moves_a_campaign_message_to_the_cloud_api(redi
     """Its text would go as free text (storage/messages.may_move); the campaign runner moves it instead."""
     store = MessageStore(redis)
     await store.accept(_msg("msg_c"), None)
-    assert not await store.reroute("msg_c", await store.record("msg_c"), META, "", "test")
+    assert not await store.reroute("msg_c", await store.record("ws1", "msg_c"), META, "", "test")
     assert await tallies.campaign_counts(redis, "ws1", "cmp_1") == {"s1": {"queued": 1}}
-    assert (await store.record("msg_c"))["provider"] == WEBJS
+    assert (await store.record("ws1", "msg_c"))["provider"] == WEBJS
 
 
 async def test_messages_outside_campaigns_touch_no_campaign_count(redis: aioredis.Redis) -> None:
     store = MessageStore(redis)
     await store.accept(_msg("msg_plain", campaign=""), None)
     assert await store.transition("msg_plain", "ws1", "sent")
-    assert await redis.hlen("wa:cmp-n:ws1") == 0
+    assert await redis.hlen(keys.campaign_counts("ws1")) == 0
     await tallies.bump(redis, "ws1", "s1", "received")
     await tallies.bump(redis, "ws1", "s1", "uptime_s", 1.5)
     day = (await tallies.session_days(redis, "ws1", "s1", [tallies.day_of()]))[tallies.day_of()]
