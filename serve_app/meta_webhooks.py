@@ -13,7 +13,8 @@ payload is 403 and nothing of it is used, whatever its shape: any JSON (a
 string `entry`, a list of numbers, a `phone_number_id` that is not a string of
 digits) or any `X-Hub-Signature-256` (non-ASCII included) is a 403, never a
 500. A number belongs to one workspace (storage/providers.py), so a payload is
-only ever handled as that workspace's, under its app secret. Meta retries anything that is not
+only ever handled as that workspace's, under its app secret, and only while that
+workspace's config names the number (the number index alone is a hint). Meta retries anything that is not
 200 and may deliver twice: handling is idempotent (see actors/inbound.py).
 
 Not HMAC-authenticated like /v1: Meta cannot sign our way; the app secret is
@@ -110,8 +111,12 @@ async def receive(request: Request, c: AppContext = Depends(ctx)) -> Response:
         raise ApiError(403, "bad_signature", "payload names no phone number configured here")
     ws = workspaces.pop()
     cfg = await store.get(ws)
+    # the number index is a hint (a claim may be in flight or left by a crash): the workspace's own config must
+    # name the payload's number, as a workspace configures one
+    if cfg.cloud is None or numbers != {cfg.cloud.phone_number_id}:
+        raise ApiError(403, "bad_signature", "payload names no phone number configured here")
     # the number's one owner signs for it: a payload another workspace's app secret signed is refused
-    if cfg.cloud is None or not signature_ok(cfg.cloud.app_secret, body, request.headers.get("x-hub-signature-256")):
+    if not signature_ok(cfg.cloud.app_secret, body, request.headers.get("x-hub-signature-256")):
         raise ApiError(403, "bad_signature", "X-Hub-Signature-256 does not match the raw body")
     await _recorder(c).cloud_payload(ws, payload)
     return Response(status_code=200)

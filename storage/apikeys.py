@@ -7,11 +7,17 @@ of a repr, a listing or a log line: `ApiKey.secret` has `repr=False` and
 `list()` returns `ApiKeyInfo`, which has no secret at all.
 
 Generation: every `create` of an id bumps a counter that outlives revocation
-(`keys.api_key_generations`), and tokens carry the generation of the key that
+(`keys.api_key_generation`), and tokens carry the generation of the key that
 issued them, so re-creating a revoked id does not bring its old tokens back.
 Revocation also leaves a mark (`keys.api_key_revoked`) that only an explicit
 `create` (or `reinstate`) clears: the service's bootstrap key
 (`ensure_bootstrap`) is never re-created over it at a restart.
+
+A key's record, generation and mark share the key's slot (`{k:<id>}`), so a
+create or a revoke is one step on them; the global listing index
+(`keys.api_key_index`) is written outside it: added before a create, removed
+after a revoke, so at worst it names an id without a record, which `list()`
+skips.
 """
 
 from __future__ import annotations
@@ -53,16 +59,16 @@ def secret_aad(key_id: str, role: str, workspace_id: str | None) -> bytes:
     return f"api-key:{key_id}:{role}:{workspace_id or ''}".encode()
 MAX_CIDRS = 32
 
-# One script: refuse-if-exists / refuse-if-revoked, bump the generation, write the record, index it,
-# clear the revocation mark. Returns the new generation, -1 (exists) or -2 (revoked).
+# One script on the key's own slot: refuse-if-exists / refuse-if-revoked, bump the generation, write the
+# record, clear the revocation mark. KEYS: record, generation, revocation mark. ARGV: replace ('0'/'1'),
+# unless_revoked ('0'/'1'), the record's fields and values. Returns the new generation, -1 (exists) or
+# -2 (revoked).
 _CREATE = """
-if ARGV[2] == '0' and redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
-if ARGV[3] == '1' and redis.call('HEXISTS', KEYS[4], ARGV[1]) == 1 then return -2 end
-local gen = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'gen', gen, unpack(ARGV, 4))
-redis.call('SADD', KEYS[3], ARGV[1])
-redis.call('HDEL', KEYS[4], ARGV[1])
+if ARGV[1] == '0' and redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+if ARGV[2] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then return -2 end
+local gen = redis.call('INCR', KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[3])
+redis.call('HSET', KEYS[1], 'gen', gen, unpack(ARGV, 3))
 return gen
 """
 
@@ -189,13 +195,18 @@ class ApiKeyStore:
                   "secret": encrypt(self._key, key.secret.encode(),
                                     secret_aad(key_id, key.role, key.workspace_id)).hex()}
         flat = [part for item in record.items() for part in item]
-        gen = int(await self._create(keys=[keys.api_key(key_id), keys.api_key_generations(), keys.api_key_index(),
-                                           keys.api_key_revoked()],
-                                     args=[key_id, "1" if replace else "0", "1" if unless_revoked else "0", *flat]))
+        if unless_revoked and await self.is_revoked(key_id):
+            raise KeyRevoked(f"key {key_id} was revoked; only an explicit create brings it back")  # nothing indexed
+        await self._redis.sadd(keys.api_key_index(), key_id)  # before the record: a stale member is harmless
+        gen = int(await self._create(
+            keys=[keys.api_key(key_id), keys.api_key_generation(key_id), keys.api_key_revoked(key_id)],
+            args=["1" if replace else "0", "1" if unless_revoked else "0", *flat]))
         if gen == -1:
             raise KeyExists(f"key {key_id} exists; revoke it first")
         if gen == -2:
             raise KeyRevoked(f"key {key_id} was revoked; only an explicit create brings it back")
+        # again after the record: a revoke of the id racing this create may have removed the member meanwhile
+        await self._redis.sadd(keys.api_key_index(), key_id)
         return dataclasses.replace(key, generation=gen)
 
     async def get(self, key_id: str) -> ApiKey | None:
@@ -241,19 +252,21 @@ class ApiKeyStore:
         its open streams end at their next access check. Leaves the id's revocation mark."""
         if not is_valid_id(key_id):
             return False
-        async with self._redis.pipeline(transaction=True) as pipe:
+        async with self._redis.pipeline(transaction=True) as pipe:  # the key's own slot
             pipe.delete(keys.api_key(key_id))
-            pipe.srem(keys.api_key_index(), key_id)
-            pipe.hset(keys.api_key_revoked(), key_id, time.time())
-            deleted, _, _ = await pipe.execute()
+            pipe.set(keys.api_key_revoked(key_id), repr(time.time()))
+            deleted, _ = await pipe.execute()
+        await self._redis.srem(keys.api_key_index(), key_id)  # after the record: `list()` skips a stale member
+        if await self._redis.exists(keys.api_key(key_id)):  # re-created meanwhile: it stays listed
+            await self._redis.sadd(keys.api_key_index(), key_id)
         return bool(deleted)
 
     async def is_revoked(self, key_id: str) -> bool:
-        return is_valid_id(key_id) and bool(await self._redis.hexists(keys.api_key_revoked(), key_id))
+        return is_valid_id(key_id) and bool(await self._redis.exists(keys.api_key_revoked(key_id)))
 
     async def reinstate(self, key_id: str) -> bool:
         """Clear an id's revocation mark (the operator's word), so the bootstrap may create it again."""
-        return is_valid_id(key_id) and bool(await self._redis.hdel(keys.api_key_revoked(), key_id))
+        return is_valid_id(key_id) and bool(await self._redis.delete(keys.api_key_revoked(key_id)))
 
 
 async def ensure_bootstrap(store: ApiKeyStore, key_id: str, secret: str) -> str:

@@ -3,22 +3,25 @@
 Everything the runner (actors/campaign_runner.py) knows lives here, so a restarted runner simply runs
 the next step again:
 
-* `wa:cmp:{ws}:{cid}` hash: name, status, times, the message (kind + content JSON), the fallback
+* `wa:{ws}:cmp:{cid}` hash: name, status, times, the message (kind + content JSON), the fallback
   template's content JSON ("" without one), the numbers ("all" or a JSON list), the schedule JSON,
   priority, `total` recipients and `cursor`, the index of the next recipient to feed (only ever raised:
   `advance` is a max).
-* `wa:cmp-rcp:{ws}:{cid}` list: recipient i is `{"to", "v": {variables}}` at index i; `wa:cmp-phones`
+* `wa:{ws}:cmp-rcp:{cid}` list: recipient i is `{"to", "v": {variables}}` at index i; `wa:{ws}:cmp-phones:{cid}`
   set: the campaign's phones, so a phone is a recipient once.
-* `wa:cmp-asg:{ws}:{cid}` hash: phone -> the number it is assigned to (sticky for the campaign).
-* `wa:cmp-idx:{ws}:{cid}` hash: phone -> its recipient index, written as it is fed (the runner renders a
+* `wa:{ws}:cmp-asg:{cid}` hash: phone -> the number it is assigned to (sticky for the campaign).
+* `wa:{ws}:cmp-idx:{cid}` hash: phone -> its recipient index, written as it is fed (the runner renders a
   fallback template for a message from its recipient's variables).
-* `wa:cmp-open:{ws}:{cid}` set: message ids that may still be queued (the ones a pause, a lost number
+* `wa:{ws}:cmp-open:{cid}` set: message ids that may still be queued (the ones a pause, a lost number
   or a cancel may move); pruned once they are past `sending`.
-* `wa:cmp-list:{ws}` zset of campaign ids by creation time; `wa:cmp-active` set of `ws/cid` the runner
-  works on (started, not finished).
+* `wa:{ws}:cmp-list` zset of campaign ids by creation time; `wa:cmp-active` (global) set of `ws/cid` the
+  runner works on (started, not finished).
 
 Status moves are one Lua step each (`set_status` checks the status it moves from), so the API and the
-runner never overwrite each other's decision.
+runner never overwrite each other's decision. Every script and transaction stays in the workspace's slot:
+the global `wa:cmp-active` is written beside them, a member added before a move that starts a campaign and
+removed after a delete, so at worst it names a campaign the runner has nothing to do for (a draft whose
+start was refused, a deleted one); the runner reads the campaign and skips it.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ CAMPAIGN_TTL_S = 35 * 24 * 3600  # the idempotency keys of its messages live as 
 
 
 def _k(kind: str, ws: str, cid: str) -> str:
-    return f"{keys.PREFIX}:{kind}:{ws}:{cid}"
+    return f"{keys.workspace_prefix(ws)}{kind}:{cid}"
 
 
 def meta_key(ws: str, cid: str) -> str:
@@ -68,12 +71,12 @@ def index_key(ws: str, cid: str) -> str:
 
 
 def list_key(ws: str) -> str:
-    return f"{keys.PREFIX}:cmp-list:{ws}"
+    return f"{keys.workspace_prefix(ws)}cmp-list"
 
 
 ACTIVE = f"{keys.PREFIX}:cmp-active"
 
-# KEYS: meta, active set. ARGV: allowed from-statuses (comma list), to-status, now, active member.
+# KEYS: meta. ARGV: allowed from-statuses (comma list), to-status, now.
 _SET_STATUS = """
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return {0, ''} end
@@ -87,7 +90,6 @@ end
 if ARGV[2] == 'completed' or ARGV[2] == 'cancelled' then
   redis.call('HSET', KEYS[1], 'finished_at', ARGV[3])
 end
-if ARGV[2] == 'scheduled' or ARGV[2] == 'running' then redis.call('SADD', KEYS[2], ARGV[4]) end
 return {1, cur}
 """
 
@@ -208,9 +210,13 @@ class CampaignStore:
         return out
 
     async def set_status(self, ws: str, cid: str, allowed: tuple[str, ...], to: str) -> tuple[bool, str]:
-        """(moved, the status it was in); the move happens only from one of `allowed`."""
-        moved, was = await self._set_status(keys=[meta_key(ws, cid), ACTIVE],
-                                            args=[",".join(allowed), to, repr(time.time()), f"{ws}/{cid}"])
+        """(moved, the status it was in); the move happens only from one of `allowed`.
+
+        A move to scheduled or running indexes the campaign for the runner first, and leaves the member when
+        the move is refused: removing it could undo the index of a concurrent move that did start it."""
+        if to in (SCHEDULED, RUNNING):
+            await self._redis.sadd(ACTIVE, f"{ws}/{cid}")
+        moved, was = await self._set_status(keys=[meta_key(ws, cid)], args=[",".join(allowed), to, repr(time.time())])
         return bool(int(moved)), was or ""
 
     async def set_waiting(self, ws: str, cid: str, waiting: str) -> None:
@@ -257,13 +263,13 @@ class CampaignStore:
         await self._redis.srem(ACTIVE, f"{ws}/{cid}")
 
     async def delete(self, ws: str, cid: str) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
+        async with self._redis.pipeline(transaction=True) as pipe:  # the workspace's slot
             for key in (meta_key(ws, cid), recipients_key(ws, cid), phones_key(ws, cid), assignment_key(ws, cid),
                         open_key(ws, cid), index_key(ws, cid)):
                 pipe.delete(key)
             pipe.zrem(list_key(ws), cid)
-            pipe.srem(ACTIVE, f"{ws}/{cid}")
             await pipe.execute()
+        await self._redis.srem(ACTIVE, f"{ws}/{cid}")
 
 
 NUMBER_STATUSES = ("queued", "sent", "delivered", "read", "failed", "replied")

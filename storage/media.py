@@ -224,11 +224,11 @@ class MediaStore:
         return await self.put(ws, once(), mimetype=mimetype, filename=filename, max_bytes=len(data))
 
     async def _save(self, info: MediaInfo) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(keys.media(info.workspace_id, info.media_id), orjson.dumps(asdict(info)),
-                     ex=max(1, int(info.expires_at - info.created_at)))
-            pipe.zadd(keys.media_expiry(), {f"{info.workspace_id}/{info.media_id}": info.expires_at})
-            await pipe.execute()
+        # the global expiry index before the workspace's record: a crash in between leaves an index member
+        # whose sweep unlinks a file that may not exist, never a record the sweep would not find
+        await self._redis.zadd(keys.media_expiry(), {f"{info.workspace_id}/{info.media_id}": info.expires_at})
+        await self._redis.set(keys.media(info.workspace_id, info.media_id), orjson.dumps(asdict(info)),
+                              ex=max(1, int(info.expires_at - info.created_at)))
 
     # -- reading ----------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -54,49 +55,68 @@ return (state == 'open') and 1 or 0
 """
 
 
-# Replace a workspace's config. ARGV: ws, the old number and verify digest as the caller read them
-# (a concurrent writer changed them: 'retry'), the new number and digest ('' for none), the hash as JSON.
-# A number maps to one workspace: claiming one mapped to another is 'number_taken' and writes nothing;
-# releasing deletes the mapping only while it still names this workspace. A verify token may be shared
-# (one Meta app, several numbers): its key is a set of the workspaces that configured it.
-# The meta-number and meta-verifier keys are global (Meta's ids, not ours), not workspace-tagged: fine on
-# one Redis; on Redis Cluster this script would need them in one hash slot with the workspace's keys.
+# A workspace's config is replaced in single-slot steps (issue 16): the Meta indexes are global (Meta's ids,
+# not ours) and untagged, so no script holds them with the workspace's keys.
+#
+# 1. the new number is claimed on its own key (`_CLAIM`): a number maps to one workspace, and that uniqueness
+#    only ever needed the one key. A claim in flight carries an expiry (`CLAIM_GRACE_MS`), so one left by a
+#    crash lapses by itself; it is made permanent (`_SETTLE`) once the config names the number.
+# 2. the global indexes gain the workspace (provider, cloud, the verify digest's set): added before the
+#    config, removed after it, so a crash leaves at worst a stale member, and readers treat them as hints.
+# 3. the config itself (`_SET_CONFIG`): compare-and-replace on the workspace's own keys.
+# 4. what the old config named is released: a mapping only while it still names this workspace.
+
+# KEYS: meta_number(n). ARGV: ws, grace (ms), '1' to mark an own claim in flight again (the config does not
+# name the number yet), a stale owner that may be taken over ('' none). Returns {outcome, owner, owner's PTTL}.
+_CLAIM = """
+local owner = redis.call('GET', KEYS[1])
+if not owner or (owner == ARGV[4] and redis.call('PTTL', KEYS[1]) == -1) then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return {'claimed', ARGV[1], 0}
+end
+if owner ~= ARGV[1] then return {'taken', owner, redis.call('PTTL', KEYS[1])} end
+if ARGV[3] == '1' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return {'own', owner, 0}
+"""
+# KEYS: meta_number(n). ARGV: ws. The config names the number now: the claim stays (no expiry); 0 when a
+# claim that lapsed meanwhile went to another workspace.
+_SETTLE = """
+local owner = redis.call('GET', KEYS[1])
+if owner == ARGV[1] then redis.call('PERSIST', KEYS[1]) return 1 end
+if not owner then redis.call('SET', KEYS[1], ARGV[1]) return 1 end
+return 0
+"""
+# KEYS: one mapping (meta_number or the older meta_verify). ARGV: ws. Deleted only while it names ws.
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+# KEYS: provider(ws), breaker(ws). ARGV: the old number and verify digest as the caller read them (a
+# concurrent writer changed them: 'retry'), the hash as JSON. A new config starts with a closed breaker.
 _SET_CONFIG = """
-local ws = ARGV[1]
-if (redis.call('HGET', KEYS[1], 'phone_number_id') or '') ~= ARGV[2]
-   or (redis.call('HGET', KEYS[1], 'verify_digest') or '') ~= ARGV[3] then
+if (redis.call('HGET', KEYS[1], 'phone_number_id') or '') ~= ARGV[1]
+   or (redis.call('HGET', KEYS[1], 'verify_digest') or '') ~= ARGV[2] then
   return 'retry'
-end
-if ARGV[4] ~= '' then
-  local owner = redis.call('GET', KEYS[5])
-  if owner and owner ~= ws then return 'number_taken' end
-end
-if ARGV[2] ~= '' and ARGV[2] ~= ARGV[4] and redis.call('GET', KEYS[6]) == ws then
-  redis.call('DEL', KEYS[6])
-end
-if ARGV[3] ~= '' then
-  redis.call('SREM', KEYS[8], ws)
-  if redis.call('GET', KEYS[9]) == ws then redis.call('DEL', KEYS[9]) end
 end
 redis.call('DEL', KEYS[1], KEYS[2])
 local flat = {}
-for k, v in pairs(cjson.decode(ARGV[6])) do flat[#flat + 1] = k; flat[#flat + 1] = v end
+for k, v in pairs(cjson.decode(ARGV[3])) do flat[#flat + 1] = k; flat[#flat + 1] = v end
 redis.call('HSET', KEYS[1], unpack(flat))
-redis.call('SADD', KEYS[3], ws)
-if ARGV[4] ~= '' then
-  redis.call('SET', KEYS[5], ws)
-  if ARGV[5] ~= '' then redis.call('SADD', KEYS[7], ws) end
-  redis.call('SADD', KEYS[4], ws)
-else
-  redis.call('SREM', KEYS[4], ws)
-end
 return 'ok'
 """
+# How long a claim may stay in flight (claimed, its config not written yet); also how long a claim left by a
+# crash keeps the number from others. A set takes milliseconds.
+CLAIM_GRACE_MS = 30_000
 _SET_ATTEMPTS = 5
 
 
 class NumberTaken(Exception):
     """The Cloud API phone_number_id is configured by another workspace."""
+
+
+class Claim(StrEnum):
+    """What claiming a number found (`_CLAIM`)."""
+
+    CLAIMED = "claimed"  # free (or its mapping stale): this workspace's now, in flight until settled
+    OWN = "own"  # this workspace's already
+    TAKEN = "taken"  # another workspace's
 
 
 @dataclass(frozen=True)
@@ -190,6 +210,9 @@ class ProviderStore:
         self._registry = SessionRegistry(redis)
         self._breaker_failure = redis.register_script(_BREAKER_FAILURE)
         self._breaker_success = redis.register_script(_BREAKER_SUCCESS)
+        self._claim = redis.register_script(_CLAIM)
+        self._settle = redis.register_script(_SETTLE)
+        self._release = redis.register_script(_RELEASE)
         self._set_config = redis.register_script(_SET_CONFIG)
 
     @property
@@ -200,9 +223,9 @@ class ProviderStore:
     async def set(self, ws: str, cfg: ProviderConfig, verify_token: str | None) -> None:
         """Replace the workspace's config; `NumberTaken` when another workspace owns the Cloud API number.
 
-        Claiming the new number, releasing the old one and writing the config are one script, so two
-        workspaces racing for a number cannot both get it, and a release only ever deletes a mapping
-        that names this workspace.
+        The new number is claimed on its own key before the config names it, so two workspaces racing for a
+        number cannot both get it; a release only ever deletes a mapping that names this workspace. Each step
+        is single-slot (the comment above `_CLAIM`).
         """
         body: dict[str, Any] = {"priority": cfg.priority, "override": cfg.override or "",
                                 "failover_grace_s": repr(cfg.failover_grace_s)}
@@ -218,16 +241,51 @@ class ProviderStore:
         for _ in range(_SET_ATTEMPTS):
             old = await self._redis.hmget(keys.provider(ws), ["phone_number_id", "verify_digest"])
             old_number, old_digest = old[0] or "", old[1] or ""
-            outcome = await self._set_config(
-                keys=[keys.provider(ws), keys.breaker(ws), keys.provider_workspaces(), keys.cloud_workspaces(),
-                      keys.meta_number(new_number), keys.meta_number(old_number), keys.meta_verifiers(new_digest),
-                      keys.meta_verifiers(old_digest), keys.meta_verify(old_digest)],
-                args=[ws, old_number, old_digest, new_number, new_digest, orjson.dumps(body).decode()])
-            if outcome == "ok":
-                return
-            if outcome == "number_taken":
-                raise NumberTaken(new_number)
+            if new_number:
+                await self._claim_number(ws, new_number, in_flight=old_number != new_number)
+            await self._redis.sadd(keys.provider_workspaces(), ws)
+            if new_number:
+                await self._redis.sadd(keys.cloud_workspaces(), ws)
+            if new_digest:
+                await self._redis.sadd(keys.meta_verifiers(new_digest), ws)
+            outcome = await self._set_config(keys=[keys.provider(ws), keys.breaker(ws)],
+                                             args=[old_number, old_digest, orjson.dumps(body).decode()])
+            if outcome != "ok":
+                continue  # a claim made for this attempt lapses by itself if no later attempt settles it
+            if new_number and not await self._settle(keys=[keys.meta_number(new_number)], args=[ws]):
+                raise NumberTaken(new_number)  # claimed in flight for longer than CLAIM_GRACE_MS: lost meanwhile
+            await self._release_old(ws, old_number, old_digest, new_number, new_digest)
+            return
         raise RuntimeError(f"provider config of {ws} kept changing under {_SET_ATTEMPTS} attempts")
+
+    async def _claim_number(self, ws: str, number: str, in_flight: bool) -> None:
+        """Claim `number` for `ws` (NumberTaken when another workspace owns it). A settled claim whose owner's
+        config does not name the number is stale (a crash between a config write and its release) and is
+        taken over; one in flight (with an expiry) is never."""
+        outcome, owner, owner_ttl = await self._claim_call(ws, number, in_flight)
+        if outcome != Claim.TAKEN:
+            return
+        if owner_ttl == -1 and await self._redis.hget(keys.provider(owner), "phone_number_id") != number:
+            outcome, _, _ = await self._claim_call(ws, number, in_flight, stale=owner)
+            if outcome != Claim.TAKEN:
+                return
+        raise NumberTaken(number)
+
+    async def _claim_call(self, ws: str, number: str, in_flight: bool, stale: str = "") -> tuple[str, str, int]:
+        outcome, owner, owner_ttl = await self._claim(
+            keys=[keys.meta_number(number)], args=[ws, CLAIM_GRACE_MS, "1" if in_flight else "0", stale])
+        return outcome, owner, int(owner_ttl)
+
+    async def _release_old(self, ws: str, old_number: str, old_digest: str, new_number: str, new_digest: str) -> None:
+        """After the config is written: what the old config named and the new one does not."""
+        if old_number and old_number != new_number:
+            await self._release(keys=[keys.meta_number(old_number)], args=[ws])
+        if old_digest:
+            if old_digest != new_digest:
+                await self._redis.srem(keys.meta_verifiers(old_digest), ws)
+            await self._release(keys=[keys.meta_verify(old_digest)], args=[ws])  # the older single-owner form
+        if not new_number:
+            await self._redis.srem(keys.cloud_workspaces(), ws)
 
     def _open(self, field: str, ws: str, raw: dict[str, str]) -> str:
         aad = secret_aad(field, ws, raw["phone_number_id"], raw["graph_base_url"])
@@ -267,13 +325,28 @@ class ProviderStore:
         return set(await self._redis.smembers(keys.cloud_workspaces()))
 
     async def workspace_of_number(self, phone_number_id: str) -> str | None:
+        """The workspace that claimed the number: a hint (a claim may be in flight, or left by a crash);
+        whoever acts on it checks that the workspace's config names the number."""
         return await self._redis.get(keys.meta_number(phone_number_id))
 
     async def workspace_of_verify_token(self, token: str) -> str | None:
-        """Some workspace that configured this verify token (one Meta app may serve several), or None."""
+        """Some workspace whose config holds this verify token (one Meta app may serve several), or None.
+
+        The digest's set (and the older single-owner key) are hints: a candidate counts only while its own
+        config still holds the digest."""
         digest = verify_digest(token)
-        return await self._redis.srandmember(keys.meta_verifiers(digest)) or await self._redis.get(
-            keys.meta_verify(digest))  # a mapping written before verify tokens became shared sets
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.smembers(keys.meta_verifiers(digest))
+            pipe.get(keys.meta_verify(digest))  # a mapping written before verify tokens became shared sets
+            members, legacy = await pipe.execute()
+        candidates = sorted(set(members) | ({legacy} if legacy else set()))
+        if not candidates:
+            return None
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for ws in candidates:
+                pipe.hget(keys.provider(ws), "verify_digest")
+            held = await pipe.execute()
+        return next((ws for ws, d in zip(candidates, held, strict=True) if d == digest), None)
 
     async def breaker(self, ws: str) -> dict[str, str]:
         return await self._redis.hgetall(keys.breaker(ws))

@@ -1,4 +1,9 @@
-"""The sessions registry: where each session lives and what state it is in."""
+"""The sessions registry: where each session lives and what state it is in.
+
+A session's record and its workspace's index share the workspace's slot and change in one transaction; the
+global indexes (`keys.workspaces`, `keys.all_sessions`) are written outside it, added before a register and
+removed after a remove, so at worst they name a session without a record, and their readers read the record.
+"""
 
 from __future__ import annotations
 
@@ -33,10 +38,10 @@ class SessionRegistry:
         self._restart_stretch = redis.register_script(_RESTART_STRETCH)
 
     async def register(self, ws: str, sid: str, node_id: str) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.sadd(keys.workspaces(), ws)
+        await self._redis.sadd(keys.workspaces(), ws)
+        await self._redis.sadd(keys.all_sessions(), f"{ws}/{sid}")
+        async with self._redis.pipeline(transaction=True) as pipe:  # the workspace's slot
             pipe.sadd(keys.session_index(ws), sid)
-            pipe.sadd(keys.all_sessions(), f"{ws}/{sid}")
             pipe.hsetnx(keys.session(ws, sid), "created_at", time.time())
             pipe.hset(keys.session(ws, sid), mapping={"workspace_id": ws, "session_id": sid, "node_id": node_id})
             pipe.hsetnx(keys.session(ws, sid), "restarts", 0)
@@ -88,11 +93,11 @@ class SessionRegistry:
         return [tuple(x.split("/", 1)) for x in await self._redis.smembers(keys.all_sessions())]  # type: ignore[misc]
 
     async def remove(self, ws: str, sid: str) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
+        async with self._redis.pipeline(transaction=True) as pipe:  # the workspace's slot
             pipe.srem(keys.session_index(ws), sid)
-            pipe.srem(keys.all_sessions(), f"{ws}/{sid}")
             pipe.delete(keys.session(ws, sid))
             await pipe.execute()
+        await self._redis.srem(keys.all_sessions(), f"{ws}/{sid}")
 
     async def incr_restarts(self, ws: str, sid: str) -> int:
         return int(await self._redis.hincrby(keys.session(ws, sid), "restarts", 1))

@@ -13,9 +13,12 @@ Invariants:
   fails to open and nothing is delivered; neither is ever returned by a read;
 * at most `MAX_ENDPOINTS` per workspace, checked and written in one script, so concurrent creates cannot pass
   the bound;
-* an endpoint's queue and consumer group exist before its record does: the dispatcher never sees a lane
-  without its group; deleting removes the record first, so an entry still in flight finds no endpoint and is
-  dropped.
+* an endpoint's queue and consumer group exist before its lane, and its lane before its record: the
+  dispatcher never sees a lane without its group, and a lane without a record (being created, refused at the
+  bound, or being deleted) only drops what it holds; deleting removes the record first, so an entry still in
+  flight finds no endpoint and is dropped;
+* the lanes (`keys.webhook_endpoint_lanes`, `{g:wh}`) and the records (the workspace's slot) are written in
+  separate single-slot steps: a lane is added before its record and removed after it.
 """
 
 from __future__ import annotations
@@ -53,15 +56,18 @@ RESERVED_PREFIXES = ("webhook-", "x-event-", "proxy-")
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")  # fullmatch: `$` would pass a trailing newline
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]{0,1024}")
 
-# 0: at the bound; otherwise the lanes version the dispatcher must reach before it copies events to this
-# endpoint (bumped for a workspace's first endpoint only: later ones are read afresh at every event)
+# KEYS: the lanes set, the lanes version ({g:wh}). ARGV: the lane. Returns the lanes version the dispatcher
+# must reach before it copies events to the new endpoint (bumped at every create: the lane step cannot see
+# whether the workspace had endpoints already, and a bump costs at most the dispatcher's next lanes read).
+_ADD_LANE = """
+redis.call('SADD', KEYS[1], ARGV[1])
+return redis.call('INCR', KEYS[2])
+"""
+# KEYS: the workspace's endpoints. ARGV: id, record, MAX_ENDPOINTS. 0: at the bound (nothing written).
 _CREATE = """
-local n = redis.call('HLEN', KEYS[1])
-if n >= tonumber(ARGV[3]) then return 0 end
+if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[4])
-if n == 0 then return redis.call('INCR', KEYS[3]) end
-return math.max(1, tonumber(redis.call('GET', KEYS[3]) or '1'))
+return 1
 """
 _UPDATE = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
@@ -159,6 +165,7 @@ class WebhookEndpointStore:
         self._redis = redis
         self._key = MasterKey(master.derive(PURPOSE))
         self._readers = [self._key, *(MasterKey(k.derive(PURPOSE)) for k in previous)]
+        self._add_lane = redis.register_script(_ADD_LANE)
         self._create = redis.register_script(_CREATE)
         self._update = redis.register_script(_UPDATE)
         # Sealed blobs opened, by (blob, associated data): the dispatcher opens an endpoint at every delivery.
@@ -177,10 +184,11 @@ class WebhookEndpointStore:
         await ensure_group(self._redis, keys.webhook_queue(ws, endpoint.id), keys.WEBHOOK_GROUP)
         await self._redis.sadd(keys.webhook_workspaces(), ws)
         record = self._record(ws, endpoint, secret, headers)
-        version = int(await self._create(
-            keys=[keys.webhook_endpoints(ws), keys.webhook_endpoint_lanes(), keys.webhook_lanes_version()],
-            args=[endpoint.id, record, MAX_ENDPOINTS, f"{ws}/{endpoint.id}"]))
-        if not version:
+        lane = f"{ws}/{endpoint.id}"
+        version = int(await self._add_lane(keys=[keys.webhook_endpoint_lanes(), keys.webhook_lanes_version()],
+                                           args=[lane]))
+        if not await self._create(keys=[keys.webhook_endpoints(ws)], args=[endpoint.id, record, MAX_ENDPOINTS]):
+            await self._redis.srem(keys.webhook_endpoint_lanes(), lane)
             await self._redis.delete(keys.webhook_queue(ws, endpoint.id))
             raise EndpointLimit
         deadline = time.monotonic() + seen_within_s
@@ -205,12 +213,12 @@ class WebhookEndpointStore:
         return endpoint
 
     async def delete(self, ws: str, endpoint_id: str) -> bool:
-        async with self._redis.pipeline(transaction=True) as pipe:
+        async with self._redis.pipeline(transaction=True) as pipe:  # the workspace's slot
             pipe.hdel(keys.webhook_endpoints(ws), endpoint_id)
-            pipe.srem(keys.webhook_endpoint_lanes(), f"{ws}/{endpoint_id}")
             pipe.delete(keys.webhook_queue(ws, endpoint_id), keys.endpoint_dead_letters(ws, endpoint_id),
                         keys.endpoint_replay(ws, endpoint_id))
             removed = (await pipe.execute())[0]
+        await self._redis.srem(keys.webhook_endpoint_lanes(), f"{ws}/{endpoint_id}")  # after: see the invariants
         return bool(removed)
 
     # ------------------------------------------------------------------- reads

@@ -47,12 +47,15 @@ class WebhookConfigStore:
     async def set(self, ws: str, target: WebhookTarget) -> None:
         # Deliver from now on: events published before a webhook existed are not replayed into it.
         await ensure_group(self._redis, keys.events(ws), keys.WEBHOOK_GROUP, "$")
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.webhook(ws), mapping={"url": target.url,
-                                                 "secret": encrypt(self._key, target.secret.encode(),
-                                                                   secret_aad(ws, target.url)).hex()})
-            pipe.sadd(keys.webhook_workspaces(), ws)
-            await pipe.execute()
+        # The record before the index (the one exception to "index first"): membership of
+        # `webhook_workspaces` is what makes the dispatcher read the events, and it acks an event of a workspace
+        # without a record as done. Record first, the events published in between wait in the group created
+        # above and are delivered once the workspace is indexed; a crash in between leaves them waiting until
+        # the retried (idempotent) set indexes it.
+        await self._redis.hset(keys.webhook(ws), mapping={"url": target.url,
+                                                          "secret": encrypt(self._key, target.secret.encode(),
+                                                                            secret_aad(ws, target.url)).hex()})
+        await self._redis.sadd(keys.webhook_workspaces(), ws)
 
     async def get(self, ws: str) -> WebhookTarget | None:
         return self.target_of(ws, await self._redis.hgetall(keys.webhook(ws)))
