@@ -46,18 +46,17 @@ class StreamAccess:
                    per_key: int) -> StreamAccess:
         """Takes the stream's slots, or raises 429 naming the cap that is full."""
         wanted: list[Slot] = []
-        if who.token_id:
-            wanted.append(Slot(f"token:{who.token_id}", per_token))
+        if who.token_id:  # a token's slots are named under the key that issued it: one script, one hash slot
+            wanted.append(Slot(who.key_id, per_token, token_id=who.token_id))
         if who.key_id != CLI_ISSUER:
             key = await auth.keys.get(who.key_id)
-            wanted.append(Slot(f"key:{who.key_id}", (key.max_streams if key else 0) or per_key))
+            wanted.append(Slot(who.key_id, (key.max_streams if key else 0) or per_key))
         try:
             lease = await slots.acquire(wanted) if wanted else None
         except SlotsFull as exc:
-            full = next(s for s in wanted if s.subject == exc.subject)
-            per = "token" if full.subject.startswith("token:") else "key"
+            per, cap = exc.slot.per, exc.slot.cap
             raise ApiError(429, "too_many_streams", f"this {per} already has its maximum of concurrent streams",
-                           {"per": per, "limit": full.cap}, headers={"Retry-After": str(RETRY_AFTER_S)}) from None
+                           {"per": per, "limit": cap}, headers={"Retry-After": str(RETRY_AFTER_S)}) from None
         return cls(auth, slots, who, lease)
 
     async def check(self) -> str | None:

@@ -13,8 +13,10 @@ Two kinds:
   `message.sent` event), page send seconds (`message.sent`'s `send_ms`). The
   fold keeps a cursor per workspace and applies each batch of increments in
   one MULTI guarded by WATCH on the cursors, so concurrent scrapes from several
-  replicas never count an event twice. Events trimmed from a stream before any
-  scrape folded them are not counted (streams keep ~100k events each).
+  replicas never count an event twice (the cursors, counters and histograms
+  share one slot of a Redis Cluster, `{g:metrics}`). Events trimmed from a
+  stream before any scrape folded them are not counted (streams keep ~100k
+  events each).
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError, WatchError
 
 from wa_ray.states import SessionState
 from wa_ray.storage import keys
+from wa_ray.storage.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +84,7 @@ def bucket_index(value: float, buckets: tuple[float, ...]) -> int:
 
 
 class MetricsStore:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self._redis = redis
 
     async def snapshot(self) -> Snapshot:
@@ -182,10 +184,7 @@ class MetricsStore:
     async def fold(self) -> int:
         """Fold new events of every workspace into the counters. Returns how many were folded."""
         folded = 0
-        # every workspace that can have events: registry, Cloud API only, webhook configured
-        workspaces = await self._redis.sunion(keys.workspaces(), keys.provider_workspaces(), keys.cloud_workspaces(),
-                                              keys.webhook_workspaces())
-        for ws in sorted(workspaces):
+        for ws in sorted(await self._workspaces()):
             for _ in range(FOLD_MAX_PER_WORKSPACE // FOLD_BATCH):
                 try:
                     n = await self._fold_batch(ws)
@@ -199,12 +198,26 @@ class MetricsStore:
                     break
         return folded
 
+    async def _workspaces(self) -> set[str]:
+        """Every workspace that can have events: registry, Cloud API only, webhook configured. Four SMEMBERS,
+        not one SUNION: the sets are in different slots of a Redis Cluster."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for index in (keys.workspaces(), keys.provider_workspaces(), keys.cloud_workspaces(),
+                          keys.webhook_workspaces()):
+                pipe.smembers(index)
+            members: list[set[str]] = await pipe.execute()
+        return set[str]().union(*members)
+
     async def _fold_batch(self, ws: str) -> int:
+        """One batch of `ws`'s events, folded once however many replicas scrape: the increments and the new
+        cursor are one MULTI, guarded by WATCH on the cursors. Every key of the transaction is a metrics key
+        (one slot, `{g:metrics}`); the events are read on the plain client (another slot), which the WATCH
+        does not need: a batch is named by the cursor it starts after."""
         async with self._redis.pipeline(transaction=True) as pipe:
             try:
                 await pipe.watch(keys.metrics_cursor())
                 cursor = await pipe.hget(keys.metrics_cursor(), ws) or "0-0"
-                batch = await pipe.xrange(keys.events(ws), min=f"({cursor}", max="+", count=FOLD_BATCH)
+                batch = await self._redis.xrange(keys.events(ws), min=f"({cursor}", max="+", count=FOLD_BATCH)
                 if not batch:
                     return 0
                 events = [(eid, e) for eid, e in ((eid, _parse(f)) for eid, f in batch) if e is not None]
@@ -240,7 +253,7 @@ def _parse(fields: dict[str, str]) -> dict[str, Any] | None:
         return None
 
 
-async def _lookups(redis: aioredis.Redis, ws: str, events: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+async def _lookups(redis: RedisClient, ws: str, events: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     """What the events do not carry: a message's provider and accept time; a session's start.
 
     Read on a plain pipeline (one round trip): message hashes are not part of the fold's state,
@@ -252,7 +265,7 @@ async def _lookups(redis: aioredis.Redis, ws: str, events: list[tuple[str, dict[
     out: dict[str, Any] = {"messages": {}, "qr_started": {}}
     async with redis.pipeline(transaction=False) as pipe:
         for mid in message_ids:
-            pipe.hmget(keys.message(mid), ["provider", "created_at"])
+            pipe.hmget(keys.message(ws, mid), ["provider", "created_at"])
         if qr_sessions:
             pipe.hmget(keys.metrics_qr_started(), qr_sessions)
         replies = await pipe.execute() if (message_ids or qr_sessions) else []

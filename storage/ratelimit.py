@@ -12,10 +12,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from wa_ray.storage import keys
 from wa_ray.storage.batch import Batcher
+from wa_ray.storage.redis_client import RedisClient
 
 _GCRA = """
 local t = redis.call('TIME')
@@ -67,33 +66,45 @@ class Verdict:
 
 
 class RateLimiter:
-    def __init__(self, redis: aioredis.Redis, batch: Batcher | None = None) -> None:
+    """Every check is one script call on the client (or on the hot path's Batcher), never queued on a caller's
+    pipeline: a script queued on a Redis Cluster pipeline gets no NOSCRIPT recovery (a node restarted or failed
+    over would refuse it until something loads it), a script called on the client reloads itself."""
+
+    def __init__(self, redis: RedisClient, batch: Batcher | None = None) -> None:
         self._script = redis.register_script(_GCRA)
         self._nonce_script = redis.register_script(_NONCE_GCRA)
-        self._batch = batch  # the hot-path call goes through it when given (storage/batch.py)
+        self._batch = batch  # the hot-path calls go through it when given (storage/batch.py)
 
-    async def nonce_and_check(self, nonce_key: str, nonce_ttl_s: int, subject: str, rate_per_s: float,
+    async def nonce_and_check(self, key_id: str, nonce: str, nonce_ttl_s: int, rate_per_s: float,
                               burst: int) -> tuple[bool, Verdict]:
-        """(nonce was fresh, rate verdict), one round trip. The nonce is burnt (SET NX EX) when fresh; a
-        replayed one answers (False, allowed) and charges nothing. rate_per_s <= 0: unlimited."""
+        """(nonce was fresh, verdict of the key's rate limit), one round trip. The nonce is burnt (SET NX EX)
+        when fresh; a replayed one answers (False, allowed) and charges nothing. rate_per_s <= 0: unlimited.
+        Both keys are the API key's (`{k:<id>}`): one slot of a Redis Cluster."""
         interval = int(1_000_000 / rate_per_s) if rate_per_s > 0 else 0
-        fresh, allowed, over_us = await self._nonce_script(keys=[nonce_key, keys.rate_limit(subject)],
+        fresh, allowed, over_us = await self._nonce_script(keys=_nonce_keys(key_id, nonce),
                                                            args=[nonce_ttl_s, interval, burst],
                                                            client=self._batch)  # type: ignore[arg-type]
         return bool(int(fresh)), Verdict(bool(int(allowed)) or not int(fresh), int(over_us) / 1_000_000)
 
-    async def check_in(self, pipe: Any, subject: str, rate_per_s: float, burst: int) -> bool:
-        """Queue the check on a pipeline; read its reply with `verdict()`. False (nothing queued) when unlimited."""
-        if rate_per_s <= 0:
-            return False
-        await self._script(keys=[keys.rate_limit(subject)], args=[int(1_000_000 / rate_per_s), burst], client=pipe)
-        return True
+    async def check_key(self, key_id: str, rate_per_s: float, burst: int) -> Verdict:
+        """An API key's rate limit, the budget its signed requests and the tokens it issued share."""
+        return await self._check(keys.key_rate_limit(key_id), rate_per_s, burst)
 
     async def check(self, subject: str, rate_per_s: float, burst: int) -> Verdict:
+        """The rate limit of anything else (a CLI token: `token:<jti>`; a number check): one key of its own."""
+        return await self._check(keys.rate_limit(subject), rate_per_s, burst)
+
+    async def _check(self, name: str, rate_per_s: float, burst: int) -> Verdict:
         if rate_per_s <= 0:
             return Verdict(True)
-        reply = await self._script(keys=[keys.rate_limit(subject)], args=[int(1_000_000 / rate_per_s), burst])
+        reply = await self._script(keys=[name], args=[int(1_000_000 / rate_per_s), burst],
+                                   client=self._batch)  # type: ignore[arg-type]
         return verdict(reply)
+
+
+def _nonce_keys(key_id: str, nonce: str) -> list[str]:
+    """KEYS of the nonce + rate-limit script."""
+    return [keys.nonce(key_id, nonce), keys.key_rate_limit(key_id)]
 
 
 def verdict(reply: list[Any]) -> Verdict:

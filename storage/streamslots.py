@@ -1,6 +1,8 @@
 """Concurrent SSE streams per key and per token, counted in Redis so every replica sees the same count.
 
-Each open stream holds a lease in one sorted set per subject (`keys.stream_slots`):
+Each open stream holds a lease in one sorted set per capped count: its API key's
+(`keys.key_stream_slots`) and its token's (`keys.token_stream_slots`, named under
+the key that issued the token, so both are in the key's hash slot of a Redis Cluster):
 member = the stream's lease id, score = when the lease runs out (Redis's clock, ms).
 The stream renews its leases while it runs and removes them when it ends; a replica
 that dies without removing them frees its slots when the leases run out (`lease_s`),
@@ -14,14 +16,13 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-
 from wa_ray.storage import keys
+from wa_ray.storage.redis_client import RedisClient
 
 LEASE_S = 15.0
 
-# KEYS: one sorted set per subject. ARGV: lease ms, member, then one cap per key (0 = no cap).
-# Returns 0 when every lease is taken, else the 1-based index of the first subject at its cap.
+# KEYS: one sorted set per capped count. ARGV: lease ms, member, then one cap per key (0 = no cap).
+# Returns 0 when every lease is taken, else the 1-based index of the first key at its cap.
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -53,8 +54,22 @@ return 0
 
 @dataclass(frozen=True)
 class Slot:
-    subject: str  # e.g. "key:acme" or "token:3f9c..."
-    cap: int  # 0 = not capped (still counted)
+    """A place under one cap: an API key's own (`token_id` None) or one of its tokens'. The key id of a token
+    is the key that issued it (`tokens.CLI_ISSUER` for the operator's CLI)."""
+
+    key_id: str
+    cap: int = 0  # 0 = not capped (still counted)
+    token_id: str | None = None
+
+    @property
+    def per(self) -> str:
+        return "key" if self.token_id is None else "token"
+
+    @property
+    def redis_key(self) -> str:
+        if self.token_id is None:
+            return keys.key_stream_slots(self.key_id)
+        return keys.token_stream_slots(self.key_id, self.token_id)
 
 
 @dataclass(frozen=True)
@@ -64,25 +79,28 @@ class Lease:
 
 
 class SlotsFull(Exception):
-    def __init__(self, subject: str) -> None:
-        super().__init__(subject)
-        self.subject = subject
+    def __init__(self, slot: Slot) -> None:
+        super().__init__(slot.redis_key)
+        self.slot = slot
 
 
 class StreamSlots:
-    def __init__(self, redis: aioredis.Redis, lease_s: float = LEASE_S) -> None:
+    def __init__(self, redis: RedisClient, lease_s: float = LEASE_S) -> None:
         self._redis = redis
         self._lease_ms = int(lease_s * 1000)
         self._acquire = redis.register_script(_ACQUIRE)
         self._renew = redis.register_script(_RENEW)
 
     async def acquire(self, slots: Sequence[Slot]) -> Lease:
-        """One lease in every subject's set, or none at all: SlotsFull names the first one at its cap."""
-        lease = Lease(secrets.token_hex(8), tuple(keys.stream_slots(s.subject) for s in slots))
+        """One lease in every slot's set, or none at all: SlotsFull names the first one at its cap.
+        The slots are of one API key: one script, so one hash slot of a Redis Cluster."""
+        if len({s.key_id for s in slots}) != 1:
+            raise ValueError("a lease holds the slots of exactly one API key")
+        lease = Lease(secrets.token_hex(8), tuple(s.redis_key for s in slots))
         full = int(await self._acquire(keys=list(lease.redis_keys),
                                        args=[self._lease_ms, lease.member, *(s.cap for s in slots)]))
         if full:
-            raise SlotsFull(slots[full - 1].subject)
+            raise SlotsFull(slots[full - 1])
         return lease
 
     async def renew(self, lease: Lease) -> None:
@@ -94,8 +112,8 @@ class StreamSlots:
                 pipe.zrem(key, lease.member)
             await pipe.execute()
 
-    async def count(self, subject: str) -> int:
-        """Live leases of one subject (for tests and metrics); expired ones are not counted."""
+    async def count(self, slot: Slot) -> int:
+        """Live leases under one cap (for tests and metrics); expired ones are not counted."""
         t = await self._redis.time()
         now_ms = int(t[0]) * 1000 + int(t[1]) // 1000
-        return int(await self._redis.zcount(keys.stream_slots(subject), f"({now_ms}", "+inf"))
+        return int(await self._redis.zcount(slot.redis_key, f"({now_ms}", "+inf"))

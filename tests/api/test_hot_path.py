@@ -57,18 +57,18 @@ async def test_audit_reports_a_redis_failure_to_every_caller(redis) -> None:
 
 async def test_nonce_and_rate_in_one_call(redis) -> None:
     limiter = RateLimiter(redis)
-    nonce = keys.nonce("k1", "n" * 16)
-    fresh, verdict = await limiter.nonce_and_check(nonce, 600, "key:k1", 1.0, 2)
+    fresh, verdict = await limiter.nonce_and_check("k1", "n" * 16, 600, 1.0, 2)
     assert fresh and verdict.allowed
-    assert 595 <= await redis.ttl(nonce) <= 600
-    fresh, verdict = await limiter.nonce_and_check(nonce, 600, "key:k1", 1.0, 2)
+    assert 595 <= await redis.ttl(keys.nonce("k1", "n" * 16)) <= 600
+    fresh, verdict = await limiter.nonce_and_check("k1", "n" * 16, 600, 1.0, 2)
     assert not fresh  # replayed: refused, and not charged to the key
-    allowed = [(await limiter.nonce_and_check(keys.nonce("k1", f"m{i:08d}"), 600, "key:k1", 1.0, 2))[1]
-               for i in range(3)]
+    allowed = [(await limiter.nonce_and_check("k1", f"m{i:08d}", 600, 1.0, 2))[1] for i in range(3)]
     # burst 2 at 1/s: the first call used one, so one more passes and the rest wait about a second
     assert [v.allowed for v in allowed] == [True, False, False]
     assert 0 < allowed[2].retry_after_s <= 1.0 and allowed[2].retry_after_header == "1"
-    fresh, verdict = await limiter.nonce_and_check(keys.nonce("k2", "x" * 16), 600, "key:k2", 0, 1)
+    assert await redis.exists(keys.key_rate_limit("k1"))  # the key's one bucket, in its slot
+    assert not (await limiter.check_key("k1", 1.0, 2)).allowed  # its tokens spend the same bucket
+    fresh, verdict = await limiter.nonce_and_check("k2", "x" * 16, 600, 0, 1)
     assert fresh and verdict.allowed  # rate 0: unlimited
 
 

@@ -28,7 +28,7 @@ from wa_ray.serve_app.tokens import TokenSigner
 from wa_ray.crypto import MasterKey
 from wa_ray.storage import keys
 from wa_ray.storage.apikeys import ApiKeyStore, ensure_bootstrap
-from wa_ray.storage.streamslots import StreamSlots
+from wa_ray.storage.streamslots import Slot, StreamSlots
 from wa_ray.signing import HmacAuth
 
 pytestmark = pytest.mark.asyncio
@@ -182,11 +182,11 @@ async def test_token_cap_and_closed_streams_free_their_slots(service, raw, make_
             assert _error(over) == (429, "too_many_streams")
             assert over.json()["error"]["details"] == {"per": "token", "limit": cap}
             assert int(over.headers["retry-after"]) >= 1
-            assert await StreamSlots(live_redis).count(f"token:{jti}") == cap
+            assert await StreamSlots(live_redis).count(Slot(key.key_id, token_id=jti)) == cap
         finally:
             for s in streams:
                 await s.__aexit__(None, None, None)
-        await _until(lambda: _count_is(live_redis, f"token:{jti}", 0))
+        await _until(lambda: _count_is(live_redis, Slot(key.key_id, token_id=jti), 0))
 
         # 50 open/close cycles (half of them cut before the first event is read) leak no slot
         for i in range(50):
@@ -196,7 +196,7 @@ async def test_token_cap_and_closed_streams_free_their_slots(service, raw, make_
                     async for line in response.aiter_lines():
                         if line.startswith(":"):
                             break
-        await _until(lambda: _count_is(live_redis, f"token:{jti}", 0))
+        await _until(lambda: _count_is(live_redis, Slot(key.key_id, token_id=jti), 0))
         streams = [stream(raw, path) for _ in range(cap)]
         for s in streams:
             await s.__aenter__()  # the whole cap is there again
@@ -204,8 +204,8 @@ async def test_token_cap_and_closed_streams_free_their_slots(service, raw, make_
             await s.__aexit__(None, None, None)
 
 
-async def _count_is(live_redis, subject: str, n: int) -> bool:
-    return await StreamSlots(live_redis).count(subject) == n
+async def _count_is(live_redis, slot: Slot, n: int) -> bool:
+    return await StreamSlots(live_redis).count(slot) == n
 
 
 async def test_key_cap_counts_the_key_and_all_its_tokens(service, raw, make_key, client_for, key_store,
@@ -225,7 +225,7 @@ async def test_key_cap_counts_the_key_and_all_its_tokens(service, raw, make_key,
         neighbour = client_for(await make_key("workspace", unique_ws, rate_per_s=0))
         async with stream(neighbour, path):
             pass
-    await _until(lambda: _count_is(live_redis, f"key:{key.key_id}", 0))
+    await _until(lambda: _count_is(live_redis, Slot(key.key_id), 0))
     async with stream(client, path):
         pass
 
@@ -245,7 +245,7 @@ async def test_default_key_cap(service, make_key, client_for, live_redis, unique
         finally:
             for s in streams:
                 await s.__aexit__(None, None, None)
-    await _until(lambda: _count_is(live_redis, f"key:{key.key_id}", 0), timeout=20)
+    await _until(lambda: _count_is(live_redis, Slot(key.key_id), 0), timeout=20)
 
 
 # --- tokens spend their key's rate budget -----------------------------------------------------------
