@@ -160,7 +160,7 @@ class WebhookDispatcher(ConcurrentConsumer):
         return self.in_flight(lane) < self._limits.get(lane, PER_WORKSPACE)  # a saturated lane waits its turn
 
     def lane_of(self, entry: Entry) -> str:
-        return self._lane_of_stream.get(entry.stream) or entry.stream.rsplit(":", 1)[1]
+        return self._lane_of_stream.get(entry.stream) or lane_of_stream(entry.stream)
 
     async def adopt(self, lane: str, streams: list[str]) -> list[Entry]:
         """First sight of a lane (or a restart): deliver what an earlier incarnation left pending."""
@@ -273,6 +273,21 @@ class WebhookDispatcher(ConcurrentConsumer):
             return None if target is None else Destination(target.url, target.secret)
         opened = self._endpoints.target_of(ws, endpoint, rec)
         return None if opened is None else Destination(opened.endpoint.url, opened.secret, opened.headers)
+
+
+def lane_of_stream(stream: str) -> str:
+    """The lane of one of the dispatcher's streams, from its name alone (a lane read before the last refresh of
+    the lanes, an endpoint deleted since): `ws` for the event stream and the first webhook's replay stream,
+    `ws/endpoint` for an endpoint's queue and replay stream. The workspace is the name's hash tag
+    (storage/keys.py: `wa:{<ws>}:...`)."""
+    head = f"{keys.PREFIX}:{{"
+    ws, closed, _ = stream.removeprefix(head).partition("}") if stream.startswith(head) else ("", "", "")
+    ws = ws if closed else ""
+    for endpoint_stream in (keys.webhook_queue, keys.endpoint_replay):
+        prefix = endpoint_stream(ws, "")
+        if stream.startswith(prefix) and len(stream) > len(prefix):
+            return f"{ws}/{stream[len(prefix):]}"
+    return ws
 
 
 def _event_of(entry: Entry) -> dict[str, Any] | None:

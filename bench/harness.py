@@ -30,12 +30,12 @@ from typing import Any, Self
 
 import httpx
 import psutil
-import redis
 
 from wa_ray.bench.machine import CpuAccount, MachineInfo, component_of, describe_machine
 from wa_ray.bench.timeline import SSE_TYPES, Timeline
 from wa_ray.bench.webhooks import WebhookReceiver
 from wa_ray.storage.embedded import free_port
+from wa_ray.storage.redis_client import connect_sync
 from wa_ray.config import Settings
 from wa_ray.entry.service import Service
 from wa_ray.signing import HmacAuth
@@ -154,7 +154,7 @@ class Harness:
         assert self.service is not None and self.service.config is not None
         version = "unknown"
         with contextlib.suppress(Exception):
-            client = redis.Redis.from_url(self.service.config.redis_url)
+            client = connect_sync(self.service.config.redis_url, decode_responses=False)
             version = str(client.info("server").get("redis_version", "unknown"))
             client.close()
         return describe_machine(self.service.settings.chromium, version, self.service.settings.session_hosting)
@@ -162,7 +162,7 @@ class Harness:
     def redis_commandstats(self) -> dict[str, tuple[int, int]]:
         """Redis `INFO commandstats`: command -> (calls, usec), to count Redis work per message."""
         assert self.service is not None and self.service.config is not None
-        client = redis.Redis.from_url(self.service.config.redis_url)
+        client = connect_sync(self.service.config.redis_url, decode_responses=False)
         try:
             info = client.info("commandstats")
         finally:

@@ -14,7 +14,17 @@ Invariants:
 * a consumer takes over entries other consumers read and never acknowledged only by `reclaim`
   (XAUTOCLAIM), and only those idle at least the threshold given: a live consumer re-reads its own
   pending entries (`held`), which keeps them from going idle;
-* reading one's own pending list (`held`) never takes anything from anyone else.
+* reading one's own pending list (`held`) never takes anything from anyone else;
+* whatever a lease took is returned to the caller, or stays in this consumer's pending list when the read
+  failed, and a `ConcurrentConsumer` takes such a lane up again (adoption) before reading it anew.
+
+On a Redis Cluster one XREADGROUP may only name streams of one hash slot (one workspace: storage/keys.py), so
+a lease over several slots reads each slot's streams with its own non-blocking XREADGROUP, all in one
+non-transactional pipeline (one round trip per node), and waits for new entries through a `StreamWatch`
+(one blocking XREAD per slot, which leases nothing). It never races blocking XREADGROUPs and cancels the
+losers: a cancelled XREADGROUP answered by Redis has still leased its entries, to a caller that is gone.
+On a single Redis slots do not matter, and one blocking XREADGROUP over every stream stays the cheapest
+wait: one connection, one round trip, woken the moment an entry comes.
 """
 
 from __future__ import annotations
@@ -28,6 +38,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from wa_ray.storage.redis_client import RedisClient, is_cluster_client
+from wa_ray.storage.slots import by_slot
+from wa_ray.storage.stream_watch import StreamWatch
 from wa_ray.tasks import background
 
 log = logging.getLogger(__name__)
@@ -61,7 +74,7 @@ def entries_of(reply: Any) -> list[Entry]:
     return [Entry(stream, entry_id, fields or {}) for stream, items in reply or [] for entry_id, fields in items]
 
 
-async def ensure_group(redis: aioredis.Redis, stream: str, group: str, start: str = "0") -> None:
+async def ensure_group(redis: RedisClient, stream: str, group: str, start: str = "0") -> None:
     """`group` on `stream` (the stream created if need be), reading from `start`; one that exists is kept as
     it is (its position included)."""
     try:
@@ -77,11 +90,15 @@ class StreamConsumer:
     Subclasses implement `handle`, and override `ack` when acknowledging does more than XACK (and XDEL
     for a queue, whose stream holds only what is still to be done)."""
 
-    def __init__(self, redis: aioredis.Redis, group: str, name: str, *, delete_on_ack: bool) -> None:
+    def __init__(self, redis: RedisClient, group: str, name: str, *, delete_on_ack: bool) -> None:
         self._redis = redis
         self.group = group
         self.name = name
         self._delete_on_ack = delete_on_ack
+        # a lease over several slots of a cluster waits on these; made at the first such lease
+        self._watch: StreamWatch | None = None
+        self._watching: set[str] = set()
+        self._woken = asyncio.Event()
 
     async def handle(self, entry: Entry) -> Outcome:
         raise NotImplementedError
@@ -92,13 +109,65 @@ class StreamConsumer:
             await ensure_group(self._redis, stream, self.group, start)
 
     async def lease(self, streams: Sequence[str], count: int, block_ms: int | None = None) -> list[Entry]:
-        """New entries, now this consumer's until acknowledged; waits up to `block_ms` for one if given."""
-        reply = await self._redis.xreadgroup(self.group, self.name, {s: ">" for s in streams}, count=count,
-                                             block=block_ms)
-        return entries_of(reply)
+        """New entries (at most `count` per stream), now this consumer's until acknowledged; waits up to
+        `block_ms` for one if given."""
+        groups = by_slot(streams) if is_cluster_client(self._redis) else [list(streams)]
+        if len(groups) <= 1:
+            if self._watching:  # the watch of an earlier lease over several slots has nothing to say now
+                await self._watch_only([])
+            reply = await self._redis.xreadgroup(self.group, self.name, {s: ">" for s in streams}, count=count,
+                                                 block=block_ms)
+            return entries_of(reply)
+        if block_ms is None:
+            return await self._lease_each(groups, count)
+        await self._watch_only(streams)
+        self._woken.clear()  # before reading: an entry added from here on sets it again
+        if entries := await self._lease_each(groups, count):
+            return entries
+        try:
+            async with asyncio.timeout(block_ms / 1000):
+                await self._woken.wait()
+        except TimeoutError:
+            return []
+        return await self._lease_each(groups, count)
+
+    async def _lease_each(self, groups: list[list[str]], count: int) -> list[Entry]:
+        """One non-blocking XREADGROUP per group of one slot, in one pipeline. A failed read raises its error
+        only when no other read leased anything: what they leased is the caller's now and must reach it (it
+        would otherwise sit in this consumer's pending list); the failed one is read again next time."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for group in groups:
+                pipe.xreadgroup(self.group, self.name, {s: ">" for s in group}, count=count)
+            replies = await pipe.execute(raise_on_error=False)
+        errors = [reply for reply in replies if isinstance(reply, Exception)]
+        entries = [entry for reply in replies if not isinstance(reply, Exception) for entry in entries_of(reply)]
+        if errors and not entries:
+            raise errors[0]
+        for error in errors:
+            log.warning("%s: one slot's read failed, the others' entries go on: %s", self.name, error)
+        return entries
+
+    async def _watch_only(self, streams: Sequence[str]) -> None:
+        """The watch follows exactly the streams leased now (a lane held back wakes nobody)."""
+        if self._watch is None:
+            self._watch = StreamWatch(self._redis)
+        wanted = set(streams)
+        if gone := self._watching - wanted:
+            self._watch.unwatch(sorted(gone), self._woken)
+        if new := [s for s in streams if s not in self._watching]:
+            await self._watch.watch(new, self._woken)
+        self._watching = wanted
+
+    async def close(self) -> None:
+        """Stop the watch a lease over several slots started (its reads end by themselves otherwise only once
+        nothing is watched)."""
+        if self._watch is not None:
+            await self._watch.close()
+            self._watch, self._watching = None, set()
 
     async def held(self, streams: Sequence[str], count: int, after: str = "0") -> list[list[Entry]]:
-        """This consumer's own unacknowledged entries, after `after`, one list per stream (one round trip)."""
+        """This consumer's own unacknowledged entries, after `after`, one list per stream (one round trip).
+        One XREADGROUP per stream: on a cluster the pipeline sends each to its node, whatever the slots."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for stream in streams:
                 pipe.xreadgroup(self.group, self.name, {stream: after}, count=count)
@@ -185,7 +254,7 @@ class ConcurrentConsumer(StreamConsumer):
     in flight (same `flight_key`) is not started twice. `max_in_flight` bounds the tasks of the whole
     consumer (reading waits for a free slot); `readable` lets a subclass hold a lane back."""
 
-    def __init__(self, redis: aioredis.Redis, group: str, name: str, *, delete_on_ack: bool, pacing: Pacing,
+    def __init__(self, redis: RedisClient, group: str, name: str, *, delete_on_ack: bool, pacing: Pacing,
                  max_in_flight: int | None = None) -> None:
         super().__init__(redis, group, name, delete_on_ack=delete_on_ack)
         self._pacing = pacing
@@ -226,12 +295,15 @@ class ConcurrentConsumer(StreamConsumer):
         return sum(len(keys) for keys in self._flights.values())
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self._round()
-            except Exception:
-                log.exception("stream consumer %s: loop failed; retrying", self.name)
-                await asyncio.sleep(1)
+        try:
+            while True:
+                try:
+                    await self._round()
+                except Exception:
+                    log.exception("stream consumer %s: loop failed; retrying", self.name)
+                    await asyncio.sleep(1)
+        finally:
+            await self.close()
 
     async def _round(self) -> None:
         lanes = await self.lanes()
@@ -239,11 +311,19 @@ class ConcurrentConsumer(StreamConsumer):
             for entry in await self.adopt(lane, lanes[lane]):
                 await self.spawn(entry)
             self.adopted.add(lane)
-        streams = [stream for lane in sorted(lanes) if self.readable(lane) for stream in lanes[lane]]
+        read = [lane for lane in sorted(lanes) if self.readable(lane)]
+        streams = [stream for lane in read for stream in lanes[lane]]
         if not streams:
             await asyncio.sleep(self._pacing.saturated_s if lanes else self._pacing.idle_s)
             return
-        for entry in self.order(await self.lease(streams, self._pacing.read_count, self._pacing.block_ms)):
+        try:
+            leased = await self.lease(streams, self._pacing.read_count, self._pacing.block_ms)
+        except BaseException:
+            # The read may have leased entries whose reply never came (a connection lost, a cancellation):
+            # they sit in this consumer's pending list, which only adoption reads. Adopt these lanes again.
+            self.adopted -= set(read)
+            raise
+        for entry in self.order(leased):
             await self.spawn(entry)
 
     async def spawn(self, entry: Entry) -> None:

@@ -134,13 +134,23 @@ def guard_for(config: RuntimeConfig) -> EgressGuard:
 def own_listeners(config: RuntimeConfig) -> OwnListeners:
     ports = set(RAY_PORTS) | {config.http_port, config.dashboard_port}
     hosts: set[IPAddress] = set(_interface_addresses())
-    for host, port in (_host_port(config.redis_url, 6379), _ray_gcs()):
+    for host, port in (*_redis_servers(config.redis_url), _ray_gcs()):
         if port:
             ports.add(port)
         ip = literal_address(host) if host else None
         if ip is not None:
             hosts.add(ip)
     return OwnListeners(frozenset(ports), frozenset(hosts))
+
+
+def _redis_servers(url: str) -> list[tuple[str, int | None]]:
+    """Every Redis server the URL names: one, or each node a `redis+cluster://h1:p1,h2:p2` URL lists
+    (storage/redis_client.py; list all of a cluster's nodes there so that the guard denies each)."""
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() not in ("redis+cluster", "rediss+cluster"):
+        return [_host_port(url, 6379)]
+    hosts = urlsplit("redis://" + rest).netloc.rpartition("@")[2]
+    return [_host_port("redis://" + host, 6379) for host in hosts.split(",") if host]
 
 
 def _host_port(url: str, default_port: int) -> tuple[str, int | None]:

@@ -290,3 +290,31 @@ async def _true(value: bool) -> bool:
 
 async def _both_drained(redis, other: str) -> bool:
     return await _drained(redis) and await _drained(redis, other)
+
+
+class LostReply(Scripted):
+    """Its first lease takes the entries and then fails, as a read whose reply never came."""
+
+    lost = False
+
+    async def lease(self, streams, count, block_ms=None):
+        leased = await super().lease(streams, count, block_ms)
+        if leased and not self.lost:
+            self.lost = True
+            raise ConnectionError("the reply never came")
+        return leased
+
+
+async def test_what_a_failed_lease_took_is_handled_after_the_lane_is_adopted_again(redis) -> None:
+    consumer = LostReply(redis, "c", {}, {"ws1": [STREAM]})
+    await consumer.join([STREAM])
+    task = asyncio.create_task(consumer.run())
+    try:
+        await _until(lambda: _true("ws1" in consumer.adopted))
+        await _add(redis, 2)
+        await _until(lambda: _drained(redis))
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert consumer.lost and consumer.calls == {"m0": 1, "m1": 1}
+    assert await _pending(redis) == {"c": 0}

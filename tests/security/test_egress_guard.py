@@ -216,6 +216,16 @@ def test_the_service_lists_its_own_listeners() -> None:
         ipaddress.ip_address("127.0.0.1"), 41998)
 
 
+def test_every_node_of_a_redis_cluster_is_one_of_our_own_listeners() -> None:
+    config = RuntimeConfig(redis_url="redis+cluster://:pw@127.0.0.1:41997,127.0.0.2:41996/0",
+                           web_url="http://127.0.0.1:9", data_dir="/x", http_port=41888,
+                           egress_allow=("127.0.0.0/8",))
+    own = own_listeners(config)
+    for host, port in (("127.0.0.1", 41997), ("127.0.0.2", 41996)):
+        assert own.covers(ipaddress.ip_address(host), port), (host, port)
+    assert not own.covers(ipaddress.ip_address("127.0.0.1"), 41995)
+
+
 def test_allow_list_parsing() -> None:
     assert split_allow(" 10.0.0.0/8,backend.internal  192.168.1.7 ") == ("10.0.0.0/8", "backend.internal",
                                                                           "192.168.1.7")

@@ -106,5 +106,5 @@ async def test_many_streams_cost_one_read_per_block_and_the_loop_ends_when_nothi
     for i, event in enumerate(events):
         watch.unwatch(names[i * 4:i * 4 + 4], event)
     await asyncio.sleep(BLOCK_MS * 2 / 1000 + 0.2)
-    assert watch._task is not None and watch._task.done(), "the read loop outlived its last stream"
+    assert watch.running == 0, "the read loop outlived its last stream"
     assert watch.watched == 0
