@@ -9,35 +9,46 @@ each kind for the bound. A stored value above a bound the operator lowered later
 The sweep (`RetentionSweep.run_once`) runs in the session supervisor, every WA_RETENTION_SWEEP_S (the one
 detached actor that always runs; the work is Redis-only and cheap per pass):
 
-* events: `XTRIM MINID` of each workspace stream at now - events_days (stream ids are times);
-* messages: records (`wa:msg:*`, one SCAN per pass) whose `created_at` is older than messages_days, with
-  their history (every record also expires 30 days after it was written, MESSAGE_TTL_S, whichever is first);
-* media: metadata `wa:media:{ws}:*` whose `created_at` is older than media_days: metadata, expiry entry
-  and file (the file on the supervisor's node: with several nodes and no shared data dir, the media
-  store's own expiry sweep, WA_MEDIA_RETENTION_S, still deletes the others' files);
+* events: `XTRIM MINID` of each workspace stream at now - events_days (stream ids are times). The
+  workspaces are those of the registry sets (every workspace that has or had a session, a provider
+  config, Cloud API credentials or a webhook: nothing else publishes events) and those with a stored
+  policy (`wa:{ws}:retention`, one SCAN);
+* messages: records (`wa:{ws}:msg:<id>`, one SCAN of `wa:{*}:msg:*` per pass, whatever the number of
+  workspaces) whose `created_at` is older than their workspace's messages_days, with their history (every
+  record also expires 30 days after it was written, MESSAGE_TTL_S, whichever is first);
+* media: metadata `wa:{ws}:media:<id>` (one SCAN per pass likewise) whose `created_at` is older than
+  media_days: metadata, expiry entry and file (the file on the supervisor's node: with several nodes and
+  no shared data dir, the media store's own expiry sweep, WA_MEDIA_RETENTION_S, still deletes the
+  others' files);
 * audit: the whole stream is trimmed at the largest audit bound (`XTRIM MINID`); a workspace with fewer
   audit days loses its older entries one by one (XDEL), reading at most AUDIT_SCAN_MAX entries per pass.
+
+Each key's workspace is read from its name (`wa:{ws}:...`). On a Redis Cluster the names of one SCAN lie in
+many slots, so they are read one command per key in a non-transactional pipeline (the client sends each to
+its node), never with one MGET; every DEL names keys of one workspace only.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import orjson
-import redis.asyncio as aioredis
 
 from wa_ray.ids import is_valid_id
 from wa_ray.runtime import RuntimeConfig
 from wa_ray.storage import keys
 from wa_ray.storage.key_scan import scan_batches, scan_names
+from wa_ray.storage.redis_client import RedisClient
 
 DAY_S = 86_400
 KINDS = ("events", "messages", "audit", "media")
 DEFAULT_MAX_DAYS = (30, 90, 365, 30)  # events, messages, audit, media
 AUDIT_SCAN_MAX = 50_000
+# the global sets that list workspaces (each written before the workspace's own keys; a stale member is harmless)
+REGISTRIES = (keys.workspaces(), keys.provider_workspaces(), keys.cloud_workspaces(), keys.webhook_workspaces())
 
 
 @dataclass(frozen=True)
@@ -72,7 +83,7 @@ class RetentionBounds:
 
 
 class RetentionStore:
-    def __init__(self, redis: aioredis.Redis, bounds: RetentionBounds) -> None:
+    def __init__(self, redis: RedisClient, bounds: RetentionBounds) -> None:
         self._redis = redis
         self.bounds = bounds
 
@@ -87,7 +98,12 @@ class RetentionStore:
 
     async def all(self, workspaces: Iterable[str]) -> dict[str, RetentionPolicy]:
         names = sorted(set(workspaces))
-        raws = await self._redis.mget([keys.retention(ws) for ws in names]) if names else []
+        if not names:
+            return {}
+        async with self._redis.pipeline(transaction=False) as pipe:  # one slot per workspace: no MGET
+            for ws in names:
+                pipe.get(keys.retention(ws))
+            raws = await pipe.execute()
         return {ws: self._parse(raw) for ws, raw in zip(names, raws, strict=True)}
 
     def _parse(self, raw: str | bytes | None) -> RetentionPolicy:
@@ -111,7 +127,7 @@ class SweepCounts:
 
 
 class RetentionSweep:
-    def __init__(self, redis: aioredis.Redis, bounds: RetentionBounds, media_dir: str | Path) -> None:
+    def __init__(self, redis: RedisClient, bounds: RetentionBounds, media_dir: str | Path) -> None:
         self._redis = redis
         self._store = RetentionStore(redis, bounds)
         self._bounds = bounds
@@ -120,11 +136,7 @@ class RetentionSweep:
     async def run_once(self, now: float | None = None) -> SweepCounts:
         now = time.time() if now is None else now
         counts = SweepCounts()
-        streams = await scan_names(self._redis, keys.events("*"))
-        workspaces = {s[len(keys.events("")):] for s in streams}
-        workspaces |= {n[len(keys.retention("")):] for n in await scan_names(self._redis, keys.retention("*"))}
-        workspaces = {ws for ws in workspaces if is_valid_id(ws)}
-        policies = await self._store.all(workspaces)
+        policies = await self._store.all(await self._workspaces())
         for ws, policy in policies.items():
             cutoff = _id_at(now - policy.events_days * DAY_S)
             counts.events += int(await self._redis.xtrim(keys.events(ws), minid=cutoff, approximate=False))
@@ -133,37 +145,53 @@ class RetentionSweep:
         counts.audit = await self._audit(now, policies)
         return counts
 
-    def _policy(self, policies: dict[str, RetentionPolicy], ws: str | None) -> RetentionPolicy:
-        return policies.get(ws or "") or self._bounds.default()
+    async def _workspaces(self) -> set[str]:
+        """Every workspace of the registry sets, and every one with a stored policy."""
+        async with self._redis.pipeline(transaction=False) as pipe:  # four global sets: four commands
+            for name in REGISTRIES:
+                pipe.smembers(name)
+            found: set[str] = set().union(*await pipe.execute())
+        for name in await scan_names(self._redis, keys.retention("*")):
+            owner = _workspace_key(name)
+            if owner is not None and name == keys.retention(owner[0]):
+                found.add(owner[0])
+        return {ws for ws in found if is_valid_id(ws)}
+
+    def _policy(self, policies: dict[str, RetentionPolicy], ws: str) -> RetentionPolicy:
+        return policies.get(ws) or self._bounds.default()
 
     async def _messages(self, now: float, policies: dict[str, RetentionPolicy]) -> int:
-        prefix, deleted = keys.message(""), 0
-        async for batch in scan_batches(self._redis, f"{prefix}*"):
-            names = [n for n in batch if not n.endswith(":history")]
-            if not names:
+        deleted = 0
+        async for batch in scan_batches(self._redis, keys.message("*", "*")):
+            found = list(_named(batch, keys.message))
+            if not found:
                 continue
             async with self._redis.pipeline(transaction=False) as pipe:
-                for name in names:
-                    pipe.hmget(name, "workspace_id", "created_at")
-                rows = await pipe.execute()
-            for name, (ws, created) in zip(names, rows, strict=True):
+                for ws, mid in found:
+                    pipe.hget(keys.message(ws, mid), "created_at")
+                created = await pipe.execute()
+            for (ws, mid), at in zip(found, created, strict=True):
                 try:
-                    at = float(created)
+                    due = float(at) < now - self._policy(policies, ws).messages_days * DAY_S
                 except (TypeError, ValueError):
                     continue
-                if at < now - self._policy(policies, ws).messages_days * DAY_S:
-                    mid = name[len(prefix):]
-                    deleted += int(await self._redis.delete(keys.message(mid), keys.message_history(mid)) > 0)
+                if due:
+                    deleted += int(await self._redis.delete(keys.message(ws, mid), keys.message_history(ws, mid)) > 0)
         return deleted
 
     async def _media(self, now: float, policies: dict[str, RetentionPolicy]) -> int:
         deleted = 0
         async for batch in scan_batches(self._redis, keys.media("*", "*")):
-            raws = await self._redis.mget(batch)
-            for name, raw in zip(batch, raws, strict=True):
-                parts = name.split(":")
-                ws, media_id = (parts[2], parts[3]) if len(parts) == 4 else ("", "")
-                if not (raw and is_valid_id(ws) and is_valid_id(media_id)):
+            found = list(_named(batch, keys.media))
+            if not found:
+                continue
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for ws, media_id in found:
+                    pipe.get(keys.media(ws, media_id))
+                raws = await pipe.execute()
+            for (ws, media_id), raw in zip(found, raws, strict=True):
+                name = keys.media(ws, media_id)
+                if not raw:
                     continue
                 try:
                     created = float(orjson.loads(raw)["created_at"])
@@ -202,6 +230,29 @@ class RetentionSweep:
                 break
             start = "(" + entries[-1][0]
         return trimmed
+
+
+def _workspace_key(name: str) -> tuple[str, str] | None:
+    """(workspace, the rest of the name) of a key of a workspace, `wa:{<ws>}:<rest>`; None for any other."""
+    opening = keys.workspace_prefix("").partition("}")[0]  # "wa:{"
+    if not name.startswith(opening):
+        return None
+    ws, sep, rest = name[len(opening):].partition("}:")
+    if not sep or not is_valid_id(ws):
+        return None
+    return ws, rest
+
+
+def _named(names: Iterable[str], key: Callable[[str, str], str]) -> Iterator[tuple[str, str]]:
+    """(ws, id) of each name that `key(ws, id)` gives exactly, with both valid ids: what a SCAN of
+    `key("*", "*")` matched, read back from the names."""
+    for name in names:
+        owner = _workspace_key(name)
+        if owner is None:
+            continue
+        head = key(owner[0], "")
+        if name.startswith(head) and is_valid_id(item := name[len(head):]):
+            yield owner[0], item
 
 
 def _id_at(ts: float) -> str:

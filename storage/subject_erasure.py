@@ -1,12 +1,12 @@
 """Erase one data subject (a phone number) from one workspace: `DELETE /v1/workspaces/{ws}/contacts/{number}/data`.
 
-What is erased, all of it scoped to the workspace (every key read or written here names `ws`, or is a
-message record whose `workspace_id` field is `ws`; another workspace's data under the same number is
-never touched):
+What is erased, all of it scoped to the workspace (every key read or written here starts with the
+workspace's prefix `wa:{ws}:`, so it is in the workspace's one slot of a Redis Cluster; another
+workspace's data under the same number is never touched):
 
-* messages: the outbound records to the number (`wa:msg:{id}` with its history) and what points at them
-  (the WhatsApp-id mapping `wa:wamsg:{ws}:*`, the Idempotency-Key `wa:idem:{ws}:*`). Inbound messages
-  have no record of their own: they exist as `message.received` events only (below).
+* messages: the outbound records to the number (`wa:{ws}:msg:<id>` with its history) and what points at
+  them (the WhatsApp-id mapping `wa:{ws}:wamsg:*`, the Idempotency-Key `wa:{ws}:idem:*`). Inbound
+  messages have no record of their own: they exist as `message.received` events only (below).
 * media: every stored media (storage/media.py: metadata, expiry entry, the encrypted file; a lazily
   pending one too) named by an erased message or an erased event.
 * events: the workspace event stream's entries (XDEL) whose data names the number anywhere (`to`, `from`,
@@ -15,12 +15,12 @@ never touched):
   are acknowledged in every consumer group of the stream so no reader claims them later. The workspace's
   webhook dead letters (lists at rest) lose the same events.
 * contacts: the number in each of the workspace's numbers' contact logs (storage/contact_log.py), their
-  daily reply sets, and the campaign reply stamps (`wa:cmp-contact:{ws}:*`, `wa:cmp-replied:{cid}:*`).
+  daily reply sets, and the campaign reply stamps (`wa:{ws}:cmp-contact:*`, `wa:{ws}:cmp-replied:*`).
 * campaign recipients: its entry in each campaign of the workspace is replaced by an empty tombstone (the
   list keeps its length, so the runner's cursor and the other recipients' indexes stay right; the runner
   skips a tombstone), and the number leaves the campaign's phone set, assignment and index hashes; its
   erased messages leave the campaign's open set.
-* markers: inbound dedupe marks (`wa:seen:{ws}:*`) whose WhatsApp id names the number.
+* markers: inbound dedupe marks (`wa:{ws}:seen:*`) whose WhatsApp id names the number.
 
 What is NOT erased, and why:
 
@@ -37,8 +37,9 @@ What is NOT erased, and why:
 * The audit stream: it never held the number (bodies are not recorded, and this route's path parameter is
   recorded redacted to its last two digits, serve_app/middleware.py).
 
-Finding the outbound message records is a SCAN over `wa:msg:*` (records are not indexed per workspace);
-an erase is rare and this costs one pass over the keyspace, in batches, never one blocking call.
+Finding the outbound message records is a SCAN over `wa:{ws}:msg:*` (records are not indexed by recipient);
+an erase is rare and this costs one pass over the keyspace (on a cluster, over the node that owns the
+workspace's slot), in batches, never one blocking call.
 The erase is idempotent: run twice, the second run finds nothing and answers zero counts.
 """
 
@@ -50,11 +51,11 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 
 from wa_ray.ids import is_valid_id
 from wa_ray.storage import campaigns, keys
 from wa_ray.storage.key_scan import scan_batches
+from wa_ray.storage.redis_client import RedisClient
 
 XRANGE_COUNT = 1000
 _ERASED_RECIPIENT = orjson.dumps({"to": "", "v": {}}).decode()
@@ -122,7 +123,7 @@ MediaDelete = Callable[[str, str], Awaitable[None]]
 class SubjectEraser:
     """`delete_media(ws, media_id)` removes one stored media (MediaStore.delete: file, metadata, expiry)."""
 
-    def __init__(self, redis: aioredis.Redis, delete_media: MediaDelete) -> None:
+    def __init__(self, redis: RedisClient, delete_media: MediaDelete) -> None:
         self._redis = redis
         self._delete_media = delete_media
 
@@ -149,17 +150,14 @@ class SubjectEraser:
 
     async def _messages(self, ws: str, match: SubjectMatcher, counts: ErasureCounts, media: set[str]) -> set[str]:
         erased: set[str] = set()
-        prefix = keys.message("")
-        async for batch in scan_batches(self._redis, f"{prefix}*"):
-            names = [k for k in batch if not k.endswith(":history")]
-            if not names:
-                continue
+        prefix = keys.message(ws, "")
+        async for names in scan_batches(self._redis, f"{prefix}*"):
             async with self._redis.pipeline(transaction=False) as pipe:
                 for name in names:
-                    pipe.hmget(name, "workspace_id", "to", "content")
+                    pipe.hmget(name, "to", "content")
                 rows = await pipe.execute()
-            for name, (owner, to, content) in zip(names, rows, strict=True):
-                if owner != ws or not isinstance(to, str) or not match.names(to):
+            for name, (to, content) in zip(names, rows, strict=True):
+                if not isinstance(to, str) or not match.names(to):
                     continue
                 mid = name[len(prefix):]
                 if content:
@@ -167,7 +165,8 @@ class SubjectEraser:
                         media |= media_ids_in(orjson.loads(content))
                     except orjson.JSONDecodeError:
                         pass
-                counts.messages += int(await self._redis.delete(keys.message(mid), keys.message_history(mid)) > 0)
+                counts.messages += int(await self._redis.delete(keys.message(ws, mid),
+                                                                keys.message_history(ws, mid)) > 0)
                 erased.add(mid)
         return erased
 
@@ -222,7 +221,7 @@ class SubjectEraser:
         for pattern in (keys.wa_message(ws, "*"), keys.idempotency(ws, "*"), keys.seen(ws, "*")):
             head = pattern[:-1]
             async for batch in scan_batches(self._redis, pattern):
-                values = await self._redis.mget(batch)
+                values = await self._redis.mget(batch)  # one workspace: one slot
                 doomed = [name for name, value in zip(batch, values, strict=True)
                           if match.names(name[len(head):])
                           or (value is not None and value.partition("|")[0] in message_ids)]
@@ -242,9 +241,9 @@ class SubjectEraser:
         async for batch in scan_batches(self._redis, keys.campaign_contact(ws, "*", "*")):
             stamps.extend(n for n in batch if n.rsplit(":", 1)[-1] in ids)
         for cid in await self._redis.zrange(campaigns.list_key(ws), 0, -1):
-            stamps.extend(keys.campaign_replied(cid, i) for i in ids)
+            stamps.extend(keys.campaign_replied(ws, cid, i) for i in ids)
         if stamps:
-            counts.markers += int(await self._redis.delete(*stamps))
+            counts.markers += int(await self._redis.delete(*stamps))  # one workspace: one slot
 
     async def _campaigns(self, ws: str, match: SubjectMatcher, message_ids: set[str], counts: ErasureCounts) -> None:
         for cid in await self._redis.zrange(campaigns.list_key(ws), 0, -1):

@@ -72,7 +72,7 @@ async def _seed(redis, service, ws: str, number: str) -> dict[str, object]:
 async def _traces(redis, service, ws: str, number: str, seeded: dict[str, object]) -> list[str]:
     """Every place `number` (or what the seed wrote for it) still shows in `ws`."""
     found = []
-    if await redis.exists(keys.message(seeded["mid"]), keys.message_history(seeded["mid"])):
+    if await redis.exists(keys.message(ws, seeded["mid"]), keys.message_history(ws, seeded["mid"])):
         found.append("message")
     for media_id in seeded["media"]:
         if await redis.exists(keys.media(ws, media_id)) or (media_root(service.config.data_dir) / ws / media_id).exists():
@@ -80,10 +80,8 @@ async def _traces(redis, service, ws: str, number: str, seeded: dict[str, object
     for entry_id, fields in await redis.xrange(keys.events(ws)):
         if number in fields["e"] or seeded["mid"] in fields["e"]:
             found.append(f"event {entry_id}")
-    for pattern in (f"wa:*:{ws}:*{number}*", f"wa:*{number}*"):
-        async for name in redis.scan_iter(match=pattern, count=1000):
-            if f":{ws}:" in name:
-                found.append(name)
+    async for name in redis.scan_iter(match=f"{keys.workspace_prefix(ws)}*{number}*", count=1000):
+        found.append(name)
     for name in (keys.contacts(ws, "s1"), keys.repliers(ws, "s1", "20261206"),
                  campaigns.phones_key(ws, seeded["cid"])):
         kind = await redis.type(name)

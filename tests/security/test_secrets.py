@@ -207,7 +207,9 @@ async def _check_all(data_dir: Path, readers: tuple[MasterKey, ...], n: int) -> 
             cloud = (await ProviderStore(redis, master, previous).get(f"ws{i}")).cloud
             assert (cloud.access_token, cloud.app_secret) == (f"token-{i}", f"app-{i}")
         blobs = [p.read_bytes() for p in (data_dir / "sessions").glob("*/*/auth.bin")]
-        blobs += [bytes.fromhex(v) for v in [await redis.get(k) async for k in redis.scan_iter(match="wa:auth:*")]]
+        auth_keys = [k async for k in redis.scan_iter(match=keys.auth_state("*", "*"))]
+        assert len(auth_keys) == n, auth_keys  # the check below reads every Redis auth state
+        blobs += [bytes.fromhex(await redis.get(k)) for k in auth_keys]
         if len(readers) == 1:
             assert all(b[:4] == b"WAR2" for b in blobs), "no old-format blob is left after a finished rotation"
     finally:

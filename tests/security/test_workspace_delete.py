@@ -1,6 +1,6 @@
 """Deleting a workspace over real HTTP (`DELETE /v1/workspaces/{ws}`): admin keys only, and afterwards no key,
-member, record or file of the workspace remains, while the neighbour `ws + "x"` (whose keys share the
-whole prefix) keeps everything."""
+member, record or file of the workspace remains, while the neighbour `ws + "x"` (whose id starts with the
+whole id) keeps everything."""
 
 from __future__ import annotations
 
@@ -37,17 +37,15 @@ async def _furnish(client: httpx.AsyncClient, ws: str) -> None:
 
 
 async def _remnants(redis, ws: str) -> list[str]:
-    """Every key, member or field that still names `ws` (never `ws + 'x'`), and every record it owns."""
-    named = re.compile(rf"(^|[:/]){re.escape(ws)}($|[:/])")
+    """Every key, member or field that still names `ws` (never `ws + 'x'`), and every record it owns. A key of
+    the workspace carries its hash tag, `wa:{ws}:...`."""
+    named = re.compile(rf"(^|[:/{{]){re.escape(ws)}($|[:/}}])")
     found = [name async for name in redis.scan_iter(match="*", count=1000) if named.search(name)]
     for name in (keys.workspaces(), keys.webhook_workspaces(), keys.provider_workspaces(), keys.cloud_workspaces(),
                  keys.webhook_endpoint_lanes(), keys.all_sessions(), campaigns.ACTIVE):
         found += [f"{name} {m}" for m in await redis.smembers(name) if m == ws or m.startswith(ws + "/")]
     found += [f"expiry {m}" for m in await redis.zrange(keys.media_expiry(), 0, -1) if m.startswith(ws + "/")]
     found += [f"cursor {f}" for f in await redis.hkeys(keys.metrics_cursor()) if f == ws]
-    async for name in redis.scan_iter(match=keys.message("*"), count=1000):
-        if not name.endswith(":history") and await redis.hget(name, "workspace_id") == ws:
-            found.append(name)
     for key_id in await redis.smembers(keys.api_key_index()):
         if await redis.hget(keys.api_key(key_id), "workspace_id") == ws:
             found.append(f"api key {key_id}")
@@ -74,7 +72,8 @@ async def test_delete_workspace_removes_everything_it_owned(service, api, make_k
                                                                   "text": "waits for a link"})
     assert sent.status_code == 202, sent.text
     other = await next_door.post(f"/v1/workspaces/{neighbour}/messages", json={"to": "15550999", "text": "x"})
-    neighbour_before = sorted([n async for n in live_redis.scan_iter(match=f"wa:*:{neighbour}*", count=1000)])
+    neighbour_keys = keys.workspace_prefix(neighbour) + "*"
+    neighbour_before = sorted([n async for n in live_redis.scan_iter(match=neighbour_keys, count=1000)])
     assert len(await _remnants(live_redis, ws)) >= 10 and neighbour_before
 
     # tenants cannot delete a workspace, not even their own
@@ -97,13 +96,13 @@ async def test_delete_workspace_removes_everything_it_owned(service, api, make_k
     assert not (Path(service.config.data_dir) / "sessions" / ws / "s1").exists()  # the auth state went too
     assert (await owner.get(f"/v1/workspaces/{ws}/webhooks")).status_code == 403  # its keys are revoked
 
-    # the neighbour, whose every key starts with the deleted workspace's id, is intact
-    neighbour_after = sorted([n async for n in live_redis.scan_iter(match=f"wa:*:{neighbour}*", count=1000)])
+    # the neighbour, whose id starts with the deleted workspace's id, is intact
+    neighbour_after = sorted([n async for n in live_redis.scan_iter(match=neighbour_keys, count=1000)])
     assert set(neighbour_before) <= set(neighbour_after), set(neighbour_before) - set(neighbour_after)
     assert (await next_door.get(f"/v1/workspaces/{neighbour}/webhooks")).json()["items"]
     assert await media.info(neighbour, stored[neighbour]) is not None
     if other.status_code == 202:
-        assert await live_redis.exists(keys.message(other.json()["message_id"]))
+        assert await live_redis.exists(keys.message(neighbour, other.json()["message_id"]))
     assert neighbour in await live_redis.smembers(keys.webhook_workspaces())
 
     # a repeat finds nothing; a malformed id is 404 without echo

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.redis_cluster import redis_cluster_url  # noqa: F401  (fixture)
 from wa_ray.config import Settings
 from wa_ray.datadir_lock import hold_shared
 from wa_ray.entry.backup import (BackupError, BackupSchedule, create_backup, prune, read_passphrase, restore_backup,
@@ -247,3 +248,17 @@ def test_an_archive_with_an_entry_we_never_write_is_refused(tmp_path: Path, name
     with pytest.raises(BackupError, match="unexpected entry"):
         restore_backup(Settings(data_dir=tmp_path / "d" / "fresh"), tmp_path / "odd.warb", PASS)
     assert not list(tmp_path.rglob("evil")) and not list((tmp_path / "d" / "fresh").glob(".restore-*"))
+
+
+def test_a_redis_cluster_is_refused_before_anything_is_written(redis_cluster_url: str, tmp_path: Path) -> None:
+    """One SYNC would hold one master's slots: a backup of a cluster, by its URL or by one node's, is refused."""
+    userinfo, _, hosts = redis_cluster_url.partition("://")[2].rpartition("@")
+    one_node = f"redis://{userinfo}@{hosts.split(',')[0]}"
+    settings = Settings(data_dir=tmp_path / "data")
+    for url in (redis_cluster_url, one_node):
+        with pytest.raises(BackupError, match="one Redis server only"):
+            create_backup(settings, tmp_path / "b.warb", PASS, url)
+    assert not list(tmp_path.glob("b.warb*"))
+    (tmp_path / "any.warb").write_bytes(b"")
+    with pytest.raises(BackupError, match="one Redis server only"):  # nor is a restore into one
+        restore_backup(Settings(data_dir=tmp_path / "fresh", redis_url=one_node), tmp_path / "any.warb", PASS)

@@ -35,6 +35,11 @@ WA_BACKUP_DIR every interval and keeps the newest WA_BACKUP_KEEP of them (`prune
 
 The passphrase (WA_BACKUP_PASSPHRASE, or the file WA_BACKUP_PASSPHRASE_FILE / --passphrase-file) is
 never an argument, never printed or logged; neither is the master key.
+
+One Redis server only. A Redis Cluster is out of scope: one SYNC gives the slots of one master, and a
+restore's copy would stop at the first key another master owns. Both refuse a `redis+cluster://` URL or a
+server that answers `cluster_enabled:1` (`_refuse_cluster`) rather than write or restore part of the data;
+a cluster is backed up with its own tools, one RDB per master.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ from wa_ray.entry.redis_rdb import (AOF_NAME, EMBEDDED_RDB_MAX_VERSION, Snapshot
 from wa_ray.ids import require_id
 from wa_ray.master_keys import MasterKeyError, keys_from_env, read_key_file, write_key_file
 from wa_ray.storage.embedded import EmbeddedRedis
+from wa_ray.storage.redis_client import is_cluster
 
 log = logging.getLogger(__name__)
 
@@ -115,12 +121,33 @@ def _redis_db(url: str) -> int:
     return int((urlparse(url).path or "/0").lstrip("/") or 0)
 
 
+def _refuse_cluster(url: str) -> None:
+    """BackupError when the server at `url` is a node of a Redis Cluster (see the module doc). A URL or a
+    server this probe cannot use is left to the step that follows, which reports it as it always did."""
+    if is_cluster(url):
+        raise BackupError("WA_REDIS_URL names a Redis Cluster: wa-ray backup and restore work on one Redis "
+                          "server only")
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=30)
+    except ValueError:
+        return
+    try:
+        enabled = int(client.info("cluster").get("cluster_enabled", 0))
+    except (redis.RedisError, OSError, ValueError):
+        return
+    finally:
+        client.close()
+    if enabled:
+        raise BackupError("Redis is a cluster node: wa-ray backup and restore work on one Redis server only")
+
+
 def create_backup(settings: Settings, out: Path, passphrase: bytes, redis_url: str) -> BackupReport:
     """Write the archive to `out` (through `out`.tmp, 0600, renamed when complete); see the module doc."""
     started = time.monotonic()
     out = Path(out)
     if out.exists():
         raise BackupError(f"{out} exists: remove it or choose another name")
+    _refuse_cluster(redis_url)
     key_file = settings.key_file()
     tmp = out.with_name(out.name + ".tmp")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -232,6 +259,8 @@ def _valid_ids(ws: str, sid: str) -> bool:
 
 def _check_target(settings: Settings, force: bool) -> None:
     """Refuse what restore would overwrite without --force (checked before and again under the lock)."""
+    if settings.redis_url:
+        _refuse_cluster(settings.redis_url)
     if force:
         return
     key_file = settings.key_file()

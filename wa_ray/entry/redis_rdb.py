@@ -14,6 +14,10 @@ loads `appendonly.aof` only, never `dump.rdb`. An AOF may begin with an RDB prea
 server loads on start (and rewrites in its own time).
 
 Copy (`copy_keys`): into an external Redis, key by key with DUMP / RESTORE, keeping each key's TTL.
+
+These are single-server tools: a Redis Cluster is out of scope (a SYNC gives one master's slots; `copy_keys`
+sends every key to one node). wa_ray/entry/backup.py refuses a cluster node before using them. Nothing here
+reads key names, so the key layout (storage/keys.py) does not matter to them.
 """
 
 from __future__ import annotations
