@@ -163,6 +163,7 @@ def cmd_rotate_key(settings: Settings, new_key: str | None, on_blob: Callable[[s
     from wa_ray.master_keys import MasterKeyError, write_key_file
     from wa_ray.storage.embedded import EmbeddedRedis
     from wa_ray.storage.redis_client import connect
+    from wa_ray.storage.layout_migration import prepare as prepare_layout
     from wa_ray.datadir_lock import DataDirBusy, hold_exclusive
     from wa_ray.entry.data_redis import running_embedded_port
     from wa_ray.entry.rotation import RotationError, reencrypt_all
@@ -184,6 +185,10 @@ def cmd_rotate_key(settings: Settings, new_key: str | None, on_blob: Callable[[s
         url = settings.redis_url or embedded.start()  # type: ignore[union-attr]
 
         async def go() -> object:
+            # a data set written by an older version is moved to today's key layout first: the rotation reads
+            # the blobs under today's names, and would otherwise leave the old names encrypted with a key
+            # it then retires (the service is stopped: checked above)
+            await prepare_layout(url)
             redis = connect(url)
             try:
                 return await reencrypt_all(settings.data_dir, redis, old, new, on_blob)

@@ -26,6 +26,7 @@ from wa_ray.crypto import MasterKey
 from wa_ray.master_keys import KeyRef, MasterKeyError, load_master_keys
 from wa_ray.storage.apikeys import ROLES, ApiKeyStore, KeyExists
 from wa_ray.storage.redis_client import connect
+from wa_ray.storage.layout_migration import prepare as prepare_layout
 from wa_ray.config import Settings
 from wa_ray.entry import data_redis
 from wa_ray.ids import is_valid_id
@@ -159,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     action = {"create": _create, "list": _list, "revoke": _revoke, "reinstate": _reinstate}[args.action]
 
     async def run(url: str) -> int:
+        await prepare_layout(url)  # a no-op once the service has started on this data; keys live in today's layout
         client = connect(url)
         try:
             return await action(ApiKeyStore(client, master, previous), args)

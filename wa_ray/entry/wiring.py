@@ -42,6 +42,7 @@ from wa_ray.actors.webhook_dispatcher import WebhookDispatcher
 from wa_ray.config import RuntimeConfig, Settings
 from wa_ray.master_keys import current_key_id, load_master_keys
 from wa_ray.storage.embedded import EmbeddedRedis
+from wa_ray.storage.layout_migration import prepare as prepare_layout
 from wa_ray.supervisors.session_supervisor import SessionSupervisor
 
 log = logging.getLogger(__name__)
@@ -113,8 +114,18 @@ def ensure_admin_key(config: RuntimeConfig, settings: Settings) -> str | None:
     return outcome
 
 
+def ensure_key_layout(config: RuntimeConfig) -> None:
+    """Redis in the key layout this version reads, migrated if it holds the old one (storage/layout_migration.py),
+    before any actor opens it. The service's named actors still running (detached ones outlive a driver) would
+    write old names meanwhile: a migration refuses while there are any."""
+    running = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == NAMESPACE]
+    asyncio.run(prepare_layout(config.redis_url, running=running))
+
+
 def bring_up(config: RuntimeConfig, settings: Settings, near: str | None) -> dict[str, Any]:
-    """Everything the HTTP application needs before it may answer: the control plane, then the admin key."""
+    """Everything the HTTP application needs before it may answer: Redis in this version's key layout, the control
+    plane, then the admin key."""
+    ensure_key_layout(config)
     handles = start_control_plane(config, near)
     ensure_admin_key(config, settings)
     return handles
