@@ -9,12 +9,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from redis import Redis as SyncRedis
 import redis.asyncio as aioredis
 
 from wa_ray.storage import keys
 from wa_ray.storage.embedded import EmbeddedRedis, free_port
-from wa_ray.storage.redis_client import connect
+from wa_ray.storage.redis_client import connect, connect_sync
 from wa_ray.config import Settings
 from wa_ray.entry.service import Service
 from wa_ray.signing import HmacAuth
@@ -28,6 +27,8 @@ METRICS_TOKEN = secrets.token_urlsafe(32)
 OPERATOR = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 # set by `scripts/test --all`: the run keeps the `own_cluster` tests
 ALL_TESTS = "WA_TESTS_ALL"
+# set by `scripts/test --all` for its second pass: the shared service runs on a three-master Redis Cluster
+REDIS_CLUSTER = "WA_TEST_REDIS_CLUSTER"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -78,11 +79,25 @@ def admin_secret() -> str:
 
 
 @pytest.fixture(scope="session")
+def service_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+    """None: the service starts its embedded Redis, as `scripts/run` does. With WA_TEST_REDIS_CLUSTER=1, a
+    three-master Redis Cluster of Debian's redis-server on loopback ports, for the tests that prove the key
+    layout (issue 16): `scripts/test --all` runs them a second time that way."""
+    if os.environ.get(REDIS_CLUSTER) != "1":
+        yield None
+        return
+    from tests.redis_cluster import running_redis_cluster
+
+    with running_redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def service(web_sim, admin_secret: str, tmp_path_factory: pytest.TempPathFactory,
-            request: pytest.FixtureRequest) -> Iterator[Service]:
+            request: pytest.FixtureRequest, service_redis_url: str | None) -> Iterator[Service]:
     data_dir: Path = tmp_path_factory.mktemp("wa-ray-data")
     settings = Settings(
-        data_dir=data_dir, http_port=free_port(), web_url=web_sim.url + "/", redis_url=None,
+        data_dir=data_dir, http_port=free_port(), web_url=web_sim.url + "/", redis_url=service_redis_url,
         api_key_id=ADMIN_KEY_ID, api_key_secret=admin_secret, webhook_base_delay_s=0.2,
         metrics_token=METRICS_TOKEN,
         # the webhook receivers and the Cloud API simulator are loopback listeners the tests own; the service's
@@ -110,7 +125,7 @@ def _sessions_end_with_their_module(request: pytest.FixtureRequest, admin_secret
     svc = request.config.stash.get(LIVE_SERVICE, None)
     if svc is None:
         return
-    with SyncRedis.from_url(svc.config.redis_url, decode_responses=True) as r:
+    with connect_sync(svc.config.redis_url) as r:
         members = sorted(r.smembers(keys.all_sessions()))
     with httpx.Client(base_url=svc.base_url, auth=HmacAuth(ADMIN_KEY_ID, admin_secret), timeout=60) as client:
         for member in members:
