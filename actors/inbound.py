@@ -62,13 +62,18 @@ class InboundRecorder:
     async def message(self, ws: str, sid: str, msg: dict[str, Any], media: PageMedia | None = None) -> None:
         """Any kind, normalized by actors/inbound_webjs.py; a media is pulled from the page (`media`) into
         the media store first when the workspace's policy says so (bounded wait)."""
-        if not isinstance(msg.get("id"), str) or not await self._first_time(ws, msg["id"]):
+        if not isinstance(msg.get("id"), str):
             return
 
         async def fetch_media(info: inbound_webjs.PageMediaInfo) -> dict[str, Any]:
             return await self._page_media.fetch(ws, info, media, sid=sid)
 
+        # Tracked before the first await: a reaction, edit or revoke the page reported right after this message
+        # is handled in a task started after this one, and must find the message in flight. Tracked only after
+        # the dedupe round trip, a change whose own round trip came back first was published before its message.
         async with self._in_flight.track(ws, msg["id"]):
+            if not await self._first_time(ws, msg["id"]):
+                return
             data = await inbound_webjs.received(msg, fetch_media=fetch_media,
                                                 message_of=functools.partial(self._messages.by_wa_id, ws))
             if data is not None:

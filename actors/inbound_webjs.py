@@ -263,6 +263,9 @@ class InFlight:
 
     @contextlib.asynccontextmanager
     async def track(self, ws: str, wa_id: str) -> AsyncIterator[None]:
+        if (ws, wa_id) in self._open:  # a repeat report of a message in flight: the first one's event stands
+            yield
+            return
         done = self._open[(ws, wa_id)] = asyncio.Event()
         try:
             yield

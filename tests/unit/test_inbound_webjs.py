@@ -149,3 +149,29 @@ def test_in_flight_holds_a_change_until_its_message_is_out_and_no_longer() -> No
         return order
 
     assert asyncio.run(scenario()) == ["received", "reaction", "bounded True"]
+
+
+def test_a_repeat_report_of_a_message_in_flight_does_not_release_its_changes() -> None:
+    async def scenario() -> list[str]:
+        order: list[str] = []
+        flight = inbound_webjs.InFlight(wait_s=2)
+
+        async def message() -> None:
+            async with flight.track("ws", "m1"):
+                await asyncio.sleep(0.2)  # the first report downloads its media
+                order.append("received")
+
+        async def repeat() -> None:
+            await asyncio.sleep(0.01)
+            async with flight.track("ws", "m1"):  # the page reports it again: a duplicate, dropped at once
+                order.append("repeat dropped")
+
+        async def reaction() -> None:
+            await asyncio.sleep(0.05)
+            await flight.settled("ws", "m1")
+            order.append("reaction")
+
+        await asyncio.gather(message(), repeat(), reaction())
+        return order
+
+    assert asyncio.run(scenario()) == ["repeat dropped", "received", "reaction"]
