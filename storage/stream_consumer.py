@@ -99,6 +99,7 @@ class StreamConsumer:
         self._watch: StreamWatch | None = None
         self._watching: set[str] = set()
         self._woken = asyncio.Event()
+        self._quiet_over: frozenset[str] | None = None  # the streams of the last lease that found nothing at all
 
     async def handle(self, entry: Entry) -> Outcome:
         raise NotImplementedError
@@ -113,22 +114,33 @@ class StreamConsumer:
         `block_ms` for one if given."""
         groups = by_slot(streams) if is_cluster_client(self._redis) else [list(streams)]
         if len(groups) <= 1:
+            self._quiet_over = None
             if self._watching:  # the watch of an earlier lease over several slots has nothing to say now
                 await self._watch_only([])
             reply = await self._redis.xreadgroup(self.group, self.name, {s: ">" for s in streams}, count=count,
                                                  block=block_ms)
             return entries_of(reply)
         if block_ms is None:
+            self._quiet_over = None
             return await self._lease_each(groups, count)
         await self._watch_only(streams)
-        self._woken.clear()  # before reading: an entry added from here on sets it again
-        if entries := await self._lease_each(groups, count):
-            return entries
+        wanted = frozenset(streams)
+        if self._quiet_over != wanted:
+            self._woken.clear()  # before reading: an entry added from here on sets it again
+            if entries := await self._lease_each(groups, count):
+                self._quiet_over = None
+                return entries
+        # Quiet (the last lease over these very streams read nothing and then waited out its block without a
+        # wake): the reads are skipped, since nothing can have come that did not set `_woken`, which is
+        # cleared only before a read. An idle consumer then costs the watch's reads alone, not also one
+        # XREADGROUP per slot each block period.
         try:
             async with asyncio.timeout(block_ms / 1000):
                 await self._woken.wait()
         except TimeoutError:
+            self._quiet_over = wanted
             return []
+        self._quiet_over = None
         return await self._lease_each(groups, count)
 
     async def _lease_each(self, groups: list[list[str]], count: int) -> list[Entry]:
@@ -155,6 +167,7 @@ class StreamConsumer:
         if gone := self._watching - wanted:
             self._watch.unwatch(sorted(gone), self._woken)
         if new := [s for s in streams if s not in self._watching]:
+            self._quiet_over = None  # a stream newly watched may hold entries from before: read it first
             await self._watch.watch(new, self._woken)
         self._watching = wanted
 

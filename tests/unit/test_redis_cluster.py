@@ -103,6 +103,39 @@ async def test_a_blocking_lease_over_three_slots_wakes_for_any_of_them(cluster_r
         await consumer.close()
 
 
+async def _xreadgroup_calls(redis: RedisClient) -> int:
+    total = 0
+    for node in redis.get_primaries():  # type: ignore[union-attr]
+        stats = await redis.execute_command("INFO", "commandstats", target_nodes=node)
+        total += int((stats.get("cmdstat_xreadgroup") or {}).get("calls", 0))
+    return total
+
+
+async def test_an_idle_lease_over_three_slots_waits_on_the_watch_without_reading_again(
+        cluster_redis: RedisClient) -> None:
+    consumer = StreamConsumer(cluster_redis, GROUP, "c", delete_on_ack=True)
+    streams = [keys.events(ws) for ws in WORKSPACES]
+    await consumer.join(streams)
+    try:
+        before = await _xreadgroup_calls(cluster_redis)
+        for _ in range(8):  # 8 idle block periods, as a consumer's loop makes them
+            assert await consumer.lease(streams, count=10, block_ms=200) == []
+        idle = await _xreadgroup_calls(cluster_redis) - before
+        # the first lease reads each slot once; the quiet ones after it only wait (it was 3 reads per period)
+        assert idle == len(WORKSPACES), idle
+        entry_id = await cluster_redis.xadd(keys.events("ws-a"), {"m": "late"})
+        leased = await consumer.lease(streams, count=10, block_ms=3000)
+        assert [(e.stream, e.id) for e in leased] == [(keys.events("ws-a"), entry_id)]
+        # a stream joining the lease is read at once: it may hold entries from before it was watched
+        early = await cluster_redis.xadd(keys.events("t3"), {"m": "early"})
+        await consumer.join([keys.events("t3")])
+        await consumer.lease(streams, count=10, block_ms=200)  # quiet again over the three
+        grown = [*streams, keys.events("t3")]
+        assert [e.id for e in await consumer.lease(grown, count=10, block_ms=200)] == [early]
+    finally:
+        await consumer.close()
+
+
 async def test_a_slot_whose_read_fails_does_not_lose_what_the_others_leased(cluster_redis: RedisClient) -> None:
     consumer = StreamConsumer(cluster_redis, GROUP, "c", delete_on_ack=True)
     joined = [keys.events("t2"), keys.events("acme")]
