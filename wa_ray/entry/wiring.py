@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import ray
@@ -119,7 +120,10 @@ def ensure_key_layout(config: RuntimeConfig) -> None:
     before any actor opens it. The service's named actors still running (detached ones outlive a driver) would
     write old names meanwhile: a migration refuses while there are any."""
     running = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == NAMESPACE]
-    asyncio.run(prepare_layout(config.redis_url, running=running))
+    # on a thread of its own: a caller may be inside an event loop already (the bench's recovery restarts the
+    # service from one), where asyncio.run refuses to start
+    with ThreadPoolExecutor(1, thread_name_prefix="key-layout") as pool:
+        pool.submit(asyncio.run, prepare_layout(config.redis_url, running=running)).result()
 
 
 def bring_up(config: RuntimeConfig, settings: Settings, near: str | None) -> dict[str, Any]:
