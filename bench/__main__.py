@@ -1,4 +1,5 @@
-"""`python -m wa_ray.bench <throughput|throughput-peak|density|qr|recovery|api|crypto|chats|campaign> ...`.
+"""`python -m wa_ray.bench <command> ...`: throughput, throughput-peak, density, qr, recovery, api, crypto, chats,
+campaign, accept-batch, chaos, soak, smoke.
 
 density, qr and throughput(-peak) also take `--hosting actor,host`: both session hosting modes in one run,
 side by side (bench/hosting.py)."""

@@ -1,4 +1,5 @@
-"""Sub-commands density, qr, recovery, api and crypto of `python -m wa_ray.bench`."""
+"""Sub-commands density, qr, recovery, api, crypto, chaos, chats, campaign, accept-batch, soak and smoke of
+`python -m wa_ray.bench`."""
 
 from __future__ import annotations
 
@@ -120,10 +121,30 @@ def add_parsers(sub: Any) -> None:
     ab.add_argument("--singles", type=_pos(int), default=2000, help="the baseline: messages sent one POST each")
     ab.add_argument("--concurrency", type=_pos(int), default=32, help="single POSTs in flight at once")
 
+    so = sub.add_parser("soak", help="steady outbound + inbound traffic for long; memory, fds, asyncio tasks, "
+                                     "Redis sampled: growth after the warm-up, lost, p99 first vs last")
+    so.add_argument("--sessions", type=_pos(int), default=50)
+    so.add_argument("--rate", type=_pos(float), default=1000.0, help="outbound msg/min over all sessions (pacing off)")
+    so.add_argument("--inbound-rate", type=_nonneg(float), default=None,
+                    help="msg/min the sessions' phones write to them, in all (default: a quarter of --rate)")
+    so.add_argument("--duration", type=_pos(float), default=3600.0, help="seconds of traffic, the warm-up included")
+    so.add_argument("--sample", type=_pos(float), default=60.0, help="seconds between samples")
+    so.add_argument("--warmup", type=_nonneg(float), default=600.0,
+                    help="seconds at the start whose growth is not judged")
+    so.add_argument("--compare-window", type=_pos(float), default=600.0,
+                    help="seconds of the first (after the warm-up) and last p99 windows")
+    so.add_argument("--limit-pct", type=_pos(float), default=5.0, help="growth limit per series")
+    so.add_argument("--count-slack", type=_nonneg(float), default=2.0,
+                    help="a count (fds, tasks, clients) may also rise by this much")
+    so.add_argument("--drain-timeout", type=_pos(float), default=120.0)
+    so.add_argument("--link-concurrency", type=_pos(int), default=4)
+    so.add_argument("--page-cost", choices=("light", "heavy"), default="light")
+    so.add_argument("--raw", action="store_true", help="per-process rows in every sample of the JSON")
+
     sm = sub.add_parser("smoke", help="every bench at toy size on one service (what tests/bench runs)")
     sm.add_argument("--no-baselines", action="store_true", help="skip the Playwright and whatsapp-web.js parts")
 
-    for p in (d, q, r, a, c, ch, sm, cs, cp, ab):
+    for p in (d, q, r, a, c, ch, sm, cs, cp, ab, so):
         p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
         p.add_argument("-v", "--verbose", action="store_true")
 
@@ -189,6 +210,20 @@ def run(args: argparse.Namespace, console: Console, out: Console) -> int:
                                                         batch_concurrency=args.batch_concurrency,
                                                         singles=args.singles, concurrency=args.concurrency,
                                                         out_dir=args.out), console)
+    elif args.command == "soak":
+        from wa_ray.bench.soak import SoakConfig, run_soak, summary
+
+        cfg = SoakConfig(sessions=args.sessions, rate_per_min=args.rate, inbound_rate_per_min=args.inbound_rate,
+                         duration_s=args.duration, sample_s=args.sample, warmup_s=args.warmup,
+                         compare_s=args.compare_window, drain_timeout_s=args.drain_timeout, out_dir=args.out,
+                         link_concurrency=args.link_concurrency, limit_pct=args.limit_pct,
+                         count_slack=args.count_slack, page_cost=args.page_cost, raw=args.raw)
+        try:
+            cfg.check()
+        except ValueError as exc:
+            raise SystemExit(f"soak: {exc}") from None
+        env, paths = run_soak(cfg, console)
+        ok = all(g["met"] is not False for g in env.goals)
     elif args.command == "chaos":
         from wa_ray.bench.chaos import ChaosConfig, run_chaos, summary
 

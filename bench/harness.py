@@ -297,9 +297,11 @@ class LinkError(RuntimeError):
 class Live:
     """Signed API client, phone API, SSE stream and webhook arrivals, all feeding one Timeline."""
 
-    def __init__(self, harness: Harness, max_connections: int = 256, webhook: bool = True) -> None:
+    def __init__(self, harness: Harness, max_connections: int = 256, webhook: bool = True,
+                 sse_types: tuple[str, ...] = SSE_TYPES) -> None:
         self.harness = harness
         self.webhook = webhook  # False: no webhook configured (the service then delivers none)
+        self.sse_types = sse_types  # the soak adds message.received (its inbound traffic)
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self.api = httpx.AsyncClient(base_url=harness.base_url, auth=HmacAuth(ADMIN_KEY_ID, harness.admin_secret),
                                      timeout=httpx.Timeout(30.0), limits=limits)
@@ -318,8 +320,9 @@ class Live:
                                      json={"url": self.harness.receiver.url, "secret": self.harness.webhook_secret})
             if put.status_code != 204:
                 raise RuntimeError(f"PUT webhook -> {put.status_code} {put.text}")
-        self._tasks = [asyncio.create_task(self._sse_loop(), name="bench-sse"),
-                       asyncio.create_task(self._webhook_loop(), name="bench-webhooks")]
+        self._tasks = [asyncio.create_task(self._sse_loop(), name="bench-sse")]
+        if self.webhook:  # else the receiver is left to a Live that set one (the smoke runs two at once)
+            self._tasks.append(asyncio.create_task(self._webhook_loop(), name="bench-webhooks"))
         try:
             await asyncio.wait_for(self.sse_connected.wait(), 30)
         except TimeoutError:
@@ -341,7 +344,7 @@ class Live:
             try:
                 token = (await self.api.post(f"/v1/workspaces/{WORKSPACE}/stream-tokens")).json()["token"]
                 url = f"/v1/workspaces/{WORKSPACE}/events"
-                params = {"token": token, "types": ",".join(SSE_TYPES)}
+                params = {"token": token, "types": ",".join(self.sse_types)}
                 # "0-0" on the first connect: the data dir is fresh, and nothing published before the
                 # stream's cursor is set can be missed.
                 headers = {"Last-Event-ID": self.timeline.last_sse_id or "0-0"}

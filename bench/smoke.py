@@ -4,7 +4,8 @@ Starting the service costs most of a small bench's time on a 2-core machine,
 so the smoke run starts it once and runs, in order: crypto (1 MB), density
 (wa-ray at 1 session), qr (2 sequential, a burst of 2), api (20 req/s for 2 s
 on every target), recovery (every fault with 1 session, the whole-service
-restart last); then, if node is installed, the Playwright and whatsapp-web.js
+restart last), with soak before recovery (1 more session, 60 msg/min out and 30 in for 40 s, a sample every
+10 s; the session is deleted afterwards); then, if node is installed, the Playwright and whatsapp-web.js
 baselines at 1 session and one whatsapp-web.js QR. Each bench writes its usual
 `<name>-latest.json/.md` into DIR.
 """
@@ -23,7 +24,7 @@ from wa_ray.bench.report import to_jsonable
 
 
 def run_smoke(out_dir: Path, console: Console, baselines: bool = True) -> dict[str, Envelope]:
-    from wa_ray.bench import api, density, qr, recovery
+    from wa_ray.bench import api, density, qr, recovery, soak
     from wa_ray.bench.crypto import CryptoConfig, run_crypto
     from wa_ray.bench.harness import Harness, HarnessOptions, Live
     from wa_ray.simulator.wa_web.testing import running_web_simulator
@@ -36,7 +37,11 @@ def run_smoke(out_dir: Path, console: Console, baselines: bool = True) -> dict[s
     acfg = api.ApiConfig(rate=20, duration_s=2, warmup_s=0.5, out_dir=out_dir)
     rcfg = recovery.RecoveryConfig(sessions=1, service_sessions=0, timeout_s=90, out_dir=out_dir,
                                    faults=["actor", "browser", "host", "serve", "redis", "service"])
+    # session s10, after the ones the other benches link; warm-up and p99 windows shrunk to fit 40 s
+    scfg = soak.SoakConfig(sessions=1, rate_per_min=60, inbound_rate_per_min=30, duration_s=40, sample_s=10,
+                           warmup_s=10, compare_s=15, drain_timeout_s=60, out_dir=out_dir, first_session=10)
     env_d, env_q, env_a, env_r = Envelope("density"), Envelope("qr"), Envelope("api"), Envelope("recovery")
+    env_s = Envelope("soak")
     got: dict[str, Any] = {}
     harness = Harness(HarnessOptions(sessions=4, pacing=False))
     console.print("smoke: starting simulator, Redis, Ray, Serve, Chromium...")
@@ -51,6 +56,7 @@ def run_smoke(out_dir: Path, console: Console, baselines: bool = True) -> dict[s
                 got["density"] = await density.wa_ray_steps(dcfg, harness, live, console)
                 got["qr"] = await qr.qr_wa_ray(qcfg, live, console)
                 got["api"] = await api.api_phases(acfg, harness, live, console, port)
+                got["soak"] = await _soak(soak, scfg, harness, console)
                 got["recovery"] = await recovery.run_faults(rcfg, harness, live, console)
 
         asyncio.run(body())
@@ -71,4 +77,23 @@ def run_smoke(out_dir: Path, console: Console, baselines: bool = True) -> dict[s
     envs["qr"], _ = qr.finish(env_q, qcfg, got.get("qr", {}), ww, machine, {"wa-ray": cleanup})
     envs["api"], _ = api.finish(env_a, acfg, got.get("api", {}), machine, cleanup)
     envs["recovery"], _ = recovery.finish(env_r, rcfg, got.get("recovery", {"faults": {}}), machine, cleanup)
+    envs["soak"], _ = soak.finish(env_s, scfg, got.get("soak", {"errors": ["did not run"]}), machine, cleanup)
     return envs
+
+
+async def _soak(soak: Any, cfg: Any, harness: Any, console: Console) -> dict[str, Any]:
+    """The soak on a Live of its own (message.received on its stream, webhooks on); its session is deleted after,
+    so the faults that follow recover the sessions they linked and no more. A failure is its result, not the
+    end of the smoke."""
+    from wa_ray.bench.harness import WORKSPACE, session_id_of
+
+    try:
+        async with soak.soak_live(harness) as live:
+            await soak.link(cfg, live, console)
+            try:
+                return dict(await soak.soak_phase(cfg, harness, live, console))
+            finally:
+                for i in range(cfg.first_session, cfg.first_session + cfg.sessions):
+                    await live.api.delete(f"/v1/workspaces/{WORKSPACE}/sessions/{session_id_of(i)}")
+    except Exception as exc:  # noqa: BLE001
+        return {"errors": [f"{type(exc).__name__}: {exc}"[:500]]}

@@ -1,4 +1,4 @@
-"""density, qr, recovery, api and crypto end to end at toy size, in one combined run (`python -m wa_ray.bench smoke`).
+"""density, qr, recovery, api, crypto and soak end to end at toy size, in one combined run (`python -m wa_ray.bench smoke`).
 
 Each bench alone spends most of its time starting the service, so the smoke
 run starts it once and runs every bench on it (see bench/smoke.py); it runs in
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-KINDS = ("crypto", "density", "qr", "api", "recovery")
+KINDS = ("crypto", "density", "qr", "api", "recovery", "soak")
 
 
 def _load(out: Path, kind: str) -> dict:
@@ -96,3 +96,20 @@ def test_every_bench_at_toy_size(tmp_path: Path) -> None:
     assert faults["redis"]["sessions_stayed_connected"] is True
     assert faults["service"]["messages_after"]["accepted"] == 1
     _no_leftovers(data["recovery"]["cleanup"])
+
+    soak = data["soak"]["results"]
+    assert not soak["errors"], soak["errors"]
+    out, inbound = soak["outbound"]["counts"], soak["inbound"]
+    assert out["accepted"] == out["acked"] == out["webhooked"] == 40 and out["lost"] == out["duplicated"] == 0
+    assert inbound["sent"] == inbound["received"] == inbound["webhooked"] == 20
+    assert inbound["lost"] == inbound["duplicated"] == 0 and inbound["latency_ms"]["p99"] > 0
+    assert [s["t_s"] for s in soak["samples"]] == pytest.approx([0, 10, 20, 30, 40], abs=3)
+    last = soak["samples"][-1]
+    assert {"chromium", "redis-server", "raylet", "service total"} <= last["components"].keys()
+    assert last["components"]["service total"]["pss_mb"] > 0 and last["components"]["service total"]["fds"] > 0
+    assert any(r["tasks"] for n, r in last["components"].items() if n.startswith("ray::")), "no actor answered"
+    assert last["redis"]["used_memory_mb"] > 0 and last["redis"]["connected_clients"] > 0
+    assert soak["p99"]["first_p99_ms"] and soak["p99"]["last_p99_ms"]
+    assert {g["metric"] for g in soak["growth"] if g["judged"]} >= {"pss_mb", "fds", "tasks", "used_memory_mb"}
+    assert len(data["soak"]["goals"]) == 8
+    _no_leftovers(data["soak"]["cleanup"])
