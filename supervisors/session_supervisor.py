@@ -170,7 +170,7 @@ class SessionSupervisor:
         return ActorSession(SessionActor.options(
             name=actor_name(ws, sid), namespace=NAMESPACE, lifetime="detached",
             resources={SLOT: 1} if self._advertises_slots(node) else {},
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False), **self._config.actor_options(),
         ).remote(self._config, ws, sid, self._host(node)))
 
     async def _check_quota(self, ws: str, sid: str) -> None:
@@ -371,5 +371,6 @@ class SessionSupervisor:
             self._hosts[node_id] = BrowserHost.options(
                 name=browser_host_name(node_id), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+                **self._config.actor_options(),
             ).remote(self._config)
         return self._hosts[node_id]

@@ -106,6 +106,7 @@ class Settings(BaseSettings):
     retention_max_audit_days: int = Field(default=365, ge=1, le=3650)
     retention_max_media_days: int = Field(default=30, ge=1, le=3650)
     retention_sweep_s: float = Field(default=3600.0, ge=10)
+    ray_task_events: bool = False  # WA_RAY_TASK_EVENTS=1: our actors' calls in Ray's task view (RuntimeConfig)
     # Scheduled backups by `wa-ray up` (wa_ray/entry/backup.py): every WA_BACKUP_INTERVAL_S (0 = off) an
     # encrypted archive into WA_BACKUP_DIR (default data_dir/backups), the newest WA_BACKUP_KEEP kept. The
     # passphrase comes from WA_BACKUP_PASSPHRASE or the file WA_BACKUP_PASSPHRASE_FILE, read by that module.
@@ -145,5 +146,5 @@ class Settings(BaseSettings):
             number_check_per_min=self.number_check_per_min, log_level=self.log_level,
             retention_max_days=(self.retention_max_events_days, self.retention_max_messages_days,
                                 self.retention_max_audit_days, self.retention_max_media_days),
-            retention_sweep_s=self.retention_sweep_s,
+            retention_sweep_s=self.retention_sweep_s, ray_task_events=self.ray_task_events,
         )

@@ -132,3 +132,12 @@ class RuntimeConfig:
     number_check_per_min: int = 20  # WA_NUMBER_CHECK_PER_MIN: number checks per session and minute
     chromium_flags: tuple[str, ...] = field(default=CHROMIUM_FLAGS)
     log_level: str = "INFO"  # WA_LOG_LEVEL; logs are JSON lines (serve_logging)
+    # WA_RAY_TASK_EVENTS: whether our actors report each method call to Ray's GCS (the dashboard's task view,
+    # `ray list tasks`). Off by default, as Ray Serve does for its own actors: the GCS keeps up to 100,000
+    # tasks at ~3.4 KB each, so at a thousand messages a minute it grew ~8 MB a minute toward ~380 MB
+    # (bench/results, the soak).
+    ray_task_events: bool = False
+
+    def actor_options(self) -> dict[str, bool]:
+        """The `.options(...)` every actor of ours is created with."""
+        return {"enable_task_events": self.ray_task_events}

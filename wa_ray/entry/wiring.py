@@ -73,7 +73,8 @@ def start_control_plane(config: RuntimeConfig, near: str | None) -> dict[str, An
     `near`: the node they prefer (the one that starts the service, or the head): losing a session node then
     never takes the supervisor or the outboxes with it. Soft, so a node that is gone is no obstacle."""
     where = {"scheduling_strategy": NodeAffinitySchedulingStrategy(near, soft=True)} if near else {}
-    common = {"namespace": NAMESPACE, "lifetime": "detached", "get_if_exists": True, **where}
+    common = {"namespace": NAMESPACE, "lifetime": "detached", "get_if_exists": True, **where,
+              **config.actor_options()}
     supervisor = SessionSupervisor.options(name=SUPERVISOR_NAME, **common).remote(config)
     dispatcher = WebhookDispatcher.options(name=DISPATCHER_NAME, **common).remote(config)
     cloud_sender = CloudSender.options(name=CLOUD_SENDER_NAME, **common).remote(config)
