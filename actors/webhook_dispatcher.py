@@ -279,10 +279,10 @@ def lane_of_stream(stream: str) -> str:
     """The lane of one of the dispatcher's streams, from its name alone (a lane read before the last refresh of
     the lanes, an endpoint deleted since): `ws` for the event stream and the first webhook's replay stream,
     `ws/endpoint` for an endpoint's queue and replay stream. The workspace is the name's hash tag
-    (storage/keys.py: `wa:{<ws>}:...`)."""
-    head = f"{keys.PREFIX}:{{"
-    ws, closed, _ = stream.removeprefix(head).partition("}") if stream.startswith(head) else ("", "", "")
-    ws = ws if closed else ""
+    (`keys.workspace_of`); a name without one has the lane ""."""
+    ws = keys.workspace_of(stream)
+    if ws is None:
+        return ""
     for endpoint_stream in (keys.webhook_queue, keys.endpoint_replay):
         prefix = endpoint_stream(ws, "")
         if stream.startswith(prefix) and len(stream) > len(prefix):

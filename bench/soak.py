@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx
 from rich.console import Console
+from wa_ray.bench.drain import until_arrived
 from wa_ray.bench.harness import Harness, HarnessOptions, Live, SessionLink
 from wa_ray.bench.machine import CpuAccount
 from wa_ray.bench.output import Envelope, progress, write
@@ -145,15 +146,11 @@ async def _phone_send(live: Live, m: InboundSend) -> None:
 
 
 async def _drain_inbound(timeline: SoakTimeline, sent: list[InboundSend], deadline: float) -> bool:
-    pending = [m for m in sent if m.ok]
-    while pending:
-        pending = [m for m in pending if timeline.first_received(m.body) is None or not timeline.webhooked(m.body)]
-        if not pending:
-            break
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.1)
-    return True
+    """True once every phone message sent is received and webhooked, False after `deadline` (monotonic)."""
+    def arrived(m: InboundSend) -> bool:
+        return timeline.first_received(m.body) is not None and timeline.webhooked(m.body)
+
+    return await until_arrived([m for m in sent if m.ok], arrived, deadline)
 
 
 def _inbound_result(timeline: SoakTimeline, sent: list[InboundSend], prefix: str, drained: bool) -> dict[str, Any]:

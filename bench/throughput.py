@@ -29,6 +29,7 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from wa_ray.bench.drain import until_arrived
 from wa_ray.bench.harness import WORKSPACE, Harness, HarnessOptions, Live, SessionLink
 from wa_ray.bench.idle import measure_idle
 from wa_ray.bench.machine import CpuAccount
@@ -228,16 +229,9 @@ def _settled(live: Live, sub: Submission) -> bool:
 
 
 async def _drain(live: Live, subs: list[Submission], timeout_s: float) -> bool:
+    """True once every accepted message has settled (`_settled`), False after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
-    pending = [s for s in subs if s.message_id]
-    while pending:
-        pending = [s for s in pending if not _settled(live, s)]
-        if not pending:
-            break
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.1)
-    return True
+    return await until_arrived([s for s in subs if s.message_id], lambda s: _settled(live, s), deadline)
 
 
 async def _inbox(live: Live, links: list[SessionLink], tag: str) -> tuple[Counter[str], list[dict[str, Any]]]:

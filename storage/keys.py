@@ -45,6 +45,27 @@ def workspace_prefix(ws: str) -> str:
     return f"{_w(ws)}:"
 
 
+def workspace_of(name: str) -> str | None:
+    """The workspace a key name belongs to, read back from the name: `<ws>` of `wa:{<ws>}:...`; None for a key
+    of an API key (`wa:{k:<id>}:...`), of a global tag (`{g:wh}`, `{g:metrics}`) or untagged.
+
+    It relies on the layout's invariant: the hash tag runs from `wa:{` to the first `}`, which a `:` follows,
+    and a workspace's tag holds no `:` while every other tag does. It does not check the tag against the id
+    rule (wa_ray/ids.py): a caller that builds on the id as a valid one checks it."""
+    opening = f"{PREFIX}:{{"
+    if not name.startswith(opening):
+        return None
+    ws, closed, rest = name[len(opening):].partition("}")
+    if not closed or not rest.startswith(":") or not ws or ":" in ws:
+        return None
+    return ws
+
+
+def api_key_prefix(key_id: str) -> str:
+    """Every key of the API key starts with this (`wa:{k:<id>}:`), and no other key does."""
+    return f"{_k(key_id)}:"
+
+
 def layout() -> str:
     """The layout the data is written in (`LAYOUT`); absent in a Redis written before layouts had a name."""
     return f"{PREFIX}:layout"

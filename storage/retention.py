@@ -233,14 +233,12 @@ class RetentionSweep:
 
 
 def _workspace_key(name: str) -> tuple[str, str] | None:
-    """(workspace, the rest of the name) of a key of a workspace, `wa:{<ws>}:<rest>`; None for any other."""
-    opening = keys.workspace_prefix("").partition("}")[0]  # "wa:{"
-    if not name.startswith(opening):
+    """(workspace, the rest of the name) of a key of a workspace with a valid id, `wa:{<ws>}:<rest>`; None for
+    any other."""
+    ws = keys.workspace_of(name)
+    if ws is None or not is_valid_id(ws):
         return None
-    ws, sep, rest = name[len(opening):].partition("}:")
-    if not sep or not is_valid_id(ws):
-        return None
-    return ws, rest
+    return ws, name.removeprefix(keys.workspace_prefix(ws))
 
 
 def _named(names: Iterable[str], key: Callable[[str, str], str]) -> Iterator[tuple[str, str]]:

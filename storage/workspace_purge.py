@@ -80,7 +80,8 @@ def workspace_pattern(ws: str) -> str:
 
 def _key_names() -> list[tuple[str, str]]:
     """(first parameter, the name it gives) of every public key function that names a Redis key, each
-    parameter given a valid id; campaigns.py's key builders with them."""
+    parameter given a valid id; campaigns.py's key builders with them. A function that gives no name
+    (`keys.workspace_of` parses one) is not a key function."""
     out: list[tuple[str, str]] = []
     functions = [fn for name, fn in inspect.getmembers(keys, inspect.isfunction)
                  if fn.__module__ == keys.__name__ and not name.startswith("_")]
@@ -88,7 +89,7 @@ def _key_names() -> list[tuple[str, str]]:
         params = list(inspect.signature(fn).parameters)
         first = params[0] if params else ""
         name = fn(*([_LAYOUT_WS] * len(params)))
-        if name.startswith(f"{keys.PREFIX}:"):
+        if isinstance(name, str) and name.startswith(f"{keys.PREFIX}:"):
             out.append((first, name))
     return out
 
@@ -197,7 +198,7 @@ class WorkspacePurge:
         doomed = {keys.api_key(key_id), keys.key_rate_limit(key_id), keys.key_stream_slots(key_id)}
         if is_valid_id(key_id):  # then the pattern holds no glob character but its own `*`
             kept = {keys.api_key_generation(key_id), keys.api_key_revoked(key_id)}
-            doomed |= set(await scan_names(self._redis, _api_key_prefix(key_id) + "*")) - kept
+            doomed |= set(await scan_names(self._redis, keys.api_key_prefix(key_id) + "*")) - kept
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(*sorted(doomed))
             pipe.set(keys.api_key_revoked(key_id), repr(time.time()))  # as ApiKeyStore.revoke writes it
@@ -225,11 +226,6 @@ class WorkspacePurge:
         for name in await scan_names(self._redis, keys.meta_verifiers("*")):
             n += int(await self._redis.srem(name, ws))
         return n
-
-
-def _api_key_prefix(key_id: str) -> str:
-    """`wa:{k:<id>}:`, what every key of one API key starts with (keys.api_key is `<that>apikey`)."""
-    return keys.api_key(key_id).rpartition(":")[0] + ":"
 
 
 def _claims(value: str | None, ws: str) -> bool:
