@@ -2,14 +2,20 @@
 campaign, accept-batch, chaos, soak, smoke.
 
 density, qr and throughput(-peak) also take `--hosting actor,host`: both session hosting modes in one run,
-side by side (bench/hosting.py)."""
+side by side (bench/hosting.py).
+
+The commands that run the service in a Harness use the embedded Redis, or the (empty) Redis `REDIS_URL` names
+(`redis+cluster://h1:p1,h2:p2,...` for a Redis Cluster), or with `--redis-cluster N` a cluster of N masters
+the bench starts for the run (bench/redis_target.py, bench/redis_cluster.py)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +54,8 @@ def _positive(kind: Callable[[str], float]) -> Callable[[str], Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from wa_ray.bench.cli_extra import add_redis_option
+
     parser = argparse.ArgumentParser(prog="python -m wa_ray.bench", description="wa-ray load harness")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -68,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the simulator page's cost per message: heavy adds WhatsApp Web's encryption per "
                             "device, IndexedDB writes and re-render (simulator/wa_web/static/heavy.js)")
         p.add_argument("-v", "--verbose", action="store_true")
+        add_redis_option(p)
 
     tp = sub.add_parser("throughput", help="fixed rate for a duration")
     common(tp, "on; off with --find-peak")
@@ -111,6 +120,41 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     console = Console(stderr=True)
     out = Console()
+    from wa_ray.bench.redis_target import RedisNotEmpty
+
+    try:
+        with _bench_redis(getattr(args, "redis_cluster", None), console):
+            return _dispatch(args, console, out)
+    except RedisNotEmpty as exc:  # the operator's Redis: a message, not a traceback
+        raise SystemExit(f"bench: {exc}") from None
+
+
+@contextlib.contextmanager
+def _bench_redis(masters: int | None, console: Console) -> Iterator[None]:
+    """`--redis-cluster N`: REDIS_URL names a fresh cluster of N masters for the run (the Harness reads it),
+    stopped afterwards. Without it, whatever REDIS_URL says (unset: the embedded Redis)."""
+    if not masters:
+        yield
+        return
+    from wa_ray.bench.redis_cluster import NoRedisServer, temporary_redis_cluster
+    from wa_ray.bench.redis_target import URL_ENV, redacted_url, requested_url
+
+    if requested_url() is not None:
+        raise SystemExit(f"--redis-cluster starts a cluster of its own: unset {' and '.join(URL_ENV)}, "
+                         "or leave --redis-cluster out to run against that Redis")
+    console.print(f"starting a Redis Cluster of {masters} masters on loopback...")
+    with contextlib.ExitStack() as stack:
+        try:
+            url = stack.enter_context(temporary_redis_cluster(masters))
+        except NoRedisServer as exc:
+            raise SystemExit(f"--redis-cluster: {exc}") from None
+        os.environ[URL_ENV[0]] = url
+        stack.callback(os.environ.pop, URL_ENV[0], None)  # before the cluster stops
+        console.print(f"Redis Cluster up: {redacted_url(url)}")
+        yield
+
+
+def _dispatch(args: argparse.Namespace, console: Console, out: Console) -> int:
     if args.command not in ("throughput", "throughput-peak"):
         from wa_ray.bench.cli_extra import run
 

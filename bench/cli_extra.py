@@ -53,6 +53,14 @@ def _nonneg(kind: Any) -> Any:
     return parse
 
 
+def add_redis_option(p: argparse.ArgumentParser) -> None:
+    """`--redis-cluster N`, for the commands whose service runs in a Harness (bench/harness.py)."""
+    p.add_argument("--redis-cluster", type=_pos(int), default=None, metavar="N",
+                   help="run the service on a Redis Cluster of N masters that the bench starts on loopback ports "
+                        "(Debian's redis-server) and stops after the run. Default: the embedded Redis, or the "
+                        "Redis REDIS_URL names (it must be empty; redis+cluster://h1:p1,h2:p2 for a cluster)")
+
+
 def add_parsers(sub: Any) -> None:
     from wa_ray.bench.density import METHODS
     from wa_ray.bench.recovery import FAULTS
@@ -147,6 +155,8 @@ def add_parsers(sub: Any) -> None:
     for p in (d, q, r, a, c, ch, sm, cs, cp, ab, so):
         p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
         p.add_argument("-v", "--verbose", action="store_true")
+    for p in (d, q, r, a, sm, cs, cp, ab, so):  # crypto has no service, chaos starts its own
+        add_redis_option(p)
 
 
 def run(args: argparse.Namespace, console: Console, out: Console) -> int:

@@ -5,7 +5,12 @@ process, like the tests), the webhook receiver (a child process), and the
 service itself (`wa_ray.entry.service.Service`: embedded Redis, a local Ray cluster,
 Serve, the supervisor, the BrowserHost's Chromium). Its `stop()` checks that
 every process it started is gone and ends, by pid, any that outlived the
-service's own shutdown.
+service's own shutdown (processes that were there before `start()`, such as the
+Redis Cluster of `--redis-cluster`, are not its to end).
+
+The service's Redis is the embedded one unless `REDIS_URL` names another
+(bench/redis_target.py); such a Redis must be empty, and its servers on this
+machine count in the CPU accounting as `redis-server`.
 
 `Live` (asynchronous) is the client side: a signed API client, the phone API,
 the workspace's SSE stream and the webhook arrivals feeding one `Timeline`,
@@ -32,10 +37,10 @@ import httpx
 import psutil
 
 from wa_ray.bench.machine import CpuAccount, MachineInfo, component_of, describe_machine
+from wa_ray.bench.redis_target import EMBEDDED, RedisProbe, local_pids, requested_url
 from wa_ray.bench.timeline import SSE_TYPES, Timeline
 from wa_ray.bench.webhooks import WebhookReceiver
 from wa_ray.storage.embedded import free_port
-from wa_ray.storage.redis_client import connect_sync
 from wa_ray.config import Settings
 from wa_ray.entry.service import Service
 from wa_ray.signing import HmacAuth
@@ -91,7 +96,12 @@ class Harness:
     ray_tmp: str = ""
     _saved_ray_tmpdir: str | None = None
     cpu: CpuAccount = field(default_factory=CpuAccount)
+    # the Redis the operator named (REDIS_URL); None: the service's embedded one. Never shown: it has the password
+    redis_url: str | None = field(default_factory=requested_url, repr=False)
+    redis: RedisProbe | None = None  # the bench's own client of the service's Redis, open while it runs
+    redis_used: str = ""  # which Redis, for the reports (no password)
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    _before_start: set[tuple[int, float]] = field(default_factory=set)  # (pid, created) of processes not ours
 
     @property
     def base_url(self) -> str:
@@ -102,7 +112,11 @@ class Harness:
         from wa_ray.simulator.wa_web.config import SimConfig
         from wa_ray.simulator.wa_web.testing import running_web_simulator
 
+        self._before_start = {(pid, created) for pid, (created, _label) in _descendants().items()}
         try:
+            if self.redis_url is not None:  # before anything starts: a Redis with data is refused outright
+                self.redis = RedisProbe(self.redis_url)
+                self.redis.require_empty()
             self.data_dir = Path(tempfile.mkdtemp(prefix="wa-ray-bench-"))
             sim = self._stack.enter_context(running_web_simulator(SimConfig(page_cost=self.options.page_cost)))
             self.sim_url = sim.url
@@ -113,12 +127,24 @@ class Harness:
             if not settings.ray_address:
                 self._isolate_ray()
             self.service = Service(settings).start()
+            self._watch_redis()
             _stop_on_sigterm()
             self.worker_code = _worker_code_path()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _watch_redis(self) -> None:
+        """Open the probe of the embedded Redis; count an external Redis's local servers as ours."""
+        assert self.service is not None and self.service.config is not None
+        if self.redis is None:
+            self.redis = RedisProbe(self.service.config.redis_url)
+            self.redis_used = EMBEDDED
+            return
+        self.redis_used = self.redis.describe()
+        for pid in local_pids(self.redis.addresses()):
+            self.cpu.watch(pid)
 
     def _isolate_ray(self) -> None:
         """A private Ray temp dir, so ray.init() starts our own cluster.
@@ -135,7 +161,7 @@ class Harness:
     def _settings_kwargs(self, sim_url: str) -> dict[str, Any]:
         assert self.data_dir is not None
         wanted: dict[str, Any] = {
-            "data_dir": self.data_dir, "http_port": free_port(), "web_url": sim_url + "/", "redis_url": None,
+            "data_dir": self.data_dir, "http_port": free_port(), "web_url": sim_url + "/", "redis_url": self.redis_url,
             "api_key_id": ADMIN_KEY_ID, "api_key_secret": self.admin_secret,
             "webhook_base_delay_s": self.options.webhook_base_delay_s,
             "sessions_per_node": max(self.options.sessions_per_node, self.options.sessions),
@@ -151,23 +177,18 @@ class Harness:
         return kwargs
 
     def machine(self) -> MachineInfo:
-        assert self.service is not None and self.service.config is not None
+        assert self.service is not None and self.redis is not None
         version = "unknown"
         with contextlib.suppress(Exception):
-            client = connect_sync(self.service.config.redis_url, decode_responses=False)
-            version = str(client.info("server").get("redis_version", "unknown"))
-            client.close()
-        return describe_machine(self.service.settings.chromium, version, self.service.settings.session_hosting)
+            version = self.redis.version()
+        return describe_machine(self.service.settings.chromium, version, self.service.settings.session_hosting,
+                                self.redis_used)
 
     def redis_commandstats(self) -> dict[str, tuple[int, int]]:
-        """Redis `INFO commandstats`: command -> (calls, usec), to count Redis work per message."""
-        assert self.service is not None and self.service.config is not None
-        client = connect_sync(self.service.config.redis_url, decode_responses=False)
-        try:
-            info = client.info("commandstats")
-        finally:
-            client.close()
-        return {k.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"])) for k, v in info.items()}
+        """Redis `INFO commandstats`: command -> (calls, usec), summed over every primary, to count Redis work
+        per message."""
+        assert self.redis is not None
+        return self.redis.commandstats()
 
     def runtime_facts(self) -> dict[str, Any]:
         """What the running service actually uses, as opposed to what the bench asked for."""
@@ -180,14 +201,17 @@ class Harness:
             "settings_not_in_this_build": ", ".join(self.ignored_settings) or "-",
             "code_under_test": self.worker_code,
             "webhook_base_delay_s": getattr(cfg, "webhook_base_delay_s", None),
-            "redis": "embedded",
+            "redis": self.redis_used,
             "ray": f"local, started by the bench (RAY_TMPDIR={self.ray_tmp})" if self.ray_tmp
             else f"joined {self.service.settings.ray_address if self.service else '?'}",
         }
 
     def stop(self) -> CleanupReport:
         """Stop everything; then end, by pid, any process of ours that outlived the shutdown."""
-        ours = _descendants()
+        ours = {pid: seen for pid, seen in _descendants().items() if (pid, seen[0]) not in self._before_start}
+        if self.redis is not None:
+            self.redis.close()
+            self.redis = None
         if self.service is not None:
             try:
                 self.service.stop()

@@ -3,8 +3,10 @@
 `describe_machine` is read once per run (cores, RAM, CPU model, versions).
 `CpuAccount` snapshots the CPU time of this process and of every process it
 started (Ray, the Serve proxy and replica, the BrowserHost and its Chromium,
-Redis, the webhook receiver) so a report can say which part was busy, and how
-much of the machine other people's processes were using at the same time.
+Redis, the webhook receiver), and of the processes it is told to watch (a Redis
+on this machine that the bench did not start), so a report can say which part
+was busy, and how much of the machine other people's processes were using at
+the same time.
 """
 
 from __future__ import annotations
@@ -39,10 +41,11 @@ class MachineInfo:
     wa_ray_commit: str
     wa_ray_dirty: bool
     session_hosting: str = "n/a"
+    redis: str = "n/a"  # which Redis the service used: embedded, one server, a cluster of N primaries (no password)
 
 
 def describe_machine(chromium_path: str | None, redis_version: str = "unknown",
-                     session_hosting: str = "n/a") -> MachineInfo:
+                     session_hosting: str = "n/a", redis: str = "n/a") -> MachineInfo:
     mem = psutil.virtual_memory()
     commit, dirty = _git_state()
     return MachineInfo(
@@ -61,6 +64,7 @@ def describe_machine(chromium_path: str | None, redis_version: str = "unknown",
         wa_ray_commit=commit,
         wa_ray_dirty=dirty,
         session_hosting=session_hosting,
+        redis=redis,
     )
 
 
@@ -135,7 +139,7 @@ def component_of(proc: psutil.Process) -> str:
         return "chromium"
     if "playwright" in joined and ("node" in name or "driver" in joined):
         return "playwright-driver"
-    if "redis-server" in name or "redis-server" in head:
+    if any(server in name or server in head for server in ("redis-server", "valkey-server")):
         return "redis-server"
     if "raylet" in name or "raylet" in head:
         return "raylet"
@@ -160,10 +164,18 @@ class CpuAccount:
         self._root = psutil.Process(root_pid or os.getpid())
         self._labels: dict[tuple[int, float], str] = {}
         self._named: dict[int, str] = {}
+        self._watched: list[psutil.Process] = []
 
     def name(self, pid: int, label: str) -> None:
         """Label a child whose command line says nothing (a multiprocessing child)."""
         self._named[pid] = label
+
+    def watch(self, pid: int) -> None:
+        """Count a process that is not our descendant as ours (e.g. each redis-server of an external cluster)."""
+        try:
+            self._watched.append(psutil.Process(pid))
+        except psutil.Error:
+            pass
 
     def snapshot(self) -> CpuSnapshot:
         import time
@@ -171,7 +183,7 @@ class CpuAccount:
         times = psutil.cpu_times()
         busy = sum(times) - times.idle - getattr(times, "iowait", 0.0)
         snap = CpuSnapshot(wall=time.monotonic(), system_busy=busy)
-        for proc in [self._root, *self._children()]:
+        for proc in self._processes():
             try:
                 key = (proc.pid, proc.create_time())
                 if key not in self._labels or self._labels[key] in ("python(other ray helper)", "gone"):
@@ -182,6 +194,12 @@ class CpuAccount:
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
         return snap
+
+    def _processes(self) -> list[psutil.Process]:
+        """This process, its descendants, and the watched processes still running (a reused pid is not)."""
+        procs = [self._root, *self._children()]
+        seen = {p.pid for p in procs}
+        return procs + [p for p in self._watched if p.pid not in seen and p.is_running()]
 
     def _children(self) -> list[psutil.Process]:
         try:
