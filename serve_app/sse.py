@@ -12,6 +12,12 @@ leaves no tasks or Redis connections behind. A client too slow to keep up
 (its queue full) is ended; its browser reconnects with Last-Event-ID and
 catches up from Redis.
 
+The hub turns each stream entry into one `FeedEvent` that every subscriber
+shares: decoded once, offered only to the subscribers whose filter wants it
+(so a filtered-out event costs a stream no wakeup and no queue slot), and
+framed at most once, however many streams send it. Replay builds the same
+`FeedEvent`s, so a replayed and a live event go out as the same bytes.
+
 A stream given an `AccessGuard` asks it every `guard.every_s` whether its
 caller's access still holds, whether events are flowing or not, and ends
 (after a `: access ended: <reason>` comment) when it does not; the guard is
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -49,14 +56,69 @@ def stream_id(value: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")  # what sse_starlette's ServerSentEvent splits and strips on
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class FeedEvent:
+    """One stream entry as every subscriber sees it. Shared by all of them: never mutated (`envelope`
+    included), but for the frame cached on the first `frame()` call."""
+
+    id: str
+    position: tuple[int, int]  # stream_id(id): ordering without parsing the id once per subscriber
+    type: Any  # the envelope's, None if it has none
+    session_id: Any
+    envelope: dict[str, Any]  # decode()'s result: the stored event and its "id"
+    _frame: bytes | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, envelope: dict[str, Any]) -> FeedEvent:
+        """From what storage.events.decode returns (the one decode of this entry)."""
+        event_id = envelope["id"]
+        return cls(event_id, stream_id(event_id), envelope.get("type"), envelope.get("session_id"), envelope)
+
+    def frame(self) -> bytes:
+        """The event's SSE bytes: exactly ServerSentEvent(data=orjson.dumps(envelope).decode(),
+        event=type, id=id).encode(), built once."""
+        if self._frame is None:
+            object.__setattr__(self, "_frame", _frame(self.id, self.type, orjson.dumps(self.envelope)))
+        return self._frame  # type: ignore[return-value]
+
+
+def _frame(event_id: Any, event_type: Any, data: bytes) -> bytes:
+    # Without a line break in id, type or data, ServerSentEvent.encode() writes exactly these three lines
+    # (the data is orjson's compact output, whose strings escape every control character, so in practice
+    # it never has one); anything else goes through ServerSentEvent itself, so the bytes cannot differ.
+    if (type(event_id) is str and type(event_type) is str and not _LINE_BREAK.search(event_id)
+            and not _LINE_BREAK.search(event_type) and b"\r" not in data and b"\n" not in data):
+        return f"id: {event_id}\r\nevent: {event_type}\r\ndata: ".encode() + data + b"\r\n\r\n"
+    return ServerSentEvent(data=data.decode(), event=event_type, id=event_id).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which events one stream sends: of `types` (all when empty) and of `session_id` (any when None)."""
+
+    types: frozenset[str] | None = None
+    session_id: str | None = None
+
+    def wants(self, event: FeedEvent) -> bool:
+        # Called by the hub's fan-out, so it must not raise: a type that is no string (never one we write)
+        # is simply not among `types`.
+        if self.types and not (isinstance(event.type, str) and event.type in self.types):
+            return False
+        return not self.session_id or event.session_id == self.session_id
+
+
 @dataclass(eq=False)
 class Subscriber:
-    queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_MAX))
+    filter: EventFilter = field(default_factory=EventFilter)
+    queue: asyncio.Queue[FeedEvent | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_MAX))
     overflowed: bool = False
 
-    def offer(self, event: dict[str, Any]) -> None:
-        if self.overflowed:
-            return
+    def offer(self, event: FeedEvent) -> None:
+        if self.overflowed or not self.filter.wants(event):
+            return  # what the stream would not send takes no slot: a client is ended only when behind on its own
         try:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
@@ -87,8 +149,9 @@ class EventHub:
         return {"feeds": len(self._feeds), "clients": sum(len(f.subscribers) for f in self._feeds.values())}
 
     @asynccontextmanager
-    async def subscribe(self, ws: str) -> AsyncIterator[tuple[Subscriber, str]]:
-        """Yields (subscriber, start): every event after `start` will arrive on the subscriber's queue."""
+    async def subscribe(self, ws: str, wants: EventFilter | None = None) -> AsyncIterator[tuple[Subscriber, str]]:
+        """Yields (subscriber, start): every event after `start` that `wants` lets through will arrive on the
+        subscriber's queue."""
         feed = self._feeds.get(ws)
         if feed is None:
             feed = self._feeds[ws] = _Feed(ws)
@@ -96,7 +159,7 @@ class EventHub:
         if feed.stop_handle is not None:
             feed.stop_handle.cancel()
             feed.stop_handle = None
-        sub = Subscriber()
+        sub = Subscriber(wants or EventFilter())
         feed.subscribers.add(sub)  # before reading the cursor: nothing after it can be missed
         try:
             await feed.ready.wait()
@@ -106,14 +169,14 @@ class EventHub:
             if not feed.subscribers and self._feeds.get(ws) is feed:
                 feed.stop_handle = asyncio.get_running_loop().call_later(self._linger_s, self._stop_if_idle, feed)
 
-    async def replay(self, ws: str, after: str) -> AsyncIterator[dict[str, Any]]:
+    async def replay(self, ws: str, after: str) -> AsyncIterator[FeedEvent]:
         """Events with ids after `after`, oldest first, up to the newest at the time of reading."""
         cursor = after
         while True:
             batch = await self._redis.xrange(keys.events(ws), min=f"({cursor}", max="+", count=READ_COUNT)
             for entry_id, fields in batch:
                 cursor = entry_id
-                yield decode(entry_id, fields)
+                yield FeedEvent.of(decode(entry_id, fields))
             if len(batch) < READ_COUNT:
                 return
 
@@ -138,6 +201,7 @@ class EventHub:
                     feed.cursor = await self._events.last_id(feed.ws)
                     feed.ready.set()
                 batch = await self._events.read_after(feed.ws, feed.cursor, block_ms=BLOCK_MS, count=READ_COUNT)
+                events = [FeedEvent.of(envelope) for envelope in batch]  # once per event, not per subscriber
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:  # Redis restarting: keep the clients, resume from the cursor
@@ -150,11 +214,11 @@ class EventHub:
                 continue
             # No await from here to the cursor update: a subscriber joins either before this
             # batch (and gets all of it) or after (and starts from the new cursor).
-            for event in batch:
-                for sub in list(feed.subscribers):
+            for sub in list(feed.subscribers):
+                for event in events:
                     sub.offer(event)
-            if batch:
-                feed.cursor = batch[-1]["id"]
+            if events:
+                feed.cursor = events[-1].id
 
 
 class AccessGuard(Protocol):
@@ -184,34 +248,25 @@ class _Recheck:
         return reason
 
 
-def _wanted(event: dict[str, Any], types: frozenset[str] | None, session_id: str | None) -> bool:
-    if types and event.get("type") not in types:
-        return False
-    return not session_id or event.get("session_id") == session_id
-
-
-def _sse(event: dict[str, Any]) -> ServerSentEvent:
-    return ServerSentEvent(data=orjson.dumps(event).decode(), event=event.get("type"), id=event["id"])
-
-
 async def event_stream(hub: EventHub, ws: str, last_id: str | None, types: frozenset[str] | None,
                        session_id: str | None, guard: AccessGuard | None = None,
                        ) -> AsyncIterator[ServerSentEvent | bytes]:
+    wants = EventFilter(types, session_id)
     try:
-        async with hub.subscribe(ws) as (sub, start):
+        async with hub.subscribe(ws, wants) as (sub, start):
             recheck = _Recheck(guard)
             # First bytes at once, so proxies and clients see the stream open before any event exists;
             # sent once subscribed, so a client that saw it misses nothing published afterwards.
             yield ServerSentEvent(comment="connected", retry=RECONNECT_MS)
-            sent = last_id or start
+            sent = stream_id(last_id or start)
             if last_id:
                 async for event in hub.replay(ws, last_id):
                     if reason := await recheck.ended():
                         yield ServerSentEvent(comment=f"access ended: {reason}")
                         return
-                    sent = event["id"]
-                    if _wanted(event, types, session_id):
-                        yield _sse(event)
+                    sent = event.position
+                    if wants.wants(event):
+                        yield event.frame()
             while True:
                 if reason := await recheck.ended():
                     yield ServerSentEvent(comment=f"access ended: {reason}")
@@ -223,13 +278,13 @@ async def event_stream(hub: EventHub, ws: str, last_id: str | None, types: froze
                 # What is queued goes out as one chunk: one ASGI body message through the Serve proxy for a
                 # burst instead of one per event (most of the stream's CPU under load). The guard is checked
                 # between chunks, as it was between events: a chunk holds what was published up to now.
+                # The queue holds only events this stream wants (the hub filters on offer).
                 chunk, ended = [], first is None
                 event = first
                 while event is not None:
-                    if stream_id(event["id"]) > stream_id(sent):  # not already replayed
-                        sent = event["id"]
-                        if _wanted(event, types, session_id):
-                            chunk.append(_sse(event).encode())
+                    if event.position > sent:  # not already replayed
+                        sent = event.position
+                        chunk.append(event.frame())
                     try:
                         event = sub.queue.get_nowait()
                     except asyncio.QueueEmpty:
