@@ -19,7 +19,8 @@ gets its handle as a constructor argument, never by looking a name up. It does t
   caps the pipeline well under the 167 msg/s target). A
   stale snapshot costs little: a message routed to a provider that has just
   gone down is retried once on the other by the sender that fails it.
-* A watcher, once a second per workspace with a provider config, publishes
+* A watcher, once a second per workspace with a provider config (a round over them all, a bounded
+  number evaluated at once: serve_app/workspace_round.py), publishes
   `provider.changed` whenever the workspace-level choice flips (a Redis GETSET
   makes one announcement per flip however many replicas run), and moves
   messages stranded in the queue of a Web session that is gone (logged out,
@@ -50,6 +51,7 @@ from wa_ray.storage.pacing import PacingPolicy, PacingStore
 from wa_ray.storage.providers import Health, ProviderConfig, ProviderStore
 from wa_ray.storage.redis_client import connect
 from wa_ray.config import RuntimeConfig
+from wa_ray.serve_app.workspace_round import WorkspaceRound
 from wa_ray.events import PROVIDER_CHANGED, Event
 
 log = logging.getLogger(__name__)
@@ -158,7 +160,7 @@ class ProviderSelector:
         self._messages = MessageStore(self._redis)
         self._events = EventLog(self._redis)
         self._numbers = NumberSource.over(self._redis, PacingPolicy.from_config(config))
-        self._failing: dict[str, str] = {}  # workspace -> the error its last evaluation raised (logged once)
+        self._round = WorkspaceRound(self.evaluate, "provider evaluation")
         self._task = asyncio.get_running_loop().create_task(self._watch())
 
     async def decide(self, ws: str) -> dict[str, Any]:
@@ -182,19 +184,11 @@ class ProviderSelector:
             await asyncio.sleep(max(0.1, WATCH_EVERY_S - (time.monotonic() - started)))
 
     async def watch_round(self) -> None:
-        """Evaluate every workspace with a provider config, each on its own: one whose evaluation raises (a
-        config its key cannot decrypt, say) must not stop the round, or every workspace sorted after it
-        would never fail over or come back."""
-        for ws in sorted(await self._store.workspaces()):
-            try:
-                await self.evaluate(ws)
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"[:300]
-                if self._failing.get(ws) != error:
-                    log.exception("provider evaluation of workspace %s failed", ws)
-                self._failing[ws] = error
-            else:
-                self._failing.pop(ws, None)
+        """Evaluate every workspace with a provider config, each on its own, a bounded number at once and
+        each under a timeout (serve_app/workspace_round.py). One whose evaluation raises or hangs (a config
+        its key cannot decrypt, say) must not stop the round, or every other workspace would never fail over
+        or come back; and one after another, hundreds of workspaces would make each failover wait seconds."""
+        await self._round.run(await self._store.workspaces())
 
     async def evaluate(self, ws: str) -> str | None:
         snap, cfg, health = await snapshot(self._store, ws)
@@ -223,10 +217,15 @@ class ProviderSelector:
 
     async def _move_queue(self, ws: str, sid: str, stream: str) -> None:
         try:
+            # first what an earlier move read and did not finish (a replica restarted, an evaluation timed
+            # out mid-rescue: serve_app/workspace_round.py), which nothing else would ever move; then new ones.
+            # Moving an entry twice is harmless: reroute() only moves a record still `queued` to WEBJS.
+            unfinished = await self._redis.xreadgroup(keys.QUEUE_GROUP, REROUTER, {stream: "0"}, count=200)
             reply = await self._redis.xreadgroup(keys.QUEUE_GROUP, REROUTER, {stream: ">"}, count=200)
         except aioredis.ResponseError:
             return  # no such queue or group yet: nothing stranded
-        entries = [(eid, fields.get("m")) for _, items in reply or [] for eid, fields in items]
+        entries = [(eid, (fields or {}).get("m")) for read in (unfinished, reply) for _, items in read or []
+                   for eid, fields in items]
         # plus what the idle sender had read and not started (still `queued`); `sending` stays with its owner
         for pending in await self._redis.xpending_range(stream, keys.QUEUE_GROUP, "-", "+", 200):
             if pending["consumer"] == REROUTER:
