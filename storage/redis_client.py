@@ -21,6 +21,8 @@ from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import ClusterNode, RedisCluster
 
+from wa_ray.storage.cluster_routing import StreamReadKeysParser
+
 RedisClient: TypeAlias = aioredis.Redis | AsyncRedisCluster
 SyncRedisClient: TypeAlias = redis.Redis | RedisCluster
 
@@ -55,8 +57,12 @@ def connect(url: str, *, max_connections: int = MAX_CONNECTIONS) -> RedisClient:
     if not is_cluster(url):
         return aioredis.Redis.from_url(url, **_options(max_connections, True))
     single, nodes = _split(url)
-    return AsyncRedisCluster.from_url(single, startup_nodes=[AsyncClusterNode(h, p) for h, p in nodes],
-                                      **_options(max_connections, True))
+    cluster = AsyncRedisCluster.from_url(single, startup_nodes=[AsyncClusterNode(h, p) for h, p in nodes],
+                                         **_options(max_connections, True))
+    # XREAD and XREADGROUP routed without a COMMAND GETKEYS round trip each (storage/cluster_routing.py); the
+    # parser is replaced before the client's first command, which is when redis-py initializes it
+    cluster.commands_parser = StreamReadKeysParser()
+    return cluster
 
 
 def connect_sync(url: str, *, decode_responses: bool = True,
