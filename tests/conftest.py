@@ -74,6 +74,16 @@ async def redis(bare_redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 
 @pytest.fixture(scope="session")
+def shared_redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The one three-master Redis Cluster of the run behind tests/redis_cluster.py's `redis_cluster_url`
+    (defined here, not there: see that module's docstring). Each test flushes it before use."""
+    from tests.redis_cluster import running_redis_cluster
+
+    with running_redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def admin_secret() -> str:
     return secrets.token_urlsafe(32)
 
@@ -102,6 +112,9 @@ def service(web_sim, admin_secret: str, tmp_path_factory: pytest.TempPathFactory
         data_dir=data_dir, http_port=free_port(), web_url=web_sim.url + "/", redis_url=service_redis_url,
         api_key_id=ADMIN_KEY_ID, api_key_secret=admin_secret, webhook_base_delay_s=0.2,
         metrics_token=METRICS_TOKEN,
+        # the ingress's provider snapshot: tests that change a workspace's provider or limits wait it out
+        # (tests/flows.py `provider_snapshot_expired`); none tests its length
+        provider_cache_ttl_s=0.25,
         # the webhook receivers and the Cloud API simulator are loopback listeners the tests own; the service's
         # own ports stay denied (wa_ray/egress.py), and no tenant-named host is ever looked up in DNS
         egress_allow=EGRESS_ALLOW, egress_dns=False,

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 
 from tests.events import EventCollector
+
+if TYPE_CHECKING:
+    from wa_ray.entry.service import Service
 
 T = TypeVar("T")
 
@@ -33,6 +36,13 @@ async def wait_state(api: httpx.AsyncClient, ws: str, sid: str, state: str, time
             return last
         await asyncio.sleep(0.05)
     raise TimeoutError(f"{ws}/{sid} never reached {state}; last: {last}")
+
+
+async def provider_snapshot_expired(service: Service) -> None:
+    """Wait until every ingress replica's provider snapshot of a workspace (`provider_cache_ttl_s`) was taken
+    after what the caller just changed (provider, limits, a session's link). A snapshot's lifetime counts
+    from the end of its fetch, so a fetch already on its way when the change landed gets a margin on top."""
+    await asyncio.sleep(service.settings.provider_cache_ttl_s + 0.35)
 
 
 async def stream_url(api: httpx.AsyncClient, base_url: str, ws: str) -> str:

@@ -8,6 +8,11 @@ needs: the tests that need a cluster are skipped when there is no redis-server b
 
 Fixtures: `redis_cluster_url` (one cluster per session) and `cluster_redis` (an asyncio client of it, flushed
 before each test); import them into a test module to use them.
+
+One cluster per session, whichever modules import them: a fixture imported into a module is registered as
+that module's own, so a session-scoped one defined here would start one cluster per importing module (ten of
+them, ~3 s each, all alive to the end of the run). The cluster itself is tests/conftest.py's
+`shared_redis_cluster_url`, defined once; the fixtures here only hand it on.
 """
 
 from __future__ import annotations
@@ -37,9 +42,8 @@ def running_redis_cluster(tmp_path: Path, *, masters: int = 3, password: str | N
 
 
 @pytest.fixture(scope="session")
-def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with running_redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as url:
-        yield url
+def redis_cluster_url(shared_redis_cluster_url: str) -> str:
+    return shared_redis_cluster_url
 
 
 @pytest.fixture

@@ -21,8 +21,11 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 TIMEOUT_MS = 45_000
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
+    """One Chromium per module: each test's pages live in browser contexts of their own (`open_console`
+    closes them), which share no cookies, storage or cache; launching Playwright and Chromium per test cost
+    more than most of these tests."""
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=default_chromium(), args=list(CHROMIUM_FLAGS),
                                            headless=True)

@@ -22,8 +22,9 @@ async def test_campaign_progress_pause_and_resume(service, api, phone_api, open_
     campaigns = f"/v1/workspaces/{ws}/campaigns"
     if (await api.get(campaigns)).status_code == 404:
         pytest.skip("the campaigns API (issue #15 part C) is not on this service")
-    # a 3 s gap between sends: the campaign runs long enough to be paused and resumed from the page
-    paced = await api.put(f"/v1/workspaces/{ws}/pacing", json={"steps": [[100, 3.0]], "typing": False})
+    # a 2 s gap between sends: the campaign runs long enough (14 s after its first send) to be paused from
+    # the page, and after the resume long enough for a read that says `running` to be on its way at the end
+    paced = await api.put(f"/v1/workspaces/{ws}/pacing", json={"steps": [[100, 2.0]], "typing": False})
     assert paced.status_code == 200, paced.text
     await link(api, phone_api, ws, "camp-1", PHONE)
     _, page = await open_console(api, ws)

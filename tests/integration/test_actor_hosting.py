@@ -21,7 +21,9 @@ MODULES = ("tests/integration/test_session_lifecycle.py", "tests/messages/test_e
 
 @pytest.mark.timeout(900)
 def test_lifecycle_and_exactly_once_with_grains_in_the_browser_host() -> None:
-    env = {**os.environ, "WA_SESSION_HOSTING": "host"}
+    # no test of these modules reads Ray's dashboard (tests/integration/test_dashboard.py does, on the
+    # shared service): off, it takes seconds of the two cores less to start
+    env = {**os.environ, "WA_SESSION_HOSTING": "host", "WA_DASHBOARD": "0"}
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *MODULES],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=840, stdin=subprocess.DEVNULL)
     print(proc.stdout[-2000:])

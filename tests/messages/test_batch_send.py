@@ -4,9 +4,9 @@ counted per item (attacks: tests/security/test_batch_send_attacks.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 
+from tests.flows import provider_snapshot_expired
 from wa_ray.storage import keys
 from wa_ray.storage.redis_client import connect
 
@@ -71,7 +71,7 @@ async def test_the_daily_limit_is_counted_per_item(api, service) -> None:
     try:
         put = await api.put(f"/v1/workspaces/{ws}/limits", json={"max_numbers": None, "messages_per_day": 3})
         assert put.status_code == 200, put.text
-        await asyncio.sleep(1.2)  # the ingress's provider snapshot carries the limit
+        await provider_snapshot_expired(service)  # the ingress's provider snapshot carries the limit
         r = (await _batch(api, ws, [{"to": RECIPIENT, "text": f"n{i}", "session_id": "q"} for i in range(5)])).json()
         assert sorted(x["status"] for x in r["results"]) == [202, 202, 202, 409, 409]
         assert {x["error"]["code"] for x in r["results"] if x["status"] == 409} == {"plan_limit"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.events import collect_events
-from tests.flows import link_session, stream_url
+from tests.flows import link_session, provider_snapshot_expired, stream_url
 from tests.messages.helpers import (
     FINAL,
     cloud_config,
@@ -50,7 +50,7 @@ async def test_unlinked_web_session_fails_over_to_cloud_api_and_back(api, phone_
         # no session could send before the scan, so the workspace was on the Cloud API; now it is back
         linked = await events.wait_for(_changed(events, "webjs"))
         assert linked["data"]["from"] == "meta" and linked["data"]["reason"] == "priority provider is healthy"
-        await asyncio.sleep(1.2)  # the ingress's cached decision (1 s) has caught up
+        await provider_snapshot_expired(service)
         web = await send(api, ws, to, "via web")
         assert web["provider"] == "webjs"
         await wait_status(api, ws, web["message_id"], DONE)
@@ -59,7 +59,7 @@ async def test_unlinked_web_session_fails_over_to_cloud_api_and_back(api, phone_
         await phone_api.post(f"/_phone/{phone}/unlink", json={})
         changed = await events.wait_for(_changed(events, "meta", mark))
         assert changed["data"]["from"] == "webjs" and changed["data"]["cloud_api"] is True
-        await asyncio.sleep(1.2)  # the ingress's cached decision (1 s) has caught up
+        await provider_snapshot_expired(service)
         cloud = await send(api, ws, to, "via cloud")
         assert cloud["provider"] == "meta"
         done = await wait_status(api, ws, cloud["message_id"], {"delivered", "read"})  # acks via /webhooks/meta
@@ -86,7 +86,7 @@ async def test_unlinked_web_session_fails_over_to_cloud_api_and_back(api, phone_
         assert (await phone_api.post(f"/_phone/{phone}/scan", json={"qr": qr})).status_code == 200
         back = await events.wait_for(_changed(events, "webjs", mark), timeout=30)
         assert back["data"]["from"] == "meta"
-        await asyncio.sleep(1.2)
+        await provider_snapshot_expired(service)
         again = await send(api, ws, to, "via web again")
         assert again["provider"] == "webjs"
         await wait_status(api, ws, again["message_id"], DONE)
@@ -114,7 +114,7 @@ async def test_cloud_outage_fails_over_to_web_session_and_back(api, phone_api, s
     try:
         async with collect_events(await stream_url(api, service.base_url, ws)) as events:
             await link_session(api, phone_api, events, ws, "f1", phone)
-            await asyncio.sleep(1.2)
+            await provider_snapshot_expired(service)
             first = await send(api, ws, to, "cloud before")
             assert first["provider"] == "meta"
             await wait_status(api, ws, first["message_id"], DONE)
@@ -130,7 +130,7 @@ async def test_cloud_outage_fails_over_to_web_session_and_back(api, phone_api, s
                 assert rerouted["rerouted_from"] == "meta" and "cloud_api (#2)" in rerouted["reason"]
             changed = await events.wait_for(_changed(events, "webjs", mark))
             assert changed["data"]["from"] == "meta" and changed["data"]["cloud_api"] is False
-            await asyncio.sleep(1.2)
+            await provider_snapshot_expired(service)
             direct = await send(api, ws, to, "breaker open")
             assert direct["provider"] == "webjs"
             await wait_status(api, ws, direct["message_id"], DONE)
@@ -139,7 +139,7 @@ async def test_cloud_outage_fails_over_to_web_session_and_back(api, phone_api, s
             sim.control.set_outage("off")  # the breaker's probe (after 1 s) finds the API healthy again
             back = await events.wait_for(_changed(events, "meta", mark), timeout=20)
             assert back["data"]["from"] == "webjs"
-            await asyncio.sleep(1.2)
+            await provider_snapshot_expired(service)
             after = await send(api, ws, to, "cloud after")
             assert after["provider"] == "meta"
             await wait_status(api, ws, after["message_id"], DONE)

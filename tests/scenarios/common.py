@@ -20,6 +20,9 @@ KEY_ID = "scenario-admin"
 def scenario_settings(data_dir: Path, web_url: str, **extra) -> Settings:
     extra.setdefault("egress_allow", "127.0.0.0/8,::1")  # webhook receivers on loopback (wa_ray/egress.py)
     extra.setdefault("egress_dns", False)
+    # no scenario reads Ray's dashboard (tests/integration/test_dashboard.py proves it on the shared service);
+    # its head and a dozen module processes would cost each start seconds of the two cores
+    extra.setdefault("dashboard", False)
     return Settings(data_dir=data_dir, http_port=free_port(), web_url=web_url, api_key_id=KEY_ID,
                     api_key_secret=extra.pop("secret", None) or secrets.token_urlsafe(24), **extra)
 

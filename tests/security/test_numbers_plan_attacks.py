@@ -10,13 +10,13 @@ are 404, never a 500; and one workspace's limits and counts never apply to anoth
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.flows import provider_snapshot_expired
 from wa_ray.storage import keys
 
 MARK = "ECHO" + secrets.token_hex(6)  # a value no response may carry back
@@ -151,7 +151,8 @@ async def test_malformed_ids_are_404_never_500(api: httpx.AsyncClient, victim) -
         assert answer.status_code == 404, (ws, answer.text)
 
 
-async def test_limits_of_one_workspace_never_apply_to_another(api, make_key, client_for, live_redis, victim) -> None:
+async def test_limits_of_one_workspace_never_apply_to_another(api, make_key, client_for, live_redis, victim,
+                                                             service) -> None:
     # the victim is at its max_numbers (2 of 2) and will be at its messages_per_day
     tenant = _ws("tenant")
     client = client_for(await make_key("workspace", tenant, rate_per_s=0))
@@ -159,7 +160,7 @@ async def test_limits_of_one_workspace_never_apply_to_another(api, make_key, cli
         for sid in ("t1", "t2", "t3"):  # past the victim's max_numbers: none of it is the tenant's
             created = await client.post(f"/v1/workspaces/{tenant}/sessions", json={"session_id": sid})
             assert created.status_code == 201, created.text
-        await asyncio.sleep(1.2)  # the victim's limit is in its snapshot by now
+        await provider_snapshot_expired(service)  # the victim's limit is in its snapshot by now
         for i in range(5):
             sent = await api.post(f"/v1/workspaces/{victim}/messages", json={"to": "15553597001", "text": f"v{i}",
                                                                             "session_id": "v1"})
