@@ -8,6 +8,12 @@ still sends the URL's host in the Host header and as the TLS server name, and
 the SSL context verifies the certificate against that name: https to a
 checked address is still https to that host.
 
+Each connection's stream is a `SocketStream`: the backend's own stream, with
+httpcore's idle check (`get_extra_info("is_readable")`, asked of every pooled
+connection at every request and every response close) answered by a poll of
+the socket looked up once at connect, instead of a fresh attribute lookup
+through anyio each time; every other call goes to the backend's stream.
+
 `GuardedClient` is how our code builds an httpx client for a destination a
 tenant named. Every request's URL goes through `parse_url` (http(s) only, no
 userinfo) before it is sent, and:
@@ -32,7 +38,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import select
 import socket
+import ssl
 import sys
 import typing
 from urllib.parse import urlsplit
@@ -57,6 +65,44 @@ from wa_ray.runtime import RuntimeConfig
 RAY_PORTS = frozenset({6379, 8265, 10001, 52365})
 
 
+class SocketStream(httpcore.AsyncNetworkStream):
+    """A backend's stream, answering `is_readable` from its socket (looked up once) and all else through it."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
+        self._inner = inner
+        # the object httpcore's AnyIO backend looks up at each call; a backend without one answers for itself
+        self._socket: socket.socket | None = inner.get_extra_info("socket")
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                        timeout: float | None = None) -> httpcore.AsyncNetworkStream:
+        return SocketStream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> typing.Any:
+        if info == "is_readable" and self._socket is not None:
+            return socket_readable(self._socket)
+        return self._inner.get_extra_info(info)
+
+
+def socket_readable(sock: socket.socket) -> bool:
+    """httpcore's `is_socket_readable`: data (or EOF) waiting, found without a read; a closed socket counts
+    as readable, so that an idle connection on it is dropped rather than used."""
+    fd = sock.fileno()
+    if fd < 0:
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     """Connects only to addresses the guard returned for (host, port); never resolves again."""
 
@@ -75,8 +121,9 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         last: Exception = httpcore.ConnectError("no address")
         for ip in addresses:  # each one passed the guard; the first that answers is used
             try:
-                return await self._inner.connect_tcp(str(ip), port, timeout=timeout, local_address=local_address,
-                                                     socket_options=socket_options)
+                return SocketStream(await self._inner.connect_tcp(str(ip), port, timeout=timeout,
+                                                                  local_address=local_address,
+                                                                  socket_options=socket_options))
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last = exc
         raise last
