@@ -484,6 +484,8 @@ class BrowserHost:
         linked_again = state == "CONNECTED" and payload.get("hasSynced")
         if kind is PageSignal.READY or linked_again:
             hosted.sender.connected.set()
+        elif kind is PageSignal.LOGOUT:  # unlinked from the phone: what it was sending is judged at once
+            hosted.sender.unlinked()
         elif kind in UNSENDABLE_SIGNALS or (kind is PageSignal.STATE and state != "CONNECTED"):
             hosted.sender.connected.clear()
 

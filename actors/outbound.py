@@ -41,6 +41,12 @@ another document) is failed as `unconfirmed`. That outcome only ever stops a
 send: no rule here sends a message whose key a page may already hold, so the
 bound can cost a false `failed`, never a second copy.
 
+A phone-side logout (the page's LOGOUT signal, `unlinked`) ends that wait at once: the link the message
+went out on is gone, so no answer can come, and the page cannot send under it again. Each `sending`
+message this sender holds is judged by the page alone right then, as past the bound, except that nothing
+is sent: a key the page holds with an answer settles it; anything else is failed `unconfirmed`. Queued
+messages stay queued (a campaign's move to another number; the others go out after a new link).
+
 A sender's page belongs to it alone (a new page means a new SessionSender
 with a new consumer name). When that page is closed for good, or the host
 says stop, the sender stops, heartbeat included, even if the task
@@ -156,6 +162,7 @@ class SessionSender(StreamConsumer):
         self._risk = BanRiskGate(redis, ws, sid, self._events, self._paused_by_risk)
         self.connected = asyncio.Event()
         self._unresolved: dict[str, float] = {}  # message id -> when this sender first could not resolve it
+        self._unlinked = False  # the page was logged out from the phone and has not been linked since
         self._stopped = False
         self._beating = True  # the heartbeat's loop runs while this holds (run() clears it as it ends)
         self._page_seen = False
@@ -165,6 +172,13 @@ class SessionSender(StreamConsumer):
         """The host is closing this sender's page: no new send, and the loop ends within PAGE_CHECK_S
         whether or not the task's cancellation reaches it."""
         self._stopped = True
+        self.connected.clear()
+        self._wake.set()
+
+    def unlinked(self) -> None:
+        """The phone logged the page out: no send until it is linked again, and the `sending` messages this
+        sender holds are judged now (module docstring), not after a bound that no answer can beat."""
+        self._unlinked = True
         self.connected.clear()
         self._wake.set()
 
@@ -256,9 +270,14 @@ class SessionSender(StreamConsumer):
         """Wait for the page to be linked and online, or gone for good; time spent offline does not count
         against the bound."""
         if self.connected.is_set():
+            self._unlinked = False  # linked again since (a logout always clears `connected` first)
             return
         since = time.monotonic()
         while not self.connected.is_set() and not self._page_gone():
+            if self._unlinked:
+                await self._judge_unlinked()
+                self._unlinked = False  # only once judged: a failed round (Redis away) is run again
+                continue
             try:
                 async with asyncio.timeout(PAGE_CHECK_S):
                     await self.connected.wait()
@@ -395,6 +414,35 @@ class SessionSender(StreamConsumer):
         if not key or doc != held.document:
             return await self._unconfirmed(record, "sent from a page document that is gone")
         return await self._send(record, key)  # same document, key unknown to it: the send never started
+
+    async def _judge_unlinked(self) -> None:
+        """After a logout: each `sending` message this sender holds is settled by what the page holds of it, or
+        failed `unconfirmed`; never sent. One a live other sender owns stays that sender's."""
+        for stream in self._streams:
+            for entry in await self.held_all(stream):
+                message_id = entry.fields.get("m")
+                record = await self._messages.record(self._ws, message_id) if message_id else {}
+                if not self._ours_to_send(record) or record["status"] != "sending":
+                    continue  # queued, or settled elsewhere: the loop handles it as usual once linked
+                owner = record.get("owner") or ""
+                if owner != self.epoch and owner and await self._redis.exists(keys.sender_alive(owner)):
+                    continue
+                outcome = await self._judge_by_page(record)
+                if outcome.final:
+                    self._unresolved.pop(record["message_id"], None)
+                    await self.settle(entry, outcome)
+
+    async def _judge_by_page(self, record: dict[str, str]) -> Outcome:
+        """A `sending` message of a logged-out page: sent or refused when the page holds its key with that
+        answer, else failed `unconfirmed` (its send may have reached WhatsApp before the logout)."""
+        serialized = await self._wa_id(record, record.get("wa_key") or "")
+        try:
+            held = await self._page.ack_of(serialized)
+        except PageGone:
+            return await self._unconfirmed(record, "logged out from the phone, no page to ask")
+        if held.ack:  # 1+ the server took it, -1 it refused it; 0 (or None) waits for an answer that cannot come
+            return await self._settle_ack(record, serialized, held.ack)
+        return await self._unconfirmed(record, "logged out from the phone before the server answered")
 
     async def _send(self, record: dict[str, str], key: str) -> Outcome:
         """The page send under the intent's key, waiting for the server's answer."""

@@ -2,8 +2,11 @@
 
 One reader for the API (GET .../campaigns/{id}) and the runner's `campaign.progress`, so both say the same.
 A number is usable when it is connected and in the campaign's numbers; lost when it is gone, logged out,
-blocked, failed or stopped, or not connected for longer than LOST_GRACE_S (a short reconnect keeps its
-recipients). The Cloud API ("meta") sends template campaigns and is always usable for them.
+waiting for a QR scan or a pairing code, blocked, failed or stopped, or not connected for longer than
+LOST_GRACE_S (a short reconnect keeps its recipients). `qr_required` is lost at once: a page offers a code
+only when it holds no link (a phone-side logout goes `logged_out` -> `qr_required` within a second), and
+only a person linking it brings the number back, so a grace would only strand its recipients. The Cloud
+API ("meta") sends template campaigns and is always usable for them.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from wa_ray.storage.events import EventLog
 from wa_ray.storage.pacing import PacingPolicy
 from wa_ray.storage.registry import SessionRegistry
 
-LOST_STATES = frozenset({"logged_out", "blocked", "failed", "stopped"})
+LOST_STATES = frozenset({"logged_out", "qr_required", "blocked", "failed", "stopped"})
 LOST_GRACE_S = 30.0
 META_NUMBER = tallies.CLOUD
 

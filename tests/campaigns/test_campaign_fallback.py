@@ -53,11 +53,12 @@ async def test_a_lost_number_without_another_hands_its_recipients_to_the_fallbac
 
     web = await inboxes(phone_api, rcpts)
     cloud = {r["to"]: sim.control.sent(to=r["to"], phone_number_id=pnid) for r in rcpts}
-    # a message `sending` at the logout is its sender's to judge (failed `unconfirmed` at worst, never resent)
+    # a message `sending` at the logout is its sender's to judge (failed `unconfirmed` at worst, never resent:
+    # it may or may not have reached its recipient)
     assert done["totals"]["failed"] <= 1
     reached = {r["to"]: len(web[r["to"]]) + len(cloud[r["to"]]) for r in rcpts}
     assert max(reached.values()) == 1  # never twice, never both ways
-    assert sum(reached.values()) == 10 - done["totals"]["failed"]
+    assert sum(reached.values()) >= 10 - done["totals"]["failed"]
     for r in rcpts:
         for m in web[r["to"]]:
             assert m["body"] == f"Hi {r['variables']['name']}" and m["from"] == phone
@@ -109,7 +110,7 @@ async def test_with_another_number_the_recipients_stay_on_whatsapp_web(api, phon
     web = await inboxes(phone_api, rcpts)
     assert all(sim.control.sent(to=r["to"], phone_number_id=pnid) == [] for r in rcpts)  # the other number first
     assert max(len(m) for m in web.values()) == 1
-    assert sum(len(m) for m in web.values()) == 10 - done["totals"]["failed"] and done["totals"]["failed"] <= 1
+    assert sum(len(m) for m in web.values()) >= 10 - done["totals"]["failed"] and done["totals"]["failed"] <= 1
     assert "meta" not in done["numbers"]
 
 

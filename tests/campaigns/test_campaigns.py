@@ -173,9 +173,9 @@ async def test_a_number_lost_mid_campaign_hands_its_recipients_to_the_others(how
     counts = {to: len(m) for to, m in got.items()}
     assert max(counts.values()) == 1  # never twice
     # a message `sending` at the very moment of the logout is its sender's to judge (failed `unconfirmed` at
-    # worst, never resent); every other recipient got exactly one
+    # worst, never resent: it may or may not have reached its recipient); every other recipient got exactly one
     assert done["totals"]["failed"] <= 1
-    assert sum(counts.values()) == 14 - done["totals"]["failed"]
+    assert sum(counts.values()) >= 14 - done["totals"]["failed"]
     by_number = Counter(m[0]["from"] for m in got.values() if m)
     assert by_number[numbers["l2"]] > by_number[numbers["l1"]] >= 2
     assert done["numbers"]["l1"]["queued"] == 0

@@ -1,0 +1,96 @@
+"""A number logged out from its phone mid-campaign: its queued recipients move on at once, and the message it
+was sending at that moment is judged at once by its sender (sent if the page holds the server's answer, else
+failed `unconfirmed`, never sent again), so the campaign completes without waiting on a link that is gone."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import redis.asyncio as aioredis
+
+from tests.campaigns.test_campaigns import inboxes, recipients, wait_campaign
+from tests.events import collect_events
+from tests.flows import link_session, stream_url
+from tests.messages.helpers import put_pacing
+from wa_ray.storage import campaigns, keys
+from wa_ray.storage.campaign_view import numbers_of
+from wa_ray.storage.campaigns import RUNNING, Campaign
+from wa_ray.storage.registry import SessionRegistry
+
+# How long the simulated server holds each of the lost number's sends before it answers: the sender's page
+# waits for that answer, so a message is surely `sending` when the phone unlinks the number.
+SERVER_LATENCY_MS = 4000
+
+
+async def test_a_number_waiting_for_a_new_link_is_lost_at_once(redis: aioredis.Redis) -> None:
+    """A phone-side logout goes `logged_out` -> `qr_required` within a second, when the page shows its new QR;
+    that number comes back only when a person links it again, so it is lost from the first moment, unlike a
+    number whose socket is merely reconnecting."""
+    registry = SessionRegistry(redis)
+    ws = "cmp-lost-states"
+    for sid in ("linked", "unlinked", "reconnecting"):
+        await registry.register(ws, sid, "node")
+        await registry.set_state(ws, sid, "connected")
+    await registry.set_state(ws, "unlinked", "logged_out")
+    await registry.set_state(ws, "unlinked", "qr_required")
+    await registry.set_state(ws, "reconnecting", "reconnecting")
+    c = Campaign("cmp_x", ws, "x", RUNNING, time.time(), "text", {"text": "hi"}, None, None, "bulk")
+    numbers = await numbers_of(registry, c, now=time.time() + 1)  # one second in: no grace has run out
+    assert numbers.usable == ["linked"]
+    assert numbers.is_lost("unlinked")
+    assert not numbers.is_lost("reconnecting")  # a short reconnect keeps its recipients
+
+
+async def _sending_on(redis: aioredis.Redis, ws: str, cid: str, sid: str, timeout: float = 60.0) -> str:
+    """The campaign message that is `sending` on `sid` (its page waits for the server's answer)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for mid in await redis.smembers(campaigns.open_key(ws, cid)):
+            status, session = await redis.hmget(keys.message(ws, mid), "status", "session_id")
+            if status == "sending" and session == sid:
+                return mid
+        await asyncio.sleep(0.02)
+    raise TimeoutError(f"no message of {cid} was ever sending on {sid}")
+
+
+async def test_the_message_sending_at_the_logout_is_judged_at_once_and_the_campaign_completes(
+        api, phone_api, service, live_redis) -> None:
+    ws = "cmp-unlink-sending"
+    await put_pacing(api, ws, steps=[[1000, 0.5]], typing=False, per_minute=1000, per_hour=1000)
+    numbers = {"u1": "15553960001", "u2": "15553960002"}
+    rcpts = recipients("1555396", 10)
+    async with collect_events(await stream_url(api, service.base_url, ws)) as events:
+        for sid, phone in numbers.items():
+            await link_session(api, phone_api, events, ws, sid, phone)
+        slow = await phone_api.put(f"/_phone/{numbers['u1']}/config", json={"latency_ms": SERVER_LATENCY_MS})
+        assert slow.status_code == 200, slow.text
+        created = await api.post(f"/v1/workspaces/{ws}/campaigns", json={
+            "name": "unlink while sending", "message": {"text": "Hey {{name}}"}, "recipients": rcpts})
+        assert created.status_code == 201, created.text
+        cid = created.json()["campaign_id"]
+        stranded = await _sending_on(live_redis, ws, cid, "u1")
+        assert (await phone_api.post(f"/_phone/{numbers['u1']}/unlink", json={})).status_code == 200
+        await events.wait_for(lambda e: e["type"] == "session.disconnected" and e["session_id"] == "u1")
+        # Without a judgement on logout the message stays `sending` for as long as the number stays unlinked
+        # (the sender waits for a page that is linked again), and the campaign never completes: no bound here
+        # is near what the fix takes (about a second).
+        judged = await events.wait_for(lambda e: e["type"] in ("message.failed", "message.sent")
+                                       and e["data"].get("message_id") == stranded, timeout=60)
+        done = await wait_campaign(api, ws, cid, lambda c: c["status"] == "completed", timeout=60)
+        order = [(e["type"], e["session_id"]) for e in events.events
+                 if (e["type"] == "session.disconnected" and e["session_id"] == "u1")
+                 or (e["type"] == "campaign.progress" and e["data"]["status"] == "completed") or e is judged]
+    # the logout, then the sender's judgement of what it was sending, then the campaign's end
+    assert [t for t, _ in order][:2] == ["session.disconnected", judged["type"]], order
+    assert judged["type"] == "message.failed"  # the server held its answer past the logout: unknowable
+    record = (await api.get(f"/v1/workspaces/{ws}/messages/{stranded}")).json()
+    assert record["status"] == "failed" and (record["reason"] or "").startswith("unconfirmed"), record
+    assert record["session_id"] == "u1"  # never moved to the other number, so never sent twice
+
+    got = await inboxes(phone_api, rcpts)
+    stranded_to = record["to"]
+    assert len(got[stranded_to]) <= 1  # the simulated server may have delivered it before the logout
+    assert {to: len(m) for to, m in got.items() if to != stranded_to and len(m) != 1} == {}
+    assert done["totals"]["failed"] == 1 and done["totals"]["pending"] == 0
+    assert done["numbers"]["u1"]["queued"] == 0
