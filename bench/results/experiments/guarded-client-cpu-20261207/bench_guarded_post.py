@@ -74,14 +74,23 @@ def serve() -> None:
     asyncio.run(main())
 
 
+BEFORE_COMMIT = "11813e9"  # the last commit before SocketStream (wa_ray/egress_http.py)
+
 # ------------------------------------------------------------------ client (this process)
 def _client_class(impl: str) -> type:
-    """`after`: the repo's wa_ray/egress_http.py; `before`: the copy of it taken before the change."""
+    """`after`: the repo's wa_ray/egress_http.py; `before`: that module as of BEFORE_COMMIT (read from git into a
+    temporary file, not kept as a copy here)."""
     if impl == "after":
         from wa_ray.egress_http import GuardedClient
         return GuardedClient
     import importlib.util
-    spec = importlib.util.spec_from_file_location("egress_http_before", os.path.join(HERE, "egress_http_before.py"))
+    import tempfile
+    source = subprocess.run(["git", "show", f"{BEFORE_COMMIT}:wa_ray/egress_http.py"], cwd=HERE, check=True,
+                            capture_output=True, text=True).stdout
+    path = os.path.join(tempfile.mkdtemp(), "egress_http_before.py")
+    with open(path, "w") as f:
+        f.write(source)
+    spec = importlib.util.spec_from_file_location("egress_http_before", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
