@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import select
 import socket
 import ssl
 import sys
@@ -47,6 +46,8 @@ from urllib.parse import urlsplit
 
 import httpcore
 import httpx
+# httpcore's own idle check, called on the socket we hold (private module: httpcore is pinned in pyproject)
+from httpcore._utils import is_socket_readable
 
 from wa_ray.egress import (
     EgressGuard,
@@ -88,19 +89,8 @@ class SocketStream(httpcore.AsyncNetworkStream):
 
     def get_extra_info(self, info: str) -> typing.Any:
         if info == "is_readable" and self._socket is not None:
-            return socket_readable(self._socket)
+            return is_socket_readable(self._socket)
         return self._inner.get_extra_info(info)
-
-
-def socket_readable(sock: socket.socket) -> bool:
-    """httpcore's `is_socket_readable`: data (or EOF) waiting, found without a read; a closed socket counts
-    as readable, so that an idle connection on it is dropped rather than used."""
-    fd = sock.fileno()
-    if fd < 0:
-        return True
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):

@@ -5,17 +5,16 @@ every other `get_extra_info` key as the backend's own does, over http and after 
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from httpcore._utils import is_socket_readable  # the reference `socket_readable` must agree with
+from httpcore._utils import is_socket_readable
 
 from tests.tls_certs import make_ca_and_server_cert
 from wa_ray.egress import EgressDenied, EgressGuard, EgressPolicy, no_dns_resolver
-from wa_ray.egress_http import GuardedBackend, GuardedClient, SocketStream, socket_readable
+from wa_ray.egress_http import GuardedBackend, GuardedClient, SocketStream
 
 LOOPBACK_OK = EgressGuard(EgressPolicy.parse(["127.0.0.0/8"]), no_dns_resolver)
 
@@ -142,16 +141,3 @@ async def test_a_refused_destination_still_never_connects() -> None:
             with pytest.raises(EgressDenied):
                 await client.post(endpoint.url, content=b"{}")
         assert endpoint.accepted == 0
-
-
-def test_socket_readable_matches_httpcore() -> None:
-    """Same answers as httpcore's own check for the three states: idle, data waiting, closed."""
-    a, b = socket.socketpair()
-    try:
-        assert socket_readable(a) is is_socket_readable(a) is False
-        b.send(b"x")
-        assert socket_readable(a) is is_socket_readable(a) is True
-    finally:
-        b.close()
-    a.close()
-    assert socket_readable(a) is is_socket_readable(a) is True
