@@ -78,11 +78,13 @@ async def test_the_message_sending_at_the_logout_is_judged_at_once_and_the_campa
         judged = await events.wait_for(lambda e: e["type"] in ("message.failed", "message.sent")
                                        and e["data"].get("message_id") == stranded, timeout=60)
         done = await wait_campaign(api, ws, cid, lambda c: c["status"] == "completed", timeout=60)
-        order = [(e["type"], e["session_id"]) for e in events.events
-                 if (e["type"] == "session.disconnected" and e["session_id"] == "u1")
-                 or (e["type"] == "campaign.progress" and e["data"]["status"] == "completed") or e is judged]
-    # the logout, then the sender's judgement of what it was sending, then the campaign's end
-    assert [t for t, _ in order][:2] == ["session.disconnected", judged["type"]], order
+        await events.wait_for(lambda e: e["type"] == "campaign.progress" and e["data"]["status"] == "completed")
+        order = [e["type"] for e in events.events
+                 if (e["type"] == "campaign.progress" and e["data"]["status"] == "completed") or e is judged]
+    # The judgement, then the campaign's end: the end waits on it (the status and its event are written by one
+    # script). The judgement and `session.disconnected` both follow the page's LOGOUT, from two owners (the
+    # sender, the session); no order between them is promised, so none is asserted.
+    assert order == [judged["type"], "campaign.progress"], order
     assert judged["type"] == "message.failed"  # the server held its answer past the logout: unknowable
     record = (await api.get(f"/v1/workspaces/{ws}/messages/{stranded}")).json()
     assert record["status"] == "failed" and (record["reason"] or "").startswith("unconfirmed"), record
