@@ -390,14 +390,14 @@ class SessionSender(StreamConsumer):
             return Outcome.DONE  # rerouted, failed, or moved to another number (a campaign's) meanwhile
         return await self._send({**record, "status": "sending", **intent}, minted.key)
 
-    async def _resume(self, record: dict[str, str]) -> Outcome:
+    async def _resume(self, record: dict[str, str], *, unlinked: bool = False) -> Outcome:
         """A `sending` message, its intent recorded earlier: judged by its owner, then by the page
-        (module docstring)."""
+        (module docstring). `unlinked`: the page was logged out from the phone, so it is judged as past the
+        bound at once, except that a live other owner keeps it and nothing is sent."""
         message_id = record["message_id"]
         key, doc = record.get("wa_key") or "", record.get("doc") or ""
-        overdue = self._overdue(message_id)  # past the bound the page alone decides
-        owner = record.get("owner") or ""
-        if owner != self.epoch and owner and not overdue and await self._redis.exists(keys.sender_alive(owner)):
+        overdue = unlinked or self._overdue(message_id)  # past the bound the page alone decides
+        if (unlinked or not overdue) and await self._held_by_live_other(record):
             return self._later(message_id)  # its sender is alive and on it
         serialized = await self._wa_id(record, key)
         try:
@@ -411,38 +411,30 @@ class SessionSender(StreamConsumer):
             if outcome is Outcome.LATER and overdue:
                 return await self._unconfirmed(record, "the page still waits for the server's answer")
             return self._later(message_id) if outcome is Outcome.LATER else outcome
+        if unlinked:
+            return await self._unconfirmed(record, "logged out from the phone before the send's answer")
         if not key or doc != held.document:
             return await self._unconfirmed(record, "sent from a page document that is gone")
         return await self._send(record, key)  # same document, key unknown to it: the send never started
 
+    async def _held_by_live_other(self, record: dict[str, str]) -> bool:
+        """Its intent names another sender whose heartbeat is still alive: that sender is on it."""
+        owner = record.get("owner") or ""
+        return bool(owner) and owner != self.epoch and bool(await self._redis.exists(keys.sender_alive(owner)))
+
     async def _judge_unlinked(self) -> None:
-        """After a logout: each `sending` message this sender holds is settled by what the page holds of it, or
-        failed `unconfirmed`; never sent. One a live other sender owns stays that sender's."""
+        """After a logout: each `sending` message this sender holds is judged at once (`_resume`, unlinked);
+        never sent. Queued ones, and ones settled elsewhere, wait for the loop as usual."""
         for stream in self._streams:
             for entry in await self.held_all(stream):
                 message_id = entry.fields.get("m")
                 record = await self._messages.record(self._ws, message_id) if message_id else {}
                 if not self._ours_to_send(record) or record["status"] != "sending":
-                    continue  # queued, or settled elsewhere: the loop handles it as usual once linked
-                owner = record.get("owner") or ""
-                if owner != self.epoch and owner and await self._redis.exists(keys.sender_alive(owner)):
                     continue
-                outcome = await self._judge_by_page(record)
+                outcome = await self._resume(record, unlinked=True)
                 if outcome.final:
                     self._unresolved.pop(record["message_id"], None)
                     await self.settle(entry, outcome)
-
-    async def _judge_by_page(self, record: dict[str, str]) -> Outcome:
-        """A `sending` message of a logged-out page: sent or refused when the page holds its key with that
-        answer, else failed `unconfirmed` (its send may have reached WhatsApp before the logout)."""
-        serialized = await self._wa_id(record, record.get("wa_key") or "")
-        try:
-            held = await self._page.ack_of(serialized)
-        except PageGone:
-            return await self._unconfirmed(record, "logged out from the phone, no page to ask")
-        if held.ack:  # 1+ the server took it, -1 it refused it; 0 (or None) waits for an answer that cannot come
-            return await self._settle_ack(record, serialized, held.ack)
-        return await self._unconfirmed(record, "logged out from the phone before the server answered")
 
     async def _send(self, record: dict[str, str], key: str) -> Outcome:
         """The page send under the intent's key, waiting for the server's answer."""
