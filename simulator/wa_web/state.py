@@ -123,6 +123,8 @@ class Device:
     # Inbound messages that arrived while no page of this device was online.
     pending: list[dict[str, Any]] = field(default_factory=list)
     last_seen: float = 0.0
+    # Sends the server took from this device's pages (its answer may still be held back by `latency_ms`).
+    sent: int = 0
 
 
 @dataclass
@@ -566,6 +568,7 @@ class SimState:
             await self._safe_send(page, {"type": "ack", "key": key, "ack": -1})
             return
         self.counters.from_pages += 1
+        device.sent += 1
         self._later(sender.config.latency_ms, self._route_page_send(device, msg))
 
     async def _route_page_send(self, device: Device, msg: dict[str, Any]) -> None:
@@ -739,6 +742,7 @@ class SimState:
                 "pushname": d.pushname,
                 "platform": d.platform,
                 "pending": len(d.pending),
+                "sent": d.sent,
             }
             for d in self.phone_devices(phone.number)
         ]

@@ -54,6 +54,17 @@ async def _sending_on(redis: aioredis.Redis, ws: str, cid: str, sid: str, timeou
     raise TimeoutError(f"no message of {cid} was ever sending on {sid}")
 
 
+async def _server_took_sends(phone_api, phone: str, timeout: float = 10.0) -> int:
+    """How many page sends the simulated server took from `phone`'s linked device, once it took any."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        devices = (await phone_api.get(f"/_phone/{phone}/devices")).json()["devices"]
+        if sum(d["sent"] for d in devices):
+            return sum(d["sent"] for d in devices)
+        await asyncio.sleep(0.02)
+    raise TimeoutError(f"the server never took a send from {phone}")
+
+
 async def test_the_message_sending_at_the_logout_is_judged_at_once_and_the_campaign_completes(
         api, phone_api, service, live_redis) -> None:
     ws = "cmp-unlink-sending"
@@ -70,6 +81,9 @@ async def test_the_message_sending_at_the_logout_is_judged_at_once_and_the_campa
         assert created.status_code == 201, created.text
         cid = created.json()["campaign_id"]
         stranded = await _sending_on(live_redis, ws, cid, "u1")
+        # u1's first send, held by the server for SERVER_LATENCY_MS (its sender sends one at a time): unlinked
+        # before the page's send reached the server, the server would refuse it (ack -1), a different story
+        assert await _server_took_sends(phone_api, numbers["u1"]) == 1
         assert (await phone_api.post(f"/_phone/{numbers['u1']}/unlink", json={})).status_code == 200
         await events.wait_for(lambda e: e["type"] == "session.disconnected" and e["session_id"] == "u1")
         # Without a judgement on logout the message stays `sending` for as long as the number stays unlinked
