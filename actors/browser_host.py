@@ -52,6 +52,11 @@ ACTIVATE_CONCURRENCY = 4
 # Lifecycle signals a preopened page keeps for its owner-to-be; a page loading to its first QR says a few.
 PENDING_SIGNALS_MAX = 64
 
+# A logout or delete through the API waits this long, at most, for the sender's loop to end and for the page's
+# judgement of what it held `sending`; past it the page is closed anyway (those messages are then judged when
+# the session is linked again: another document, failed `unconfirmed`).
+JUDGE_ON_CLOSE_S = 10.0
+
 
 @dataclass
 class HostedSession:
@@ -76,6 +81,20 @@ class HostedSession:
             self.owner.on_page_signal.remote(kind, payload)
 
 
+async def _judge_before_close(hosted: HostedSession) -> None:
+    """The link ends with this close: once the sender's loop has ended (so nothing sends meanwhile), the page,
+    still open, judges what the sender held `sending` (SessionSender.judge_unlinked). Never raises: the
+    close goes on."""
+    try:
+        async with asyncio.timeout(JUDGE_ON_CLOSE_S):
+            if hosted.tasks:
+                await asyncio.wait(hosted.tasks)
+            await hosted.sender.judge_unlinked()
+    except Exception as exc:
+        log.warning("%s/%s: held messages not judged before the page closed (%r); they are when it is linked "
+                    "again", hosted.ws, hosted.sid, exc)
+
+
 class LocalPort:
     """A grain's way to its page and records: plain calls on the host it lives in."""
 
@@ -89,8 +108,8 @@ class LocalPort:
     async def open(self, restore: bool) -> None:
         await self._host.open_session(self._ws, self._sid, self.owner, restore)
 
-    async def close(self) -> None:
-        await self._host.close_session(self._ws, self._sid)
+    async def close(self, unlinked: bool = False) -> None:
+        await self._host.close_session(self._ws, self._sid, unlinked)
 
     async def save_auth(self) -> None:
         await self._host.save_auth(self._ws, self._sid)
@@ -322,22 +341,26 @@ class BrowserHost:
             return False
         return await hosted.page.takeover()
 
-    async def close_session(self, ws: str, sid: str) -> bool:
+    async def close_session(self, ws: str, sid: str, unlinked: bool = False) -> bool:
+        """Close the session's page; `unlinked` (HostPort.close): its sender's `sending` messages are judged by
+        the page first."""
         async with self._session_lock((ws, sid)):  # an open in progress finishes first, then is closed whole
-            return await self._close_key((ws, sid))
+            return await self._close_key((ws, sid), unlinked)
 
-    async def _close_key(self, key: tuple[str, str]) -> bool:
+    async def _close_key(self, key: tuple[str, str], unlinked: bool = False) -> bool:
         hosted = self._sessions.pop(key, None)
         if hosted is None:
             return False
-        await self._close(hosted)
+        await self._close(hosted, unlinked)
         return True
 
     @staticmethod
-    async def _close(hosted: HostedSession) -> None:
+    async def _close(hosted: HostedSession, unlinked: bool = False) -> None:
         hosted.sender.stop()  # ends its loop even if the cancellation below never reaches it
         for task in hosted.tasks:
             task.cancel()
+        if unlinked:
+            await _judge_before_close(hosted)
         await hosted.page.close()
 
     # ------------------------------------------------- grains (host hosting)

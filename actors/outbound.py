@@ -41,7 +41,8 @@ another document) is failed as `unconfirmed`. That outcome only ever stops a
 send: no rule here sends a message whose key a page may already hold, so the
 bound can cost a false `failed`, never a second copy.
 
-A phone-side logout (the page's LOGOUT signal, `unlinked`) ends that wait at once: the link the message
+A logout (the page's LOGOUT signal, `unlinked`; or our API's logout or delete, `judge_unlinked` called by
+the host before it closes the page) ends that wait at once: the link the message
 went out on is gone, so no answer can come, and the page cannot send under it again. Each `sending`
 message this sender holds is judged by the page alone right then, as past the bound, except that nothing
 is sent: a key the page holds with an answer settles it; anything else is failed `unconfirmed`. Queued
@@ -275,7 +276,7 @@ class SessionSender(StreamConsumer):
         since = time.monotonic()
         while not self.connected.is_set() and not self._page_gone():
             if self._unlinked:
-                await self._judge_unlinked()
+                await self.judge_unlinked()
                 self._unlinked = False  # only once judged: a failed round (Redis away) is run again
                 continue
             try:
@@ -422,9 +423,11 @@ class SessionSender(StreamConsumer):
         owner = record.get("owner") or ""
         return bool(owner) and owner != self.epoch and bool(await self._redis.exists(keys.sender_alive(owner)))
 
-    async def _judge_unlinked(self) -> None:
+    async def judge_unlinked(self) -> None:
         """After a logout: each `sending` message this sender holds is judged at once (`_resume`, unlinked);
-        never sent. Queued ones, and ones settled elsewhere, wait for the loop as usual."""
+        never sent. Queued ones, and ones settled elsewhere, wait for the loop as usual. Called by the loop
+        after the page's LOGOUT, or by the host after this sender's loop ended, before it closes the page of a
+        session logged out or deleted through the API (no LOGOUT comes then: the page is closed, not logged out)."""
         for stream in self._streams:
             for entry in await self.held_all(stream):
                 message_id = entry.fields.get("m")

@@ -36,8 +36,8 @@ class RemotePort:
     async def open(self, restore: bool) -> None:
         await self._host.open_session.remote(self._ws, self._sid, self._me(), restore)
 
-    async def close(self) -> None:
-        await self._host.close_session.remote(self._ws, self._sid)
+    async def close(self, unlinked: bool = False) -> None:
+        await self._host.close_session.remote(self._ws, self._sid, unlinked)
 
     async def save_auth(self) -> None:
         await self._host.save_auth.remote(self._ws, self._sid)

@@ -57,7 +57,9 @@ class HostPort(Protocol):
     async def open(self, restore: bool) -> None:
         """A new page; `restore`: from the saved auth state, if there is one."""
 
-    async def close(self) -> None: ...
+    async def close(self, unlinked: bool = False) -> None:
+        """Close the page. `unlinked`: the link ends here (logout, delete): what the session's sender holds
+        `sending` is judged by the page first (actors/outbound.py), as after a phone-side logout."""
 
     async def save_auth(self) -> None:
         """The page's auth state into the auth store."""
@@ -353,7 +355,7 @@ class SessionLifecycle:
     async def logout(self) -> str:
         self._stop_pairing()
         self._stop_retry()
-        await self._port.close()
+        await self._port.close(unlinked=True)
         await self._port.delete_auth()
         await self._transition(SessionState.LOGGED_OUT, "logout requested")
         return self._state.value
@@ -361,7 +363,7 @@ class SessionLifecycle:
     async def stop(self, purge: bool) -> None:
         self._stop_pairing()
         self._stop_retry()
-        await self._port.close()
+        await self._port.close(unlinked=purge)  # deleted: its link ends; only stopped: it is reopened later
         if purge:
             await self._port.delete_auth()
         await self._transition(SessionState.STOPPED, "deleted" if purge else "stopped")

@@ -26,7 +26,7 @@ class RecordingPort:
     async def open(self, restore: bool) -> None:
         return None
 
-    async def close(self) -> None:
+    async def close(self, unlinked: bool = False) -> None:
         self.closed += 1
 
     async def save_auth(self) -> None:

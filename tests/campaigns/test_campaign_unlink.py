@@ -1,12 +1,14 @@
-"""A number logged out from its phone mid-campaign: its queued recipients move on at once, and the message it
-was sending at that moment is judged at once by its sender (sent if the page holds the server's answer, else
-failed `unconfirmed`, never sent again), so the campaign completes without waiting on a link that is gone."""
+"""A number logged out mid-campaign (from its phone, or through our API: logout, delete): its queued recipients
+move on at once, and the message it was sending at that moment is judged at once by its sender (sent if the
+page holds the server's answer, else failed `unconfirmed`, never sent again), so the campaign completes
+without waiting on a link that is gone."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 
+import pytest
 import redis.asyncio as aioredis
 
 from tests.campaigns.test_campaigns import inboxes, recipients, wait_campaign
@@ -65,12 +67,31 @@ async def _server_took_sends(phone_api, phone: str, timeout: float = 10.0) -> in
     raise TimeoutError(f"the server never took a send from {phone}")
 
 
-async def test_the_message_sending_at_the_logout_is_judged_at_once_and_the_campaign_completes(
-        api, phone_api, service, live_redis) -> None:
-    ws = "cmp-unlink-sending"
+async def _end_link(api, phone_api, events, ws: str, sid: str, phone: str, how: str) -> None:
+    if how == "phone_unlink":
+        assert (await phone_api.post(f"/_phone/{phone}/unlink", json={})).status_code == 200
+        await events.wait_for(lambda e: e["type"] == "session.disconnected" and e["session_id"] == sid)
+    elif how == "api_logout":
+        out = await api.post(f"/v1/workspaces/{ws}/sessions/{sid}/logout")
+        assert out.status_code == 200 and out.json()["state"] == "logged_out", out.text
+    else:
+        assert (await api.delete(f"/v1/workspaces/{ws}/sessions/{sid}")).status_code == 204
+
+
+# each its own numbers and recipients: the simulator (its phones, devices and inboxes) lives for the whole run
+LINK_ENDS = {"phone_unlink": "1555396", "api_logout": "1555394", "api_delete": "1555392"}
+
+
+@pytest.mark.parametrize("link_end", list(LINK_ENDS))
+async def test_the_message_sending_when_the_link_ends_is_judged_at_once_and_the_campaign_completes(
+        api, phone_api, service, live_redis, link_end: str) -> None:
+    """The link ends three ways: from the phone (the page's LOGOUT), or through our API (logout, delete), where
+    the page is closed rather than logged out; each time the sender's held message is judged by the page."""
+    ws = f"cmp-unlink-sending-{link_end.replace('_', '-')}"
     await put_pacing(api, ws, steps=[[1000, 0.5]], typing=False, per_minute=1000, per_hour=1000)
-    numbers = {"u1": "15553960001", "u2": "15553960002"}
-    rcpts = recipients("1555396", 10)
+    prefix = LINK_ENDS[link_end]
+    numbers = {"u1": f"{prefix}0001", "u2": f"{prefix}0002"}
+    rcpts = recipients(str(int(prefix) + 1), 10)
     async with collect_events(await stream_url(api, service.base_url, ws)) as events:
         for sid, phone in numbers.items():
             await link_session(api, phone_api, events, ws, sid, phone)
@@ -84,8 +105,7 @@ async def test_the_message_sending_at_the_logout_is_judged_at_once_and_the_campa
         # u1's first send, held by the server for SERVER_LATENCY_MS (its sender sends one at a time): unlinked
         # before the page's send reached the server, the server would refuse it (ack -1), a different story
         assert await _server_took_sends(phone_api, numbers["u1"]) == 1
-        assert (await phone_api.post(f"/_phone/{numbers['u1']}/unlink", json={})).status_code == 200
-        await events.wait_for(lambda e: e["type"] == "session.disconnected" and e["session_id"] == "u1")
+        await _end_link(api, phone_api, events, ws, "u1", numbers["u1"], link_end)
         # Without a judgement on logout the message stays `sending` for as long as the number stays unlinked
         # (the sender waits for a page that is linked again), and the campaign never completes: no bound here
         # is near what the fix takes (about a second).
@@ -96,8 +116,8 @@ async def test_the_message_sending_at_the_logout_is_judged_at_once_and_the_campa
         order = [e["type"] for e in events.events
                  if (e["type"] == "campaign.progress" and e["data"]["status"] == "completed") or e is judged]
     # The judgement, then the campaign's end: the end waits on it (the status and its event are written by one
-    # script). The judgement and `session.disconnected` both follow the page's LOGOUT, from two owners (the
-    # sender, the session); no order between them is promised, so none is asserted.
+    # script). The judgement and the session's own events both follow the end of the link, from two owners
+    # (the sender, the session); no order between them is promised, so none is asserted.
     assert order == [judged["type"], "campaign.progress"], order
     assert judged["type"] == "message.failed"  # the server held its answer past the logout: unknowable
     record = (await api.get(f"/v1/workspaces/{ws}/messages/{stranded}")).json()

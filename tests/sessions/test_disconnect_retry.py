@@ -54,7 +54,7 @@ class PagePort:
         self.opens.append(time.monotonic())
         await page.open(self.saved if restore else None)
 
-    async def close(self) -> None:
+    async def close(self, unlinked: bool = False) -> None:
         page, self.page = self.page, None
         if page is not None:
             await page.close()
