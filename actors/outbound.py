@@ -41,8 +41,8 @@ another document) is failed as `unconfirmed`. That outcome only ever stops a
 send: no rule here sends a message whose key a page may already hold, so the
 bound can cost a false `failed`, never a second copy.
 
-A logout (the page's LOGOUT signal, `unlinked`; or our API's logout or delete, `judge_unlinked` called by
-the host before it closes the page) ends that wait at once: the link the message
+The end of the link ends that wait at once: a phone-side logout (the page's LOGOUT signal, `unlinked`), or
+our API's logout or delete (the host calls `judge_unlinked` before it closes the page). The link the message
 went out on is gone, so no answer can come, and the page cannot send under it again. Each `sending`
 message this sender holds is judged by the page alone right then, as past the bound, except that nothing
 is sent: a key the page holds with an answer settles it; anything else is failed `unconfirmed`. Queued
@@ -393,8 +393,8 @@ class SessionSender(StreamConsumer):
 
     async def _resume(self, record: dict[str, str], *, unlinked: bool = False) -> Outcome:
         """A `sending` message, its intent recorded earlier: judged by its owner, then by the page
-        (module docstring). `unlinked`: the page was logged out from the phone, so it is judged as past the
-        bound at once, except that a live other owner keeps it and nothing is sent."""
+        (module docstring). `unlinked`: the link ended (a logout, from the phone or our API, or a delete), so it
+        is judged as past the bound at once, except that a live other owner keeps it and nothing is sent."""
         message_id = record["message_id"]
         key, doc = record.get("wa_key") or "", record.get("doc") or ""
         overdue = unlinked or self._overdue(message_id)  # past the bound the page alone decides
@@ -413,7 +413,7 @@ class SessionSender(StreamConsumer):
                 return await self._unconfirmed(record, "the page still waits for the server's answer")
             return self._later(message_id) if outcome is Outcome.LATER else outcome
         if unlinked:
-            return await self._unconfirmed(record, "logged out from the phone before the send's answer")
+            return await self._unconfirmed(record, "the link ended before the server's answer")
         if not key or doc != held.document:
             return await self._unconfirmed(record, "sent from a page document that is gone")
         return await self._send(record, key)  # same document, key unknown to it: the send never started
@@ -424,10 +424,11 @@ class SessionSender(StreamConsumer):
         return bool(owner) and owner != self.epoch and bool(await self._redis.exists(keys.sender_alive(owner)))
 
     async def judge_unlinked(self) -> None:
-        """After a logout: each `sending` message this sender holds is judged at once (`_resume`, unlinked);
-        never sent. Queued ones, and ones settled elsewhere, wait for the loop as usual. Called by the loop
-        after the page's LOGOUT, or by the host after this sender's loop ended, before it closes the page of a
-        session logged out or deleted through the API (no LOGOUT comes then: the page is closed, not logged out)."""
+        """After the link ended: each `sending` message this sender holds is judged at once (`_resume`,
+        unlinked); never sent. Queued ones, and ones settled elsewhere, wait for the loop as usual. Called by
+        the loop after the page's LOGOUT, or by the host once this sender's loop has ended, before it closes
+        the page of a session logged out or deleted through our API (no LOGOUT comes then: the page is
+        closed, not logged out)."""
         for stream in self._streams:
             for entry in await self.held_all(stream):
                 message_id = entry.fields.get("m")
