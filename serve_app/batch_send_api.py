@@ -6,15 +6,17 @@ have answered: `{status: 202, message_id, provider}`, or `{status: 4xx, error}` 
 item refuses only itself. The answer is 200 with the results in the items' order; a body that is not a
 batch at all (not JSON, no `messages`, more than 1,000, over 4 MiB) is refused whole.
 
-Order: once every item is routed, the accepts go as scripts of 100 messages each, sent in the items' order on
-one pipeline after Redis was made to know the script (storage/messages.py `accept_many`), so the messages of
-one session are queued in the order the batch lists them. An item whose script failed (Redis trouble) is
-raised as the single call's would be: the batch answers 503 and a retry with the same keys repeats nothing.
+Order: the accepts go as scripts of 100 items each, each sent as soon as its items are routed, in the items'
+order on one pipeline after Redis was made to know the script (storage/messages.py `start_accepts`), so the
+messages of one session are queued in the order the batch lists them, and Redis runs one chunk while the
+next is routed. An item whose script failed (Redis trouble) is raised as the single call's would be: the
+batch answers 503 and a retry with the same keys repeats nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
@@ -27,7 +29,7 @@ from wa_ray.serve_app.deps import writable_workspace
 from wa_ray.serve_app.errors import ApiError, error_body, validation_error
 from wa_ray.serve_app.openapi import errors
 from wa_ray.serve_app.send_models import AnySend, SendMessage
-from wa_ray.storage.messages import Accepted
+from wa_ray.storage.messages import ACCEPT_CHUNK, Accepted
 from wa_ray.storage.plan_limits import PlanLimitStore
 
 router = APIRouter(tags=["messages"])
@@ -112,14 +114,20 @@ async def send_batch(body: BatchIn, request: Request, ws: str = Depends(writable
         except ApiError as exc:
             return index, _refused(index, exc)
 
-    ready: list[tuple[int, Any]] = []
-    for index, outcome in await asyncio.gather(*(prepared(i) for i in sorted(parsed))):
-        if isinstance(outcome, dict):
-            results[index] = outcome
-        else:
-            ready.append((index, outcome))
-    # one script per ACCEPT_CHUNK messages, in the items' order (storage/messages.py `accept_many`)
-    accepts = await c.messages.accept_many([(msg, key, fp) for _, (msg, fp, key, _) in ready]) if ready else []
+    # One script per ACCEPT_CHUNK items, started as soon as they are prepared and in the items' order, so Redis
+    # runs a chunk while the next one is prepared (storage/messages.py `start_accepts`).
+    await c.messages.load_accept_many()
+    order = sorted(parsed)
+    chunks: list[tuple[list[tuple[int, Any]], Awaitable[list[Any]]]] = []
+    for start in range(0, len(order), ACCEPT_CHUNK):
+        ready: list[tuple[int, Any]] = []
+        for index, outcome in await asyncio.gather(*(prepared(i) for i in order[start:start + ACCEPT_CHUNK])):
+            if isinstance(outcome, dict):
+                results[index] = outcome
+            else:
+                ready.append((index, outcome))
+        if ready:
+            chunks.append((ready, c.messages.start_accepts([(msg, key, fp) for _, (msg, fp, key, _) in ready])))
 
     async def settled(index: int, msg: Any, charged: bool, accepted: Any) -> None:
         try:
@@ -133,11 +141,12 @@ async def send_batch(body: BatchIn, request: Request, ws: str = Depends(writable
             results[index] = _refused(index, exc)
 
     later = []
-    for (index, (msg, _, _, charged)), accepted in zip(ready, accepts):
-        if isinstance(accepted, Accepted) and accepted.created and not charged:
-            results[index] = _accepted(index, msg.message_id, msg.provider)  # what `settle` answers a new one
-        else:
-            later.append(settled(index, msg, charged, accepted))
+    for ready, accepts in chunks:
+        for (index, (msg, _, _, charged)), accepted in zip(ready, await accepts, strict=True):
+            if isinstance(accepted, Accepted) and accepted.created and not charged:
+                results[index] = _accepted(index, msg.message_id, msg.provider)  # what `settle` answers a new one
+            else:
+                later.append(settled(index, msg, charged, accepted))
     await asyncio.gather(*later)
     final = [r for r in results if r is not None]
     accepted = sum(1 for r in final if r["status"] == 202)

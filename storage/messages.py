@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -264,23 +264,27 @@ class MessageStore:
         script, the scripts sent in order on the shared pipeline, so they run in the items' order. An item
         whose script failed gets the error (its chunk's other items too); the others are accepted."""
         await self.load_accept_many()
+        chunks = [self.start_accepts(items[start:start + ACCEPT_CHUNK]) for start in range(0, len(items), ACCEPT_CHUNK)]
+        return [result for chunk in chunks for result in await chunk]
+
+    def start_accepts(self, items: Sequence[tuple[OutboundMessage, str | None, str | None]]
+                      ) -> Awaitable[list[Accepted | Exception]]:
+        """Send the accept script of up to ACCEPT_CHUNK items now (it joins the shared pipeline at the caller's
+        next await, after every chunk started before it, so chunks run in the order they were started); the
+        awaitable gives each item's result as `accept_many` does. A caller may prepare its next chunk while
+        Redis runs this one. `load_accept_many` first: a NOSCRIPT retry would lose that order."""
         calls = [self._accept_call(msg, key, fp) for msg, key, fp in items]
-        futures = []
-        for start in range(0, len(calls), ACCEPT_CHUNK):
-            chunk = calls[start:start + ACCEPT_CHUNK]
-            futures.append(asyncio.ensure_future(self._accept_many(
-                keys=[k for call_keys, _, _ in chunk for k in call_keys], args=[a for _, args, _ in chunk for a in args],
-                client=self._batch)))  # type: ignore[arg-type]
-        out: list[Accepted | Exception] = []
-        for start, reply in zip(range(0, len(calls), ACCEPT_CHUNK), await asyncio.gather(*futures,
-                                                                                          return_exceptions=True)):
-            chunk = items[start:start + ACCEPT_CHUNK]
-            if isinstance(reply, Exception):
-                out += [reply] * len(chunk)
-                continue
-            for i, (msg, _, _) in enumerate(chunk):
-                out.append(_accepted(msg, reply[2 * i], reply[2 * i + 1], calls[start + i][2]))
-        return out
+        script = asyncio.ensure_future(self._accept_many(  # type: ignore[arg-type]
+            keys=[k for call_keys, _, _ in calls for k in call_keys], args=[a for _, args, _ in calls for a in args],
+            client=self._batch))
+
+        async def results() -> list[Accepted | Exception]:
+            try:
+                reply = await script
+            except Exception as exc:
+                return [exc] * len(items)
+            return [_accepted(msg, reply[2 * i], reply[2 * i + 1], calls[i][2]) for i, (msg, _, _) in enumerate(items)]
+        return results()
 
     async def load_accept_many(self) -> None:
         """Make sure Redis knows the batch script. Chunks sent in an order reach Redis in that order only while

@@ -1,10 +1,14 @@
 """storage/messages.py `accept_many` against embedded Redis: the batch script is the single accept, message by
 message, in order, across chunks; an Idempotency-Key repeats within a batch and across calls as it does for
-single accepts; a fresh Redis (no script loaded) keeps the order too."""
+single accepts; a fresh Redis (no script loaded) keeps the order too; `start_accepts` chunks run in the order
+they were started, whatever ran between them."""
 
 from __future__ import annotations
 
+import asyncio
+
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from wa_ray.storage import keys
 from wa_ray.storage.batch import Batcher
@@ -43,3 +47,29 @@ async def test_idempotency_keys_repeat_within_a_batch_and_across_calls(redis: ai
                                                        "normal", WEBJS), "other", None)])
     assert repeat == [Accepted(_msg(3).message_id, False, same_request=True)], "the same message: a repeat"
     assert await redis.xlen(keys.queue("wa", "s1", "normal")) == 2
+
+
+async def test_chunks_started_between_other_awaits_run_in_the_order_they_were_started(redis: aioredis.Redis) -> None:
+    """The batch route starts each chunk as soon as its items are routed, awaiting other work (and other
+    requests' commands on the shared pipeline) in between, and reads the results only at the end."""
+    batcher = Batcher(redis)
+    store = MessageStore(redis, batch=batcher)
+    await store.load_accept_many()
+    chunks, expected = [], []
+    for c in range(4):
+        items = [(_msg(c * 1000 + i), f"order-{c}-{i}", None) for i in range(ACCEPT_CHUNK)]
+        expected += [m.message_id for m, _, _ in items]
+        chunks.append(store.start_accepts(items))
+        await asyncio.gather(*(batcher.hgetall(f"other:{c}:{i}") for i in range(20)), asyncio.sleep(0.001 * c))
+    results = [r for chunk in chunks for r in await chunk]
+    assert results == [Accepted(mid, True) for mid in expected]
+    queued = [f["m"] for _, f in await redis.xrange(keys.queue("wa", "s1", "normal"))]
+    assert queued == expected
+
+
+async def test_a_chunk_whose_script_fails_answers_each_of_its_items_with_the_error(redis: aioredis.Redis) -> None:
+    store = MessageStore(redis, batch=Batcher(redis))
+    await store.load_accept_many()
+    await redis.set(keys.queue("wa", "s1", "normal"), "not a stream")  # the script's XADD fails: WRONGTYPE
+    got = await store.start_accepts([(_msg(1), "a", None), (_msg(2), "b", None)])
+    assert len(got) == 2 and all(isinstance(r, ResponseError) for r in got), got
