@@ -16,7 +16,6 @@ batch answers 503 and a retry with the same keys repeats nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
 from typing import Any
 
 import orjson
@@ -118,7 +117,7 @@ async def send_batch(body: BatchIn, request: Request, ws: str = Depends(writable
     # runs a chunk while the next one is prepared (storage/messages.py `start_accepts`).
     await c.messages.load_accept_many()
     order = sorted(parsed)
-    chunks: list[tuple[list[tuple[int, Any]], Awaitable[list[Any]]]] = []
+    chunks: list[tuple[list[tuple[int, Any]], asyncio.Future[list[Any]]]] = []
     for start in range(0, len(order), ACCEPT_CHUNK):
         ready: list[tuple[int, Any]] = []
         for index, outcome in await asyncio.gather(*(prepared(i) for i in order[start:start + ACCEPT_CHUNK])):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -268,7 +268,7 @@ class MessageStore:
         return [result for chunk in chunks for result in await chunk]
 
     def start_accepts(self, items: Sequence[tuple[OutboundMessage, str | None, str | None]]
-                      ) -> Awaitable[list[Accepted | Exception]]:
+                      ) -> asyncio.Future[list[Accepted | Exception]]:
         """Send the accept script of up to ACCEPT_CHUNK items now (it joins the shared pipeline at the caller's
         next await, after every chunk started before it, so chunks run in the order they were started); the
         awaitable gives each item's result as `accept_many` does. A caller may prepare its next chunk while
@@ -284,7 +284,9 @@ class MessageStore:
             except Exception as exc:
                 return [exc] * len(items)
             return [_accepted(msg, reply[2 * i], reply[2 * i + 1], calls[i][2]) for i, (msg, _, _) in enumerate(items)]
-        return results()
+        # a task, not a bare coroutine: a caller that fails before it reads a started chunk leaves no warning, and
+        # the chunk is accepted all the same (its items' keys make a retry repeat nothing)
+        return asyncio.ensure_future(results())
 
     async def load_accept_many(self) -> None:
         """Make sure Redis knows the batch script. Chunks sent in an order reach Redis in that order only while
