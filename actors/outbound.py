@@ -348,7 +348,10 @@ class SessionSender(StreamConsumer):
 
     # ------------------------------------------------------------- one send
     async def _deliver(self, entry: Entry) -> Outcome:
-        outcome = await self.handle(entry)
+        return await self._conclude(entry, await self.handle(entry))
+
+    async def _conclude(self, entry: Entry, outcome: Outcome) -> Outcome:
+        """A final outcome acknowledges the entry and ends its message's unresolved clock; LATER keeps both."""
         if outcome.final:
             self._unresolved.pop(entry.fields["m"], None)
         return await self.settle(entry, outcome)
@@ -435,10 +438,7 @@ class SessionSender(StreamConsumer):
                 record = await self._messages.record(self._ws, message_id) if message_id else {}
                 if not self._ours_to_send(record) or record["status"] != "sending":
                     continue
-                outcome = await self._resume(record, unlinked=True)
-                if outcome.final:
-                    self._unresolved.pop(record["message_id"], None)
-                    await self.settle(entry, outcome)
+                await self._conclude(entry, await self._resume(record, unlinked=True))
 
     async def _send(self, record: dict[str, str], key: str) -> Outcome:
         """The page send under the intent's key, waiting for the server's answer."""
