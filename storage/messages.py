@@ -258,21 +258,13 @@ class MessageStore:
         created, value = await self._accept(keys=call_keys, args=args, client=self._batch)  # type: ignore[arg-type]
         return _accepted(msg, created, value, fp)
 
-    async def accept_many(self, items: Sequence[tuple[OutboundMessage, str | None, str | None]]
-                          ) -> list[Accepted | Exception]:
-        """`accept` of each (message, Idempotency-Key, request fingerprint), in order: ACCEPT_CHUNK messages a
-        script, the scripts sent in order on the shared pipeline, so they run in the items' order. An item
-        whose script failed gets the error (its chunk's other items too); the others are accepted."""
-        await self.load_accept_many()
-        chunks = [self.start_accepts(items[start:start + ACCEPT_CHUNK]) for start in range(0, len(items), ACCEPT_CHUNK)]
-        return [result for chunk in chunks for result in await chunk]
-
     def start_accepts(self, items: Sequence[tuple[OutboundMessage, str | None, str | None]]
                       ) -> asyncio.Future[list[Accepted | Exception]]:
-        """Send the accept script of up to ACCEPT_CHUNK items now (it joins the shared pipeline at the caller's
-        next await, after every chunk started before it, so chunks run in the order they were started); the
-        awaitable gives each item's result as `accept_many` does. A caller may prepare its next chunk while
-        Redis runs this one. `load_accept_many` first: a NOSCRIPT retry would lose that order."""
+        """`accept` of each (message, Idempotency-Key, request fingerprint) of up to ACCEPT_CHUNK items, in order,
+        as one script sent now: it joins the shared pipeline at the caller's next await, after every chunk
+        started before it, so chunks run in the order they were started, and a caller may prepare its next
+        chunk while Redis runs this one. The future gives each item's result; when the script failed, each
+        item gets its error. `load_accept_many` first: a NOSCRIPT retry would lose that order."""
         calls = [self._accept_call(msg, key, fp) for msg, key, fp in items]
         script = asyncio.ensure_future(self._accept_many(  # type: ignore[arg-type]
             keys=[k for call_keys, _, _ in calls for k in call_keys], args=[a for _, args, _ in calls for a in args],
