@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     # WA_TLS_CERT / WA_TLS_KEY (PEM paths, both or neither): the Serve proxy itself speaks HTTPS only
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # WA_INGRESS: what listens on WA_HTTP_PORT. `serve`: Serve's Python proxy (a Ray actor relaying each request
+    # to the Ingress replica). `haproxy`: Ray 2.60's HAProxy direct ingress, Debian's haproxy in front of a
+    # replica that serves HTTP itself (wa_ray/entry/haproxy_ingress.py; README, "Ingress")
+    ingress: Literal["serve", "haproxy"] = "serve"
+    haproxy_binary: str = "haproxy"  # WA_HAPROXY_BINARY: looked up on PATH unless a path
+    haproxy_threads: int = Field(default=1, ge=1, le=64)  # HAProxy's nbthread (Ray's default is 4)
     ray_address: str | None = Field(default=None, validation_alias=AliasChoices("RAY_ADDRESS", "WA_RAY_ADDRESS"))
     sessions_per_node: int = 50
     # Where a session's lifecycle runs: in a SessionActor process of its own, as the design card draws it

@@ -30,6 +30,7 @@ from wa_ray.storage import keys
 from wa_ray.storage.apikeys import ApiKeyStore, ensure_bootstrap
 from wa_ray.storage.streamslots import Slot, StreamSlots
 from wa_ray.signing import HmacAuth
+from tests.caller_address import ALLOWED, CASES, judged
 
 pytestmark = pytest.mark.asyncio
 
@@ -394,6 +395,13 @@ async def test_key_bound_to_loopback_works_from_loopback(make_key, client_for, u
     assert (await client.get(f"/v1/workspaces/{unique_ws}/sessions")).status_code == 200
     async with stream(client, f"/v1/workspaces/{unique_ws}/events"):
         pass
+
+
+async def test_the_allow_list_judges_the_callers_own_address(make_key, service, unique_ws) -> None:
+    """Behind Serve's proxy; the same cases behind HAProxy: tests/integration/test_haproxy_ingress.py."""
+    key = await make_key("workspace", unique_ws, rate_per_s=0, allowed_cidrs=[ALLOWED])
+    seen = await judged(service.base_url, f"/v1/workspaces/{unique_ws}/sessions", key.key_id, key.secret)
+    assert seen == [(source, forwarded, status) for source, forwarded, status in CASES]
 
 
 @pytest.mark.parametrize("cidrs", [["10.0.0.0/33"], ["10.0.0.1/8"], ["not-a-network"], [""], ["10.0.0.0/8", "::1/129"],

@@ -19,6 +19,7 @@ from wa_ray.supervisors.placement import SLOT
 from wa_ray import NAMESPACE, SUPERVISOR_NAME
 from wa_ray.config import RuntimeConfig, Settings
 from wa_ray.datadir_lock import hold_shared
+from wa_ray.entry.haproxy_ingress import HAProxyIngress, IngressUnavailable, serve_http_options
 from wa_ray.entry.wiring import APP_NAME, application, bring_up, json_logs, resolve_redis, runtime_config
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class Service:
     handles: dict[str, Any] = field(default_factory=dict)
     _lock: IO[bytes] | None = field(default=None, repr=False)  # the data dir's shared hold (wa_ray/datadir_lock.py)
     dashboard_url: str | None = None  # the Ray dashboard of the cluster this service started, on 127.0.0.1
+    haproxy: HAProxyIngress | None = None  # WA_INGRESS=haproxy: its files and Ray's switches, undone at stop
 
     @property
     def base_url(self) -> str:
@@ -78,6 +80,11 @@ class Service:
         s.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock = hold_shared(s.data_dir)  # `wa-ray rotate-key` refuses while this is held
         tls = tls_options(s)  # before anything starts
+        if s.ingress == "haproxy":
+            if ray.is_initialized():  # its processes have read their environment already
+                raise IngressUnavailable("WA_INGRESS=haproxy: Ray is already running in this process")
+            self.haproxy = HAProxyIngress.prepare(s)
+            self.haproxy.apply()
         redis_url, self.redis = resolve_redis(s)
         # the key stays in its file (generated 0600 on first start) or in each process's WA_MASTER_KEY
         self.config = runtime_config(s, redis_url, create_key=True)
@@ -98,8 +105,11 @@ class Service:
         logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
         # control plane near this node (the head), then the admin key: both before anything answers HTTP
         self.handles = bring_up(self.config, s, near=ray.get_runtime_context().get_node_id())
-        serve.start(http_options={"host": s.http_host, "port": s.http_port, **tls}, detached=False)
+        http_options = serve_http_options(s) if self.haproxy else {"host": s.http_host, "port": s.http_port, **tls}
+        serve.start(http_options=http_options, detached=False)
         serve.run(application(self.config), name=APP_NAME, route_prefix="/", blocking=False)
+        if self.haproxy:
+            self.haproxy.wait_until_routing()
         ray.get(self.handles["supervisor"].wait_restored.remote())
         return self
 
@@ -119,6 +129,9 @@ class Service:
                 except Exception:
                     log.debug("browser host shutdown", exc_info=True)
             ray.shutdown()
+        if self.haproxy:
+            self.haproxy.close()
+            self.haproxy = None
         if self.redis:
             self.redis.stop()
         if self._lock:
