@@ -146,7 +146,7 @@ def _stats(shots: list[Shot], lag: list[float], rate: float, expect: int) -> dic
 # The processes that serve a request; their CPU over a phase divided by the requests it issued
 # (warm-up included, as the CPU window includes it) is the CPU a request costs on each.
 SERVING = ("ray::ProxyActor", "ray::ServeReplica(Ingress)", "ray::ServeReplica(BenchTrivial)", "redis-server",
-           "bare-starlette")
+           "bare-starlette", "haproxy", "ray::HAProxyManager")  # the last two: WA_INGRESS=haproxy
 
 
 def cpu_per_request(cpu: dict[str, Any], issued: int, target: str) -> dict[str, float]:
@@ -157,7 +157,7 @@ def cpu_per_request(cpu: dict[str, Any], issued: int, target: str) -> dict[str, 
     by = {k: round(v * wall * 1000 / issued, 3) for k, v in cpu["by_component_cores"].items() if k in SERVING and v}
     path = {"bare": ("bare-starlette",),
             "serve-trivial": ("ray::ProxyActor", "ray::ServeReplica(BenchTrivial)")}.get(
-        target, ("ray::ProxyActor", "ray::ServeReplica(Ingress)", "redis-server"))
+        target, ("ray::ProxyActor", "ray::ServeReplica(Ingress)", "redis-server", "haproxy", "ray::HAProxyManager"))
     return {**by, "serving": round(sum(v for k, v in by.items() if k in path), 3)}
 
 

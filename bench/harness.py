@@ -181,8 +181,9 @@ class Harness:
         version = "unknown"
         with contextlib.suppress(Exception):
             version = self.redis.version()
-        return describe_machine(self.service.settings.chromium, version, self.service.settings.session_hosting,
-                                self.redis_used)
+        settings = self.service.settings
+        return describe_machine(settings.chromium, version, settings.session_hosting, self.redis_used,
+                                settings.ingress)
 
     def redis_commandstats(self) -> dict[str, tuple[int, int]]:
         """Redis `INFO commandstats`: command -> (calls, usec), summed over every primary, to count Redis work

@@ -41,11 +41,12 @@ class MachineInfo:
     wa_ray_commit: str
     wa_ray_dirty: bool
     session_hosting: str = "n/a"
+    ingress: str = "n/a"  # WA_INGRESS: what listened on the HTTP port (serve: Serve's proxy; haproxy)
     redis: str = "n/a"  # which Redis the service used: embedded, one server, a cluster of N primaries (no password)
 
 
 def describe_machine(chromium_path: str | None, redis_version: str = "unknown",
-                     session_hosting: str = "n/a", redis: str = "n/a") -> MachineInfo:
+                     session_hosting: str = "n/a", redis: str = "n/a", ingress: str = "n/a") -> MachineInfo:
     mem = psutil.virtual_memory()
     commit, dirty = _git_state()
     return MachineInfo(
@@ -64,6 +65,7 @@ def describe_machine(chromium_path: str | None, redis_version: str = "unknown",
         wa_ray_commit=commit,
         wa_ray_dirty=dirty,
         session_hosting=session_hosting,
+        ingress=ingress,
         redis=redis,
     )
 
@@ -143,6 +145,8 @@ def component_of(proc: psutil.Process) -> str:
         return "redis-server"
     if "raylet" in name or "raylet" in head:
         return "raylet"
+    if name == "haproxy":  # WA_INGRESS=haproxy: Ray's HAProxyManager runs it
+        return "haproxy"
     if "gcs_server" in name or "gcs_server" in head:
         return "gcs_server"
     if "python" in name:
