@@ -80,19 +80,18 @@ class HostedSession:
         else:
             self.owner.on_page_signal.remote(kind, payload)
 
-
-async def _judge_before_close(hosted: HostedSession) -> None:
-    """The link ends with this close: once the sender's loop has ended (so nothing sends meanwhile), the page,
-    still open, judges what the sender held `sending` (SessionSender.judge_unlinked). Never raises: the
-    close goes on."""
-    try:
-        async with asyncio.timeout(JUDGE_ON_CLOSE_S):
-            if hosted.tasks:
-                await asyncio.wait(hosted.tasks)
-            await hosted.sender.judge_unlinked()
-    except Exception as exc:
-        log.warning("%s/%s: held messages not judged before the page closed (%r); they are when it is linked "
-                    "again", hosted.ws, hosted.sid, exc)
+    async def judge_held(self) -> None:
+        """The link ends with the close that follows: once the sender's loop has ended (so nothing sends
+        meanwhile), the page, still open, judges what the sender held `sending` (SessionSender.judge_unlinked).
+        Never raises: the close goes on."""
+        try:
+            async with asyncio.timeout(JUDGE_ON_CLOSE_S):
+                if self.tasks:
+                    await asyncio.wait(self.tasks)
+                await self.sender.judge_unlinked()
+        except Exception as exc:
+            log.warning("%s/%s: held messages not judged before the page closed (%r); they are when it is "
+                        "linked again", self.ws, self.sid, exc)
 
 
 class LocalPort:
@@ -360,7 +359,7 @@ class BrowserHost:
         for task in hosted.tasks:
             task.cancel()
         if unlinked:
-            await _judge_before_close(hosted)
+            await hosted.judge_held()
         await hosted.page.close()
 
     # ------------------------------------------------- grains (host hosting)
