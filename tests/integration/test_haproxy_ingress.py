@@ -49,13 +49,18 @@ WORKSPACE = "hap-ws"
 DEADLINE_S = 150
 
 
-def _haproxies() -> list[psutil.Process]:
+def _haproxies(under: str = "/") -> list[psutil.Process]:
+    """HAProxies running a configuration our launcher wrote (under a given directory)."""
     found = []
     for proc in psutil.process_iter(["name", "cmdline"]):
         cmdline = proc.info["cmdline"] or []
-        if proc.info["name"] == "haproxy" and any(arg.endswith(".wa-ray") for arg in cmdline):
+        if proc.info["name"] == "haproxy" and any(a.endswith(".wa-ray") and a.startswith(under) for a in cmdline):
             found.append(proc)
     return found
+
+
+def _listening(proc: psutil.Process) -> set[tuple[str, int]]:
+    return {(c.laddr.ip, c.laddr.port) for c in proc.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
 
 
 async def _wait_up(log: Path, proc: subprocess.Popen[bytes]) -> None:
@@ -125,15 +130,16 @@ async def test_haproxy_ingress_serves_https_judges_the_caller_streams_and_stops_
             first_call = await admin.get(f"/v1/workspaces/{WORKSPACE}/sessions")  # the instant it is up
             assert first_call.status_code == 200, (first_call.status_code, first_call.text[:300])
             token = (await admin.post(f"/v1/workspaces/{WORKSPACE}/stream-tokens")).json()["token"]
-        haproxies = _haproxies()
-        assert haproxies, "no haproxy running our hardened configuration"
+        haproxies = [p for p in _haproxies() if ("127.0.0.1", port) in _listening(p)]  # this service's
+        assert haproxies, "no haproxy running our hardened configuration on the service's port"
         config = Path(next(a for a in haproxies[0].cmdline() if a.endswith(".wa-ray")))
         workdirs = [p for p in config.parents if p.name.startswith("wa-haproxy-")]
+        haproxies = _haproxies(str(workdirs[0]))  # with any still draining after a reload
         assert stat.S_IMODE(workdirs[0].stat().st_mode) == 0o700
         admin_socket = next(config.parent.glob("admin.sock"))
         assert stat.S_IMODE(admin_socket.stat().st_mode) == 0o600
 
-        listening = {c.laddr for p in haproxies for c in p.net_connections("tcp") if c.status == "LISTEN"}
+        listening = set().union(*(_listening(p) for p in haproxies))
         assert ("127.0.0.1", port) in listening
         assert all(addr[0] == "127.0.0.1" for addr in listening), listening  # stats, Prometheus: loopback
 
@@ -165,7 +171,7 @@ async def test_haproxy_ingress_serves_https_judges_the_caller_streams_and_stops_
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
         log.close()
-        left = _haproxies()
+        left = _haproxies(str(workdirs[0])) if workdirs else []
         for leftover in left:
             leftover.kill()
         shutil.rmtree(ray_tmp, ignore_errors=True)
