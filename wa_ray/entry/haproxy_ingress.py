@@ -76,9 +76,8 @@ class HAProxyIngress:
             # 250 ms once failing, a reload coalesced over 0.1 s: one node's HAProxy knows within a second);
             # Ray's 30 s default made every stop of the service wait half a minute
             "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "5",
-            # the replica's uvicorn and our app on one event loop instead of a thread hop each way per request
-            # (Ray's own throughput profile does the same): 200 POST/s, p99 31-48 -> 26-28 ms, the replica's
-            # CPU 3.1-3.3 -> 2.6-2.8 ms per POST (bench/results/experiments/ingress-option-20261207)
+            # the replica's uvicorn and our app on one event loop, not a thread hop each way per request (Ray's
+            # throughput profile sets it too; its worth: bench/results/experiments/ingress-option-20261207)
             "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
             # per-request metric lines carry the request line (an SSE URL carries its token): off
             "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
