@@ -47,38 +47,38 @@ TERMINAL = frozenset({"read", "failed"})
 # A late `delivered` ack must not overwrite `read`: statuses only move forward.
 _RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4, "failed": 5}
 
-# One message's accept, `accept_one(K, A)` over its 6 keys and 10 args: the single and the batch scripts are this
-# one body, so they cannot drift apart.
-_ACCEPT_BODY = """
-local function accept_one(K, A)
-  if A[8] == '1' then
-    local existing = redis.call('GET', K[1])
+# Accepts, in order, as one script: the single accept is this script with one message, so the two cannot drift
+# apart. KEYS: the workspace's events stream and campaign counts, then 4 per message (idempotency, record,
+# history, queue); ARGV: the idempotency TTL, the events' MAXLEN and the record TTL, then 7 per message (id,
+# record JSON, history entry, event, request fingerprint, '1' when it has an Idempotency-Key, campaign count
+# field or ''). What every message of a call shares is sent once: a batch's 1,000 messages were 16,000 arguments
+# for redis-py to pack, now 11,000 (the packing was a fifth of the Ingress's CPU in a batch; bench/results/
+# experiments/accept-batch-args-20261208). Replies: {created, value} per message, flat; `value` is the new id, or
+# for a repeat `first id|first fingerprint`. Kept to ACCEPT_CHUNK messages a call, so one script never holds
+# Redis for long (each message is a few commands).
+_ACCEPT = """
+local function accept_one(k, a)
+  local id, has_key = ARGV[a + 1], ARGV[a + 6] == '1'
+  if has_key then
+    local existing = redis.call('GET', KEYS[k + 1])
     if existing then return 0, existing end
   end
-  local f = cjson.decode(A[2])
+  local f = cjson.decode(ARGV[a + 2])
   local flat = {}
-  for k, v in pairs(f) do flat[#flat + 1] = k; flat[#flat + 1] = v end
-  redis.call('HSET', K[2], unpack(flat))
-  redis.call('RPUSH', K[3], A[3])
-  redis.call('EXPIRE', K[2], A[9])
-  redis.call('EXPIRE', K[3], A[9])
-  redis.call('XADD', K[4], '*', 'm', A[1])
-  redis.call('XADD', K[5], 'MAXLEN', '~', A[6], '*', 'e', A[4])
-  if A[8] == '1' then redis.call('SET', K[1], A[1] .. '|' .. A[7], 'EX', A[5]) end
-  if A[10] ~= '' then redis.call('HINCRBY', K[6], A[10], 1) end
-  return 1, A[1]
+  for field, v in pairs(f) do flat[#flat + 1] = field; flat[#flat + 1] = v end
+  redis.call('HSET', KEYS[k + 2], unpack(flat))
+  redis.call('RPUSH', KEYS[k + 3], ARGV[a + 3])
+  redis.call('EXPIRE', KEYS[k + 2], ARGV[3])
+  redis.call('EXPIRE', KEYS[k + 3], ARGV[3])
+  redis.call('XADD', KEYS[k + 4], '*', 'm', id)
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[a + 4])
+  if has_key then redis.call('SET', KEYS[k + 1], id .. '|' .. ARGV[a + 5], 'EX', ARGV[1]) end
+  if ARGV[a + 7] ~= '' then redis.call('HINCRBY', KEYS[2], ARGV[a + 7], 1) end
+  return 1, id
 end
-"""
-_ACCEPT = _ACCEPT_BODY + """
-local created, value = accept_one(KEYS, ARGV)
-return {created, value}
-"""
-# Several messages in one call, in order: {created, value, created, value, ...}. Kept to ACCEPT_CHUNK messages
-# a call, so one script never holds Redis for long (each message is a few commands).
-_ACCEPT_MANY = _ACCEPT_BODY + """
 local out = {}
-for i = 0, #KEYS / 6 - 1 do
-  local created, value = accept_one({unpack(KEYS, i * 6 + 1, i * 6 + 6)}, {unpack(ARGV, i * 10 + 1, i * 10 + 10)})
+for i = 0, (#KEYS - 2) / 4 - 1 do
+  local created, value = accept_one(2 + i * 4, 3 + i * 7)
   out[#out + 1] = created
   out[#out + 1] = value
 end
@@ -242,7 +242,6 @@ class MessageStore:
         self._batch = batch  # the ingress sends its accepts through it (storage/batch.py)
         self._ttl = message_ttl_s
         self._accept = redis.register_script(_ACCEPT)
-        self._accept_many = redis.register_script(_ACCEPT_MANY)
         self._transition = redis.register_script(_TRANSITION)
         self._reroute = redis.register_script(_REROUTE)
         self._requeue_once = redis.register_script(_REQUEUE_ONCE)
@@ -254,67 +253,72 @@ class MessageStore:
         `request_fingerprint` identifies the request as the client sent it (before routing picked a
         provider or session), so a repeat of the same request matches however it was routed.
         """
-        call_keys, args, fp = self._accept_call(msg, idempotency_key, request_fingerprint, idempotency_ttl_s)
+        call_keys, args, fps = self._accept_call([(msg, idempotency_key, request_fingerprint)], idempotency_ttl_s)
         created, value = await self._accept(keys=call_keys, args=args, client=self._batch)  # type: ignore[arg-type]
-        return _accepted(msg, created, value, fp)
+        return _accepted(msg, created, value, fps[0])
 
     def start_accepts(self, items: Sequence[tuple[OutboundMessage, str | None, str | None]]
                       ) -> asyncio.Future[list[Accepted | Exception]]:
-        """`accept` of each (message, Idempotency-Key, request fingerprint) of up to ACCEPT_CHUNK items, in order,
-        as one script sent now: it joins the shared pipeline at the caller's next await, after every chunk
-        started before it, so chunks run in the order they were started, and a caller may prepare its next
-        chunk while Redis runs this one. The future gives each item's result; when the script failed, each
-        item gets its error. `load_accept_many` first: a NOSCRIPT retry would lose that order."""
-        calls = [self._accept_call(msg, key, fp) for msg, key, fp in items]
-        script = asyncio.ensure_future(self._accept_many(  # type: ignore[arg-type]
-            keys=[k for call_keys, _, _ in calls for k in call_keys], args=[a for _, args, _ in calls for a in args],
-            client=self._batch))
+        """`accept` of each (message, Idempotency-Key, request fingerprint) of up to ACCEPT_CHUNK items of one
+        workspace, in order, as one script sent now: it joins the shared pipeline at the caller's next await,
+        after every chunk started before it, so chunks run in the order they were started, and a caller may
+        prepare its next chunk while Redis runs this one. The future gives each item's result; when the script
+        failed, each item gets its error. `load_accept_many` first: a NOSCRIPT retry would lose that order."""
+        call_keys, args, fps = self._accept_call(items)
+        script = asyncio.ensure_future(self._accept(keys=call_keys, args=args, client=self._batch))  # type: ignore[arg-type]
 
         async def results() -> list[Accepted | Exception]:
             try:
                 reply = await script
             except Exception as exc:
                 return [exc] * len(items)
-            return [_accepted(msg, reply[2 * i], reply[2 * i + 1], calls[i][2]) for i, (msg, _, _) in enumerate(items)]
+            return [_accepted(msg, reply[2 * i], reply[2 * i + 1], fps[i]) for i, (msg, _, _) in enumerate(items)]
         # a task, not a bare coroutine: a caller that fails before it reads a started chunk leaves no warning, and
         # the chunk is accepted all the same (its items' keys make a retry repeat nothing)
         return asyncio.ensure_future(results())
 
     async def load_accept_many(self) -> None:
-        """Make sure Redis knows the batch script. Chunks sent in an order reach Redis in that order only while
+        """Make sure Redis knows the accept script. Chunks sent in an order reach Redis in that order only while
         it does: a NOSCRIPT answer makes each caller load the script and try again on its own, in whatever
         order those round trips come back (seen: a batch's queue scrambled after a Redis start)."""
-        await self._redis.script_load(_ACCEPT_MANY)
+        await self._redis.script_load(_ACCEPT)
 
-    def _accept_call(self, msg: OutboundMessage, idempotency_key: str | None, request_fingerprint: str | None,
-                     idempotency_ttl_s: int | None = None) -> tuple[list[str], list[Any], str]:
-        """The accept script's keys and args for one message, and its request fingerprint."""
-        now = time.time()
-        record = {
-            "message_id": msg.message_id, "workspace_id": msg.workspace_id, "session_id": msg.session_id,
-            "to": msg.to, "text": msg.text, "priority": msg.priority, "status": "queued",
-            "provider": msg.provider, "created_at": repr(now), "failover": "0", "kind": msg.kind,
-        }
-        if msg.content is not None:
-            record["content"] = orjson.dumps(msg.content).decode()
-        if msg.strict:
-            record["strict"] = "1"
-        if msg.campaign:
-            record["campaign"] = msg.campaign
-        who = msg.session_id if msg.provider == WEBJS else CLOUD
-        event = Event(MESSAGE_QUEUED, msg.workspace_id, msg.session_id or None,
-                      {"message_id": msg.message_id, "to": msg.to, "priority": msg.priority,
-                       "provider": msg.provider, "type": msg.kind}, ts=now)
-        fp = request_fingerprint or fingerprint(msg.to, msg.text, msg.priority, msg.session_id)
-        idem_key = keys.idempotency(msg.workspace_id, idempotency_key or "-")
-        call_keys = [idem_key, keys.message(msg.workspace_id, msg.message_id),
-                     keys.message_history(msg.workspace_id, msg.message_id),
-                     queue_of(msg.workspace_id, msg.provider, msg.session_id, msg.priority),
-                     keys.events(msg.workspace_id), keys.campaign_counts(msg.workspace_id)]
-        args = [msg.message_id, orjson.dumps(record).decode(), history_entry("queued", now, provider=msg.provider),
-                encode(event), idempotency_ttl_s or IDEMPOTENCY_TTL_S, MAX_EVENTS_PER_WORKSPACE, fp,
-                "1" if idempotency_key else "0", self._ttl, f"{msg.campaign}|{who}|queued" if msg.campaign else ""]
-        return call_keys, args, fp
+    def _accept_call(self, items: Sequence[tuple[OutboundMessage, str | None, str | None]],
+                     idempotency_ttl_s: int | None = None) -> tuple[list[str], list[Any], list[str]]:
+        """The accept script's keys and args for (message, Idempotency-Key, request fingerprint) items of one
+        workspace, and each item's request fingerprint."""
+        ws = items[0][0].workspace_id
+        call_keys: list[str] = [keys.events(ws), keys.campaign_counts(ws)]
+        args: list[Any] = [idempotency_ttl_s or IDEMPOTENCY_TTL_S, MAX_EVENTS_PER_WORKSPACE, self._ttl]
+        fps: list[str] = []
+        for msg, idempotency_key, request_fingerprint in items:
+            if msg.workspace_id != ws:  # the script's keys share the workspace's hash slot, and its events stream
+                raise ValueError("an accept call takes the messages of one workspace")
+            now = time.time()
+            record = {
+                "message_id": msg.message_id, "workspace_id": ws, "session_id": msg.session_id,
+                "to": msg.to, "text": msg.text, "priority": msg.priority, "status": "queued",
+                "provider": msg.provider, "created_at": repr(now), "failover": "0", "kind": msg.kind,
+            }
+            if msg.content is not None:
+                record["content"] = orjson.dumps(msg.content).decode()
+            if msg.strict:
+                record["strict"] = "1"
+            if msg.campaign:
+                record["campaign"] = msg.campaign
+            who = msg.session_id if msg.provider == WEBJS else CLOUD
+            event = Event(MESSAGE_QUEUED, ws, msg.session_id or None,
+                          {"message_id": msg.message_id, "to": msg.to, "priority": msg.priority,
+                           "provider": msg.provider, "type": msg.kind}, ts=now)
+            fp = request_fingerprint or fingerprint(msg.to, msg.text, msg.priority, msg.session_id)
+            fps.append(fp)
+            call_keys += [keys.idempotency(ws, idempotency_key or "-"), keys.message(ws, msg.message_id),
+                          keys.message_history(ws, msg.message_id),
+                          queue_of(ws, msg.provider, msg.session_id, msg.priority)]
+            args += [msg.message_id, orjson.dumps(record).decode(), history_entry("queued", now, provider=msg.provider),
+                     encode(event), fp, "1" if idempotency_key else "0",
+                     f"{msg.campaign}|{who}|queued" if msg.campaign else ""]
+        return call_keys, args, fps
 
     async def get(self, ws: str, message_id: str) -> dict[str, Any] | None:
         """The record of workspace `ws`'s message with its history; None when it has none by that id."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
@@ -81,3 +82,13 @@ async def test_a_chunk_whose_script_fails_answers_each_of_its_items_with_the_err
     await redis.set(keys.queue("wa", "s1", "normal"), "not a stream")  # the script's XADD fails: WRONGTYPE
     got = await store.start_accepts([(_msg(1), "a", None), (_msg(2), "b", None)])
     assert len(got) == 2 and all(isinstance(r, ResponseError) for r in got), got
+
+
+async def test_one_call_takes_the_messages_of_one_workspace(redis: aioredis.Redis) -> None:
+    """Its keys share the workspace's hash slot and its events stream: a message of another workspace in the
+    same call would be written beside the wrong events (and fail on a Redis Cluster)."""
+    store = MessageStore(redis, batch=Batcher(redis))
+    other = OutboundMessage("msg_00000000000000ff", "other", "s1", "15550001111", "text", "normal", WEBJS)
+    with pytest.raises(ValueError, match="one workspace"):
+        store.start_accepts([(_msg(1), None, None), (other, None, None)])
+    assert await redis.exists(keys.message("wa", _msg(1).message_id)) == 0
