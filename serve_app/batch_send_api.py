@@ -30,6 +30,7 @@ from wa_ray.serve_app.openapi import errors
 from wa_ray.serve_app.send_models import AnySend, SendMessage
 from wa_ray.storage.messages import ACCEPT_CHUNK, Accepted
 from wa_ray.storage.plan_limits import PlanLimitStore
+from wa_ray.ids import new_ids
 
 router = APIRouter(tags=["messages"])
 MAX_ITEMS = 1000
@@ -105,10 +106,12 @@ async def send_batch(body: BatchIn, request: Request, ws: str = Depends(writable
         else:
             parsed[index] = one
 
+    ids = dict(zip(parsed, new_ids("msg", len(parsed)), strict=True))
+
     async def prepared(index: int) -> tuple[int, Any]:
         send, key = parsed[index]
         try:
-            msg, fp = await messages_api.prepare(c, snap, ws, send)
+            msg, fp = await messages_api.prepare(c, snap, ws, send, ids[index])
             return index, (msg, fp, key, await messages_api.charge(c, snap, ws, key))
         except ApiError as exc:
             return index, _refused(index, exc)

@@ -44,9 +44,11 @@ async def send_message(body: SendMessage, request: Request, ws: str = Depends(wr
     return JSONResponse(accepted.model_dump(), 202)
 
 
-async def prepare(c: AppContext, snap: Snapshot, ws: str, body: AnySend) -> tuple[OutboundMessage, str]:
+async def prepare(c: AppContext, snap: Snapshot, ws: str, body: AnySend,
+                  message_id: str | None = None) -> tuple[OutboundMessage, str]:
     """The message as it will be stored, routed, and its request fingerprint; every check that may refuse it
-    (ApiError), before anything is stored or counted."""
+    (ApiError), before anything is stored or counted. `message_id`: one minted ahead (a batch mints its ids
+    at once), else a new one."""
     kind = body.kind
     strict = ("strict",) if body.strict else ()  # a part only when set: other fingerprints stay as they were
     if kind == Kind.TEXT and not body.preview_url and body.reply_to is None:
@@ -59,7 +61,7 @@ async def prepare(c: AppContext, snap: Snapshot, ws: str, body: AnySend) -> tupl
         provider, sid = await _route_strict(c, snap, ws, kind, body.session_id)
     else:
         provider, sid = await _route_kind(c, snap, ws, kind, body.session_id, web_only=_web_only(body.to))
-    return OutboundMessage(new_id("msg"), ws, sid, body.to, body.text_of(), body.priority, provider,
+    return OutboundMessage(message_id or new_id("msg"), ws, sid, body.to, body.text_of(), body.priority, provider,
                            kind=kind.value, content=content, strict=body.strict), fp
 
 
