@@ -101,7 +101,8 @@ def test_the_frontend_binds_where_the_operator_said(tmp_path: Path, host: str, b
     assert checked.returncode == 0, checked.stderr
 
 
-@pytest.mark.parametrize("change", ["metrics log", "no frontend bind", "no admin socket", "two frontend binds"])
+@pytest.mark.parametrize("change", ["metrics log", "no frontend bind", "no admin socket", "two frontend binds",
+                                    "a gRPC frontend", "a listener on another address"])
 def test_a_configuration_of_another_shape_is_refused(tmp_path: Path, change: str) -> None:
     config = rays_config(tmp_path, metrics=change == "metrics log")  # a per-request log line to a socket
     if change == "no frontend bind":
@@ -110,6 +111,10 @@ def test_a_configuration_of_another_shape_is_refused(tmp_path: Path, change: str
         config = "\n".join(line for line in config.splitlines() if "stats socket" not in line)
     if change == "two frontend binds":
         config = config.replace("    bind 127.0.0.1:8000\n", "    bind 127.0.0.1:8000\n    bind 127.0.0.1:8001\n")
+    if change == "a gRPC frontend":  # not a line Ray writes today: one that binds every interface its own way
+        config += "frontend grpc_frontend\n    bind :9000 proto h2\n    default_backend default_backend\n"
+    if change == "a listener on another address":
+        config = config.replace("  bind *:8404\n", "  bind 10.1.2.3:8404\n")
     with pytest.raises(UnexpectedConfig):
         harden(config, HardenOptions())
 

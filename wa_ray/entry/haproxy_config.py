@@ -23,8 +23,9 @@ the same arguments. What `harden()` changes, and why each:
   own uvicorn (ports 30000-31000) and Serve's fallback proxy serve plain HTTP on loopback only, and the
   frontend is bound to WA_HTTP_HOST here: HAProxy is the only listener a client elsewhere can reach.
 - **Loopback only for HAProxy's own listeners.** Ray binds its Prometheus exporter and stats page to every
-  interface (`bind :9101`, `bind *:8404`): bound to 127.0.0.1. Its admin socket is made 0600 (Ray makes it
-  0666; the HAProxyManager runs as the same user).
+  interface (`bind :9101`, `bind *:8404`): bound to 127.0.0.1. Any other listener outside the frontend that is
+  not on loopback (a gRPC frontend's `bind :9000 proto h2`, should Ray write one) is refused, not guessed at.
+  Its admin socket is made 0600 (Ray makes it 0666; the HAProxyManager runs as the same user).
 
 HAProxy is the HAProxyManager's child and Ray does not stop it when that worker dies (a crashed node, `ray stop`):
 the launcher asks the kernel to end it with its parent (PR_SET_PDEATHSIG survives the exec), so no HAProxy of
@@ -47,6 +48,8 @@ from pathlib import Path
 
 HTTP_FRONTEND = "frontend http_frontend"
 _ANY_INTERFACE_BIND = re.compile(r"^(\s*)bind\s+(?:\*|0\.0\.0\.0)?:(\d+)\s*$")
+# A listener of HAProxy's own (stats, Prometheus) that is already on loopback, or a unix socket: kept as it is.
+_LOOPBACK_BIND = re.compile(r"^\s*bind\s+(?:127\.0\.0\.1:\d+|\[::1\]:\d+|/\S+|unix@\S+)(?:\s|$)")
 _FRONTEND_BIND = re.compile(r"^(\s*)bind\s+(\S+)\s*$")
 _ADMIN_SOCKET_MODE = re.compile(r"(stats socket \S+ .*)\bmode 666\b")
 
@@ -92,8 +95,11 @@ def harden(config: str, options: HardenOptions) -> str:
                     f"{indent}http-request set-header X-Forwarded-Proto {'https' if tls else 'http'}"]
             frontend_bound = True
             continue
-        if section != HTTP_FRONTEND and (match := _ANY_INTERFACE_BIND.match(line)):
-            line = f"{match.group(1)}bind 127.0.0.1:{match.group(2)}"
+        if section != HTTP_FRONTEND and words[:1] == ["bind"]:
+            if match := _ANY_INTERFACE_BIND.match(line):
+                line = f"{match.group(1)}bind 127.0.0.1:{match.group(2)}"
+            elif not _LOOPBACK_BIND.match(line):  # e.g. a gRPC frontend's `bind :9000 proto h2`: not ours to guess
+                raise UnexpectedConfig(f"a listener beyond loopback in {section!r}: {stripped!r}")
         out.append(line)
     if not frontend_bound or not admin_socket:
         raise UnexpectedConfig("no HTTP frontend bind" if not frontend_bound else "no admin socket")
