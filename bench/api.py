@@ -145,8 +145,11 @@ def _stats(shots: list[Shot], lag: list[float], rate: float, expect: int) -> dic
 
 # The processes that serve a request; their CPU over a phase divided by the requests it issued
 # (warm-up included, as the CPU window includes it) is the CPU a request costs on each.
-SERVING = ("ray::ProxyActor", "ray::ServeReplica(Ingress)", "ray::ServeReplica(BenchTrivial)", "redis-server",
-           "bare-starlette", "haproxy", "ray::HAProxyManager")  # the last two: WA_INGRESS=haproxy
+# Each target's path; the processes of the others are no part of its sum.
+PATHS = {"bare": ("bare-starlette",), "serve-trivial": ("ray::ProxyActor", "ray::ServeReplica(BenchTrivial)"),
+         "wa-ray": ("ray::ProxyActor", "ray::ServeReplica(Ingress)", "redis-server",
+                    "haproxy", "ray::HAProxyManager")}  # the last two: WA_INGRESS=haproxy
+SERVING = tuple(dict.fromkeys(process for path in PATHS.values() for process in path))
 
 
 def cpu_per_request(cpu: dict[str, Any], issued: int, target: str) -> dict[str, float]:
@@ -155,9 +158,7 @@ def cpu_per_request(cpu: dict[str, Any], issued: int, target: str) -> dict[str, 
         return {}
     wall = float(cpu["wall_s"])
     by = {k: round(v * wall * 1000 / issued, 3) for k, v in cpu["by_component_cores"].items() if k in SERVING and v}
-    path = {"bare": ("bare-starlette",),
-            "serve-trivial": ("ray::ProxyActor", "ray::ServeReplica(BenchTrivial)")}.get(
-        target, ("ray::ProxyActor", "ray::ServeReplica(Ingress)", "redis-server", "haproxy", "ray::HAProxyManager"))
+    path = PATHS.get(target, PATHS["wa-ray"])
     return {**by, "serving": round(sum(v for k, v in by.items() if k in path), 3)}
 
 

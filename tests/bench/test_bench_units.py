@@ -58,3 +58,16 @@ def test_crypto_bench_small(tmp_path: Path) -> None:
     assert stats["encrypt_decrypt"]["n"] == 2 and stats["file_store_save_load"]["median_ms"] > 0
     assert env.results["overhead_bytes"] == 4 + 8 + 12 + 16  # magic, key id, nonce, GCM tag
     assert env.goals[0]["met"] is True and paths["md"].exists()
+
+
+def test_cpu_per_request_sums_only_the_processes_on_the_targets_path() -> None:
+    from wa_ray.bench.api import cpu_per_request
+
+    cpu = {"wall_s": 10.0, "by_component_cores": {
+        "ray::ProxyActor": 0.1, "ray::ServeReplica(Ingress)": 0.3, "redis-server": 0.05, "haproxy": 0.02,
+        "ray::ServeReplica(BenchTrivial)": 0.2, "bare-starlette": 0.4, "chromium": 0.9}}
+    wa = cpu_per_request(cpu, 1000, "wa-ray")
+    assert wa["serving"] == 4.7 and "chromium" not in wa  # 0.1 + 0.3 + 0.05 + 0.02 cores over 10 s, 1,000 requests
+    assert cpu_per_request(cpu, 1000, "serve-trivial")["serving"] == 3.0
+    assert cpu_per_request(cpu, 1000, "bare")["serving"] == 4.0
+    assert cpu_per_request(cpu, 0, "bare") == {}
