@@ -53,7 +53,7 @@ _RANK = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4, "faile
 # record JSON, history entry, event, request fingerprint, '1' when it has an Idempotency-Key, campaign count
 # field or ''). What every message of a call shares is sent once: a batch's 1,000 messages were 16,000 arguments
 # for redis-py to pack, now 11,000 (the packing was a fifth of the Ingress's CPU in a batch; bench/results/
-# experiments/accept-batch-args-20261208). Replies: {created, value} per message, flat; `value` is the new id, or
+# experiments/accept-batch-args-20261207). Replies: {created, value} per message, flat; `value` is the new id, or
 # for a repeat `first id|first fingerprint`. Kept to ACCEPT_CHUNK messages a call, so one script never holds
 # Redis for long (each message is a few commands).
 _ACCEPT = """
