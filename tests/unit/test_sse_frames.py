@@ -9,13 +9,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+import pytest
 import redis.asyncio as aioredis
 from sse_starlette import ServerSentEvent
 
 from wa_ray.events import Event
+from wa_ray.serve_app import sse
 from wa_ray.serve_app.sse import QUEUE_MAX, EventFilter, EventHub, event_stream
 from wa_ray.storage import keys
-from wa_ray.storage.events import EventLog, decode
+from wa_ray.storage.events import EventLog, decode, encode, stored_type
 
 WS = "ws-frames"
 # (types, session_id) of the streams compared: all events; two types; one session
@@ -137,5 +139,44 @@ async def test_filtered_out_events_take_no_queue_room(redis: aioredis.Redis) -> 
             # a stream that wants them all and never reads is still ended (it resumes with Last-Event-ID); the
             # hub offered it the session.qr's whole read before qr_only could take it
             assert everything.overflowed and everything.queue.get_nowait() is None
+    finally:
+        await hub.close()
+
+
+def test_the_type_is_read_off_what_encode_stored_and_nothing_else() -> None:
+    assert stored_type(encode(Event("message.queued", WS, "s1", {"type": "x"}))) == "message.queued"
+    assert [stored_type(stored) for stored in HAND_WRITTEN] == [None, None, None, None]
+    assert stored_type('{"type":"a\\"b","data":{}}') is None  # an escape: decode it to know
+    assert stored_type('{"type":null}') is None and stored_type('{"type":"unterminated') is None
+
+
+async def test_a_feed_decodes_only_what_a_subscriber_may_want(redis: aioredis.Redis,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded: list[str] = []
+
+    def counting(entry_id: str, stored: str) -> dict[str, Any]:
+        decoded.append(entry_id)
+        return decode(entry_id, {"e": stored})
+    monkeypatch.setattr(sse, "decode_stored", counting)
+    hub = EventHub(redis, EventLog(redis), linger_s=0)
+    log = EventLog(redis)
+    try:
+        async with hub.subscribe(WS, EventFilter(frozenset({"session.qr"}))) as (qr_only, _):
+            pipe = redis.pipeline(transaction=False)
+            for n in range(50):
+                log.publish_in(pipe, Event("message.queued", WS, "s1", {"n": n}))
+            log.publish_in(pipe, Event("session.qr", WS, "s1", {"qr": "q"}))
+            await pipe.execute()
+            await redis.xadd(keys.events(WS), {"e": HAND_WRITTEN[0]})  # untyped without decoding: decoded
+            got = await asyncio.wait_for(qr_only.queue.get(), 10)
+            assert got is not None and got.type == "session.qr"
+            last = (await redis.xrevrange(keys.events(WS), count=1))[0][0]
+            for _ in range(100):  # the hand-written entry may come in a read of its own
+                if len(decoded) == 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert decoded == [got.id, last], "only the session.qr and the entry it could not type"
+            async with hub.subscribe(WS) as (_, start):
+                assert start == last, "the cursor moved past what nobody wanted"
     finally:
         await hub.close()
