@@ -196,10 +196,11 @@ async def test_the_loop_retries_later_and_errors_until_a_final_outcome(redis) ->
     task = asyncio.create_task(consumer.run())
     try:
         await _until(lambda: _drained(redis))
+        assert consumer.adopted == {"ws1"}  # (a cancelled lease gives the lane up for the next adoption)
     finally:
-        task.cancel()
+        await _stop(task)
     assert consumer.calls == {"m0": 3, "m1": 2, "m2": 1}
-    assert consumer.in_flight() == 0 and consumer.adopted == {"ws1"}
+    assert consumer.in_flight() == 0
 
 
 async def test_a_new_incarnation_adopts_what_a_dead_one_left(redis) -> None:
@@ -212,7 +213,7 @@ async def test_a_new_incarnation_adopts_what_a_dead_one_left(redis) -> None:
     try:
         await _until(lambda: _drained(redis))
     finally:
-        task.cancel()
+        await _stop(task)
     assert consumer.calls == {"m0": 1, "m1": 1}
     assert await _pending(redis) == {"new": 0}
 
@@ -230,7 +231,7 @@ async def test_a_trimmed_entry_is_dropped_and_acknowledged(redis) -> None:
             return not any((await _pending(redis)).values())
         await _until(nothing_pending)
     finally:
-        task.cancel()
+        await _stop(task)
     assert consumer.calls == {}
 
 
@@ -250,7 +251,7 @@ async def test_in_flight_bounds_hold_per_consumer_and_per_lane(redis) -> None:
         hold.set()
         await _until(lambda: _both_drained(redis, other))
     finally:
-        task.cancel()
+        await _stop(task)
 
     await _add(redis, 5)
     hold = asyncio.Event()
@@ -263,7 +264,7 @@ async def test_in_flight_bounds_hold_per_consumer_and_per_lane(redis) -> None:
         hold.set()
         await _until(lambda: _drained(redis))
     finally:
-        task.cancel()
+        await _stop(task)
     assert bounded.peak <= 2
 
 
@@ -280,8 +281,20 @@ async def test_an_entry_in_flight_is_not_started_twice(redis) -> None:
         hold.set()
         await _until(lambda: _true(consumer.in_flight() == 0))
     finally:
-        task.cancel()
+        await _stop(task)
     assert await _pending(redis) == {"c": 1}, "the duplicate stays pending, for the next adoption"
+
+
+async def _stop(task: asyncio.Task) -> None:
+    """Cancel a consumer's loop until it has ended. The event loop is the session's: a loop left running goes
+    on reading the next test's entries of the same stream and group, and a consumer of the same name there
+    (most are "c") also reads what that test's consumer holds. Seen once in CI: the next test's consumer leased
+    two entries and found them handled by someone else. A single cancel can be lost (Python 3.11's wait_for,
+    used under redis-py's commands, may return a result that came at the same moment and drop the cancel; see
+    tests/messages/test_sender_heartbeat.py), so it is repeated until the task is done."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=1)
 
 
 async def _true(value: bool) -> bool:
@@ -314,7 +327,6 @@ async def test_what_a_failed_lease_took_is_handled_after_the_lane_is_adopted_aga
         await _add(redis, 2)
         await _until(lambda: _drained(redis))
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await _stop(task)
     assert consumer.lost and consumer.calls == {"m0": 1, "m1": 1}
     assert await _pending(redis) == {"c": 0}
